@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`. Both install libtorch once per
+# machine (scripts/setup-libtorch.sh, cached outside the repository) and build with it.
+SHELL := /bin/bash
+LIBTORCH_ENV = eval "$$(bash scripts/setup-libtorch.sh --env)"
+CARGO_FLAGS ?=
+
+.PHONY: setup build release demo test bench clean-demo
+
+setup:
+	@bash scripts/setup-libtorch.sh --env >/dev/null
+
+build: setup
+	@$(LIBTORCH_ENV) && cargo build $(CARGO_FLAGS)
+
+release: setup
+	@$(LIBTORCH_ENV) && cargo build --release
+
+# Generates the synthetic demo data and trains on it: the TUI on a terminal, progress lines otherwise.
+demo: release
+	@./target/release/dino demo
+
+test: setup
+	@$(LIBTORCH_ENV) && cargo test $(CARGO_FLAGS)
+
+bench: release
+	@$(LIBTORCH_ENV) && bash scripts/bench.sh
+
+clean-demo:
+	rm -rf demo

@@ -1,0 +1,381 @@
+//! Command-line surface. Training flags are spelled exactly as the reference `main_dino.py` spells
+//! them (`--batch_size_per_gpu`, `--global_crops_scale A B`, ...), so its README commands run with
+//! only the program name changed. Every flag is optional: unset flags keep the preset's value.
+
+use crate::config::{ConfigError, OptimizerKind, TrainConfig};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dino",
+    version,
+    about = "Train DINO self-supervised vision models on libtorch; watch and steer them from a terminal",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a DINO model (TUI when a terminal is attached, progress lines otherwise)
+    Train(TrainArgs),
+    /// Train with the live terminal UI
+    Tui(TrainArgs),
+    /// Open the TUI on a run started elsewhere
+    Attach {
+        /// Run directory (default: pick from `dino runs`)
+        run_dir: Option<PathBuf>,
+    },
+    /// Send a command to a live run: status, pause, resume, checkpoint, stop, set KEY=VALUE, eval knn|linear
+    Ctl {
+        run_dir: PathBuf,
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Evaluate a trained model
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Score images as outliers, mislabeled or duplicates, and draw the embedding map
+    Outliers(PassThroughArgs),
+    /// List runs with their status
+    Runs {
+        /// Folder holding run directories (default ./runs)
+        dir: Option<PathBuf>,
+    },
+    /// Generate a synthetic data set and train on it (the quick demo)
+    Demo(DemoArgs),
+    /// Write the synthetic demo data set (pretext/, train/CLASS/, val/CLASS/) into DIR
+    MakeDemoData {
+        dir: PathBuf,
+        /// Images per class in train/ (val/ gets a quarter, pretext/ the same again unlabeled)
+        #[arg(long, default_value_t = 60)]
+        per_class: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Side of the square images in pixels
+        #[arg(long, default_value_t = 48)]
+        size: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Weighted k-NN classification on frozen features
+    Knn(PassThroughArgs),
+    /// Linear probe on frozen features
+    Linear(PassThroughArgs),
+    /// Accuracy as a function of labeled images per class
+    LabelEfficiency(PassThroughArgs),
+}
+
+/// Arguments of commands whose flags arrive with their own issue.
+#[derive(Debug, Args)]
+pub struct PassThroughArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo data and run go
+    #[arg(long, default_value = "demo")]
+    pub dir: PathBuf,
+    /// Force progress lines instead of the TUI
+    #[arg(long)]
+    pub headless: bool,
+    /// Override the number of epochs of the demo preset
+    #[arg(long)]
+    pub epochs: Option<i64>,
+}
+
+/// The reference's `bool_flag`: on/true/1 and off/false/0.
+pub fn bool_flag(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("invalid value for a boolean flag: {s} (use true or false)")),
+    }
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrainArgs {
+    /// TOML preset to start from (see configs/); flags given here override it
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the effective config as TOML and exit
+    #[arg(long = "print-config")]
+    pub print_config: bool,
+
+    /// Architecture: vit_tiny, vit_small, vit_base, resnet18, resnet50
+    #[arg(long, help_heading = "Model")]
+    pub arch: Option<String>,
+    /// Size in pixels of input square patches (ViT)
+    #[arg(long, help_heading = "Model")]
+    pub patch_size: Option<i64>,
+    /// Custom ViT width (overrides the arch preset)
+    #[arg(long, help_heading = "Model")]
+    pub embed_dim: Option<i64>,
+    /// Custom ViT depth (overrides the arch preset)
+    #[arg(long, help_heading = "Model")]
+    pub depth: Option<i64>,
+    /// Custom ViT number of heads (overrides the arch preset)
+    #[arg(long, help_heading = "Model")]
+    pub num_heads: Option<i64>,
+    /// Dimensionality of the DINO head output
+    #[arg(long, help_heading = "Model")]
+    pub out_dim: Option<i64>,
+    /// Weight-normalise the last layer of the head with a fixed norm (true/false)
+    #[arg(long, value_parser = bool_flag, help_heading = "Model")]
+    pub norm_last_layer: Option<bool>,
+    /// Base EMA parameter for the teacher update (cosine to 1 during training)
+    #[arg(long, help_heading = "Model")]
+    pub momentum_teacher: Option<f64>,
+    /// Use batch normalisation in the projection head (true/false)
+    #[arg(long, value_parser = bool_flag, help_heading = "Model")]
+    pub use_bn_in_head: Option<bool>,
+    /// Hidden width of the head's MLP
+    #[arg(long, help_heading = "Model")]
+    pub head_hidden_dim: Option<i64>,
+    /// Bottleneck width of the head's MLP
+    #[arg(long, help_heading = "Model")]
+    pub head_bottleneck_dim: Option<i64>,
+
+    /// Initial teacher temperature (linear warm-up to --teacher_temp)
+    #[arg(long, help_heading = "Temperature")]
+    pub warmup_teacher_temp: Option<f64>,
+    /// Final teacher temperature
+    #[arg(long, help_heading = "Temperature")]
+    pub teacher_temp: Option<f64>,
+    /// Epochs of teacher temperature warm-up
+    #[arg(long, help_heading = "Temperature")]
+    pub warmup_teacher_temp_epochs: Option<i64>,
+
+    /// Mixed precision on CUDA (true/false); CPU always runs float32
+    #[arg(long, value_parser = bool_flag, help_heading = "Optimisation")]
+    pub use_fp16: Option<bool>,
+    /// Initial weight decay (cosine schedule to --weight_decay_end)
+    #[arg(long, help_heading = "Optimisation")]
+    pub weight_decay: Option<f64>,
+    /// Final weight decay
+    #[arg(long, help_heading = "Optimisation")]
+    pub weight_decay_end: Option<f64>,
+    /// Maximal gradient norm per parameter (0 disables clipping)
+    #[arg(long, help_heading = "Optimisation")]
+    pub clip_grad: Option<f64>,
+    /// Images per device per step
+    #[arg(long, help_heading = "Optimisation")]
+    pub batch_size_per_gpu: Option<i64>,
+    /// Number of epochs
+    #[arg(long, help_heading = "Optimisation")]
+    pub epochs: Option<i64>,
+    /// Epochs during which the head's last layer is kept fixed
+    #[arg(long, help_heading = "Optimisation")]
+    pub freeze_last_layer: Option<i64>,
+    /// Peak learning rate at batch 256 (scaled by batch size / 256)
+    #[arg(long, help_heading = "Optimisation")]
+    pub lr: Option<f64>,
+    /// Epochs of linear learning-rate warm-up
+    #[arg(long, help_heading = "Optimisation")]
+    pub warmup_epochs: Option<i64>,
+    /// Final learning rate of the cosine schedule
+    #[arg(long, help_heading = "Optimisation")]
+    pub min_lr: Option<f64>,
+    /// Optimizer: adamw, sgd, lars
+    #[arg(long, help_heading = "Optimisation")]
+    pub optimizer: Option<String>,
+    /// Stochastic depth rate
+    #[arg(long, help_heading = "Optimisation")]
+    pub drop_path_rate: Option<f64>,
+
+    /// Scale range of the global crops: MIN MAX
+    #[arg(long, num_args = 2, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
+    pub global_crops_scale: Option<Vec<f64>>,
+    /// Number of small local views (0 disables them)
+    #[arg(long, help_heading = "Multi-crop")]
+    pub local_crops_number: Option<i64>,
+    /// Scale range of the local crops: MIN MAX
+    #[arg(long, num_args = 2, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
+    pub local_crops_scale: Option<Vec<f64>>,
+    /// Side of the global crops in pixels
+    #[arg(long, help_heading = "Multi-crop")]
+    pub global_crop_size: Option<i64>,
+    /// Side of the local crops in pixels
+    #[arg(long, help_heading = "Multi-crop")]
+    pub local_crop_size: Option<i64>,
+
+    /// Data-set root: pretext/ (training), train/CLASS/ and val/CLASS/ (evaluation)
+    #[arg(long, help_heading = "Run")]
+    pub data_path: Option<PathBuf>,
+    /// Run directory (default runs/NAME)
+    #[arg(long, help_heading = "Run")]
+    pub output_dir: Option<PathBuf>,
+    /// Run name (default ARCH-TIMESTAMP)
+    #[arg(long, help_heading = "Run")]
+    pub name: Option<String>,
+    /// Save a numbered checkpoint every N epochs (0: only checkpoint-latest)
+    #[arg(long, help_heading = "Run")]
+    pub saveckp_freq: Option<i64>,
+    /// Random seed
+    #[arg(long, help_heading = "Run")]
+    pub seed: Option<u64>,
+    /// Data-loading worker threads
+    #[arg(long, help_heading = "Run")]
+    pub num_workers: Option<usize>,
+    /// Device: auto, cpu, cuda, cuda:N
+    #[arg(long, help_heading = "Run")]
+    pub device: Option<String>,
+    /// Progress lines instead of the TUI, even on a terminal
+    #[arg(long, help_heading = "Run")]
+    pub headless: bool,
+    /// Headless progress line every N iterations
+    #[arg(long, help_heading = "Run")]
+    pub print_freq: Option<i64>,
+}
+
+fn pair(setting: &str, v: &[f64]) -> Result<(f64, f64), ConfigError> {
+    match v {
+        [a, b] => Ok((*a, *b)),
+        _ => Err(ConfigError::invalid(setting, format!("{v:?}"), "two numbers MIN MAX")),
+    }
+}
+
+impl TrainArgs {
+    /// Starts from `--config` (or the reference defaults), applies every flag given, validates.
+    pub fn resolve(&self) -> Result<TrainConfig, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => TrainConfig::from_toml_file(path)?,
+            None => TrainConfig::default(),
+        };
+        self.apply(&mut c)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Applies the flags that were given on top of `c`.
+    pub fn apply(&self, c: &mut TrainConfig) -> Result<(), ConfigError> {
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &self.$field { c.$field = v.clone(); }
+            )*};
+        }
+        set!(
+            arch, patch_size, out_dim, norm_last_layer, momentum_teacher, use_bn_in_head,
+            head_hidden_dim, head_bottleneck_dim, warmup_teacher_temp, teacher_temp,
+            warmup_teacher_temp_epochs, use_fp16, weight_decay, weight_decay_end, clip_grad,
+            batch_size_per_gpu, epochs, freeze_last_layer, lr, warmup_epochs, min_lr,
+            drop_path_rate, local_crops_number, global_crop_size, local_crop_size, data_path,
+            saveckp_freq, seed, num_workers, device, print_freq
+        );
+        if self.embed_dim.is_some() {
+            c.embed_dim = self.embed_dim;
+        }
+        if self.depth.is_some() {
+            c.depth = self.depth;
+        }
+        if self.num_heads.is_some() {
+            c.num_heads = self.num_heads;
+        }
+        if self.output_dir.is_some() {
+            c.output_dir = self.output_dir.clone();
+        }
+        if self.name.is_some() {
+            c.name = self.name.clone();
+        }
+        if let Some(o) = &self.optimizer {
+            c.optimizer = OptimizerKind::parse(o)?;
+        }
+        if let Some(v) = &self.global_crops_scale {
+            c.global_crops_scale = pair("global_crops_scale", v)?;
+        }
+        if let Some(v) = &self.local_crops_scale {
+            c.local_crops_scale = pair("local_crops_scale", v)?;
+        }
+        if self.headless {
+            c.headless = true;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> TrainArgs {
+        let argv = line.split_whitespace();
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Train(a) => a,
+            other => panic!("not train: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn readme_vit_tiny_command_parses() {
+        let a = parse(
+            "dino train --arch vit_tiny --epochs 2 --data_path DATA --saveckp_freq 1 \
+             --batch_size_per_gpu 32 --num_workers 2",
+        );
+        let c = a.resolve().unwrap();
+        assert_eq!(c.arch, "vit_tiny");
+        assert_eq!(c.epochs, 2);
+        assert_eq!(c.data_path, PathBuf::from("DATA"));
+        assert_eq!(c.saveckp_freq, 1);
+        assert_eq!(c.batch_size_per_gpu, 32);
+        assert_eq!(c.num_workers, 2);
+        // Untouched settings keep the reference defaults.
+        assert_eq!(c.out_dim, 65536);
+        assert_eq!(c.optimizer, OptimizerKind::Adamw);
+    }
+
+    #[test]
+    fn readme_resnet50_command_parses() {
+        let a = parse(
+            "dino train --arch resnet50 --optimizer sgd --weight_decay 1e-4 --lr 0.03 \
+             --weight_decay_end 1e-4 --global_crops_scale 0.14 1 --local_crops_scale 0.05 0.14 \
+             --epochs 800 --data_path DATA --saveckp_freq 10 --batch_size_per_gpu 32 --num_workers 2",
+        );
+        let c = a.resolve().unwrap();
+        assert_eq!(c.arch, "resnet50");
+        assert_eq!(c.optimizer, OptimizerKind::Sgd);
+        assert_eq!(c.weight_decay, 1e-4);
+        assert_eq!(c.weight_decay_end, 1e-4);
+        assert_eq!(c.lr, 0.03);
+        assert_eq!(c.global_crops_scale, (0.14, 1.0));
+        assert_eq!(c.local_crops_scale, (0.05, 0.14));
+        assert_eq!(c.epochs, 800);
+    }
+
+    #[test]
+    fn bool_flags_take_values_like_the_reference() {
+        let c = parse("dino train --norm_last_layer false --use_fp16 0 --use_bn_in_head true")
+            .resolve()
+            .unwrap();
+        assert!(!c.norm_last_layer && !c.use_fp16 && c.use_bn_in_head);
+        assert!(Cli::try_parse_from(["dino", "train", "--use_fp16", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_reported_by_name() {
+        let e = parse("dino train --lr -0.1").resolve().unwrap_err().to_string();
+        assert!(e.contains("--lr"), "{e}");
+        let e = parse("dino train --arch nonsense").resolve().unwrap_err().to_string();
+        assert!(e.contains("--arch"), "{e}");
+        let e = parse("dino train --optimizer adam").resolve().unwrap_err().to_string();
+        assert!(e.contains("--optimizer") && e.contains("lars"), "{e}");
+        let e = parse("dino train --local_crops_scale 0.05 1.4").resolve().unwrap_err().to_string();
+        assert!(e.contains("--local_crops_scale"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_a_preset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.toml");
+        std::fs::write(&p, "arch = \"vit_tiny\"\nepochs = 7\nlr = 0.01\n").unwrap();
+        let a = parse(&format!("dino train --config {} --epochs 3", p.display()));
+        let c = a.resolve().unwrap();
+        assert_eq!((c.arch.as_str(), c.epochs, c.lr), ("vit_tiny", 3, 0.01));
+    }
+}

@@ -1,0 +1,2 @@
+//! The run: its directory (the single source of truth), its logs and the protocol its clients speak.
+pub mod protocol;

@@ -1,0 +1,171 @@
+//! The one protocol between a trainer and whoever watches it: the in-process TUI, an attached TUI,
+//! `dino ctl`. Both directions are plain serde enums, sent over channels in-process and as JSON
+//! lines over the run's control socket, so every client speaks the same language.
+
+use crate::train::schedule::{ScheduleEdit, ScheduleName};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What a client asks of the trainer; taken between iterations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "cmd")]
+pub enum Command {
+    Pause,
+    Resume,
+    /// Write `checkpoint-latest` now (and report it).
+    Checkpoint,
+    /// Stop after the current iteration; checkpoint first when asked.
+    Stop { checkpoint: bool },
+    /// Change a schedule from an iteration on.
+    EditSchedule(ScheduleEdit),
+    /// Remove the last edit of a schedule.
+    UndoScheduleEdit { schedule: ScheduleName },
+    /// Run an evaluation on the current teacher.
+    Eval { kind: EvalKind },
+    /// Ask for a `Status` event.
+    Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalKind {
+    Knn,
+    Linear,
+    Outliers,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Starting,
+    Running,
+    Paused,
+    /// Stopped on request before the last epoch.
+    Stopped,
+    Finished,
+    /// Ended by an error or a non-finite loss.
+    Failed,
+}
+
+impl RunState {
+    pub fn is_over(self) -> bool {
+        matches!(self, Self::Stopped | Self::Finished | Self::Failed)
+    }
+}
+
+/// One training iteration, as written to `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterMetrics {
+    /// Global iteration, 0-based.
+    pub iter: usize,
+    pub epoch: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub wd: f64,
+    pub teacher_temp: f64,
+    pub momentum: f64,
+    /// Wall time of the iteration in seconds, data wait included.
+    pub iter_time: f64,
+    /// Seconds the trainer waited for the loader.
+    pub data_time: f64,
+    pub images_per_s: f64,
+    /// Mean entropy of the teacher's softmax output (near 0: one-dimension collapse).
+    pub teacher_entropy: f64,
+    /// Mean KL(teacher || student) over the loss's view pairs.
+    pub kl: f64,
+    /// Unix time in seconds.
+    pub time: f64,
+}
+
+/// Reference-style per-epoch summary (`log.txt`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochSummary {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_lr: f64,
+    pub train_wd: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    pub path: PathBuf,
+    pub epoch: usize,
+    /// Iterations completed when it was written.
+    pub iter: usize,
+    pub bytes: u64,
+    pub loss: Option<f64>,
+    pub time: f64,
+}
+
+/// Static facts about a run, sent once when a client connects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub run_dir: PathBuf,
+    pub name: String,
+    pub arch: String,
+    pub device: String,
+    pub epochs: usize,
+    pub niter_per_ep: usize,
+    pub batch_size: usize,
+    pub out_dim: usize,
+    pub num_images: usize,
+    /// Iteration the run (re)started from.
+    pub start_iter: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    NonFiniteLoss,
+    UniformCollapse,
+    DimensionCollapse,
+}
+
+/// What the trainer reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum Event {
+    Started(RunInfo),
+    Metrics(IterMetrics),
+    Epoch(EpochSummary),
+    State { state: RunState, iter: usize },
+    CheckpointSaved(CheckpointInfo),
+    /// The full current curves (sent at start and after every edit or undo).
+    Schedules { schedules: Vec<(ScheduleName, crate::train::schedule::Schedule)> },
+    ScheduleEdited { edit: ScheduleEdit },
+    ScheduleUndone { schedule: ScheduleName },
+    Alarm { kind: AlarmKind, message: String, iter: usize },
+    /// A file the loader could not decode, or another recoverable problem.
+    Warning { message: String },
+    EvalProgress { kind: EvalKind, done: usize, total: usize },
+    EvalResult { kind: EvalKind, summary: String, json: serde_json::Value },
+    /// A command could not be carried out, or the trainer failed.
+    Error { message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::schedule::EditKind;
+
+    #[test]
+    fn commands_round_trip_as_json_lines() {
+        let cmds = [
+            Command::Pause,
+            Command::Stop { checkpoint: true },
+            Command::EditSchedule(ScheduleEdit {
+                schedule: ScheduleName::Lr,
+                from_iter: 10,
+                kind: EditKind::Constant(1e-4),
+            }),
+            Command::Eval { kind: EvalKind::Knn },
+        ];
+        for c in cmds {
+            let line = serde_json::to_string(&c).unwrap();
+            assert!(!line.contains('\n'));
+            assert_eq!(serde_json::from_str::<Command>(&line).unwrap(), c);
+        }
+        assert_eq!(serde_json::to_string(&Command::Pause).unwrap(), r#"{"cmd":"pause"}"#);
+    }
+}

@@ -1,0 +1,289 @@
+//! Per-iteration schedules (learning rate, weight decay, teacher momentum, teacher temperature).
+//!
+//! A schedule is its generating curve plus the edits a person made while training ("from iteration
+//! N on, the learning rate is 1e-4"). Edits are data, not mutations, so the TUI can preview a curve
+//! before applying it, undo the last edit, and a checkpoint can carry them so a resumed run keeps them.
+
+use serde::{Deserialize, Serialize};
+
+/// The reference `utils.cosine_scheduler`: linear warm-up from `start_warmup_value` to `base_value`
+/// over `warmup_epochs`, then a half cosine from `base_value` to `final_value`; one value per iteration.
+pub fn cosine_schedule(
+    base_value: f64,
+    final_value: f64,
+    epochs: usize,
+    niter_per_ep: usize,
+    warmup_epochs: usize,
+    start_warmup_value: f64,
+) -> Vec<f64> {
+    let total = epochs * niter_per_ep;
+    let warmup_iters = (warmup_epochs * niter_per_ep).min(total);
+    let mut out = Vec::with_capacity(total);
+    if warmup_epochs > 0 {
+        out.extend(linspace(start_warmup_value, base_value, warmup_iters));
+    }
+    let n = total - warmup_iters;
+    for i in 0..n {
+        let t = std::f64::consts::PI * i as f64 / n as f64;
+        out.push(final_value + 0.5 * (base_value - final_value) * (1.0 + t.cos()));
+    }
+    out
+}
+
+/// numpy's `linspace(start, stop, num)` with its arithmetic (i * step + start, last value exact), so
+/// warm-ups match the reference to the last bit.
+pub fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
+    match num {
+        0 => vec![],
+        1 => vec![start],
+        _ => {
+            let step = (stop - start) / (num - 1) as f64;
+            let mut v: Vec<f64> = (0..num).map(|i| i as f64 * step + start).collect();
+            v[num - 1] = stop;
+            v
+        }
+    }
+}
+
+/// The reference's per-epoch teacher temperature: linear warm-up, then constant.
+pub fn teacher_temp_schedule(warmup_temp: f64, temp: f64, warmup_epochs: usize, epochs: usize) -> Vec<f64> {
+    let warm = warmup_epochs.min(epochs);
+    let mut v = linspace(warmup_temp, temp, warm);
+    v.resize(epochs, temp);
+    v
+}
+
+/// Which schedule an edit addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleName {
+    Lr,
+    Wd,
+    TeacherTemp,
+    Momentum,
+}
+
+impl ScheduleName {
+    pub const ALL: [ScheduleName; 4] = [Self::Lr, Self::Wd, Self::TeacherTemp, Self::Momentum];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Lr => "learning rate",
+            Self::Wd => "weight decay",
+            Self::TeacherTemp => "teacher temperature",
+            Self::Momentum => "teacher momentum",
+        }
+    }
+}
+
+/// How an edit changes a curve from its starting iteration on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum EditKind {
+    /// Hold this value from now on.
+    Constant(f64),
+    /// Multiply the planned values by this factor.
+    Scale(f64),
+    /// Regenerate the curve with this peak (the value reached after warm-up).
+    Peak(f64),
+    /// Regenerate the curve with this final value.
+    Final(f64),
+    /// Regenerate the curve with this many warm-up epochs.
+    WarmupEpochs(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleEdit {
+    pub schedule: ScheduleName,
+    /// First iteration (global, 0-based) that sees the new values.
+    pub from_iter: usize,
+    #[serde(flatten)]
+    pub kind: EditKind,
+}
+
+/// What generates a curve before edits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "shape")]
+pub enum CurveSpec {
+    Cosine { base: f64, final_value: f64, warmup_epochs: usize, start_warmup_value: f64 },
+    /// Per-epoch linear warm-up then constant, repeated for each iteration of its epoch.
+    WarmupConstant { start: f64, value: f64, warmup_epochs: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub spec: CurveSpec,
+    pub epochs: usize,
+    pub niter_per_ep: usize,
+    pub edits: Vec<ScheduleEdit>,
+    /// The rendered curve, kept in step with `edits` so that `value` is a lookup.
+    #[serde(skip)]
+    values: Vec<f64>,
+}
+
+impl CurveSpec {
+    fn render(&self, epochs: usize, niter_per_ep: usize) -> Vec<f64> {
+        match *self {
+            CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value } => {
+                cosine_schedule(base, final_value, epochs, niter_per_ep, warmup_epochs, start_warmup_value)
+            }
+            CurveSpec::WarmupConstant { start, value, warmup_epochs } => {
+                teacher_temp_schedule(start, value, warmup_epochs, epochs)
+                    .into_iter()
+                    .flat_map(|v| std::iter::repeat_n(v, niter_per_ep))
+                    .collect()
+            }
+        }
+    }
+
+    fn with(self, kind: EditKind) -> Self {
+        match (self, kind) {
+            (CurveSpec::Cosine { final_value, warmup_epochs, start_warmup_value, .. }, EditKind::Peak(base)) => {
+                CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value }
+            }
+            (CurveSpec::Cosine { base, warmup_epochs, start_warmup_value, .. }, EditKind::Final(final_value)) => {
+                CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value }
+            }
+            (CurveSpec::Cosine { base, final_value, start_warmup_value, .. }, EditKind::WarmupEpochs(w)) => {
+                CurveSpec::Cosine { base, final_value, warmup_epochs: w, start_warmup_value }
+            }
+            (CurveSpec::WarmupConstant { start, warmup_epochs, .. }, EditKind::Peak(v) | EditKind::Final(v)) => {
+                CurveSpec::WarmupConstant { start, value: v, warmup_epochs }
+            }
+            (CurveSpec::WarmupConstant { start, value, .. }, EditKind::WarmupEpochs(w)) => {
+                CurveSpec::WarmupConstant { start, value, warmup_epochs: w }
+            }
+            (spec, _) => spec,
+        }
+    }
+}
+
+impl Schedule {
+    pub fn new(spec: CurveSpec, epochs: usize, niter_per_ep: usize) -> Self {
+        let mut s = Self { spec, epochs, niter_per_ep, edits: vec![], values: vec![] };
+        s.values = s.render_with(&[]);
+        s
+    }
+
+    pub fn len(&self) -> usize {
+        self.epochs * self.niter_per_ep
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value at a global iteration; past the end the last value holds.
+    pub fn value(&self, iter: usize) -> f64 {
+        if self.values.len() != self.len() {
+            // Deserialised schedules arrive without their rendered curve.
+            return self.render_with(&[])[iter.min(self.len().saturating_sub(1))];
+        }
+        self.values[iter.min(self.values.len().saturating_sub(1))]
+    }
+
+    /// The whole curve as it is now.
+    pub fn values(&self) -> Vec<f64> {
+        if self.values.len() == self.len() {
+            self.values.clone()
+        } else {
+            self.render_with(&[])
+        }
+    }
+
+    /// The curve as it would be with one more edit: the preview the TUI draws before applying.
+    pub fn preview(&self, edit: &ScheduleEdit) -> Vec<f64> {
+        self.render_with(std::slice::from_ref(edit))
+    }
+
+    pub fn apply(&mut self, edit: ScheduleEdit) {
+        self.edits.push(edit);
+        self.values = self.render_with(&[]);
+    }
+
+    /// Removes the last edit; returns it, or None when there was none.
+    pub fn undo(&mut self) -> Option<ScheduleEdit> {
+        let e = self.edits.pop();
+        self.values = self.render_with(&[]);
+        e
+    }
+
+    /// Restores the rendered curve after deserialisation.
+    pub fn refresh(&mut self) {
+        self.values = self.render_with(&[]);
+    }
+
+    fn render_with(&self, extra: &[ScheduleEdit]) -> Vec<f64> {
+        let mut spec = self.spec;
+        let mut v = spec.render(self.epochs, self.niter_per_ep);
+        for e in self.edits.iter().chain(extra) {
+            let from = e.from_iter.min(v.len());
+            match e.kind {
+                EditKind::Constant(x) => v[from..].iter_mut().for_each(|y| *y = x),
+                EditKind::Scale(f) => v[from..].iter_mut().for_each(|y| *y *= f),
+                kind => {
+                    spec = spec.with(kind);
+                    let fresh = spec.render(self.epochs, self.niter_per_ep);
+                    v[from..].copy_from_slice(&fresh[from..]);
+                }
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_ends_near_final_and_warms_up_linearly() {
+        let s = cosine_schedule(1.0, 0.0, 4, 10, 1, 0.0);
+        assert_eq!(s.len(), 40);
+        assert_eq!(s[0], 0.0);
+        assert_eq!(s[9], 1.0);
+        assert_eq!(s[10], 1.0);
+        assert!(s[39] < 0.01 && s[39] > 0.0);
+    }
+
+    #[test]
+    fn teacher_temp_warms_up_per_epoch() {
+        let t = teacher_temp_schedule(0.04, 0.07, 3, 5);
+        assert_eq!(t, vec![0.04, 0.055, 0.07, 0.07, 0.07]);
+    }
+
+    #[test]
+    fn edits_apply_from_their_iteration_and_undo() {
+        let spec = CurveSpec::Cosine { base: 1.0, final_value: 0.0, warmup_epochs: 0, start_warmup_value: 0.0 };
+        let mut s = Schedule::new(spec, 2, 5);
+        let before = s.values();
+        let edit = ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 4, kind: EditKind::Constant(0.5) };
+        let preview = s.preview(&edit);
+        assert_eq!(s.values(), before, "preview must not change the schedule");
+        s.apply(edit);
+        assert_eq!(s.values(), preview);
+        assert_eq!(s.value(3), before[3]);
+        assert_eq!(s.value(4), 0.5);
+        assert_eq!(s.value(100), 0.5);
+        s.apply(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 6, kind: EditKind::Scale(2.0) });
+        assert_eq!(s.value(6), 1.0);
+        assert!(s.undo().is_some());
+        assert_eq!(s.value(6), 0.5);
+        s.undo();
+        assert_eq!(s.values(), before);
+        assert!(s.undo().is_none());
+    }
+
+    #[test]
+    fn regenerating_edits_change_the_spec() {
+        let spec = CurveSpec::Cosine { base: 1.0, final_value: 0.0, warmup_epochs: 0, start_warmup_value: 0.0 };
+        let mut s = Schedule::new(spec, 2, 5);
+        s.apply(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 0, kind: EditKind::Final(0.5) });
+        assert_eq!(s.value(0), 1.0);
+        assert!((s.value(9) - 0.5).abs() < 0.05);
+        let json = serde_json::to_string(&s).unwrap();
+        let mut back: Schedule = serde_json::from_str(&json).unwrap();
+        back.refresh();
+        assert_eq!(back.values(), s.values());
+    }
+}
