@@ -101,6 +101,7 @@ pub fn bool_flag(s: &str) -> Result<bool, String> {
 }
 
 #[derive(Debug, Clone, Default, Args)]
+#[command(rename_all = "snake_case")]
 pub struct TrainArgs {
     /// TOML preset to start from (see configs/); flags given here override it
     #[arg(long)]
@@ -113,97 +114,97 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Model")]
     pub arch: Option<String>,
     /// Size in pixels of input square patches (ViT)
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub patch_size: Option<i64>,
     /// Custom ViT width (overrides the arch preset)
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub embed_dim: Option<i64>,
     /// Custom ViT depth (overrides the arch preset)
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub depth: Option<i64>,
     /// Custom ViT number of heads (overrides the arch preset)
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub num_heads: Option<i64>,
     /// Dimensionality of the DINO head output
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub out_dim: Option<i64>,
     /// Weight-normalise the last layer of the head with a fixed norm (true/false)
     #[arg(long, value_parser = bool_flag, help_heading = "Model")]
     pub norm_last_layer: Option<bool>,
     /// Base EMA parameter for the teacher update (cosine to 1 during training)
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub momentum_teacher: Option<f64>,
     /// Use batch normalisation in the projection head (true/false)
     #[arg(long, value_parser = bool_flag, help_heading = "Model")]
     pub use_bn_in_head: Option<bool>,
     /// Hidden width of the head's MLP
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub head_hidden_dim: Option<i64>,
     /// Bottleneck width of the head's MLP
-    #[arg(long, help_heading = "Model")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub head_bottleneck_dim: Option<i64>,
 
     /// Initial teacher temperature (linear warm-up to --teacher_temp)
-    #[arg(long, help_heading = "Temperature")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Temperature")]
     pub warmup_teacher_temp: Option<f64>,
     /// Final teacher temperature
-    #[arg(long, help_heading = "Temperature")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Temperature")]
     pub teacher_temp: Option<f64>,
     /// Epochs of teacher temperature warm-up
-    #[arg(long, help_heading = "Temperature")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Temperature")]
     pub warmup_teacher_temp_epochs: Option<i64>,
 
     /// Mixed precision on CUDA (true/false); CPU always runs float32
     #[arg(long, value_parser = bool_flag, help_heading = "Optimisation")]
     pub use_fp16: Option<bool>,
     /// Initial weight decay (cosine schedule to --weight_decay_end)
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub weight_decay: Option<f64>,
     /// Final weight decay
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub weight_decay_end: Option<f64>,
     /// Maximal gradient norm per parameter (0 disables clipping)
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub clip_grad: Option<f64>,
     /// Images per device per step
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub batch_size_per_gpu: Option<i64>,
     /// Number of epochs
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub epochs: Option<i64>,
     /// Epochs during which the head's last layer is kept fixed
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub freeze_last_layer: Option<i64>,
     /// Peak learning rate at batch 256 (scaled by batch size / 256)
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub lr: Option<f64>,
     /// Epochs of linear learning-rate warm-up
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub warmup_epochs: Option<i64>,
     /// Final learning rate of the cosine schedule
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub min_lr: Option<f64>,
     /// Optimizer: adamw, sgd, lars
     #[arg(long, help_heading = "Optimisation")]
     pub optimizer: Option<String>,
     /// Stochastic depth rate
-    #[arg(long, help_heading = "Optimisation")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub drop_path_rate: Option<f64>,
 
     /// Scale range of the global crops: MIN MAX
-    #[arg(long, num_args = 2, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
+    #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
     pub global_crops_scale: Option<Vec<f64>>,
     /// Number of small local views (0 disables them)
-    #[arg(long, help_heading = "Multi-crop")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Multi-crop")]
     pub local_crops_number: Option<i64>,
     /// Scale range of the local crops: MIN MAX
-    #[arg(long, num_args = 2, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
+    #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
     pub local_crops_scale: Option<Vec<f64>>,
     /// Side of the global crops in pixels
-    #[arg(long, help_heading = "Multi-crop")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Multi-crop")]
     pub global_crop_size: Option<i64>,
     /// Side of the local crops in pixels
-    #[arg(long, help_heading = "Multi-crop")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Multi-crop")]
     pub local_crop_size: Option<i64>,
 
     /// Data-set root: pretext/ (training), train/CLASS/ and val/CLASS/ (evaluation)
@@ -216,7 +217,7 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Run")]
     pub name: Option<String>,
     /// Save a numbered checkpoint every N epochs (0: only checkpoint-latest)
-    #[arg(long, help_heading = "Run")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub saveckp_freq: Option<i64>,
     /// Random seed
     #[arg(long, help_heading = "Run")]
@@ -231,7 +232,7 @@ pub struct TrainArgs {
     #[arg(long, help_heading = "Run")]
     pub headless: bool,
     /// Headless progress line every N iterations
-    #[arg(long, help_heading = "Run")]
+    #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub print_freq: Option<i64>,
 }
 
@@ -374,7 +375,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.toml");
         std::fs::write(&p, "arch = \"vit_tiny\"\nepochs = 7\nlr = 0.01\n").unwrap();
-        let a = parse(&format!("dino train --config {} --epochs 3", p.display()));
+        let a = parse(&format!("dino train --config {} --epochs 3 --warmup_epochs 1", p.display()));
         let c = a.resolve().unwrap();
         assert_eq!((c.arch.as_str(), c.epochs, c.lr), ("vit_tiny", 3, 0.01));
     }

@@ -1,2 +1,3 @@
 //! The run: its directory (the single source of truth), its logs and the protocol its clients speak.
+pub mod dir;
 pub mod protocol;

@@ -1,2 +1,6 @@
 //! Training: DINO loss, schedules, optimizers, the training step and loop, checkpoints.
+pub mod checkpoint;
+pub mod loss;
+pub mod optim;
 pub mod schedule;
+pub mod step;

@@ -1,0 +1,171 @@
+//! ResNet-18 and ResNet-50 in torchvision's layout and parameter names (`conv1`, `bn1`,
+//! `layerN.M.{conv1,bn1,...,downsample.0,downsample.1}`), with the classifier replaced by identity
+//! as the reference does (`fc = nn.Identity()`), so the output is the pooled feature.
+
+use tch::{nn, nn::ModuleT, Tensor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResNetDepth {
+    R18,
+    R50,
+}
+
+impl ResNetDepth {
+    pub fn from_arch(arch: &str) -> Option<Self> {
+        match arch {
+            "resnet18" => Some(Self::R18),
+            "resnet50" => Some(Self::R50),
+            _ => None,
+        }
+    }
+}
+
+fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> nn::Conv2D {
+    // torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu"), no bias.
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: k / 2,
+        bias: false,
+        ws_init: nn::Init::Kaiming {
+            dist: nn::init::NormalOrUniform::Normal,
+            fan: nn::init::FanInOut::FanOut,
+            non_linearity: nn::init::NonLinearity::ReLU,
+        },
+        ..Default::default()
+    };
+    nn::conv2d(p, c_in, c_out, k, cfg)
+}
+
+fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, c, Default::default())
+}
+
+#[derive(Debug)]
+struct Unit {
+    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+}
+
+impl Unit {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut y = x.shallow_clone();
+        let last = self.convs.len() - 1;
+        for (i, (c, b)) in self.convs.iter().enumerate() {
+            y = b.forward_t(&y.apply(c), train);
+            if i < last {
+                y = y.relu();
+            }
+        }
+        let identity = match &self.downsample {
+            Some((c, b)) => b.forward_t(&x.apply(c), train),
+            None => x.shallow_clone(),
+        };
+        (y + identity).relu()
+    }
+}
+
+#[derive(Debug)]
+pub struct ResNet {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    units: Vec<Unit>,
+    out_dim: i64,
+}
+
+impl ResNet {
+    pub fn new(p: nn::Path, depth: ResNetDepth) -> Self {
+        let (counts, bottleneck): ([i64; 4], bool) = match depth {
+            ResNetDepth::R18 => ([2, 2, 2, 2], false),
+            ResNetDepth::R50 => ([3, 4, 6, 3], true),
+        };
+        let expansion = if bottleneck { 4 } else { 1 };
+        let conv1 = conv(&p / "conv1", 3, 64, 7, 2);
+        let bn1 = bn(&p / "bn1", 64);
+        let mut units = vec![];
+        let mut c_in = 64;
+        for (li, &n) in counts.iter().enumerate() {
+            let width = 64 << li;
+            let layer = &p / format!("layer{}", li + 1);
+            for bi in 0..n {
+                let b = &layer / bi;
+                let stride = if bi == 0 && li > 0 { 2 } else { 1 };
+                let c_out = width * expansion;
+                let convs = if bottleneck {
+                    // torchvision (v1.5) puts the stride on the 3x3 convolution.
+                    vec![
+                        (conv(&b / "conv1", c_in, width, 1, 1), bn(&b / "bn1", width)),
+                        (conv(&b / "conv2", width, width, 3, stride), bn(&b / "bn2", width)),
+                        (conv(&b / "conv3", width, c_out, 1, 1), bn(&b / "bn3", c_out)),
+                    ]
+                } else {
+                    vec![
+                        (conv(&b / "conv1", c_in, width, 3, stride), bn(&b / "bn1", width)),
+                        (conv(&b / "conv2", width, width, 3, 1), bn(&b / "bn2", width)),
+                    ]
+                };
+                let downsample = (stride != 1 || c_in != c_out).then(|| {
+                    let d = &b / "downsample";
+                    (conv(&d / 0, c_in, c_out, 1, stride), bn(&d / 1, c_out))
+                });
+                units.push(Unit { convs, downsample });
+                c_in = c_out;
+            }
+        }
+        Self { conv1, bn1, units, out_dim: c_in }
+    }
+
+    pub fn embed_dim(&self) -> i64 {
+        self.out_dim
+    }
+
+    /// Pooled features [B, 512] (ResNet-18) or [B, 2048] (ResNet-50).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut y = self.bn1.forward_t(&x.apply(&self.conv1), train).relu();
+        y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for u in &self.units {
+            y = u.forward_t(&y, train);
+        }
+        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn names(depth: ResNetDepth) -> (nn::VarStore, ResNet) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let r = ResNet::new(vs.root(), depth);
+        (vs, r)
+    }
+
+    #[test]
+    fn resnet18_shapes_and_torchvision_names() {
+        let (vs, r) = names(ResNetDepth::R18);
+        let vars = vs.variables();
+        assert_eq!(vars["conv1.weight"].size(), vec![64, 3, 7, 7]);
+        assert_eq!(vars["layer2.0.downsample.0.weight"].size(), vec![128, 64, 1, 1]);
+        assert_eq!(vars["layer4.1.bn2.running_var"].size(), vec![512]);
+        assert!(!vars.contains_key("layer1.0.downsample.0.weight"));
+        assert!(!vars.keys().any(|k| k.starts_with("fc")));
+        // torchvision's resnet18 has 62 parameter tensors; without fc, 60.
+        assert_eq!(vs.trainable_variables().len(), 60);
+        let y = r.forward_t(&Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu)), false);
+        assert_eq!(y.size(), vec![2, 512]);
+    }
+
+    #[test]
+    fn resnet50_shapes_and_torchvision_names() {
+        let (vs, r) = names(ResNetDepth::R50);
+        let vars = vs.variables();
+        assert_eq!(vars["layer1.0.conv3.weight"].size(), vec![256, 64, 1, 1]);
+        assert_eq!(vars["layer3.5.conv2.weight"].size(), vec![256, 256, 3, 3]);
+        assert_eq!(vars["layer4.0.downsample.1.weight"].size(), vec![2048]);
+        assert_eq!(vs.trainable_variables().len(), 159);
+        let total: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+        // torchvision's resnet50 without its fc layer: 25,557,032 - 2,049,000.
+        assert_eq!(total, 23_508_032);
+        assert_eq!(r.forward_t(&Tensor::randn([1, 3, 64, 64], (Kind::Float, Device::Cpu)), true).size(), vec![1, 2048]);
+    }
+}

@@ -1,0 +1,144 @@
+//! Weight I/O as safetensors with the reference's parameter names.
+//!
+//! Names are written exactly as a PyTorch `state_dict()` of the same module would hold them, so a
+//! backbone trained here loads into the reference ViT / timm-style code and back. BatchNorm's
+//! `num_batches_tracked`, which tch does not keep, is skipped on import.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::{nn::VarStore, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot read weights {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("cannot write weights {path}: {message}")]
+    Write { path: String, message: String },
+    #[error("weights {path}: {message}")]
+    Mismatch { path: String, message: String },
+}
+
+/// Every variable of a store, sorted by name: one fixed order for every process and every run.
+pub fn named_tensors(vs: &VarStore) -> BTreeMap<String, Tensor> {
+    vs.variables().into_iter().collect()
+}
+
+/// Writes the variables whose name starts with `prefix`, with the prefix removed (for example
+/// `backbone.` to export a bare backbone the reference's `vit_small()` loads).
+pub fn save(vs: &VarStore, prefix: &str, path: &Path) -> Result<(), WeightsError> {
+    let tensors: Vec<(String, Tensor)> = named_tensors(vs)
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.to_device(tch::Device::Cpu).contiguous())))
+        .collect();
+    Tensor::write_safetensors(&tensors, path)
+        .map_err(|e| WeightsError::Write { path: path.display().to_string(), message: e.to_string() })
+}
+
+pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
+    let list = Tensor::read_safetensors(path)
+        .map_err(|e| WeightsError::Read { path: path.display().to_string(), message: e.to_string() })?;
+    Ok(list.into_iter().collect())
+}
+
+/// Copies `tensors` (names without `prefix`) into the store's variables under `prefix`. Every
+/// variable under the prefix must be present with the same shape; extra names are an error too
+/// unless they are BatchNorm counters, so a wrong file never loads half-way silently.
+pub fn load_into(
+    vs: &VarStore,
+    prefix: &str,
+    tensors: &BTreeMap<String, Tensor>,
+    source: &Path,
+) -> Result<(), WeightsError> {
+    let mismatch = |message: String| WeightsError::Mismatch { path: source.display().to_string(), message };
+    let vars = named_tensors(vs);
+    let targets: BTreeMap<&str, &Tensor> =
+        vars.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s, v))).collect();
+    for name in tensors.keys() {
+        if !targets.contains_key(name.as_str()) && !name.ends_with("num_batches_tracked") {
+            return Err(mismatch(format!("unexpected tensor {name}")));
+        }
+    }
+    tch::no_grad(|| {
+        for (name, var) in &targets {
+            let src = tensors.get(*name).ok_or_else(|| mismatch(format!("missing tensor {name}")))?;
+            if src.size() != var.size() {
+                return Err(mismatch(format!("{name}: shape {:?} in file, {:?} in model", src.size(), var.size())));
+            }
+            let mut dst = var.shallow_clone();
+            dst.copy_(src);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TrainConfig;
+    use crate::model::DinoModel;
+    use tch::Device;
+
+    fn tiny() -> TrainConfig {
+        TrainConfig {
+            arch: "vit_tiny".into(),
+            patch_size: 4,
+            embed_dim: Some(24),
+            depth: Some(2),
+            num_heads: Some(2),
+            out_dim: 16,
+            head_hidden_dim: 32,
+            head_bottleneck_dim: 8,
+            global_crop_size: 16,
+            local_crop_size: 8,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn round_trip_through_safetensors_with_reference_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = tiny();
+        let vs_a = VarStore::new(Device::Cpu);
+        let _a = DinoModel::new(&vs_a.root(), &c, 0.0, true).unwrap();
+        let path = dir.path().join("backbone.safetensors");
+        save(&vs_a, "backbone.", &path).unwrap();
+        let file = read(&path).unwrap();
+        for name in ["cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.1.attn.qkv.bias", "blocks.0.mlp.fc2.weight", "norm.weight"] {
+            assert!(file.contains_key(name), "missing {name}");
+        }
+        let vs_b = VarStore::new(Device::Cpu);
+        let _b = DinoModel::new(&vs_b.root(), &c, 0.0, true).unwrap();
+        load_into(&vs_b, "backbone.", &file, &path).unwrap();
+        let (a, b) = (named_tensors(&vs_a), named_tensors(&vs_b));
+        for (k, v) in &a {
+            if k.starts_with("backbone.") {
+                assert!(v.equal(&b[k]), "{k} differs after round trip");
+            }
+        }
+        // Head names are the reference's too.
+        let full = dir.path().join("full.safetensors");
+        save(&vs_a, "", &full).unwrap();
+        let f = read(&full).unwrap();
+        for name in ["head.mlp.0.weight", "head.mlp.4.bias", "head.last_layer.weight_g", "head.last_layer.weight_v"] {
+            assert!(f.contains_key(name), "missing {name}");
+        }
+    }
+
+    #[test]
+    fn wrong_shapes_and_missing_names_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = tiny();
+        let vs = VarStore::new(Device::Cpu);
+        let _m = DinoModel::new(&vs.root(), &c, 0.0, true).unwrap();
+        let mut file = named_tensors(&vs)
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("backbone.").map(|k| (k.to_string(), v)))
+            .collect::<BTreeMap<_, _>>();
+        file.remove("norm.bias");
+        let e = load_into(&vs, "backbone.", &file, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("missing tensor norm.bias"), "{e}");
+        file.insert("norm.bias".into(), Tensor::zeros([3], (tch::Kind::Float, Device::Cpu)));
+        let e = load_into(&vs, "backbone.", &file, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("norm.bias: shape"), "{e}");
+    }
+}

@@ -1,0 +1,156 @@
+//! The run directory, the single source of truth of a run: `config.toml`, `metrics.jsonl` (one
+//! object per iteration), `log.txt` (one reference-style JSON line per epoch), `events.jsonl`
+//! (start, pause, resume, checkpoints, skipped files, alarms, stop) and `checkpoints/`.
+//! Everything a TUI shows can be rebuilt from these files.
+
+use super::protocol::{EpochSummary, IterMetrics};
+use crate::config::TrainConfig;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const LOG_FILE: &str = "log.txt";
+pub const EVENTS_FILE: &str = "events.jsonl";
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+
+pub struct RunDir {
+    pub path: PathBuf,
+    metrics: BufWriter<File>,
+    events: File,
+    log: File,
+}
+
+fn append(path: &Path) -> Result<File> {
+    OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl RunDir {
+    /// Opens (creating when new) the run directory and writes the effective config.
+    pub fn open(path: &Path, config: &TrainConfig) -> Result<Self> {
+        std::fs::create_dir_all(path.join(CHECKPOINT_DIR))
+            .with_context(|| format!("cannot create run directory {}", path.display()))?;
+        let cfg = path.join(CONFIG_FILE);
+        write_atomic(&cfg, config.to_toml().as_bytes())?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            metrics: BufWriter::new(append(&path.join(METRICS_FILE))?),
+            events: append(&path.join(EVENTS_FILE))?,
+            log: append(&path.join(LOG_FILE))?,
+        })
+    }
+
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.path.join(CHECKPOINT_DIR)
+    }
+
+    /// Metrics are buffered and flushed with `flush` (each epoch, checkpoint, pause) so a long
+    /// run does not fsync per iteration; a crash loses at most the lines since the last flush,
+    /// which the resumed run rewrites anyway.
+    pub fn metrics(&mut self, m: &IterMetrics) -> Result<()> {
+        serde_json::to_writer(&mut self.metrics, m)?;
+        self.metrics.write_all(b"\n").context("cannot write metrics.jsonl")?;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.metrics.flush().context("cannot write metrics.jsonl")
+    }
+
+    /// The reference's `log.txt` line: `{"train_loss": .., "train_lr": .., "train_wd": .., "epoch": ..}`.
+    pub fn epoch(&mut self, e: &EpochSummary) -> Result<()> {
+        let line = serde_json::to_string(e)?;
+        writeln!(self.log, "{line}").context("cannot write log.txt")
+    }
+
+    /// An event with a timestamp, written at once (events are rare and must survive a kill).
+    pub fn event<T: Serialize>(&mut self, kind: &str, details: &T) -> Result<()> {
+        let mut v = serde_json::to_value(details)?;
+        if !v.is_object() {
+            v = serde_json::json!({ "value": v });
+        }
+        if let Some(o) = v.as_object_mut() {
+            o.insert("type".into(), kind.into());
+            o.insert("time".into(), now().into());
+        }
+        writeln!(self.events, "{v}").context("cannot write events.jsonl")
+    }
+
+    /// Drops metric lines for iterations at or past `iter` (written after the checkpoint a resumed
+    /// run starts from), so `metrics.jsonl` continues without duplicates.
+    pub fn truncate_metrics_from(path: &Path, iter: usize) -> Result<()> {
+        let file = path.join(METRICS_FILE);
+        let Ok(text) = std::fs::read_to_string(&file) else { return Ok(()) };
+        let kept: String = text
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v["iter"].as_u64())
+                    .is_some_and(|i| (i as usize) < iter)
+            })
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        write_atomic(&file, kept.as_bytes())
+    }
+}
+
+/// Writes a file so that a crash at any moment leaves either the old or the new content:
+/// temporary file, fsync, rename, fsync of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    {
+        let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("cannot write {} (disk full?)", tmp.display()))?;
+        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    sync_parent(path);
+    Ok(())
+}
+
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Makes a rename durable; best effort, as some filesystems refuse to open folders.
+pub fn sync_parent(path: &Path) {
+    if let Some(parent) = path.parent() {
+        if let Ok(d) = File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
+        assert!(!tmp_path(&p).exists());
+    }
+
+    #[test]
+    fn metrics_truncate_keeps_earlier_iterations() {
+        let d = tempfile::tempdir().unwrap();
+        let lines: String = (0..5).map(|i| format!("{{\"iter\":{i}}}\n")).collect();
+        std::fs::write(d.path().join(METRICS_FILE), lines).unwrap();
+        RunDir::truncate_metrics_from(d.path(), 3).unwrap();
+        assert_eq!(std::fs::read_to_string(d.path().join(METRICS_FILE)).unwrap(), "{\"iter\":0}\n{\"iter\":1}\n{\"iter\":2}\n");
+    }
+}

@@ -1,0 +1,180 @@
+//! Checkpoints: tensors (student, teacher, optimizer state, loss centre) in one safetensors file,
+//! everything else (epoch, iteration, loader position, seed, schedule edits, config) in a JSON
+//! sidecar that names the tensor file.
+//!
+//! Crash safety: tensor files are written under a fresh name (temporary file, fsync, rename), then
+//! the sidecar is written atomically; the sidecar is the commit point. The previous sidecar is kept
+//! as `checkpoint-previous.json`, so a corrupt or truncated latest checkpoint falls back to it.
+
+use super::optim::ParamState;
+use super::schedule::{Schedule, ScheduleName};
+use super::step::DinoState;
+use crate::model::weights;
+use crate::run::dir::{sync_parent, tmp_path, write_atomic};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+pub const LATEST: &str = "checkpoint-latest.json";
+pub const PREVIOUS: &str = "checkpoint-previous.json";
+const FORMAT_VERSION: u32 = 1;
+
+/// The JSON sidecar.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointMeta {
+    pub format_version: u32,
+    /// Tensor file, relative to the checkpoint folder.
+    pub tensors: String,
+    pub tensors_bytes: u64,
+    /// Epoch of the next iteration to run.
+    pub epoch: usize,
+    /// Iterations completed (global): the next iteration to run.
+    pub iter: usize,
+    pub niter_per_ep: usize,
+    /// Batch within `epoch` the loader resumes at.
+    pub loader_batch: usize,
+    pub seed: u64,
+    pub optimizer_steps: BTreeMap<String, u64>,
+    pub schedules: Vec<(ScheduleName, Schedule)>,
+    pub loss_scale: Option<f64>,
+    pub last_loss: Option<f64>,
+    pub time: f64,
+    /// The effective config, as TOML.
+    pub config: String,
+}
+
+fn tensors_of(state: &DinoState) -> Vec<(String, Tensor)> {
+    let mut out = vec![];
+    for (k, v) in weights::named_tensors(&state.student_vs) {
+        out.push((format!("student.{k}"), v));
+    }
+    for (k, v) in weights::named_tensors(&state.teacher_vs) {
+        out.push((format!("teacher.{k}"), v));
+    }
+    for (k, st) in &state.optimizer.state {
+        if let Some(b) = &st.buf1 {
+            out.push((format!("optim.{k}.buf1"), b.shallow_clone()));
+        }
+        if let Some(b) = &st.buf2 {
+            out.push((format!("optim.{k}.buf2"), b.shallow_clone()));
+        }
+    }
+    out.push(("loss.center".into(), state.loss.center.shallow_clone()));
+    out.into_iter().map(|(k, v)| (k, v.to_device(tch::Device::Cpu).contiguous())).collect()
+}
+
+/// Writes a checkpoint as `checkpoint-latest` (and, with `numbered`, also as `checkpointNNNN`
+/// for the epoch). Returns the sidecar path and the tensor file size.
+pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Option<usize>) -> Result<(PathBuf, u64)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tensor_name = format!("state-it{:08}.safetensors", meta.iter);
+    let tensor_path = dir.join(&tensor_name);
+    let tmp = tmp_path(&tensor_path);
+    Tensor::write_safetensors(&tensors_of(state), &tmp)
+        .with_context(|| format!("cannot write checkpoint {} (disk full?)", tmp.display()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
+    std::fs::rename(&tmp, &tensor_path).with_context(|| format!("cannot rename {}", tmp.display()))?;
+    sync_parent(&tensor_path);
+    let bytes = std::fs::metadata(&tensor_path).map(|m| m.len()).unwrap_or(0);
+    let meta = CheckpointMeta { tensors: tensor_name.clone(), tensors_bytes: bytes, ..meta.clone() };
+    let json = serde_json::to_vec_pretty(&meta)?;
+
+    let latest = dir.join(LATEST);
+    let previous = dir.join(PREVIOUS);
+    let old_previous = read_meta(&previous).ok();
+    if latest.exists() {
+        std::fs::rename(&latest, &previous).with_context(|| format!("cannot rename {}", latest.display()))?;
+    }
+    write_atomic(&latest, &json)?;
+    if let Some(epoch) = numbered {
+        let numbered_tensors = format!("checkpoint{epoch:04}.safetensors");
+        let target = dir.join(&numbered_tensors);
+        // A hard link costs no space; fall back to a copy across filesystems.
+        let _ = std::fs::remove_file(&target);
+        if std::fs::hard_link(&tensor_path, &target).is_err() {
+            std::fs::copy(&tensor_path, &target).with_context(|| format!("cannot write {}", target.display()))?;
+        }
+        let m = CheckpointMeta { tensors: numbered_tensors, ..meta.clone() };
+        write_atomic(&dir.join(format!("checkpoint{epoch:04}.json")), &serde_json::to_vec_pretty(&m)?)?;
+    }
+    // The tensor file that neither latest nor previous names any more can go.
+    if let Some(old) = old_previous {
+        let still_used = [read_meta(&latest).ok(), read_meta(&previous).ok()]
+            .into_iter()
+            .flatten()
+            .any(|m| m.tensors == old.tensors);
+        if !still_used && old.tensors.starts_with("state-it") {
+            let _ = std::fs::remove_file(dir.join(&old.tensors));
+        }
+    }
+    Ok((latest, bytes))
+}
+
+pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta: CheckpointMeta =
+        serde_json::from_str(&text).with_context(|| format!("checkpoint {} is corrupt", path.display()))?;
+    if meta.format_version != FORMAT_VERSION {
+        bail!("checkpoint {} has format version {}, expected {FORMAT_VERSION}", path.display(), meta.format_version);
+    }
+    Ok(meta)
+}
+
+/// A checkpoint read whole and checked, ready to restore.
+pub struct LoadedCheckpoint {
+    pub meta: CheckpointMeta,
+    pub tensors: BTreeMap<String, Tensor>,
+    pub path: PathBuf,
+}
+
+/// Reads one sidecar and its tensors; any damage is an error naming the file.
+pub fn load_one(sidecar: &Path) -> Result<LoadedCheckpoint> {
+    let meta = read_meta(sidecar)?;
+    let tensor_path = sidecar.with_file_name(&meta.tensors);
+    let size = std::fs::metadata(&tensor_path).with_context(|| format!("checkpoint tensors {} missing", tensor_path.display()))?.len();
+    if size != meta.tensors_bytes {
+        bail!("checkpoint tensors {} are truncated ({size} bytes, expected {})", tensor_path.display(), meta.tensors_bytes);
+    }
+    let tensors = weights::read(&tensor_path)?;
+    Ok(LoadedCheckpoint { meta, tensors, path: sidecar.to_path_buf() })
+}
+
+/// The newest usable checkpoint of a folder: latest, else previous. Returns the problems met on
+/// the way (to report) alongside. Ok(None) when the folder holds no checkpoint at all.
+pub fn load_latest(dir: &Path) -> (Option<LoadedCheckpoint>, Vec<String>) {
+    let mut problems = vec![];
+    for name in [LATEST, PREVIOUS] {
+        let p = dir.join(name);
+        if !p.exists() {
+            continue;
+        }
+        match load_one(&p) {
+            Ok(c) => return (Some(c), problems),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+    }
+    (None, problems)
+}
+
+/// Puts a loaded checkpoint's tensors back into the models, optimizer and loss.
+pub fn restore(state: &mut DinoState, ckpt: &LoadedCheckpoint) -> Result<()> {
+    let pick = |prefix: &str| -> BTreeMap<String, Tensor> {
+        ckpt.tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.shallow_clone()))).collect()
+    };
+    weights::load_into(&state.student_vs, "", &pick("student."), &ckpt.path)?;
+    weights::load_into(&state.teacher_vs, "", &pick("teacher."), &ckpt.path)?;
+    let device = state.loss.center.device();
+    let center = ckpt.tensors.get("loss.center").with_context(|| format!("{}: no loss.center", ckpt.path.display()))?;
+    state.loss.center = center.to_device(device);
+    state.optimizer.state.clear();
+    for (name, steps) in &ckpt.meta.optimizer_steps {
+        let buf = |i: u8| ckpt.tensors.get(&format!("optim.{name}.buf{i}")).map(|t| t.to_device(device));
+        state.optimizer.state.insert(name.clone(), ParamState { step: *steps, buf1: buf(1), buf2: buf(2) });
+    }
+    if let (Some(scale), Some(amp)) = (ckpt.meta.loss_scale, state.amp.as_mut()) {
+        amp.scale = scale;
+    }
+    Ok(())
+}

@@ -1,0 +1,230 @@
+//! Optimizers written against the reference's arithmetic: AdamW as `torch.optim.AdamW`, SGD with
+//! momentum 0.9 as `torch.optim.SGD`, and the reference's LARS. Parameters are split into the
+//! reference's two groups: weight decay (scheduled) on the first, none on biases and 1-D tensors.
+//! A parameter the step is told to skip (the frozen last layer) is left untouched, decay included,
+//! and its state does not advance, as when PyTorch sees a `None` gradient.
+
+use crate::config::OptimizerKind;
+use std::collections::BTreeMap;
+use tch::Tensor;
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+const MOMENTUM: f64 = 0.9;
+const LARS_ETA: f64 = 0.001;
+
+/// Whether the reference puts a parameter in the weight-decayed group.
+pub fn is_regularized(name: &str, param: &Tensor) -> bool {
+    !(name.ends_with(".bias") || param.dim() == 1)
+}
+
+/// Per-parameter optimizer state. Tensors are created on first use, as PyTorch does.
+#[derive(Debug, Default)]
+pub struct ParamState {
+    pub step: u64,
+    /// AdamW: exp_avg; SGD: momentum buffer; LARS: mu.
+    pub buf1: Option<Tensor>,
+    /// AdamW: exp_avg_sq.
+    pub buf2: Option<Tensor>,
+}
+
+pub struct Optimizer {
+    pub kind: OptimizerKind,
+    /// (name, parameter) in one fixed order.
+    params: Vec<(String, Tensor)>,
+    pub state: BTreeMap<String, ParamState>,
+}
+
+impl Optimizer {
+    /// `params` are the trainable variables; the order given is the order of every step.
+    pub fn new(kind: OptimizerKind, params: Vec<(String, Tensor)>) -> Self {
+        Self { kind, params, state: BTreeMap::new() }
+    }
+
+    pub fn params(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
+    /// Sets every gradient to zero before a new backward pass.
+    pub fn zero_grad(&self) {
+        for (_, p) in &self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+    }
+
+    /// The reference's `clip_gradients`: each parameter's gradient is scaled to norm at most `clip`
+    /// on its own (not a global norm). Returns the norms before clipping.
+    pub fn clip_gradients(&self, clip: f64) -> Vec<f64> {
+        let mut norms = Vec::with_capacity(self.params.len());
+        tch::no_grad(|| {
+            for (_, p) in &self.params {
+                let mut g = p.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let norm = g.norm();
+                norms.push(norm.double_value(&[]));
+                // clip / (norm + 1e-6) computed as the reference does: in float32 on the tensor.
+                let coef = (norm + 1e-6).reciprocal() * clip;
+                if coef.double_value(&[]) < 1.0 {
+                    let _ = g.g_mul_(&coef);
+                }
+            }
+        });
+        norms
+    }
+
+    /// One step with the group-0 weight decay `wd` and learning rate `lr`; parameters for which
+    /// `skip(name)` holds are left alone this step.
+    pub fn step(&mut self, lr: f64, wd: f64, skip: impl Fn(&str) -> bool) {
+        tch::no_grad(|| {
+            for (name, p) in &self.params {
+                let grad = p.grad();
+                if !grad.defined() || skip(name) {
+                    continue;
+                }
+                let decay = if is_regularized(name, p) { wd } else { 0.0 };
+                let state = self.state.entry(name.clone()).or_default();
+                let mut p = p.shallow_clone();
+                match self.kind {
+                    OptimizerKind::Adamw => adamw(&mut p, &grad, state, lr, decay),
+                    OptimizerKind::Sgd => sgd(&mut p, &grad, state, lr, decay),
+                    OptimizerKind::Lars => lars(&mut p, &grad, state, lr, decay),
+                }
+            }
+        });
+    }
+}
+
+fn adamw(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, lr: f64, wd: f64) {
+    st.step += 1;
+    let _ = p.g_mul_scalar_(1.0 - lr * wd);
+    let exp_avg = st.buf1.get_or_insert_with(|| grad.zeros_like());
+    let _ = exp_avg.lerp_(grad, 1.0 - BETA1);
+    let exp_avg_sq = st.buf2.get_or_insert_with(|| grad.zeros_like());
+    let _ = exp_avg_sq.g_mul_scalar_(BETA2);
+    let _ = exp_avg_sq.g_add_(&(grad * grad * (1.0 - BETA2)));
+    let step = st.step as f64;
+    let bias_correction1 = 1.0 - BETA1.powf(step);
+    let bias_correction2 = 1.0 - BETA2.powf(step);
+    let step_size = lr / bias_correction1;
+    let denom = exp_avg_sq.sqrt() / bias_correction2.sqrt() + EPS;
+    let _ = p.g_add_(&(exp_avg.as_ref() / denom * (-step_size)));
+}
+
+fn sgd(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, lr: f64, wd: f64) {
+    st.step += 1;
+    let d_p = if wd != 0.0 { grad + &*p * wd } else { grad.shallow_clone() };
+    let buf = match st.buf1.take() {
+        None => d_p.copy(),
+        Some(mut b) => {
+            let _ = b.g_mul_scalar_(MOMENTUM);
+            let _ = b.g_add_(&d_p);
+            b
+        }
+    };
+    let _ = p.g_add_(&(&buf * (-lr)));
+    st.buf1 = Some(buf);
+}
+
+/// The reference's LARS: weight decay and the trust ratio apply only to parameters with more
+/// than one dimension.
+fn lars(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, lr: f64, wd: f64) {
+    st.step += 1;
+    let mut dp = grad.shallow_clone();
+    if p.dim() != 1 {
+        dp = &dp + &*p * wd;
+        let param_norm = p.norm();
+        let update_norm = dp.norm();
+        let one = param_norm.ones_like();
+        // torch.where(param_norm > 0, torch.where(update_norm > 0, eta * param_norm / update_norm, 1), 1)
+        let trust = (&param_norm * LARS_ETA / &update_norm).where_self(&update_norm.gt(0.0), &one);
+        let q = trust.where_self(&param_norm.gt(0.0), &one);
+        dp = dp * q;
+    }
+    let mu = st.buf1.get_or_insert_with(|| p.zeros_like());
+    let _ = mu.g_mul_scalar_(MOMENTUM);
+    let _ = mu.g_add_(&dp);
+    let _ = p.g_add_(&(&*mu * (-lr)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn param(values: &[f32], shape: &[i64]) -> Tensor {
+        Tensor::from_slice(values).reshape(shape).detach().set_requires_grad(true)
+    }
+
+    fn set_grad(p: &Tensor, g: &[f32]) {
+        // A real backward pass through sum(p * g) leaves exactly g as the gradient.
+        (p * Tensor::from_slice(g).reshape(p.size())).sum(Kind::Float).backward();
+    }
+
+    #[test]
+    fn sgd_matches_torch_momentum_rule() {
+        let p = param(&[1.0, 2.0], &[1, 2]);
+        let leaf = p.shallow_clone();
+        let mut opt = Optimizer::new(OptimizerKind::Sgd, vec![("w".into(), leaf.shallow_clone())]);
+        set_grad(&leaf, &[0.5, -1.0]);
+        opt.step(0.1, 0.01, |_| false);
+        // d = g + wd*p = [0.51, -0.98]; buf = d; p -= 0.1*buf
+        let v: Vec<f32> = Vec::try_from(leaf.flatten(0, -1)).unwrap();
+        assert!((v[0] - (1.0 - 0.051)).abs() < 1e-6 && (v[1] - (2.0 + 0.098)).abs() < 1e-6, "{v:?}");
+        opt.zero_grad();
+        set_grad(&leaf, &[0.5, -1.0]);
+        opt.step(0.1, 0.0, |_| false);
+        // buf = 0.9*[0.51,-0.98] + [0.5,-1.0]
+        let v2: Vec<f32> = Vec::try_from(leaf.flatten(0, -1)).unwrap();
+        let b0 = 0.9 * 0.51 + 0.5;
+        assert!((v2[0] as f64 - (v[0] as f64 - 0.1 * b0)).abs() < 1e-6, "{v2:?}");
+    }
+
+    #[test]
+    fn lars_skips_adaptation_for_1d_params_and_scales_others() {
+        let w = param(&[3.0, 4.0, 0.0, 0.0], &[2, 2]);
+        let b = param(&[1.0, 1.0], &[2]);
+        let mut opt = Optimizer::new(
+            OptimizerKind::Lars,
+            vec![("layer.weight".into(), w.shallow_clone()), ("layer.bias".into(), b.shallow_clone())],
+        );
+        set_grad(&w, &[1.0, 0.0, 0.0, 0.0]);
+        set_grad(&b, &[2.0, 2.0]);
+        opt.step(1.0, 0.0, |_| false);
+        // weight: ||p|| = 5, ||dp|| = 1, q = 0.001*5 = 0.005: p0 = 3 - 0.005
+        let wv: Vec<f32> = Vec::try_from(w.flatten(0, -1)).unwrap();
+        assert!((wv[0] - 2.995).abs() < 1e-6, "{wv:?}");
+        // bias: plain momentum step, no trust ratio, no decay: 1 - 2 = -1
+        let bv: Vec<f32> = Vec::try_from(b).unwrap();
+        assert!((bv[0] + 1.0).abs() < 1e-6, "{bv:?}");
+    }
+
+    #[test]
+    fn skipped_params_keep_values_and_state() {
+        let w = Tensor::ones([2, 2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let mut opt = Optimizer::new(OptimizerKind::Adamw, vec![("head.last_layer.weight_v".into(), w.shallow_clone())]);
+        (&w * 2.0).sum(Kind::Float).backward();
+        opt.step(0.1, 0.5, |n| n.contains("last_layer"));
+        assert!(w.equal(&Tensor::ones([2, 2], (Kind::Float, Device::Cpu))));
+        assert!(opt.state.is_empty());
+        opt.step(0.1, 0.5, |_| false);
+        assert_eq!(opt.state["head.last_layer.weight_v"].step, 1);
+        assert!(!w.equal(&Tensor::ones([2, 2], (Kind::Float, Device::Cpu))));
+    }
+
+    #[test]
+    fn groups_follow_the_reference_rule() {
+        let t2 = Tensor::zeros([2, 2], (Kind::Float, Device::Cpu));
+        let t1 = Tensor::zeros([2], (Kind::Float, Device::Cpu));
+        let t3 = Tensor::zeros([1, 1, 2], (Kind::Float, Device::Cpu));
+        assert!(is_regularized("blocks.0.attn.qkv.weight", &t2));
+        assert!(!is_regularized("blocks.0.norm1.weight", &t1));
+        assert!(!is_regularized("x.bias", &t2));
+        assert!(is_regularized("cls_token", &t3));
+    }
+}

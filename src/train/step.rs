@@ -1,0 +1,179 @@
+//! One DINO training iteration: student and teacher forward, loss, backward, per-parameter
+//! gradient clipping, last-layer freezing, optimizer step and teacher EMA — in the reference's order.
+
+use super::loss::DinoLoss;
+use super::optim::Optimizer;
+use crate::config::TrainConfig;
+use crate::model::{weights::named_tensors, DinoModel};
+use tch::{nn::VarStore, Device, Tensor};
+
+/// The student, the teacher and everything a step changes.
+pub struct DinoState {
+    pub student_vs: VarStore,
+    pub teacher_vs: VarStore,
+    pub student: DinoModel,
+    pub teacher: DinoModel,
+    pub loss: DinoLoss,
+    pub optimizer: Optimizer,
+    /// (student, teacher) tensor pairs that the EMA updates: parameters, not BatchNorm statistics.
+    ema_pairs: Vec<(Tensor, Tensor)>,
+    pub clip_grad: f64,
+    pub freeze_last_layer: usize,
+    /// Mixed precision (CUDA only): autocast with dynamic loss scaling.
+    pub amp: Option<LossScaler>,
+}
+
+/// Values the schedules give for one iteration.
+#[derive(Debug, Clone, Copy)]
+pub struct StepParams {
+    pub epoch: usize,
+    pub lr: f64,
+    pub wd: f64,
+    pub momentum: f64,
+    pub teacher_temp: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StepOutput {
+    pub loss: f64,
+    pub teacher_entropy: f64,
+    pub kl: f64,
+    /// False when the step was skipped (mixed precision overflow).
+    pub applied: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("loss is {0}: training would diverge")]
+    NonFiniteLoss(f64),
+}
+
+fn is_buffer(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+impl DinoState {
+    /// Builds student and teacher from the config; the teacher starts as a copy of the student.
+    pub fn new(c: &TrainConfig, device: Device) -> anyhow::Result<Self> {
+        let student_vs = VarStore::new(device);
+        let student = DinoModel::new(&student_vs.root(), c, c.drop_path_rate, c.norm_last_layer)?;
+        let mut teacher_vs = VarStore::new(device);
+        let teacher = DinoModel::new(&teacher_vs.root(), c, 0.0, true)?;
+        teacher_vs.copy(&student_vs)?;
+        teacher_vs.freeze();
+        let params: Vec<(String, Tensor)> = named_tensors(&student_vs)
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        let optimizer = Optimizer::new(c.optimizer, params);
+        let teacher_vars = named_tensors(&teacher_vs);
+        let ema_pairs = named_tensors(&student_vs)
+            .into_iter()
+            .filter(|(k, _)| !is_buffer(k))
+            .filter_map(|(k, s)| teacher_vars.get(&k).map(|t| (s, t.shallow_clone())))
+            .collect();
+        let amp = (c.use_fp16 && device.is_cuda()).then(LossScaler::new);
+        Ok(Self {
+            loss: DinoLoss::new(c.out_dim, c.ncrops(), device),
+            student_vs,
+            teacher_vs,
+            student,
+            teacher,
+            optimizer,
+            ema_pairs,
+            clip_grad: c.clip_grad,
+            freeze_last_layer: c.freeze_last_layer.max(0) as usize,
+            amp,
+        })
+    }
+
+    /// One iteration on `crops` (global views first). The teacher sees the two global views.
+    pub fn step(&mut self, crops: &[Tensor], p: StepParams) -> Result<StepOutput, StepError> {
+        self.optimizer.zero_grad();
+        let amp = self.amp.is_some();
+        let (teacher_out, student_out) = tch::autocast(amp, || {
+            let t = tch::no_grad(|| self.teacher.forward_multicrop(&crops[..2], true));
+            let s = self.student.forward_multicrop(crops, true);
+            (t, s)
+        });
+        let out = self.loss.forward(&student_out.to_kind(tch::Kind::Float), &teacher_out.to_kind(tch::Kind::Float), p.teacher_temp);
+        let loss_value = out.loss.double_value(&[]);
+        if !loss_value.is_finite() {
+            return Err(StepError::NonFiniteLoss(loss_value));
+        }
+        let scale = self.amp.as_ref().map(|a| a.scale).unwrap_or(1.0);
+        (&out.loss * scale).backward();
+        if let Some(amp) = &mut self.amp {
+            if !amp.unscale_and_check(&self.optimizer) {
+                return Ok(StepOutput { loss: loss_value, teacher_entropy: out.teacher_entropy, kl: out.kl, applied: false });
+            }
+        }
+        if self.clip_grad > 0.0 {
+            self.optimizer.clip_gradients(self.clip_grad);
+        }
+        let frozen = p.epoch < self.freeze_last_layer;
+        self.optimizer.step(p.lr, p.wd, |name| frozen && name.contains("last_layer"));
+        self.ema(p.momentum);
+        Ok(StepOutput { loss: loss_value, teacher_entropy: out.teacher_entropy, kl: out.kl, applied: true })
+    }
+
+    /// Teacher = m * teacher + (1 - m) * student, over parameters paired by name.
+    pub fn ema(&self, m: f64) {
+        tch::no_grad(|| {
+            for (s, t) in &self.ema_pairs {
+                let mut t = t.shallow_clone();
+                let _ = t.g_mul_scalar_(m);
+                let _ = t.g_add_(&(s.detach() * (1.0 - m)));
+            }
+        });
+    }
+}
+
+/// Dynamic loss scaling for fp16 autocast, as `torch.cuda.amp.GradScaler`: grow the scale after
+/// 2000 clean steps, halve it and skip the step on overflow.
+#[derive(Debug, Clone)]
+pub struct LossScaler {
+    pub scale: f64,
+    clean_steps: u32,
+}
+
+impl LossScaler {
+    const GROWTH_INTERVAL: u32 = 2000;
+
+    pub fn new() -> Self {
+        Self { scale: 65536.0, clean_steps: 0 }
+    }
+
+    /// Divides gradients by the scale; false (and a smaller scale) when any is not finite.
+    fn unscale_and_check(&mut self, opt: &Optimizer) -> bool {
+        let mut finite = true;
+        tch::no_grad(|| {
+            for (_, p) in opt.params() {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.g_mul_scalar_(1.0 / self.scale);
+                    if finite && !bool::try_from(g.isfinite().all()).unwrap_or(false) {
+                        finite = false;
+                    }
+                }
+            }
+        });
+        if finite {
+            self.clean_steps += 1;
+            if self.clean_steps >= Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.clean_steps = 0;
+            }
+        } else {
+            self.scale /= 2.0;
+            self.clean_steps = 0;
+        }
+        finite
+    }
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        Self::new()
+    }
+}

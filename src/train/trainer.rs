@@ -1,0 +1,478 @@
+//! The training loop on its own OS thread: takes `Command`s between iterations, emits `Event`s,
+//! writes the run directory and checkpoints, resumes where the last checkpoint left off.
+
+use super::checkpoint::{self, CheckpointMeta, LoadedCheckpoint};
+use super::schedule::{CurveSpec, Schedule, ScheduleName};
+use super::step::{DinoState, StepError, StepParams};
+use crate::config::{validate::DeviceRequest, TrainConfig};
+use crate::data::{augment::AugmentConfig, layout::DataLayout, loader::{LoaderConfig, MultiCropLoader}};
+use crate::run::dir::{now, RunDir};
+use crate::run::protocol::*;
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tch::Device;
+
+/// What the trainer does when the loss stops being finite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnNonFinite {
+    /// Pause and wait for the person at the TUI (resume restores the last checkpoint).
+    Pause,
+    /// Stop: nobody is watching (headless).
+    Stop,
+}
+
+pub struct TrainerHandle {
+    pub commands: Sender<Command>,
+    pub events: Receiver<Event>,
+    pub thread: std::thread::JoinHandle<Result<RunState>>,
+}
+
+/// Picks the device the config asks for, falling back from `auto` to CPU.
+pub fn resolve_device(c: &TrainConfig) -> Result<Device> {
+    match crate::config::validate::parse_device(&c.device)? {
+        DeviceRequest::Auto => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+        DeviceRequest::Cpu => Ok(Device::Cpu),
+        DeviceRequest::Cuda(i) => {
+            let n = tch::Cuda::device_count() as usize;
+            if i >= n {
+                anyhow::bail!("--device cuda:{i} requested but libtorch sees {n} CUDA device(s)");
+            }
+            Ok(Device::Cuda(i))
+        }
+    }
+}
+
+/// Starts training on a new thread. Data layout and run directory problems surface here,
+/// before the thread starts, so they reach the person as a plain error.
+pub fn spawn(config: TrainConfig, on_non_finite: OnNonFinite) -> Result<TrainerHandle> {
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let mut trainer = Trainer::prepare(config, on_non_finite, cmd_rx, ev_tx)?;
+    let thread = std::thread::Builder::new().name("trainer".into()).spawn(move || {
+        let result = trainer.run();
+        if let Err(e) = &result {
+            trainer.emit(Event::Error { message: format!("{e:#}") });
+            let _ = trainer.run_dir.event("error", &serde_json::json!({ "message": format!("{e:#}") }));
+            trainer.emit(Event::State { state: RunState::Failed, iter: trainer.iter });
+        }
+        result
+    })?;
+    Ok(TrainerHandle { commands: cmd_tx, events: ev_rx, thread })
+}
+
+pub fn build_schedules(c: &TrainConfig, niter: usize) -> BTreeMap<ScheduleName, Schedule> {
+    let epochs = c.epochs as usize;
+    let cos = |base, final_value, warmup_epochs: usize| CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value: 0.0 };
+    BTreeMap::from([
+        (ScheduleName::Lr, Schedule::new(cos(c.scaled_lr(1), c.min_lr, c.warmup_epochs as usize), epochs, niter)),
+        (ScheduleName::Wd, Schedule::new(cos(c.weight_decay, c.weight_decay_end, 0), epochs, niter)),
+        (ScheduleName::Momentum, Schedule::new(cos(c.momentum_teacher, 1.0, 0), epochs, niter)),
+        (
+            ScheduleName::TeacherTemp,
+            Schedule::new(
+                CurveSpec::WarmupConstant {
+                    start: c.warmup_teacher_temp,
+                    value: c.teacher_temp,
+                    warmup_epochs: c.warmup_teacher_temp_epochs as usize,
+                },
+                epochs,
+                niter,
+            ),
+        ),
+    ])
+}
+
+/// Teacher entropy (nats) under which the outputs have collapsed onto one dimension.
+const COLLAPSED_ENTROPY: f64 = 0.05;
+
+enum EpochEnd {
+    Completed,
+    Restored,
+    Stop(RunState),
+}
+
+struct Trainer {
+    config: TrainConfig,
+    device: Device,
+    state: DinoState,
+    files: Arc<Vec<std::path::PathBuf>>,
+    niter: usize,
+    schedules: BTreeMap<ScheduleName, Schedule>,
+    run_dir: RunDir,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    on_non_finite: OnNonFinite,
+    /// Next global iteration to run.
+    iter: usize,
+    last_loss: Option<f64>,
+    /// Set after a non-finite loss: the in-memory state must not be checkpointed.
+    poisoned: bool,
+    paused: bool,
+    skipped_files: usize,
+}
+
+impl Trainer {
+    fn prepare(config: TrainConfig, on_non_finite: OnNonFinite, commands: Receiver<Command>, events: Sender<Event>) -> Result<Self> {
+        let layout = DataLayout::discover(&config.data_path)?;
+        let files = Arc::new(layout.pretext_files()?);
+        let batch = config.batch_size_per_gpu as usize;
+        if files.len() < batch {
+            anyhow::bail!(
+                "{} holds {} training images, fewer than one batch (--batch_size_per_gpu {batch})",
+                config.data_path.display(),
+                files.len()
+            );
+        }
+        let niter = files.len() / batch;
+        let device = resolve_device(&config)?;
+        tch::manual_seed(config.seed as i64);
+        let mut state = DinoState::new(&config, device)?;
+        let run_path = config.run_dir();
+        let existing = checkpoint::load_latest(&run_path.join(crate::run::dir::CHECKPOINT_DIR));
+        let mut run_dir = RunDir::open(&run_path, &config)?;
+        let mut schedules = build_schedules(&config, niter);
+        let mut iter = 0;
+        let mut last_loss = None;
+        let (ckpt, problems) = existing;
+        for p in &problems {
+            run_dir.event("checkpoint_unusable", &serde_json::json!({ "message": p }))?;
+            let _ = events.send(Event::Warning { message: format!("checkpoint unusable, using an older one: {p}") });
+        }
+        if let Some(ckpt) = ckpt {
+            resume_from(&mut state, &ckpt, &mut schedules, niter)?;
+            iter = ckpt.meta.iter;
+            last_loss = ckpt.meta.last_loss;
+            RunDir::truncate_metrics_from(&run_path, iter)?;
+            run_dir = RunDir::open(&run_path, &config)?;
+            run_dir.event("resume", &serde_json::json!({ "iter": iter, "checkpoint": ckpt.path }))?;
+            tch::manual_seed(config.seed as i64 + iter as i64);
+        }
+        Ok(Self {
+            config,
+            device,
+            state,
+            files,
+            niter,
+            schedules,
+            run_dir,
+            commands,
+            events,
+            on_non_finite,
+            iter,
+            last_loss,
+            poisoned: false,
+            paused: false,
+            skipped_files: 0,
+        })
+    }
+
+    fn emit(&self, e: Event) {
+        // Nobody listening (a detached run) is fine: the run directory has everything.
+        let _ = self.events.send(e);
+    }
+
+    fn total_iters(&self) -> usize {
+        self.niter * self.config.epochs as usize
+    }
+
+    fn run(&mut self) -> Result<RunState> {
+        let c = &self.config;
+        if self.device == Device::Cpu && c.use_fp16 {
+            tracing::info!("--use_fp16 applies to CUDA only; training in float32 on the CPU");
+            self.run_dir.event("note", &serde_json::json!({ "message": "use_fp16 ignored on CPU: float32" }))?;
+        }
+        let info = RunInfo {
+            run_dir: self.run_dir.path.clone(),
+            name: self.run_dir.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            arch: c.arch.clone(),
+            device: format!("{:?}", self.device),
+            epochs: c.epochs as usize,
+            niter_per_ep: self.niter,
+            batch_size: c.batch_size_per_gpu as usize,
+            out_dim: c.out_dim as usize,
+            num_images: self.files.len(),
+            start_iter: self.iter,
+        };
+        self.run_dir.event("start", &info)?;
+        self.emit(Event::Started(info));
+        self.emit_schedules();
+        self.emit(Event::State { state: RunState::Running, iter: self.iter });
+
+        while self.iter < self.total_iters() {
+            let epoch = self.iter / self.niter;
+            match self.run_epoch(epoch)? {
+                EpochEnd::Completed => self.end_epoch(epoch)?,
+                // Went back to the last checkpoint: the loop picks up from its iteration.
+                EpochEnd::Restored => {}
+                EpochEnd::Stop(final_state) => return self.finish(final_state),
+            }
+        }
+        self.finish(RunState::Finished)
+    }
+
+    fn finish(&mut self, state: RunState) -> Result<RunState> {
+        self.run_dir.flush()?;
+        self.run_dir.event("stop", &serde_json::json!({ "state": state, "iter": self.iter }))?;
+        self.emit(Event::State { state, iter: self.iter });
+        Ok(state)
+    }
+
+    /// Runs the rest of one epoch.
+    fn run_epoch(&mut self, epoch: usize) -> Result<EpochEnd> {
+        let start_batch = self.iter % self.niter;
+        let aug = AugmentConfig::from_train_config(&self.config);
+        let loader_cfg = LoaderConfig {
+            batch_size: self.config.batch_size_per_gpu as usize,
+            num_workers: self.config.num_workers,
+            seed: self.config.seed,
+            prefetch: 2 * self.config.num_workers.max(1),
+            augment: aug,
+        };
+        let mut loader = MultiCropLoader::new(self.files.clone(), loader_cfg, epoch, start_batch)?;
+        let mut epoch_loss = 0.0;
+        let mut epoch_steps = 0usize;
+        let mut near_uniform = 0usize;
+        let mut entropy_alarmed = false;
+        let ln_k = (self.config.out_dim as f64).ln();
+        for _ in start_batch..self.niter {
+            if let Some(end) = self.handle_commands()? {
+                return Ok(EpochEnd::Stop(end));
+            }
+            let t0 = Instant::now();
+            let batch = match loader.next_batch() {
+                Some(b) => b?,
+                None => break,
+            };
+            let data_time = t0.elapsed().as_secs_f64();
+            for s in &batch.skipped {
+                self.skipped_files += 1;
+                let message = format!("skipped unreadable image {}: {}", s.path.display(), s.reason);
+                tracing::warn!("{message}");
+                self.run_dir.event("skipped_file", &serde_json::json!({ "path": s.path, "reason": s.reason }))?;
+                self.emit(Event::Warning { message });
+            }
+            let crops: Vec<tch::Tensor> = batch.crops.iter().map(|t| t.to_device(self.device)).collect();
+            let it = self.iter;
+            let p = StepParams {
+                epoch,
+                lr: self.schedules[&ScheduleName::Lr].value(it),
+                wd: self.schedules[&ScheduleName::Wd].value(it),
+                momentum: self.schedules[&ScheduleName::Momentum].value(it),
+                teacher_temp: self.schedules[&ScheduleName::TeacherTemp].value(it),
+            };
+            let out = match self.state.step(&crops, p) {
+                Ok(o) => o,
+                Err(StepError::NonFiniteLoss(v)) => {
+                    return Ok(match self.non_finite(v)? {
+                        Some(end) => EpochEnd::Stop(end),
+                        None => EpochEnd::Restored,
+                    });
+                }
+            };
+            let iter_time = t0.elapsed().as_secs_f64();
+            let m = IterMetrics {
+                iter: it,
+                epoch,
+                loss: out.loss,
+                lr: p.lr,
+                wd: p.wd,
+                teacher_temp: p.teacher_temp,
+                momentum: p.momentum,
+                iter_time,
+                data_time,
+                images_per_s: self.config.batch_size_per_gpu as f64 / iter_time.max(1e-9),
+                teacher_entropy: out.teacher_entropy,
+                kl: out.kl,
+                time: now(),
+            };
+            self.run_dir.metrics(&m)?;
+            self.emit(Event::Metrics(m));
+            self.iter += 1;
+            self.last_loss = Some(out.loss);
+            epoch_loss += out.loss;
+            epoch_steps += 1;
+            if (out.loss - ln_k).abs() <= 0.01 * ln_k {
+                near_uniform += 1;
+            }
+            if out.teacher_entropy < COLLAPSED_ENTROPY && !entropy_alarmed {
+                entropy_alarmed = true;
+                self.alarm(AlarmKind::DimensionCollapse, format!("teacher entropy {:.4} is near 0: outputs collapse to one dimension", out.teacher_entropy))?;
+            }
+        }
+        if epoch_steps > 0 && near_uniform == epoch_steps && epoch_steps == self.niter {
+            self.alarm(AlarmKind::UniformCollapse, format!("loss stayed within 1% of ln(out_dim) = {ln_k:.3} for the whole epoch {epoch}: uniform collapse"))?;
+        }
+        if epoch_steps > 0 {
+            let summary = EpochSummary {
+                epoch,
+                train_loss: epoch_loss / epoch_steps as f64,
+                train_lr: self.schedules[&ScheduleName::Lr].value(self.iter - 1),
+                train_wd: self.schedules[&ScheduleName::Wd].value(self.iter - 1),
+            };
+            self.run_dir.epoch(&summary)?;
+            self.emit(Event::Epoch(summary));
+        }
+        Ok(EpochEnd::Completed)
+    }
+
+    fn end_epoch(&mut self, epoch: usize) -> Result<()> {
+        let freq = self.config.saveckp_freq as usize;
+        let numbered = (freq > 0 && (epoch + 1) % freq == 0).then_some(epoch + 1);
+        self.checkpoint(numbered)
+    }
+
+    fn alarm(&mut self, kind: AlarmKind, message: String) -> Result<()> {
+        tracing::warn!("{message}");
+        self.run_dir.event("alarm", &serde_json::json!({ "kind": kind, "message": message, "iter": self.iter }))?;
+        self.emit(Event::Alarm { kind, message, iter: self.iter });
+        Ok(())
+    }
+
+    /// A non-finite loss: the weights were not touched by that step. Headless, stop; with a
+    /// person watching, pause, and on resume continue from the last good checkpoint.
+    fn non_finite(&mut self, value: f64) -> Result<Option<RunState>> {
+        self.poisoned = true;
+        self.alarm(AlarmKind::NonFiniteLoss, format!("loss is {value} at iteration {}; the last good checkpoint is kept", self.iter))?;
+        if self.on_non_finite == OnNonFinite::Stop {
+            return Ok(Some(RunState::Failed));
+        }
+        self.paused = true;
+        self.emit(Event::State { state: RunState::Paused, iter: self.iter });
+        if let Some(end) = self.handle_commands()? {
+            return Ok(Some(end));
+        }
+        let (ckpt, problems) = checkpoint::load_latest(&self.run_dir.checkpoint_dir());
+        let ckpt = ckpt.with_context(|| format!("no usable checkpoint to go back to ({})", problems.join("; ")))?;
+        resume_from(&mut self.state, &ckpt, &mut self.schedules, self.niter)?;
+        self.iter = ckpt.meta.iter;
+        self.poisoned = false;
+        self.run_dir.event("restored", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path }))?;
+        Ok(None)
+    }
+
+    /// Applies pending commands; blocks while paused. Some(state) when training must stop.
+    fn handle_commands(&mut self) -> Result<Option<RunState>> {
+        loop {
+            let cmd = if self.paused {
+                match self.commands.recv_timeout(Duration::from_millis(200)) {
+                    Ok(c) => c,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    // Every client is gone while paused: keep the checkpoint and stop.
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(Some(RunState::Stopped)),
+                }
+            } else {
+                match self.commands.try_recv() {
+                    Ok(c) => c,
+                    Err(_) => return Ok(None),
+                }
+            };
+            match cmd {
+                Command::Pause if !self.paused => {
+                    self.paused = true;
+                    self.run_dir.flush()?;
+                    self.run_dir.event("pause", &serde_json::json!({ "iter": self.iter }))?;
+                    self.emit(Event::State { state: RunState::Paused, iter: self.iter });
+                }
+                Command::Resume if self.paused => {
+                    self.paused = false;
+                    self.run_dir.event("resume", &serde_json::json!({ "iter": self.iter }))?;
+                    self.emit(Event::State { state: RunState::Running, iter: self.iter });
+                }
+                Command::Pause | Command::Resume => {}
+                Command::Checkpoint => self.checkpoint(None)?,
+                Command::Stop { checkpoint } => {
+                    if checkpoint {
+                        self.checkpoint(None)?;
+                    }
+                    return Ok(Some(RunState::Stopped));
+                }
+                Command::EditSchedule(edit) => {
+                    let from_iter = edit.from_iter.max(self.iter);
+                    let edit = super::schedule::ScheduleEdit { from_iter, ..edit };
+                    if let Some(s) = self.schedules.get_mut(&edit.schedule) {
+                        s.apply(edit);
+                    }
+                    self.run_dir.event("schedule_edit", &edit)?;
+                    self.emit(Event::ScheduleEdited { edit });
+                    self.emit_schedules();
+                }
+                Command::UndoScheduleEdit { schedule } => {
+                    let undone = self.schedules.get_mut(&schedule).and_then(|s| s.undo());
+                    if undone.is_some() {
+                        self.run_dir.event("schedule_undo", &serde_json::json!({ "schedule": schedule }))?;
+                        self.emit(Event::ScheduleUndone { schedule });
+                        self.emit_schedules();
+                    }
+                }
+                Command::Eval { kind } => {
+                    self.emit(Event::Error { message: format!("{kind:?} evaluation from a live run is not available yet; use `dino eval` on a checkpoint") });
+                }
+                Command::Status => {
+                    let state = if self.paused { RunState::Paused } else { RunState::Running };
+                    self.emit(Event::State { state, iter: self.iter });
+                }
+            }
+        }
+    }
+
+    fn emit_schedules(&self) {
+        let schedules = self.schedules.iter().map(|(k, v)| (*k, v.clone())).collect();
+        self.emit(Event::Schedules { schedules });
+    }
+
+    fn checkpoint(&mut self, numbered: Option<usize>) -> Result<()> {
+        if self.poisoned {
+            self.emit(Event::Warning { message: "not checkpointing: the loss went non-finite; the last good checkpoint is kept".into() });
+            return Ok(());
+        }
+        self.run_dir.flush()?;
+        let meta = CheckpointMeta {
+            format_version: 1,
+            tensors: String::new(),
+            tensors_bytes: 0,
+            epoch: self.iter / self.niter,
+            iter: self.iter,
+            niter_per_ep: self.niter,
+            loader_batch: self.iter % self.niter,
+            seed: self.config.seed,
+            optimizer_steps: self.state.optimizer.state.iter().map(|(k, v)| (k.clone(), v.step)).collect(),
+            schedules: self.schedules.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            loss_scale: self.state.amp.as_ref().map(|a| a.scale),
+            last_loss: self.last_loss,
+            time: now(),
+            config: self.config.to_toml(),
+        };
+        let (path, bytes) = checkpoint::save(&self.run_dir.checkpoint_dir(), &self.state, &meta, numbered)?;
+        let info = CheckpointInfo { path, epoch: meta.epoch, iter: meta.iter, bytes, loss: self.last_loss, time: meta.time };
+        self.run_dir.event("checkpoint", &info)?;
+        self.emit(Event::CheckpointSaved(info));
+        Ok(())
+    }
+}
+
+fn resume_from(
+    state: &mut DinoState,
+    ckpt: &LoadedCheckpoint,
+    schedules: &mut BTreeMap<ScheduleName, Schedule>,
+    niter: usize,
+) -> Result<()> {
+    if ckpt.meta.niter_per_ep != niter {
+        anyhow::bail!(
+            "checkpoint {} was taken with {} iterations per epoch, the data now gives {niter}: the data set or batch size changed",
+            ckpt.path.display(),
+            ckpt.meta.niter_per_ep
+        );
+    }
+    checkpoint::restore(state, ckpt)?;
+    for (name, saved) in &ckpt.meta.schedules {
+        if let Some(s) = schedules.get_mut(name) {
+            for e in &saved.edits {
+                s.apply(*e);
+            }
+        }
+    }
+    Ok(())
+}
