@@ -103,7 +103,8 @@ pub fn bool_flag(s: &str) -> Result<bool, String> {
 #[derive(Debug, Clone, Default, Args)]
 #[command(rename_all = "snake_case")]
 pub struct TrainArgs {
-    /// TOML preset to start from (see configs/); flags given here override it
+    /// TOML config to start from: a file, or a preset name (cifar-quick, vit-small, resnet50,
+    /// demo); flags given here override it
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Print the effective config as TOML and exit
@@ -247,6 +248,10 @@ impl TrainArgs {
     /// Starts from `--config` (or the reference defaults), applies every flag given, validates.
     pub fn resolve(&self) -> Result<TrainConfig, ConfigError> {
         let mut c = match &self.config {
+            // A bare preset name (`--config cifar-quick`) uses the embedded copy.
+            Some(path) if !path.exists() && crate::config::preset(&path.to_string_lossy()).is_some() => {
+                crate::config::preset(&path.to_string_lossy()).unwrap_or_default()
+            }
             Some(path) => TrainConfig::from_toml_file(path)?,
             None => TrainConfig::default(),
         };

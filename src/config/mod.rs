@@ -228,3 +228,33 @@ mod tests {
         assert!((c.scaled_lr(2) - 0.0005).abs() < 1e-15);
     }
 }
+
+/// The presets shipped in `configs/`, embedded so the binary works from any folder.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("cifar-quick", include_str!("../../configs/cifar-quick.toml")),
+    ("vit-small", include_str!("../../configs/vit-small.toml")),
+    ("resnet50", include_str!("../../configs/resnet50.toml")),
+    ("demo", include_str!("../../configs/demo.toml")),
+];
+
+pub fn preset(name: &str) -> Option<TrainConfig> {
+    PRESETS.iter().find(|(n, _)| *n == name).and_then(|(_, text)| TrainConfig::from_toml_str(text).ok())
+}
+
+#[cfg(test)]
+mod preset_tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_loads_validates_and_round_trips() {
+        for (name, text) in PRESETS {
+            let c = TrainConfig::from_toml_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            c.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(TrainConfig::from_toml_str(&c.to_toml()).unwrap(), c, "{name} round trip");
+        }
+        let r = preset("resnet50").unwrap();
+        assert_eq!((r.arch.as_str(), r.optimizer, r.lr), ("resnet50", OptimizerKind::Sgd, 0.03));
+        // The paper preset is exactly the reference's defaults.
+        assert_eq!(preset("vit-small").unwrap(), TrainConfig::default());
+    }
+}

@@ -1,6 +1,10 @@
 //! The DINO loss: cross-entropy between the centred, sharpened teacher distribution of each global
 //! view and the student distribution of every other view, with the centre updated as an EMA of the
 //! teacher's batch mean.
+//!
+//! The loss is a sum of independent terms, one per (teacher view, student view) pair, so the
+//! student's views can be pushed through forward and backward in chunks (`student_terms`) with
+//! exactly the gradient of the whole; that is what keeps training memory bounded.
 
 use tch::{Kind, Tensor};
 
@@ -21,25 +25,44 @@ pub struct LossOutput {
     pub kl: f64,
 }
 
+/// The teacher's centred and sharpened distributions, one [B, K] tensor per global view.
+pub struct TeacherTargets {
+    pub probs: Vec<Tensor>,
+    pub entropy: f64,
+}
+
 impl DinoLoss {
     pub fn new(out_dim: i64, ncrops: i64, device: tch::Device) -> Self {
         Self { ncrops, center: Tensor::zeros([1, out_dim], (Kind::Float, device)) }
     }
 
-    /// `student_output` is [ncrops*B, K] in crop order, `teacher_output` [2*B, K] (global views).
-    /// Updates the centre afterwards, as the reference does.
-    pub fn forward(&mut self, student_output: &Tensor, teacher_output: &Tensor, teacher_temp: f64) -> LossOutput {
-        let student = (student_output / STUDENT_TEMP).log_softmax(-1, Kind::Float);
-        let student = student.chunk(self.ncrops, 0);
-        let teacher = tch::no_grad(|| ((teacher_output - &self.center) / teacher_temp).softmax(-1, Kind::Float));
-        let teacher = teacher.chunk(2, 0);
-        // Sum over the (teacher view, student view) pairs with different views, each the batch mean
-        // of -sum(q * log p); summed in the reference's order so the numbers match its float path.
+    /// Number of (teacher view, student view) pairs with different views.
+    pub fn n_terms(&self) -> i64 {
+        2 * (self.ncrops - 1)
+    }
+
+    pub fn teacher_targets(&self, teacher_output: &Tensor, teacher_temp: f64) -> TeacherTargets {
+        tch::no_grad(|| {
+            let q = ((teacher_output - &self.center) / teacher_temp).softmax(-1, Kind::Float);
+            let entropy = (-(&q * q.clamp_min(1e-30).log()))
+                .sum_dim_intlist(-1, false, Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[]);
+            TeacherTargets { probs: q.chunk(2, 0), entropy }
+        })
+    }
+
+    /// The share of the loss contributed by student views `first_view..` (their logits stacked in
+    /// `student_logits`, [n*B, K]), already divided by the number of terms.
+    pub fn student_terms(&self, student_logits: &Tensor, first_view: usize, targets: &TeacherTargets) -> Option<Tensor> {
+        let student = (student_logits / STUDENT_TEMP).log_softmax(-1, Kind::Float);
+        let views = student.size()[0] / targets.probs[0].size()[0];
+        let student = student.chunk(views, 0);
         let mut total: Option<Tensor> = None;
-        let mut terms = 0;
-        for (iq, q) in teacher.iter().enumerate() {
-            for (v, s) in student.iter().enumerate() {
-                if v == iq {
+        // Same pair order as the reference: teacher view outer, student view inner.
+        for (iq, q) in targets.probs.iter().enumerate() {
+            for (j, s) in student.iter().enumerate() {
+                if first_view + j == iq {
                     continue;
                 }
                 let term = (-q * s).sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float);
@@ -47,23 +70,23 @@ impl DinoLoss {
                     Some(t) => t + term,
                     None => term,
                 });
-                terms += 1;
             }
         }
-        let loss = match total {
-            Some(t) => t / terms as f64,
-            None => Tensor::zeros([], (Kind::Float, student_output.device())),
-        };
-        let teacher_entropy = tch::no_grad(|| {
-            let q = Tensor::cat(&teacher, 0);
-            (-(&q * q.clamp_min(1e-30).log())).sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[])
-        });
-        let kl = loss.double_value(&[]) - teacher_entropy;
-        self.update_center(teacher_output);
-        LossOutput { loss, teacher_entropy, kl }
+        total.map(|t| t / self.n_terms() as f64)
     }
 
-    fn update_center(&mut self, teacher_output: &Tensor) {
+    /// The whole loss at once (all views), as the reference computes it; updates the centre.
+    pub fn forward(&mut self, student_output: &Tensor, teacher_output: &Tensor, teacher_temp: f64) -> LossOutput {
+        let targets = self.teacher_targets(teacher_output, teacher_temp);
+        let loss = self
+            .student_terms(student_output, 0, &targets)
+            .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, student_output.device())));
+        let kl = loss.double_value(&[]) - targets.entropy;
+        self.update_center(teacher_output);
+        LossOutput { loss, teacher_entropy: targets.entropy, kl }
+    }
+
+    pub fn update_center(&mut self, teacher_output: &Tensor) {
         tch::no_grad(|| {
             let n = teacher_output.size()[0] as f64;
             let batch_center = teacher_output.sum_dim_intlist(0, true, Kind::Float) / n;

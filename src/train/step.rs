@@ -21,6 +21,7 @@ pub struct DinoState {
     pub freeze_last_layer: usize,
     /// Mixed precision (CUDA only): autocast with dynamic loss scaling.
     pub amp: Option<LossScaler>,
+    head_has_bn: bool,
 }
 
 /// Values the schedules give for one iteration.
@@ -84,28 +85,68 @@ impl DinoState {
             clip_grad: c.clip_grad,
             freeze_last_layer: c.freeze_last_layer.max(0) as usize,
             amp,
+            head_has_bn: c.use_bn_in_head,
         })
+    }
+
+    /// How the student's views are grouped for forward and backward. Views interact only through
+    /// the sum of loss terms, so any grouping gives the whole step's gradient, except where a
+    /// BatchNorm sees the batch: the head's (when `use_bn_in_head`: one joint pass, as the
+    /// reference) and a ResNet's (one pass per resolution, as the reference's wrapper does).
+    /// ViT views go in chunks of about one global view's pixels, which bounds activation memory
+    /// by the largest chunk instead of all views together.
+    pub fn view_chunks(&self, crops: &[Tensor]) -> Vec<std::ops::Range<usize>> {
+        if self.head_has_bn {
+            return vec![0..crops.len()];
+        }
+        let area = |t: &Tensor| {
+            let s = t.size();
+            s[2] * s[3]
+        };
+        let largest = crops.iter().map(area).max().unwrap_or(1).max(1);
+        let is_vit = matches!(self.student.backbone, crate::model::Backbone::Vit(_));
+        let mut chunks = vec![];
+        let mut start = 0;
+        while start < crops.len() {
+            let a = area(&crops[start]);
+            let per_chunk = if is_vit { (largest / a.max(1)).max(1) as usize } else { usize::MAX };
+            let mut end = start + 1;
+            while end < crops.len() && area(&crops[end]) == a && end - start < per_chunk {
+                end += 1;
+            }
+            chunks.push(start..end);
+            start = end;
+        }
+        chunks
     }
 
     /// One iteration on `crops` (global views first). The teacher sees the two global views.
     pub fn step(&mut self, crops: &[Tensor], p: StepParams) -> Result<StepOutput, StepError> {
         self.optimizer.zero_grad();
         let amp = self.amp.is_some();
-        let (teacher_out, student_out) = tch::autocast(amp, || {
-            let t = tch::no_grad(|| self.teacher.forward_multicrop(&crops[..2], true));
-            let s = self.student.forward_multicrop(crops, true);
-            (t, s)
-        });
-        let out = self.loss.forward(&student_out.to_kind(tch::Kind::Float), &teacher_out.to_kind(tch::Kind::Float), p.teacher_temp);
-        let loss_value = out.loss.double_value(&[]);
-        if !loss_value.is_finite() {
-            return Err(StepError::NonFiniteLoss(loss_value));
-        }
         let scale = self.amp.as_ref().map(|a| a.scale).unwrap_or(1.0);
-        (&out.loss * scale).backward();
+        let teacher_out = tch::autocast(amp, || tch::no_grad(|| self.teacher.forward_multicrop(&crops[..2], true)))
+            .to_kind(tch::Kind::Float);
+        let targets = self.loss.teacher_targets(&teacher_out, p.teacher_temp);
+        let mut loss_value = 0.0;
+        for range in self.view_chunks(crops) {
+            let first = range.start;
+            let student_out = tch::autocast(amp, || self.student.forward_multicrop(&crops[range], true));
+            let Some(part) = self.loss.student_terms(&student_out.to_kind(tch::Kind::Float), first, &targets) else {
+                continue;
+            };
+            let v = part.double_value(&[]);
+            if !v.is_finite() {
+                return Err(StepError::NonFiniteLoss(v));
+            }
+            loss_value += v;
+            (&part * scale).backward();
+        }
+        self.loss.update_center(&teacher_out);
+        let out = StepOutput { loss: loss_value, teacher_entropy: targets.entropy, kl: loss_value - targets.entropy, applied: true };
         if let Some(amp) = &mut self.amp {
             if !amp.unscale_and_check(&self.optimizer) {
-                return Ok(StepOutput { loss: loss_value, teacher_entropy: out.teacher_entropy, kl: out.kl, applied: false });
+                return Ok(StepOutput { applied: false, ..out });
             }
         }
         if self.clip_grad > 0.0 {
@@ -114,7 +155,7 @@ impl DinoState {
         let frozen = p.epoch < self.freeze_last_layer;
         self.optimizer.step(p.lr, p.wd, |name| frozen && name.contains("last_layer"));
         self.ema(p.momentum);
-        Ok(StepOutput { loss: loss_value, teacher_entropy: out.teacher_entropy, kl: out.kl, applied: true })
+        Ok(out)
     }
 
     /// Teacher = m * teacher + (1 - m) * student, over parameters paired by name.
