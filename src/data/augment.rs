@@ -531,3 +531,267 @@ fn center_crop(img: &Rgb8, size: usize) -> Rgb8 {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn rng(seed: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(seed)
+    }
+
+    fn gradient(w: usize, h: usize) -> Rgb8 {
+        let data = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                [(x * 255 / w.max(1)) as u8, (y * 255 / h.max(1)) as u8, ((x + y) * 7 % 256) as u8]
+            })
+            .collect();
+        Rgb8 { w, h, data }
+    }
+
+    fn cfg(global: usize, local: usize, n: usize) -> AugmentConfig {
+        AugmentConfig { global_size: global, local_size: local, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: n }
+    }
+
+    #[test]
+    fn crops_come_out_in_order_with_their_sizes() {
+        let aug = MultiCropAugment::new(cfg(32, 16, 6));
+        let img = RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 100]));
+        let crops = aug.apply(&img, &mut rng(1));
+        assert_eq!(crops.len(), 8);
+        assert_eq!(crops[0].len(), 3 * 32 * 32);
+        assert_eq!(crops[1].len(), 3 * 32 * 32);
+        assert!(crops[2..].iter().all(|c| c.len() == 3 * 16 * 16));
+        assert!(crops.iter().flatten().all(|v| v.is_finite()));
+        assert_eq!(crops, aug.apply(&img, &mut rng(1)), "same stream, same crops");
+        assert_ne!(crops, aug.apply(&img, &mut rng(2)));
+    }
+
+    #[test]
+    fn from_train_config_takes_the_multicrop_settings() {
+        let mut c = TrainConfig::default();
+        c.global_crop_size = 32;
+        c.local_crop_size = 16;
+        c.local_crops_number = 6;
+        c.global_crops_scale = (0.5, 1.0);
+        let a = AugmentConfig::from_train_config(&c);
+        assert_eq!(a, AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.5, 1.0), local_scale: c.local_crops_scale, local_crops_number: 6 });
+        assert_eq!((a.num_crops(), a.crop_size(1), a.crop_size(2)), (8, 32, 16));
+    }
+
+    #[test]
+    fn flip_rate_is_about_one_half() {
+        // Dark left, bright right; every later step keeps that order on a grey image except
+        // solarization, which the first global crop never gets. Full-image crops isolate the flip.
+        let img = RgbImage::from_fn(64, 64, |x, _| if x < 32 { image::Rgb([20; 3]) } else { image::Rgb([230; 3]) });
+        let mut c = cfg(16, 8, 0);
+        c.global_scale = (1.0, 1.0);
+        let aug = MultiCropAugment::new(c);
+        let mut r = rng(7);
+        let n = 2000;
+        let flipped = (0..n)
+            .filter(|_| {
+                let crop = &aug.apply(&img, &mut r)[0];
+                let (mut left, mut right) = (0.0, 0.0);
+                for y in 0..16 {
+                    left += crop[y * 16];
+                    right += crop[y * 16 + 15];
+                }
+                left > right
+            })
+            .count();
+        let rate = flipped as f64 / n as f64;
+        assert!((rate - 0.5).abs() < 0.04, "flip rate {rate}");
+    }
+
+    #[test]
+    fn random_resized_crop_respects_scale_ratio_and_bounds() {
+        let mut r = rng(3);
+        let (w, h) = (200usize, 120usize);
+        for _ in 0..2000 {
+            let c = random_resized_crop_params(w, h, (0.08, 1.0), RATIO, &mut r);
+            assert!(c.w >= 1 && c.h >= 1 && c.x0 + c.w <= w && c.y0 + c.h <= h, "{c:?}");
+            let area = (c.w * c.h) as f64 / (w * h) as f64;
+            let ratio = c.w as f64 / c.h as f64;
+            if (c.w, c.h) != (w, h) {
+                // Rounding to whole pixels moves area and ratio a little.
+                assert!((0.07..=1.01).contains(&area), "area {area} {c:?}");
+                assert!((0.70..=1.42).contains(&ratio), "ratio {ratio} {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_resized_crop_falls_back_to_a_clamped_centre_crop() {
+        let mut r = rng(4);
+        // No 3/4..4/3 crop of 0.4+ of a 1000x3 strip fits: centre crop 4x3 (ratio 4/3).
+        let c = random_resized_crop_params(1000, 3, (0.4, 1.0), RATIO, &mut r);
+        assert_eq!(c, Rect { x0: 498, y0: 0, w: 4, h: 3 });
+        let c = random_resized_crop_params(3, 1000, (0.4, 1.0), RATIO, &mut r);
+        assert_eq!(c, Rect { x0: 0, y0: 498, w: 3, h: 4 });
+        let c = random_resized_crop_params(1, 1, (0.05, 0.4), RATIO, &mut r);
+        assert_eq!(c, Rect { x0: 0, y0: 0, w: 1, h: 1 });
+    }
+
+    #[test]
+    fn images_smaller_than_the_crop_and_extreme_strips_are_upscaled() {
+        let aug = MultiCropAugment::new(cfg(32, 16, 2));
+        for (w, h) in [(5, 7), (1, 1), (1000, 3), (3, 1000), (2, 2)] {
+            let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 9]));
+            let crops = aug.apply(&img, &mut rng(5));
+            assert_eq!(crops[0].len(), 3 * 32 * 32, "{w}x{h}");
+            assert_eq!(crops[3].len(), 3 * 16 * 16, "{w}x{h}");
+            assert!(crops.iter().flatten().all(|v| v.is_finite()));
+        }
+    }
+
+    #[test]
+    fn solarize_inverts_exactly_from_128() {
+        let mut img = Rgb8 { w: 256, h: 1, data: (0..=255u8).flat_map(|v| [v, v, v]).collect() };
+        solarize(&mut img, 128);
+        for v in 0..=255u8 {
+            let want = if v >= 128 { 255 - v } else { v };
+            assert_eq!(img.data[usize::from(v) * 3], want);
+        }
+    }
+
+    #[test]
+    fn grayscale_gives_equal_channels_with_pil_luma() {
+        let mut img = gradient(20, 10);
+        grayscale(&mut img);
+        assert!(img.data.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]));
+        let mut one = Rgb8 { w: 1, h: 1, data: vec![255, 0, 0] };
+        grayscale(&mut one);
+        // PIL: L = R * 299/1000 + ..., rounded: 255 * 0.299 = 76.2
+        assert_eq!(one.data, [76, 76, 76]);
+    }
+
+    #[test]
+    fn blur_preserves_a_constant_image_and_the_mean_of_a_pattern() {
+        for radius in [0.1, 0.7, 1.3, 2.0] {
+            let mut c = Rgb8 { w: 17, h: 9, data: vec![131; 17 * 9 * 3] };
+            gaussian_blur(&mut c, radius);
+            assert!(c.data.iter().all(|&v| v == 131), "radius {radius}");
+        }
+        let mut img = gradient(32, 32);
+        let before: f64 = img.data.iter().map(|&v| f64::from(v)).sum::<f64>() / img.data.len() as f64;
+        gaussian_blur(&mut img, 2.0);
+        let after: f64 = img.data.iter().map(|&v| f64::from(v)).sum::<f64>() / img.data.len() as f64;
+        assert!((before - after).abs() < 1.5, "{before} vs {after}");
+    }
+
+    #[test]
+    fn blur_spreads_an_impulse_symmetrically() {
+        let mut img = Rgb8 { w: 21, h: 21, data: vec![0; 21 * 21 * 3] };
+        img.data[(10 * 21 + 10) * 3..(10 * 21 + 10) * 3 + 3].fill(255);
+        let mut impulse = img.clone();
+        gaussian_blur(&mut impulse, 0.1);
+        // Six passes each keep ~99.7% of the centre: 255 * 0.9967^6 is about 250.
+        assert!(impulse.data[(10 * 21 + 10) * 3] >= 245, "radius 0.1 is almost the identity");
+        gaussian_blur(&mut img, 1.0);
+        let at = |x: usize, y: usize| img.data[(y * 21 + x) * 3];
+        assert!(at(10, 10) < 255 && at(10, 10) > 0);
+        assert_eq!(at(9, 10), at(11, 10));
+        assert_eq!(at(10, 9), at(10, 11));
+        assert!(at(9, 10) > at(8, 10));
+    }
+
+    #[test]
+    fn normalisation_of_known_pixels() {
+        let lut = NormalizeLut::imagenet();
+        let out = lut.to_chw(&Rgb8 { w: 2, h: 1, data: vec![255, 0, 128, 0, 255, 0] });
+        let want = [
+            (1.0 - 0.485) / 0.229,
+            (0.0 - 0.485) / 0.229,
+            (0.0 - 0.456) / 0.224,
+            (1.0 - 0.456) / 0.224,
+            (128.0 / 255.0 - 0.406) / 0.225,
+            (0.0 - 0.406) / 0.225,
+        ];
+        for (o, w) in out.iter().zip(want) {
+            assert!((o - w).abs() < 1e-5, "{o} vs {w}");
+        }
+    }
+
+    #[test]
+    fn colour_jitter_at_identity_factors_changes_nothing() {
+        let img = gradient(23, 11);
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
+            let mut j = img.clone();
+            JitterParams { order, brightness: 1.0, contrast: 1.0, saturation: 1.0, hue: 0.0 }.apply(&mut j);
+            assert_eq!(j, img, "order {order:?}");
+        }
+    }
+
+    #[test]
+    fn colour_jitter_extremes_match_pil() {
+        let img = gradient(16, 8);
+        let mut b = img.clone();
+        adjust_brightness(&mut b, 0.0);
+        assert!(b.data.iter().all(|&v| v == 0));
+        let mut b = Rgb8 { w: 1, h: 1, data: vec![100, 200, 3] };
+        adjust_brightness(&mut b, 1.4);
+        assert_eq!(b.data, [140, 255, 4], "truncating blend, clipped");
+        let mut c = img.clone();
+        adjust_contrast(&mut c, 0.0);
+        assert!(c.data.windows(2).all(|w| w[0] == w[1]), "contrast 0 is the mean grey");
+        let mut s = img.clone();
+        adjust_saturation(&mut s, 0.0);
+        let mut g = img.clone();
+        grayscale(&mut g);
+        assert_eq!(s, g, "saturation 0 is the grayscale image");
+    }
+
+    #[test]
+    fn hue_shift_rotates_primaries() {
+        let mut red = Rgb8 { w: 1, h: 1, data: vec![255, 0, 0] };
+        adjust_hue(&mut red, 1.0 / 3.0);
+        assert_eq!(red.data, [0, 255, 0]);
+        let mut grey = Rgb8 { w: 1, h: 1, data: vec![90, 90, 90] };
+        adjust_hue(&mut grey, 0.1);
+        assert_eq!(grey.data, [90, 90, 90], "no hue, no change");
+        // A tiny factor truncates to a zero shift, as numpy's cast does.
+        let img = gradient(8, 8);
+        let mut same = img.clone();
+        adjust_hue(&mut same, 0.003);
+        assert_eq!(same, img);
+    }
+
+    #[test]
+    fn hsv_round_trip_is_close() {
+        for (r, g, b) in [(10u8, 200u8, 30u8), (255, 128, 0), (1, 2, 3), (240, 240, 10)] {
+            let (h, s, v) = rgb_to_hsv(r, g, b);
+            let (r2, g2, b2) = hsv_to_rgb(h, s, v);
+            for (a, b) in [(r, r2), (g, g2), (b, b2)] {
+                assert!((i32::from(a) - i32::from(b)).abs() <= 3, "{:?} -> {:?}", (r, g, b), (r2, g2, b2));
+            }
+        }
+    }
+
+    #[test]
+    fn hflip_mirrors_rows() {
+        let mut img = Rgb8 { w: 3, h: 1, data: vec![1, 2, 3, 4, 5, 6, 7, 8, 9] };
+        hflip(&mut img);
+        assert_eq!(img.data, [7, 8, 9, 4, 5, 6, 1, 2, 3]);
+    }
+
+    #[test]
+    fn eval_transform_resizes_short_side_and_centre_crops() {
+        let img = RgbImage::from_fn(64, 32, |x, _| image::Rgb([if x < 32 { 0 } else { 255 }, 0, 0]));
+        let out = eval_transform(&img, 16, 16);
+        assert_eq!(out.len(), 3 * 16 * 16);
+        // 64x32 -> 32x16, centre 16 columns span the edge at column 16.
+        let red = |x: usize| out[8 * 16 + x];
+        assert!(red(0) < red(15));
+        let flat = RgbImage::from_pixel(10, 10, image::Rgb([255, 255, 255]));
+        let out = eval_transform(&flat, 8, 8);
+        assert!((out[0] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
+        // A crop larger than the resized image pads with black, as torchvision does.
+        let out = eval_transform(&flat, 4, 6);
+        assert!((out[0] - (0.0 - 0.485) / 0.229).abs() < 1e-5);
+        assert!((out[2 * 6 + 2] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
+    }
+}

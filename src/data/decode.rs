@@ -45,3 +45,45 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
         other => other.into_rgb8(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_bytes(img: &RgbImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+        out
+    }
+
+    #[test]
+    fn content_decides_the_format_not_the_extension() {
+        let d = tempfile::tempdir().unwrap();
+        let img = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 80, 7]));
+        let p = d.path().join("really_a_png.jpg");
+        std::fs::write(&p, png_bytes(&img)).unwrap();
+        assert_eq!(load_rgb(&p).unwrap(), img);
+    }
+
+    #[test]
+    fn bad_files_are_errors_naming_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let full = png_bytes(&RgbImage::from_pixel(40, 40, image::Rgb([1, 2, 3])));
+        let cases: [(&str, Vec<u8>, &str); 4] = [
+            ("empty.png", Vec::new(), "empty file"),
+            ("notes.jpg", b"hello, I am text, not an image".to_vec(), "not an image"),
+            ("truncated.png", full[..full.len() / 2].to_vec(), "corrupt"),
+            ("garbage.png", [&full[..16], &[0xAB; 64][..]].concat(), "corrupt"),
+        ];
+        for (name, bytes, why) in cases {
+            let p = d.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let e = load_rgb(&p).unwrap_err();
+            assert_eq!(e.path, p);
+            let msg = e.to_string();
+            assert!(msg.contains(name) && msg.contains(why), "{name}: {msg}");
+        }
+        let e = load_rgb(&d.path().join("missing.png")).unwrap_err().to_string();
+        assert!(e.contains("missing.png"), "{e}");
+    }
+}

@@ -334,3 +334,119 @@ fn load_with_replacement(
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::demo::render;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    fn images(dir: &Path, n: usize) -> Vec<PathBuf> {
+        (0..n)
+            .map(|i| {
+                let p = dir.join(format!("{i:03}.png"));
+                render(i % 5, 12, &mut rng_for(&[i as u64])).save(&p).unwrap();
+                p
+            })
+            .collect()
+    }
+
+    fn aug() -> AugmentConfig {
+        AugmentConfig { global_size: 16, local_size: 8, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 2 }
+    }
+
+    fn cfg(workers: usize, epoch: u64, start: usize) -> LoaderConfig {
+        LoaderConfig { batch_size: 4, num_workers: workers, seed: 11, epoch, start_batch: start, prefetch: 0 }
+    }
+
+    fn flat(b: &Batch) -> Vec<Vec<f32>> {
+        b.crops.iter().map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()).collect()
+    }
+
+    #[test]
+    fn permutation_depends_only_on_seed_and_epoch() {
+        let a = epoch_permutation(50, 1, 0);
+        assert_eq!(a, epoch_permutation(50, 1, 0));
+        assert_ne!(a, epoch_permutation(50, 1, 1));
+        assert_ne!(a, epoch_permutation(50, 2, 0));
+        let mut s = a.clone();
+        s.sort();
+        assert_eq!(s, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn drop_last_and_shapes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut l = MultiCropLoader::new(images(d.path(), 10), aug(), cfg(2, 0, 0)).unwrap();
+        assert_eq!(l.batches_per_epoch(), 2);
+        let b = l.next_batch().unwrap().unwrap();
+        assert_eq!(b.crops.len(), 4);
+        assert_eq!(b.crops[0].size(), [4, 3, 16, 16]);
+        assert_eq!(b.crops[3].size(), [4, 3, 8, 8]);
+        assert_eq!(b.crops[0].kind(), tch::Kind::Float);
+        assert!(b.skipped.is_empty());
+        assert!(l.next_batch().unwrap().is_ok());
+        assert!(l.next_batch().is_none());
+        assert_eq!(l.remaining(), 0);
+    }
+
+    #[test]
+    fn prefetch_window_bounds_batches_in_flight() {
+        let d = tempfile::tempdir().unwrap();
+        let files = images(d.path(), 40);
+        let mut c = cfg(2, 0, 0);
+        c.batch_size = 1;
+        c.prefetch = 3;
+        let mut l = MultiCropLoader::new(files, aug(), c).unwrap();
+        for _ in 0..5 {
+            l.next_batch().unwrap().unwrap();
+            assert!(l.issued - l.next <= 3);
+            assert!(l.ready.len() <= 3);
+        }
+    }
+
+    #[test]
+    fn errors_for_bad_settings() {
+        let d = tempfile::tempdir().unwrap();
+        let files = images(d.path(), 3);
+        assert!(matches!(MultiCropLoader::new(files.clone(), aug(), cfg(1, 0, 0)), Err(DataError::TooFewImages { .. })));
+        let mut c = cfg(1, 0, 0);
+        c.batch_size = 0;
+        assert!(MultiCropLoader::new(files.clone(), aug(), c).is_err());
+        let mut c = cfg(1, 0, 5);
+        c.batch_size = 1;
+        let e = MultiCropLoader::new(files, aug(), c).err().unwrap().to_string();
+        assert!(e.contains("start batch 5"), "{e}");
+    }
+
+    #[test]
+    fn same_batches_whatever_the_number_of_workers() {
+        let d = tempfile::tempdir().unwrap();
+        let files = images(d.path(), 17);
+        let run = |w| -> Vec<(Vec<usize>, Vec<Vec<f32>>)> {
+            MultiCropLoader::new(files.clone(), aug(), cfg(w, 3, 0))
+                .unwrap()
+                .map(|b| b.unwrap())
+                .map(|b| (b.indices.clone(), flat(&b)))
+                .collect()
+        };
+        let zero = run(0);
+        assert_eq!(zero.len(), 4);
+        assert_eq!(zero, run(1));
+        assert_eq!(zero, run(3));
+    }
+
+    #[test]
+    fn dropping_stops_workers_promptly() {
+        let d = tempfile::tempdir().unwrap();
+        let files = images(d.path(), 64);
+        let mut c = cfg(2, 0, 0);
+        c.batch_size = 2;
+        let mut l = MultiCropLoader::new(files, aug(), c).unwrap();
+        l.next_batch().unwrap().unwrap();
+        let t = Instant::now();
+        drop(l);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+}
