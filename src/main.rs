@@ -20,6 +20,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             anyhow::bail!("training arrives with the training-loop issue")
         }
+        Command::MakeDemoData { dir, per_class, seed, size } => {
+            let summary = dino_tui::data::write_demo_dataset(&dir, per_class, seed, size)?;
+            println!("{summary}");
+            Ok(())
+        }
         other => anyhow::bail!("`{other:?}` is not available yet"),
     }
 }
