@@ -1,30 +1,82 @@
 use anyhow::Result;
 use clap::Parser;
-use dino_tui::cli::{Cli, Command};
+use dino_tui::cli::{Cli, Command, DemoArgs, EvalCommand};
+use dino_tui::config::TrainConfig;
+use dino_tui::run::protocol::RunState;
+use std::io::IsTerminal;
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Exit code of a finished training command: a failed run is an error for scripts.
+fn exit_code(state: RunState) -> i32 {
+    match state {
+        RunState::Failed => 1,
+        _ => 0,
+    }
+}
+
+fn train(config: TrainConfig, force_headless: bool) -> Result<i32> {
+    let headless = force_headless || config.headless || !std::io::stdout().is_terminal();
+    if !headless {
+        eprintln!("dino: the terminal UI arrives with its issue; training headless");
+    }
+    Ok(exit_code(dino_tui::headless::run(config)?))
+}
+
+fn demo(args: DemoArgs) -> Result<i32> {
+    let data = args.dir.join("data");
+    let summary = dino_tui::data::write_demo_dataset(&data, 60, 0, 48)?;
+    println!("{summary}");
+    let mut config = dino_tui::config::preset("demo").ok_or_else(|| anyhow::anyhow!("demo preset missing"))?;
+    config.data_path = data;
+    config.output_dir = Some(args.dir.join("run"));
+    if let Some(e) = args.epochs {
+        config.epochs = e;
+    }
+    config.validate()?;
+    train(config, args.headless)
+}
+
+fn not_yet(what: &str, issue: u32) -> Result<i32> {
+    eprintln!("dino {what}: not available in this version yet (tracked in issue #{issue})");
+    Ok(2)
+}
+
+fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Train(args) => {
             let config = args.resolve()?;
             if args.print_config {
                 print!("{}", config.to_toml());
-                return Ok(());
+                return Ok(0);
             }
-            anyhow::bail!("training arrives with the training-loop issue")
+            train(config, false)
         }
+        Command::Tui(args) => {
+            let config = args.resolve()?;
+            train(config, false)
+        }
+        Command::Demo(args) => demo(args),
         Command::MakeDemoData { dir, per_class, seed, size } => {
             let summary = dino_tui::data::write_demo_dataset(&dir, per_class, seed, size)?;
             println!("{summary}");
-            Ok(())
+            Ok(0)
         }
-        other => anyhow::bail!("`{other:?}` is not available yet"),
+        Command::Attach { .. } => not_yet("attach", 6),
+        Command::Ctl { .. } => not_yet("ctl", 6),
+        Command::Runs { .. } => not_yet("runs", 6),
+        Command::Eval(EvalCommand::Knn(_)) => not_yet("eval knn", 9),
+        Command::Eval(EvalCommand::Linear(_)) => not_yet("eval linear", 9),
+        Command::Eval(EvalCommand::LabelEfficiency(_)) => not_yet("eval label-efficiency", 9),
+        Command::Outliers(_) => not_yet("outliers", 7),
     }
 }

@@ -54,7 +54,7 @@ pub fn teacher_temp_schedule(warmup_temp: f64, temp: f64, warmup_epochs: usize, 
 }
 
 /// Which schedule an edit addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScheduleName {
     Lr,

@@ -5,13 +5,12 @@ use super::checkpoint::{self, CheckpointMeta, LoadedCheckpoint};
 use super::schedule::{CurveSpec, Schedule, ScheduleName};
 use super::step::{DinoState, StepError, StepParams};
 use crate::config::{validate::DeviceRequest, TrainConfig};
-use crate::data::{augment::AugmentConfig, layout::DataLayout, loader::{LoaderConfig, MultiCropLoader}};
+use crate::data::{AugmentConfig, DataLayout, LoaderConfig, MultiCropLoader};
 use crate::run::dir::{now, RunDir};
 use crate::run::protocol::*;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tch::Device;
 
@@ -98,7 +97,7 @@ struct Trainer {
     config: TrainConfig,
     device: Device,
     state: DinoState,
-    files: Arc<Vec<std::path::PathBuf>>,
+    files: Vec<std::path::PathBuf>,
     niter: usize,
     schedules: BTreeMap<ScheduleName, Schedule>,
     run_dir: RunDir,
@@ -117,7 +116,8 @@ struct Trainer {
 impl Trainer {
     fn prepare(config: TrainConfig, on_non_finite: OnNonFinite, commands: Receiver<Command>, events: Sender<Event>) -> Result<Self> {
         let layout = DataLayout::discover(&config.data_path)?;
-        let files = Arc::new(layout.pretext_files()?);
+        tracing::info!("data: {}", layout.summary());
+        let files = layout.pretext().files.clone();
         let batch = config.batch_size_per_gpu as usize;
         if files.len() < batch {
             anyhow::bail!(
@@ -228,10 +228,11 @@ impl Trainer {
             batch_size: self.config.batch_size_per_gpu as usize,
             num_workers: self.config.num_workers,
             seed: self.config.seed,
-            prefetch: 2 * self.config.num_workers.max(1),
-            augment: aug,
+            epoch: epoch as u64,
+            start_batch,
+            prefetch: 0,
         };
-        let mut loader = MultiCropLoader::new(self.files.clone(), loader_cfg, epoch, start_batch)?;
+        let mut loader = MultiCropLoader::new(self.files.clone(), aug, loader_cfg)?;
         let mut epoch_loss = 0.0;
         let mut epoch_steps = 0usize;
         let mut near_uniform = 0usize;

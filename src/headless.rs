@@ -1,0 +1,147 @@
+//! Training without a terminal UI: progress lines on stdout, problems on stderr. Used when stdout
+//! is not a terminal (CI, `nohup`, batch jobs) or with `--headless`. SIGINT and SIGTERM stop the
+//! run after a checkpoint; SIGHUP is ignored, so a dropped SSH session does not end training.
+
+use crate::config::TrainConfig;
+use crate::run::protocol::{Command, Event, IterMetrics, RunInfo, RunState};
+use crate::train::trainer::{self, OnNonFinite};
+use anyhow::Result;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, request_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, request_stop as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+}
+
+/// "1h02m", "4m05s", "12s".
+pub fn format_duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "?".into();
+    }
+    let s = secs.round() as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
+}
+
+/// One progress line, as printed every `--print_freq` iterations.
+pub fn progress_line(info: &RunInfo, m: &IterMetrics, eta_secs: f64) -> String {
+    let total = info.epochs * info.niter_per_ep;
+    format!(
+        "epoch {}/{} it {}/{} loss {:.4} lr {:.3e} wd {:.4} temp {:.4} mom {:.4} {:.1} img/s data {:.0}% eta {}",
+        m.epoch + 1,
+        info.epochs,
+        m.iter + 1,
+        total,
+        m.loss,
+        m.lr,
+        m.wd,
+        m.teacher_temp,
+        m.momentum,
+        m.images_per_s,
+        100.0 * m.data_time / m.iter_time.max(1e-9),
+        format_duration(eta_secs)
+    )
+}
+
+/// Runs training to its end; returns how it ended.
+pub fn run(config: TrainConfig) -> Result<RunState> {
+    install_signal_handlers();
+    let print_freq = config.print_freq.max(1) as usize;
+    let handle = trainer::spawn(config, OnNonFinite::Stop)?;
+    let mut info: Option<RunInfo> = None;
+    let mut iter_time_ema: Option<f64> = None;
+    let mut stop_sent = false;
+    let mut final_state = RunState::Failed;
+    loop {
+        if STOP_REQUESTED.load(Ordering::SeqCst) && !stop_sent {
+            eprintln!("dino: stop requested; checkpointing and stopping after this iteration");
+            let _ = handle.commands.send(Command::Stop { checkpoint: true });
+            stop_sent = true;
+        }
+        let event = match handle.events.recv_timeout(Duration::from_millis(200)) {
+            Ok(e) => e,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        match event {
+            Event::Started(i) => {
+                println!(
+                    "dino: training {} ({}) on {}: {} images, {} iterations/epoch x {} epochs, from iteration {}; run directory {}",
+                    i.name,
+                    i.arch,
+                    i.device,
+                    i.num_images,
+                    i.niter_per_ep,
+                    i.epochs,
+                    i.start_iter,
+                    i.run_dir.display()
+                );
+                info = Some(i);
+            }
+            Event::Metrics(m) => {
+                let ema = iter_time_ema.map_or(m.iter_time, |e| 0.9 * e + 0.1 * m.iter_time);
+                iter_time_ema = Some(ema);
+                if let Some(i) = &info {
+                    let total = i.epochs * i.niter_per_ep;
+                    let last_of_epoch = (m.iter + 1) % i.niter_per_ep == 0;
+                    if (m.iter + 1) % print_freq == 0 || last_of_epoch || m.iter == i.start_iter {
+                        let eta = ema * (total - m.iter - 1) as f64;
+                        println!("{}", progress_line(i, &m, eta));
+                    }
+                }
+            }
+            Event::Epoch(e) => println!("dino: epoch {} done, train_loss {:.4}", e.epoch + 1, e.train_loss),
+            Event::CheckpointSaved(c) => {
+                println!("dino: checkpoint {} (iteration {}, {:.1} MB)", c.path.display(), c.iter, c.bytes as f64 / 1e6)
+            }
+            Event::Alarm { message, .. } => eprintln!("dino: ALARM: {message}"),
+            Event::Warning { message } => eprintln!("dino: warning: {message}"),
+            Event::Error { message } => eprintln!("dino: error: {message}"),
+            Event::State { state, iter } if state.is_over() => {
+                final_state = state;
+                match state {
+                    RunState::Finished => println!("dino: training finished after {iter} iterations"),
+                    RunState::Stopped => {
+                        println!("dino: stopped at iteration {iter}; run the same command again to resume")
+                    }
+                    _ => eprintln!("dino: training failed at iteration {iter}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    match handle.thread.join() {
+        Ok(Ok(state)) => Ok(state),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            anyhow::bail!("the training thread panicked (state before: {final_state:?}); see the log file")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(format_duration(12.4), "12s");
+        assert_eq!(format_duration(245.0), "4m05s");
+        assert_eq!(format_duration(3720.0), "1h02m");
+        assert_eq!(format_duration(f64::NAN), "?");
+    }
+}
