@@ -1,0 +1,118 @@
+//! The `dino` binary as a person uses it: help, config printing, validation errors, headless
+//! training, and resuming after the process is killed with SIGKILL mid-epoch.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn dino() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dino"))
+}
+
+fn run(args: &[&str]) -> Output {
+    dino().args(args).output().expect("dino runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn help_lists_every_command_and_reference_flag() {
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let t = text(&o);
+    for cmd in ["train", "tui", "attach", "ctl", "eval", "outliers", "runs", "demo", "make-demo-data"] {
+        assert!(t.contains(cmd), "--help lacks {cmd}:\n{t}");
+    }
+    let t = text(&run(&["train", "--help"]));
+    for flag in [
+        "--arch", "--patch_size", "--out_dim", "--norm_last_layer", "--momentum_teacher", "--use_bn_in_head",
+        "--warmup_teacher_temp", "--teacher_temp", "--warmup_teacher_temp_epochs", "--use_fp16", "--weight_decay",
+        "--weight_decay_end", "--clip_grad", "--batch_size_per_gpu", "--epochs", "--freeze_last_layer", "--lr",
+        "--warmup_epochs", "--min_lr", "--optimizer", "--drop_path_rate", "--global_crops_scale",
+        "--local_crops_number", "--local_crops_scale", "--data_path", "--output_dir", "--saveckp_freq", "--seed",
+        "--num_workers", "--config", "--device", "--global_crop_size", "--local_crop_size", "--headless", "--name",
+    ] {
+        assert!(t.contains(flag), "train --help lacks {flag}");
+    }
+    let t = text(&run(&["eval", "--help"]));
+    for sub in ["knn", "linear", "label-efficiency"] {
+        assert!(t.contains(sub), "eval --help lacks {sub}");
+    }
+}
+
+#[test]
+fn print_config_shows_the_effective_values() {
+    let o = run(&["train", "--config", "cifar-quick", "--epochs", "3", "--print-config"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let c = dino_tui::config::TrainConfig::from_toml_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!((c.epochs, c.patch_size, c.global_crop_size), (3, 4, 32));
+}
+
+#[test]
+fn bad_values_fail_with_the_setting_named() {
+    for (args, needle) in [
+        (vec!["train", "--lr", "-0.1", "--print-config"], "--lr"),
+        (vec!["train", "--arch", "nonsense", "--print-config"], "--arch"),
+        (vec!["train", "--global_crops_scale", "0.4", "1.2", "--print-config"], "--global_crops_scale"),
+        (vec!["train", "--headless", "--data_path", "/nonexistent/dino-data"], "/nonexistent/dino-data"),
+        (vec!["train", "--config", "/nonexistent/preset.toml"], "/nonexistent/preset.toml"),
+    ] {
+        let o = run(&args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        let t = text(&o);
+        assert!(t.contains(needle), "{args:?}: message does not name {needle}:\n{t}");
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn metric_iters(run_dir: &Path) -> Vec<u64> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["iter"].as_u64())
+        .collect()
+}
+
+#[test]
+fn resumes_after_kill_9_mid_epoch() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 16); // 80 images, 10 iterations per epoch
+    let out = d.path().join("run");
+    let mut c = common::tiny_config(&data, &out);
+    c.epochs = 3;
+    // Slow enough that the kill lands mid-epoch: a bigger head and more local crops.
+    c.out_dim = 4096;
+    c.local_crops_number = 6;
+    let cfg = d.path().join("tiny.toml");
+    std::fs::write(&cfg, c.to_toml()).unwrap();
+    let args = ["train", "--config", cfg.to_str().unwrap(), "--headless"];
+
+    let mut child = dino().args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let ckpt = out.join("checkpoints/checkpoint-latest.json");
+    wait_for("first checkpoint", Duration::from_secs(120), || ckpt.exists());
+    // Metrics are flushed at checkpoints; the kill comes once epoch 2 is under way.
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let meta = dino_tui::train::checkpoint::read_meta(&ckpt).unwrap();
+    assert!(meta.iter >= 10, "checkpoint at {}", meta.iter);
+
+    let o = dino().args(args).output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains(&format!("from iteration {}", meta.iter)), "did not resume from {}:\n{t}", meta.iter);
+    assert!(t.contains("training finished after 30 iterations"), "{t}");
+    assert_eq!(metric_iters(&out), (0..30).collect::<Vec<u64>>());
+}

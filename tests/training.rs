@@ -1,0 +1,154 @@
+//! End-to-end training on real (generated) images: a complete run directory, resume after a
+//! stop mid-epoch reproducing the uninterrupted run, the non-finite-loss guard, schedule edits.
+
+mod common;
+
+use dino_tui::run::protocol::{AlarmKind, Command, Event, RunState};
+use dino_tui::train::checkpoint;
+use dino_tui::train::schedule::{EditKind, ScheduleEdit, ScheduleName};
+use dino_tui::train::trainer::{spawn, OnNonFinite, TrainerHandle};
+use std::time::Duration;
+
+/// libtorch has one global random generator (weights are initialised from it after
+/// `manual_seed`), so trainers of parallel tests would draw from each other's stream: run one at a time.
+static ONE_TRAINER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_TRAINER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Collects events until the run ends; `on_event` may send commands.
+fn drive(h: TrainerHandle, mut on_event: impl FnMut(&Event, &crossbeam_channel::Sender<Command>)) -> (Vec<Event>, RunState) {
+    let mut events = vec![];
+    loop {
+        match h.events.recv_timeout(Duration::from_secs(120)) {
+            Ok(e) => {
+                on_event(&e, &h.commands);
+                let over = matches!(&e, Event::State { state, .. } if state.is_over());
+                events.push(e);
+                if over {
+                    break;
+                }
+            }
+            Err(e) => panic!("trainer went quiet: {e}"),
+        }
+    }
+    let state = h.thread.join().expect("trainer thread").expect("trainer result");
+    (events, state)
+}
+
+fn losses(events: &[Event]) -> Vec<(usize, f64)> {
+    events.iter().filter_map(|e| if let Event::Metrics(m) = e { Some((m.iter, m.loss)) } else { None }).collect()
+}
+
+#[test]
+fn short_run_leaves_a_complete_run_directory() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    common::demo_data(&d.path().join("data"), 8);
+    let out = d.path().join("run");
+    let c = common::tiny_config(&d.path().join("data"), &out);
+    let (events, state) = drive(spawn(c, OnNonFinite::Stop).unwrap(), |_, _| {});
+    assert_eq!(state, RunState::Finished);
+    let l = losses(&events);
+    assert_eq!(l.len(), 15, "3 epochs x 5 iterations");
+    assert!(l.iter().all(|(_, v)| v.is_finite()));
+    for f in ["config.toml", "metrics.jsonl", "log.txt", "events.jsonl", "checkpoints/checkpoint-latest.json", "checkpoints/checkpoint0003.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // log.txt: one reference-style line per epoch.
+    let log = std::fs::read_to_string(out.join("log.txt")).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    for (i, v) in lines.iter().enumerate() {
+        assert_eq!(v["epoch"].as_u64(), Some(i as u64));
+        for k in ["train_loss", "train_lr", "train_wd"] {
+            assert!(v[k].as_f64().is_some(), "{k} missing in {v}");
+        }
+    }
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 15);
+    let config = dino_tui::config::TrainConfig::from_toml_file(&out.join("config.toml")).unwrap();
+    assert_eq!(config.embed_dim, Some(24));
+}
+
+#[test]
+fn resume_mid_epoch_reproduces_the_uninterrupted_run() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 16); // 80 images: 10 iterations per epoch
+    let config = |out: &str| {
+        let mut c = common::tiny_config(&data, &d.path().join(out));
+        c.epochs = 2;
+        c
+    };
+
+    let (full, _) = drive(spawn(config("full"), OnNonFinite::Stop).unwrap(), |_, _| {});
+
+    // The same run, asked to checkpoint and stop early in epoch 2 (the trainer takes the command
+    // between iterations, a few iterations later at most), then started again.
+    let part_dir = d.path().join("part");
+    let (first, state) = drive(spawn(config("part"), OnNonFinite::Stop).unwrap(), |e, cmd| {
+        if let Event::Metrics(m) = e {
+            if m.iter == 11 {
+                cmd.send(Command::Stop { checkpoint: true }).unwrap();
+            }
+        }
+    });
+    assert_eq!(state, RunState::Stopped);
+    let stopped_after = losses(&first).last().unwrap().0;
+    let meta = checkpoint::read_meta(&part_dir.join("checkpoints/checkpoint-latest.json")).unwrap();
+    assert_eq!(meta.iter, stopped_after + 1);
+    assert_eq!((meta.epoch, meta.loader_batch), (1, meta.iter - 10));
+    assert!(meta.loader_batch > 0, "the stop must land mid-epoch for this test to mean anything");
+
+    let (second, state) = drive(spawn(config("part"), OnNonFinite::Stop).unwrap(), |_, _| {});
+    assert_eq!(state, RunState::Finished);
+    let started = second.iter().find_map(|e| if let Event::Started(i) = e { Some(i.start_iter) } else { None });
+    assert_eq!(started, Some(meta.iter));
+    let resumed: Vec<(usize, f64)> = losses(&first).into_iter().chain(losses(&second)).collect();
+    let full = losses(&full);
+    assert_eq!(resumed.len(), full.len());
+    for ((i, a), (j, b)) in resumed.iter().zip(&full) {
+        assert_eq!(i, j);
+        assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "iteration {i}: resumed {a} vs uninterrupted {b}");
+    }
+    // metrics.jsonl continues without gaps or duplicates.
+    let iters: Vec<u64> = std::fs::read_to_string(part_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["iter"].as_u64().unwrap())
+        .collect();
+    assert_eq!(iters, (0..20).collect::<Vec<u64>>());
+}
+
+#[test]
+fn non_finite_loss_stops_headless_and_keeps_the_last_good_checkpoint() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8);
+    let out = d.path().join("run");
+    let mut sent = false;
+    let (events, state) = drive(spawn(common::tiny_config(&data, &out), OnNonFinite::Stop).unwrap(), |e, cmd| {
+        // After the first epoch's checkpoint, push the learning rate far past stability.
+        if let Event::CheckpointSaved(c) = e {
+            if !sent && c.iter == 5 {
+                sent = true;
+                let edit = ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 0, kind: EditKind::Constant(1e30) };
+                cmd.send(Command::EditSchedule(edit)).unwrap();
+            }
+        }
+    });
+    assert_eq!(state, RunState::Failed);
+    assert!(events.iter().any(|e| matches!(e, Event::Alarm { kind: AlarmKind::NonFiniteLoss, .. })));
+    assert!(events.iter().any(|e| matches!(e, Event::ScheduleEdited { .. })));
+    let (ckpt, problems) = checkpoint::load_latest(&out.join("checkpoints"));
+    assert!(problems.is_empty(), "{problems:?}");
+    let ckpt = ckpt.expect("last good checkpoint");
+    assert_eq!(ckpt.meta.iter, 5);
+    assert!(ckpt.tensors.values().all(|t| bool::try_from(t.isfinite().all()).unwrap()));
+    let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    assert!(log.contains("\"non_finite_loss\"") && log.contains("schedule_edit"), "{log}");
+}
