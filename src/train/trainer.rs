@@ -255,7 +255,7 @@ impl Trainer {
                 self.run_dir.event("skipped_file", &serde_json::json!({ "path": s.path, "reason": s.reason }))?;
                 self.emit(Event::Warning { message });
             }
-            let crops: Vec<tch::Tensor> = batch.crops.iter().map(|t| t.to_device(self.device)).collect();
+            let crops = to_device(&batch.crops, self.device);
             let it = self.iter;
             let p = StepParams {
                 epoch,
@@ -452,6 +452,15 @@ impl Trainer {
         self.emit(Event::CheckpointSaved(info));
         Ok(())
     }
+}
+
+/// Moves a batch to the training device. On CUDA the crops go through pinned memory with
+/// non-blocking copies, so the transfer overlaps the kernels already queued.
+fn to_device(crops: &[tch::Tensor], device: Device) -> Vec<tch::Tensor> {
+    if device == Device::Cpu {
+        return crops.iter().map(|t| t.shallow_clone()).collect();
+    }
+    crops.iter().map(|t| t.pin_memory(device).to_device_(device, tch::Kind::Float, true, false)).collect()
 }
 
 fn resume_from(
