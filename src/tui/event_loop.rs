@@ -1,0 +1,245 @@
+//! The TUI's event loop on a current-thread tokio runtime: terminal input (read on its own thread,
+//! since crossterm's reads block), a redraw tick (at most 10 per second, and only when something
+//! changed), telemetry about once a second, trainer events drained each tick, theme reloads, and
+//! signals.
+
+use super::app::App;
+use super::clipboard;
+use super::draw::draw;
+use super::log_view::LogLevel;
+use super::terminal::Term;
+use super::theme;
+use super::theme_watch::ThemeWatch;
+use super::trainer_events::apply_event;
+use super::update::{handle_key, handle_mouse};
+use super::TuiExit;
+use crate::run::protocol::{Command, Event};
+use crate::telemetry::TelemetrySampler;
+use crossbeam_channel::{Receiver, TryRecvError};
+use crossterm::event::Event as TermEvent;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const FRAME: Duration = Duration::from_millis(100);
+const TELEMETRY: Duration = Duration::from_secs(1);
+/// How long the input thread blocks before checking whether it should stop.
+const INPUT_POLL: Duration = Duration::from_millis(50);
+
+/// What the loop needs to reload the theme when its file changes.
+pub struct ThemeReload {
+    pub name: String,
+    pub user_dir: Option<PathBuf>,
+    pub no_color: bool,
+    pub watch: Option<ThemeWatch>,
+    /// File name whose change triggers a reload.
+    pub file_name: String,
+}
+
+pub async fn run(
+    app: &mut App,
+    term: &mut Term,
+    events: &Receiver<Event>,
+    mut reload: ThemeReload,
+) -> anyhow::Result<TuiExit> {
+    let size = term.size()?;
+    app.size = (size.width, size.height);
+    let (input_tx, mut input_rx) = mpsc::unbounded_channel::<TermEvent>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let input_thread = spawn_input_thread(input_tx, stop.clone());
+    let result = run_inner(app, term, events, &mut reload, &mut input_rx).await;
+    stop.store(true, Ordering::SeqCst);
+    // The input thread notices `stop` within one poll; joining keeps it from reading keys meant
+    // for the shell after the TUI has gone.
+    if let Some(t) = input_thread {
+        let _ = t.join();
+    }
+    result
+}
+
+fn spawn_input_thread(tx: mpsc::UnboundedSender<TermEvent>, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("tui-input".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match crossterm::event::poll(INPUT_POLL) {
+                    Ok(true) => match crossterm::event::read() {
+                        Ok(ev) => {
+                            if tx.send(ev).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!("terminal input: {e}");
+                            break;
+                        }
+                    },
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!("terminal input: {e}");
+                        break;
+                    }
+                }
+            }
+        })
+        .map_err(|e| tracing::error!("cannot start the input thread: {e}"))
+        .ok()
+}
+
+async fn run_inner(
+    app: &mut App,
+    term: &mut Term,
+    events: &Receiver<Event>,
+    reload: &mut ThemeReload,
+    input_rx: &mut mpsc::UnboundedReceiver<TermEvent>,
+) -> anyhow::Result<TuiExit> {
+    let mut tick = tokio::time::interval(FRAME);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut telemetry_tick = tokio::time::interval(TELEMETRY);
+    telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // NVML is loaded once, here, not per sample.
+    let mut sampler = TelemetrySampler::new();
+    let mut signals = Signals::new();
+    let mut dirty = true;
+    loop {
+        tokio::select! {
+            ev = input_rx.recv() => match ev {
+                Some(TermEvent::Key(k)) => { handle_key(app, k); dirty = true; }
+                Some(TermEvent::Mouse(m)) => { handle_mouse(app, m); dirty = true; }
+                Some(TermEvent::Resize(w, h)) => { app.size = (w, h); dirty = true; }
+                Some(_) => {}
+                None => {
+                    // The input thread ended: no way to steer any more, but training goes on.
+                    app.log_line(LogLevel::Error, "terminal input closed; leaving training running");
+                    return Ok(TuiExit::LeaveRunning);
+                }
+            },
+            _ = tick.tick() => {
+                dirty |= drain_events(app, events);
+                if let Some(w) = &reload.watch {
+                    if w.changed(&reload.file_name) {
+                        reload_theme(app, reload);
+                        dirty = true;
+                    }
+                }
+                if dirty {
+                    term.draw(|f| draw(app, f))?;
+                    dirty = false;
+                    if let Some(text) = app.clipboard.take() {
+                        if let Err(e) = clipboard::copy(&mut std::io::stdout(), &text) {
+                            tracing::warn!("clipboard (OSC 52): {e}");
+                        }
+                    }
+                }
+            },
+            _ = telemetry_tick.tick() => {
+                app.telemetry = sampler.sample();
+                dirty = true;
+            },
+            exit = signals.next() => {
+                app.log_line(LogLevel::Warn, format!("signal received: {exit:?}"));
+                if exit == TuiExit::StopTraining && !app.training_over() {
+                    app.send(Command::Stop { checkpoint: true });
+                }
+                return Ok(exit);
+            },
+        }
+        if let Some(exit) = app.exit {
+            return Ok(exit);
+        }
+    }
+}
+
+/// Applies every pending trainer event; returns whether any arrived.
+fn drain_events(app: &mut App, events: &Receiver<Event>) -> bool {
+    let mut any = false;
+    loop {
+        match events.try_recv() {
+            Ok(ev) => {
+                apply_event(app, ev);
+                any = true;
+            }
+            Err(TryRecvError::Empty) => return any,
+            Err(TryRecvError::Disconnected) => {
+                if !app.trainer_gone {
+                    app.trainer_gone = true;
+                    if !app.state.is_over() {
+                        app.log_line(LogLevel::Error, "the trainer's event channel closed without a final state");
+                    }
+                    any = true;
+                }
+                return any;
+            }
+        }
+    }
+}
+
+fn reload_theme(app: &mut App, r: &ThemeReload) {
+    let (t, err) = theme::load_or_default(&r.name, r.user_dir.as_deref());
+    app.theme = t.with_no_color(r.no_color);
+    match err {
+        Some(e) => app.log_line(LogLevel::Error, format!("{e}; using the default theme")),
+        None => app.log_line(LogLevel::Info, format!("theme `{}` reloaded", r.name)),
+    }
+}
+
+/// SIGINT and SIGTERM ask to stop training (with a checkpoint), as Ctrl-C does outside a TUI;
+/// SIGHUP (the SSH connection dropped) leaves training running.
+struct Signals {
+    #[cfg(unix)]
+    streams: Vec<(tokio::signal::unix::Signal, TuiExit)>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let wanted = [
+                (SignalKind::interrupt(), TuiExit::StopTraining),
+                (SignalKind::terminate(), TuiExit::StopTraining),
+                (SignalKind::hangup(), TuiExit::LeaveRunning),
+            ];
+            let streams = wanted.into_iter().filter_map(|(k, e)| signal(k).ok().map(|s| (s, e))).collect();
+            Signals { streams }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) -> TuiExit {
+        #[cfg(unix)]
+        {
+            if self.streams.is_empty() {
+                return std::future::pending().await;
+            }
+            let futs = self.streams.iter_mut().map(|(s, e)| {
+                let e = *e;
+                Box::pin(async move {
+                    s.recv().await;
+                    e
+                })
+            });
+            let (exit, _, _) = futures_select_all(futs).await;
+            exit
+        }
+        #[cfg(not(unix))]
+        std::future::pending().await
+    }
+}
+
+/// A minimal `select_all` over boxed futures, to avoid a `futures` dependency for one call.
+async fn futures_select_all<F: std::future::Future + Unpin>(futs: impl IntoIterator<Item = F>) -> (F::Output, usize, ()) {
+    let mut futs: Vec<F> = futs.into_iter().collect();
+    std::future::poll_fn(move |cx| {
+        for (i, f) in futs.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready((v, i, ()));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
