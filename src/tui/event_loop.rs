@@ -243,3 +243,54 @@ async fn futures_select_all<F: std::future::Future + Unpin>(futs: impl IntoItera
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixtures;
+
+    #[test]
+    fn draining_applies_events_and_notices_a_closed_channel() {
+        let (mut app, _rx) = fixtures::app(0);
+        let (tx, events) = crossbeam_channel::unbounded();
+        for e in fixtures::events(5) {
+            tx.send(e).expect("open channel");
+        }
+        assert!(drain_events(&mut app, &events));
+        assert_eq!(app.store.len(), 5);
+        assert!(!drain_events(&mut app, &events), "nothing new");
+        drop(tx);
+        assert!(drain_events(&mut app, &events));
+        assert!(app.trainer_gone);
+        assert!(app.training_over());
+    }
+
+    #[test]
+    fn theme_file_changes_are_noticed_and_bad_ones_fall_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("mine.toml");
+        std::fs::write(&file, "[colors]\nloss = \"red\"\n").expect("write");
+        let (mut app, _rx) = fixtures::app(0);
+        let reload = ThemeReload {
+            name: "mine".into(),
+            user_dir: Some(dir.path().to_path_buf()),
+            no_color: false,
+            watch: ThemeWatch::new(&[dir.path()]),
+            file_name: "mine.toml".into(),
+        };
+        let Some(watch) = &reload.watch else {
+            // No inotify in this sandbox: live reload is off, which the UI treats as normal.
+            return;
+        };
+        std::fs::write(&file, "[colors]\nloss = \"not-a-colour\"\n").expect("write");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !watch.changed("mine.toml") {
+            assert!(std::time::Instant::now() < deadline, "no change notification");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        reload_theme(&mut app, &reload);
+        assert_eq!(app.theme, crate::tui::theme::Theme::default_theme());
+        let last = app.log.last().map(|e| e.text.clone()).unwrap_or_default();
+        assert!(last.contains("mine.toml") && last.contains("colors.loss"), "{last}");
+    }
+}
