@@ -135,8 +135,12 @@ async fn run_inner(
                 }
             },
             _ = telemetry_tick.tick() => {
-                app.telemetry = sampler.sample();
-                dirty = true;
+                let t = sampler.sample();
+                // An idle machine reads the same each second; only a change is worth a frame.
+                if t != app.telemetry {
+                    app.telemetry = t;
+                    dirty = true;
+                }
             },
             exit = signals.next() => {
                 app.log_line(LogLevel::Warn, format!("signal received: {exit:?}"));

@@ -159,3 +159,23 @@ fn no_color_draws_without_colours() {
         assert_eq!(cell.bg, ratatui::style::Color::Reset);
     }
 }
+
+#[test]
+fn non_finite_and_non_positive_values_draw() {
+    let (mut app, _rx) = fixtures::app(0);
+    let scheds = fixtures::schedules();
+    for (i, loss) in [(0, f64::NAN), (1, f64::INFINITY), (2, 0.0), (3, -1.0), (4, 2.0)] {
+        let mut m = fixtures::metrics(i, &scheds);
+        m.loss = loss;
+        m.kl = f64::NAN;
+        crate::tui::trainer_events::apply_event(&mut app, crate::run::protocol::Event::Metrics(m));
+    }
+    for log in [false, true] {
+        app.view.log_scale = log;
+        for tab in Tab::ALL {
+            app.tab = tab;
+            render(&app, 120, 40);
+            render(&app, 40, 12);
+        }
+    }
+}
