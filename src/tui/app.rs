@@ -63,19 +63,13 @@ impl Tab {
 /// Zoom levels for the time-series charts: the whole run, then the last N iterations.
 pub const ZOOM_LEVELS: [Option<usize>; 5] = [None, Some(100_000), Some(10_000), Some(1_000), Some(100)];
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChartView {
     /// Index into `ZOOM_LEVELS`.
     pub zoom: usize,
     /// The last iteration shown while frozen; new data is stored but not shown.
     pub frozen_at: Option<usize>,
     pub log_scale: bool,
-}
-
-impl Default for ChartView {
-    fn default() -> Self {
-        Self { zoom: 0, frozen_at: None, log_scale: false }
-    }
 }
 
 impl ChartView {
