@@ -1,7 +1,11 @@
+//! dino-tui: DINO self-supervised training on libtorch, watched and steered from a terminal.
 pub mod cli;
 pub mod config;
 pub mod data;
 pub mod headless;
+pub mod logging;
 pub mod model;
 pub mod run;
+pub mod telemetry;
 pub mod train;
+pub mod tui;

@@ -1,0 +1,168 @@
+//! What a person can ask of the UI. Keys map to these through the key map; `update` interprets them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Quit,
+    /// Ctrl-C: opens the quit dialog, and a second one stops the run (with a checkpoint).
+    Interrupt,
+    TogglePause,
+    Checkpoint,
+    EvalKnn,
+    EvalLinear,
+    Outliers,
+    SchedulesTab,
+    /// Focus the schedule edit form.
+    EditSchedule,
+    UndoScheduleEdit,
+    Freeze,
+    ZoomIn,
+    ZoomOut,
+    ToggleLogScale,
+    Help,
+    NextTab,
+    PrevTab,
+    Tab1,
+    Tab2,
+    Tab3,
+    Tab4,
+    Tab5,
+    Tab6,
+    CopyPath,
+    Up,
+    Down,
+    Left,
+    Right,
+    PageUp,
+    PageDown,
+    Home,
+    End,
+    Confirm,
+    Cancel,
+}
+
+impl Action {
+    /// Every action, for the help overlay and the key-file validation.
+    pub const ALL: [Action; 34] = [
+        Action::Quit,
+        Action::Interrupt,
+        Action::TogglePause,
+        Action::Checkpoint,
+        Action::EvalKnn,
+        Action::EvalLinear,
+        Action::Outliers,
+        Action::SchedulesTab,
+        Action::EditSchedule,
+        Action::UndoScheduleEdit,
+        Action::Freeze,
+        Action::ZoomIn,
+        Action::ZoomOut,
+        Action::ToggleLogScale,
+        Action::Help,
+        Action::NextTab,
+        Action::PrevTab,
+        Action::Tab1,
+        Action::Tab2,
+        Action::Tab3,
+        Action::Tab4,
+        Action::Tab5,
+        Action::Tab6,
+        Action::CopyPath,
+        Action::Up,
+        Action::Down,
+        Action::Left,
+        Action::Right,
+        Action::PageUp,
+        Action::PageDown,
+        Action::Home,
+        Action::End,
+        Action::Confirm,
+        Action::Cancel,
+    ];
+
+    /// The name used in `keys.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Quit => "quit",
+            Action::Interrupt => "interrupt",
+            Action::TogglePause => "toggle_pause",
+            Action::Checkpoint => "checkpoint",
+            Action::EvalKnn => "eval_knn",
+            Action::EvalLinear => "eval_linear",
+            Action::Outliers => "outliers",
+            Action::SchedulesTab => "schedules_tab",
+            Action::EditSchedule => "edit_schedule",
+            Action::UndoScheduleEdit => "undo_schedule_edit",
+            Action::Freeze => "freeze",
+            Action::ZoomIn => "zoom_in",
+            Action::ZoomOut => "zoom_out",
+            Action::ToggleLogScale => "toggle_log_scale",
+            Action::Help => "help",
+            Action::NextTab => "next_tab",
+            Action::PrevTab => "prev_tab",
+            Action::Tab1 => "tab1",
+            Action::Tab2 => "tab2",
+            Action::Tab3 => "tab3",
+            Action::Tab4 => "tab4",
+            Action::Tab5 => "tab5",
+            Action::Tab6 => "tab6",
+            Action::CopyPath => "copy_path",
+            Action::Up => "up",
+            Action::Down => "down",
+            Action::Left => "left",
+            Action::Right => "right",
+            Action::PageUp => "page_up",
+            Action::PageDown => "page_down",
+            Action::Home => "home",
+            Action::End => "end",
+            Action::Confirm => "confirm",
+            Action::Cancel => "cancel",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Action> {
+        Action::ALL.iter().copied().find(|a| a.name() == s)
+    }
+
+    /// One line for the help overlay.
+    pub fn description(self) -> &'static str {
+        match self {
+            Action::Quit => "quit (asks while running)",
+            Action::Interrupt => "quit; twice: stop + ckpt",
+            Action::TogglePause => "pause / resume",
+            Action::Checkpoint => "checkpoint now",
+            Action::EvalKnn => "k-NN evaluation",
+            Action::EvalLinear => "linear evaluation",
+            Action::Outliers => "outliers tab + scoring",
+            Action::SchedulesTab => "schedules tab",
+            Action::EditSchedule => "edit a schedule",
+            Action::UndoScheduleEdit => "undo last schedule edit",
+            Action::Freeze => "freeze / unfreeze charts",
+            Action::ZoomIn => "zoom in (fewer iterations)",
+            Action::ZoomOut => "zoom out (to whole run)",
+            Action::ToggleLogScale => "loss chart log scale",
+            Action::Help => "this help",
+            Action::NextTab => "next tab",
+            Action::PrevTab => "previous tab",
+            Action::Tab1 => "Dashboard",
+            Action::Tab2 => "Schedules",
+            Action::Tab3 => "Evaluation",
+            Action::Tab4 => "Outliers",
+            Action::Tab5 => "Checkpoints",
+            Action::Tab6 => "Log",
+            Action::CopyPath => "copy checkpoint path",
+            Action::Up => "up / scroll / field",
+            Action::Down => "down / scroll / field",
+            Action::Left => "previous choice",
+            Action::Right => "next choice",
+            Action::PageUp => "page up",
+            Action::PageDown => "page down",
+            Action::Home => "first / oldest",
+            Action::End => "last / follow newest",
+            Action::Confirm => "confirm / evaluate ckpt",
+            Action::Cancel => "close dialog or form",
+        }
+    }
+}

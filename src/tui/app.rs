@@ -1,0 +1,231 @@
+//! The UI's whole state. `update` (update.rs) is the only writer besides the event loop's
+//! bookkeeping; `draw` reads it and nothing else, so a test can build an `App`, feed it events and
+//! actions, and check what a screen shows.
+
+use super::edit_form::EditForm;
+use super::keymap::KeyMap;
+use super::log_view::{LogEntry, LogLevel};
+use super::store::MetricStore;
+use super::theme::Theme;
+use super::TuiExit;
+use crate::run::protocol::{CheckpointInfo, Command, EvalKind, RunInfo, RunState};
+use crate::telemetry::Telemetry;
+use crate::train::schedule::{Schedule, ScheduleName};
+use crossbeam_channel::Sender;
+
+/// Log entries kept for the Log tab; older ones are dropped (the run directory keeps everything).
+pub const LOG_CAPACITY: usize = 5_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Dashboard,
+    Schedules,
+    Evaluation,
+    Outliers,
+    Checkpoints,
+    Log,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 6] = [Tab::Dashboard, Tab::Schedules, Tab::Evaluation, Tab::Outliers, Tab::Checkpoints, Tab::Log];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Dashboard => "Dashboard",
+            Tab::Schedules => "Schedules",
+            Tab::Evaluation => "Evaluation",
+            Tab::Outliers => "Outliers",
+            Tab::Checkpoints => "Checkpoints",
+            Tab::Log => "Log",
+        }
+    }
+
+    pub fn short_title(self) -> &'static str {
+        match self {
+            Tab::Dashboard => "Dash",
+            Tab::Schedules => "Sched",
+            Tab::Evaluation => "Eval",
+            Tab::Outliers => "Outl",
+            Tab::Checkpoints => "Ckpt",
+            Tab::Log => "Log",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+
+    pub fn from_index(i: usize) -> Tab {
+        Tab::ALL[i % Tab::ALL.len()]
+    }
+}
+
+/// Zoom levels for the time-series charts: the whole run, then the last N iterations.
+pub const ZOOM_LEVELS: [Option<usize>; 5] = [None, Some(100_000), Some(10_000), Some(1_000), Some(100)];
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChartView {
+    /// Index into `ZOOM_LEVELS`.
+    pub zoom: usize,
+    /// The last iteration shown while frozen; new data is stored but not shown.
+    pub frozen_at: Option<usize>,
+    pub log_scale: bool,
+}
+
+impl ChartView {
+    pub fn window(&self) -> Option<usize> {
+        ZOOM_LEVELS[self.zoom.min(ZOOM_LEVELS.len() - 1)]
+    }
+
+    pub fn label(&self) -> String {
+        match self.window() {
+            None => "whole run".into(),
+            Some(n) => format!("last {n} it"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuitChoice {
+    StopAndCheckpoint,
+    LeaveRunning,
+    Cancel,
+}
+
+impl QuitChoice {
+    pub const ALL: [QuitChoice; 3] = [QuitChoice::StopAndCheckpoint, QuitChoice::LeaveRunning, QuitChoice::Cancel];
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalRecord {
+    pub kind: EvalKind,
+    pub summary: String,
+    /// Iteration of the run when the result arrived.
+    pub iter: Option<usize>,
+}
+
+/// A schedule as the trainer last sent it, with its curve rendered once (in `f32`) for drawing.
+#[derive(Debug, Clone)]
+pub struct ScheduleCurve {
+    pub name: ScheduleName,
+    pub schedule: Schedule,
+    pub values: Vec<f32>,
+}
+
+pub struct App {
+    pub commands: Sender<Command>,
+    pub keymap: KeyMap,
+    pub theme: Theme,
+    pub tab: Tab,
+    pub run: Option<RunInfo>,
+    pub state: RunState,
+    /// Set when the trainer's event channel closed without a final state.
+    pub trainer_gone: bool,
+    pub store: MetricStore,
+    pub schedules: Vec<ScheduleCurve>,
+    /// Schedules edited so far, oldest first, so `u` undoes the most recent one.
+    pub edit_history: Vec<ScheduleName>,
+    pub form: EditForm,
+    /// Newest last, as they arrive; drawn newest first.
+    pub checkpoints: Vec<CheckpointInfo>,
+    /// Row in the newest-first checkpoint table.
+    pub checkpoint_selected: usize,
+    pub evals: Vec<EvalRecord>,
+    pub eval_progress: Vec<(EvalKind, usize, usize)>,
+    pub log: Vec<LogEntry>,
+    /// Lines scrolled up from the newest entry; 0 follows the log.
+    pub log_scroll: usize,
+    /// The latest collapse or non-finite-loss alarm, shown on the dashboard.
+    pub last_alarm: Option<String>,
+    pub telemetry: Telemetry,
+    pub view: ChartView,
+    pub help: bool,
+    pub quit_dialog: Option<QuitChoice>,
+    /// A one-line message in the footer until the next key.
+    pub status: Option<String>,
+    /// Text to put on the clipboard (OSC 52); the event loop writes it after drawing.
+    pub clipboard: Option<String>,
+    pub exit: Option<TuiExit>,
+    /// Last known terminal size, for mouse hit-testing.
+    pub size: (u16, u16),
+}
+
+impl App {
+    pub fn new(commands: Sender<Command>, theme: Theme, keymap: KeyMap) -> Self {
+        Self {
+            commands,
+            keymap,
+            theme,
+            tab: Tab::Dashboard,
+            run: None,
+            state: RunState::Starting,
+            trainer_gone: false,
+            store: MetricStore::default(),
+            schedules: Vec::new(),
+            edit_history: Vec::new(),
+            form: EditForm::default(),
+            checkpoints: Vec::new(),
+            checkpoint_selected: 0,
+            evals: Vec::new(),
+            eval_progress: Vec::new(),
+            log: Vec::new(),
+            log_scroll: 0,
+            last_alarm: None,
+            telemetry: Telemetry::default(),
+            view: ChartView::default(),
+            help: false,
+            quit_dialog: None,
+            status: None,
+            clipboard: None,
+            exit: None,
+            size: (80, 24),
+        }
+    }
+
+    /// The last iteration the trainer reported (metrics first, else the run's start).
+    pub fn current_iter(&self) -> Option<usize> {
+        self.store.last().map(|m| m.iter).or_else(|| self.run.as_ref().map(|r| r.start_iter.saturating_sub(1)))
+    }
+
+    pub fn total_iters(&self) -> Option<usize> {
+        self.run.as_ref().map(|r| r.epochs * r.niter_per_ep)
+    }
+
+    /// Whether quitting needs no confirmation: the run is over or its trainer is gone.
+    pub fn training_over(&self) -> bool {
+        self.state.is_over() || self.trainer_gone
+    }
+
+    pub fn schedule(&self, name: ScheduleName) -> Option<&ScheduleCurve> {
+        self.schedules.iter().find(|s| s.name == name)
+    }
+
+    pub fn log_line(&mut self, level: LogLevel, text: impl Into<String>) {
+        let text = text.into();
+        match level {
+            LogLevel::Info => tracing::info!("{text}"),
+            LogLevel::Warn => tracing::warn!("{text}"),
+            LogLevel::Error => tracing::error!("{text}"),
+        }
+        let iter = self.store.last().map(|m| m.iter);
+        self.log.push(LogEntry { level, iter, text });
+        if self.log.len() > LOG_CAPACITY {
+            let drop = self.log.len() - LOG_CAPACITY;
+            self.log.drain(..drop);
+        }
+    }
+
+    /// Sends a command; a closed channel (trainer gone) is reported, not fatal.
+    pub fn send(&mut self, cmd: Command) -> bool {
+        tracing::info!("command: {cmd:?}");
+        match self.commands.send(cmd) {
+            Ok(()) => true,
+            Err(e) => {
+                self.trainer_gone = true;
+                self.log_line(LogLevel::Error, format!("trainer is not listening; {:?} not sent", e.0));
+                self.status = Some("trainer is not listening".into());
+                false
+            }
+        }
+    }
+}

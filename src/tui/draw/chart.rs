@@ -1,0 +1,86 @@
+//! A line chart over pre-downsampled points, with bounds and labels computed from the data. Every
+//! chart in the UI goes through here so they look and scale alike.
+
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
+use ratatui::text::Line;
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
+use ratatui::Frame;
+
+pub struct Series {
+    pub points: Vec<(f64, f64)>,
+    pub style: Style,
+    pub marker: Marker,
+}
+
+impl Series {
+    pub fn new(points: Vec<(f64, f64)>, style: Style) -> Self {
+        Self { points, style, marker: Marker::Braille }
+    }
+}
+
+pub struct ChartSpec<'a> {
+    pub block: Block<'a>,
+    pub series: Vec<Series>,
+    pub x_bounds: [f64; 2],
+    /// Axis labels shown (off for the small charts, which show their value in the title).
+    pub labels: bool,
+    /// Formats a y value for the labels (log-scale charts undo the log here).
+    pub y_fmt: fn(f64) -> String,
+    /// A vertical marker (current iteration) drawn over the series.
+    pub marker_x: Option<(f64, Style)>,
+    pub axis_style: Style,
+}
+
+/// y bounds over all points with a little headroom; a flat series gets a band around its value.
+pub fn y_bounds(series: &[Series]) -> Option<[f64; 2]> {
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for s in series {
+        for &(_, y) in &s.points {
+            lo = lo.min(y);
+            hi = hi.max(y);
+        }
+    }
+    if !lo.is_finite() || !hi.is_finite() {
+        return None;
+    }
+    let span = hi - lo;
+    let pad = if span > 0.0 { span * 0.05 } else if lo != 0.0 { lo.abs() * 0.05 } else { 1.0 };
+    Some([lo - pad, hi + pad])
+}
+
+pub fn render(frame: &mut Frame, area: Rect, spec: ChartSpec<'_>) {
+    let Some([y0, y1]) = y_bounds(&spec.series) else {
+        frame.render_widget(spec.block, area);
+        return;
+    };
+    let [x0, x1] = spec.x_bounds;
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let marker_pts = spec.marker_x.map(|(x, _)| vec![(x, y0), (x, y1)]).unwrap_or_default();
+    let mut datasets: Vec<Dataset> = spec
+        .series
+        .iter()
+        .map(|s| Dataset::default().marker(s.marker).graph_type(GraphType::Line).style(s.style).data(&s.points))
+        .collect();
+    if let Some((_, style)) = spec.marker_x {
+        datasets.push(Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(style).data(&marker_pts));
+    }
+    let mut x_axis = Axis::default().bounds([x0, x1]).style(spec.axis_style);
+    let mut y_axis = Axis::default().bounds([y0, y1]).style(spec.axis_style);
+    if spec.labels && area.height >= 6 && area.width >= 20 {
+        x_axis = x_axis.labels([Line::from(format!("{}", x0.round() as i64)), Line::from(format!("{}", x1.round() as i64))]);
+        y_axis = y_axis.labels([Line::from((spec.y_fmt)(y0)), Line::from((spec.y_fmt)(y1))]);
+    }
+    let chart = Chart::new(datasets).block(spec.block).x_axis(x_axis).y_axis(y_axis);
+    frame.render_widget(chart, area);
+}
+
+/// A text bar like `█████░░░░░`, readable without colour.
+pub fn bar(width: usize, fraction: f64) -> String {
+    let f = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+    let full = ((width as f64) * f).round() as usize;
+    let full = full.min(width);
+    "█".repeat(full) + &"░".repeat(width - full)
+}

@@ -1,0 +1,63 @@
+//! The Checkpoints tab: every checkpoint the trainer reported, newest first.
+
+use super::key_label;
+use crate::tui::action::Action;
+use crate::tui::app::App;
+use crate::tui::format::{fmt_bytes, fmt_utc, fmt_value};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::Frame;
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let block = Block::bordered()
+        .title(Span::styled(format!(" checkpoints ({}) ", app.checkpoints.len()), t.title()))
+        .border_style(t.border());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [table_area, hint_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+    let hint = Line::from(vec![
+        Span::styled(key_label(app, Action::Checkpoint), t.accent()),
+        Span::styled(" checkpoint now  ", t.muted()),
+        Span::styled(key_label(app, Action::Confirm), t.accent()),
+        Span::styled(" evaluate (k-NN)  ", t.muted()),
+        Span::styled(key_label(app, Action::CopyPath), t.accent()),
+        Span::styled(" copy path", t.muted()),
+    ]);
+    frame.render_widget(Paragraph::new(hint), hint_area);
+    if app.checkpoints.is_empty() {
+        let msg = format!("no checkpoints yet; press {} to write one", key_label(app, Action::Checkpoint));
+        frame.render_widget(Paragraph::new(Span::styled(msg, t.muted())), table_area);
+        return;
+    }
+    let rows: Vec<Row> = app
+        .checkpoints
+        .iter()
+        .rev()
+        .map(|c| {
+            Row::new(vec![
+                Cell::from(format!("{}", c.epoch)),
+                Cell::from(format!("{}", c.iter)),
+                Cell::from(fmt_utc(c.time)),
+                Cell::from(fmt_bytes(c.bytes)),
+                Cell::from(c.loss.map(fmt_value).unwrap_or_else(|| "–".into())),
+                Cell::from(c.path.display().to_string()),
+            ])
+            .style(t.text())
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(19),
+        Constraint::Length(10),
+        Constraint::Length(8),
+        Constraint::Min(10),
+    ];
+    let header = Row::new(["epoch", "iter", "time (UTC)", "size", "loss", "path"]).style(t.title());
+    let table = Table::new(rows, widths).header(header).row_highlight_style(t.selected()).column_spacing(1);
+    // Table state is a drawing-time scratch value here: selection lives in `App`.
+    let mut state = TableState::default().with_selected(Some(app.checkpoint_selected.min(app.checkpoints.len() - 1)));
+    frame.render_stateful_widget(table, table_area, &mut state);
+}

@@ -1,0 +1,305 @@
+//! The Dashboard: progress, the loss, the four scheduled quantities, collapse indicators, and the
+//! machine's GPUs, CPU and memory.
+
+use super::chart::{self, bar, ChartSpec, Series};
+use crate::telemetry::GpuStatus;
+use crate::tui::app::App;
+use crate::tui::format::{fmt_bytes, fmt_duration, fmt_value};
+use crate::tui::store::Series as Col;
+use crate::run::protocol::RunState;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+use ratatui::Frame;
+
+/// Samples averaged for speed, ETA and data-wait share: long enough to smooth jitter, short enough
+/// to follow a change of pace.
+const RECENT: usize = 50;
+/// Loss within this share of ln(out_dim) means the output is (nearly) uniform.
+const UNIFORM_LOSS_SHARE: f64 = 0.99;
+/// Teacher entropy below this means one dimension dominates.
+const ENTROPY_FLOOR: f64 = 0.1;
+/// Student and teacher this close (KL) learn nothing from each other.
+const KL_FLOOR: f64 = 1e-3;
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+    let bottom_h = if area.height >= 30 { 9 } else if area.height >= 18 { 7 } else { 0 };
+    let [progress, middle, bottom] =
+        Layout::vertical([Constraint::Length(2), Constraint::Min(3), Constraint::Length(bottom_h)]).areas(area);
+    draw_progress(app, frame, progress);
+    if area.width >= 70 {
+        let [loss, minis] = Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(middle);
+        draw_loss(app, frame, loss);
+        draw_minis(app, frame, minis);
+    } else {
+        draw_loss(app, frame, middle);
+    }
+    if bottom_h > 0 {
+        let [collapse, system] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
+        draw_collapse(app, frame, collapse);
+        draw_system(app, frame, system);
+    }
+}
+
+/// The iterations the time-series charts show: the zoom window ending at the latest (or frozen)
+/// iteration.
+pub fn visible_range(app: &App) -> Option<(usize, usize)> {
+    let latest = app.store.last()?.iter;
+    let end = app.view.frozen_at.unwrap_or(latest).min(latest);
+    let start = match app.view.window() {
+        Some(n) => end.saturating_sub(n - 1),
+        None => app.run.as_ref().map_or(0, |r| r.start_iter.min(end)),
+    };
+    Some((start, end))
+}
+
+fn draw_progress(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let mut spans = Vec::new();
+    let sep = || Span::styled("  ", t.muted());
+    let last = app.store.last();
+    match (&app.run, last) {
+        (Some(run), _) => {
+            let epoch = last.map_or(0, |m| m.epoch);
+            spans.push(Span::styled(format!("{} ", run.name), t.title()));
+            spans.push(Span::styled(format!("epoch {}/{}", epoch + 1, run.epochs), t.text()));
+            spans.push(sep());
+            let done = last.map_or(run.start_iter, |m| m.iter + 1);
+            spans.push(Span::styled(format!("it {done}/{}", run.epochs * run.niter_per_ep), t.text()));
+        }
+        (None, Some(m)) => spans.push(Span::styled(format!("epoch {}  it {}", m.epoch + 1, m.iter + 1), t.text())),
+        (None, None) => spans.push(Span::styled("waiting for the trainer…", t.muted())),
+    }
+    if let Some(eta) = eta_seconds(app) {
+        spans.push(sep());
+        let eta = if app.state == RunState::Paused { "paused".into() } else { fmt_duration(eta) };
+        spans.push(Span::styled(format!("ETA {eta}"), t.accent()));
+    }
+    if let Some(ips) = app.store.recent_mean(Col::ImagesPerS, RECENT) {
+        spans.push(sep());
+        spans.push(Span::styled(format!("{ips:.0} img/s"), t.text()));
+    }
+    if let Some(share) = data_wait_share(app) {
+        spans.push(sep());
+        // A loader that holds the GPU up a third of the time or more is worth a look.
+        let style = if share >= 0.33 { t.warning() } else { t.text() };
+        spans.push(Span::styled(format!("data wait {:.0}%", share * 100.0), style));
+    }
+    let fraction = match (&app.run, last) {
+        (Some(run), Some(m)) if run.epochs * run.niter_per_ep > 0 => (m.iter + 1) as f64 / (run.epochs * run.niter_per_ep) as f64,
+        _ => 0.0,
+    };
+    let label = format!(" {:5.1}%", fraction * 100.0);
+    let w = (area.width as usize).saturating_sub(label.len());
+    let gauge = Line::from(vec![Span::styled(bar(w, fraction), t.gauge()), Span::styled(label, t.text())]);
+    frame.render_widget(Paragraph::new(vec![Line::from(spans), gauge]), area);
+}
+
+fn eta_seconds(app: &App) -> Option<f64> {
+    let total = app.total_iters()?;
+    let done = app.store.last()?.iter + 1;
+    let per_iter = app.store.recent_mean(Col::IterTime, RECENT)?;
+    Some(total.saturating_sub(done) as f64 * per_iter)
+}
+
+fn data_wait_share(app: &App) -> Option<f64> {
+    let data = app.store.recent_mean(Col::DataTime, RECENT)?;
+    let iter = app.store.recent_mean(Col::IterTime, RECENT)?;
+    (iter > 0.0).then(|| (data / iter).clamp(0.0, 1.0))
+}
+
+fn log10_or_nan(v: f64) -> f64 {
+    if v > 0.0 {
+        v.log10()
+    } else {
+        f64::NAN
+    }
+}
+
+fn draw_loss(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let mut title = vec![Span::styled(" loss ", t.title())];
+    if let Some(m) = app.store.last() {
+        title.push(Span::styled(fmt_value(m.loss), t.series(t.palette.loss)));
+        if let Some(ema) = app.store.last_ema() {
+            title.push(Span::styled(" ema ", t.muted()));
+            title.push(Span::styled(fmt_value(ema as f64), t.series(t.palette.loss_ema)));
+        }
+    }
+    let mut flags = format!(" · {}", app.view.label());
+    if app.view.log_scale {
+        flags.push_str(" · log");
+    }
+    if app.view.frozen_at.is_some() {
+        flags.push_str(" · FROZEN");
+    }
+    title.push(Span::styled(format!("{flags} "), t.muted()));
+    let block = Block::bordered().title(Line::from(title)).border_style(t.border());
+    let Some((from, to)) = visible_range(app) else {
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        frame.render_widget(Paragraph::new(Span::styled("no iterations yet", t.muted())), inner);
+        return;
+    };
+    let buckets = area.width.saturating_sub(12).max(4) as usize;
+    let log = app.view.log_scale;
+    let map = move |v: f64| if log { log10_or_nan(v) } else { v };
+    // Without colour the two lines differ by marker instead.
+    let raw_marker = if t.no_color { Marker::Dot } else { Marker::Braille };
+    let series = vec![
+        Series { points: app.store.downsample(Col::Loss, from, to, buckets, map), style: t.series(t.palette.loss), marker: raw_marker },
+        Series::new(app.store.downsample(Col::LossEma, from, to, buckets, map), t.series(t.palette.loss_ema)),
+    ];
+    let y_fmt: fn(f64) -> String = if log { |y| fmt_value(10f64.powf(y)) } else { fmt_value };
+    chart::render(
+        frame,
+        area,
+        ChartSpec { block, series, x_bounds: [from as f64, to as f64], labels: true, y_fmt, marker_x: None, axis_style: t.muted() },
+    );
+}
+
+fn draw_minis(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let [top, bottom] = Layout::vertical([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(area);
+    let [a, b] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(top);
+    let [c, d] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(bottom);
+    let last = app.store.last();
+    let minis = [
+        (a, "lr", Col::Lr, t.palette.lr, last.map(|m| m.lr)),
+        (b, "wd", Col::Wd, t.palette.wd, last.map(|m| m.wd)),
+        (c, "t-temp", Col::TeacherTemp, t.palette.teacher_temp, last.map(|m| m.teacher_temp)),
+        (d, "momentum", Col::Momentum, t.palette.momentum, last.map(|m| m.momentum)),
+    ];
+    for (r, name, col, color, value) in minis {
+        let style = t.series(color);
+        let value = value.map(fmt_value).unwrap_or_else(|| "–".into());
+        let title = Line::from(vec![
+            Span::styled(format!(" {name} "), t.muted()),
+            Span::styled(format!("{value} "), style.add_modifier(ratatui::style::Modifier::BOLD)),
+        ]);
+        let block = Block::bordered().title(title).border_style(t.border());
+        match visible_range(app) {
+            Some((from, to)) => {
+                let pts = app.store.downsample(col, from, to, r.width.max(2) as usize, |v| v);
+                chart::render(
+                    frame,
+                    r,
+                    ChartSpec {
+                        block,
+                        series: vec![Series::new(pts, style)],
+                        x_bounds: [from as f64, to as f64],
+                        labels: false,
+                        y_fmt: fmt_value,
+                        marker_x: None,
+                        axis_style: t.muted(),
+                    },
+                );
+            }
+            None => frame.render_widget(block, r),
+        }
+    }
+}
+
+fn draw_collapse(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let block = Block::bordered().title(Span::styled(" collapse ", t.title())).border_style(t.border());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(m) = app.store.last() else {
+        frame.render_widget(Paragraph::new(Span::styled("no iterations yet", t.muted())), inner);
+        return;
+    };
+    let ln_k = app.run.as_ref().filter(|r| r.out_dim > 1).map(|r| (r.out_dim as f64).ln());
+    let ok_or = |bad: bool, style: Style| if bad { style } else { t.ok() };
+    let mut lines = Vec::new();
+    match ln_k {
+        Some(ln_k) => {
+            let share = m.loss / ln_k;
+            let bad = share >= UNIFORM_LOSS_SHARE;
+            lines.push(Line::from(vec![
+                Span::styled("loss/ln K ", t.muted()),
+                Span::styled(format!("{:.1}%", share * 100.0), ok_or(bad, t.danger())),
+                Span::styled(format!("  ln K {ln_k:.2}"), t.muted()),
+                Span::styled(if bad { "  uniform?" } else { "" }, t.danger()),
+            ]));
+            let low = m.teacher_entropy < ENTROPY_FLOOR;
+            let high = m.teacher_entropy >= UNIFORM_LOSS_SHARE * ln_k;
+            lines.push(Line::from(vec![
+                Span::styled("entropy   ", t.muted()),
+                Span::styled(fmt_value(m.teacher_entropy), ok_or(low || high, if low { t.danger() } else { t.warning() })),
+                Span::styled(format!("  of {ln_k:.2}"), t.muted()),
+                Span::styled(if low { "  one dim?" } else if high { "  uniform?" } else { "" }, t.danger()),
+            ]));
+        }
+        None => {
+            lines.push(Line::from(Span::styled("ln K unknown (no run info)", t.muted())));
+            let low = m.teacher_entropy < ENTROPY_FLOOR;
+            lines.push(Line::from(vec![
+                Span::styled("entropy   ", t.muted()),
+                Span::styled(fmt_value(m.teacher_entropy), ok_or(low, t.danger())),
+            ]));
+        }
+    }
+    let low_kl = m.kl < KL_FLOOR;
+    lines.push(Line::from(vec![
+        Span::styled("KL        ", t.muted()),
+        Span::styled(fmt_value(m.kl), ok_or(low_kl, t.warning())),
+        Span::styled(if low_kl { "  student = teacher?" } else { "" }, t.warning()),
+    ]));
+    if let Some(alarm) = &app.last_alarm {
+        lines.push(Line::from(vec![Span::styled("alarm ", t.danger()), Span::styled(alarm.clone(), t.text())]));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_system(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let block = Block::bordered().title(Span::styled(" system ", t.title())).border_style(t.border());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let tel = &app.telemetry;
+    let bar_w = (inner.width as usize).saturating_sub(30).clamp(4, 20);
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let mut lines = Vec::new();
+    match &tel.gpus {
+        GpuStatus::Unavailable(why) => lines.push(Line::from(Span::styled(format!("no GPU ({why})"), t.muted()))),
+        GpuStatus::Gpus(gpus) if gpus.is_empty() => lines.push(Line::from(Span::styled("no GPU (0 devices)", t.muted()))),
+        GpuStatus::Gpus(gpus) => {
+            for g in gpus {
+                let util = g.util_percent.unwrap_or(0);
+                let mut spans = vec![
+                    Span::styled(format!("GPU{} ", g.index), t.muted()),
+                    Span::styled(bar(bar_w, util as f64 / 100.0), t.gauge()),
+                    Span::styled(format!(" {util:3}%"), t.text()),
+                ];
+                if let (Some(u), Some(tot)) = (g.mem_used, g.mem_total) {
+                    let style = if tot > 0 && u as f64 / tot as f64 > 0.95 { t.warning() } else { t.text() };
+                    spans.push(Span::styled(format!(" {:.1}/{:.0}G", gib(u), gib(tot)), style));
+                }
+                if let Some(c) = g.temperature_c {
+                    spans.push(Span::styled(format!(" {c}°C"), if c >= 85 { t.danger() } else { t.text() }));
+                }
+                if let Some(p) = g.power_w {
+                    spans.push(Span::styled(format!(" {p:.0}W"), t.text()));
+                }
+                lines.push(Line::from(spans));
+            }
+        }
+    }
+    let h = &tel.host;
+    lines.push(Line::from(vec![
+        Span::styled("CPU  ", t.muted()),
+        Span::styled(bar(bar_w, h.cpu_percent as f64 / 100.0), t.gauge()),
+        Span::styled(format!(" {:3.0}% ×{}", h.cpu_percent, h.cpu_count), t.text()),
+    ]));
+    let ram = if h.ram_total > 0 { h.ram_used as f64 / h.ram_total as f64 } else { 0.0 };
+    lines.push(Line::from(vec![
+        Span::styled("RAM  ", t.muted()),
+        Span::styled(bar(bar_w, ram), t.gauge()),
+        Span::styled(format!(" {:.1}/{:.1} GiB", gib(h.ram_used), gib(h.ram_total)), if ram > 0.95 { t.warning() } else { t.text() }),
+    ]));
+    lines.push(Line::from(vec![Span::styled("self ", t.muted()), Span::styled(fmt_bytes(h.process_mem), t.text())]));
+    frame.render_widget(Paragraph::new(lines), inner);
+}

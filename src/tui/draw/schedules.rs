@@ -1,0 +1,170 @@
+//! The Schedules tab: each schedule's whole planned curve with the current iteration marked, and
+//! the edit form, whose edit is previewed over the planned curve before it is sent.
+
+use super::chart::{self, ChartSpec, Series};
+use super::key_label;
+use crate::tui::action::Action;
+use crate::tui::app::{App, ScheduleCurve};
+use crate::tui::edit_form::FormField;
+use crate::tui::format::fmt_value;
+use crate::tui::store::downsample_min_max;
+use crate::train::schedule::ScheduleName;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Color;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+use ratatui::Frame;
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+    let (charts, form) = if area.width >= 100 {
+        let [c, f] = Layout::horizontal([Constraint::Min(40), Constraint::Length(38)]).areas(area);
+        (c, f)
+    } else {
+        let [c, f] = Layout::vertical([Constraint::Min(4), Constraint::Length(8)]).areas(area);
+        (c, f)
+    };
+    draw_charts(app, frame, charts);
+    draw_form(app, frame, form);
+}
+
+fn color_of(app: &App, name: ScheduleName) -> Color {
+    let p = &app.theme.palette;
+    match name {
+        ScheduleName::Lr => p.lr,
+        ScheduleName::Wd => p.wd,
+        ScheduleName::TeacherTemp => p.teacher_temp,
+        ScheduleName::Momentum => p.momentum,
+    }
+}
+
+/// Index-based min/max downsampling of a whole curve (x = iteration).
+fn curve_points(values: &[f32], buckets: usize) -> Vec<(f64, f64)> {
+    // Iterations fit in u32 for any run this tool trains (4 billion iterations).
+    let xs: Vec<u32> = (0..values.len() as u32).collect();
+    downsample_min_max(&xs, values, buckets, |v| v)
+}
+
+fn draw_charts(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    if app.schedules.is_empty() {
+        let block = Block::bordered().title(Span::styled(" schedules ", t.title())).border_style(t.border());
+        let inner = block.inner(area);
+        frame.render_widget(block, area);
+        frame.render_widget(Paragraph::new(Span::styled("waiting for the trainer's schedules…", t.muted())), inner);
+        return;
+    }
+    let [top, bottom] = Layout::vertical([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(area);
+    let [a, b] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(top);
+    let [c, d] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(bottom);
+    let current = app.current_iter();
+    let from_iter = current.map_or(0, |i| i + 1);
+    let preview = if app.form.active { app.form.edit(from_iter).ok() } else { None };
+    for (r, name) in [a, b, c, d].into_iter().zip(ScheduleName::ALL) {
+        let Some(ScheduleCurve { schedule, values, .. }) = app.schedule(name) else {
+            frame.render_widget(Block::bordered().title(format!(" {} ", name.label())).border_style(t.border()), r);
+            continue;
+        };
+        let style = t.series(color_of(app, name));
+        let now = current.map(|i| values.get(i.min(values.len().saturating_sub(1))).copied().unwrap_or(0.0));
+        let mut title = vec![Span::styled(format!(" {} ", name.label()), t.muted())];
+        if let Some(v) = now {
+            title.push(Span::styled(fmt_value(v as f64), style.add_modifier(ratatui::style::Modifier::BOLD)));
+        }
+        if !schedule.edits.is_empty() {
+            title.push(Span::styled(format!(" ({} edits)", schedule.edits.len()), t.muted()));
+        }
+        let buckets = r.width.max(4) as usize;
+        let mut series = Vec::new();
+        let selected = app.form.active && app.form.schedule_name() == name;
+        if let Some(edit) = preview.filter(|e| e.schedule == name) {
+            let new: Vec<f32> = schedule.preview(&edit).into_iter().map(|v| v as f32).collect();
+            series.push(Series::new(curve_points(values, buckets), t.muted()));
+            series.push(Series::new(curve_points(&new, buckets), t.series(t.palette.preview)));
+            title.push(Span::styled(" preview ", t.warning()));
+        } else {
+            series.push(Series::new(curve_points(values, buckets), style));
+        }
+        title.push(Span::raw(" "));
+        let border = if selected { t.accent() } else { t.border() };
+        let block = Block::bordered().title(Line::from(title)).border_style(border);
+        chart::render(
+            frame,
+            r,
+            ChartSpec {
+                block,
+                series,
+                x_bounds: [0.0, values.len().saturating_sub(1) as f64],
+                labels: true,
+                y_fmt: fmt_value,
+                marker_x: current.map(|i| (i as f64, t.series(t.palette.marker))),
+                axis_style: t.muted(),
+            },
+        );
+    }
+}
+
+fn draw_form(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let f = &app.form;
+    let title = if f.active { " edit schedule " } else { " edit schedule (inactive) " };
+    let block = Block::bordered()
+        .title(Span::styled(title, t.title()))
+        .border_style(if f.active { t.accent() } else { t.border() });
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let field_style = |field: FormField| if f.active && f.field == field { t.selected() } else { t.text() };
+    let from_iter = app.current_iter().map_or(0, |i| i + 1);
+    let cursor = if f.active { "▏" } else { "" };
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled("schedule ", t.muted()),
+            Span::styled(format!("◂ {} ▸", f.schedule_name().label()), field_style(FormField::Schedule)),
+        ]),
+        Line::from(vec![
+            Span::styled("change   ", t.muted()),
+            Span::styled(format!("◂ {} ▸", f.choice().label()), field_style(FormField::Kind)),
+        ]),
+        Line::from(vec![
+            Span::styled("value    ", t.muted()),
+            Span::styled(format!("{}{cursor}", f.value), field_style(FormField::Value)),
+            Span::styled(format!("  from it {from_iter}"), t.muted()),
+        ]),
+    ];
+    if f.active {
+        match (f.edit(from_iter), app.schedule(f.schedule_name())) {
+            (Ok(edit), Some(curve)) => {
+                let new = curve.schedule.preview(&edit);
+                let at = from_iter.min(new.len().saturating_sub(1));
+                let old = curve.values.get(at).map_or(0.0, |v| *v as f64);
+                let last_new = new.last().copied().unwrap_or(0.0);
+                let last_old = curve.values.last().map_or(0.0, |v| *v as f64);
+                lines.push(Line::from(vec![
+                    Span::styled("now ", t.muted()),
+                    Span::styled(format!("{} → {}", fmt_value(old), fmt_value(new.get(at).copied().unwrap_or(0.0))), t.warning()),
+                ]));
+                lines.push(Line::from(vec![
+                    Span::styled("end ", t.muted()),
+                    Span::styled(format!("{} → {}", fmt_value(last_old), fmt_value(last_new)), t.warning()),
+                ]));
+            }
+            (Ok(_), None) => lines.push(Line::from(Span::styled("no such schedule from the trainer yet", t.muted()))),
+            (Err(why), _) => lines.push(Line::from(Span::styled(why, t.muted()))),
+        }
+        lines.push(Line::from(Span::styled(
+            format!(
+                "↑↓ field ←→ choose {} apply {} close",
+                key_label(app, Action::Confirm),
+                key_label(app, Action::Cancel)
+            ),
+            t.muted(),
+        )));
+    } else {
+        lines.push(Line::from(vec![
+            Span::styled(key_label(app, Action::EditSchedule), t.accent()),
+            Span::styled(" edit  ", t.muted()),
+            Span::styled(key_label(app, Action::UndoScheduleEdit), t.accent()),
+            Span::styled(" undo last edit", t.muted()),
+        ]));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}

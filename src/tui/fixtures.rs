@@ -1,0 +1,127 @@
+//! A deterministic recorded run for tests: the same events, values and telemetry every time, so
+//! rendering snapshots are stable.
+
+use super::app::App;
+use super::keymap::KeyMap;
+use super::theme::Theme;
+use super::trainer_events::apply_event;
+use crate::run::protocol::*;
+use crate::telemetry::{GpuSample, GpuStatus, HostSample, Telemetry};
+use crate::train::schedule::{CurveSpec, Schedule, ScheduleName};
+use crossbeam_channel::Receiver;
+
+pub const EPOCHS: usize = 10;
+pub const NITER: usize = 50;
+pub const OUT_DIM: usize = 4096;
+
+pub fn run_info() -> RunInfo {
+    RunInfo {
+        run_dir: "runs/demo".into(),
+        name: "demo".into(),
+        arch: "vit_tiny".into(),
+        device: "cuda:0".into(),
+        epochs: EPOCHS,
+        niter_per_ep: NITER,
+        batch_size: 64,
+        out_dim: OUT_DIM,
+        num_images: 3200,
+        start_iter: 0,
+    }
+}
+
+pub fn schedules() -> Vec<(ScheduleName, Schedule)> {
+    let cos = |base, final_value, warmup_epochs| CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value: 0.0 };
+    vec![
+        (ScheduleName::Lr, Schedule::new(cos(5e-4, 1e-6, 2), EPOCHS, NITER)),
+        (ScheduleName::Wd, Schedule::new(cos(0.04, 0.4, 0), EPOCHS, NITER)),
+        (
+            ScheduleName::TeacherTemp,
+            Schedule::new(CurveSpec::WarmupConstant { start: 0.04, value: 0.07, warmup_epochs: 3 }, EPOCHS, NITER),
+        ),
+        (ScheduleName::Momentum, Schedule::new(cos(0.996, 1.0, 0), EPOCHS, NITER)),
+    ]
+}
+
+pub fn metrics(i: usize, scheds: &[(ScheduleName, Schedule)]) -> IterMetrics {
+    let ln_k = (OUT_DIM as f64).ln();
+    let x = i as f64;
+    let value = |n: ScheduleName| scheds.iter().find(|(s, _)| *s == n).map_or(0.0, |(_, s)| s.value(i));
+    IterMetrics {
+        iter: i,
+        epoch: i / NITER,
+        loss: ln_k * (0.55 + 0.4 * (-x / 80.0).exp()) + 0.08 * (x * 0.7).sin(),
+        lr: value(ScheduleName::Lr),
+        wd: value(ScheduleName::Wd),
+        teacher_temp: value(ScheduleName::TeacherTemp),
+        momentum: value(ScheduleName::Momentum),
+        iter_time: 0.25,
+        data_time: 0.02 + 0.01 * ((i % 7) as f64 / 7.0),
+        images_per_s: 256.0,
+        teacher_entropy: 6.0 - 2.0 * (1.0 - (-x / 120.0).exp()),
+        kl: 0.4 + 0.1 * (x * 0.3).cos(),
+        time: 1_700_000_000.0 + x * 0.25,
+    }
+}
+
+/// `Started`, `Schedules`, running state, `n` iterations with epoch summaries, a checkpoint, an
+/// alarm and a warning.
+pub fn events(n: usize) -> Vec<Event> {
+    let scheds = schedules();
+    let mut ev = vec![
+        Event::Started(run_info()),
+        Event::Schedules { schedules: scheds.clone() },
+        Event::State { state: RunState::Running, iter: 0 },
+    ];
+    for i in 0..n {
+        let m = metrics(i, &scheds);
+        ev.push(Event::Metrics(m.clone()));
+        if (i + 1) % NITER == 0 {
+            ev.push(Event::Epoch(EpochSummary { epoch: i / NITER, train_loss: m.loss, train_lr: m.lr, train_wd: m.wd }));
+        }
+        if i == 199 {
+            ev.push(Event::CheckpointSaved(CheckpointInfo {
+                path: "runs/demo/checkpoints/checkpoint0003.pth".into(),
+                epoch: 3,
+                iter: 200,
+                bytes: 123_456_789,
+                loss: Some(m.loss),
+                time: m.time,
+            }));
+        }
+    }
+    ev.push(Event::Alarm {
+        kind: AlarmKind::DimensionCollapse,
+        message: "teacher entropy fell below 0.5".into(),
+        iter: n.saturating_sub(1),
+    });
+    ev.push(Event::Warning { message: "skipped unreadable file pretext/img_0042.jpg".into() });
+    ev
+}
+
+pub fn telemetry() -> Telemetry {
+    Telemetry {
+        gpus: GpuStatus::Gpus(vec![GpuSample {
+            index: 0,
+            name: "NVIDIA H100".into(),
+            util_percent: Some(87),
+            mem_used: Some(21 << 30),
+            mem_total: Some(80 << 30),
+            temperature_c: Some(64),
+            power_w: Some(312.0),
+        }]),
+        host: HostSample { cpu_percent: 42.0, cpu_count: 16, ram_used: 24 << 30, ram_total: 128 << 30, process_mem: 3 << 30 },
+    }
+}
+
+/// An app that has seen `n` iterations, with the command receiver to inspect what it sends.
+pub fn app(n: usize) -> (App, Receiver<Command>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut app = App::new(tx, Theme::default_theme(), KeyMap::default());
+    for e in events(n) {
+        apply_event(&mut app, e);
+    }
+    // The alarm's footer message would hide the key hints in every snapshot.
+    app.status = None;
+    app.telemetry = telemetry();
+    (app, rx)
+}

@@ -1,0 +1,118 @@
+//! Folding the trainer's `Event`s into the UI's state.
+
+use super::app::{App, EvalRecord, ScheduleCurve};
+use super::log_view::LogLevel;
+use super::format::{fmt_bytes, fmt_value};
+use crate::run::protocol::{Event, EvalKind, RunState};
+
+fn state_label(s: RunState) -> &'static str {
+    match s {
+        RunState::Starting => "starting",
+        RunState::Running => "running",
+        RunState::Paused => "paused",
+        RunState::Stopped => "stopped",
+        RunState::Finished => "finished",
+        RunState::Failed => "failed",
+    }
+}
+
+pub fn eval_label(k: EvalKind) -> &'static str {
+    match k {
+        EvalKind::Knn => "k-NN",
+        EvalKind::Linear => "linear",
+        EvalKind::Outliers => "outliers",
+    }
+}
+
+pub fn apply_event(app: &mut App, ev: Event) {
+    match ev {
+        Event::Started(info) => {
+            app.log_line(
+                LogLevel::Info,
+                format!(
+                    "run {} started: {} on {}, {} epochs × {} it, batch {}, out_dim {}, {} images",
+                    info.name,
+                    info.arch,
+                    info.device,
+                    info.epochs,
+                    info.niter_per_ep,
+                    info.batch_size,
+                    info.out_dim,
+                    info.num_images
+                ),
+            );
+            app.run = Some(info);
+        }
+        Event::Metrics(m) => {
+            if app.state == RunState::Starting {
+                app.state = RunState::Running;
+            }
+            app.store.push(&m);
+        }
+        Event::Epoch(s) => app.log_line(
+            LogLevel::Info,
+            format!("epoch {} done: loss {} lr {} wd {}", s.epoch, fmt_value(s.train_loss), fmt_value(s.train_lr), fmt_value(s.train_wd)),
+        ),
+        Event::State { state, iter } => {
+            if state != app.state {
+                let level = if state == RunState::Failed { LogLevel::Error } else { LogLevel::Info };
+                app.log_line(level, format!("state: {} → {} at iteration {iter}", state_label(app.state), state_label(state)));
+            }
+            app.state = state;
+        }
+        Event::CheckpointSaved(c) => {
+            app.log_line(
+                LogLevel::Info,
+                format!("checkpoint saved: {} (epoch {}, it {}, {})", c.path.display(), c.epoch, c.iter, fmt_bytes(c.bytes)),
+            );
+            app.checkpoints.push(c);
+            // Keep the same checkpoint selected as a new one is inserted at the top.
+            if app.checkpoints.len() > 1 && app.checkpoint_selected > 0 {
+                app.checkpoint_selected += 1;
+            }
+        }
+        Event::Schedules { schedules } => {
+            app.schedules = schedules
+                .into_iter()
+                .map(|(name, mut schedule)| {
+                    // Schedules that crossed a socket arrive without their rendered curve.
+                    schedule.refresh();
+                    let values = schedule.values().into_iter().map(|v| v as f32).collect();
+                    ScheduleCurve { name, schedule, values }
+                })
+                .collect();
+        }
+        Event::ScheduleEdited { edit } => {
+            app.edit_history.push(edit.schedule);
+            app.log_line(LogLevel::Info, format!("schedule edited: {} from iteration {}: {:?}", edit.schedule.label(), edit.from_iter, edit.kind));
+        }
+        Event::ScheduleUndone { schedule } => {
+            if let Some(pos) = app.edit_history.iter().rposition(|s| *s == schedule) {
+                app.edit_history.remove(pos);
+            }
+            app.log_line(LogLevel::Info, format!("schedule edit undone: {}", schedule.label()));
+        }
+        Event::Alarm { kind, message, iter } => {
+            app.log_line(LogLevel::Warn, format!("ALARM {kind:?} at iteration {iter}: {message}"));
+            app.status = Some(format!("alarm: {message}"));
+            app.last_alarm = Some(format!("it {iter}: {message}"));
+        }
+        Event::Warning { message } => app.log_line(LogLevel::Warn, message),
+        Event::EvalProgress { kind, done, total } => {
+            app.eval_progress.retain(|(k, _, _)| *k != kind);
+            if done < total {
+                app.eval_progress.push((kind, done, total));
+            }
+        }
+        Event::EvalResult { kind, summary, json: _ } => {
+            app.eval_progress.retain(|(k, _, _)| *k != kind);
+            app.log_line(LogLevel::Info, format!("{} result: {summary}", eval_label(kind)));
+            let iter = app.current_iter();
+            app.evals.push(EvalRecord { kind, summary, iter });
+        }
+        Event::Error { message } => {
+            app.log_line(LogLevel::Error, message.clone());
+            app.status = Some(format!("error: {message}"));
+        }
+    }
+}

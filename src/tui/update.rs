@@ -1,0 +1,497 @@
+//! `update`: the one place actions change the UI's state and turn into trainer commands. Keys are
+//! routed here too, because a modal (quit dialog, help, edit form) decides what a key means before
+//! the key map does.
+
+use super::action::Action;
+use super::app::{App, QuitChoice, Tab, ZOOM_LEVELS};
+use super::edit_form::FormField;
+use super::keymap::Key;
+use super::layout::tab_at;
+use super::log_view::LogLevel;
+use super::TuiExit;
+use crate::run::protocol::{Command, EvalKind, RunState};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+
+/// Lines a page key scrolls in the Log tab.
+const PAGE: usize = 10;
+
+pub fn handle_key(app: &mut App, key: KeyEvent) {
+    // Key-release and repeat events arrive only where the terminal reports them; act on presses.
+    if key.kind == KeyEventKind::Release {
+        return;
+    }
+    app.status = None;
+    let k = Key::from_event(&key);
+    let action = app.keymap.action(k);
+
+    if app.quit_dialog.is_some() {
+        let plain = k.mods.is_empty();
+        let choice = match (k.code, action) {
+            // A second Ctrl-C is the impatient "just stop": stop with a checkpoint.
+            (_, Some(Action::Interrupt)) => Some(Some(QuitChoice::StopAndCheckpoint)),
+            (KeyCode::Char('s'), _) if plain => Some(Some(QuitChoice::StopAndCheckpoint)),
+            (KeyCode::Char('l'), _) if plain => Some(Some(QuitChoice::LeaveRunning)),
+            (KeyCode::Char('c') | KeyCode::Char('n'), _) if plain => Some(Some(QuitChoice::Cancel)),
+            (_, Some(Action::Cancel)) => Some(Some(QuitChoice::Cancel)),
+            (_, Some(Action::Confirm)) => Some(app.quit_dialog),
+            _ => None,
+        };
+        match (choice, action) {
+            (Some(Some(c)), _) => choose_quit(app, c),
+            (_, Some(a @ (Action::Up | Action::Left | Action::Down | Action::Right | Action::NextTab | Action::PrevTab))) => {
+                move_quit_selection(app, matches!(a, Action::Down | Action::Right | Action::NextTab))
+            }
+            _ => {}
+        }
+        return;
+    }
+
+    if app.help {
+        // Any key closes the help; Ctrl-C and quit still do their job.
+        app.help = false;
+        if matches!(action, Some(Action::Interrupt | Action::Quit)) {
+            update(app, action.unwrap_or(Action::Cancel));
+        }
+        return;
+    }
+
+    if app.form.active && app.tab == Tab::Schedules {
+        match (k.code, action) {
+            (_, Some(Action::Interrupt)) => update(app, Action::Interrupt),
+            (KeyCode::Backspace, _) => app.form.backspace(),
+            (KeyCode::Char(c), _) if k.mods.is_empty() && app.form.type_char(c) => app.form.field = FormField::Value,
+            (_, Some(Action::Up)) | (KeyCode::BackTab, _) => app.form.next_field(false),
+            (_, Some(Action::Down)) | (KeyCode::Tab, _) => app.form.next_field(true),
+            (_, Some(Action::Left)) => app.form.cycle(false),
+            (_, Some(Action::Right)) => app.form.cycle(true),
+            (_, Some(Action::Confirm)) => apply_form(app),
+            (_, Some(Action::Cancel)) => app.form.active = false,
+            _ => {}
+        }
+        return;
+    }
+
+    if let Some(a) = action {
+        update(app, a);
+    }
+}
+
+pub fn handle_mouse(app: &mut App, m: MouseEvent) {
+    if app.quit_dialog.is_some() || app.help {
+        return;
+    }
+    match m.kind {
+        MouseEventKind::Down(MouseButton::Left) => {
+            if let Some(tab) = tab_at(app.size, m.column, m.row) {
+                app.tab = tab;
+            }
+        }
+        MouseEventKind::ScrollUp => scroll(app, true, 3),
+        MouseEventKind::ScrollDown => scroll(app, false, 3),
+        _ => {}
+    }
+}
+
+pub fn update(app: &mut App, action: Action) {
+    match action {
+        Action::Quit => {
+            if app.training_over() {
+                app.exit = Some(TuiExit::TrainingOver);
+            } else {
+                app.quit_dialog = Some(QuitChoice::StopAndCheckpoint);
+            }
+        }
+        Action::Interrupt => {
+            if app.training_over() {
+                app.exit = Some(TuiExit::TrainingOver);
+            } else if app.quit_dialog.is_some() {
+                choose_quit(app, QuitChoice::StopAndCheckpoint);
+            } else {
+                app.quit_dialog = Some(QuitChoice::StopAndCheckpoint);
+            }
+        }
+        Action::TogglePause => match app.state {
+            RunState::Paused => {
+                if app.send(Command::Resume) {
+                    app.status = Some("resume requested".into());
+                }
+            }
+            s if s.is_over() => app.status = Some("training is over".into()),
+            _ => {
+                if app.send(Command::Pause) {
+                    app.status = Some("pause requested (takes effect between iterations)".into());
+                }
+            }
+        },
+        Action::Checkpoint => {
+            if app.send(Command::Checkpoint) {
+                app.status = Some("checkpoint requested".into());
+            }
+        }
+        Action::EvalKnn => request_eval(app, EvalKind::Knn, Tab::Evaluation),
+        Action::EvalLinear => request_eval(app, EvalKind::Linear, Tab::Evaluation),
+        Action::Outliers => request_eval(app, EvalKind::Outliers, Tab::Outliers),
+        Action::SchedulesTab => app.tab = Tab::Schedules,
+        Action::EditSchedule => {
+            app.tab = Tab::Schedules;
+            app.form.active = true;
+            app.form.field = FormField::Value;
+        }
+        Action::UndoScheduleEdit => {
+            let schedule = app.edit_history.last().copied().unwrap_or_else(|| app.form.schedule_name());
+            if app.send(Command::UndoScheduleEdit { schedule }) {
+                app.status = Some(format!("undo of the last {} edit requested", schedule.label()));
+            }
+        }
+        Action::Freeze => {
+            app.view.frozen_at = match app.view.frozen_at {
+                Some(_) => None,
+                None => Some(app.current_iter().unwrap_or(0)),
+            };
+        }
+        Action::ZoomIn => app.view.zoom = (app.view.zoom + 1).min(ZOOM_LEVELS.len() - 1),
+        Action::ZoomOut => app.view.zoom = app.view.zoom.saturating_sub(1),
+        Action::ToggleLogScale => app.view.log_scale = !app.view.log_scale,
+        Action::Help => app.help = !app.help,
+        Action::NextTab => app.tab = Tab::from_index(app.tab.index() + 1),
+        Action::PrevTab => app.tab = Tab::from_index(app.tab.index() + Tab::ALL.len() - 1),
+        Action::Tab1 => app.tab = Tab::Dashboard,
+        Action::Tab2 => app.tab = Tab::Schedules,
+        Action::Tab3 => app.tab = Tab::Evaluation,
+        Action::Tab4 => app.tab = Tab::Outliers,
+        Action::Tab5 => app.tab = Tab::Checkpoints,
+        Action::Tab6 => app.tab = Tab::Log,
+        Action::CopyPath => copy_selected_path(app),
+        Action::Up => move_selection(app, true, 1),
+        Action::Down => move_selection(app, false, 1),
+        Action::PageUp => move_selection(app, true, PAGE),
+        Action::PageDown => move_selection(app, false, PAGE),
+        Action::Home => match app.tab {
+            Tab::Log => app.log_scroll = app.log.len(),
+            _ => app.checkpoint_selected = 0,
+        },
+        Action::End => match app.tab {
+            Tab::Log => app.log_scroll = 0,
+            _ => app.checkpoint_selected = app.checkpoints.len().saturating_sub(1),
+        },
+        Action::Left | Action::Right => {
+            if app.tab == Tab::Schedules {
+                app.form.field = FormField::Schedule;
+                app.form.cycle(action == Action::Right);
+            }
+        }
+        Action::Confirm => match app.tab {
+            Tab::Checkpoints if !app.checkpoints.is_empty() => request_eval(app, EvalKind::Knn, Tab::Checkpoints),
+            Tab::Schedules => {
+                app.form.active = true;
+                app.form.field = FormField::Value;
+            }
+            _ => {}
+        },
+        Action::Cancel => {
+            app.form.active = false;
+        }
+    }
+}
+
+fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
+    app.tab = show;
+    if app.send(Command::Eval { kind }) {
+        let what = match kind {
+            EvalKind::Knn => "k-NN evaluation",
+            EvalKind::Linear => "linear evaluation",
+            EvalKind::Outliers => "outlier scoring",
+        };
+        app.status = Some(format!("{what} requested"));
+        app.log_line(LogLevel::Info, format!("{what} requested"));
+    }
+}
+
+fn choose_quit(app: &mut App, choice: QuitChoice) {
+    app.quit_dialog = None;
+    match choice {
+        QuitChoice::StopAndCheckpoint => {
+            app.send(Command::Stop { checkpoint: true });
+            app.exit = Some(TuiExit::StopTraining);
+        }
+        QuitChoice::LeaveRunning => app.exit = Some(TuiExit::LeaveRunning),
+        QuitChoice::Cancel => {}
+    }
+}
+
+fn move_quit_selection(app: &mut App, forward: bool) {
+    let n = QuitChoice::ALL.len();
+    let i = app.quit_dialog.and_then(|c| QuitChoice::ALL.iter().position(|x| *x == c)).unwrap_or(0);
+    let j = if forward { (i + 1) % n } else { (i + n - 1) % n };
+    app.quit_dialog = Some(QuitChoice::ALL[j]);
+}
+
+fn move_selection(app: &mut App, up: bool, n: usize) {
+    match app.tab {
+        Tab::Log => scroll(app, up, n),
+        Tab::Checkpoints => {
+            let last = app.checkpoints.len().saturating_sub(1);
+            app.checkpoint_selected =
+                if up { app.checkpoint_selected.saturating_sub(n) } else { (app.checkpoint_selected + n).min(last) };
+        }
+        Tab::Schedules => {
+            app.form.active = true;
+            app.form.next_field(!up);
+        }
+        _ => {}
+    }
+}
+
+fn scroll(app: &mut App, up: bool, n: usize) {
+    if app.tab != Tab::Log {
+        return;
+    }
+    app.log_scroll = if up { (app.log_scroll + n).min(app.log.len()) } else { app.log_scroll.saturating_sub(n) };
+}
+
+fn apply_form(app: &mut App) {
+    let from_iter = app.current_iter().map_or(0, |i| i + 1);
+    match app.form.edit(from_iter) {
+        Ok(edit) => {
+            if app.send(Command::EditSchedule(edit)) {
+                app.status = Some(format!("{} edit sent (from iteration {from_iter})", edit.schedule.label()));
+                app.log_line(LogLevel::Info, format!("schedule edit requested: {edit:?}"));
+                app.form.value.clear();
+                app.form.active = false;
+            }
+        }
+        Err(why) => app.status = Some(why),
+    }
+}
+
+fn copy_selected_path(app: &mut App) {
+    // The table shows the newest first; `checkpoint_selected` counts rows from the top.
+    let idx = app.checkpoints.len().checked_sub(app.checkpoint_selected + 1);
+    match idx.and_then(|i| app.checkpoints.get(i)) {
+        Some(c) => {
+            let path = c.path.display().to_string();
+            app.status = Some(format!("copied: {path}"));
+            app.clipboard = Some(path);
+        }
+        None => app.status = Some("no checkpoint to copy".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::protocol::Event;
+    use crate::train::schedule::{EditKind, ScheduleEdit, ScheduleName};
+    use crate::tui::fixtures;
+    use crate::tui::trainer_events::apply_event;
+    use crossterm::event::KeyModifiers;
+
+    fn press(app: &mut App, code: KeyCode) {
+        handle_key(app, KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    fn chars(app: &mut App, s: &str) {
+        for c in s.chars() {
+            press(app, KeyCode::Char(c));
+        }
+    }
+
+    #[test]
+    fn pause_key_sends_pause_when_running_and_resume_when_paused() {
+        let (mut app, rx) = fixtures::app(10);
+        assert_eq!(app.state, RunState::Running);
+        press(&mut app, KeyCode::Char('p'));
+        assert_eq!(rx.try_recv(), Ok(Command::Pause));
+        apply_event(&mut app, Event::State { state: RunState::Paused, iter: 10 });
+        press(&mut app, KeyCode::Char('p'));
+        assert_eq!(rx.try_recv(), Ok(Command::Resume));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn command_keys_send_their_commands() {
+        let (mut app, rx) = fixtures::app(10);
+        press(&mut app, KeyCode::Char('c'));
+        assert_eq!(rx.try_recv(), Ok(Command::Checkpoint));
+        press(&mut app, KeyCode::Char('k'));
+        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Knn }));
+        assert_eq!(app.tab, Tab::Evaluation);
+        press(&mut app, KeyCode::Char('l'));
+        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Linear }));
+        press(&mut app, KeyCode::Char('o'));
+        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Outliers }));
+        assert_eq!(app.tab, Tab::Outliers);
+        press(&mut app, KeyCode::Char('s'));
+        assert_eq!(app.tab, Tab::Schedules);
+    }
+
+    #[test]
+    fn tabs_switch_by_number_tab_key_and_mouse() {
+        let (mut app, _rx) = fixtures::app(10);
+        press(&mut app, KeyCode::Char('5'));
+        assert_eq!(app.tab, Tab::Checkpoints);
+        press(&mut app, KeyCode::Tab);
+        assert_eq!(app.tab, Tab::Log);
+        press(&mut app, KeyCode::Tab);
+        assert_eq!(app.tab, Tab::Dashboard);
+        handle_key(&mut app, KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+        assert_eq!(app.tab, Tab::Log);
+        app.size = (160, 48);
+        let (_, _, x, _) = crate::tui::layout::tab_labels(160)[1];
+        handle_mouse(
+            &mut app,
+            MouseEvent { kind: MouseEventKind::Down(MouseButton::Left), column: x + 2, row: 0, modifiers: KeyModifiers::NONE },
+        );
+        assert_eq!(app.tab, Tab::Schedules);
+    }
+
+    #[test]
+    fn view_keys_zoom_freeze_and_log_scale() {
+        let (mut app, _rx) = fixtures::app(300);
+        press(&mut app, KeyCode::Char('+'));
+        assert_eq!(app.view.window(), Some(100_000));
+        press(&mut app, KeyCode::Char('-'));
+        press(&mut app, KeyCode::Char('-'));
+        assert_eq!(app.view.window(), None);
+        press(&mut app, KeyCode::Char('g'));
+        assert!(app.view.log_scale);
+        press(&mut app, KeyCode::Char('f'));
+        assert_eq!(app.view.frozen_at, Some(299));
+        press(&mut app, KeyCode::Char('f'));
+        assert_eq!(app.view.frozen_at, None);
+    }
+
+    #[test]
+    fn schedule_form_sends_the_edit_from_the_next_iteration() {
+        let (mut app, rx) = fixtures::app(300);
+        press(&mut app, KeyCode::Char('e'));
+        assert!(app.form.active);
+        // Digits go to the form, not to the tab keys.
+        chars(&mut app, "1e-4");
+        assert_eq!(app.tab, Tab::Schedules);
+        press(&mut app, KeyCode::Enter);
+        let expect = ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 300, kind: EditKind::Constant(1e-4) };
+        assert_eq!(rx.try_recv(), Ok(Command::EditSchedule(expect)));
+        assert!(!app.form.active);
+
+        // Weight decay, scaled by 2.
+        press(&mut app, KeyCode::Char('e'));
+        press(&mut app, KeyCode::Up);
+        press(&mut app, KeyCode::Up);
+        assert_eq!(app.form.field, FormField::Schedule);
+        press(&mut app, KeyCode::Right);
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Right);
+        chars(&mut app, "2");
+        press(&mut app, KeyCode::Enter);
+        let expect = ScheduleEdit { schedule: ScheduleName::Wd, from_iter: 300, kind: EditKind::Scale(2.0) };
+        assert_eq!(rx.try_recv(), Ok(Command::EditSchedule(expect)));
+    }
+
+    #[test]
+    fn invalid_form_value_sends_nothing_and_says_why() {
+        let (mut app, rx) = fixtures::app(300);
+        press(&mut app, KeyCode::Char('e'));
+        chars(&mut app, "1e");
+        press(&mut app, KeyCode::Enter);
+        assert!(rx.try_recv().is_err());
+        assert!(app.status.as_deref().is_some_and(|s| s.contains("not a number")));
+        press(&mut app, KeyCode::Esc);
+        assert!(!app.form.active);
+    }
+
+    #[test]
+    fn undo_targets_the_last_edited_schedule() {
+        let (mut app, rx) = fixtures::app(300);
+        let edit = ScheduleEdit { schedule: ScheduleName::TeacherTemp, from_iter: 300, kind: EditKind::Constant(0.05) };
+        apply_event(&mut app, Event::ScheduleEdited { edit });
+        press(&mut app, KeyCode::Char('u'));
+        assert_eq!(rx.try_recv(), Ok(Command::UndoScheduleEdit { schedule: ScheduleName::TeacherTemp }));
+    }
+
+    #[test]
+    fn quit_dialog_stop_leave_and_cancel() {
+        let (mut app, rx) = fixtures::app(10);
+        press(&mut app, KeyCode::Char('q'));
+        assert!(app.quit_dialog.is_some());
+        press(&mut app, KeyCode::Esc);
+        assert!(app.quit_dialog.is_none() && app.exit.is_none());
+
+        press(&mut app, KeyCode::Char('q'));
+        press(&mut app, KeyCode::Char('l'));
+        assert_eq!(app.exit, Some(TuiExit::LeaveRunning));
+        assert!(rx.try_recv().is_err(), "leaving sends nothing");
+
+        app.exit = None;
+        press(&mut app, KeyCode::Char('q'));
+        press(&mut app, KeyCode::Enter); // default choice: stop and checkpoint
+        assert_eq!(app.exit, Some(TuiExit::StopTraining));
+        assert_eq!(rx.try_recv(), Ok(Command::Stop { checkpoint: true }));
+
+        app.exit = None;
+        press(&mut app, KeyCode::Char('q'));
+        press(&mut app, KeyCode::Right);
+        press(&mut app, KeyCode::Right);
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(app.exit, None, "cancel selected");
+    }
+
+    #[test]
+    fn ctrl_c_twice_stops_with_checkpoint() {
+        let (mut app, rx) = fixtures::app(10);
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        handle_key(&mut app, ctrl_c);
+        assert!(app.quit_dialog.is_some());
+        handle_key(&mut app, ctrl_c);
+        assert_eq!(app.exit, Some(TuiExit::StopTraining));
+        assert_eq!(rx.try_recv(), Ok(Command::Stop { checkpoint: true }));
+    }
+
+    #[test]
+    fn quit_is_immediate_once_training_is_over() {
+        let (mut app, rx) = fixtures::app(10);
+        apply_event(&mut app, Event::State { state: RunState::Finished, iter: 10 });
+        press(&mut app, KeyCode::Char('q'));
+        assert_eq!(app.exit, Some(TuiExit::TrainingOver));
+        assert!(app.quit_dialog.is_none());
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn checkpoint_tab_enter_evaluates_and_y_copies_the_path() {
+        let (mut app, rx) = fixtures::app(300);
+        press(&mut app, KeyCode::Char('5'));
+        press(&mut app, KeyCode::Enter);
+        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Knn }));
+        press(&mut app, KeyCode::Char('y'));
+        assert_eq!(app.clipboard.as_deref(), Some("runs/demo/checkpoints/checkpoint0003.pth"));
+    }
+
+    #[test]
+    fn trainer_error_is_shown_and_logged() {
+        let (mut app, _rx) = fixtures::app(10);
+        apply_event(&mut app, Event::Error { message: "CUDA out of memory".into() });
+        assert!(app.status.as_deref().is_some_and(|s| s.contains("CUDA out of memory")));
+        assert!(app.log.iter().any(|e| e.level == LogLevel::Error && e.text.contains("CUDA out of memory")));
+    }
+
+    #[test]
+    fn closed_command_channel_is_reported_not_fatal() {
+        let (mut app, rx) = fixtures::app(10);
+        drop(rx);
+        press(&mut app, KeyCode::Char('c'));
+        assert!(app.trainer_gone);
+        press(&mut app, KeyCode::Char('q'));
+        assert_eq!(app.exit, Some(TuiExit::TrainingOver));
+    }
+
+    #[test]
+    fn help_toggles_and_any_key_closes_it() {
+        let (mut app, rx) = fixtures::app(10);
+        press(&mut app, KeyCode::Char('?'));
+        assert!(app.help);
+        press(&mut app, KeyCode::Char('c'));
+        assert!(!app.help);
+        assert!(rx.try_recv().is_err(), "the closing key does nothing else");
+    }
+}
