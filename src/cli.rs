@@ -89,6 +89,9 @@ pub struct DemoArgs {
     /// Override the number of epochs of the demo preset
     #[arg(long)]
     pub epochs: Option<i64>,
+    /// TUI colour theme
+    #[arg(long)]
+    pub theme: Option<String>,
 }
 
 /// The reference's `bool_flag`: on/true/1 and off/false/0.
@@ -235,6 +238,9 @@ pub struct TrainArgs {
     /// Headless progress line every N iterations
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub print_freq: Option<i64>,
+    /// TUI colour theme: dark, light, high-contrast, a user theme name or a .toml path
+    #[arg(long, help_heading = "Run")]
+    pub theme: Option<String>,
 }
 
 fn pair(setting: &str, v: &[f64]) -> Result<(f64, f64), ConfigError> {

@@ -3,6 +3,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod headless;
+pub mod interactive;
 pub mod logging;
 pub mod model;
 pub mod run;

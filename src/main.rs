@@ -2,6 +2,7 @@ use anyhow::Result;
 use clap::Parser;
 use dino_tui::cli::{Cli, Command, DemoArgs, EvalCommand};
 use dino_tui::config::TrainConfig;
+use dino_tui::interactive::Outcome;
 use dino_tui::run::protocol::RunState;
 use std::io::IsTerminal;
 
@@ -24,12 +25,26 @@ fn exit_code(state: RunState) -> i32 {
     }
 }
 
-fn train(config: TrainConfig, force_headless: bool) -> Result<i32> {
+/// The TUI when stdout is a terminal (and --headless was not given), progress lines otherwise.
+fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Result<i32> {
     let headless = force_headless || config.headless || !std::io::stdout().is_terminal();
-    if !headless {
-        eprintln!("dino: the terminal UI arrives with its issue; training headless");
+    if headless {
+        return Ok(exit_code(dino_tui::headless::run(config)?));
     }
-    Ok(exit_code(dino_tui::headless::run(config)?))
+    match dino_tui::interactive::run(config, theme)? {
+        Outcome::Ended(state) => {
+            match state {
+                RunState::Finished => println!("dino: training finished"),
+                RunState::Stopped => println!("dino: training stopped after a checkpoint; run the same command to resume"),
+                _ => eprintln!("dino: training failed; see events.jsonl in the run directory"),
+            }
+            Ok(exit_code(state))
+        }
+        Outcome::Detached { pid, log } => {
+            println!("dino: training continues in the background (pid {pid}); output in {}", log.display());
+            Ok(0)
+        }
+    }
 }
 
 fn demo(args: DemoArgs) -> Result<i32> {
@@ -43,7 +58,7 @@ fn demo(args: DemoArgs) -> Result<i32> {
         config.epochs = e;
     }
     config.validate()?;
-    train(config, args.headless)
+    train(config, args.headless, args.theme)
 }
 
 fn not_yet(what: &str, issue: u32) -> Result<i32> {
@@ -59,11 +74,14 @@ fn run(cli: Cli) -> Result<i32> {
                 print!("{}", config.to_toml());
                 return Ok(0);
             }
-            train(config, false)
+            train(config, false, args.theme)
         }
         Command::Tui(args) => {
             let config = args.resolve()?;
-            train(config, false)
+            if !std::io::stdout().is_terminal() {
+                anyhow::bail!("dino tui needs a terminal; use `dino train --headless` for batch jobs");
+            }
+            train(config, false, args.theme)
         }
         Command::Demo(args) => demo(args),
         Command::MakeDemoData { dir, per_class, seed, size } => {
