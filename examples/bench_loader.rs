@@ -48,21 +48,35 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(workers: usize, images_per_s: f64) {
-    println!("  {workers} worker(s): {images_per_s:8.1} images/s  ({:.1} per worker)", images_per_s / workers as f64);
+fn report(workers: usize, (wall, cpu): (f64, f64)) {
+    println!(
+        "  {workers} worker(s): {wall:8.1} images/s wall ({:.1} per worker), {cpu:8.1} images per CPU-second",
+        wall / workers as f64
+    );
 }
 
-/// One warm-up batch, then a timed pass over the rest of the epoch.
-fn measure(files: &[PathBuf], aug: &AugmentConfig, batch_size: usize, workers: usize) -> anyhow::Result<f64> {
+/// User + system CPU time of the whole process, so a per-core figure survives a busy machine.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// One warm-up batch, then a timed pass over the rest of the epoch: (images per wall-clock
+/// second, images per CPU-second of the process).
+fn measure(files: &[PathBuf], aug: &AugmentConfig, batch_size: usize, workers: usize) -> anyhow::Result<(f64, f64)> {
     let config = LoaderConfig { batch_size, num_workers: workers, seed: 0, epoch: 0, start_batch: 0, prefetch: 0 };
     let mut loader = MultiCropLoader::new(files.to_vec(), aug.clone(), config)?;
     loader.next_batch().transpose()?;
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
     let mut n = 0;
     for b in loader.iter() {
         n += b?.indices.len();
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
+    let (wall, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+    Ok((n as f64 / wall, n as f64 / cpu))
 }
 
 /// Photo-like test images: smooth gradients, shapes, fine noise, saved as JPEG quality 90, so the
