@@ -615,11 +615,13 @@ mod tests {
 
     #[test]
     fn from_train_config_takes_the_multicrop_settings() {
-        let mut c = TrainConfig::default();
-        c.global_crop_size = 32;
-        c.local_crop_size = 16;
-        c.local_crops_number = 6;
-        c.global_crops_scale = (0.5, 1.0);
+        let c = TrainConfig {
+            global_crop_size: 32,
+            local_crop_size: 16,
+            local_crops_number: 6,
+            global_crops_scale: (0.5, 1.0),
+            ..TrainConfig::default()
+        };
         let a = AugmentConfig::from_train_config(&c);
         assert_eq!(a, AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.5, 1.0), local_scale: c.local_crops_scale, local_crops_number: 6 });
         assert_eq!((a.num_crops(), a.crop_size(1), a.crop_size(2)), (8, 32, 16));
