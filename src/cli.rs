@@ -51,7 +51,7 @@ pub enum Command {
     MakeDemoData {
         dir: PathBuf,
         /// Images per class in train/ (val/ gets a quarter, pretext/ the same again unlabeled)
-        #[arg(long, default_value_t = 60)]
+        #[arg(long = "per_class", default_value_t = 60)]
         per_class: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,

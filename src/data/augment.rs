@@ -213,14 +213,8 @@ pub(crate) fn grayscale(img: &mut Rgb8) {
 /// PIL's `Image.blend(degenerate, img, alpha)`, per channel value, truncating like its C code.
 #[inline(always)]
 fn blend(degenerate: f32, v: f32, alpha: f32) -> u8 {
-    let t = degenerate + alpha * (v - degenerate);
-    if t <= 0.0 {
-        0
-    } else if t >= 255.0 {
-        255
-    } else {
-        t as u8
-    }
+    // Same as PIL's clip-then-truncate, written branch-free so the loops vectorise.
+    (degenerate + alpha * (v - degenerate)).clamp(0.0, 255.0) as u8
 }
 
 /// The four colour-jitter factors and the order to apply them in.
@@ -317,6 +311,9 @@ pub(crate) fn adjust_hue(img: &mut Rgb8, hue: f32) {
     }
 }
 
+// The two conversions below follow Pillow's `rgb2hsv`/`hsv2rgb` (Convert.c) including which
+// operations are done in float and which in double; libm calls are replaced by casts that give
+// the same results on the non-negative values that occur here, which is most of their cost.
 #[inline(always)]
 fn rgb_to_hsv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
     let maxc = r.max(g).max(b);
@@ -336,8 +333,10 @@ fn rgb_to_hsv(r: u8, g: u8, b: u8) -> (u8, u8, u8) {
     } else {
         4.0 + gc - rc
     };
-    let h = ((f64::from(h) / 6.0 + 1.0) % 1.0) as f32;
-    let to8 = |x: f32| ((x * 255.0) as i32).clamp(0, 255) as u8;
+    // fmod(h / 6 + 1, 1) for h / 6 + 1 in [0, 2).
+    let h6 = f64::from(h) / 6.0 + 1.0;
+    let h = (if h6 >= 1.0 { h6 - 1.0 } else { h6 }) as f32;
+    let to8 = |x: f32| ((f64::from(x) * 255.0) as i32).clamp(0, 255) as u8;
     (to8(h), to8(s), maxc)
 }
 
@@ -346,15 +345,16 @@ fn hsv_to_rgb(h: u8, s: u8, v: u8) -> (u8, u8, u8) {
     if s == 0 {
         return (v, v, v);
     }
-    let hf = f32::from(h) * 6.0 / 255.0;
-    let i = hf.floor() as i32;
-    let f = hf - i as f32;
-    let fs = f32::from(s) / 255.0;
-    let vf = f32::from(v);
-    let to8 = |x: f32| (x.round() as i32).clamp(0, 255) as u8;
-    let p = to8(vf * (1.0 - fs));
-    let q = to8(vf * (1.0 - fs * f));
-    let t = to8(vf * (1.0 - fs * (1.0 - f)));
+    let hd = f64::from(h) * 6.0 / 255.0;
+    let i = hd as i32;
+    let f = (hd - f64::from(i)) as f32;
+    let fs = (f64::from(s) / 255.0) as f32;
+    let vd = f64::from(v);
+    // round() of a non-negative value.
+    let to8 = |x: f64| ((x + 0.5) as i32).clamp(0, 255) as u8;
+    let p = to8(vd * (1.0 - f64::from(fs)));
+    let q = to8(vd * (1.0 - f64::from(fs * f)));
+    let t = to8(vd * (1.0 - f64::from(fs) * (1.0 - f64::from(f))));
     match i % 6 {
         0 => (v, t, p),
         1 => (q, v, p),
@@ -381,25 +381,71 @@ pub(crate) fn gaussian_blur(img: &mut Rgb8, radius: f64) {
     if r == 0.0 {
         return;
     }
+    let weights = BoxWeights::new(r);
     let (w, h) = (img.w, img.h);
     let mut line = Vec::new();
-    let mut tmp = vec![0u8; w.max(h) * 3];
+    let mut tmp = vec![0u8; w * 3];
     for row in img.data.chunks_exact_mut(w * 3) {
         for _ in 0..3 {
-            box_blur_line(row, &mut tmp[..w * 3], r, &mut line);
-            row.copy_from_slice(&tmp[..w * 3]);
+            box_blur_line(row, &mut tmp, weights, &mut line);
+            row.copy_from_slice(&tmp);
         }
     }
-    // Columns are blurred on a transposed copy, which is what PIL does too and keeps the
-    // inner loop on contiguous memory.
-    let mut t = transpose(&img.data, w, h);
-    for col in t.chunks_exact_mut(h * 3) {
-        for _ in 0..3 {
-            box_blur_line(col, &mut tmp[..h * 3], r, &mut line);
-            col.copy_from_slice(&tmp[..h * 3]);
+    // Columns: the same sums, slid down whole rows at a time so the inner loop runs over
+    // contiguous memory (PIL transposes instead; the arithmetic is identical).
+    let mut out = vec![0u8; img.data.len()];
+    for _ in 0..3 {
+        box_blur_columns(&img.data, &mut out, w * 3, h, weights);
+        std::mem::swap(&mut img.data, &mut out);
+    }
+}
+
+/// PIL's fixed-point weights for a box of fractional radius: `ww` for the `2r+1` full taps,
+/// `fw` for the two partial ones just outside.
+#[derive(Debug, Clone, Copy)]
+struct BoxWeights {
+    r: usize,
+    ww: u32,
+    fw: u32,
+}
+
+impl BoxWeights {
+    fn new(radius: f32) -> Self {
+        let r = radius as usize;
+        let ww = ((1u32 << 24) as f32 / (radius * 2.0 + 1.0)) as u32;
+        let fw = ((1u32 << 24) - (r as u32 * 2 + 1) * ww) / 2;
+        Self { r, ww, fw }
+    }
+
+    #[inline(always)]
+    fn out(&self, acc: u32, far: u32) -> u8 {
+        ((acc * self.ww + far * self.fw + (1 << 23)) >> 24) as u8
+    }
+}
+
+fn box_blur_columns(src: &[u8], dst: &mut [u8], stride: usize, h: usize, bw: BoxWeights) {
+    let r = bw.r as i64;
+    let row = |y: i64| {
+        let y = y.clamp(0, h as i64 - 1) as usize;
+        &src[y * stride..(y + 1) * stride]
+    };
+    let mut acc = vec![0u32; stride];
+    for k in -r..=r {
+        for (a, &v) in acc.iter_mut().zip(row(k)) {
+            *a += u32::from(v);
         }
     }
-    img.data = transpose(&t, h, w);
+    for y in 0..h as i64 {
+        if y > 0 {
+            for ((a, &add), &sub) in acc.iter_mut().zip(row(y + r)).zip(row(y - r - 1)) {
+                *a = *a + u32::from(add) - u32::from(sub);
+            }
+        }
+        let out = &mut dst[y as usize * stride..(y as usize + 1) * stride];
+        for (((o, &a), &left), &right) in out.iter_mut().zip(&acc).zip(row(y - r - 1)).zip(row(y + r + 1)) {
+            *o = bw.out(a, u32::from(left) + u32::from(right));
+        }
+    }
 }
 
 fn box_radius_for_gaussian(radius: f32, passes: u32) -> f32 {
@@ -411,13 +457,10 @@ fn box_radius_for_gaussian(radius: f32, passes: u32) -> f32 {
     l + a
 }
 
-/// One box-blur pass of PIL's `ImagingLineBoxBlur`: integer box of `2r+1` taps plus the two
-/// next pixels weighted by the fractional part, edges extended, 24-bit fixed point.
-fn box_blur_line(src: &[u8], dst: &mut [u8], radius: f32, padded: &mut Vec<u8>) {
+/// One box-blur pass of PIL's `ImagingLineBoxBlur` along a row of RGB pixels, edges extended.
+fn box_blur_line(src: &[u8], dst: &mut [u8], bw: BoxWeights, padded: &mut Vec<u8>) {
     let n = src.len() / 3;
-    let r = radius as usize;
-    let ww = ((1u32 << 24) as f32 / (radius * 2.0 + 1.0)) as u32;
-    let fw = ((1u32 << 24) - (r as u32 * 2 + 1) * ww) / 2;
+    let r = bw.r;
     // Pad by r + 1 on both sides with the edge pixels, so every window is a plain slice.
     let pad = r + 1;
     padded.clear();
@@ -429,30 +472,30 @@ fn box_blur_line(src: &[u8], dst: &mut [u8], radius: f32, padded: &mut Vec<u8>) 
         padded.extend_from_slice(&src[(n - 1) * 3..]);
     }
     let taps = 2 * r + 1;
-    for c in 0..3 {
-        let at = |i: usize| u32::from(padded[i * 3 + c]);
-        // Window for output x covers padded indices x+1 ..= x+1+2r; the far pixels are x and x+2r+2.
-        let mut acc: u32 = (1..=taps).map(at).sum();
-        for x in 0..n {
-            if x > 0 {
-                acc = acc + at(x + taps) - at(x);
+    let px = |i: usize| -> [u32; 3] {
+        let p = &padded[i * 3..i * 3 + 3];
+        [u32::from(p[0]), u32::from(p[1]), u32::from(p[2])]
+    };
+    // Window for output x covers padded indices x+1 ..= x+1+2r; the far pixels are x and x+2r+2.
+    let mut acc = [0u32; 3];
+    for i in 1..=taps {
+        let p = px(i);
+        for c in 0..3 {
+            acc[c] += p[c];
+        }
+    }
+    for (x, out) in dst.chunks_exact_mut(3).enumerate() {
+        if x > 0 {
+            let (add, sub) = (px(x + taps), px(x));
+            for c in 0..3 {
+                acc[c] = acc[c] + add[c] - sub[c];
             }
-            let bulk = acc * ww + (at(x) + at(x + taps + 1)) * fw;
-            dst[x * 3 + c] = ((bulk + (1 << 23)) >> 24) as u8;
+        }
+        let (left, right) = (px(x), px(x + taps + 1));
+        for c in 0..3 {
+            out[c] = bw.out(acc[c], left[c] + right[c]);
         }
     }
-}
-
-fn transpose(src: &[u8], w: usize, h: usize) -> Vec<u8> {
-    let mut out = vec![0u8; src.len()];
-    for y in 0..h {
-        for x in 0..w {
-            let s = (y * w + x) * 3;
-            let d = (x * h + y) * 3;
-            out[d..d + 3].copy_from_slice(&src[s..s + 3]);
-        }
-    }
-    out
 }
 
 /// ToTensor + Normalize as one table per channel: `(v / 255 - mean) / std` in float32.
@@ -572,11 +615,13 @@ mod tests {
 
     #[test]
     fn from_train_config_takes_the_multicrop_settings() {
-        let mut c = TrainConfig::default();
-        c.global_crop_size = 32;
-        c.local_crop_size = 16;
-        c.local_crops_number = 6;
-        c.global_crops_scale = (0.5, 1.0);
+        let c = TrainConfig {
+            global_crop_size: 32,
+            local_crop_size: 16,
+            local_crops_number: 6,
+            global_crops_scale: (0.5, 1.0),
+            ..TrainConfig::default()
+        };
         let a = AugmentConfig::from_train_config(&c);
         assert_eq!(a, AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.5, 1.0), local_scale: c.local_crops_scale, local_crops_number: 6 });
         assert_eq!((a.num_crops(), a.crop_size(1), a.crop_size(2)), (8, 32, 16));
@@ -697,6 +742,26 @@ mod tests {
         assert_eq!(at(9, 10), at(11, 10));
         assert_eq!(at(10, 9), at(10, 11));
         assert!(at(9, 10) > at(8, 10));
+    }
+
+    #[test]
+    fn column_blur_equals_row_blur_of_the_transpose() {
+        let img = gradient(13, 9);
+        let bw = BoxWeights::new(box_radius_for_gaussian(1.7, 3));
+        let mut cols = vec![0u8; img.data.len()];
+        box_blur_columns(&img.data, &mut cols, 13 * 3, 9, bw);
+        let at = |d: &[u8], x: usize, y: usize, c: usize| d[(y * 13 + x) * 3 + c];
+        let mut line = Vec::new();
+        for x in 0..13 {
+            let col: Vec<u8> = (0..9).flat_map(|y| (0..3).map(move |c| (y, c))).map(|(y, c)| at(&img.data, x, y, c)).collect();
+            let mut out = vec![0u8; col.len()];
+            box_blur_line(&col, &mut out, bw, &mut line);
+            for y in 0..9 {
+                for c in 0..3 {
+                    assert_eq!(out[y * 3 + c], at(&cols, x, y, c), "x {x} y {y} c {c}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn write_demo_dataset(dir: &Path, per_class: usize, seed: u64, size: u32) ->
 
 /// Both encoders in one set, so the loader's decoding is exercised on each.
 fn file_name(stem: &str, i: usize) -> String {
-    let ext = if i % 2 == 0 { "png" } else { "jpg" };
+    let ext = if i.is_multiple_of(2) { "png" } else { "jpg" };
     format!("{stem}_{i:05}.{ext}")
 }
 
