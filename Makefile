@@ -20,6 +20,7 @@ demo: release
 	@./target/release/dino demo
 
 test: setup
+	@bash scripts/setup-test-tools.sh
 	@$(LIBTORCH_ENV) && cargo test $(CARGO_FLAGS)
 
 bench: release

@@ -66,7 +66,8 @@ fn tensors_of(state: &DinoState) -> Vec<(String, Tensor)> {
 }
 
 /// Writes a checkpoint as `checkpoint-latest` (and, with `numbered`, also as `checkpointNNNN`
-/// for the epoch). Returns the sidecar path and the tensor file size.
+/// for the epoch). Returns the sidecar that keeps naming this checkpoint (the numbered one when
+/// there is one: `latest` moves on) and the tensor file size.
 pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Option<usize>) -> Result<(PathBuf, u64)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tensor_name = format!("state-it{:08}.safetensors", meta.iter);
@@ -88,6 +89,7 @@ pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Opti
         std::fs::rename(&latest, &previous).with_context(|| format!("cannot rename {}", latest.display()))?;
     }
     write_atomic(&latest, &json)?;
+    let mut lasting = latest.clone();
     if let Some(epoch) = numbered {
         let numbered_tensors = format!("checkpoint{epoch:04}.safetensors");
         let target = dir.join(&numbered_tensors);
@@ -97,7 +99,8 @@ pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Opti
             std::fs::copy(&tensor_path, &target).with_context(|| format!("cannot write {}", target.display()))?;
         }
         let m = CheckpointMeta { tensors: numbered_tensors, ..meta.clone() };
-        write_atomic(&dir.join(format!("checkpoint{epoch:04}.json")), &serde_json::to_vec_pretty(&m)?)?;
+        lasting = dir.join(format!("checkpoint{epoch:04}.json"));
+        write_atomic(&lasting, &serde_json::to_vec_pretty(&m)?)?;
     }
     // The tensor file that neither latest nor previous names any more can go.
     if let Some(old) = old_previous {
@@ -109,7 +112,7 @@ pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Opti
             let _ = std::fs::remove_file(dir.join(&old.tensors));
         }
     }
-    Ok((latest, bytes))
+    Ok((lasting, bytes))
 }
 
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {

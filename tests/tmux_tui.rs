@@ -1,0 +1,112 @@
+//! The real binary in a real terminal: `dino tui` runs inside tmux, driven with send-keys and read
+//! with capture-pane, as a person would use it. Skips (saying so) when tmux is not installed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> String {
+        let o = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", "dino"])
+    }
+
+    fn keys(&self, keys: &str) {
+        self.cmd(&["send-keys", "-t", "dino", keys]);
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, f: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.screen();
+            if f(&s) {
+                return s;
+            }
+            assert!(t0.elapsed() < timeout, "timed out waiting for {what}; screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").arg("-L").arg(&self.socket).arg("kill-server").output();
+    }
+}
+
+fn metric_lines(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl")).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn tui_shows_loss_pauses_checkpoints_and_quits() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed (make test installs it where it can)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 16);
+    let run = d.path().join("run");
+    let mut c = common::tiny_config(&data, &run);
+    c.epochs = 200;
+    c.saveckp_freq = 0;
+    let cfg = d.path().join("tiny.toml");
+    std::fs::write(&cfg, c.to_toml()).unwrap();
+
+    let tmux = Tmux { socket: format!("dino-test-{}", std::process::id()) };
+    let command = format!(
+        "{} tui --config {} --theme high-contrast; echo DINO-EXIT=$?; sleep 60",
+        env!("CARGO_BIN_EXE_dino"),
+        cfg.display()
+    );
+    tmux.cmd(&["new-session", "-d", "-s", "dino", "-x", "120", "-y", "36", &command]);
+
+    // The dashboard appears and shows a real loss value.
+    let screen = tmux.wait_for("the loss on the dashboard", Duration::from_secs(60), |s| {
+        s.contains("RUNNING") && s.split("loss ").nth(1).is_some_and(|t| t.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+    });
+    assert!(screen.contains("Dashboard") && screen.contains("collapse"), "{screen}");
+
+    // p pauses within one iteration: the metrics stop growing.
+    tmux.keys("p");
+    tmux.wait_for("PAUSED", Duration::from_secs(10), |s| s.contains("PAUSED"));
+    std::thread::sleep(Duration::from_millis(300));
+    let paused_at = metric_lines(&run);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(metric_lines(&run), paused_at, "training went on while paused");
+
+    // c writes a checkpoint at the paused iteration, and the Checkpoints tab lists it.
+    tmux.keys("5");
+    let count = |s: &str| -> usize {
+        s.split("checkpoints (").nth(1).and_then(|t| t.split(')').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let before = count(&tmux.wait_for("the Checkpoints tab", Duration::from_secs(10), |s| s.contains("checkpoints (")));
+    tmux.keys("c");
+    tmux.wait_for("one more checkpoint listed", Duration::from_secs(10), |s| count(s) == before + 1);
+    let ckpt = run.join("checkpoints/checkpoint-latest.json");
+    assert_eq!(dino_tui::train::checkpoint::read_meta(&ckpt).unwrap().iter, paused_at);
+
+    // p resumes; q then s stops with a checkpoint and restores the terminal.
+    tmux.keys("p");
+    tmux.wait_for("RUNNING again", Duration::from_secs(10), |s| s.contains("RUNNING"));
+    tmux.keys("q");
+    tmux.wait_for("the quit dialog", Duration::from_secs(10), |s| s.contains("stop training and checkpoint"));
+    tmux.keys("s");
+    let screen = tmux.wait_for("the program to exit", Duration::from_secs(30), |s| s.contains("DINO-EXIT="));
+    assert!(screen.contains("DINO-EXIT=0"), "{screen}");
+    assert!(screen.contains("training stopped after a checkpoint"), "{screen}");
+    assert!(!screen.contains("Dashboard"), "terminal not restored:\n{screen}");
+    let meta = dino_tui::train::checkpoint::read_meta(&ckpt).unwrap();
+    assert!(meta.iter > paused_at, "the stop checkpoint is older than the pause");
+}
