@@ -20,6 +20,18 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// CPU seconds (user + system) this process has used: robust to other load on a shared machine.
+fn cpu_seconds() -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given.
+    let u = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr());
+        u.assume_init()
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let iters: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
@@ -53,6 +65,7 @@ fn main() -> anyhow::Result<()> {
     );
     state.step(&crops, p)?; // warm-up: allocations, first-touch
     let t0 = Instant::now();
+    let cpu0 = cpu_seconds();
     for _ in 0..iters {
         state.step(&crops, p)?;
     }
@@ -60,10 +73,12 @@ fn main() -> anyhow::Result<()> {
         tch::Cuda::synchronize(0);
     }
     let per_iter = t0.elapsed().as_secs_f64() / iters as f64;
+    let cpu_per_iter = (cpu_seconds() - cpu0) / iters as f64;
     println!(
-        "{:.3} s/iteration, {:.1} images/s, peak RSS {:.0} MB ({} timed iterations)",
+        "{:.3} s/iteration, {:.1} images/s, {:.2} CPU-s/iteration, peak RSS {:.0} MB ({} timed iterations)",
         per_iter,
         batch as f64 / per_iter,
+        cpu_per_iter,
         peak_rss_mb(),
         iters
     );

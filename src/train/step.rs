@@ -93,8 +93,10 @@ impl DinoState {
     /// the sum of loss terms, so any grouping gives the whole step's gradient, except where a
     /// BatchNorm sees the batch: the head's (when `use_bn_in_head`: one joint pass, as the
     /// reference) and a ResNet's (one pass per resolution, as the reference's wrapper does).
-    /// ViT views go in chunks of about one global view's pixels, which bounds activation memory
-    /// by the largest chunk instead of all views together.
+    /// ViT views of one resolution go in chunks of at most 1.5 global views' pixels per image
+    /// (with the defaults: each global view alone, the local views together), which bounds
+    /// activation memory by the largest chunk instead of all views together. Smaller chunks save
+    /// little more memory and cost time (more, smaller passes).
     pub fn view_chunks(&self, crops: &[Tensor]) -> Vec<std::ops::Range<usize>> {
         if self.head_has_bn {
             return vec![0..crops.len()];
@@ -109,7 +111,7 @@ impl DinoState {
         let mut start = 0;
         while start < crops.len() {
             let a = area(&crops[start]);
-            let per_chunk = if is_vit { (largest / a.max(1)).max(1) as usize } else { usize::MAX };
+            let per_chunk = if is_vit { (3 * largest / (2 * a.max(1))).max(1) as usize } else { usize::MAX };
             let mut end = start + 1;
             while end < crops.len() && area(&crops[end]) == a && end - start < per_chunk {
                 end += 1;
