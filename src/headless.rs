@@ -60,6 +60,7 @@ pub fn progress_line(info: &RunInfo, m: &IterMetrics, eta_secs: f64) -> String {
 /// Runs training to its end; returns how it ended.
 pub fn run(config: TrainConfig) -> Result<RunState> {
     install_signal_handlers();
+    crate::logging::init_from_user_config();
     let print_freq = config.print_freq.max(1) as usize;
     let handle = trainer::spawn(config, OnNonFinite::Stop)?;
     let mut info: Option<RunInfo> = None;

@@ -30,7 +30,8 @@ fn wait(handle: TrainerHandle) -> Result<RunState> {
 }
 
 pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
-    let log = crate::logging::init_default_file_logging();
+    let (log, user) = crate::logging::init_from_user_config();
+    let theme = theme.or(user.theme);
     // Fix the run directory once, so the hand-over below resumes this run and no other.
     let run_dir = config.run_dir();
     config.output_dir = Some(run_dir.clone());

@@ -58,3 +58,17 @@ mod tests {
         assert!(path.exists());
     }
 }
+
+/// Starts file logging where the user's config says (`log_file`), else at the default path, and
+/// returns the log path (None: logging off, no home) with the user's config for the caller.
+pub fn init_from_user_config() -> (Option<PathBuf>, crate::config::user::UserConfig) {
+    let (user, problem) = crate::config::user::UserConfig::load();
+    let log = match &user.log_file {
+        Some(p) => init_file_logging(p).ok(),
+        None => init_default_file_logging(),
+    };
+    if let Some(p) = problem {
+        tracing::warn!("{p}");
+    }
+    (log, user)
+}

@@ -220,3 +220,42 @@ impl Default for LossScaler {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    fn state(arch: &str, use_bn_in_head: bool) -> DinoState {
+        let c = TrainConfig {
+            arch: arch.into(),
+            patch_size: 4,
+            embed_dim: Some(12),
+            depth: Some(1),
+            num_heads: Some(2),
+            out_dim: 8,
+            head_hidden_dim: 8,
+            head_bottleneck_dim: 4,
+            global_crop_size: 32,
+            local_crop_size: 16,
+            local_crops_number: 6,
+            use_bn_in_head,
+            ..Default::default()
+        };
+        DinoState::new(&c, Device::Cpu).unwrap()
+    }
+
+    fn crops() -> Vec<Tensor> {
+        (0..8).map(|i| Tensor::zeros([2, 3, if i < 2 { 32 } else { 16 }, if i < 2 { 32 } else { 16 }], (Kind::Float, Device::Cpu))).collect()
+    }
+
+    #[test]
+    fn view_chunks_follow_the_batchnorm_rules() {
+        // ViT: each global view alone, the six 16 px views (1.5 global views of pixels) together.
+        assert_eq!(state("vit_tiny", false).view_chunks(&crops()), vec![0..1, 1..2, 2..8]);
+        // BatchNorm in the head sees the whole batch, as in the reference.
+        assert_eq!(state("vit_tiny", true).view_chunks(&crops()), vec![0..8]);
+        // ResNet: one pass per resolution, as the reference's multi-crop wrapper.
+        assert_eq!(state("resnet18", false).view_chunks(&crops()), vec![0..2, 2..8]);
+    }
+}

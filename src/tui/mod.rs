@@ -62,9 +62,10 @@ pub enum TuiExit {
     TrainingOver,
 }
 
-/// The user's config directory for `dino-tui`, if the platform has a home.
+/// The user's config directory for `dino-tui` (where `DINO_TUI_CONFIG` points, or the
+/// platform's), if the platform has a home.
 pub fn default_config_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "dino-tui").map(|d| d.config_dir().to_path_buf())
+    crate::config::user::config_dir()
 }
 
 /// Builds the UI's state from the options: theme and key map loaded, their problems logged (in the
