@@ -69,7 +69,7 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
     let mut final_state = RunState::Failed;
     loop {
         if STOP_REQUESTED.load(Ordering::SeqCst) && !stop_sent {
-            eprintln!("dino: stop requested; checkpointing and stopping after this iteration");
+            crate::say_err!("dino: stop requested; checkpointing and stopping after this iteration");
             let _ = handle.commands.send(Command::Stop { checkpoint: true });
             stop_sent = true;
         }
@@ -80,7 +80,7 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
         };
         match event {
             Event::Started(i) => {
-                println!(
+                crate::say!(
                     "dino: training {} ({}) on {}: {} images, {} iterations/epoch x {} epochs, from iteration {}; run directory {}",
                     i.name,
                     i.arch,
@@ -101,25 +101,25 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
                     let last_of_epoch = (m.iter + 1) % i.niter_per_ep == 0;
                     if (m.iter + 1) % print_freq == 0 || last_of_epoch || m.iter == i.start_iter {
                         let eta = ema * (total - m.iter - 1) as f64;
-                        println!("{}", progress_line(i, &m, eta));
+                        crate::say!("{}", progress_line(i, &m, eta));
                     }
                 }
             }
-            Event::Epoch(e) => println!("dino: epoch {} done, train_loss {:.4}", e.epoch + 1, e.train_loss),
+            Event::Epoch(e) => crate::say!("dino: epoch {} done, train_loss {:.4}", e.epoch + 1, e.train_loss),
             Event::CheckpointSaved(c) => {
-                println!("dino: checkpoint {} (iteration {}, {:.1} MB)", c.path.display(), c.iter, c.bytes as f64 / 1e6)
+                crate::say!("dino: checkpoint {} (iteration {}, {:.1} MB)", c.path.display(), c.iter, c.bytes as f64 / 1e6)
             }
-            Event::Alarm { message, .. } => eprintln!("dino: ALARM: {message}"),
-            Event::Warning { message } => eprintln!("dino: warning: {message}"),
-            Event::Error { message } => eprintln!("dino: error: {message}"),
+            Event::Alarm { message, .. } => crate::say_err!("dino: ALARM: {message}"),
+            Event::Warning { message } => crate::say_err!("dino: warning: {message}"),
+            Event::Error { message } => crate::say_err!("dino: error: {message}"),
             Event::State { state, iter } if state.is_over() => {
                 final_state = state;
                 match state {
-                    RunState::Finished => println!("dino: training finished after {iter} iterations"),
+                    RunState::Finished => crate::say!("dino: training finished after {iter} iterations"),
                     RunState::Stopped => {
-                        println!("dino: stopped at iteration {iter}; run the same command again to resume")
+                        crate::say!("dino: stopped at iteration {iter}; run the same command again to resume")
                     }
-                    _ => eprintln!("dino: training failed at iteration {iter}"),
+                    _ => crate::say_err!("dino: training failed at iteration {iter}"),
                 }
             }
             _ => {}

@@ -7,6 +7,7 @@ pub mod interactive;
 pub mod logging;
 pub mod model;
 pub mod run;
+pub mod say;
 pub mod telemetry;
 pub mod train;
 pub mod tui;

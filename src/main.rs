@@ -11,7 +11,7 @@ fn main() {
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            dino_tui::say_err!("error: {e:#}");
             std::process::exit(1);
         }
     }
@@ -34,14 +34,14 @@ fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Re
     match dino_tui::interactive::run(config, theme)? {
         Outcome::Ended(state) => {
             match state {
-                RunState::Finished => println!("dino: training finished"),
-                RunState::Stopped => println!("dino: training stopped after a checkpoint; run the same command to resume"),
-                _ => eprintln!("dino: training failed; see events.jsonl in the run directory"),
+                RunState::Finished => dino_tui::say!("dino: training finished"),
+                RunState::Stopped => dino_tui::say!("dino: training stopped after a checkpoint; run the same command to resume"),
+                _ => dino_tui::say_err!("dino: training failed; see events.jsonl in the run directory"),
             }
             Ok(exit_code(state))
         }
         Outcome::Detached { pid, log } => {
-            println!("dino: training continues in the background (pid {pid}); output in {}", log.display());
+            dino_tui::say!("dino: training continues in the background (pid {pid}); output in {}", log.display());
             Ok(0)
         }
     }
@@ -50,7 +50,7 @@ fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Re
 fn demo(args: DemoArgs) -> Result<i32> {
     let data = args.dir.join("data");
     let summary = dino_tui::data::write_demo_dataset(&data, 60, 0, 48)?;
-    println!("{summary}");
+    dino_tui::say!("{summary}");
     let mut config = dino_tui::config::preset("demo").ok_or_else(|| anyhow::anyhow!("demo preset missing"))?;
     config.data_path = data;
     config.output_dir = Some(args.dir.join("run"));
@@ -62,7 +62,7 @@ fn demo(args: DemoArgs) -> Result<i32> {
 }
 
 fn not_yet(what: &str, issue: u32) -> Result<i32> {
-    eprintln!("dino {what}: not available in this version yet (tracked in issue #{issue})");
+    dino_tui::say_err!("dino {what}: not available in this version yet (tracked in issue #{issue})");
     Ok(2)
 }
 
@@ -71,7 +71,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Train(args) => {
             let config = args.resolve()?;
             if args.print_config {
-                print!("{}", config.to_toml());
+                dino_tui::say!("{}", config.to_toml().trim_end());
                 return Ok(0);
             }
             train(config, false, args.theme)
@@ -86,7 +86,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Demo(args) => demo(args),
         Command::MakeDemoData { dir, per_class, seed, size } => {
             let summary = dino_tui::data::write_demo_dataset(&dir, per_class, seed, size)?;
-            println!("{summary}");
+            dino_tui::say!("{summary}");
             Ok(0)
         }
         Command::Attach { .. } => not_yet("attach", 6),

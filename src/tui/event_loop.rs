@@ -52,11 +52,27 @@ pub async fn run(
     let result = run_inner(app, term, events, &mut reload, &mut input_rx).await;
     stop.store(true, Ordering::SeqCst);
     // The input thread notices `stop` within one poll; joining keeps it from reading keys meant
-    // for the shell after the TUI has gone.
+    // for the shell after the TUI has gone. A thread stuck in a read of a dead terminal is left
+    // behind rather than keeping the process from exiting.
     if let Some(t) = input_thread {
-        let _ = t.join();
+        let deadline = std::time::Instant::now() + 4 * INPUT_POLL;
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
     }
     result
+}
+
+/// True when the terminal on stdin has been hung up (the SSH connection or the tmux server is
+/// gone): reads would then return at once forever, and the input thread must stop instead of spin.
+fn terminal_hung_up() -> bool {
+    let mut fds = libc::pollfd { fd: libc::STDIN_FILENO, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut fds, 1, 0) };
+    n > 0 && (fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL)) != 0
 }
 
 fn spawn_input_thread(tx: mpsc::UnboundedSender<TermEvent>, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
@@ -64,6 +80,10 @@ fn spawn_input_thread(tx: mpsc::UnboundedSender<TermEvent>, stop: Arc<AtomicBool
         .name("tui-input".into())
         .spawn(move || {
             while !stop.load(Ordering::SeqCst) {
+                if terminal_hung_up() {
+                    tracing::warn!("terminal hung up; the UI stops reading keys");
+                    break;
+                }
                 match crossterm::event::poll(INPUT_POLL) {
                     Ok(true) => match crossterm::event::read() {
                         Ok(ev) => {
