@@ -64,11 +64,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
     /// Weighted k-NN classification on frozen features
-    Knn(PassThroughArgs),
+    Knn(crate::eval::args::KnnArgs),
     /// Linear probe on frozen features
-    Linear(PassThroughArgs),
+    Linear(crate::eval::args::LinearArgs),
     /// Accuracy as a function of labeled images per class
-    LabelEfficiency(PassThroughArgs),
+    LabelEfficiency(crate::eval::args::LabelEfficiencyArgs),
 }
 
 /// Arguments of commands whose flags arrive with their own issue.
