@@ -136,6 +136,13 @@ fn load_batch(files: &[PathBuf], t: EvalTransform, workers: usize) -> Result<Vec
     Ok(all)
 }
 
+/// The evaluation view of every file as one [N, 3, S, S] tensor (the supervised baseline's
+/// validation input).
+pub fn eval_pixels(files: &[PathBuf], t: EvalTransform, workers: usize) -> Result<Tensor, EvalError> {
+    let pixels = load_batch(files, t, workers)?;
+    Ok(Tensor::from_slice(&pixels).reshape([files.len() as i64, 3, t.crop as i64, t.crop as i64]))
+}
+
 /// Runs the frozen backbone over every image of `files`; `progress(done, total)` after each batch.
 pub fn extract_files(
     backbone: &Backbone,

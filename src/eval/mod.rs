@@ -16,6 +16,7 @@ pub mod plot;
 pub mod record;
 pub mod sampling;
 pub mod source;
+pub mod supervised;
 
 pub use error::EvalError;
 pub use features::{EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};

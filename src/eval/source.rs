@@ -162,7 +162,12 @@ pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
 }
 
 fn random(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
-    let config = base_config(spec)?;
+    random_like(&base_config(spec)?, spec)
+}
+
+/// The architecture of `config` with random weights (seeded by `spec.seed`): the baseline.
+pub fn random_like(config: &TrainConfig, spec: &SourceSpec) -> Result<ModelSource, EvalError> {
+    let config = config.clone();
     // Initialisation draws from libtorch's global generator: seed it so the baseline is repeatable.
     tch::manual_seed(spec.seed as i64);
     let (vs, backbone) = build(&config, spec.device)?;
