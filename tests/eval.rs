@@ -174,6 +174,9 @@ fn random_baseline_and_bare_backbone_files_load() {
     assert_eq!(loaded.config.embed_dim, Some(24), "width read from the tensors");
     assert_eq!(loaded.config.depth, Some(1));
     assert_eq!(loaded.config.global_crop_size, 16);
+    // The number of heads is not in the tensors: with the config that made them, the same features.
+    b.config = s.config.clone();
+    let loaded = source::load(&b).unwrap();
     let layout = dino_tui::data::DataLayout::discover(&data).unwrap();
     let o = opts(16);
     let a = extract_split(&r.backbone, layout.val().unwrap(), &o, None, &mut |_, _| {}).unwrap();
