@@ -64,11 +64,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
     /// Weighted k-NN classification on frozen features
-    Knn(PassThroughArgs),
+    Knn(crate::eval::args::KnnArgs),
     /// Linear probe on frozen features
-    Linear(PassThroughArgs),
+    Linear(crate::eval::args::LinearArgs),
     /// Accuracy as a function of labeled images per class
-    LabelEfficiency(PassThroughArgs),
+    LabelEfficiency(crate::eval::args::LabelEfficiencyArgs),
 }
 
 /// Arguments of commands whose flags arrive with their own issue.
@@ -238,6 +238,9 @@ pub struct TrainArgs {
     /// Headless progress line every N iterations
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub print_freq: Option<i64>,
+    /// k-NN evaluation of the teacher every N epochs (0: never); training pauses meanwhile
+    #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
+    pub eval_knn_every: Option<i64>,
     /// TUI colour theme: dark, light, high-contrast, a user theme name or a .toml path
     #[arg(long, help_heading = "Run")]
     pub theme: Option<String>,
@@ -279,7 +282,7 @@ impl TrainArgs {
             warmup_teacher_temp_epochs, use_fp16, weight_decay, weight_decay_end, clip_grad,
             batch_size_per_gpu, epochs, freeze_last_layer, lr, warmup_epochs, min_lr,
             drop_path_rate, local_crops_number, global_crop_size, local_crop_size, data_path,
-            saveckp_freq, seed, num_workers, device, print_freq
+            saveckp_freq, seed, num_workers, device, print_freq, eval_knn_every
         );
         if self.embed_dim.is_some() {
             c.embed_dim = self.embed_dim;

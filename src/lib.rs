@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod headless;
 pub mod interactive;
 pub mod logging;

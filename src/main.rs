@@ -92,9 +92,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Attach { .. } => not_yet("attach", 6),
         Command::Ctl { .. } => not_yet("ctl", 6),
         Command::Runs { .. } => not_yet("runs", 6),
-        Command::Eval(EvalCommand::Knn(_)) => not_yet("eval knn", 9),
-        Command::Eval(EvalCommand::Linear(_)) => not_yet("eval linear", 9),
-        Command::Eval(EvalCommand::LabelEfficiency(_)) => not_yet("eval label-efficiency", 9),
+        Command::Eval(EvalCommand::Knn(a)) => dino_tui::eval::commands::knn(&a),
+        Command::Eval(EvalCommand::Linear(a)) => dino_tui::eval::commands::linear(&a),
+        Command::Eval(EvalCommand::LabelEfficiency(a)) => dino_tui::eval::commands::label_efficiency(&a),
         Command::Outliers(_) => not_yet("outliers", 7),
     }
 }

@@ -82,6 +82,8 @@ pub struct TrainConfig {
     pub headless: bool,
     /// Headless progress line every this many iterations.
     pub print_freq: i64,
+    /// Run the k-NN evaluation of the teacher every this many epochs (0: never).
+    pub eval_knn_every: i64,
 }
 
 impl Default for TrainConfig {
@@ -128,6 +130,7 @@ impl Default for TrainConfig {
             device: "auto".into(),
             headless: false,
             print_freq: 10,
+            eval_knn_every: 0,
         }
     }
 }

@@ -124,6 +124,7 @@ impl TrainConfig {
         at_least("local_crop_size", self.local_crop_size, 1)?;
         at_least("saveckp_freq", self.saveckp_freq, 0)?;
         at_least("print_freq", self.print_freq, 1)?;
+        at_least("eval_knn_every", self.eval_knn_every, 0)?;
         if self.num_workers == 0 {
             return Err(ConfigError::invalid("num_workers", 0, "an integer >= 1"));
         }

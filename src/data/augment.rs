@@ -547,6 +547,19 @@ pub fn eval_transform(img: &RgbImage, resize: usize, crop: usize) -> Vec<f32> {
     NormalizeLut::imagenet().to_chw(&cropped)
 }
 
+/// Supervised training view (linear probe, supervised baseline): torchvision's
+/// `RandomResizedCrop(size)` with its default scale (0.08, 1) and ratio, bicubic as the rest of
+/// this module, then a horizontal flip with probability 1/2, normalised, CHW float32.
+pub fn supervised_train_transform<R: Rng>(img: &RgbImage, size: usize, rng: &mut R) -> Vec<f32> {
+    let src = Rgb8::from_image(img);
+    let rect = random_resized_crop_params(src.w, src.h, (0.08, 1.0), RATIO, rng);
+    let mut out = Rgb8 { w: size, h: size, data: crop_resize_bicubic(&src.data, src.w, rect, size, size) };
+    if rng.random::<f64>() < 0.5 {
+        hflip(&mut out);
+    }
+    NormalizeLut::imagenet().to_chw(&out)
+}
+
 /// torchvision's `CenterCrop`: zero padding when the image is smaller, offsets rounded half to even.
 fn center_crop(img: &Rgb8, size: usize) -> Rgb8 {
     let offset = |len: usize| -> i64 {

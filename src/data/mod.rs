@@ -11,7 +11,7 @@ pub mod loader;
 mod resample;
 mod rng;
 
-pub use augment::{eval_transform, AugmentConfig, MultiCropAugment};
+pub use augment::{eval_transform, supervised_train_transform, AugmentConfig, MultiCropAugment};
 pub use decode::{decode_rgb, load_rgb, DecodeError};
 pub use demo::{write_demo_dataset, DemoSummary};
 pub use error::DataError;

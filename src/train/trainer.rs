@@ -322,7 +322,54 @@ impl Trainer {
     fn end_epoch(&mut self, epoch: usize) -> Result<()> {
         let freq = self.config.saveckp_freq as usize;
         let numbered = (freq > 0 && (epoch + 1) % freq == 0).then_some(epoch + 1);
-        self.checkpoint(numbered)
+        self.checkpoint(numbered)?;
+        let every = self.config.eval_knn_every.max(0) as usize;
+        if every > 0 && (epoch + 1) % every == 0 {
+            self.eval_knn()?;
+        }
+        Ok(())
+    }
+
+    /// k-NN of the current teacher on the data set's train/ and val/ splits, here on the trainer
+    /// thread: the teacher's weights are only consistent between iterations, so training waits.
+    /// A failed evaluation is reported, never fatal to the run.
+    fn eval_knn(&mut self) -> Result<()> {
+        let kind = EvalKind::Knn;
+        let started = Instant::now();
+        let events = self.events.clone();
+        let mut progress = |done, total| {
+            let _ = events.send(Event::EvalProgress { kind, done, total });
+        };
+        progress(0, 1);
+        let result = crate::eval::live::knn_of_backbone(&self.state.teacher.backbone, &self.config, self.device, &mut progress);
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                progress(1, 1);
+                self.emit(Event::Error { message: format!("k-NN evaluation failed: {e}") });
+                return Ok(());
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let (epoch, iter) = (self.iter / self.niter, self.iter);
+        let mut json = serde_json::to_value(&report)?;
+        if let Some(o) = json.as_object_mut() {
+            o.insert("kind".into(), "knn".into());
+            o.insert("temperature".into(), crate::eval::live::DEFAULT_TEMPERATURE.into());
+            o.insert("weights".into(), "teacher (live)".into());
+            o.insert("epoch".into(), epoch.into());
+            o.insert("iter".into(), iter.into());
+            o.insert("seconds".into(), seconds.into());
+        }
+        let label = crate::eval::record::label(Some(epoch), Some(iter));
+        let file = crate::eval::record::write_result(&self.run_dir.path, "knn", &label, &json)?;
+        if let Some(o) = json.as_object_mut() {
+            o.insert("file".into(), file.display().to_string().into());
+        }
+        self.run_dir.event("eval", &json)?;
+        let summary = format!("{} at epoch {epoch}; training paused {seconds:.0} s for it", report.summary());
+        self.emit(Event::EvalResult { kind, summary, json });
+        Ok(())
     }
 
     fn alarm(&mut self, kind: AlarmKind, message: String) -> Result<()> {
@@ -408,6 +455,7 @@ impl Trainer {
                         self.emit_schedules();
                     }
                 }
+                Command::Eval { kind: EvalKind::Knn } => self.eval_knn()?,
                 Command::Eval { kind } => {
                     self.emit(Event::Error { message: format!("{kind:?} evaluation from a live run is not available yet; use `dino eval` on a checkpoint") });
                 }

@@ -1,0 +1,207 @@
+//! `dino eval ...`: resolve the flags, run the evaluation, print a table (or one JSON object),
+//! and record the result in the run directory when the weights belong to a run.
+
+use super::args::{KnnArgs, LabelEfficiencyArgs, LinearArgs, ModelArgs};
+use super::features::{extract_split, EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};
+use super::knn::knn_report;
+use super::source::{self, ModelSource};
+use super::{record, EvalError};
+use crate::config::validate::{parse_device, DeviceRequest};
+use crate::data::{DataLayout, Split};
+use anyhow::{Context, Result};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+pub fn device(s: &str) -> Result<Device> {
+    Ok(match parse_device(s)? {
+        DeviceRequest::Auto => {
+            if tch::Cuda::is_available() {
+                Device::Cuda(0)
+            } else {
+                Device::Cpu
+            }
+        }
+        DeviceRequest::Cpu => Device::Cpu,
+        DeviceRequest::Cuda(i) => Device::Cuda(i),
+    })
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+pub struct ProgressBar {
+    label: String,
+    enabled: bool,
+    last: std::time::Instant,
+}
+
+impl ProgressBar {
+    pub fn new(label: impl Into<String>) -> Self {
+        Self { label: label.into(), enabled: std::io::stderr().is_terminal(), last: std::time::Instant::now() }
+    }
+
+    pub fn update(&mut self, done: usize, total: usize) {
+        if !self.enabled || (done < total && self.last.elapsed().as_millis() < 100) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let width = 30;
+        let filled = (done * width).checked_div(total).unwrap_or(width);
+        let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
+        let mut err = std::io::stderr();
+        let _ = write!(err, "\r{:<14} [{bar}] {done}/{total}", self.label);
+        if done >= total {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
+/// The model, the data set and the cache an evaluation command works with.
+pub struct Prepared {
+    pub source: ModelSource,
+    pub layout: DataLayout,
+    pub cache: Option<FeatureCache>,
+    pub device: Device,
+}
+
+impl Prepared {
+    pub fn new(m: &ModelArgs) -> Result<Self> {
+        let device = device(&m.device)?;
+        let source = source::load(&m.spec(device))?;
+        let data = m.data_path.clone().unwrap_or_else(|| source.config.data_path.clone());
+        let layout = DataLayout::discover(&data).with_context(|| "set --data_path to a folder with train/CLASS/ and val/CLASS/")?;
+        let cache = if m.no_cache { None } else { FeatureCache::for_run_or_user(source.run_dir.as_deref()) };
+        eprintln!("evaluating {}", source.description);
+        Ok(Self { source, layout, cache, device })
+    }
+
+    pub fn split(&self, name: &str) -> Result<&Split, EvalError> {
+        let s = if name == "train" { self.layout.train() } else { self.layout.val() };
+        s.ok_or_else(|| EvalError::NoLabeledSplit { root: self.layout.root().to_path_buf(), split: name.into() })
+    }
+
+    pub fn options(&self, m: &ModelArgs, kind: FeatureKind) -> ExtractOptions {
+        ExtractOptions {
+            transform: EvalTransform::for_crop(self.source.config.global_crop_size.max(1) as usize),
+            batch_size: m.batch_size_per_gpu.max(1) as usize,
+            num_workers: m.num_workers.max(1),
+            device: self.device,
+            kind,
+        }
+    }
+
+    /// Features of a split through the cache, with a progress bar.
+    pub fn features(&self, m: &ModelArgs, split: &str, kind: FeatureKind) -> Result<LabeledFeatures> {
+        let s = self.split(split)?;
+        let opts = self.options(m, kind);
+        let mut bar = ProgressBar::new(format!("features {split}"));
+        let cache = self.cache.as_ref().map(|c| (c, self.source.identity.as_str()));
+        let f = extract_split(&self.source.backbone, s, &opts, cache, &mut |d, t| bar.update(d, t))?;
+        if f.from_cache {
+            eprintln!("features {split}: {} images from the cache", f.len());
+        }
+        Ok(f)
+    }
+
+    /// Records a result in the run directory, when the weights belong to a run.
+    pub fn record(&self, kind: &str, json: &serde_json::Value) -> Result<Option<PathBuf>> {
+        let Some(run) = &self.source.run_dir else { return Ok(None) };
+        let label = record::label(self.source.epoch, self.source.iter);
+        let path = record::write_result(run, kind, &label, json)?;
+        let mut event = json.clone();
+        if let Some(o) = event.as_object_mut() {
+            o.insert("kind".into(), kind.into());
+            o.insert("file".into(), path.display().to_string().into());
+        }
+        record::append_event(run, &event)?;
+        Ok(Some(path))
+    }
+}
+
+const FEATURES_FILE: &str = "features.safetensors";
+const CLASSES_FILE: &str = "classes.json";
+
+fn dump_features(dir: &Path, train: &LabeledFeatures, val: &LabeledFeatures) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let n = |f: &LabeledFeatures| super::features::l2_normalize(&f.features);
+    let tensors = [
+        ("trainfeat", n(train)),
+        ("testfeat", n(val)),
+        ("trainlabels", train.labels.shallow_clone()),
+        ("testlabels", val.labels.shallow_clone()),
+    ];
+    Tensor::write_safetensors(&tensors, dir.join(FEATURES_FILE))?;
+    std::fs::write(dir.join(CLASSES_FILE), serde_json::to_vec(&train.classes)?)?;
+    Ok(())
+}
+
+fn load_features(dir: &Path) -> Result<(LabeledFeatures, LabeledFeatures)> {
+    let path = dir.join(FEATURES_FILE);
+    let map: std::collections::BTreeMap<String, Tensor> =
+        Tensor::read_safetensors(&path).with_context(|| format!("cannot read {}", path.display()))?.into_iter().collect();
+    let get = |k: &str| map.get(k).map(|t| t.shallow_clone()).with_context(|| format!("{}: no tensor {k}", path.display()));
+    let classes: Vec<String> = match std::fs::read(dir.join(CLASSES_FILE)) {
+        Ok(b) => serde_json::from_slice(&b)?,
+        Err(_) => {
+            let max = get("trainlabels")?.max().int64_value(&[]);
+            (0..=max).map(|i| i.to_string()).collect()
+        }
+    };
+    let f = |feat: &str, lab: &str| -> Result<LabeledFeatures> {
+        Ok(LabeledFeatures { features: get(feat)?, labels: get(lab)?, classes: classes.clone(), from_cache: true })
+    };
+    Ok((f("trainfeat", "trainlabels")?, f("testfeat", "testlabels")?))
+}
+
+pub fn knn(args: &KnnArgs) -> Result<i32> {
+    if args.temperature <= 0.0 || !args.temperature.is_finite() {
+        anyhow::bail!("invalid value {} for --temperature: expected a number > 0", args.temperature);
+    }
+    if args.nb_knn.contains(&0) {
+        anyhow::bail!("--nb_knn values must be at least 1");
+    }
+    let (train, val, prepared) = match &args.load_features {
+        Some(dir) => {
+            let (t, v) = load_features(dir)?;
+            (t, v, None)
+        }
+        None => {
+            let p = Prepared::new(&args.model)?;
+            let t = p.features(&args.model, "train", FeatureKind::Cls)?;
+            let v = p.features(&args.model, "val", FeatureKind::Cls)?;
+            (t, v, Some(p))
+        }
+    };
+    if let Some(dir) = &args.dump_features {
+        dump_features(dir, &train, &val)?;
+        eprintln!("features saved in {}", dir.display());
+    }
+    let report = knn_report(&train, &val, &args.nb_knn, args.temperature);
+    let json = serde_json::to_value(&report)?;
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report.table());
+    }
+    if let Some(p) = &prepared {
+        let mut full = json.clone();
+        if let Some(o) = full.as_object_mut() {
+            o.insert("temperature".into(), args.temperature.into());
+            o.insert("weights".into(), p.source.description.clone().into());
+            o.insert("epoch".into(), p.source.epoch.into());
+            o.insert("iter".into(), p.source.iter.into());
+        }
+        if let Some(path) = p.record("knn", &full)? {
+            eprintln!("result written to {}", path.display());
+        }
+    }
+    Ok(0)
+}
+
+pub fn linear(args: &LinearArgs) -> Result<i32> {
+    super::linear::run_command(args)
+}
+
+pub fn label_efficiency(args: &LabelEfficiencyArgs) -> Result<i32> {
+    super::label_efficiency::run_command(args)
+}

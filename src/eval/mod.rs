@@ -1,0 +1,24 @@
+//! Evaluation of frozen features: extraction (with a cache), the reference's weighted k-NN, the
+//! linear probe, label-efficiency experiments, and the records they leave in a run directory.
+//!
+//! Every entry point takes a backbone already built (from a checkpoint, a weights file or random
+//! initialisation, see `source`), so the CLI, the trainer thread and the tests share one code path.
+
+pub mod args;
+pub mod commands;
+mod error;
+pub mod features;
+pub mod knn;
+pub mod label_efficiency;
+pub mod linear;
+pub mod live;
+pub mod plot;
+pub mod record;
+pub mod sampling;
+pub mod source;
+pub mod supervised;
+
+pub use error::EvalError;
+pub use features::{EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};
+pub use knn::{knn_classifier, KnnReport, KnnResult};
+pub use source::{CheckpointKey, ModelSource, SourceSpec};

@@ -1,0 +1,286 @@
+//! Where the evaluated backbone comes from: a checkpoint of this project (its teacher or student),
+//! a run directory (its latest checkpoint), a bare backbone safetensors file with the reference's
+//! parameter names, or random initialisation (the baseline every result is compared with).
+//!
+//! The architecture comes from the checkpoint's saved config when there is one, so evaluating a
+//! run never needs the training flags repeated.
+
+use super::EvalError;
+use crate::config::TrainConfig;
+use crate::model::{weights, Backbone};
+use crate::run::dir::{CHECKPOINT_DIR, CONFIG_FILE};
+use crate::train::checkpoint::{self, LoadedCheckpoint};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Device, Tensor};
+
+/// Which network of a DINO checkpoint to evaluate (reference `--checkpoint_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckpointKey {
+    #[default]
+    Teacher,
+    Student,
+}
+
+impl CheckpointKey {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "teacher" => Ok(Self::Teacher),
+            "student" => Ok(Self::Student),
+            other => Err(format!("invalid --checkpoint_key {other}: use teacher or student")),
+        }
+    }
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Teacher => "teacher.",
+            Self::Student => "student.",
+        }
+    }
+}
+
+/// What the person asked for on the command line.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    /// A checkpoint sidecar (`.json`), a tensor file (`.safetensors`), a run or checkpoint folder,
+    /// or `random`.
+    pub pretrained_weights: String,
+    pub checkpoint_key: CheckpointKey,
+    /// Config for files without one (and for `random`): a TOML file, a preset name or a run folder.
+    pub config: Option<PathBuf>,
+    pub arch: Option<String>,
+    pub patch_size: Option<i64>,
+    pub device: Device,
+    /// Seed of the random initialisation.
+    pub seed: u64,
+}
+
+/// A backbone ready to evaluate, with what is known about where it came from.
+pub struct ModelSource {
+    /// Owns the backbone's variables; kept alive as long as the backbone.
+    pub vs: VarStore,
+    pub backbone: Backbone,
+    pub config: TrainConfig,
+    /// Changes whenever the weights may have changed (file, size, mtime, key): the feature cache key.
+    pub identity: String,
+    /// The run the weights belong to, where results are recorded.
+    pub run_dir: Option<PathBuf>,
+    /// One line for people: which file, which network, which epoch.
+    pub description: String,
+    pub epoch: Option<usize>,
+    pub iter: Option<usize>,
+}
+
+/// The config a spec names without a checkpoint: `--config` (file, preset or run folder), then
+/// `--arch`/`--patch_size` on top.
+pub fn base_config(spec: &SourceSpec) -> Result<TrainConfig, EvalError> {
+    let mut c = match &spec.config {
+        Some(p) if p.is_dir() => TrainConfig::from_toml_file(&p.join(CONFIG_FILE))?,
+        Some(p) if p.exists() => TrainConfig::from_toml_file(p)?,
+        Some(p) => crate::config::preset(&p.to_string_lossy()).ok_or_else(|| {
+            EvalError::Invalid(format!("--config {}: no such file or preset", p.display()))
+        })?,
+        None => TrainConfig::default(),
+    };
+    if let Some(a) = &spec.arch {
+        c.arch = a.clone();
+    }
+    if let Some(p) = spec.patch_size {
+        c.patch_size = p;
+    }
+    Ok(c)
+}
+
+/// Modification time in nanoseconds and size: together with the path, what tells a rewritten file.
+fn file_stamp(path: &Path) -> Result<(u128, u64), EvalError> {
+    let m = std::fs::metadata(path).map_err(|e| EvalError::io(path, e))?;
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok((mtime, m.len()))
+}
+
+fn identity_of(path: &Path, extra: &str) -> Result<String, EvalError> {
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let (mtime, size) = file_stamp(path)?;
+    Ok(format!("{}|{mtime}|{size}|{extra}", canonical.display()))
+}
+
+/// A folder that holds `config.toml` and `checkpoints/` is a run directory.
+fn run_dir_of_checkpoint_folder(folder: &Path) -> Option<PathBuf> {
+    let parent = folder.parent()?;
+    (folder.file_name()? == CHECKPOINT_DIR && parent.join(CONFIG_FILE).exists()).then(|| parent.to_path_buf())
+}
+
+fn build(config: &TrainConfig, device: Device) -> Result<(VarStore, Backbone), EvalError> {
+    config.validate()?;
+    let vs = VarStore::new(device);
+    let backbone = Backbone::from_config(vs.root(), config, 0.0).map_err(|e| EvalError::Invalid(format!("{e:#}")))?;
+    Ok((vs, backbone))
+}
+
+fn strip(tensors: &BTreeMap<String, Tensor>, prefix: &str) -> BTreeMap<String, Tensor> {
+    tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.shallow_clone()))).collect()
+}
+
+/// Loads the backbone a spec names.
+pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
+    let w = spec.pretrained_weights.trim();
+    if w.is_empty() {
+        return Err(EvalError::Invalid(
+            "give --pretrained_weights: a run directory, a checkpoint (.json or .safetensors), a backbone file, or `random`".into(),
+        ));
+    }
+    if w == "random" {
+        return random(spec);
+    }
+    let path = PathBuf::from(w);
+    if path.is_dir() {
+        let (folder, run_dir) = if path.join(CHECKPOINT_DIR).is_dir() {
+            (path.join(CHECKPOINT_DIR), Some(path.clone()))
+        } else {
+            (path.clone(), run_dir_of_checkpoint_folder(&path))
+        };
+        let (ckpt, problems) = checkpoint::load_latest(&folder);
+        let ckpt = ckpt.ok_or_else(|| {
+            EvalError::Source(format!("no usable checkpoint in {} {}", folder.display(), problems.join("; ")))
+        })?;
+        return from_checkpoint(spec, ckpt, run_dir);
+    }
+    if !path.exists() {
+        return Err(EvalError::Source(format!("{} does not exist", path.display())));
+    }
+    if path.extension().is_some_and(|e| e == "json") {
+        let ckpt = checkpoint::load_one(&path).map_err(|e| EvalError::Source(format!("{e:#}")))?;
+        let run_dir = path.parent().and_then(run_dir_of_checkpoint_folder);
+        return from_checkpoint(spec, ckpt, run_dir);
+    }
+    from_tensor_file(spec, &path)
+}
+
+fn random(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
+    random_like(&base_config(spec)?, spec)
+}
+
+/// The architecture of `config` with random weights (seeded by `spec.seed`): the baseline.
+pub fn random_like(config: &TrainConfig, spec: &SourceSpec) -> Result<ModelSource, EvalError> {
+    let config = config.clone();
+    // Initialisation draws from libtorch's global generator: seed it so the baseline is repeatable.
+    tch::manual_seed(spec.seed as i64);
+    let (vs, backbone) = build(&config, spec.device)?;
+    Ok(ModelSource {
+        identity: format!("random|{}|{}", config.to_toml(), spec.seed),
+        description: format!("{} with random weights (seed {})", config.arch, spec.seed),
+        vs,
+        backbone,
+        config,
+        run_dir: None,
+        epoch: None,
+        iter: None,
+    })
+}
+
+fn from_checkpoint(spec: &SourceSpec, ckpt: LoadedCheckpoint, run_dir: Option<PathBuf>) -> Result<ModelSource, EvalError> {
+    let config = TrainConfig::from_toml_str(&ckpt.meta.config)?;
+    let (vs, backbone) = build(&config, spec.device)?;
+    let prefix = format!("{}backbone.", spec.checkpoint_key.prefix());
+    weights::load_into(&vs, "", &strip(&ckpt.tensors, &prefix), &ckpt.path)?;
+    let tensor_file = ckpt.path.with_file_name(&ckpt.meta.tensors);
+    let key = if spec.checkpoint_key == CheckpointKey::Teacher { "teacher" } else { "student" };
+    Ok(ModelSource {
+        identity: identity_of(&tensor_file, key)?,
+        description: format!(
+            "{key} of {} (epoch {}, iteration {})",
+            ckpt.path.display(),
+            ckpt.meta.epoch,
+            ckpt.meta.iter
+        ),
+        vs,
+        backbone,
+        config,
+        run_dir,
+        epoch: Some(ckpt.meta.epoch),
+        iter: Some(ckpt.meta.iter),
+    })
+}
+
+/// A safetensors file: either a checkpoint's tensors (`teacher.*`, `student.*`), whose sidecar
+/// gives the config when it sits next to it, or a bare backbone (optionally under `backbone.`).
+fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalError> {
+    let tensors = weights::read(path)?;
+    let key = spec.checkpoint_key.prefix();
+    let is_checkpoint = tensors.keys().any(|k| k.starts_with("teacher.") || k.starts_with("student."));
+    if is_checkpoint {
+        if let Some(sidecar) = sidecar_naming(path) {
+            let ckpt = checkpoint::load_one(&sidecar).map_err(|e| EvalError::Source(format!("{e:#}")))?;
+            let run_dir = path.parent().and_then(run_dir_of_checkpoint_folder);
+            return from_checkpoint(spec, ckpt, run_dir);
+        }
+    }
+    let backbone_tensors = if is_checkpoint {
+        strip(&tensors, &format!("{key}backbone."))
+    } else if tensors.keys().any(|k| k.starts_with("backbone.")) {
+        strip(&tensors, "backbone.")
+    } else {
+        tensors
+    };
+    let mut config = base_config(spec)?;
+    infer_vit_shape(&mut config, &backbone_tensors);
+    let (vs, backbone) = build(&config, spec.device)?;
+    weights::load_into(&vs, "", &backbone_tensors, path)?;
+    Ok(ModelSource {
+        identity: identity_of(path, key)?,
+        description: format!("{} weights from {}", config.arch, path.display()),
+        vs,
+        backbone,
+        config,
+        run_dir: None,
+        epoch: None,
+        iter: None,
+    })
+}
+
+/// The checkpoint sidecar in the same folder that names this tensor file, if any.
+fn sidecar_naming(tensor_file: &Path) -> Option<PathBuf> {
+    let name = tensor_file.file_name()?.to_string_lossy().into_owned();
+    let folder = tensor_file.parent()?;
+    let entries = std::fs::read_dir(folder).ok()?;
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .find(|p| checkpoint::read_meta(p).is_ok_and(|m| m.tensors == name))
+}
+
+/// A ViT's width, depth, patch and image size are readable from its tensors; taking them from
+/// there means a bare backbone file loads with only `--arch` (heads still come from the preset).
+fn infer_vit_shape(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>) {
+    if !config.is_vit() {
+        return;
+    }
+    if let Some(w) = tensors.get("patch_embed.proj.weight") {
+        let s = w.size();
+        if s.len() == 4 {
+            config.embed_dim = Some(s[0]);
+            config.patch_size = s[2];
+        }
+    }
+    let depth = tensors
+        .keys()
+        .filter_map(|k| k.strip_prefix("blocks.")?.split('.').next()?.parse::<i64>().ok())
+        .max()
+        .map(|d| d + 1);
+    if depth.is_some() {
+        config.depth = depth;
+    }
+    if let Some(p) = tensors.get("pos_embed") {
+        let n = p.size().get(1).copied().unwrap_or(1) - 1;
+        let side = (n as f64).sqrt().round() as i64;
+        if side * side == n && side > 0 {
+            config.global_crop_size = side * config.patch_size;
+        }
+    }
+}
