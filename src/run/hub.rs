@@ -27,7 +27,13 @@ impl Snapshot {
             Event::Started(i) => self.started = Some(i.clone()),
             Event::Schedules { .. } => self.schedules = Some(e.clone()),
             Event::State { state, iter } => self.state = Some((*state, *iter)),
-            Event::Metrics(m) => self.metrics = Some(m.clone()),
+            Event::Metrics(m) => {
+                // Keeps the state's iteration current for late joiners.
+                if let Some((_, iter)) = &mut self.state {
+                    *iter = m.iter + 1;
+                }
+                self.metrics = Some(m.clone());
+            }
             _ => {}
         }
     }

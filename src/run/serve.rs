@@ -48,7 +48,15 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
             None
         }
     };
-    let handle = trainer::spawn(config, on_non_finite)?;
+    let handle = match trainer::spawn(config, on_non_finite) {
+        Ok(h) => h,
+        Err(e) => {
+            if let Some((_, path)) = &listener {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
     let (hub, events, fanout) = Hub::start(handle.events).context("cannot start the event hub")?;
     let server = match listener {
         Some((l, path)) => Some(ControlServer::start(l, path, hub.clone(), handle.commands.clone())?),
