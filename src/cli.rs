@@ -30,9 +30,11 @@ pub enum Command {
         run_dir: Option<PathBuf>,
     },
     /// Send a command to a live run: status, pause, resume, checkpoint, stop, set KEY=VALUE, eval knn|linear
+    #[command(after_help = crate::run::ctl::USAGE)]
     Ctl {
         run_dir: PathBuf,
-        #[arg(trailing_var_arg = true, required = true)]
+        /// The command and its options (--from_iter N, --timeout SECONDS, --no-checkpoint)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
     /// Evaluate a trained model
@@ -235,6 +237,10 @@ pub struct TrainArgs {
     /// Progress lines instead of the TUI, even on a terminal
     #[arg(long, help_heading = "Run")]
     pub headless: bool,
+    /// Train in the background, detached from this terminal (output in RUN_DIR/detached.log);
+    /// prints the run directory and pid
+    #[arg(long, help_heading = "Run")]
+    pub detach: bool,
     /// Headless progress line every N iterations
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub print_freq: Option<i64>,

@@ -1,10 +1,12 @@
 //! Training without a terminal UI: progress lines on stdout, problems on stderr. Used when stdout
 //! is not a terminal (CI, `nohup`, batch jobs) or with `--headless`. SIGINT and SIGTERM stop the
 //! run after a checkpoint; SIGHUP is ignored, so a dropped SSH session does not end training.
+//! The run is served on its control socket, so `dino attach` and `dino ctl` can reach it.
 
 use crate::config::TrainConfig;
 use crate::run::protocol::{Command, Event, IterMetrics, RunInfo, RunState};
-use crate::train::trainer::{self, OnNonFinite};
+use crate::run::serve;
+use crate::train::trainer::OnNonFinite;
 use anyhow::Result;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -62,7 +64,12 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
     install_signal_handlers();
     crate::logging::init_from_user_config();
     let print_freq = config.print_freq.max(1) as usize;
-    let handle = trainer::spawn(config, OnNonFinite::Stop)?;
+    // Nobody watches the terminal: diagnostics (control clients coming and going) go to the log file.
+    let _ = crate::logging::init_default_file_logging();
+    let handle = serve::spawn(config, OnNonFinite::Stop)?;
+    if let Some(server) = handle.socket_path() {
+        println!("dino: control socket {}; `dino attach {}` watches and steers this run", server.display(), handle.run_dir.display());
+    }
     let mut info: Option<RunInfo> = None;
     let mut iter_time_ema: Option<f64> = None;
     let mut stop_sent = false;
@@ -125,13 +132,7 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
             _ => {}
         }
     }
-    match handle.thread.join() {
-        Ok(Ok(state)) => Ok(state),
-        Ok(Err(e)) => Err(e),
-        Err(_) => {
-            anyhow::bail!("the training thread panicked (state before: {final_state:?}); see the log file")
-        }
-    }
+    handle.join().map_err(|e| e.context(format!("training ended badly (last state {final_state:?})")))
 }
 
 #[cfg(test)]

@@ -5,12 +5,10 @@
 
 use crate::config::TrainConfig;
 use crate::run::protocol::RunState;
-use crate::train::trainer::{self, OnNonFinite, TrainerHandle};
+use crate::run::serve::{self, ServedTrainer};
+use crate::train::trainer::OnNonFinite;
 use crate::tui::{self, TuiExit, TuiOptions};
-use anyhow::{Context, Result};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::Stdio;
+use anyhow::Result;
 
 /// How an interactive session ended.
 #[derive(Debug)]
@@ -20,13 +18,9 @@ pub enum Outcome {
     Detached { pid: u32, log: std::path::PathBuf },
 }
 
-fn wait(handle: TrainerHandle) -> Result<RunState> {
-    // Events are no longer read: drop them so the trainer never blocks on a full queue.
-    drop(handle.events);
-    match handle.thread.join() {
-        Ok(r) => r,
-        Err(_) => anyhow::bail!("the training thread panicked; see the log file"),
-    }
+/// Waits for the trainer; the run directory is unlocked and its socket gone when this returns.
+fn wait(handle: ServedTrainer) -> Result<RunState> {
+    handle.join()
 }
 
 pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
@@ -35,7 +29,7 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
     // Fix the run directory once, so the hand-over below resumes this run and no other.
     let run_dir = config.run_dir();
     config.output_dir = Some(run_dir.clone());
-    let handle = trainer::spawn(config, OnNonFinite::Pause)?;
+    let handle = serve::spawn(config, OnNonFinite::Pause)?;
     let opts = TuiOptions { theme, run_dir: Some(run_dir.clone()), ..Default::default() };
     let exit = tui::run_tui(opts, handle.commands.clone(), handle.events.clone());
     match exit {
@@ -46,8 +40,8 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
             if state == RunState::Failed {
                 return Ok(Outcome::Ended(state));
             }
-            let (pid, out) = detach(&run_dir)?;
-            Ok(Outcome::Detached { pid, log: out })
+            let (child, out) = crate::run::detach::spawn_detached(&run_dir)?;
+            Ok(Outcome::Detached { pid: child.id(), log: out })
         }
         Err(e) => {
             let _ = handle.commands.send(crate::run::protocol::Command::Stop { checkpoint: true });
@@ -56,33 +50,4 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
             Err(e.context(format!("terminal UI failed; training stopped after a checkpoint{hint}")))
         }
     }
-}
-
-/// Starts `dino train --headless` on the run directory in a new session, output to
-/// `RUN_DIR/detached.log`.
-fn detach(run_dir: &Path) -> Result<(u32, std::path::PathBuf)> {
-    let exe = std::env::current_exe().context("cannot find the dino executable to continue training")?;
-    let out_path = run_dir.join("detached.log");
-    let out = std::fs::OpenOptions::new().create(true).append(true).open(&out_path)
-        .with_context(|| format!("cannot open {}", out_path.display()))?;
-    let err = out.try_clone()?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("train")
-        .arg("--config")
-        .arg(run_dir.join(crate::run::dir::CONFIG_FILE))
-        .arg("--output_dir")
-        .arg(run_dir)
-        .arg("--headless")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    // SAFETY: setsid is async-signal-safe and touches nothing of the parent's state.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().context("cannot start the detached trainer")?;
-    Ok((child.id(), out_path))
 }

@@ -47,6 +47,19 @@ fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Re
     }
 }
 
+/// `dino train --detach`: how long to wait for the trainer to serve before reporting it started.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn detach(config: TrainConfig) -> Result<i32> {
+    let d = dino_tui::run::detach::start(config, DETACH_WAIT)?;
+    let how = if d.serving { "training" } else { "still starting (slow to build its model?)" };
+    dino_tui::say!("dino: {how} in the background, pid {}", d.pid);
+    dino_tui::say!("run directory: {}", d.run_dir.display());
+    dino_tui::say!("output: {}", d.log.display());
+    dino_tui::say!("watch: dino attach {}    steer: dino ctl {} status|pause|resume|checkpoint|stop", d.run_dir.display(), d.run_dir.display());
+    Ok(0)
+}
+
 fn demo(args: DemoArgs) -> Result<i32> {
     let data = args.dir.join("data");
     let summary = dino_tui::data::write_demo_dataset(&data, 60, 0, 48)?;
@@ -74,6 +87,9 @@ fn run(cli: Cli) -> Result<i32> {
                 dino_tui::say!("{}", config.to_toml().trim_end());
                 return Ok(0);
             }
+            if args.detach {
+                return detach(config);
+            }
             train(config, false, args.theme)
         }
         Command::Tui(args) => {
@@ -89,9 +105,19 @@ fn run(cli: Cli) -> Result<i32> {
             dino_tui::say!("{summary}");
             Ok(0)
         }
-        Command::Attach { .. } => not_yet("attach", 6),
-        Command::Ctl { .. } => not_yet("ctl", 6),
-        Command::Runs { .. } => not_yet("runs", 6),
+        Command::Attach { run_dir } => dino_tui::attach::run(run_dir),
+        Command::Ctl { run_dir, command } => Ok(dino_tui::run::ctl::run(&run_dir, &command)),
+        Command::Runs { dir } => {
+            let dir = dir.unwrap_or_else(|| "runs".into());
+            let index = dino_tui::run::index::default_index_path();
+            let runs = dino_tui::run::runs::list(&dir, index.as_deref());
+            if runs.is_empty() {
+                dino_tui::say!("no runs in {} or in the run index", dir.display());
+            } else {
+                dino_tui::say!("{}", dino_tui::run::runs::table(&runs).trim_end());
+            }
+            Ok(0)
+        }
         Command::Eval(EvalCommand::Knn(a)) => dino_tui::eval::commands::knn(&a),
         Command::Eval(EvalCommand::Linear(a)) => dino_tui::eval::commands::linear(&a),
         Command::Eval(EvalCommand::LabelEfficiency(a)) => dino_tui::eval::commands::label_efficiency(&a),

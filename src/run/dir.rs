@@ -17,9 +17,14 @@ pub const LOG_FILE: &str = "log.txt";
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 
+/// Longest time a metrics line waits in the buffer: an attached TUI follows `metrics.jsonl`, so
+/// this is how far behind it can be.
+const METRICS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct RunDir {
     pub path: PathBuf,
     metrics: BufWriter<File>,
+    last_flush: std::time::Instant,
     events: File,
     log: File,
 }
@@ -42,6 +47,7 @@ impl RunDir {
         Ok(Self {
             path: path.to_path_buf(),
             metrics: BufWriter::new(append(&path.join(METRICS_FILE))?),
+            last_flush: std::time::Instant::now(),
             events: append(&path.join(EVENTS_FILE))?,
             log: append(&path.join(LOG_FILE))?,
         })
@@ -51,16 +57,21 @@ impl RunDir {
         self.path.join(CHECKPOINT_DIR)
     }
 
-    /// Metrics are buffered and flushed with `flush` (each epoch, checkpoint, pause) so a long
-    /// run does not fsync per iteration; a crash loses at most the lines since the last flush,
-    /// which the resumed run rewrites anyway.
+    /// Metrics are buffered and written out at least once a second (and with `flush`: each
+    /// epoch, checkpoint, pause), so a fast run does not write per iteration while watchers of the
+    /// file stay current. Nothing is fsynced: a crash loses at most the lines since the last
+    /// checkpoint, which the resumed run rewrites anyway.
     pub fn metrics(&mut self, m: &IterMetrics) -> Result<()> {
         serde_json::to_writer(&mut self.metrics, m)?;
         self.metrics.write_all(b"\n").context("cannot write metrics.jsonl")?;
+        if self.last_flush.elapsed() >= METRICS_FLUSH_EVERY {
+            self.flush()?;
+        }
         Ok(())
     }
 
     pub fn flush(&mut self) -> Result<()> {
+        self.last_flush = std::time::Instant::now();
         self.metrics.flush().context("cannot write metrics.jsonl")
     }
 
@@ -72,15 +83,8 @@ impl RunDir {
 
     /// An event with a timestamp, written at once (events are rare and must survive a kill).
     pub fn event<T: Serialize>(&mut self, kind: &str, details: &T) -> Result<()> {
-        let mut v = serde_json::to_value(details)?;
-        if !v.is_object() {
-            v = serde_json::json!({ "value": v });
-        }
-        if let Some(o) = v.as_object_mut() {
-            o.insert("type".into(), kind.into());
-            o.insert("time".into(), now().into());
-        }
-        writeln!(self.events, "{v}").context("cannot write events.jsonl")
+        let line = event_line(kind, details)?;
+        self.events.write_all(line.as_bytes()).context("cannot write events.jsonl")
     }
 
     /// Drops metric lines for iterations at or past `iter` (written after the checkpoint a resumed
@@ -100,6 +104,27 @@ impl RunDir {
             .collect();
         write_atomic(&file, kept.as_bytes())
     }
+}
+
+/// One `events.jsonl` line: the details' fields plus `type` and `time`, newline included.
+pub fn event_line<T: Serialize>(kind: &str, details: &T) -> Result<String> {
+    let mut v = serde_json::to_value(details)?;
+    if !v.is_object() {
+        v = serde_json::json!({ "value": v });
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.insert("type".into(), kind.into());
+        o.insert("time".into(), now().into());
+    }
+    Ok(format!("{v}\n"))
+}
+
+/// Appends an event from outside the trainer (the schedule-edits file watcher). Each line goes
+/// out in one `write` on an append-mode file, so lines from the trainer and from here never
+/// interleave inside a line.
+pub fn append_event<T: Serialize>(run_dir: &Path, kind: &str, details: &T) -> Result<()> {
+    let line = event_line(kind, details)?;
+    append(&run_dir.join(EVENTS_FILE))?.write_all(line.as_bytes()).context("cannot write events.jsonl")
 }
 
 /// Writes a file so that a crash at any moment leaves either the old or the new content:

@@ -122,10 +122,15 @@ pub enum AlarmKind {
     DimensionCollapse,
 }
 
+/// Version of the JSON-lines protocol on the control socket; bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
 /// What the trainer reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
+    /// First line a control-socket client receives: who is serving and which protocol version.
+    Hello { protocol: u32, pid: u32 },
     Started(RunInfo),
     Metrics(IterMetrics),
     Epoch(EpochSummary),

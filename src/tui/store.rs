@@ -120,6 +120,11 @@ impl MetricStore {
         self.iters.is_empty()
     }
 
+    /// The earliest iteration held (0 for an attached run's full history).
+    pub fn first_iter(&self) -> Option<usize> {
+        self.iters.first().map(|&i| i as usize)
+    }
+
     pub fn last(&self) -> Option<&IterMetrics> {
         self.last.as_ref()
     }

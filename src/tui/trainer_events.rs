@@ -26,6 +26,7 @@ pub fn eval_label(k: EvalKind) -> &'static str {
 
 pub fn apply_event(app: &mut App, ev: Event) {
     match ev {
+        Event::Hello { pid, .. } => app.log_line(LogLevel::Info, format!("connected to the trainer (pid {pid})")),
         Event::Started(info) => {
             app.log_line(
                 LogLevel::Info,

@@ -116,7 +116,14 @@ pub fn update(app: &mut App, action: Action) {
                     app.status = Some("resume requested".into());
                 }
             }
-            s if s.is_over() => app.status = Some("training is over".into()),
+            RunState::Finished => app.status = Some("training is over".into()),
+            // A stopped or failed run shown by `dino attach` can be continued: its client turns
+            // this into a detached trainer. In-process, the trainer is gone and says so.
+            s if s.is_over() => {
+                if app.send(Command::Resume) {
+                    app.status = Some("resume requested".into());
+                }
+            }
             _ => {
                 if app.send(Command::Pause) {
                     app.status = Some("pause requested (takes effect between iterations)".into());

@@ -50,7 +50,8 @@ pub fn visible_range(app: &App) -> Option<(usize, usize)> {
     let end = app.view.frozen_at.unwrap_or(latest).min(latest);
     let start = match app.view.window() {
         Some(n) => end.saturating_sub(n - 1),
-        None => app.run.as_ref().map_or(0, |r| r.start_iter.min(end)),
+        // Everything held: this session's iterations in-process, the full history when attached.
+        None => app.store.first_iter().unwrap_or(0).min(end),
     };
     Some((start, end))
 }

@@ -1,0 +1,294 @@
+//! `dino attach RUN_DIR`: the TUI on a run started elsewhere. The run directory is the source of
+//! truth: the charts are rebuilt from `metrics.jsonl` and `events.jsonl` and follow their new
+//! lines (`notify`, plus polling each second for filesystems that send no notifications). The
+//! control socket carries the person's commands to the trainer and the few events no file
+//! records (errors, warnings, evaluation progress, current schedules).
+//!
+//! When no trainer serves the run, it is shown read-only with how it ended; `p` on a stopped or
+//! crashed run starts `dino train --headless` on it, detached, and the view goes live again.
+
+use crate::run::client::{Client, ClientError};
+use crate::run::follow::Tail;
+use crate::run::history;
+use crate::run::protocol::{Command, Event, RunState};
+use crate::run::runs::{self, Status};
+use crate::run::dir;
+use crate::tui::{self, TuiExit, TuiOptions};
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+use notify::Watcher;
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Polling period for the files (the fallback when notifications do not come) and for trying
+/// the socket again while the run is not live.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The connection to the trainer, shared by the thread reading its events and the one sending
+/// the person's commands.
+#[derive(Default)]
+struct Link {
+    writer: Mutex<Option<UnixStream>>,
+    live: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Link {
+    fn set(&self, w: Option<UnixStream>) {
+        self.live.store(w.is_some(), Ordering::SeqCst);
+        if let Ok(mut g) = self.writer.lock() {
+            *g = w;
+        }
+    }
+
+    fn send(&self, cmd: &Command) -> bool {
+        let Ok(mut g) = self.writer.lock() else { return false };
+        let Some(w) = g.as_mut() else { return false };
+        let mut line = serde_json::to_vec(cmd).unwrap_or_default();
+        line.push(b'\n');
+        w.write_all(&line).is_ok()
+    }
+}
+
+pub fn run(run_dir: Option<PathBuf>) -> Result<i32> {
+    let run_dir = match run_dir {
+        Some(d) => d,
+        None => match pick()? {
+            Some(d) => d,
+            None => return Ok(2),
+        },
+    };
+    if !runs::is_run_dir(&run_dir) {
+        anyhow::bail!("{} is not a run directory (no events.jsonl or config.toml)", run_dir.display());
+    }
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!("dino attach needs a terminal; use `dino ctl {} status` in scripts", run_dir.display());
+    }
+    let log = crate::logging::init_default_file_logging();
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let link = Arc::new(Link::default());
+    let feeder = {
+        let (dir, tx, link) = (run_dir.clone(), ev_tx.clone(), link.clone());
+        std::thread::Builder::new().name("attach-feed".into()).spawn(move || feed(&dir, &tx, &link))?
+    };
+    let commander = {
+        let (dir, tx, link) = (run_dir.clone(), ev_tx, link.clone());
+        std::thread::Builder::new().name("attach-commands".into()).spawn(move || forward_commands(&dir, cmd_rx, &tx, &link))?
+    };
+    let opts = TuiOptions { run_dir: Some(run_dir.clone()), ..Default::default() };
+    let exit = tui::run_tui(opts, cmd_tx, ev_rx);
+    // The command thread ends once the TUI's sender is gone, after writing what it was given
+    // (a final "stop" must reach the trainer).
+    let _ = commander.join();
+    link.stop.store(true, Ordering::SeqCst);
+    let _ = feeder.join();
+    let live = link.live.load(Ordering::SeqCst);
+    match exit {
+        Ok(TuiExit::StopTraining) => crate::say!("dino: asked the trainer to checkpoint and stop; see `dino runs`"),
+        Ok(_) if live => crate::say!("dino: training goes on; `dino attach {}` to watch it again", run_dir.display()),
+        Ok(_) => {}
+        Err(e) => {
+            let hint = log.map(|p| format!(" (log: {})", p.display())).unwrap_or_default();
+            return Err(e.context(format!("terminal UI failed; training is not affected{hint}")));
+        }
+    }
+    Ok(0)
+}
+
+/// No run directory given: the most recent live run; with several and a person at the terminal,
+/// a numbered choice. None (after saying why) when there is nothing to attach to.
+fn pick() -> Result<Option<PathBuf>> {
+    let index = crate::run::index::default_index_path();
+    let all = runs::list(Path::new("runs"), index.as_deref());
+    let live: Vec<_> = all.iter().filter(|r| r.status.is_live()).collect();
+    match live.as_slice() {
+        [] => {
+            crate::say_err!("dino attach: no live run found in ./runs or the run index; give a run directory:");
+            if !all.is_empty() {
+                eprint!("{}", runs::table(&all));
+            }
+            Ok(None)
+        }
+        [one] => Ok(Some(one.path.clone())),
+        several if std::io::stdin().is_terminal() => {
+            for (i, r) in several.iter().enumerate() {
+                crate::say_err!("{:>3}  {}  {}  {}", i + 1, r.name, r.status.label(), r.path.display());
+            }
+            eprint!("attach to which run? [1] ");
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer).context("reading the choice")?;
+            let n = answer.trim().parse::<usize>().unwrap_or(1).clamp(1, several.len());
+            Ok(Some(several[n - 1].path.clone()))
+        }
+        // No one to ask: the most recently active.
+        several => Ok(Some(several[0].path.clone())),
+    }
+}
+
+/// Sends the person's commands to the trainer. On a run nobody serves, "resume" starts a
+/// detached trainer on it; other commands are answered with an explanation.
+fn forward_commands(run_dir: &Path, commands: Receiver<Command>, events: &Sender<Event>, link: &Link) {
+    for cmd in commands.iter() {
+        if link.send(&cmd) {
+            continue;
+        }
+        let status = runs::status(run_dir);
+        let reply = match (&cmd, status) {
+            (_, Status::Live { .. }) => Event::Warning { message: "connecting to the trainer; try again in a moment".into() },
+            (Command::Resume, s) if s.resumable() => match crate::run::detach::spawn_detached(run_dir) {
+                Ok((mut child, log)) => {
+                    let pid = child.id();
+                    // Reaped here so it leaves no zombie while this TUI lives on.
+                    let _ = std::thread::Builder::new().name("detached-reaper".into()).spawn(move || child.wait());
+                    Event::Warning { message: format!("resuming: started a detached trainer (pid {pid}, output in {})", log.display()) }
+                }
+                Err(e) => Event::Error { message: format!("cannot resume: {e:#}") },
+            },
+            (_, s) => Event::Error { message: format!("the run is {} and no trainer serves it: {cmd:?} not sent", s.label()) },
+        };
+        let _ = events.send(reply);
+    }
+}
+
+/// Feeds the TUI: history first, then new file lines and socket events, until told to stop.
+fn feed(run_dir: &Path, events: &Sender<Event>, link: &Arc<Link>) {
+    let (changed_tx, changed) = crossbeam_channel::unbounded::<()>();
+    let _watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = changed_tx.send(());
+        }
+    })
+    .and_then(|mut w| w.watch(run_dir, notify::RecursiveMode::NonRecursive).map(|_| w))
+    .map_err(|e| tracing::info!("no change notifications for {} ({e}); polling", run_dir.display()))
+    .ok();
+    let mut metrics = Tail::new(&run_dir.join(dir::METRICS_FILE));
+    let mut log = Tail::new(&run_dir.join(dir::EVENTS_FILE));
+    // Connecting before reading the history means nothing emitted in between is missed.
+    let mut reader = connect(run_dir, events, link);
+    let was_live = reader.is_some();
+    let mut first = true;
+    loop {
+        let live = link.live.load(Ordering::SeqCst);
+        // Events first: a `start` line must reach the TUI before the metrics of that session.
+        for l in log.read_new().lines {
+            for e in history::events_line(&l, live && !first) {
+                if events.send(e).is_err() {
+                    return;
+                }
+            }
+        }
+        for e in metrics.read_new().lines.iter().filter_map(|l| history::metrics_line(l)) {
+            if events.send(e).is_err() {
+                return;
+            }
+        }
+        if first && !was_live {
+            show_read_only(run_dir, events);
+        }
+        first = false;
+        if link.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = changed.recv_timeout(POLL);
+        while changed.try_recv().is_ok() {}
+        if reader.as_ref().is_some_and(|r| r.is_finished()) {
+            reader = None;
+            // Lines the trainer wrote last (its `stop`) are read on the next pass.
+            let _ = events.send(Event::Warning { message: "the trainer closed the connection".into() });
+            for l in log.read_new().lines {
+                for e in history::events_line(&l, false) {
+                    let _ = events.send(e);
+                }
+            }
+            show_read_only(run_dir, events);
+        }
+        if reader.is_none() && !link.live.load(Ordering::SeqCst) {
+            // A resumed run, or one started again elsewhere, is picked up.
+            reader = connect(run_dir, events, link);
+        }
+    }
+}
+
+/// Says the run is read-only and how it ended; a crash recorded no end, so one is given here.
+fn show_read_only(run_dir: &Path, events: &Sender<Event>) {
+    if let Some(s) = history::schedules(run_dir) {
+        let _ = events.send(s);
+    }
+    let status = runs::status(run_dir);
+    if status.is_live() {
+        return;
+    }
+    if status == Status::Crashed {
+        let f = runs::file_state(run_dir);
+        let iter = runs::last_metrics(run_dir).map_or(0, |m| m.iter + 1);
+        let _ = events.send(Event::Error { message: "the trainer is gone without recording an end: killed or crashed".into() });
+        let _ = events.send(Event::State { state: RunState::Failed, iter: f.iter.unwrap_or(iter).max(iter) });
+    }
+    let hint = if status.resumable() {
+        "; press p to resume it in the background (dino train --detach)"
+    } else {
+        ""
+    };
+    let _ = events.send(Event::Warning {
+        message: format!("read-only: no trainer serves this run; it is {} (from events.jsonl){hint}", status.label()),
+    });
+}
+
+/// Connects and starts the thread that forwards the socket's events; None when not live.
+fn connect(run_dir: &Path, events: &Sender<Event>, link: &Arc<Link>) -> Option<std::thread::JoinHandle<()>> {
+    let client = match Client::connect(run_dir) {
+        Ok(c) => c,
+        Err(ClientError::NotLive { .. }) => return None,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return None;
+        }
+    };
+    link.set(client.stream().try_clone().ok());
+    let (events, link) = (events.clone(), link.clone());
+    std::thread::Builder::new()
+        .name("attach-socket".into())
+        .spawn(move || {
+            read_socket(client, &events, &link);
+            link.set(None);
+        })
+        .map_err(|e| tracing::warn!("cannot start the socket reader: {e}"))
+        .ok()
+}
+
+/// Forwards what only the socket carries; the rest comes from the files.
+fn read_socket(mut client: Client, events: &Sender<Event>, link: &Link) {
+    loop {
+        if link.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match client.recv(Duration::from_millis(250)) {
+            Ok(Some(e)) => {
+                let forward = matches!(
+                    e,
+                    Event::Hello { .. }
+                        | Event::Schedules { .. }
+                        | Event::State { .. }
+                        | Event::Epoch(_)
+                        | Event::Error { .. }
+                        | Event::Warning { .. }
+                        | Event::EvalProgress { .. }
+                        | Event::EvalResult { .. }
+                );
+                if forward && events.send(e).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::info!("attach: {e}");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! `dino ctl RUN_DIR CMD`: one command to a live run, for scripts. It connects to the control
+//! socket, sends the command, and waits (with a timeout) for the trainer's acknowledgement: the
+//! state change, the checkpoint saved, the schedule edited, the evaluation's result.
+//!
+//! Exit codes: 0 done, 1 the trainer refused or did not answer in time, 2 usage error,
+//! 3 the run is not live.
+
+use super::client::{Client, ClientError};
+use super::protocol::{Command, EvalKind, Event, RunState};
+use super::runs;
+use crate::train::schedule::{EditKind, Schedule, ScheduleEdit, ScheduleName};
+use std::path::Path;
+use std::time::Duration;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_NOT_LIVE: i32 = 3;
+
+pub const USAGE: &str = "usage: dino ctl RUN_DIR status | pause | resume | checkpoint | stop [--no-checkpoint] | \
+set KEY=VALUE... [--from_iter N] | eval knn|linear   [--timeout SECONDS]
+  set keys: lr=X (learning rate held at X), peak_lr=X (cosine regenerated with peak X), min_lr=X (final lr),
+            wd=X (weight decay held at X), wd_end=X (final weight decay), teacher_temp=X (held), momentum=X (held)";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Status,
+    Send(Command),
+    Set(Vec<ScheduleEdit>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub request: Request,
+    pub timeout: Duration,
+}
+
+/// `KEY=VALUE` of `dino ctl set` as the schedule edit the Schedules tab would make.
+pub fn set_edit(key: &str, value: f64, from_iter: usize) -> Result<ScheduleEdit, String> {
+    use ScheduleName::*;
+    let (schedule, kind) = match key {
+        "lr" => (Lr, EditKind::Constant(value)),
+        "peak_lr" => (Lr, EditKind::Peak(value)),
+        "min_lr" => (Lr, EditKind::Final(value)),
+        "wd" => (Wd, EditKind::Constant(value)),
+        "wd_end" | "weight_decay_end" => (Wd, EditKind::Final(value)),
+        "teacher_temp" => (TeacherTemp, EditKind::Constant(value)),
+        "momentum" | "momentum_teacher" => (Momentum, EditKind::Constant(value)),
+        other => return Err(format!("unknown setting {other:?}")),
+    };
+    Ok(ScheduleEdit { schedule, from_iter, kind })
+}
+
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    let mut timeout = Duration::from_secs(60);
+    let mut from_iter = 0usize;
+    let mut checkpoint = true;
+    let mut words: Vec<&str> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = |name: &str| inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{name} needs a value"));
+        match flag {
+            "--timeout" => {
+                let v = value("--timeout")?;
+                let secs: f64 = v.parse().map_err(|_| format!("--timeout {v}: not a number of seconds"))?;
+                if !(secs.is_finite() && secs > 0.0) {
+                    return Err(format!("--timeout {v}: must be positive"));
+                }
+                timeout = Duration::from_secs_f64(secs);
+            }
+            "--from_iter" | "--from-iter" => {
+                let v = value("--from_iter")?;
+                from_iter = v.parse().map_err(|_| format!("--from_iter {v}: not an iteration number"))?;
+            }
+            "--no-checkpoint" | "--no_checkpoint" => checkpoint = false,
+            f if f.starts_with("--") => return Err(format!("unknown option {f}")),
+            _ => words.push(a),
+        }
+    }
+    let request = match words.as_slice() {
+        ["status"] => Request::Status,
+        ["pause"] => Request::Send(Command::Pause),
+        ["resume"] => Request::Send(Command::Resume),
+        ["checkpoint"] => Request::Send(Command::Checkpoint),
+        ["stop"] => Request::Send(Command::Stop { checkpoint }),
+        ["eval", "knn"] => Request::Send(Command::Eval { kind: EvalKind::Knn }),
+        ["eval", "linear"] => Request::Send(Command::Eval { kind: EvalKind::Linear }),
+        ["set", pairs @ ..] if !pairs.is_empty() => {
+            let mut edits = Vec::new();
+            for p in pairs {
+                let (k, v) = p.split_once('=').ok_or(format!("set {p}: expected KEY=VALUE"))?;
+                let x: f64 = v.parse().map_err(|_| format!("set {p}: {v} is not a number"))?;
+                if !x.is_finite() || x < 0.0 {
+                    return Err(format!("set {p}: the value must be a finite number >= 0"));
+                }
+                edits.push(set_edit(k, x, from_iter)?);
+            }
+            Request::Set(edits)
+        }
+        [] => return Err("no command given".into()),
+        other => return Err(format!("unknown command {:?}", other.join(" "))),
+    };
+    Ok(Parsed { request, timeout })
+}
+
+/// The message for a run nobody serves, with its status from the files.
+pub fn not_live_message(run_dir: &Path) -> String {
+    let status = runs::status(run_dir);
+    let what = match status {
+        runs::Status::Unknown => "it has no events.jsonl; is this a run directory?".to_string(),
+        s => format!("the run is {} (from events.jsonl)", s.label()),
+    };
+    format!("no trainer is serving {}; {what}", super::client::socket_path(run_dir).display())
+}
+
+/// Runs one `dino ctl` invocation; prints results on stdout and problems on stderr.
+pub fn run(run_dir: &Path, args: &[String]) -> i32 {
+    let parsed = match parse(args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dino ctl: {e}\n{USAGE}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut client = match Client::connect(run_dir) {
+        Ok(c) => c,
+        Err(ClientError::NotLive { .. }) => {
+            eprintln!("dino ctl: {}", not_live_message(run_dir));
+            if parsed.request == Request::Status {
+                println!("{}", offline_status(run_dir));
+            }
+            return EXIT_NOT_LIVE;
+        }
+        Err(e) => {
+            eprintln!("dino ctl: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match execute(&mut client, &parsed) {
+        Ok(out) => {
+            println!("{out}");
+            EXIT_OK
+        }
+        Err(CtlFailure::Closed) => {
+            eprintln!("dino ctl: the trainer closed the connection; {}", not_live_message(run_dir));
+            EXIT_NOT_LIVE
+        }
+        Err(CtlFailure::Failed(m)) => {
+            eprintln!("dino ctl: {m}");
+            EXIT_FAILED
+        }
+    }
+}
+
+fn offline_status(run_dir: &Path) -> serde_json::Value {
+    let s = runs::summarize(run_dir);
+    let f = runs::file_state(run_dir);
+    serde_json::json!({
+        "live": false,
+        "status": s.status.label(),
+        "iter": f.iter,
+        "run": f.info,
+        "last_metrics": runs::last_metrics(run_dir),
+    })
+}
+
+enum CtlFailure {
+    Closed,
+    Failed(String),
+}
+
+impl From<ClientError> for CtlFailure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Closed { .. } | ClientError::NotLive { .. } => CtlFailure::Closed,
+            other => CtlFailure::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Errors meant for this client: replies to a bad request (other errors are broadcast to all).
+fn rejected(e: &Event) -> Option<String> {
+    match e {
+        Event::Error { message } if message.starts_with("bad request") || message.contains("not carried out") => Some(message.clone()),
+        _ => None,
+    }
+}
+
+fn execute(client: &mut Client, p: &Parsed) -> Result<String, CtlFailure> {
+    match &p.request {
+        Request::Status => status(client, p.timeout),
+        Request::Send(cmd) => {
+            client.send(cmd)?;
+            let mut failure: Option<String> = None;
+            let ack = client.wait_for(p.timeout, |e| {
+                if let Some(m) = rejected(e) {
+                    failure = Some(m);
+                    return true;
+                }
+                match (cmd, e) {
+                    (Command::Pause, Event::State { state: RunState::Paused, .. }) => true,
+                    (Command::Resume, Event::State { state: RunState::Running, .. }) => true,
+                    (Command::Stop { .. }, Event::State { state, .. }) => state.is_over(),
+                    (Command::Checkpoint, Event::CheckpointSaved(_)) => true,
+                    (Command::Checkpoint, Event::Warning { message }) if message.contains("not checkpointing") => {
+                        failure = Some(message.clone());
+                        true
+                    }
+                    (Command::Eval { kind }, Event::EvalResult { kind: k, .. }) => k == kind,
+                    (Command::Eval { .. }, Event::Error { message }) => {
+                        failure = Some(message.clone());
+                        true
+                    }
+                    // A run that ends while we wait has answered in its way.
+                    (_, Event::State { state, .. }) if state.is_over() => {
+                        failure = Some(format!("the run ended ({state:?}) before acknowledging"));
+                        true
+                    }
+                    _ => false,
+                }
+            })?;
+            if let Some(m) = failure {
+                return Err(CtlFailure::Failed(m));
+            }
+            match ack {
+                Some(e) => Ok(serde_json::to_string(&e).unwrap_or_default()),
+                None => Err(CtlFailure::Failed(format!("no acknowledgement within {:.0} s", p.timeout.as_secs_f64()))),
+            }
+        }
+        Request::Set(edits) => {
+            for e in edits {
+                client.send(&Command::EditSchedule(*e))?;
+            }
+            let mut pending: Vec<ScheduleEdit> = edits.clone();
+            let mut done: Vec<Event> = Vec::new();
+            let mut failure: Option<String> = None;
+            client.wait_for(p.timeout, |e| {
+                if let Some(m) = rejected(e) {
+                    failure = Some(m);
+                    return true;
+                }
+                if let Event::ScheduleEdited { edit } = e {
+                    if let Some(i) = pending.iter().position(|x| x.schedule == edit.schedule && x.kind == edit.kind) {
+                        pending.remove(i);
+                        done.push(e.clone());
+                    }
+                }
+                pending.is_empty()
+            })?;
+            if let Some(m) = failure {
+                return Err(CtlFailure::Failed(m));
+            }
+            if !pending.is_empty() {
+                return Err(CtlFailure::Failed(format!("{} edit(s) not acknowledged within {:.0} s", pending.len(), p.timeout.as_secs_f64())));
+            }
+            Ok(done.iter().map(|e| serde_json::to_string(e).unwrap_or_default()).collect::<Vec<_>>().join("\n"))
+        }
+    }
+}
+
+/// The live run's status as one JSON object, from the snapshot a client gets on connecting.
+fn status(client: &mut Client, timeout: Duration) -> Result<String, CtlFailure> {
+    let mut out = serde_json::json!({ "live": true, "socket": client.path });
+    let mut schedules: Vec<(ScheduleName, Schedule)> = Vec::new();
+    let mut asked = false;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // The snapshot arrives at once; a trainer still building its model has no state yet.
+        let e = match client.recv(left.min(Duration::from_secs(2)))? {
+            Some(e) => e,
+            None if !asked && !left.is_zero() => {
+                client.send(&Command::Status)?;
+                asked = true;
+                continue;
+            }
+            None => {
+                out["state"] = "starting".into();
+                break;
+            }
+        };
+        match e {
+            Event::Hello { pid, protocol } => {
+                out["pid"] = pid.into();
+                out["protocol"] = protocol.into();
+            }
+            Event::Started(info) => out["run"] = serde_json::to_value(info).unwrap_or_default(),
+            Event::Schedules { schedules: s } => schedules = s,
+            Event::Metrics(m) => out["last_metrics"] = serde_json::to_value(m).unwrap_or_default(),
+            Event::State { state, iter } => {
+                out["state"] = serde_json::to_value(state).unwrap_or_default();
+                out["iter"] = iter.into();
+                let mut now = serde_json::Map::new();
+                for (name, mut s) in schedules.drain(..) {
+                    s.refresh();
+                    now.insert(serde_json::to_value(name).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(), s.value(iter).into());
+                }
+                out["schedules"] = now.into();
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(out.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn commands_parse_and_bad_ones_say_why() {
+        assert_eq!(parse(&args("pause")).map(|p| p.request), Ok(Request::Send(Command::Pause)));
+        assert_eq!(parse(&args("stop --no-checkpoint")).map(|p| p.request), Ok(Request::Send(Command::Stop { checkpoint: false })));
+        let p = parse(&args("set lr=1e-4 min_lr=0 --from_iter 40 --timeout 5")).expect("set");
+        assert_eq!(p.timeout, Duration::from_secs(5));
+        assert_eq!(
+            p.request,
+            Request::Set(vec![
+                ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 40, kind: EditKind::Constant(1e-4) },
+                ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 40, kind: EditKind::Final(0.0) },
+            ])
+        );
+        for (bad, needle) in [("", "no command"), ("dance", "unknown command"), ("set lr", "KEY=VALUE"), ("set lr=x", "not a number"),
+            ("set colour=1", "unknown setting"), ("eval umap", "unknown command"), ("pause --timeout -1", "positive"), ("pause --bogus", "unknown option")] {
+            let e = parse(&args(bad)).expect_err(bad);
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
+}

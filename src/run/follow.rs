@@ -1,0 +1,76 @@
+//! Following a growing file line by line, as `tail -F` does: new complete lines since the last
+//! read, a half-written last line kept until its newline arrives, and a file replaced (a resumed
+//! run rewrites `metrics.jsonl`) or truncated read again from its start.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub struct Tail {
+    path: PathBuf,
+    offset: u64,
+    inode: Option<u64>,
+    partial: Vec<u8>,
+}
+
+/// What one read found.
+#[derive(Debug, Default, PartialEq)]
+pub struct NewLines {
+    /// The file was replaced or shortened: these lines start again from its beginning.
+    pub restarted: bool,
+    pub lines: Vec<String>,
+}
+
+impl Tail {
+    pub fn new(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), offset: 0, inode: None, partial: Vec::new() }
+    }
+
+    pub fn read_new(&mut self) -> NewLines {
+        let mut out = NewLines::default();
+        let Ok(mut f) = std::fs::File::open(&self.path) else { return out };
+        let Ok(meta) = f.metadata() else { return out };
+        if self.inode.is_some_and(|i| i != meta.ino()) || meta.len() < self.offset {
+            out.restarted = true;
+            self.offset = 0;
+            self.partial.clear();
+        }
+        self.inode = Some(meta.ino());
+        if meta.len() == self.offset || f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return out;
+        }
+        let mut bytes = Vec::new();
+        let Ok(n) = f.read_to_end(&mut bytes) else { return out };
+        self.offset += n as u64;
+        self.partial.extend_from_slice(&bytes);
+        if let Some(last_nl) = self.partial.iter().rposition(|b| *b == b'\n') {
+            let rest = self.partial.split_off(last_nl + 1);
+            let complete = std::mem::replace(&mut self.partial, rest);
+            out.lines = String::from_utf8_lossy(&complete).lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn follows_appends_partial_lines_and_replacement() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("m.jsonl");
+        let mut t = Tail::new(&p);
+        assert_eq!(t.read_new(), NewLines::default(), "no file yet");
+        std::fs::write(&p, "a\nb").expect("write");
+        assert_eq!(t.read_new().lines, ["a"]);
+        std::fs::OpenOptions::new().append(true).open(&p).expect("open").write_all(b"c\nd\n").expect("append");
+        assert_eq!(t.read_new().lines, ["bc", "d"]);
+        assert!(t.read_new().lines.is_empty());
+        // Replaced by rename, as a resumed run rewrites metrics.jsonl.
+        std::fs::write(d.path().join("tmp"), "a\n").expect("write");
+        std::fs::rename(d.path().join("tmp"), &p).expect("rename");
+        assert_eq!(t.read_new(), NewLines { restarted: true, lines: vec!["a".into()] });
+    }
+}

@@ -1,0 +1,76 @@
+//! One trainer per run directory. Two trainers on the same directory would interleave
+//! `metrics.jsonl` and overwrite each other's checkpoints, so a trainer holds an exclusive `flock`
+//! on `RUN_DIR/trainer.lock` for its whole life. The kernel drops the lock when the process dies,
+//! however it dies, so a crashed run never leaves a stale lock behind (unlike a pid file).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub const LOCK_FILE: &str = "trainer.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "{dir} is in use by another trainer{pid} (lock {lock}); watch it with `dino attach {dir}` or stop it with `dino ctl {dir} stop`"
+    )]
+    Busy { dir: String, lock: String, pid: String },
+    #[error("cannot lock {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// Held for as long as the trainer runs; dropping it releases the lock.
+#[derive(Debug)]
+pub struct RunLock {
+    // The lock lives as long as this descriptor is open.
+    _file: File,
+    pub path: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock without waiting; `Busy` names the holder's pid when it wrote one.
+    pub fn acquire(run_dir: &Path) -> Result<Self, LockError> {
+        let path = run_dir.join(LOCK_FILE);
+        let io = |source| LockError::Io { path: path.display().to_string(), source };
+        std::fs::create_dir_all(run_dir).map_err(io)?;
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                return Err(LockError::Busy {
+                    dir: run_dir.display().to_string(),
+                    lock: path.display().to_string(),
+                    pid: if holder.is_empty() { String::new() } else { format!(" (pid {holder})") },
+                });
+            }
+            return Err(io(err));
+        }
+        // The pid is only informative (for the message above); the flock is what excludes.
+        let _ = file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| writeln!(file, "{}", std::process::id()));
+        Ok(Self { _file: file, path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_directory_is_refused_until_the_first_is_dropped() {
+        let d = tempfile::tempdir().expect("tmp");
+        let first = RunLock::acquire(d.path()).expect("first lock");
+        // flock locks belong to the open file description, so a second open in the same process
+        // conflicts just as another process would.
+        let err = RunLock::acquire(d.path()).expect_err("second lock must fail");
+        let msg = err.to_string();
+        assert!(msg.contains("in use by another trainer") && msg.contains(&std::process::id().to_string()), "{msg}");
+        drop(first);
+        assert!(RunLock::acquire(d.path()).is_ok());
+    }
+}

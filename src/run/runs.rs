@@ -1,0 +1,256 @@
+//! What a run directory says about its run, without its trainer: status (live when its socket
+//! answers; otherwise finished, stopped, failed or crashed from `events.jsonl`), epoch, last
+//! loss, best k-NN accuracy. `dino runs` lists these; `dino ctl` and `dino attach` use the status
+//! to explain a run that is not live.
+
+use super::dir::{EVENTS_FILE, METRICS_FILE};
+use super::protocol::{IterMetrics, RunInfo, RunState};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// A trainer answers on the control socket.
+    Live { paused: bool },
+    Finished,
+    Stopped,
+    Failed,
+    /// Started and never recorded an end: the process was killed or the machine went down.
+    Crashed,
+    /// Nothing recorded yet.
+    Unknown,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Live { paused: false } => "live",
+            Status::Live { paused: true } => "live (paused)",
+            Status::Finished => "finished",
+            Status::Stopped => "stopped",
+            Status::Failed => "failed",
+            Status::Crashed => "crashed",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Live { .. })
+    }
+
+    /// Whether starting the trainer again would continue it (not for a run that finished).
+    pub fn resumable(self) -> bool {
+        matches!(self, Status::Stopped | Status::Failed | Status::Crashed)
+    }
+}
+
+/// How the run's last session ended, from `events.jsonl` alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileState {
+    pub info: Option<RunInfo>,
+    /// Final state of the last session, None when it recorded none.
+    pub ended: Option<RunState>,
+    pub paused: bool,
+    /// Iteration of the last stop, when there was one.
+    pub iter: Option<usize>,
+}
+
+pub fn file_state(run_dir: &Path) -> FileState {
+    let text = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    let mut s = FileState::default();
+    for v in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        match v["type"].as_str() {
+            Some("start") => {
+                s.info = serde_json::from_value(v.clone()).ok();
+                s.ended = None;
+                s.paused = false;
+            }
+            Some("pause") => s.paused = true,
+            Some("resume") => s.paused = false,
+            Some("stop") => {
+                s.ended = serde_json::from_value(v["state"].clone()).ok();
+                s.iter = v["iter"].as_u64().map(|i| i as usize);
+            }
+            // A trainer that failed before it started writes only its error.
+            Some("error") if s.ended.is_none() => s.ended = Some(RunState::Failed),
+            _ => {}
+        }
+    }
+    s
+}
+
+/// The status, asking the socket whether a trainer is there.
+pub fn status(run_dir: &Path) -> Status {
+    let f = file_state(run_dir);
+    if super::client::is_live(run_dir) {
+        return Status::Live { paused: f.paused };
+    }
+    match (f.info.is_some(), f.ended) {
+        (_, Some(RunState::Finished)) => Status::Finished,
+        (_, Some(RunState::Stopped)) => Status::Stopped,
+        (_, Some(RunState::Failed)) => Status::Failed,
+        (true, _) => Status::Crashed,
+        (false, _) => Status::Unknown,
+    }
+}
+
+/// The last line of `metrics.jsonl`, read from the end (the file can be large).
+pub fn last_metrics(run_dir: &Path) -> Option<IterMetrics> {
+    let mut f = std::fs::File::open(run_dir.join(METRICS_FILE)).ok()?;
+    let len = f.metadata().ok()?.len();
+    let start = len.saturating_sub(8 * 1024);
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut tail = String::new();
+    f.read_to_string(&mut tail).ok()?;
+    tail.lines().rev().find_map(|l| serde_json::from_str(l).ok())
+}
+
+/// An accuracy in a k-NN result, whatever its producer called it.
+fn accuracy_in(v: &serde_json::Value) -> Option<f64> {
+    const KEYS: [&str; 5] = ["top1", "top1_accuracy", "knn_top1", "accuracy", "acc"];
+    KEYS.iter()
+        .find_map(|k| v.get(*k).and_then(|x| x.as_f64()))
+        .or_else(|| v.as_object()?.values().filter(|x| x.is_object()).find_map(accuracy_in))
+}
+
+/// Best k-NN accuracy recorded in `evals/knn-*.json` or in evaluation events.
+pub fn best_knn(run_dir: &Path) -> Option<f64> {
+    let mut found: Vec<f64> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(run_dir.join("evals")) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("knn") && name.ends_with(".json") {
+                let v = std::fs::read_to_string(e.path()).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+                found.extend(v.as_ref().and_then(accuracy_in));
+            }
+        }
+    }
+    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    for v in events.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        if v["type"].as_str().is_some_and(|t| t.starts_with("eval")) && v["kind"] == "knn" {
+            found.extend(accuracy_in(&v));
+        }
+    }
+    found.into_iter().filter(|x| x.is_finite()).reduce(f64::max)
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub name: String,
+    pub path: PathBuf,
+    pub status: Status,
+    /// (current epoch, 1-based; epochs planned)
+    pub epoch: Option<(usize, usize)>,
+    pub last_loss: Option<f64>,
+    pub best_knn: Option<f64>,
+    /// Last activity (modification time of its logs), for ordering.
+    pub modified: f64,
+}
+
+fn modified(run_dir: &Path) -> f64 {
+    [EVENTS_FILE, METRICS_FILE]
+        .iter()
+        .filter_map(|f| std::fs::metadata(run_dir.join(f)).ok()?.modified().ok())
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64())
+        .fold(0.0, f64::max)
+}
+
+pub fn summarize(run_dir: &Path) -> RunSummary {
+    let f = file_state(run_dir);
+    let last = last_metrics(run_dir);
+    let epochs = f.info.as_ref().map(|i| i.epochs);
+    RunSummary {
+        name: run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        path: run_dir.to_path_buf(),
+        status: status(run_dir),
+        epoch: epochs.map(|total| (last.as_ref().map_or(0, |m| m.epoch + 1), total)),
+        last_loss: last.map(|m| m.loss),
+        best_knn: best_knn(run_dir),
+        modified: modified(run_dir),
+    }
+}
+
+/// Whether a folder looks like a run directory.
+pub fn is_run_dir(p: &Path) -> bool {
+    p.join(EVENTS_FILE).is_file() || p.join(super::dir::CONFIG_FILE).is_file()
+}
+
+/// The runs under `dir` plus those in the user's index, each once, most recently active first.
+pub fn list(dir: &Path, index: Option<&Path>) -> Vec<RunSummary> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir() && is_run_dir(p)).collect())
+        .unwrap_or_default();
+    if let Some(index) = index {
+        paths.extend(super::index::read(index).into_iter().map(|e| e.path).filter(|p| is_run_dir(p)));
+    }
+    let mut seen = std::collections::HashSet::new();
+    paths.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    let mut runs: Vec<RunSummary> = paths.iter().map(|p| summarize(p)).collect();
+    runs.sort_by(|a, b| b.modified.total_cmp(&a.modified));
+    runs
+}
+
+/// The `dino runs` table.
+pub fn table(runs: &[RunSummary]) -> String {
+    let rows: Vec<[String; 6]> = runs
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.status.label().to_string(),
+                r.epoch.map_or("-".into(), |(e, n)| format!("{e}/{n}")),
+                r.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
+                r.best_knn.map_or("-".into(), |k| format!("{k:.2}")),
+                r.path.display().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "STATUS", "EPOCH", "LOSS", "KNN", "PATH"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|r| {
+            let cells: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            cells.join("  ").trim_end().to_string() + "\n"
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, events: &str, metrics: &str) {
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::write(dir.join(EVENTS_FILE), events).expect("events");
+        std::fs::write(dir.join(METRICS_FILE), metrics).expect("metrics");
+    }
+
+    const START: &str = r#"{"type":"start","time":1,"run_dir":"r","name":"r","arch":"vit_tiny","device":"Cpu","epochs":3,"niter_per_ep":5,"batch_size":8,"out_dim":32,"num_images":40,"start_iter":0}"#;
+    const METRIC: &str = r#"{"iter":7,"epoch":1,"loss":3.25,"lr":0.1,"wd":0.04,"teacher_temp":0.04,"momentum":0.99,"iter_time":0.1,"data_time":0.0,"images_per_s":80,"teacher_entropy":3,"kl":0.1,"time":2}"#;
+
+    #[test]
+    fn status_comes_from_the_last_session() {
+        let d = tempfile::tempdir().expect("tmp");
+        let r = d.path().join("a");
+        write(&r, &format!("{START}\n{{\"type\":\"stop\",\"state\":\"finished\",\"iter\":15,\"time\":3}}\n"), &format!("{METRIC}\n"));
+        assert_eq!(status(&r), Status::Finished);
+        // Started again and killed: no stop after the last start.
+        write(&r, &format!("{START}\n{{\"type\":\"stop\",\"state\":\"stopped\",\"iter\":8,\"time\":3}}\n{START}\n"), &format!("{METRIC}\n"));
+        assert_eq!(status(&r), Status::Crashed);
+        let s = summarize(&r);
+        assert_eq!((s.epoch, s.last_loss), (Some((2, 3)), Some(3.25)));
+        std::fs::create_dir_all(r.join("evals")).expect("evals");
+        std::fs::write(r.join("evals/knn-0003.json"), r#"{"top1": 71.5, "top5": 90}"#).expect("knn");
+        std::fs::write(r.join("evals/knn-0001.json"), r#"{"result": {"top1": 40.0}}"#).expect("knn");
+        assert_eq!(best_knn(&r), Some(71.5));
+        let t = table(&list(d.path(), None));
+        assert!(t.starts_with("NAME") && t.contains("crashed") && t.contains("2/3") && t.contains("3.2500") && t.contains("71.50"), "{t}");
+    }
+}

@@ -1,0 +1,93 @@
+//! A trainer with its run served: the run directory locked to it, its events fanned out to the
+//! local consumer and to control-socket clients, `schedule-edits.toml` watched. Headless and
+//! in-process-TUI training both start here, so every trainer can be attached to and steered.
+
+use super::hub::Hub;
+use super::lock::RunLock;
+use super::protocol::{Command, Event, RunState};
+use super::schedule_file::EditsWatch;
+use super::server::{self, ControlServer};
+use crate::config::TrainConfig;
+use crate::train::trainer::{self, OnNonFinite};
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+use std::path::PathBuf;
+
+pub struct ServedTrainer {
+    pub run_dir: PathBuf,
+    pub commands: Sender<Command>,
+    /// Every event, for the local consumer.
+    pub events: Receiver<Event>,
+    pub hub: Hub,
+    thread: std::thread::JoinHandle<Result<RunState>>,
+    fanout: std::thread::JoinHandle<()>,
+    // Dropped in this order after the trainer ends: no new edits, socket removed, lock released.
+    watch: Option<EditsWatch>,
+    server: Option<ControlServer>,
+    lock: RunLock,
+}
+
+/// Locks the run directory, then starts the trainer and serves it. The run directory is fixed
+/// here (`config.output_dir` set), so a later hand-over resumes this run and no other.
+pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<ServedTrainer> {
+    let run_dir = config.run_dir();
+    config.output_dir = Some(run_dir.clone());
+    // Before the trainer touches anything: a second trainer would truncate the first's metrics.
+    let lock = RunLock::acquire(&run_dir)?;
+    if let Some(index) = super::index::default_index_path() {
+        super::index::record(&index, &run_dir);
+    }
+    // The socket is bound before training starts, so a client can connect as soon as a
+    // detached trainer is reported started.
+    let listener = match server::bind(&run_dir) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            // Remote control is a convenience: training goes on without it.
+            tracing::warn!("{e}");
+            eprintln!("dino: warning: {e}; training goes on without remote control");
+            None
+        }
+    };
+    let handle = match trainer::spawn(config, on_non_finite) {
+        Ok(h) => h,
+        Err(e) => {
+            if let Some((_, path)) = &listener {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
+    let (hub, events, fanout) = Hub::start(handle.events).context("cannot start the event hub")?;
+    let server = match listener {
+        Some((l, path)) => Some(ControlServer::start(l, path, hub.clone(), handle.commands.clone())?),
+        None => None,
+    };
+    let watch = match EditsWatch::start(&run_dir, handle.commands.clone(), hub.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("cannot watch {}: {e}", super::schedule_file::EDITS_FILE);
+            None
+        }
+    };
+    Ok(ServedTrainer { run_dir, commands: handle.commands, events, hub, thread: handle.thread, fanout, watch, server, lock })
+}
+
+impl ServedTrainer {
+    /// The control socket's path, when it could be bound.
+    pub fn socket_path(&self) -> Option<&std::path::Path> {
+        self.server.as_ref().map(|s| s.path.as_path())
+    }
+
+    /// Waits for the trainer to end, then stops serving and releases the run directory.
+    pub fn join(self) -> Result<RunState> {
+        let ServedTrainer { thread, fanout, watch, server, lock, events, commands, .. } = self;
+        let result = thread.join();
+        let _ = fanout.join();
+        drop((watch, server, events, commands));
+        drop(lock);
+        match result {
+            Ok(r) => r,
+            Err(_) => anyhow::bail!("the training thread panicked; see the log file"),
+        }
+    }
+}
