@@ -54,6 +54,13 @@ impl Drop for Session {
     fn drop(&mut self) {
         let _ = Command::new(&self.dino).arg("ctl").arg(&self.run).args(["stop", "--no-checkpoint", "--timeout", "20"]).output();
         let _ = self.tmux(&["kill-server"]);
+        // A detached trainer that did not answer the stop must not outlive the test.
+        if let Some(pid) = std::fs::read_to_string(self.run.join("trainer.lock")).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+            // SAFETY: kill with a pid read from the run's lock file; at worst the process is gone.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
     }
 }
 

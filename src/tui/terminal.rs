@@ -19,7 +19,10 @@ static HOOK: Once = Once::new();
 pub type Term = Terminal<CrosstermBackend<Stdout>>;
 
 pub struct TerminalGuard {
-    pub terminal: Term,
+    /// Never dropped: ratatui's `Terminal` shows the cursor in its destructor and `eprintln!`s if
+    /// that fails, which panics when the terminal is gone (SSH dropped, tmux killed). `restore`
+    /// shows the cursor itself, ignoring errors; the struct holds nothing else worth freeing.
+    pub terminal: std::mem::ManuallyDrop<Term>,
 }
 
 impl TerminalGuard {
@@ -37,7 +40,7 @@ impl TerminalGuard {
             Ok(mut terminal) => {
                 // A hidden cursor is cosmetic; failing to hide it is no reason to stop.
                 let _ = terminal.hide_cursor();
-                Ok(Self { terminal })
+                Ok(Self { terminal: std::mem::ManuallyDrop::new(terminal) })
             }
             Err(e) => {
                 restore();
@@ -68,7 +71,7 @@ fn install_panic_hook() {
         std::panic::set_hook(Box::new(move |info| {
             // Restore first so the panic message lands on a normal screen, not the alternate one.
             restore();
-            tracing::error!("panic: {info}");
+            tracing::error!("panic: {info}\n{}", std::backtrace::Backtrace::force_capture());
             previous(info);
         }));
     });
