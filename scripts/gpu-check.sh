@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CUDA check for when a GPU machine is at hand: builds, runs the parity tests on the CPU, then
 # trains a few hundred iterations on CUDA (mixed precision) on the synthetic demo data and prints
-# images/s and peak GPU memory; finally the step micro-benchmark on CUDA.
+# images/s and peak GPU memory, evaluates the run with k-NN on CUDA, and finally runs the step
+# micro-benchmark on CUDA.
 # Usage: bash scripts/gpu-check.sh [ITERATIONS]   (LIBTORCH may point at a CUDA libtorch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,4 +31,6 @@ mem = [int(l.split(",")[0]) for l in open(f"{work}/gpu.csv") if l.strip()]
 print(f"CUDA training: {len(m)} iterations, {ips:.1f} images/s (steady state), data wait {100*wait:.1f}%, "
       f"peak GPU memory {max(mem) if mem else 'n/a'} MiB, final loss {m[-1]['loss']:.4f}")
 PY
+# One k-NN evaluation of the run's teacher on the GPU (the synthetic set has train/ and val/).
+./target/release/dino eval knn --pretrained_weights "$work/run" --data_path "$work/data" --device cuda --nb_knn 10 20
 BENCH_CUDA=1 ./target/release/examples/bench_step 20 64
