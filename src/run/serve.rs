@@ -44,7 +44,7 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
         Err(e) => {
             // Remote control is a convenience: training goes on without it.
             tracing::warn!("{e}");
-            eprintln!("dino: warning: {e}; training goes on without remote control");
+            crate::say_err!("dino: warning: {e}; training goes on without remote control");
             None
         }
     };
