@@ -295,8 +295,7 @@ fn status(client: &mut Client, timeout: Duration) -> Result<String, CtlFailure> 
                 out["state"] = serde_json::to_value(state).unwrap_or_default();
                 out["iter"] = iter.into();
                 let mut now = serde_json::Map::new();
-                for (name, mut s) in schedules.drain(..) {
-                    s.refresh();
+                for (name, s) in schedules.drain(..) {
                     now.insert(serde_json::to_value(name).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(), s.value(iter).into());
                 }
                 out["schedules"] = now.into();

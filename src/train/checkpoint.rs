@@ -85,6 +85,8 @@ pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Opti
     let latest = dir.join(LATEST);
     let previous = dir.join(PREVIOUS);
     let old_previous = read_meta(&previous).ok();
+    // The latest sidecar becomes the previous one: what it names stays in use.
+    let old_latest = read_meta(&latest).ok();
     if latest.exists() {
         std::fs::rename(&latest, &previous).with_context(|| format!("cannot rename {}", latest.display()))?;
     }
@@ -104,10 +106,7 @@ pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Opti
     }
     // The tensor file that neither latest nor previous names any more can go.
     if let Some(old) = old_previous {
-        let still_used = [read_meta(&latest).ok(), read_meta(&previous).ok()]
-            .into_iter()
-            .flatten()
-            .any(|m| m.tensors == old.tensors);
+        let still_used = old.tensors == meta.tensors || old_latest.as_ref().is_some_and(|m| m.tensors == old.tensors);
         if !still_used && old.tensors.starts_with("state-it") {
             let _ = std::fs::remove_file(dir.join(&old.tensors));
         }

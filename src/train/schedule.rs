@@ -111,14 +111,33 @@ pub enum CurveSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "ScheduleData")]
 pub struct Schedule {
     pub spec: CurveSpec,
     pub epochs: usize,
     pub niter_per_ep: usize,
     pub edits: Vec<ScheduleEdit>,
-    /// The rendered curve, kept in step with `edits` so that `value` is a lookup.
+    /// The rendered curve, kept in step with `edits` so that `value` is a lookup; not
+    /// serialised, rendered again on deserialisation.
     #[serde(skip)]
     values: Vec<f64>,
+}
+
+/// A schedule as it travels (checkpoints, the control socket): everything but the rendered curve.
+#[derive(Deserialize)]
+struct ScheduleData {
+    spec: CurveSpec,
+    epochs: usize,
+    niter_per_ep: usize,
+    edits: Vec<ScheduleEdit>,
+}
+
+impl From<ScheduleData> for Schedule {
+    fn from(d: ScheduleData) -> Self {
+        let mut s = Schedule { spec: d.spec, epochs: d.epochs, niter_per_ep: d.niter_per_ep, edits: d.edits, values: vec![] };
+        s.values = s.render_with(&[]);
+        s
+    }
 }
 
 impl CurveSpec {
@@ -175,20 +194,12 @@ impl Schedule {
 
     /// The value at a global iteration; past the end the last value holds.
     pub fn value(&self, iter: usize) -> f64 {
-        if self.values.len() != self.len() {
-            // Deserialised schedules arrive without their rendered curve.
-            return self.render_with(&[])[iter.min(self.len().saturating_sub(1))];
-        }
         self.values[iter.min(self.values.len().saturating_sub(1))]
     }
 
     /// The whole curve as it is now.
     pub fn values(&self) -> Vec<f64> {
-        if self.values.len() == self.len() {
-            self.values.clone()
-        } else {
-            self.render_with(&[])
-        }
+        self.values.clone()
     }
 
     /// The curve as it would be with one more edit: the preview the TUI draws before applying.
@@ -206,11 +217,6 @@ impl Schedule {
         let e = self.edits.pop();
         self.values = self.render_with(&[]);
         e
-    }
-
-    /// Restores the rendered curve after deserialisation.
-    pub fn refresh(&mut self) {
-        self.values = self.render_with(&[]);
     }
 
     fn render_with(&self, extra: &[ScheduleEdit]) -> Vec<f64> {
@@ -289,8 +295,8 @@ mod tests {
         assert_eq!(s.value(0), 1.0);
         assert!((s.value(9) - 0.5).abs() < 0.05);
         let json = serde_json::to_string(&s).unwrap();
-        let mut back: Schedule = serde_json::from_str(&json).unwrap();
-        back.refresh();
+        let back: Schedule = serde_json::from_str(&json).unwrap();
         assert_eq!(back.values(), s.values());
+        assert_eq!(back, s);
     }
 }

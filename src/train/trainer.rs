@@ -131,24 +131,24 @@ impl Trainer {
         tch::manual_seed(config.seed as i64);
         let mut state = DinoState::new(&config, device)?;
         let run_path = config.run_dir();
-        let existing = checkpoint::load_latest(&run_path.join(crate::run::dir::CHECKPOINT_DIR));
-        let mut run_dir = RunDir::open(&run_path, &config)?;
+        let (ckpt, problems) = checkpoint::load_latest(&run_path.join(crate::run::dir::CHECKPOINT_DIR));
         let mut schedules = build_schedules(&config, niter);
-        let mut iter = 0;
-        let mut last_loss = None;
-        let (ckpt, problems) = existing;
+        let (mut iter, mut last_loss) = (0, None);
+        if let Some(ckpt) = &ckpt {
+            resume_from(&mut state, ckpt, &mut schedules, niter)?;
+            iter = ckpt.meta.iter;
+            last_loss = ckpt.meta.last_loss;
+            // Before the run directory opens metrics.jsonl for appending: the truncation replaces the file.
+            RunDir::truncate_metrics_from(&run_path, iter)?;
+            tch::manual_seed(config.seed as i64 + iter as i64);
+        }
+        let mut run_dir = RunDir::open(&run_path, &config)?;
         for p in &problems {
             run_dir.event("checkpoint_unusable", &serde_json::json!({ "message": p }))?;
             let _ = events.send(Event::Warning { message: format!("checkpoint unusable, using an older one: {p}") });
         }
-        if let Some(ckpt) = ckpt {
-            resume_from(&mut state, &ckpt, &mut schedules, niter)?;
-            iter = ckpt.meta.iter;
-            last_loss = ckpt.meta.last_loss;
-            RunDir::truncate_metrics_from(&run_path, iter)?;
-            run_dir = RunDir::open(&run_path, &config)?;
+        if let Some(ckpt) = &ckpt {
             run_dir.event("resume", &serde_json::json!({ "iter": iter, "checkpoint": ckpt.path }))?;
-            tch::manual_seed(config.seed as i64 + iter as i64);
         }
         Ok(Self {
             config,

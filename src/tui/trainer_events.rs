@@ -75,9 +75,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
         Event::Schedules { schedules } => {
             app.schedules = schedules
                 .into_iter()
-                .map(|(name, mut schedule)| {
-                    // Schedules that crossed a socket arrive without their rendered curve.
-                    schedule.refresh();
+                .map(|(name, schedule)| {
                     let values = schedule.values().into_iter().map(|v| v as f32).collect();
                     ScheduleCurve { name, schedule, values }
                 })
