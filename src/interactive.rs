@@ -5,7 +5,7 @@
 
 use crate::config::TrainConfig;
 use crate::run::protocol::RunState;
-use crate::run::serve::{self, ServedTrainer};
+use crate::run::serve;
 use crate::train::trainer::OnNonFinite;
 use crate::tui::{self, TuiExit, TuiOptions};
 use anyhow::Result;
@@ -18,11 +18,6 @@ pub enum Outcome {
     Detached { pid: u32, log: std::path::PathBuf },
 }
 
-/// Waits for the trainer; the run directory is unlocked and its socket gone when this returns.
-fn wait(handle: ServedTrainer) -> Result<RunState> {
-    handle.join()
-}
-
 pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
     let (log, user) = crate::logging::init_from_user_config();
     let theme = theme.or(user.theme);
@@ -33,10 +28,10 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
     let opts = TuiOptions { theme, run_dir: Some(run_dir.clone()), ..Default::default() };
     let exit = tui::run_tui(opts, handle.commands.clone(), handle.events.clone());
     match exit {
-        Ok(TuiExit::StopTraining) | Ok(TuiExit::TrainingOver) => Ok(Outcome::Ended(wait(handle)?)),
+        Ok(TuiExit::StopTraining) | Ok(TuiExit::TrainingOver) => Ok(Outcome::Ended(handle.join()?)),
         Ok(TuiExit::LeaveRunning) => {
             let _ = handle.commands.send(crate::run::protocol::Command::Stop { checkpoint: true });
-            let state = wait(handle)?;
+            let state = handle.join()?;
             if state == RunState::Failed {
                 return Ok(Outcome::Ended(state));
             }
@@ -45,7 +40,7 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
         }
         Err(e) => {
             let _ = handle.commands.send(crate::run::protocol::Command::Stop { checkpoint: true });
-            let _ = wait(handle);
+            let _ = handle.join();
             let hint = log.map(|p| format!(" (log: {})", p.display())).unwrap_or_default();
             Err(e.context(format!("terminal UI failed; training stopped after a checkpoint{hint}")))
         }
