@@ -30,12 +30,12 @@ fn main() -> anyhow::Result<()> {
         write_demo_dataset(&dir, 400, 0, 32)?;
         (DataLayout::discover(&dir)?.pretext().files.clone(), "demo data (32x32 PNG/JPEG)")
     };
-    let small = AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 6 };
+    let small = AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 6, blur_sigma: (0.1, 2.0) };
     let small_files: Vec<PathBuf> = small_files.into_iter().take(images).collect();
 
     let photo_dir = tmp.path().join("photos");
     let photos = write_photos(&photo_dir, 200)?;
-    let large = AugmentConfig { global_size: 224, local_size: 96, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 8 };
+    let large = AugmentConfig { global_size: 224, local_size: 96, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 8, blur_sigma: (0.1, 2.0) };
 
     println!("(a) 32/16 px, 2+6 crops, {} images of {small_name}, batch 64", small_files.len());
     for workers in [1, 2] {

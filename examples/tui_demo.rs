@@ -85,7 +85,7 @@ fn fake_trainer(commands: crossbeam_channel::Receiver<Command>, events: crossbea
                     send(Event::ScheduleUndone { schedule });
                     send(Event::Schedules { schedules: schedules.clone() });
                 }
-                Command::Eval { kind } => {
+                Command::Eval { kind, .. } => {
                     send(Event::EvalResult { kind, summary: "not available in the demo".into(), json: serde_json::Value::Null });
                 }
                 Command::Status => {}

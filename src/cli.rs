@@ -212,6 +212,9 @@ pub struct TrainArgs {
     /// Side of the local crops in pixels
     #[arg(long, allow_negative_numbers = true, help_heading = "Multi-crop")]
     pub local_crop_size: Option<i64>,
+    /// Gaussian blur radius range in pixels: MIN MAX (0 0 turns blur off, as is usual for 32 px images)
+    #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
+    pub blur_sigma: Option<Vec<f64>>,
 
     /// Data-set root: pretext/ (training), train/CLASS/ and val/CLASS/ (evaluation)
     #[arg(long, help_heading = "Run")]
@@ -313,6 +316,9 @@ impl TrainArgs {
         }
         if let Some(v) = &self.local_crops_scale {
             c.local_crops_scale = pair("local_crops_scale", v)?;
+        }
+        if let Some(v) = &self.blur_sigma {
+            c.blur_sigma = pair("blur_sigma", v)?;
         }
         if self.headless {
             c.headless = true;

@@ -158,7 +158,7 @@ fn exif_orientation_is_applied() {
 }
 
 fn small_aug() -> AugmentConfig {
-    AugmentConfig { global_size: 16, local_size: 8, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 2 }
+    AugmentConfig { global_size: 16, local_size: 8, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 2, blur_sigma: (0.1, 2.0) }
 }
 
 fn loader_cfg(batch_size: usize, workers: usize, epoch: u64, start_batch: usize) -> LoaderConfig {
@@ -315,7 +315,7 @@ fn cifar_vehicles_loads_if_present() {
     assert_eq!(l.pretext().len(), 4000);
     assert_eq!(l.train().unwrap().classes, ["airplane", "automobile", "ship", "truck"]);
     assert_eq!(l.val().unwrap().class_counts(), [250; 4]);
-    let aug = AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 6 };
+    let aug = AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 6, blur_sigma: (0.1, 2.0) };
     let mut loader = MultiCropLoader::new(l.pretext().files.clone(), aug, loader_cfg(64, 2, 0, 0)).unwrap();
     assert_eq!(loader.batches_per_epoch(), 62);
     let b = loader.next_batch().unwrap().unwrap();

@@ -72,7 +72,7 @@ fn live_knn_results_appear_in_the_run_directory() {
         if let (Event::Metrics(m), false) = (e, asked) {
             if m.iter == 1 {
                 asked = true;
-                cmd.send(Command::Eval { kind: EvalKind::Knn }).unwrap();
+                cmd.send(Command::Eval { kind: EvalKind::Knn, checkpoint: None }).unwrap();
             }
         }
     });
@@ -104,6 +104,50 @@ fn live_knn_results_appear_in_the_run_directory() {
         .collect();
     assert_eq!(evals.len(), 2);
     assert_eq!(evals[0]["kind"], "knn");
+}
+
+#[test]
+fn linear_and_checkpoint_evaluations_run_from_a_live_run_one_after_the_other() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8);
+    let out = d.path().join("run");
+    let mut c = common::tiny_config(&data, &out);
+    c.epochs = 2;
+    let mut saved = None;
+    let events = drive(spawn(c, OnNonFinite::Stop).unwrap(), |e, cmd| {
+        if let (Event::CheckpointSaved(info), None) = (e, &saved) {
+            saved = Some(info.clone());
+            // Both at once, as a person pressing `l` then Enter on the Checkpoints tab would.
+            cmd.send(Command::Eval { kind: EvalKind::Linear, checkpoint: None }).unwrap();
+            cmd.send(Command::Eval { kind: EvalKind::Knn, checkpoint: Some(info.path.clone()) }).unwrap();
+        }
+    });
+    let saved = saved.unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Warning { message } if message.contains("queued"))),
+        "the second request waits for the first"
+    );
+    let results: Vec<_> = events
+        .iter()
+        .filter_map(|e| if let Event::EvalResult { kind, json, .. } = e { Some((*kind, json)) } else { None })
+        .collect();
+    assert_eq!(results.len(), 2, "{results:?}");
+    let (kind, linear) = &results[0];
+    assert_eq!(*kind, EvalKind::Linear);
+    let acc = linear["test_acc1"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&acc), "{linear}");
+    assert_eq!(linear["num_classes"], 5);
+    assert_eq!(linear["weights"], "teacher (live)");
+    let (kind, knn) = &results[1];
+    assert_eq!(*kind, EvalKind::Knn);
+    assert_eq!(knn["iter"], saved.iter, "the checkpoint's weights, not the live ones");
+    assert_eq!(knn["epoch"], saved.epoch);
+    assert!(knn["weights"].as_str().unwrap().contains(&saved.path.display().to_string()));
+    let files: Vec<_> = std::fs::read_dir(out.join("evals")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(files.iter().any(|f| f.starts_with("linear-")), "{files:?}");
+    assert!(files.iter().any(|f| f.starts_with("knn-")), "{files:?}");
 }
 
 #[test]

@@ -71,6 +71,10 @@ pub struct TrainConfig {
     pub local_crops_scale: (f64, f64),
     pub global_crop_size: i64,
     pub local_crop_size: i64,
+    /// Range of the Gaussian blur radius in pixels (PIL's `radius`); `[0, 0]` turns blur off.
+    /// Not a reference flag: the reference hard-codes 0.1..2.0, made for 224 px crops, which
+    /// wipes out most of a 32 px image.
+    pub blur_sigma: (f64, f64),
     // Run.
     pub data_path: PathBuf,
     pub output_dir: Option<PathBuf>,
@@ -121,6 +125,7 @@ impl Default for TrainConfig {
             local_crops_scale: (0.05, 0.4),
             global_crop_size: 224,
             local_crop_size: 96,
+            blur_sigma: (0.1, 2.0),
             data_path: PathBuf::from("/path/to/imagenet/train/"),
             output_dir: None,
             name: None,

@@ -119,6 +119,10 @@ impl TrainConfig {
         }
         crop_scale("global_crops_scale", self.global_crops_scale)?;
         crop_scale("local_crops_scale", self.local_crops_scale)?;
+        let (lo, hi) = self.blur_sigma;
+        if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi && hi <= 100.0) {
+            return Err(ConfigError::invalid("blur_sigma", format!("{lo} {hi}"), "two numbers MIN MAX with 0 <= MIN <= MAX <= 100 (0 0: no blur)"));
+        }
         at_least("local_crops_number", self.local_crops_number, 0)?;
         at_least("global_crop_size", self.global_crop_size, 1)?;
         at_least("local_crop_size", self.local_crop_size, 1)?;
@@ -185,6 +189,13 @@ mod tests {
         assert!(e.contains("--local_crops_scale"), "{e}");
         let e = err_of(|c| c.local_crops_scale = (0.5, 0.4));
         assert!(e.contains("MIN <= MAX"), "{e}");
+        let e = err_of(|c| c.blur_sigma = (2.0, 1.0));
+        assert!(e.contains("--blur_sigma"), "{e}");
+        let e = err_of(|c| c.blur_sigma = (-1.0, 1.0));
+        assert!(e.contains("--blur_sigma"), "{e}");
+        let mut off = TrainConfig::default();
+        off.blur_sigma = (0.0, 0.0);
+        assert!(off.validate().is_ok());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct AugmentConfig {
     pub global_scale: (f64, f64),
     pub local_scale: (f64, f64),
     pub local_crops_number: usize,
+    /// Blur radius range; a zero maximum turns blur off.
+    pub blur_sigma: (f64, f64),
 }
 
 impl AugmentConfig {
@@ -35,6 +37,7 @@ impl AugmentConfig {
             global_scale: c.global_crops_scale,
             local_scale: c.local_crops_scale,
             local_crops_number: c.local_crops_number.max(0) as usize,
+            blur_sigma: c.blur_sigma,
         }
     }
 
@@ -133,8 +136,9 @@ impl MultiCropAugment {
         if rng.random::<f64>() < 0.2 {
             grayscale(&mut img);
         }
-        if rng.random::<f64>() <= r.blur_p {
-            let radius = rng.random_range(0.1..2.0);
+        let (lo, hi) = self.config.blur_sigma;
+        if hi > 0.0 && rng.random::<f64>() <= r.blur_p {
+            let radius = if hi > lo { rng.random_range(lo..hi) } else { hi };
             gaussian_blur(&mut img, radius);
         }
         if r.solarize_p > 0.0 && rng.random::<f64>() < r.solarize_p {
@@ -609,7 +613,7 @@ mod tests {
     }
 
     fn cfg(global: usize, local: usize, n: usize) -> AugmentConfig {
-        AugmentConfig { global_size: global, local_size: local, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: n }
+        AugmentConfig { global_size: global, local_size: local, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: n, blur_sigma: (0.1, 2.0) }
     }
 
     #[test]
@@ -636,7 +640,7 @@ mod tests {
             ..TrainConfig::default()
         };
         let a = AugmentConfig::from_train_config(&c);
-        assert_eq!(a, AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.5, 1.0), local_scale: c.local_crops_scale, local_crops_number: 6 });
+        assert_eq!(a, AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.5, 1.0), local_scale: c.local_crops_scale, local_crops_number: 6, blur_sigma: (0.1, 2.0) });
         assert_eq!((a.num_crops(), a.crop_size(1), a.crop_size(2)), (8, 32, 16));
     }
 

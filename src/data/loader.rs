@@ -353,7 +353,7 @@ mod tests {
     }
 
     fn aug() -> AugmentConfig {
-        AugmentConfig { global_size: 16, local_size: 8, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 2 }
+        AugmentConfig { global_size: 16, local_size: 8, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 2, blur_sigma: (0.1, 2.0) }
     }
 
     fn cfg(workers: usize, epoch: u64, start: usize) -> LoaderConfig {

@@ -112,6 +112,9 @@ impl Prepared {
         if let Some(o) = event.as_object_mut() {
             o.insert("kind".into(), kind.into());
             o.insert("file".into(), path.display().to_string().into());
+            o.insert("weights".into(), self.source.description.clone().into());
+            o.insert("epoch".into(), self.source.epoch.into());
+            o.insert("iter".into(), self.source.iter.into());
         }
         record::append_event(run, &event)?;
         Ok(Some(path))

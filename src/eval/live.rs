@@ -1,42 +1,121 @@
-//! k-NN evaluation of a backbone in memory (the live teacher of a training run), with the same
-//! defaults as `dino eval knn`. No feature cache: the weights change every iteration.
+//! Evaluations of a backbone in memory (a snapshot of a training run's teacher, or a checkpoint the
+//! TUI selected), with the defaults of `dino eval`. No feature cache: the weights change every
+//! iteration.
 
-use super::features::{extract_split, EvalTransform, ExtractOptions, FeatureKind};
+use super::features::{extract_split, l2_normalize, EvalTransform, ExtractOptions, FeatureKind, LabeledFeatures};
 use super::knn::{knn_report, KnnReport};
+use super::label_efficiency::probe_accuracy;
 use super::EvalError;
 use crate::config::TrainConfig;
-use crate::data::DataLayout;
+use crate::data::{DataLayout, Split};
 use crate::model::Backbone;
+use serde::Serialize;
 use tch::Device;
 
 /// The reference's `--nb_knn` default.
 pub const DEFAULT_KS: [usize; 4] = [10, 20, 100, 200];
 pub const DEFAULT_TEMPERATURE: f64 = 0.07;
 pub const DEFAULT_BATCH: usize = 128;
+/// The k whose top-1 stands for a k-NN evaluation in summaries and charts.
+pub const HEADLINE_K: usize = 20;
+/// Epochs of the quick linear probe (at least `PROBE_MIN_STEPS` SGD steps whatever the set size).
+pub const LINEAR_EPOCHS: usize = 100;
+/// CLS tokens of this many last blocks make the probe's input, as `dino eval linear` does.
+pub const LINEAR_LAST_BLOCKS: usize = 4;
 
-/// Runs k-NN on the config's `train/` and `val/` splits. `progress(done, total)` counts images of
-/// both splits together.
-pub fn knn_of_backbone(
-    backbone: &Backbone,
-    config: &TrainConfig,
-    device: Device,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<KnnReport, EvalError> {
+/// Progress of an evaluation: `(done, total)` in images of both splits together.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+fn splits(config: &TrainConfig) -> Result<(Split, Split), EvalError> {
     let layout = DataLayout::discover(&config.data_path)?;
     let root = layout.root().to_path_buf();
     let missing = |split: &str| EvalError::NoLabeledSplit { root: root.clone(), split: split.into() };
-    let train = layout.train().ok_or_else(|| missing("train"))?;
-    let val = layout.val().ok_or_else(|| missing("val"))?;
+    let train = layout.train().ok_or_else(|| missing("train"))?.clone();
+    let val = layout.val().ok_or_else(|| missing("val"))?.clone();
+    Ok((train, val))
+}
+
+/// Features of `train/` and `val/` through `backbone`, with the evaluation transform of the
+/// config's crop size.
+fn features(backbone: &Backbone, config: &TrainConfig, device: Device, kind: FeatureKind, progress: Progress) -> Result<(LabeledFeatures, LabeledFeatures), EvalError> {
+    let (train, val) = splits(config)?;
     let opts = ExtractOptions {
         transform: EvalTransform::for_crop(config.global_crop_size.max(1) as usize),
         batch_size: DEFAULT_BATCH,
         num_workers: config.num_workers.max(1),
         device,
-        kind: FeatureKind::Cls,
+        kind,
     };
     let total = train.len() + val.len();
     let n_train = train.len();
-    let tf = extract_split(backbone, train, &opts, None, &mut |d, _| progress(d, total))?;
-    let vf = extract_split(backbone, val, &opts, None, &mut |d, _| progress(n_train + d, total))?;
+    let tf = extract_split(backbone, &train, &opts, None, &mut |d, _| progress(d, total))?;
+    let vf = extract_split(backbone, &val, &opts, None, &mut |d, _| progress(n_train + d, total))?;
+    Ok((tf, vf))
+}
+
+/// k-NN on the config's `train/` and `val/` splits.
+pub fn knn_of_backbone(backbone: &Backbone, config: &TrainConfig, device: Device, progress: Progress) -> Result<KnnReport, EvalError> {
+    let (tf, vf) = features(backbone, config, device, FeatureKind::Cls, progress)?;
     Ok(knn_report(&tf, &vf, &DEFAULT_KS, DEFAULT_TEMPERATURE))
+}
+
+/// What the quick linear probe reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinearReport {
+    pub protocol: &'static str,
+    pub num_classes: usize,
+    pub num_train: usize,
+    pub num_val: usize,
+    pub test_acc1: f64,
+}
+
+impl LinearReport {
+    pub fn summary(&self) -> String {
+        format!("linear top-1 {:.2}% ({} val images)", self.test_acc1, self.num_val)
+    }
+}
+
+/// The quick linear probe: a linear layer trained on fixed centre-crop features (the CLS tokens of
+/// the last `LINEAR_LAST_BLOCKS` blocks of a ViT, the pooled features of a ResNet), L2-normalised,
+/// the same probe as `dino eval label-efficiency` uses. Seconds on a CPU, where `dino eval linear`
+/// with the reference protocol takes hours.
+pub fn linear_of_backbone(backbone: &Backbone, config: &TrainConfig, device: Device, seed: u64, progress: Progress) -> Result<LinearReport, EvalError> {
+    let kind = FeatureKind::LastBlocks { n: LINEAR_LAST_BLOCKS, avgpool: false };
+    let (mut tf, mut vf) = features(backbone, config, device, kind, progress)?;
+    tf.features = l2_normalize(&tf.features);
+    vf.features = l2_normalize(&vf.features);
+    let test_acc1 = probe_accuracy(&tf, &vf, LINEAR_EPOCHS, seed, device)?;
+    Ok(LinearReport {
+        protocol: "quick probe: fixed centre-crop features, L2-normalised, SGD",
+        num_classes: tf.num_classes().max(vf.num_classes()),
+        num_train: tf.len(),
+        num_val: vf.len(),
+        test_acc1,
+    })
+}
+
+/// The one accuracy (top-1, %) that stands for an evaluation's JSON record in charts and tables:
+/// k-NN at `HEADLINE_K` (else its first k), a probe's `test_acc1`.
+pub fn headline_top1(json: &serde_json::Value) -> Option<f64> {
+    if let Some(results) = json["results"].as_array() {
+        let pick = results.iter().find(|r| r["k"].as_u64() == Some(HEADLINE_K as u64)).or(results.first())?;
+        return pick["top1"].as_f64();
+    }
+    json["test_acc1"].as_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headline_is_k20_then_first_k_then_probe_accuracy() {
+        let knn = serde_json::json!({"results": [{"k": 10, "top1": 40.0}, {"k": 20, "top1": 45.5}]});
+        assert_eq!(headline_top1(&knn), Some(45.5));
+        let knn = serde_json::json!({"results": [{"k": 10, "top1": 40.0}]});
+        assert_eq!(headline_top1(&knn), Some(40.0));
+        assert_eq!(headline_top1(&serde_json::json!({"test_acc1": 61.25})), Some(61.25));
+        assert_eq!(headline_top1(&serde_json::json!({"results": []})), None);
+        assert_eq!(headline_top1(&serde_json::json!({})), None);
+    }
 }

@@ -18,7 +18,7 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NOT_LIVE: i32 = 3;
 
 pub const USAGE: &str = "usage: dino ctl RUN_DIR status | pause | resume | checkpoint | stop [--no-checkpoint] | \
-set KEY=VALUE... [--from_iter N] | eval knn|linear   [--timeout SECONDS]
+set KEY=VALUE... [--from_iter N] | eval knn|linear [--checkpoint PATH]   [--timeout SECONDS]
   set keys: lr=X (learning rate held at X), peak_lr=X (cosine regenerated with peak X), min_lr=X (final lr),
             wd=X (weight decay held at X), wd_end=X (final weight decay), teacher_temp=X (held), momentum=X (held)";
 
@@ -55,6 +55,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut timeout = Duration::from_secs(60);
     let mut from_iter = 0usize;
     let mut checkpoint = true;
+    let mut eval_checkpoint: Option<std::path::PathBuf> = None;
     let mut words: Vec<&str> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -77,6 +78,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 from_iter = v.parse().map_err(|_| format!("--from_iter {v}: not an iteration number"))?;
             }
             "--no-checkpoint" | "--no_checkpoint" => checkpoint = false,
+            "--checkpoint" => eval_checkpoint = Some(value("--checkpoint")?.into()),
             f if f.starts_with("--") => return Err(format!("unknown option {f}")),
             _ => words.push(a),
         }
@@ -87,8 +89,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         ["resume"] => Request::Send(Command::Resume),
         ["checkpoint"] => Request::Send(Command::Checkpoint),
         ["stop"] => Request::Send(Command::Stop { checkpoint }),
-        ["eval", "knn"] => Request::Send(Command::Eval { kind: EvalKind::Knn }),
-        ["eval", "linear"] => Request::Send(Command::Eval { kind: EvalKind::Linear }),
+        ["eval", "knn"] => Request::Send(Command::Eval { kind: EvalKind::Knn, checkpoint: eval_checkpoint }),
+        ["eval", "linear"] => Request::Send(Command::Eval { kind: EvalKind::Linear, checkpoint: eval_checkpoint }),
         ["set", pairs @ ..] if !pairs.is_empty() => {
             let mut edits = Vec::new();
             for p in pairs {
@@ -210,7 +212,7 @@ fn execute(client: &mut Client, p: &Parsed) -> Result<String, CtlFailure> {
                         failure = Some(message.clone());
                         true
                     }
-                    (Command::Eval { kind }, Event::EvalResult { kind: k, .. }) => k == kind,
+                    (Command::Eval { kind, .. }, Event::EvalResult { kind: k, .. }) => k == kind,
                     (Command::Eval { .. }, Event::Error { message }) => {
                         failure = Some(message.clone());
                         true

@@ -2,14 +2,14 @@
 //! `Metrics`, `events.jsonl` lines the state changes, checkpoints, schedule edits and alarms they
 //! record. With this an attached TUI shows a run's whole history, and a finished run read-only.
 
-use super::protocol::{AlarmKind, CheckpointInfo, Event, IterMetrics, RunInfo, RunState};
+use super::protocol::{AlarmKind, CheckpointInfo, EvalKind, Event, IterMetrics, RunInfo, RunState};
 use crate::train::schedule::{Schedule, ScheduleEdit, ScheduleName};
 use serde_json::Value;
 use std::path::Path;
 
 /// What `events.jsonl` records that a live trainer also sends on its socket as a plain `Error` or
 /// `Warning`; while attached to a live run these come from the socket, so they are skipped here.
-pub const ALSO_ON_SOCKET: [&str; 4] = ["error", "skipped_file", "checkpoint_unusable", "schedule_file_error"];
+pub const ALSO_ON_SOCKET: [&str; 5] = ["error", "skipped_file", "checkpoint_unusable", "schedule_file_error", "eval"];
 
 pub fn metrics_line(line: &str) -> Option<Event> {
     serde_json::from_str::<IterMetrics>(line).ok().map(Event::Metrics)
@@ -60,8 +60,22 @@ pub fn events_line(line: &str, live: bool) -> Vec<Event> {
         "error" | "schedule_file_error" => vec![Event::Error { message: text(&v, "message") }],
         "skipped_file" => vec![Event::Warning { message: format!("skipped unreadable image {}: {}", text(&v, "path"), text(&v, "reason")) }],
         "checkpoint_unusable" => vec![Event::Warning { message: format!("checkpoint unusable: {}", text(&v, "message")) }],
+        "eval" => eval_result(v).into_iter().collect(),
         _ => vec![],
     }
+}
+
+/// A recorded k-NN or linear evaluation (by the trainer or `dino eval`) as the result event.
+fn eval_result(v: Value) -> Option<Event> {
+    let kind = serde_json::from_value::<EvalKind>(v["kind"].clone()).ok()?;
+    let top1 = crate::eval::live::headline_top1(&v)?;
+    let what = match kind {
+        EvalKind::Knn => "k-NN",
+        EvalKind::Linear => "linear",
+        EvalKind::Outliers => return None,
+    };
+    let at = v["epoch"].as_u64().map(|e| format!(" at epoch {e}")).unwrap_or_default();
+    Some(Event::EvalResult { kind, summary: format!("{what} top-1 {top1:.2}%{at} (recorded)"), json: v })
 }
 
 /// The schedules a resumed run would use: the latest checkpoint's (edits included), else the
@@ -109,5 +123,17 @@ mod tests {
         assert!(events_line(err, true).is_empty(), "the socket delivers it while live");
         assert!(events_line("garbage", false).is_empty());
         assert!(events_line(r#"{"type":"note","message":"x"}"#, false).is_empty());
+        let eval = r#"{"type":"eval","kind":"knn","epoch":3,"iter":30,"results":[{"k":20,"top1":61.5}],"time":1}"#;
+        match &events_line(eval, false)[..] {
+            [Event::EvalResult { kind: EvalKind::Knn, summary, json }] => {
+                assert!(summary.contains("61.50%") && summary.contains("epoch 3"), "{summary}");
+                assert_eq!(json["iter"], 30);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(events_line(eval, true).is_empty(), "a live trainer sends its results on the socket");
+        let probe = r#"{"type":"eval","kind":"linear","test_acc1":70.0,"time":1}"#;
+        assert!(matches!(&events_line(probe, false)[..], [Event::EvalResult { kind: EvalKind::Linear, .. }]));
+        assert!(events_line(r#"{"type":"eval","kind":"label-efficiency"}"#, false).is_empty());
     }
 }

@@ -20,8 +20,12 @@ pub enum Command {
     EditSchedule(ScheduleEdit),
     /// Remove the last edit of a schedule.
     UndoScheduleEdit { schedule: ScheduleName },
-    /// Run an evaluation on the current teacher.
-    Eval { kind: EvalKind },
+    /// Run an evaluation on the current teacher, or on the teacher of a checkpoint of the run.
+    Eval {
+        kind: EvalKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint: Option<PathBuf>,
+    },
     /// Ask for a `Status` event.
     Status,
 }
@@ -164,7 +168,8 @@ mod tests {
                 from_iter: 10,
                 kind: EditKind::Constant(1e-4),
             }),
-            Command::Eval { kind: EvalKind::Knn },
+            Command::Eval { kind: EvalKind::Knn, checkpoint: None },
+            Command::Eval { kind: EvalKind::Linear, checkpoint: Some("runs/a/checkpoints/checkpoint0005.json".into()) },
         ];
         for c in cmds {
             let line = serde_json::to_string(&c).unwrap();
@@ -172,5 +177,7 @@ mod tests {
             assert_eq!(serde_json::from_str::<Command>(&line).unwrap(), c);
         }
         assert_eq!(serde_json::to_string(&Command::Pause).unwrap(), r#"{"cmd":"pause"}"#);
+        // Clients written before `checkpoint` existed still parse.
+        assert_eq!(serde_json::from_str::<Command>(r#"{"cmd":"eval","kind":"knn"}"#).unwrap(), Command::Eval { kind: EvalKind::Knn, checkpoint: None });
     }
 }

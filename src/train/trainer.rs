@@ -2,6 +2,7 @@
 //! writes the run directory and checkpoints, resumes where the last checkpoint left off.
 
 use super::checkpoint::{self, CheckpointMeta, LoadedCheckpoint};
+use super::eval_worker::{self, EvalWeights, EvalWorker};
 use super::schedule::{CurveSpec, Schedule, ScheduleName};
 use super::step::{DinoState, StepError, StepParams};
 use crate::config::{validate::DeviceRequest, TrainConfig};
@@ -111,6 +112,10 @@ struct Trainer {
     poisoned: bool,
     paused: bool,
     skipped_files: usize,
+    /// The evaluation running on its own thread, if any (one at a time).
+    eval_worker: Option<EvalWorker>,
+    /// Evaluations asked for while one was running, started in order.
+    eval_queue: std::collections::VecDeque<(EvalKind, Option<std::path::PathBuf>)>,
 }
 
 impl Trainer {
@@ -166,6 +171,8 @@ impl Trainer {
             poisoned: false,
             paused: false,
             skipped_files: 0,
+            eval_worker: None,
+            eval_queue: Default::default(),
         })
     }
 
@@ -214,6 +221,9 @@ impl Trainer {
     }
 
     fn finish(&mut self, state: RunState) -> Result<RunState> {
+        while self.eval_worker.is_some() {
+            self.poll_eval(true)?;
+        }
         self.run_dir.flush()?;
         self.run_dir.event("stop", &serde_json::json!({ "state": state, "iter": self.iter }))?;
         self.emit(Event::State { state, iter: self.iter });
@@ -242,6 +252,8 @@ impl Trainer {
             if let Some(end) = self.handle_commands()? {
                 return Ok(EpochEnd::Stop(end));
             }
+            // On the CPU an evaluation and training would share the cores: training waits.
+            self.poll_eval(self.device == Device::Cpu)?;
             let t0 = Instant::now();
             let batch = match loader.next_batch() {
                 Some(b) => b?,
@@ -325,51 +337,60 @@ impl Trainer {
         self.checkpoint(numbered)?;
         let every = self.config.eval_knn_every.max(0) as usize;
         if every > 0 && (epoch + 1) % every == 0 {
-            self.eval_knn()?;
+            self.start_eval(EvalKind::Knn, None)?;
         }
         Ok(())
     }
 
-    /// k-NN of the current teacher on the data set's train/ and val/ splits, here on the trainer
-    /// thread: the teacher's weights are only consistent between iterations, so training waits.
-    /// A failed evaluation is reported, never fatal to the run.
-    fn eval_knn(&mut self) -> Result<()> {
-        let kind = EvalKind::Knn;
-        let started = Instant::now();
-        let events = self.events.clone();
-        let mut progress = |done, total| {
-            let _ = events.send(Event::EvalProgress { kind, done, total });
-        };
-        progress(0, 1);
-        let result = crate::eval::live::knn_of_backbone(&self.state.teacher.backbone, &self.config, self.device, &mut progress);
-        let report = match result {
-            Ok(r) => r,
-            Err(e) => {
-                progress(1, 1);
-                self.emit(Event::Error { message: format!("k-NN evaluation failed: {e}") });
-                return Ok(());
+    /// Starts an evaluation of the live teacher (or of a checkpoint) on its own thread. A failed
+    /// start or evaluation is reported, never fatal to the run.
+    fn start_eval(&mut self, kind: EvalKind, checkpoint: Option<std::path::PathBuf>) -> Result<()> {
+        if kind == EvalKind::Outliers {
+            self.emit(Event::Error { message: "outlier scoring is not run by the trainer; use `dino outliers` on a checkpoint".into() });
+            return Ok(());
+        }
+        if let Some(w) = &self.eval_worker {
+            let message = format!("{} evaluation queued after the running {} evaluation", eval_worker::label(kind), eval_worker::label(w.kind));
+            self.emit(Event::Warning { message });
+            self.eval_queue.push_back((kind, checkpoint));
+            return Ok(());
+        }
+        let weights = match checkpoint {
+            Some(path) => EvalWeights::Checkpoint(path),
+            None => {
+                let (vs, backbone) = eval_worker::snapshot_teacher(&self.state.teacher_vs, &self.config, self.device)?;
+                EvalWeights::Snapshot { vs, backbone, epoch: self.iter / self.niter, iter: self.iter }
             }
         };
-        let seconds = started.elapsed().as_secs_f64();
-        let (epoch, iter) = (self.iter / self.niter, self.iter);
-        let mut json = serde_json::to_value(&report)?;
-        if let Some(o) = json.as_object_mut() {
-            o.insert("kind".into(), "knn".into());
-            o.insert("temperature".into(), crate::eval::live::DEFAULT_TEMPERATURE.into());
-            o.insert("weights".into(), "teacher (live)".into());
-            o.insert("epoch".into(), epoch.into());
-            o.insert("iter".into(), iter.into());
-            o.insert("seconds".into(), seconds.into());
-        }
-        let label = crate::eval::record::label(Some(epoch), Some(iter));
-        let file = crate::eval::record::write_result(&self.run_dir.path, "knn", &label, &json)?;
-        if let Some(o) = json.as_object_mut() {
-            o.insert("file".into(), file.display().to_string().into());
-        }
-        self.run_dir.event("eval", &json)?;
-        let summary = format!("{} at epoch {epoch}; training paused {seconds:.0} s for it", report.summary());
-        self.emit(Event::EvalResult { kind, summary, json });
+        let worker = EvalWorker::spawn(kind, weights, self.config.clone(), self.device, self.run_dir.path.clone(), self.events.clone())?;
+        self.eval_worker = Some(worker);
         Ok(())
+    }
+
+    /// Records the running evaluation's result once it is there; `wait` blocks until it is.
+    fn poll_eval(&mut self, wait: bool) -> Result<()> {
+        let Some(worker) = &self.eval_worker else { return Ok(()) };
+        let outcome = if wait { Some(worker.wait()) } else { worker.try_finish() };
+        let Some(outcome) = outcome else { return Ok(()) };
+        self.eval_worker = None;
+        match outcome {
+            Ok(mut o) => {
+                o.json["seconds"] = o.seconds.into();
+                self.run_dir.event("eval", &o.json)?;
+                let how = if self.device == Device::Cpu { "training paused meanwhile" } else { "training went on meanwhile" };
+                let summary = format!("{}; {:.0} s, {how}", o.summary, o.seconds);
+                tracing::info!("{summary}");
+                self.emit(Event::EvalResult { kind: o.kind, summary, json: o.json });
+            }
+            Err(message) => {
+                tracing::warn!("{message}");
+                self.emit(Event::Error { message });
+            }
+        }
+        match self.eval_queue.pop_front() {
+            Some((kind, checkpoint)) => self.start_eval(kind, checkpoint),
+            None => Ok(()),
+        }
     }
 
     fn alarm(&mut self, kind: AlarmKind, message: String) -> Result<()> {
@@ -407,7 +428,11 @@ impl Trainer {
             let cmd = if self.paused {
                 match self.commands.recv_timeout(Duration::from_millis(200)) {
                     Ok(c) => c,
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        // A paused run still records the evaluations it was asked for.
+                        self.poll_eval(false)?;
+                        continue;
+                    }
                     // Every client is gone while paused: keep the checkpoint and stop.
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(Some(RunState::Stopped)),
                 }
@@ -455,10 +480,7 @@ impl Trainer {
                         self.emit_schedules();
                     }
                 }
-                Command::Eval { kind: EvalKind::Knn } => self.eval_knn()?,
-                Command::Eval { kind } => {
-                    self.emit(Event::Error { message: format!("{kind:?} evaluation from a live run is not available yet; use `dino eval` on a checkpoint") });
-                }
+                Command::Eval { kind, checkpoint } => self.start_eval(kind, checkpoint)?,
                 Command::Status => {
                     let state = if self.paused { RunState::Paused } else { RunState::Running };
                     self.emit(Event::State { state, iter: self.iter });

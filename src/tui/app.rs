@@ -100,8 +100,12 @@ impl QuitChoice {
 pub struct EvalRecord {
     pub kind: EvalKind,
     pub summary: String,
-    /// Iteration of the run when the result arrived.
+    /// Iteration of the weights evaluated (of the run when the result arrived, if unknown).
     pub iter: Option<usize>,
+    /// Epoch of the weights evaluated, when the result says.
+    pub epoch: Option<usize>,
+    /// The accuracy that stands for the result (k-NN at k=20, probe top-1), in percent.
+    pub top1: Option<f64>,
 }
 
 /// A schedule as the trainer last sent it, with its curve rendered once (in `f32`) for drawing.

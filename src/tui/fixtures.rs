@@ -77,6 +77,9 @@ pub fn events(n: usize) -> Vec<Event> {
         ev.push(Event::Metrics(m.clone()));
         if (i + 1) % NITER == 0 {
             ev.push(Event::Epoch(EpochSummary { epoch: i / NITER, train_loss: m.loss, train_lr: m.lr, train_wd: m.wd }));
+            let (epoch, top1) = ((i + 1) / NITER, 40.0 + 6.0 * ((i + 1) / NITER) as f64);
+            let json = serde_json::json!({ "kind": "knn", "epoch": epoch, "iter": i + 1, "results": [{ "k": 20, "top1": top1 }] });
+            ev.push(Event::EvalResult { kind: EvalKind::Knn, summary: format!("k-NN top-1 {top1:.2}% (k=20) at epoch {epoch}"), json });
         }
         if i == 199 {
             ev.push(Event::CheckpointSaved(CheckpointInfo {
@@ -87,6 +90,8 @@ pub fn events(n: usize) -> Vec<Event> {
                 loss: Some(m.loss),
                 time: m.time,
             }));
+            let json = serde_json::json!({ "kind": "linear", "epoch": 3, "iter": 200, "test_acc1": 63.5 });
+            ev.push(Event::EvalResult { kind: EvalKind::Linear, summary: "linear top-1 63.50% at epoch 3".into(), json });
         }
     }
     ev.push(Event::Alarm {

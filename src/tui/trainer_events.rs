@@ -103,11 +103,13 @@ pub fn apply_event(app: &mut App, ev: Event) {
                 app.eval_progress.push((kind, done, total));
             }
         }
-        Event::EvalResult { kind, summary, json: _ } => {
+        Event::EvalResult { kind, summary, json } => {
             app.eval_progress.retain(|(k, _, _)| *k != kind);
             app.log_line(LogLevel::Info, format!("{} result: {summary}", eval_label(kind)));
-            let iter = app.current_iter();
-            app.evals.push(EvalRecord { kind, summary, iter });
+            let number = |key: &str| json[key].as_u64().map(|v| v as usize);
+            let iter = number("iter").or_else(|| app.current_iter());
+            let top1 = crate::eval::live::headline_top1(&json);
+            app.evals.push(EvalRecord { kind, summary, iter, epoch: number("epoch"), top1 });
         }
         Event::Error { message } => {
             app.log_line(LogLevel::Error, message.clone());

@@ -201,16 +201,22 @@ pub fn update(app: &mut App, action: Action) {
     }
 }
 
+/// Evaluates the selected checkpoint when the Checkpoints tab is open, else the live teacher.
 fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
-    app.tab = show;
-    if app.send(Command::Eval { kind }) {
-        let what = match kind {
-            EvalKind::Knn => "k-NN evaluation",
-            EvalKind::Linear => "linear evaluation",
-            EvalKind::Outliers => "outlier scoring",
-        };
-        app.status = Some(format!("{what} requested"));
-        app.log_line(LogLevel::Info, format!("{what} requested"));
+    let checkpoint = if app.tab == Tab::Checkpoints && kind != EvalKind::Outliers { selected_checkpoint(app).map(|c| c.path.clone()) } else { None };
+    app.tab = if checkpoint.is_some() { Tab::Checkpoints } else { show };
+    let what = match kind {
+        EvalKind::Knn => "k-NN evaluation",
+        EvalKind::Linear => "linear evaluation",
+        EvalKind::Outliers => "outlier scoring",
+    };
+    let of = match &checkpoint {
+        Some(p) => format!(" of {}", p.display()),
+        None => String::new(),
+    };
+    if app.send(Command::Eval { kind, checkpoint }) {
+        app.status = Some(format!("{what}{of} requested"));
+        app.log_line(LogLevel::Info, format!("{what}{of} requested"));
     }
 }
 
@@ -271,10 +277,14 @@ fn apply_form(app: &mut App) {
     }
 }
 
-fn copy_selected_path(app: &mut App) {
+fn selected_checkpoint(app: &App) -> Option<&crate::run::protocol::CheckpointInfo> {
     // The table shows the newest first; `checkpoint_selected` counts rows from the top.
-    let idx = app.checkpoints.len().checked_sub(app.checkpoint_selected + 1);
-    match idx.and_then(|i| app.checkpoints.get(i)) {
+    let idx = app.checkpoints.len().checked_sub(app.checkpoint_selected + 1)?;
+    app.checkpoints.get(idx)
+}
+
+fn copy_selected_path(app: &mut App) {
+    match selected_checkpoint(app) {
         Some(c) => {
             let path = c.path.display().to_string();
             app.status = Some(format!("copied: {path}"));
@@ -321,12 +331,12 @@ mod tests {
         press(&mut app, KeyCode::Char('c'));
         assert_eq!(rx.try_recv(), Ok(Command::Checkpoint));
         press(&mut app, KeyCode::Char('k'));
-        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Knn }));
+        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Knn, checkpoint: None }));
         assert_eq!(app.tab, Tab::Evaluation);
         press(&mut app, KeyCode::Char('l'));
-        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Linear }));
+        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Linear, checkpoint: None }));
         press(&mut app, KeyCode::Char('o'));
-        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Outliers }));
+        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Outliers, checkpoint: None }));
         assert_eq!(app.tab, Tab::Outliers);
         press(&mut app, KeyCode::Char('s'));
         assert_eq!(app.tab, Tab::Schedules);
@@ -469,7 +479,11 @@ mod tests {
         let (mut app, rx) = fixtures::app(300);
         press(&mut app, KeyCode::Char('5'));
         press(&mut app, KeyCode::Enter);
-        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Knn }));
+        let newest = Some("runs/demo/checkpoints/checkpoint0003.pth".into());
+        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Knn, checkpoint: newest.clone() }));
+        press(&mut app, KeyCode::Char('l'));
+        assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Linear, checkpoint: newest }));
+        assert_eq!(app.tab, Tab::Checkpoints, "the table stays open, its rows show the results");
         press(&mut app, KeyCode::Char('y'));
         assert_eq!(app.clipboard.as_deref(), Some("runs/demo/checkpoints/checkpoint0003.pth"));
     }

@@ -1,24 +1,71 @@
-//! The Evaluation and Outliers tabs. The evaluations themselves arrive later; until then the tabs
-//! say what will appear and show whatever progress and results the trainer reports.
+//! The Evaluation and Outliers tabs: progress of a running evaluation, every result of the run
+//! newest first, and (Evaluation) the accuracy of every evaluation charted against epoch.
 
-use super::chart::bar;
+use super::chart::{self, bar, ChartSpec, Series};
 use super::key_label;
 use crate::run::protocol::EvalKind;
 use crate::tui::action::Action;
 use crate::tui::app::App;
 use crate::tui::trainer_events::eval_label;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 use ratatui::Frame;
 
 pub fn draw_evaluation(app: &App, frame: &mut Frame, area: Rect) {
     let hint = format!(
-        "k-NN / linear results appear here; press {} / {}",
+        "{} k-NN / {} linear probe of the live teacher (of the selected checkpoint on the Checkpoints tab)",
         key_label(app, Action::EvalKnn),
         key_label(app, Action::EvalLinear)
     );
-    draw_results(app, frame, area, " evaluation ", &[EvalKind::Knn, EvalKind::Linear], hint);
+    let kinds = [EvalKind::Knn, EvalKind::Linear];
+    let charted = app.evals.iter().filter(|r| r.top1.is_some() && r.epoch.is_some()).count();
+    if charted == 0 || area.height < 14 {
+        draw_results(app, frame, area, " evaluation ", &kinds, hint);
+        return;
+    }
+    let [chart_area, list_area] = Layout::vertical([Constraint::Percentage(60), Constraint::Min(5)]).areas(area);
+    draw_accuracy_chart(app, frame, chart_area);
+    draw_results(app, frame, list_area, " evaluation ", &kinds, hint);
+}
+
+/// Top-1 against epoch, one line per kind, over every evaluation of the run.
+fn draw_accuracy_chart(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let points = |kind: EvalKind| -> Vec<(f64, f64)> {
+        let mut p: Vec<(f64, f64)> = app
+            .evals
+            .iter()
+            .filter(|r| r.kind == kind)
+            .filter_map(|r| Some((r.epoch? as f64, r.top1?)))
+            .collect();
+        p.sort_by(|a, b| a.0.total_cmp(&b.0));
+        p
+    };
+    let (knn, linear) = (points(EvalKind::Knn), points(EvalKind::Linear));
+    let last = |p: &[(f64, f64)]| p.last().map(|(_, y)| format!("{y:.1}%")).unwrap_or_else(|| "–".into());
+    let knn_style = t.series(t.palette.accent);
+    let linear_style = t.series(t.palette.ok);
+    let title = Line::from(vec![
+        Span::styled(" top-1 vs epoch  ", t.title()),
+        Span::styled(format!("• k-NN {} ", last(&knn)), knn_style),
+        Span::styled(format!(" █ linear {} ", last(&linear)), linear_style),
+    ]);
+    let block = Block::bordered().title(title).border_style(t.border());
+    let max_epoch = knn.iter().chain(&linear).map(|p| p.0).fold(0.0, f64::max);
+    let epochs = app.run.as_ref().map(|r| r.epochs as f64).unwrap_or(0.0).max(max_epoch);
+    // Markers the title names tell the two apart without colour, and show a single evaluation.
+    let series = [(knn, knn_style, Marker::Dot), (linear, linear_style, Marker::Block)]
+        .into_iter()
+        .filter(|(p, _, _)| !p.is_empty())
+        .map(|(points, style, marker)| Series { points, style, marker })
+        .collect();
+    chart::render(
+        frame,
+        area,
+        ChartSpec { block, series, x_bounds: [0.0, epochs], labels: true, y_fmt: |y| format!("{y:.0}%"), marker_x: None, axis_style: t.muted() },
+    );
 }
 
 pub fn draw_outliers(app: &App, frame: &mut Frame, area: Rect) {

@@ -1,0 +1,137 @@
+//! Evaluations asked for while training runs (TUI `k`/`l`, `dino ctl eval`, `eval_knn_every`) run
+//! on their own thread with a copy of the weights, so a step never changes them mid-evaluation.
+//! On CUDA training goes on meanwhile. On the CPU the two would fight over the same cores (with
+//! libgomp's spinning threads that is slower than taking turns), so there the trainer waits for the
+//! worker, and the result says so.
+
+use crate::config::TrainConfig;
+use crate::eval::live::{knn_of_backbone, linear_of_backbone};
+use crate::eval::source::{self, CheckpointKey, SourceSpec};
+use crate::eval::{record, EvalError};
+use crate::model::Backbone;
+use crate::run::protocol::{EvalKind, Event};
+use crossbeam_channel::{Receiver, Sender};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{nn::VarStore, Device};
+
+/// The weights an evaluation runs on.
+pub enum EvalWeights {
+    /// A copy of the live teacher's backbone, taken between two iterations.
+    Snapshot { vs: VarStore, backbone: Backbone, epoch: usize, iter: usize },
+    /// A checkpoint of the run (its teacher), loaded by the worker.
+    Checkpoint(PathBuf),
+}
+
+/// Copies the teacher's backbone into a fresh `VarStore` on the same device.
+pub fn snapshot_teacher(teacher_vs: &VarStore, config: &TrainConfig, device: Device) -> anyhow::Result<(VarStore, Backbone)> {
+    let mut vs = VarStore::new(device);
+    // Built under `backbone` so the names match the teacher's, which `copy` requires.
+    let backbone = Backbone::from_config(vs.root() / "backbone", config, 0.0)?;
+    tch::no_grad(|| vs.copy(teacher_vs))?;
+    Ok((vs, backbone))
+}
+
+/// A finished evaluation: the full record (written to `evals/`) and a line for people.
+pub struct EvalOutcome {
+    pub kind: EvalKind,
+    pub json: serde_json::Value,
+    pub summary: String,
+    pub seconds: f64,
+}
+
+pub struct EvalWorker {
+    pub kind: EvalKind,
+    done: Receiver<Result<EvalOutcome, String>>,
+}
+
+impl EvalWorker {
+    /// Starts an evaluation; progress goes to `events` as it happens.
+    pub fn spawn(kind: EvalKind, weights: EvalWeights, config: TrainConfig, device: Device, run_dir: PathBuf, events: Sender<Event>) -> anyhow::Result<Self> {
+        let (tx, done) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new().name("eval".into()).spawn(move || {
+            let started = Instant::now();
+            let mut progress = |done, total| {
+                let _ = events.send(Event::EvalProgress { kind, done, total });
+            };
+            progress(0, 1);
+            let result = evaluate(kind, weights, &config, device, &run_dir, &mut progress).map(|(json, summary)| EvalOutcome {
+                kind,
+                json,
+                summary,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            if result.is_err() {
+                progress(1, 1);
+            }
+            let _ = tx.send(result.map_err(|e| format!("{} evaluation failed: {e}", label(kind))));
+        })?;
+        Ok(Self { kind, done })
+    }
+
+    /// The outcome once the worker has finished, without waiting.
+    pub fn try_finish(&self) -> Option<Result<EvalOutcome, String>> {
+        self.done.try_recv().ok()
+    }
+
+    /// Waits for the outcome.
+    pub fn wait(&self) -> Result<EvalOutcome, String> {
+        self.done.recv().unwrap_or_else(|_| Err(format!("the {} evaluation thread died", label(self.kind))))
+    }
+}
+
+pub fn label(kind: EvalKind) -> &'static str {
+    match kind {
+        EvalKind::Knn => "k-NN",
+        EvalKind::Linear => "linear",
+        EvalKind::Outliers => "outlier",
+    }
+}
+
+/// Runs one evaluation and writes `RUN_DIR/evals/KIND-epNNNN-itNNNNNNNN.json`.
+fn evaluate(
+    kind: EvalKind,
+    weights: EvalWeights,
+    config: &TrainConfig,
+    device: Device,
+    run_dir: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(serde_json::Value, String), EvalError> {
+    let (_vs, backbone, epoch, iter, described) = match weights {
+        EvalWeights::Snapshot { vs, backbone, epoch, iter } => (vs, backbone, Some(epoch), Some(iter), "teacher (live)".to_string()),
+        EvalWeights::Checkpoint(path) => {
+            let spec = SourceSpec {
+                pretrained_weights: path.display().to_string(),
+                checkpoint_key: CheckpointKey::Teacher,
+                config: None,
+                arch: None,
+                patch_size: None,
+                device,
+                seed: config.seed,
+            };
+            let s = source::load(&spec)?;
+            (s.vs, s.backbone, s.epoch, s.iter, format!("teacher of {}", path.display()))
+        }
+    };
+    let (mut json, summary, tag) = match kind {
+        EvalKind::Knn => {
+            let report = knn_of_backbone(&backbone, config, device, progress)?;
+            let mut json = serde_json::to_value(&report).map_err(|e| EvalError::Invalid(e.to_string()))?;
+            json["temperature"] = crate::eval::live::DEFAULT_TEMPERATURE.into();
+            (json, report.summary(), "knn")
+        }
+        EvalKind::Linear => {
+            let report = linear_of_backbone(&backbone, config, device, config.seed, progress)?;
+            (serde_json::to_value(&report).map_err(|e| EvalError::Invalid(e.to_string()))?, report.summary(), "linear")
+        }
+        EvalKind::Outliers => return Err(EvalError::Invalid("outlier scoring runs with `dino outliers`".into())),
+    };
+    json["kind"] = tag.into();
+    json["weights"] = described.into();
+    json["epoch"] = epoch.into();
+    json["iter"] = iter.into();
+    let file = record::write_result(run_dir, tag, &record::label(epoch, iter), &json)?;
+    json["file"] = file.display().to_string().into();
+    let at = epoch.map(|e| format!(" at epoch {e}")).unwrap_or_default();
+    Ok((json, format!("{summary}{at}")))
+}
