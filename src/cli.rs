@@ -41,7 +41,7 @@ pub enum Command {
     #[command(subcommand)]
     Eval(EvalCommand),
     /// Score images as outliers, mislabeled or duplicates, and draw the embedding map
-    Outliers(PassThroughArgs),
+    Outliers(crate::eval::args::OutlierArgs),
     /// List runs with their status
     Runs {
         /// Folder holding run directories (default ./runs)
@@ -71,13 +71,6 @@ pub enum EvalCommand {
     Linear(crate::eval::args::LinearArgs),
     /// Accuracy as a function of labeled images per class
     LabelEfficiency(crate::eval::args::LabelEfficiencyArgs),
-}
-
-/// Arguments of commands whose flags arrive with their own issue.
-#[derive(Debug, Args)]
-pub struct PassThroughArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +212,9 @@ pub struct TrainArgs {
     /// Data-set root: pretext/ (training), train/CLASS/ and val/CLASS/ (evaluation)
     #[arg(long, help_heading = "Run")]
     pub data_path: Option<PathBuf>,
+    /// Text file of image paths to leave out of training (one per line, relative to --data_path or absolute; the Outliers tab's `e` writes one)
+    #[arg(long, help_heading = "Run")]
+    pub exclude: Option<PathBuf>,
     /// Run directory (default runs/NAME)
     #[arg(long, help_heading = "Run")]
     pub output_dir: Option<PathBuf>,
@@ -304,6 +300,9 @@ impl TrainArgs {
         }
         if self.output_dir.is_some() {
             c.output_dir = self.output_dir.clone();
+        }
+        if self.exclude.is_some() {
+            c.exclude = self.exclude.clone();
         }
         if self.name.is_some() {
             c.name = self.name.clone();

@@ -74,11 +74,6 @@ fn demo(args: DemoArgs) -> Result<i32> {
     train(config, args.headless, args.theme)
 }
 
-fn not_yet(what: &str, issue: u32) -> Result<i32> {
-    dino_tui::say_err!("dino {what}: not available in this version yet (tracked in issue #{issue})");
-    Ok(2)
-}
-
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Train(args) => {
@@ -121,6 +116,6 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Eval(EvalCommand::Knn(a)) => dino_tui::eval::commands::knn(&a),
         Command::Eval(EvalCommand::Linear(a)) => dino_tui::eval::commands::linear(&a),
         Command::Eval(EvalCommand::LabelEfficiency(a)) => dino_tui::eval::commands::label_efficiency(&a),
-        Command::Outliers(_) => not_yet("outliers", 7),
+        Command::Outliers(a) => dino_tui::eval::commands::outliers(&a),
     }
 }

@@ -77,6 +77,8 @@ pub struct TrainConfig {
     pub blur_sigma: (f64, f64),
     // Run.
     pub data_path: PathBuf,
+    /// A text file of image paths (relative to `data_path` or absolute) left out of training.
+    pub exclude: Option<PathBuf>,
     pub output_dir: Option<PathBuf>,
     pub name: Option<String>,
     pub saveckp_freq: i64,
@@ -127,6 +129,7 @@ impl Default for TrainConfig {
             local_crop_size: 96,
             blur_sigma: (0.1, 2.0),
             data_path: PathBuf::from("/path/to/imagenet/train/"),
+            exclude: None,
             output_dir: None,
             name: None,
             saveckp_freq: 20,

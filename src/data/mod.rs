@@ -6,6 +6,7 @@ pub mod augment;
 pub mod decode;
 pub mod demo;
 mod error;
+pub mod exclude;
 pub mod layout;
 pub mod loader;
 mod resample;

@@ -149,3 +149,34 @@ pub struct LabelEfficiencyArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[derive(Debug, Clone, Args)]
+#[command(rename_all = "snake_case")]
+pub struct OutlierArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Split to score: train, val or pretext
+    #[arg(long, default_value = "train")]
+    pub split: String,
+    /// Rows to print (and ring on the map)
+    #[arg(long, default_value_t = super::live::OUTLIER_TOP)]
+    pub top: usize,
+    /// Score that orders the list: isolation or disagreement (default: disagreement on labeled splits, isolation on pretext)
+    #[arg(long, value_parser = super::outlier_report::ScoreKind::parse)]
+    pub score: Option<super::outlier_report::ScoreKind>,
+    /// Nearest neighbours per image
+    #[arg(long, default_value_t = super::live::OUTLIER_K)]
+    pub k: usize,
+    /// Temperature of the neighbours' vote weights exp(similarity / T)
+    #[arg(long, default_value_t = 0.07, allow_negative_numbers = true)]
+    pub temperature: f64,
+    /// Cosine similarity from which two images count as duplicates
+    #[arg(long, default_value_t = super::live::DUPLICATE_THRESHOLD, allow_negative_numbers = true)]
+    pub duplicate_threshold: f32,
+    /// Write every row here as CSV (default RUN_DIR/evals/outliers-LABEL.csv, else ./outliers.csv)
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Write the map here, PNG or SVG by extension (default next to the CSV)
+    #[arg(long)]
+    pub map: Option<PathBuf>,
+}

@@ -1,7 +1,7 @@
 //! `dino eval ...`: resolve the flags, run the evaluation, print a table (or one JSON object),
 //! and record the result in the run directory when the weights belong to a run.
 
-use super::args::{KnnArgs, LabelEfficiencyArgs, LinearArgs, ModelArgs};
+use super::args::{KnnArgs, LabelEfficiencyArgs, LinearArgs, ModelArgs, OutlierArgs};
 use super::features::{extract_split, EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};
 use super::knn::knn_report;
 use super::source::{self, ModelSource};
@@ -76,7 +76,11 @@ impl Prepared {
     }
 
     pub fn split(&self, name: &str) -> Result<&Split, EvalError> {
-        let s = if name == "train" { self.layout.train() } else { self.layout.val() };
+        let s = match name {
+            "train" => self.layout.train(),
+            "pretext" => Some(self.layout.pretext()),
+            _ => self.layout.val(),
+        };
         s.ok_or_else(|| EvalError::NoLabeledSplit { root: self.layout.root().to_path_buf(), split: name.into() })
     }
 
@@ -207,4 +211,69 @@ pub fn linear(args: &LinearArgs) -> Result<i32> {
 
 pub fn label_efficiency(args: &LabelEfficiencyArgs) -> Result<i32> {
     super::label_efficiency::run_command(args)
+}
+
+pub fn outliers(args: &OutlierArgs) -> Result<i32> {
+    use super::outlier_report::{run_files, score_split, write_report, OutlierParams, ScoreKind};
+    if !(args.temperature > 0.0 && args.temperature.is_finite()) {
+        anyhow::bail!("invalid value {} for --temperature: expected a number > 0", args.temperature);
+    }
+    if args.k == 0 {
+        anyhow::bail!("--k must be at least 1");
+    }
+    if !["train", "val", "pretext"].contains(&args.split.as_str()) {
+        anyhow::bail!("invalid --split {}: use train, val or pretext", args.split);
+    }
+    let m = &args.model;
+    let p = Prepared::new(m)?;
+    let split = p.split(&args.split)?;
+    let score = args.score.unwrap_or_else(|| ScoreKind::default_for(split));
+    if score == ScoreKind::Disagreement && !split.is_labeled() {
+        anyhow::bail!("--score disagreement needs labels; {} has no class folders (use --score isolation)", args.split);
+    }
+    let params = OutlierParams { k: args.k, temperature: args.temperature, duplicate_threshold: args.duplicate_threshold, score, seed: m.seed };
+    let mut bar = ProgressBar::new(format!("features {}", args.split));
+    let cache = p.cache.as_ref().map(|c| (c, p.source.identity.as_str()));
+    let opts = p.options(m, FeatureKind::Cls);
+    let report = score_split(&p.source.backbone, split, p.layout.root(), &opts, cache, &params, &mut |d, t| bar.update(d, t))?;
+    let label = format!("{}-{}", args.split, record::label(p.source.epoch, p.source.iter));
+    let (csv, dups, map) = match &p.source.run_dir {
+        Some(run) => run_files(run, &label),
+        None => (PathBuf::from("outliers.csv"), PathBuf::from("outliers-duplicates.csv"), PathBuf::from("outliers-map.png")),
+    };
+    let csv = args.csv.clone().unwrap_or(csv);
+    let map = args.map.clone().unwrap_or_else(|| if args.csv.is_some() { csv.with_extension("png") } else { map });
+    let dups = if args.csv.is_some() { csv.with_file_name(format!("{}-duplicates.csv", csv.file_stem().unwrap_or_default().to_string_lossy())) } else { dups };
+    let json = write_report(&report, &csv, &dups, &map, args.top)?;
+    print_outliers(&report, args.top);
+    eprintln!("rows: {}\nduplicates: {}\nmap: {}", csv.display(), dups.display(), map.display());
+    if let Some(run) = &p.source.run_dir {
+        let mut event = json;
+        event["weights"] = p.source.description.clone().into();
+        event["data_root"] = p.layout.root().display().to_string().into();
+        event["epoch"] = p.source.epoch.into();
+        event["iter"] = p.source.iter.into();
+        record::append_event(run, &event)?;
+    }
+    Ok(0)
+}
+
+fn print_outliers(report: &super::outlier_report::OutlierReport, top: usize) {
+    let label_of: std::collections::HashMap<&str, &str> = report.rows.iter().map(|r| (r.path.as_str(), r.label.as_str())).collect();
+    let score = report.score;
+    println!("{} images of {} by {} (highest first):", report.rows.len(), report.split, score.name());
+    println!("{:>4}  {:>7}  {:>7}  {:<12} {:<12} path  [neighbour labels]", "#", "score", "isol.", "label", "predicted");
+    for (i, r) in report.rows.iter().take(top).enumerate() {
+        let nb: Vec<&str> = r.neighbour_paths().map(|p| label_of.get(p).copied().unwrap_or("?")).collect();
+        let nb = if r.label.is_empty() { String::new() } else { format!("  [{}]", nb.join(" ")) };
+        println!("{:>4}  {:>7.4}  {:>7.4}  {:<12} {:<12} {}{nb}", i + 1, r.score(score), r.isolation, r.label, r.predicted, r.path);
+    }
+    if report.duplicates.is_empty() {
+        println!("no near-duplicate pairs");
+    } else {
+        println!("{} near-duplicate pairs (cosine similarity):", report.duplicates.len());
+        for d in report.duplicates.iter().take(top) {
+            println!("  {:.4}  {}  {}", d.similarity, d.path_a, d.path_b);
+        }
+    }
 }

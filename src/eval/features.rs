@@ -167,7 +167,8 @@ pub fn extract_files(
     Ok(Tensor::cat(&out, 0))
 }
 
-/// Features and labels of a labeled split, through the cache when one is given.
+/// Features and labels of a split (all labels 0 and no classes when it is unlabeled, as
+/// `pretext/`), through the cache when one is given.
 pub fn extract_split(
     backbone: &Backbone,
     split: &Split,
@@ -175,9 +176,6 @@ pub fn extract_split(
     cache: Option<(&FeatureCache, &str)>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LabeledFeatures, EvalError> {
-    if !split.is_labeled() {
-        return Err(EvalError::NoLabeledSplit { root: split.root.clone(), split: split.name.clone() });
-    }
     let labels = Tensor::from_slice(&split.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
     let key = cache.map(|(c, identity)| (c, FeatureCache::key(identity, split, opts)));
     if let Some((c, key)) = &key {

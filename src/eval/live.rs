@@ -94,6 +94,48 @@ pub fn linear_of_backbone(backbone: &Backbone, config: &TrainConfig, device: Dev
     })
 }
 
+/// Outlier scores of `train/` (of `pretext/` when the data set has no labels) with the defaults of
+/// `dino outliers`, written to `RUN_DIR/evals/outliers-SPLIT-LABEL*`; returns the report's JSON
+/// record and a line for people.
+pub fn outliers_of_backbone(
+    backbone: &Backbone,
+    config: &TrainConfig,
+    device: Device,
+    run_dir: &std::path::Path,
+    label: &str,
+    progress: Progress,
+) -> Result<(serde_json::Value, String), EvalError> {
+    use super::outlier_report::{run_files, score_split, write_report, OutlierParams, ScoreKind};
+    let layout = DataLayout::discover(&config.data_path)?;
+    let split = layout.train().unwrap_or(layout.pretext()).clone();
+    let opts = ExtractOptions {
+        transform: EvalTransform::for_crop(config.global_crop_size.max(1) as usize),
+        batch_size: DEFAULT_BATCH,
+        num_workers: config.num_workers.max(1),
+        device,
+        kind: FeatureKind::Cls,
+    };
+    let params = OutlierParams {
+        k: OUTLIER_K,
+        temperature: DEFAULT_TEMPERATURE,
+        duplicate_threshold: DUPLICATE_THRESHOLD,
+        score: ScoreKind::default_for(&split),
+        seed: config.seed,
+    };
+    let report = score_split(backbone, &split, layout.root(), &opts, None, &params, progress)?;
+    let (csv, dups, map) = run_files(run_dir, &format!("{}-{label}", split.name));
+    let mut json = write_report(&report, &csv, &dups, &map, OUTLIER_TOP)?;
+    json["data_root"] = layout.root().display().to_string().into();
+    let top = report.rows.first().map(|r| format!("; top: {} ({:.3})", r.path, r.score(report.score))).unwrap_or_default();
+    let summary = format!("outliers of {} images of {} by {}{top}", report.rows.len(), split.name, report.score.name());
+    Ok((json, summary))
+}
+
+/// `dino outliers` defaults the live scoring uses too.
+pub const OUTLIER_K: usize = 10;
+pub const OUTLIER_TOP: usize = 50;
+pub const DUPLICATE_THRESHOLD: f32 = 0.995;
+
 /// The one accuracy (top-1, %) that stands for an evaluation's JSON record in charts and tables:
 /// k-NN at `HEADLINE_K` (else its first k), a probe's `test_acc1`.
 pub fn headline_top1(json: &serde_json::Value) -> Option<f64> {

@@ -11,12 +11,15 @@ pub mod features;
 pub mod knn;
 pub mod label_efficiency;
 pub mod linear;
+pub mod outlier_report;
+pub mod outliers;
 pub mod live;
 pub mod plot;
 pub mod record;
 pub mod sampling;
 pub mod source;
 pub mod supervised;
+pub mod umap;
 
 pub use error::EvalError;
 pub use features::{EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};

@@ -68,14 +68,16 @@ pub fn events_line(line: &str, live: bool) -> Vec<Event> {
 /// A recorded k-NN or linear evaluation (by the trainer or `dino eval`) as the result event.
 fn eval_result(v: Value) -> Option<Event> {
     let kind = serde_json::from_value::<EvalKind>(v["kind"].clone()).ok()?;
-    let top1 = crate::eval::live::headline_top1(&v)?;
-    let what = match kind {
-        EvalKind::Knn => "k-NN",
-        EvalKind::Linear => "linear",
-        EvalKind::Outliers => return None,
-    };
     let at = v["epoch"].as_u64().map(|e| format!(" at epoch {e}")).unwrap_or_default();
-    Some(Event::EvalResult { kind, summary: format!("{what} top-1 {top1:.2}%{at} (recorded)"), json: v })
+    let summary = match kind {
+        EvalKind::Outliers => format!("outliers of {} images of {}{at} (recorded)", v["num_images"], v["split"].as_str().unwrap_or("?")),
+        _ => {
+            let top1 = crate::eval::live::headline_top1(&v)?;
+            let what = if kind == EvalKind::Knn { "k-NN" } else { "linear" };
+            format!("{what} top-1 {top1:.2}%{at} (recorded)")
+        }
+    };
+    Some(Event::EvalResult { kind, summary, json: v })
 }
 
 /// The schedules a resumed run would use: the latest checkpoint's (edits included), else the

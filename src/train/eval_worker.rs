@@ -124,14 +124,21 @@ fn evaluate(
             let report = linear_of_backbone(&backbone, config, device, config.seed, progress)?;
             (serde_json::to_value(&report).map_err(|e| EvalError::Invalid(e.to_string()))?, report.summary(), "linear")
         }
-        EvalKind::Outliers => return Err(EvalError::Invalid("outlier scoring runs with `dino outliers`".into())),
+        EvalKind::Outliers => {
+            let label = record::label(epoch, iter);
+            let (json, summary) = crate::eval::live::outliers_of_backbone(&backbone, config, device, run_dir, &label, progress)?;
+            (json, summary, "outliers")
+        }
     };
     json["kind"] = tag.into();
     json["weights"] = described.into();
     json["epoch"] = epoch.into();
     json["iter"] = iter.into();
-    let file = record::write_result(run_dir, tag, &record::label(epoch, iter), &json)?;
-    json["file"] = file.display().to_string().into();
+    if kind != EvalKind::Outliers {
+        // Outlier reports are their CSV and map, already written.
+        let file = record::write_result(run_dir, tag, &record::label(epoch, iter), &json)?;
+        json["file"] = file.display().to_string().into();
+    }
     let at = epoch.map(|e| format!(" at epoch {e}")).unwrap_or_default();
     Ok((json, format!("{summary}{at}")))
 }

@@ -122,7 +122,16 @@ impl Trainer {
     fn prepare(config: TrainConfig, on_non_finite: OnNonFinite, commands: Receiver<Command>, events: Sender<Event>) -> Result<Self> {
         let layout = DataLayout::discover(&config.data_path)?;
         tracing::info!("data: {}", layout.summary());
-        let files = layout.pretext().files.clone();
+        let mut files = layout.pretext().files.clone();
+        let mut excluded = None;
+        if let Some(list) = &config.exclude {
+            let listed = crate::data::exclude::read_list(list, layout.root())
+                .with_context(|| format!("cannot read the --exclude list {}", list.display()))?;
+            let e = crate::data::exclude::apply(files, &listed);
+            tracing::info!("--exclude {}: {} images left out, {} listed paths match no training image", list.display(), e.removed, e.unmatched.len());
+            files = e.kept;
+            excluded = Some(serde_json::json!({ "file": list, "removed": e.removed, "unmatched": e.unmatched.len() }));
+        }
         let batch = config.batch_size_per_gpu as usize;
         if files.len() < batch {
             anyhow::bail!(
@@ -151,6 +160,9 @@ impl Trainer {
         for p in &problems {
             run_dir.event("checkpoint_unusable", &serde_json::json!({ "message": p }))?;
             let _ = events.send(Event::Warning { message: format!("checkpoint unusable, using an older one: {p}") });
+        }
+        if let Some(details) = &excluded {
+            run_dir.event("exclude", details)?;
         }
         if let Some(ckpt) = &ckpt {
             run_dir.event("resume", &serde_json::json!({ "iter": iter, "checkpoint": ckpt.path }))?;
@@ -345,10 +357,6 @@ impl Trainer {
     /// Starts an evaluation of the live teacher (or of a checkpoint) on its own thread. A failed
     /// start or evaluation is reported, never fatal to the run.
     fn start_eval(&mut self, kind: EvalKind, checkpoint: Option<std::path::PathBuf>) -> Result<()> {
-        if kind == EvalKind::Outliers {
-            self.emit(Event::Error { message: "outlier scoring is not run by the trainer; use `dino outliers` on a checkpoint".into() });
-            return Ok(());
-        }
         if let Some(w) = &self.eval_worker {
             let message = format!("{} evaluation queued after the running {} evaluation", eval_worker::label(kind), eval_worker::label(w.kind));
             self.emit(Event::Warning { message });

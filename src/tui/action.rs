@@ -41,11 +41,19 @@ pub enum Action {
     End,
     Confirm,
     Cancel,
+    /// Outliers tab: mark the selected image reviewed / to keep / to exclude (again: unmark).
+    MarkReviewed,
+    MarkKeep,
+    MarkExclude,
+    /// Outliers tab: show one split's rows, then the next, then all.
+    CycleSplit,
+    /// Outliers tab: sort by disagreement or isolation.
+    ToggleScore,
 }
 
 impl Action {
     /// Every action, for the help overlay and the key-file validation.
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 39] = [
         Action::Quit,
         Action::Interrupt,
         Action::TogglePause,
@@ -80,6 +88,11 @@ impl Action {
         Action::End,
         Action::Confirm,
         Action::Cancel,
+        Action::MarkReviewed,
+        Action::MarkKeep,
+        Action::MarkExclude,
+        Action::CycleSplit,
+        Action::ToggleScore,
     ];
 
     /// The name used in `keys.toml`.
@@ -119,6 +132,11 @@ impl Action {
             Action::End => "end",
             Action::Confirm => "confirm",
             Action::Cancel => "cancel",
+            Action::MarkReviewed => "mark_reviewed",
+            Action::MarkKeep => "mark_keep",
+            Action::MarkExclude => "mark_exclude",
+            Action::CycleSplit => "cycle_split",
+            Action::ToggleScore => "toggle_score",
         }
     }
 
@@ -152,17 +170,22 @@ impl Action {
             Action::Tab4 => "Outliers",
             Action::Tab5 => "Checkpoints",
             Action::Tab6 => "Log",
-            Action::CopyPath => "copy checkpoint path",
+            Action::CopyPath => "copy ckpt / image path",
             Action::Up => "up / scroll / field",
             Action::Down => "down / scroll / field",
-            Action::Left => "previous choice",
-            Action::Right => "next choice",
+            Action::Left => "previous choice / class",
+            Action::Right => "next choice / class",
             Action::PageUp => "page up",
             Action::PageDown => "page down",
             Action::Home => "first / oldest",
             Action::End => "last / follow newest",
             Action::Confirm => "confirm / evaluate ckpt",
             Action::Cancel => "close dialog or form",
+            Action::MarkReviewed => "outlier: mark reviewed",
+            Action::MarkKeep => "outlier: mark keep",
+            Action::MarkExclude => "outlier: mark exclude (e exports)",
+            Action::CycleSplit => "outliers: next split",
+            Action::ToggleScore => "outliers: sort by score",
         }
     }
 }

@@ -152,6 +152,7 @@ pub struct App {
     pub exit: Option<TuiExit>,
     /// Last known terminal size, for mouse hit-testing.
     pub size: (u16, u16),
+    pub outliers: super::outlier_view::OutlierView,
 }
 
 impl App {
@@ -183,6 +184,7 @@ impl App {
             clipboard: None,
             exit: None,
             size: (80, 24),
+            outliers: Default::default(),
         }
     }
 

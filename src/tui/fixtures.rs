@@ -130,3 +130,41 @@ pub fn app(n: usize) -> (App, Receiver<Command>) {
     app.telemetry = telemetry();
     (app, rx)
 }
+
+/// Loads an outlier report into the app's Outliers tab: twelve images of three classes, real PNG
+/// files in a temporary data set (returned, to keep alive), the map on a ring.
+pub fn with_outliers(app: &mut App) -> tempfile::TempDir {
+    use crate::eval::outlier_report::{write_csv, OutlierRow};
+    let d = tempfile::tempdir().expect("temp dir");
+    let classes = ["airplane", "ship", "truck"];
+    let mut rows = vec![];
+    for i in 0..12usize {
+        let label = classes[i % 3];
+        let path = format!("train/{label}/{i:04}.png");
+        let file = d.path().join(&path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("class folder");
+        // A diagonal gradient with a class-coloured square: something recognisable in half-blocks.
+        let img = image::RgbImage::from_fn(16, 16, |x, y| {
+            let inside = (4..12).contains(&x) && (4..12).contains(&y);
+            if inside { image::Rgb([[220, 40, 40], [40, 160, 40], [40, 40, 220]][i % 3]) } else { image::Rgb([(x * 16) as u8, (y * 16) as u8, 128]) }
+        });
+        img.save(&file).expect("fixture image");
+        let angle = i as f32 * std::f32::consts::TAU / 12.0;
+        let predicted = if i == 4 { "truck" } else { label };
+        rows.push(OutlierRow {
+            path,
+            split: "train".into(),
+            label: label.into(),
+            isolation: 0.05 + 0.01 * i as f64,
+            disagreement: Some(if i == 4 { 0.97 } else { 0.02 * i as f64 }),
+            predicted: predicted.into(),
+            neighbours: (1..=3).map(|k| format!("train/{}/{:04}.png", classes[(i + k) % 3], (i + k) % 12)).collect::<Vec<_>>().join(";"),
+            umap_x: 5.0 * angle.cos(),
+            umap_y: 5.0 * angle.sin(),
+        });
+    }
+    let csv = d.path().join("outliers.csv");
+    write_csv(&csv, &rows).expect("fixture csv");
+    app.outliers.load(&csv, Some(d.path().to_path_buf()), None).expect("fixture report");
+    d
+}

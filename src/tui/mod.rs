@@ -16,6 +16,7 @@ pub mod format;
 pub mod keymap;
 pub mod layout;
 pub mod log_view;
+pub mod outlier_view;
 pub mod store;
 mod terminal;
 pub mod theme;
@@ -104,6 +105,8 @@ pub fn run_tui(opts: TuiOptions, commands: Sender<Command>, events: Receiver<Eve
     let reload = theme_reload(&opts, config_dir.as_deref());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut guard = terminal::TerminalGuard::enter()?;
+    // Asks the terminal which image protocol it speaks: before the event loop reads its input.
+    app.outliers.picker = outlier_view::terminal_picker();
     let result = rt.block_on(event_loop::run(&mut app, &mut guard.terminal, &events, reload));
     drop(guard);
     match &result {

@@ -108,6 +108,9 @@ pub fn apply_event(app: &mut App, ev: Event) {
             app.log_line(LogLevel::Info, format!("{} result: {summary}", eval_label(kind)));
             let number = |key: &str| json[key].as_u64().map(|v| v as usize);
             let iter = number("iter").or_else(|| app.current_iter());
+            if kind == EvalKind::Outliers {
+                load_outliers(app, &json);
+            }
             let top1 = crate::eval::live::headline_top1(&json);
             app.evals.push(EvalRecord { kind, summary, iter, epoch: number("epoch"), top1 });
         }
@@ -115,5 +118,15 @@ pub fn apply_event(app: &mut App, ev: Event) {
             app.log_line(LogLevel::Error, message.clone());
             app.status = Some(format!("error: {message}"));
         }
+    }
+}
+
+/// Shows an outlier report's rows in the Outliers tab.
+fn load_outliers(app: &mut App, json: &serde_json::Value) {
+    let Some(csv) = json["csv"].as_str() else { return };
+    let data_root = json["data_root"].as_str().map(std::path::PathBuf::from);
+    let run_dir = app.run.as_ref().map(|r| r.run_dir.clone());
+    if let Err(e) = app.outliers.load(std::path::Path::new(csv), data_root, run_dir) {
+        app.log_line(LogLevel::Warn, format!("outlier report {csv} not loaded: {e}"));
     }
 }

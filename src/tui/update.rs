@@ -9,6 +9,7 @@ use super::keymap::Key;
 use super::layout::tab_at;
 use super::log_view::LogLevel;
 use super::TuiExit;
+use super::outlier_view::Mark;
 use crate::run::protocol::{Command, EvalKind, RunState};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 
@@ -139,6 +140,8 @@ pub fn update(app: &mut App, action: Action) {
         Action::EvalLinear => request_eval(app, EvalKind::Linear, Tab::Evaluation),
         Action::Outliers => request_eval(app, EvalKind::Outliers, Tab::Outliers),
         Action::SchedulesTab => app.tab = Tab::Schedules,
+        // `e` on the Outliers tab exports the exclusion list.
+        Action::EditSchedule if app.tab == Tab::Outliers => export_exclusions(app),
         Action::EditSchedule => {
             app.tab = Tab::Schedules;
             app.form.active = true;
@@ -168,25 +171,35 @@ pub fn update(app: &mut App, action: Action) {
         Action::Tab4 => app.tab = Tab::Outliers,
         Action::Tab5 => app.tab = Tab::Checkpoints,
         Action::Tab6 => app.tab = Tab::Log,
+        Action::CopyPath if app.tab == Tab::Outliers => copy_outlier_path(app),
         Action::CopyPath => copy_selected_path(app),
+        Action::MarkReviewed => mark(app, Mark::Reviewed),
+        Action::MarkKeep => mark(app, Mark::Keep),
+        Action::MarkExclude => mark(app, Mark::Exclude),
+        Action::CycleSplit => app.outliers.cycle_split(),
+        Action::ToggleScore => app.outliers.toggle_score(),
         Action::Up => move_selection(app, true, 1),
         Action::Down => move_selection(app, false, 1),
         Action::PageUp => move_selection(app, true, PAGE),
         Action::PageDown => move_selection(app, false, PAGE),
         Action::Home => match app.tab {
             Tab::Log => app.log_scroll = app.log.len(),
+            Tab::Outliers => app.outliers.select(0),
             _ => app.checkpoint_selected = 0,
         },
         Action::End => match app.tab {
             Tab::Log => app.log_scroll = 0,
+            Tab::Outliers => app.outliers.select(usize::MAX),
             _ => app.checkpoint_selected = app.checkpoints.len().saturating_sub(1),
         },
-        Action::Left | Action::Right => {
-            if app.tab == Tab::Schedules {
+        Action::Left | Action::Right => match app.tab {
+            Tab::Schedules => {
                 app.form.field = FormField::Schedule;
                 app.form.cycle(action == Action::Right);
             }
-        }
+            Tab::Outliers => app.outliers.cycle_class(action == Action::Right),
+            _ => {}
+        },
         Action::Confirm => match app.tab {
             Tab::Checkpoints if !app.checkpoints.is_empty() => request_eval(app, EvalKind::Knn, Tab::Checkpoints),
             Tab::Schedules => {
@@ -251,7 +264,44 @@ fn move_selection(app: &mut App, up: bool, n: usize) {
             app.form.active = true;
             app.form.next_field(!up);
         }
+        Tab::Outliers => app.outliers.move_selection(if up { -(n as isize) } else { n as isize }),
         _ => {}
+    }
+}
+
+fn mark(app: &mut App, mark: Mark) {
+    if app.tab != Tab::Outliers {
+        return;
+    }
+    match app.outliers.toggle_mark(mark) {
+        Ok(Some(path)) => {
+            let now = app.outliers.marks.get(&path).map(|m| m.symbol()).unwrap_or("unmarked");
+            app.status = Some(format!("{path}: {now}"));
+        }
+        Ok(None) => app.status = Some("no image selected; press o to score the images".into()),
+        Err(e) => app.status = Some(format!("marks not saved: {e}")),
+    }
+}
+
+fn export_exclusions(app: &mut App) {
+    match app.outliers.export_exclusions() {
+        Ok((path, n)) => {
+            let msg = format!("{n} excluded paths written to {}; train with --exclude {}", path.display(), path.display());
+            app.log_line(LogLevel::Info, msg.clone());
+            app.status = Some(msg);
+        }
+        Err(e) => app.status = Some(format!("exclusion list not written: {e}")),
+    }
+}
+
+fn copy_outlier_path(app: &mut App) {
+    match app.outliers.selected_row().map(|r| app.outliers.absolute(&r.path)) {
+        Some(p) => {
+            let path = p.display().to_string();
+            app.status = Some(format!("copied: {path}"));
+            app.clipboard = Some(path);
+        }
+        None => app.status = Some("no image selected".into()),
     }
 }
 
@@ -514,5 +564,40 @@ mod tests {
         press(&mut app, KeyCode::Char('c'));
         assert!(!app.help);
         assert!(rx.try_recv().is_err(), "the closing key does nothing else");
+    }
+
+    #[test]
+    fn outlier_keys_select_filter_mark_and_export() {
+        let (mut app, _rx) = fixtures::app(10);
+        let _data = fixtures::with_outliers(&mut app);
+        let run = tempfile::tempdir().unwrap();
+        app.outliers.run_dir = Some(run.path().to_path_buf());
+        press(&mut app, KeyCode::Char('4'));
+        let first = app.outliers.selected_row().unwrap().path.clone();
+        assert_eq!(first, "train/ship/0004.png");
+        press(&mut app, KeyCode::Char('x'));
+        press(&mut app, KeyCode::Down);
+        let second = app.outliers.selected_row().unwrap().path.clone();
+        press(&mut app, KeyCode::Char('x'));
+        press(&mut app, KeyCode::Char('m'));
+        assert_eq!(app.outliers.marks.get(&second), Some(&Mark::Keep), "another mark replaces exclude");
+        press(&mut app, KeyCode::Char('e'));
+        assert_eq!(app.tab, Tab::Outliers, "e exports here instead of editing a schedule");
+        let list = std::fs::read_to_string(run.path().join("exclude.txt")).unwrap();
+        let listed: Vec<&str> = list.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(listed, vec![first.as_str()]);
+        assert!(run.path().join("evals/outlier-marks.json").exists(), "marks survive a restart");
+        // Class filter: only one class listed, then back to all after the last class.
+        press(&mut app, KeyCode::Right);
+        assert_eq!(app.outliers.class.as_deref(), Some("airplane"));
+        assert!(app.outliers.visible().iter().all(|r| r.label == "airplane"));
+        for _ in 0..3 {
+            press(&mut app, KeyCode::Right);
+        }
+        assert_eq!(app.outliers.class, None);
+        press(&mut app, KeyCode::Char('d'));
+        assert_eq!(app.outliers.score, crate::eval::outlier_report::ScoreKind::Isolation);
+        press(&mut app, KeyCode::Char('y'));
+        assert!(app.clipboard.as_deref().unwrap().ends_with(".png"));
     }
 }

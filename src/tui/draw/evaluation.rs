@@ -68,9 +68,10 @@ fn draw_accuracy_chart(app: &App, frame: &mut Frame, area: Rect) {
     );
 }
 
-pub fn draw_outliers(app: &App, frame: &mut Frame, area: Rect) {
+/// The Outliers tab before any report is loaded: how to get one, and the scoring's progress.
+pub fn draw_outliers_empty(app: &App, frame: &mut Frame, area: Rect) {
     let hint = format!(
-        "outlier scores (the images the teacher finds least typical) appear here; press {}",
+        "press {} to score the images of train/ (pretext/ without labels) with the current teacher, or run `dino outliers` on a checkpoint",
         key_label(app, Action::Outliers)
     );
     draw_results(app, frame, area, " outliers ", &[EvalKind::Outliers], hint);

@@ -6,6 +6,7 @@ mod checkpoints;
 mod dashboard;
 mod evaluation;
 mod log;
+mod outliers;
 mod overlays;
 mod schedules;
 
@@ -36,7 +37,7 @@ pub fn draw(app: &App, frame: &mut Frame) {
         Tab::Dashboard => dashboard::draw(app, frame, s.body),
         Tab::Schedules => schedules::draw(app, frame, s.body),
         Tab::Evaluation => evaluation::draw_evaluation(app, frame, s.body),
-        Tab::Outliers => evaluation::draw_outliers(app, frame, s.body),
+        Tab::Outliers => outliers::draw(app, frame, s.body),
         Tab::Checkpoints => checkpoints::draw(app, frame, s.body),
         Tab::Log => log::draw(app, frame, s.body),
     }

@@ -80,7 +80,7 @@ enum HelpEntry {
     Group(&'static [Action], &'static str),
 }
 
-const HELP_ORDER: [HelpEntry; 24] = [
+const HELP_ORDER: [HelpEntry; 27] = [
     HelpEntry::One(Action::TogglePause),
     HelpEntry::One(Action::Checkpoint),
     HelpEntry::One(Action::EvalKnn),
@@ -94,11 +94,14 @@ const HELP_ORDER: [HelpEntry; 24] = [
     HelpEntry::One(Action::ZoomOut),
     HelpEntry::One(Action::ToggleLogScale),
     HelpEntry::One(Action::CopyPath),
+    HelpEntry::Group(&[Action::MarkReviewed, Action::MarkKeep, Action::MarkExclude], "mark seen / keep / exclude"),
+    HelpEntry::One(Action::CycleSplit),
+    HelpEntry::One(Action::ToggleScore),
     HelpEntry::Group(&[Action::Tab1, Action::Tab2, Action::Tab3, Action::Tab4, Action::Tab5, Action::Tab6], "tabs"),
     HelpEntry::One(Action::NextTab),
     HelpEntry::One(Action::PrevTab),
     HelpEntry::Group(&[Action::Up, Action::Down], "move / scroll / field"),
-    HelpEntry::Group(&[Action::Left, Action::Right], "choose"),
+    HelpEntry::Group(&[Action::Left, Action::Right], "choose / outlier class"),
     HelpEntry::Group(&[Action::PageUp, Action::PageDown], "page up / down"),
     HelpEntry::Group(&[Action::Home, Action::End], "oldest / follow newest"),
     HelpEntry::One(Action::Confirm),

@@ -179,3 +179,15 @@ fn non_finite_and_non_positive_values_draw() {
         }
     }
 }
+
+#[test]
+fn outliers_with_a_report_snapshot() {
+    let (mut app, _rx) = fixtures::app(300);
+    let _data = fixtures::with_outliers(&mut app);
+    app.tab = Tab::Outliers;
+    let screen = render(&app, 160, 48);
+    assert!(screen.contains("train/ship/0004.png"), "the most disagreeing image first\n{screen}");
+    assert!(screen.contains("half-blocks"), "{screen}");
+    assert!(screen.contains('▀') || screen.contains('▄'), "the preview is drawn\n{screen}");
+    insta::assert_snapshot!("outliers_report_160x48", screen);
+}

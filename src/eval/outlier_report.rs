@@ -1,0 +1,370 @@
+//! `dino outliers`: scores every image of a split, maps the features to 2-D, and writes what a
+//! person needs to review the data: a CSV sorted by the chosen score, the near-duplicate pairs,
+//! and a picture of the map coloured by class with the top outliers ringed. The trainer's `o`
+//! (Outliers tab) runs the same `score_split` on the live teacher.
+
+use super::features::{extract_split, l2_normalize, ExtractOptions, FeatureCache};
+use super::outliers::{duplicates, score};
+use super::umap::{umap, UmapParams};
+use super::EvalError;
+use crate::data::Split;
+use crate::model::Backbone;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which score orders the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreKind {
+    Isolation,
+    Disagreement,
+}
+
+impl ScoreKind {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "isolation" => Ok(Self::Isolation),
+            "disagreement" => Ok(Self::Disagreement),
+            other => Err(format!("invalid --score {other}: use isolation or disagreement")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Isolation => "isolation",
+            Self::Disagreement => "disagreement",
+        }
+    }
+
+    /// Disagreement where there are labels, isolation otherwise (`pretext/`).
+    pub fn default_for(split: &Split) -> Self {
+        if split.is_labeled() {
+            Self::Disagreement
+        } else {
+            Self::Isolation
+        }
+    }
+}
+
+/// One image: a row of the CSV, in its column order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutlierRow {
+    /// Relative to the data set root.
+    pub path: String,
+    pub split: String,
+    /// Folder label; empty on unlabeled splits.
+    pub label: String,
+    pub isolation: f64,
+    pub disagreement: Option<f64>,
+    /// The class the neighbours vote for; empty on unlabeled splits.
+    pub predicted: String,
+    /// Paths of the nearest neighbours, nearest first, separated by `;`.
+    pub neighbours: String,
+    pub umap_x: f32,
+    pub umap_y: f32,
+}
+
+impl OutlierRow {
+    pub fn score(&self, kind: ScoreKind) -> f64 {
+        match kind {
+            ScoreKind::Isolation => self.isolation,
+            ScoreKind::Disagreement => self.disagreement.unwrap_or(self.isolation),
+        }
+    }
+
+    pub fn neighbour_paths(&self) -> impl Iterator<Item = &str> {
+        self.neighbours.split(';').filter(|s| !s.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DuplicatePair {
+    pub path_a: String,
+    pub path_b: String,
+    pub similarity: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutlierParams {
+    pub k: usize,
+    pub temperature: f64,
+    pub duplicate_threshold: f32,
+    pub score: ScoreKind,
+    pub seed: u64,
+}
+
+/// Rows sorted by the chosen score (highest first) and the duplicate pairs.
+#[derive(Debug, Clone)]
+pub struct OutlierReport {
+    pub split: String,
+    pub score: ScoreKind,
+    pub rows: Vec<OutlierRow>,
+    pub duplicates: Vec<DuplicatePair>,
+}
+
+fn relative(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
+}
+
+/// Features of `split` through `backbone`, then every score and the map.
+pub fn score_split(
+    backbone: &Backbone,
+    split: &Split,
+    data_root: &Path,
+    opts: &ExtractOptions,
+    cache: Option<(&FeatureCache, &str)>,
+    p: &OutlierParams,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<OutlierReport, EvalError> {
+    if split.is_empty() {
+        return Err(EvalError::Invalid(format!("{} holds no images to score", split.root.display())));
+    }
+    let f = extract_split(backbone, split, opts, cache, progress)?;
+    Ok(report_from_features(&l2_normalize(&f.features), split, data_root, p))
+}
+
+/// The scores and map of already-normalised features, rows in `split` order before sorting.
+pub fn report_from_features(normed: &tch::Tensor, split: &Split, data_root: &Path, p: &OutlierParams) -> OutlierReport {
+    let labels = split.is_labeled().then_some((split.labels.as_slice(), split.classes.len()));
+    let s = score(normed, labels, p.k, p.temperature);
+    let map = umap(normed, &UmapParams { seed: p.seed, ..Default::default() });
+    let rel: Vec<String> = split.files.iter().map(|f| relative(data_root, f)).collect();
+    let class = |i: usize| split.classes.get(i).cloned().unwrap_or_default();
+    let mut rows: Vec<OutlierRow> = (0..split.len())
+        .map(|i| OutlierRow {
+            path: rel[i].clone(),
+            split: split.name.clone(),
+            label: if split.is_labeled() { class(split.labels[i]) } else { String::new() },
+            isolation: s.isolation[i],
+            disagreement: s.disagreement.as_ref().map(|d| d[i]),
+            predicted: s.predicted.as_ref().map(|pr| class(pr[i])).unwrap_or_default(),
+            neighbours: s.neighbours.index[i].iter().map(|&j| rel[j].as_str()).collect::<Vec<_>>().join(";"),
+            umap_x: map.get(i).map(|m| m[0]).unwrap_or(0.0),
+            umap_y: map.get(i).map(|m| m[1]).unwrap_or(0.0),
+        })
+        .collect();
+    let score = if split.is_labeled() { p.score } else { ScoreKind::Isolation };
+    // Equal disagreement (often 1: no neighbour shares the label) ranks the image sitting deeper
+    // inside another class's cluster first, the likelier mislabel.
+    let tie = |a: &OutlierRow, b: &OutlierRow| match score {
+        ScoreKind::Disagreement => a.isolation.total_cmp(&b.isolation),
+        ScoreKind::Isolation => std::cmp::Ordering::Equal,
+    };
+    rows.sort_by(|a, b| b.score(score).total_cmp(&a.score(score)).then_with(|| tie(a, b)).then_with(|| a.path.cmp(&b.path)));
+    let duplicates = duplicates(&s.neighbours, p.duplicate_threshold)
+        .into_iter()
+        .map(|(i, j, similarity)| DuplicatePair { path_a: rel[i].clone(), path_b: rel[j].clone(), similarity })
+        .collect();
+    OutlierReport { split: split.name.clone(), score, rows, duplicates }
+}
+
+fn csv_error(path: &Path, e: impl ToString) -> EvalError {
+    EvalError::io(path, e)
+}
+
+pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EvalError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
+    }
+    let tmp = crate::run::dir::tmp_path(path);
+    let mut w = csv::Writer::from_path(&tmp).map_err(|e| csv_error(&tmp, e))?;
+    for r in rows {
+        w.serialize(r).map_err(|e| csv_error(&tmp, e))?;
+    }
+    w.flush().map_err(|e| csv_error(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+}
+
+pub fn read_rows(path: &Path) -> Result<Vec<OutlierRow>, EvalError> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
+    r.deserialize().collect::<Result<Vec<OutlierRow>, _>>().map_err(|e| csv_error(path, e))
+}
+
+/// Colours of classes on the map (Tableau 10), then grey for unlabeled images.
+pub const CLASS_COLOURS: [[u8; 3]; 10] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+    [188, 189, 34],
+    [23, 190, 207],
+];
+
+/// The map as PNG (or SVG when the name ends in `.svg`): one dot per image coloured by class, the
+/// `top` highest-scored images ringed in black.
+pub fn write_map(path: &Path, rows: &[OutlierRow], top: usize) -> Result<(), EvalError> {
+    const SIDE: u32 = 800;
+    const MARGIN: f32 = 20.0;
+    let mut classes: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let colour = |label: &str| classes.iter().position(|c| *c == label).map(|i| CLASS_COLOURS[i % 10]).unwrap_or([127, 127, 127]);
+    let (mut x0, mut x1, mut y0, mut y1) = (f32::INFINITY, f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY);
+    for r in rows {
+        x0 = x0.min(r.umap_x);
+        x1 = x1.max(r.umap_x);
+        y0 = y0.min(r.umap_y);
+        y1 = y1.max(r.umap_y);
+    }
+    let span = (x1 - x0).max(y1 - y0).max(1e-6);
+    let to_px = |r: &OutlierRow| {
+        let s = (SIDE as f32 - 2.0 * MARGIN) / span;
+        (MARGIN + (r.umap_x - x0) * s, SIDE as f32 - MARGIN - (r.umap_y - y0) * s)
+    };
+    let svg = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
+    }
+    // Rows arrive sorted by score: the first `top` are the ones to ring.
+    if svg {
+        let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{SIDE}\" height=\"{SIDE}\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+        for r in rows {
+            let (x, y) = to_px(r);
+            let [cr, cg, cb] = colour(&r.label);
+            s.push_str(&format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"rgb({cr},{cg},{cb})\"><title>{}</title></circle>\n", xml_escape(&r.path)));
+        }
+        for r in rows.iter().take(top) {
+            let (x, y) = to_px(r);
+            s.push_str(&format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"6\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\"/>\n"));
+        }
+        for (i, c) in classes.iter().enumerate().filter(|(_, c)| !c.is_empty()) {
+            let [cr, cg, cb] = CLASS_COLOURS[i % 10];
+            s.push_str(&format!("<text x=\"10\" y=\"{}\" font-size=\"14\" fill=\"rgb({cr},{cg},{cb})\">{}</text>\n", 20 + 18 * i, xml_escape(c)));
+        }
+        s.push_str("</svg>\n");
+        return crate::run::dir::write_atomic(path, s.as_bytes()).map_err(|e| EvalError::io(path, format!("{e:#}")));
+    }
+    let mut img = image::RgbImage::from_pixel(SIDE, SIDE, image::Rgb([255, 255, 255]));
+    let mut put = |x: i64, y: i64, c: [u8; 3]| {
+        if (0..SIDE as i64).contains(&x) && (0..SIDE as i64).contains(&y) {
+            img.put_pixel(x as u32, y as u32, image::Rgb(c));
+        }
+    };
+    for r in rows {
+        let (x, y) = to_px(r);
+        let c = colour(&r.label);
+        for dy in -2..=2 {
+            for dx in -2..=2 {
+                if dx * dx + dy * dy <= 5 {
+                    put(x as i64 + dx, y as i64 + dy, c);
+                }
+            }
+        }
+    }
+    for r in rows.iter().take(top) {
+        let (x, y) = to_px(r);
+        for step in 0..48 {
+            let a = step as f32 * std::f32::consts::TAU / 48.0;
+            for radius in [6.0f32, 7.0] {
+                put((x + radius * a.cos()).round() as i64, (y + radius * a.sin()).round() as i64, [0, 0, 0]);
+            }
+        }
+    }
+    let tmp = crate::run::dir::tmp_path(path);
+    img.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| EvalError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Where a report goes in a run directory, by label: `evals/outliers-LABEL{.csv,-duplicates.csv,-map.png}`.
+pub fn run_files(run_dir: &Path, label: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = run_dir.join(super::record::EVALS_DIR);
+    (dir.join(format!("outliers-{label}.csv")), dir.join(format!("outliers-{label}-duplicates.csv")), dir.join(format!("outliers-{label}-map.png")))
+}
+
+/// Writes the CSV, the duplicates CSV and the map; returns the JSON record of the report.
+pub fn write_report(report: &OutlierReport, csv: &Path, dups: &Path, map: &Path, top: usize) -> Result<serde_json::Value, EvalError> {
+    write_csv(csv, &report.rows)?;
+    write_csv(dups, &report.duplicates)?;
+    write_map(map, &report.rows, top)?;
+    Ok(serde_json::json!({
+        "kind": "outliers",
+        "split": report.split,
+        "score": report.score.name(),
+        "num_images": report.rows.len(),
+        "num_duplicates": report.duplicates.len(),
+        "top": report.rows.iter().take(5).map(|r| serde_json::json!({"path": r.path, "score": r.score(report.score)})).collect::<Vec<_>>(),
+        "csv": csv,
+        "duplicates_csv": dups,
+        "map": map,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind, Tensor};
+
+    fn split(labels: Vec<usize>) -> Split {
+        let n = labels.len();
+        Split {
+            name: "train".into(),
+            root: "/data/train".into(),
+            files: (0..n).map(|i| PathBuf::from(format!("/data/train/c{}/img{i}.png", labels[i]))).collect(),
+            labels,
+            classes: vec!["cat".into(), "dog".into()],
+        }
+    }
+
+    fn params() -> OutlierParams {
+        OutlierParams { k: 3, temperature: 0.07, duplicate_threshold: 0.999, score: ScoreKind::Disagreement, seed: 0 }
+    }
+
+    /// Two tight clusters on the unit circle; image 2 sits in cluster 0 with label 1; images 5 and
+    /// 6 are the same vector.
+    fn features() -> Tensor {
+        let deg = [0.0f64, 4.0, 8.0, 12.0, 90.0, 94.0, 94.0, 98.0];
+        let v: Vec<f32> = deg.iter().flat_map(|d| [d.to_radians().cos() as f32, d.to_radians().sin() as f32]).collect();
+        Tensor::from_slice(&v).reshape([8, 2]).to_kind(Kind::Float).to_device(Device::Cpu)
+    }
+
+    #[test]
+    fn report_rows_are_sorted_by_score_and_name_neighbours_and_duplicates() {
+        let s = split(vec![0, 0, 1, 0, 1, 1, 1, 1]);
+        let r = report_from_features(&features(), &s, Path::new("/data"), &params());
+        assert_eq!(r.rows[0].path, "train/c1/img2.png", "the mislabeled image first");
+        assert_eq!(r.rows[0].label, "dog");
+        assert_eq!(r.rows[0].predicted, "cat");
+        assert_eq!(r.rows[0].neighbour_paths().count(), 3);
+        assert!(r.rows.windows(2).all(|w| w[0].score(ScoreKind::Disagreement) >= w[1].score(ScoreKind::Disagreement)));
+        assert_eq!(r.duplicates.len(), 1);
+        assert_eq!((r.duplicates[0].path_a.as_str(), r.duplicates[0].path_b.as_str()), ("train/c1/img5.png", "train/c1/img6.png"));
+    }
+
+    #[test]
+    fn csv_has_the_documented_columns_and_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let s = split(vec![0, 0, 1, 0, 1, 1, 1, 1]);
+        let r = report_from_features(&features(), &s, Path::new("/data"), &params());
+        let (csv, dups, map) = run_files(d.path(), "ep0001-it00000010");
+        let json = write_report(&r, &csv, &dups, &map, 2).unwrap();
+        assert_eq!(json["num_images"], 8);
+        let text = std::fs::read_to_string(&csv).unwrap();
+        assert_eq!(text.lines().next().unwrap(), "path,split,label,isolation,disagreement,predicted,neighbours,umap_x,umap_y");
+        assert_eq!(read_rows(&csv).unwrap(), r.rows);
+        assert!(std::fs::read_to_string(&dups).unwrap().starts_with("path_a,path_b,similarity"));
+        let img = image::open(&map).unwrap();
+        assert_eq!((img.width(), img.height()), (800, 800));
+        let svg = d.path().join("map.svg");
+        write_map(&svg, &r.rows, 2).unwrap();
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<circle"));
+    }
+
+    #[test]
+    fn unlabeled_splits_rank_by_isolation_with_empty_label_columns() {
+        let mut s = split(vec![0; 8]);
+        s.classes.clear();
+        s.name = "pretext".into();
+        let r = report_from_features(&features(), &s, Path::new("/data"), &params());
+        assert_eq!(r.score, ScoreKind::Isolation);
+        assert!(r.rows.iter().all(|row| row.label.is_empty() && row.disagreement.is_none() && row.predicted.is_empty()));
+        assert!(r.rows.windows(2).all(|w| w[0].isolation >= w[1].isolation));
+    }
+}

@@ -1,0 +1,179 @@
+//! The Outliers tab: images sorted by a score with their paths, the selected one shown in the
+//! terminal with its neighbours, and the 2-D map with classes coloured and the selection marked.
+
+use super::evaluation::draw_outliers_empty;
+use super::key_label;
+use crate::eval::outlier_report::{OutlierRow, CLASS_COLOURS};
+use crate::tui::action::Action;
+use crate::tui::app::App;
+use crate::tui::outlier_view::{protocol_name, PREVIEW};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::canvas::{Canvas, Points};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::Frame;
+use ratatui_image::Image;
+
+pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+    if app.outliers.rows.is_empty() {
+        draw_outliers_empty(app, frame, area);
+        return;
+    }
+    let [list, side] = Layout::horizontal([Constraint::Min(40), Constraint::Percentage(45)]).areas(area);
+    draw_list(app, frame, list);
+    let [preview, map] = Layout::vertical([Constraint::Length(PREVIEW.height + 2), Constraint::Min(6)]).areas(side);
+    draw_preview(app, frame, preview);
+    draw_map(app, frame, map);
+}
+
+fn class_colour(app: &App, classes: &[String], label: &str) -> Color {
+    if app.theme.no_color {
+        return Color::Reset;
+    }
+    match classes.iter().position(|c| c == label) {
+        Some(i) => {
+            let [r, g, b] = CLASS_COLOURS[i % CLASS_COLOURS.len()];
+            Color::Rgb(r, g, b)
+        }
+        None => Color::Gray,
+    }
+}
+
+fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let v = &app.outliers;
+    let rows = v.visible();
+    let title = format!(
+        " {} of {} images · by {} · class {} · split {} ",
+        rows.len(),
+        v.rows.len(),
+        v.score.name(),
+        v.class.as_deref().unwrap_or("all"),
+        v.split.as_deref().unwrap_or("all")
+    );
+    let block = Block::bordered().title(Span::styled(title, t.title())).border_style(t.border());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [table_area, hint_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
+    let keys = |a: Action, what: &str| vec![Span::styled(key_label(app, a), t.accent()), Span::styled(format!(" {what}  "), t.muted())];
+    let mut hint: Vec<Span> = vec![];
+    for (a, what) in [
+        (Action::Right, "class"),
+        (Action::CycleSplit, "split"),
+        (Action::ToggleScore, "score"),
+        (Action::MarkReviewed, "seen"),
+        (Action::MarkKeep, "keep"),
+        (Action::MarkExclude, "exclude"),
+        (Action::EditSchedule, "export"),
+        (Action::CopyPath, "copy path"),
+        (Action::Outliers, "rescore"),
+    ] {
+        hint.extend(keys(a, what));
+    }
+    frame.render_widget(Paragraph::new(Line::from(hint)).wrap(Wrap { trim: true }), hint_area);
+    let score = v.score;
+    let table_rows: Vec<Row> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mark = v.marks.get(&r.path).map(|m| m.symbol()).unwrap_or("");
+            let label = if r.label.is_empty() { "–".to_string() } else if r.predicted != r.label { format!("{}→{}", r.label, r.predicted) } else { r.label.clone() };
+            Row::new(vec![
+                Cell::from(format!("{}", i + 1)),
+                Cell::from(format!("{:.3}", r.score(score))),
+                Cell::from(label),
+                Cell::from(mark),
+                Cell::from(r.path.clone()),
+            ])
+            .style(t.text())
+        })
+        .collect();
+    let widths = [Constraint::Length(5), Constraint::Length(6), Constraint::Length(22), Constraint::Length(4), Constraint::Min(10)];
+    let header = Row::new(["#", "score", "label→voted", "mark", "path"]).style(t.title());
+    let table = Table::new(table_rows, widths).header(header).row_highlight_style(t.selected()).column_spacing(1);
+    let mut state = TableState::default().with_selected((!rows.is_empty()).then_some(v.selected.min(rows.len() - 1)));
+    frame.render_stateful_widget(table, table_area, &mut state);
+}
+
+fn draw_preview(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let v = &app.outliers;
+    let title = format!(" selected ({}) ", protocol_name(&v.picker));
+    let block = Block::bordered().title(Span::styled(title, t.title())).border_style(t.border());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [image_area, info_area] = Layout::horizontal([Constraint::Length(PREVIEW.width + 1), Constraint::Min(10)]).areas(inner);
+    let Some(row) = v.selected_row() else { return };
+    match &v.preview {
+        Some((path, proto)) if *path == row.path => frame.render_widget(Image::new(proto), image_area),
+        _ => frame.render_widget(Paragraph::new(Span::styled("(image not readable)", t.muted())), image_area),
+    }
+    frame.render_widget(Paragraph::new(info_lines(app, row)).wrap(Wrap { trim: false }), info_area);
+}
+
+fn info_lines<'a>(app: &'a App, row: &'a OutlierRow) -> Vec<Line<'a>> {
+    let t = &app.theme;
+    let v = &app.outliers;
+    let label_of = |p: &str| v.rows.iter().find(|r| r.path == p).map(|r| r.label.as_str()).unwrap_or("?");
+    let mut lines = vec![
+        Line::from(Span::styled(row.path.as_str(), t.accent())),
+        Line::from(vec![Span::styled("label ", t.muted()), Span::styled(row.label.as_str(), t.text()), Span::styled("  voted ", t.muted()), Span::styled(row.predicted.as_str(), t.text())]),
+        Line::from(vec![
+            Span::styled("disagreement ", t.muted()),
+            Span::styled(row.disagreement.map(|d| format!("{d:.3}")).unwrap_or_else(|| "–".into()), t.text()),
+            Span::styled("  isolation ", t.muted()),
+            Span::styled(format!("{:.3}", row.isolation), t.text()),
+        ]),
+        Line::from(Span::styled("nearest neighbours:", t.muted())),
+    ];
+    for p in row.neighbour_paths().take(8) {
+        lines.push(Line::from(vec![Span::styled(format!("{:<11}", label_of(p)), t.text()), Span::styled(p, t.muted())]));
+    }
+    lines
+}
+
+fn draw_map(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.theme;
+    let v = &app.outliers;
+    let classes = v.classes();
+    let mut legend: Vec<Span> = vec![Span::styled(" map ", t.title())];
+    for c in &classes {
+        legend.push(Span::styled(format!("● {c} "), Style::default().fg(class_colour(app, &classes, c))));
+    }
+    let block = Block::bordered().title(Line::from(legend)).border_style(t.border());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    for r in &v.rows {
+        x0 = x0.min(r.umap_x as f64);
+        x1 = x1.max(r.umap_x as f64);
+        y0 = y0.min(r.umap_y as f64);
+        y1 = y1.max(r.umap_y as f64);
+    }
+    let groups: Vec<(Vec<(f64, f64)>, Color)> = classes
+        .iter()
+        .map(|c| c.as_str())
+        .chain(std::iter::once(""))
+        .map(|c| {
+            let pts = v.rows.iter().filter(|r| r.label == c).map(|r| (r.umap_x as f64, r.umap_y as f64)).collect();
+            (pts, class_colour(app, &classes, c))
+        })
+        .collect();
+    let selected = v.selected_row().map(|r| (r.umap_x as f64, r.umap_y as f64));
+    let highlight = t.accent().fg.unwrap_or(Color::White);
+    let canvas = Canvas::default()
+        .block(block)
+        .marker(Marker::Braille)
+        .x_bounds([x0, x1.max(x0 + 1e-6)])
+        .y_bounds([y0, y1.max(y0 + 1e-6)])
+        .paint(move |ctx| {
+            for (pts, color) in &groups {
+                ctx.draw(&Points { coords: pts, color: *color });
+            }
+            if let Some((x, y)) = selected {
+                ctx.layer();
+                ctx.print(x, y, Span::styled("◉", Style::default().fg(highlight)));
+            }
+        });
+    frame.render_widget(canvas, area);
+}

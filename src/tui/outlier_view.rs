@@ -1,0 +1,282 @@
+//! State of the Outliers tab: the rows of the latest outlier report of each split, the filters and
+//! sort order, the marks a person sets (reviewed / keep / exclude, saved in the run directory), and
+//! the preview of the selected image in whatever graphics the terminal supports.
+
+use crate::eval::outlier_report::{read_rows, OutlierRow, ScoreKind};
+use ratatui::layout::Size;
+use ratatui_image::picker::{Picker, ProtocolType};
+use ratatui_image::protocol::Protocol;
+use ratatui_image::Resize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+/// Cells the preview takes (the layout reserves exactly this).
+pub const PREVIEW: Size = Size { width: 24, height: 12 };
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mark {
+    Reviewed,
+    Keep,
+    Exclude,
+}
+
+impl Mark {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Reviewed => "seen",
+            Self::Keep => "keep",
+            Self::Exclude => "EXCL",
+        }
+    }
+}
+
+pub const MARKS_FILE: &str = "outlier-marks.json";
+pub const EXCLUDE_FILE: &str = "exclude.txt";
+
+pub struct OutlierView {
+    pub rows: Vec<OutlierRow>,
+    /// Root the rows' paths are relative to.
+    pub data_root: Option<PathBuf>,
+    pub run_dir: Option<PathBuf>,
+    pub score: ScoreKind,
+    pub class: Option<String>,
+    pub split: Option<String>,
+    /// Row in the filtered, sorted list.
+    pub selected: usize,
+    pub marks: BTreeMap<String, Mark>,
+    pub picker: Picker,
+    /// The selected image, encoded for the terminal: (its path, the protocol).
+    pub preview: Option<(String, Protocol)>,
+}
+
+impl Default for OutlierView {
+    fn default() -> Self {
+        Self {
+            rows: Vec::new(),
+            data_root: None,
+            run_dir: None,
+            score: ScoreKind::Disagreement,
+            class: None,
+            split: None,
+            selected: 0,
+            marks: BTreeMap::new(),
+            picker: Picker::halfblocks(),
+            preview: None,
+        }
+    }
+}
+
+/// Kitty, sixel or iTerm2 when the terminal answers for one; half-blocks otherwise (tmux, SSH to a
+/// plain terminal, no terminal at all). Call after entering the alternate screen, before reading
+/// key events: the query writes to the terminal and reads its answer.
+pub fn terminal_picker() -> Picker {
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        return Picker::halfblocks();
+    }
+    Picker::from_query_stdio().unwrap_or_else(|e| {
+        tracing::info!("terminal graphics query failed ({e}); images as half-blocks");
+        Picker::halfblocks()
+    })
+}
+
+pub fn protocol_name(p: &Picker) -> &'static str {
+    match p.protocol_type() {
+        ProtocolType::Halfblocks => "half-blocks",
+        ProtocolType::Sixel => "sixel",
+        ProtocolType::Kitty => "kitty",
+        ProtocolType::Iterm2 => "iTerm2",
+    }
+}
+
+impl OutlierView {
+    /// Loads a report's CSV, replacing the rows of its split.
+    pub fn load(&mut self, csv: &Path, data_root: Option<PathBuf>, run_dir: Option<PathBuf>) -> Result<(), String> {
+        let rows = read_rows(csv).map_err(|e| e.to_string())?;
+        let split = rows.first().map(|r| r.split.clone());
+        self.rows.retain(|r| Some(&r.split) != split.as_ref());
+        if rows.iter().all(|r| r.disagreement.is_none()) && self.rows.is_empty() {
+            self.score = ScoreKind::Isolation;
+        }
+        self.rows.extend(rows);
+        if data_root.is_some() {
+            self.data_root = data_root;
+        }
+        if self.run_dir.is_none() {
+            if let Some(run) = run_dir {
+                self.marks = load_marks(&run);
+                self.run_dir = Some(run);
+            }
+        }
+        self.selected = 0;
+        self.refresh_preview();
+        Ok(())
+    }
+
+    /// Rows passing the filters, sorted by the chosen score, highest first.
+    pub fn visible(&self) -> Vec<&OutlierRow> {
+        let mut v: Vec<&OutlierRow> = self
+            .rows
+            .iter()
+            .filter(|r| self.class.as_ref().is_none_or(|c| &r.label == c))
+            .filter(|r| self.split.as_ref().is_none_or(|s| &r.split == s))
+            .collect();
+        let k = self.score;
+        v.sort_by(|a, b| b.score(k).total_cmp(&a.score(k)).then_with(|| a.path.cmp(&b.path)));
+        v
+    }
+
+    pub fn selected_row(&self) -> Option<&OutlierRow> {
+        self.visible().get(self.selected).copied()
+    }
+
+    pub fn classes(&self) -> Vec<String> {
+        let mut c: Vec<String> = self.rows.iter().map(|r| r.label.clone()).filter(|l| !l.is_empty()).collect();
+        c.sort();
+        c.dedup();
+        c
+    }
+
+    fn splits(&self) -> Vec<String> {
+        let mut s: Vec<String> = self.rows.iter().map(|r| r.split.clone()).collect();
+        s.sort();
+        s.dedup();
+        s
+    }
+
+    pub fn move_selection(&mut self, delta: isize) {
+        let n = self.visible().len();
+        if n == 0 {
+            return;
+        }
+        self.selected = (self.selected as isize + delta).clamp(0, n as isize - 1) as usize;
+        self.refresh_preview();
+    }
+
+    pub fn select(&mut self, index: usize) {
+        self.selected = index.min(self.visible().len().saturating_sub(1));
+        self.refresh_preview();
+    }
+
+    /// All classes, then each class in turn.
+    pub fn cycle_class(&mut self, forward: bool) {
+        self.class = cycle(&self.classes(), self.class.take(), forward);
+        self.select(0);
+    }
+
+    pub fn cycle_split(&mut self) {
+        self.split = cycle(&self.splits(), self.split.take(), true);
+        self.select(0);
+    }
+
+    pub fn toggle_score(&mut self) {
+        let labeled = self.rows.iter().any(|r| r.disagreement.is_some());
+        self.score = match self.score {
+            ScoreKind::Disagreement => ScoreKind::Isolation,
+            ScoreKind::Isolation if labeled => ScoreKind::Disagreement,
+            ScoreKind::Isolation => ScoreKind::Isolation,
+        };
+        self.select(0);
+    }
+
+    /// Sets (or, when it is already set, clears) a mark on the selected image and saves the marks.
+    pub fn toggle_mark(&mut self, mark: Mark) -> Result<Option<String>, String> {
+        let Some(path) = self.selected_row().map(|r| r.path.clone()) else { return Ok(None) };
+        if self.marks.get(&path) == Some(&mark) {
+            self.marks.remove(&path);
+        } else {
+            self.marks.insert(path.clone(), mark);
+        }
+        if let Some(run) = &self.run_dir {
+            save_marks(run, &self.marks)?;
+        }
+        Ok(Some(path))
+    }
+
+    /// Writes the excluded paths (relative to the data root) one per line; returns the file and count.
+    pub fn export_exclusions(&self) -> Result<(PathBuf, usize), String> {
+        let run = self.run_dir.as_ref().ok_or("no run directory to write the exclusion list into")?;
+        let excluded: Vec<&str> = self.marks.iter().filter(|(_, m)| **m == Mark::Exclude).map(|(p, _)| p.as_str()).collect();
+        let mut text = String::from("# images marked `exclude` in the Outliers tab; train with --exclude FILE\n");
+        for p in &excluded {
+            text.push_str(p);
+            text.push('\n');
+        }
+        let path = run.join(EXCLUDE_FILE);
+        crate::run::dir::write_atomic(&path, text.as_bytes()).map_err(|e| format!("{e:#}"))?;
+        Ok((path, excluded.len()))
+    }
+
+    pub fn absolute(&self, rel: &str) -> PathBuf {
+        match &self.data_root {
+            Some(root) => root.join(rel),
+            None => PathBuf::from(rel),
+        }
+    }
+
+    /// Decodes the selected image and encodes it for the terminal (once per selection).
+    pub fn refresh_preview(&mut self) {
+        let Some(rel) = self.selected_row().map(|r| r.path.clone()) else {
+            self.preview = None;
+            return;
+        };
+        if self.preview.as_ref().is_some_and(|(p, _)| *p == rel) {
+            return;
+        }
+        self.preview = image::open(self.absolute(&rel))
+            .ok()
+            .and_then(|img| self.picker.new_protocol(img, PREVIEW.into(), Resize::Scale(None)).ok())
+            .map(|proto| (rel, proto));
+    }
+}
+
+fn cycle(options: &[String], current: Option<String>, forward: bool) -> Option<String> {
+    let pos = current.as_ref().and_then(|c| options.iter().position(|o| o == c));
+    let n = options.len();
+    match (pos, forward) {
+        (None, true) => options.first().cloned(),
+        (None, false) => options.last().cloned(),
+        (Some(i), true) if i + 1 < n => Some(options[i + 1].clone()),
+        (Some(i), false) if i > 0 => Some(options[i - 1].clone()),
+        _ => None,
+    }
+}
+
+fn load_marks(run: &Path) -> BTreeMap<String, Mark> {
+    let path = run.join(crate::eval::record::EVALS_DIR).join(MARKS_FILE);
+    std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+fn save_marks(run: &Path, marks: &BTreeMap<String, Mark>) -> Result<(), String> {
+    let dir = run.join(crate::eval::record::EVALS_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let bytes = serde_json::to_vec_pretty(marks).map_err(|e| e.to_string())?;
+    crate::run::dir::write_atomic(&dir.join(MARKS_FILE), &bytes).map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_terminal_the_preview_uses_half_blocks() {
+        // Tests run with stdin/stdout captured or redirected: no graphics protocol to ask for.
+        if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            return;
+        }
+        let p = terminal_picker();
+        assert_eq!(p.protocol_type(), ProtocolType::Halfblocks);
+        assert_eq!(protocol_name(&p), "half-blocks");
+    }
+
+    #[test]
+    fn class_filter_cycles_through_all_then_each_class() {
+        let opts = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(cycle(&opts, None, true).as_deref(), Some("a"));
+        assert_eq!(cycle(&opts, Some("a".into()), true).as_deref(), Some("b"));
+        assert_eq!(cycle(&opts, Some("b".into()), true), None);
+        assert_eq!(cycle(&opts, None, false).as_deref(), Some("b"));
+    }
+}
