@@ -152,3 +152,39 @@ fn non_finite_loss_stops_headless_and_keeps_the_last_good_checkpoint() {
     let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
     assert!(log.contains("\"non_finite_loss\"") && log.contains("schedule_edit"), "{log}");
 }
+
+#[test]
+fn exclude_removes_exactly_the_listed_images_from_training() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8);
+    let layout = dino_tui::data::DataLayout::discover(&data).unwrap();
+    let pretext = layout.pretext().files.clone();
+    assert_eq!(pretext.len(), 40);
+    // Eight listed the way the Outliers tab writes them (relative), one absolute, one that matches nothing.
+    let rel = |p: &std::path::Path| p.strip_prefix(&data).unwrap().display().to_string();
+    let mut list = String::from("# test\n");
+    for p in &pretext[..7] {
+        list.push_str(&format!("{}\n", rel(p)));
+    }
+    list.push_str(&format!("{}\npretext/not-there.png\n", pretext[7].display()));
+    let file = d.path().join("exclude.txt");
+    std::fs::write(&file, list).unwrap();
+    let out = d.path().join("run");
+    let mut c = common::tiny_config(&data, &out);
+    c.epochs = 1;
+    c.exclude = Some(file.clone());
+    let (events, state) = drive(spawn(c.clone(), OnNonFinite::Stop).unwrap(), |_, _| {});
+    assert_eq!(state, RunState::Finished);
+    let info = events.iter().find_map(|e| if let Event::Started(i) = e { Some(i.clone()) } else { None }).unwrap();
+    assert_eq!(info.num_images, 32);
+    assert_eq!(info.niter_per_ep, 4, "32 images in batches of 8");
+    let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    assert!(log.contains(r#""type":"exclude""#) && log.contains(r#""removed":8"#) && log.contains(r#""unmatched":1"#), "{log}");
+    // A list that cannot be read is named in the error.
+    c.exclude = Some(d.path().join("missing.txt"));
+    c.output_dir = Some(d.path().join("run2"));
+    let err = spawn(c, OnNonFinite::Stop).err().unwrap();
+    assert!(format!("{err:#}").contains("missing.txt"), "{err:#}");
+}
