@@ -240,6 +240,9 @@ pub struct TrainArgs {
     /// prints the run directory and pid
     #[arg(long, help_heading = "Run")]
     pub detach: bool,
+    /// Data-parallel training: start N processes on this machine (as torchrun --nproc_per_node N)
+    #[arg(long, help_heading = "Run")]
+    pub nproc_per_node: Option<usize>,
     /// Headless progress line every N iterations
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub print_freq: Option<i64>,

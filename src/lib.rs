@@ -3,6 +3,7 @@ pub mod attach;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod dist;
 pub mod eval;
 pub mod headless;
 pub mod interactive;

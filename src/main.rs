@@ -78,6 +78,16 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Train(args) => {
             let config = args.resolve()?;
+            if let Some(n) = args.nproc_per_node.filter(|&n| n > 1) {
+                if std::env::var_os("RANK").is_some() {
+                    anyhow::bail!("--nproc_per_node starts the ranks itself; under torchrun or srun leave it out");
+                }
+                if !dino_tui::dist::AVAILABLE {
+                    return Err(dino_tui::dist::DistError::NotBuilt.into());
+                }
+                let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+                return dino_tui::dist::launch::run_local(n, &args);
+            }
             if args.print_config {
                 dino_tui::say!("{}", config.to_toml().trim_end());
                 return Ok(0);

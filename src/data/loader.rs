@@ -33,6 +33,40 @@ pub struct LoaderConfig {
     pub start_batch: usize,
     /// Ready batches held ahead of the trainer; 0 picks twice the number of workers.
     pub prefetch: usize,
+    /// This process's share of the epoch in data-parallel training.
+    pub shard: Shard,
+}
+
+/// The reference's `DistributedSampler`: the epoch's order (the same on every rank), padded by
+/// wrapping around to a multiple of `world`, dealt out rank-strided, so rank `r` takes global
+/// positions `r, r + world, ...`. Augmentation is seeded by the global position, so the ranks'
+/// batches together are exactly the single-process batch `world` times as large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { rank: 0, world: 1 }
+    }
+}
+
+impl Shard {
+    /// Samples this rank sees per epoch.
+    pub fn len(&self, num_files: usize) -> usize {
+        num_files.div_ceil(self.world.max(1))
+    }
+
+    pub fn is_empty(&self, num_files: usize) -> bool {
+        self.len(num_files) == 0
+    }
+
+    /// Position in the whole epoch's (padded) order of this rank's `local` sample.
+    pub fn global_position(&self, local: usize) -> usize {
+        local * self.world.max(1) + self.rank
+    }
 }
 
 /// An image that could not be used and was replaced, for the trainer's event log.
@@ -91,7 +125,7 @@ impl MultiCropLoader {
         if files.len() < config.batch_size {
             return Err(DataError::TooFewImages { images: files.len(), batch_size: config.batch_size });
         }
-        let end = Self::batches_for(files.len(), config.batch_size);
+        let end = Self::batches_for(config.shard.len(files.len()), config.batch_size);
         if config.start_batch > end {
             return Err(DataError::Invalid(format!(
                 "start batch {} is past the end of the epoch ({end} batches)",
@@ -273,7 +307,7 @@ fn build_batch(shared: &Shared, k: usize) -> BatchResult {
         if shared.stop.load(Ordering::Relaxed) {
             return Err(DataError::Worker("loader stopped".into()));
         }
-        let pos = k * b + slot;
+        let pos = shared.config.shard.global_position(k * b + slot);
         let (index, img) = load_with_replacement(shared, pos, &mut skipped)?;
         let mut rng = rng_for(&[shared.config.seed, shared.config.epoch, pos as u64]);
         let mut views: Vec<&mut [f32]> = buffers
@@ -357,11 +391,56 @@ mod tests {
     }
 
     fn cfg(workers: usize, epoch: u64, start: usize) -> LoaderConfig {
-        LoaderConfig { batch_size: 4, num_workers: workers, seed: 11, epoch, start_batch: start, prefetch: 0 }
+        LoaderConfig { batch_size: 4, num_workers: workers, seed: 11, epoch, start_batch: start, prefetch: 0, shard: Shard::default() }
     }
 
     fn flat(b: &Batch) -> Vec<Vec<f32>> {
         b.crops.iter().map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()).collect()
+    }
+
+    #[test]
+    fn shards_are_disjoint_cover_the_epoch_and_add_up_to_the_big_batch() {
+        let d = tempfile::tempdir().unwrap();
+        let f = images(d.path(), 13);
+        let world = 2;
+        // Single process, batch 4 = 2 ranks x 2.
+        let mut single = MultiCropLoader::new(f.clone(), aug(), cfg(1, 3, 0)).unwrap();
+        let mut ranks: Vec<MultiCropLoader> = (0..world)
+            .map(|rank| MultiCropLoader::new(f.clone(), aug(), LoaderConfig { batch_size: 2, shard: Shard { rank, world }, ..cfg(1, 3, 0) }).unwrap())
+            .collect();
+        assert_eq!(ranks[0].batches_per_epoch(), 3, "ceil(13 / 2) = 7 samples per rank, 3 batches of 2");
+        let mut seen = vec![];
+        for _ in 0..3 {
+            let big = single.next_batch().unwrap().unwrap();
+            let parts: Vec<Batch> = ranks.iter_mut().map(|l| l.next_batch().unwrap().unwrap()).collect();
+            // Global positions interleave: rank 0 holds 0 and 2 of the big batch, rank 1 holds 1 and 3.
+            for (slot, &index) in big.indices.iter().enumerate() {
+                assert_eq!(parts[slot % world].indices[slot / world], index);
+            }
+            let (fb, f0, f1) = (flat(&big), flat(&parts[0]), flat(&parts[1]));
+            for c in 0..fb.len() {
+                let per = fb[c].len() / 4;
+                for slot in 0..4 {
+                    let part = if slot % 2 == 0 { &f0[c] } else { &f1[c] };
+                    assert_eq!(&fb[c][slot * per..(slot + 1) * per], &part[(slot / 2) * per..(slot / 2 + 1) * per], "crop {c} slot {slot}");
+                }
+            }
+            for p in &parts {
+                seen.extend(p.indices.iter().copied());
+            }
+        }
+        let shard = |rank| {
+            let s = Shard { rank, world };
+            let perm = epoch_permutation(13, 11, 3);
+            (0..s.len(13)).map(|j| perm[s.global_position(j) % 13]).collect::<Vec<_>>()
+        };
+        let (a, b) = (shard(0), shard(1));
+        let mut all: Vec<usize> = a.iter().chain(&b).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 13, "together the shards cover every image");
+        assert_eq!(a.len() + b.len(), 14, "padded by one wrap-around sample");
+        assert_eq!(seen.len(), 12);
     }
 
     #[test]

@@ -17,4 +17,4 @@ pub use decode::{decode_rgb, load_rgb, DecodeError};
 pub use demo::{write_demo_dataset, DemoSummary};
 pub use error::DataError;
 pub use layout::{DataLayout, Split};
-pub use loader::{Batch, LoaderConfig, MultiCropLoader, SkippedFile};
+pub use loader::{Batch, LoaderConfig, MultiCropLoader, Shard, SkippedFile};

@@ -90,7 +90,7 @@ pub fn schedules(run_dir: &Path) -> Option<Event> {
     let config = crate::config::TrainConfig::from_toml_file(&run_dir.join(super::dir::CONFIG_FILE)).ok()?;
     let state = super::runs::file_state(run_dir);
     let niter = state.info?.niter_per_ep;
-    let mut all = crate::train::trainer::build_schedules(&config, niter);
+    let mut all = crate::train::trainer::build_schedules(&config, niter, 1);
     let events = std::fs::read_to_string(run_dir.join(super::dir::EVENTS_FILE)).unwrap_or_default();
     for e in events.lines().flat_map(|l| events_line(l, false)) {
         match e {

@@ -24,7 +24,8 @@ pub struct ServedTrainer {
     // Dropped in this order after the trainer ends: no new edits, socket removed, lock released.
     watch: Option<EditsWatch>,
     server: Option<ControlServer>,
-    lock: RunLock,
+    /// None on the secondary ranks of a data-parallel job, which do not own the run directory.
+    lock: Option<RunLock>,
 }
 
 /// Locks the run directory, then starts the trainer and serves it. The run directory is fixed
@@ -32,16 +33,20 @@ pub struct ServedTrainer {
 pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<ServedTrainer> {
     let run_dir = config.run_dir();
     config.output_dir = Some(run_dir.clone());
+    // Ranks other than 0 of a data-parallel job follow rank 0: no lock, socket or edits file.
+    let secondary = crate::dist::DistEnv::from_env()?.is_some_and(|e| !e.is_main());
     // Before the trainer touches anything: a second trainer would truncate the first's metrics.
-    let lock = RunLock::acquire(&run_dir)?;
-    if let Some(index) = super::index::default_index_path() {
+    let lock = if secondary { None } else { Some(RunLock::acquire(&run_dir)?) };
+    if let Some(index) = super::index::default_index_path().filter(|_| !secondary) {
         super::index::record(&index, &run_dir);
     }
     // The socket is bound before training starts, so a client can connect as soon as a
     // detached trainer is reported started.
-    let listener = match server::bind(&run_dir) {
-        Ok(l) => Some(l),
-        Err(e) => {
+    let bound = if secondary { None } else { Some(server::bind(&run_dir)) };
+    let listener = match bound {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
             // Remote control is a convenience: training goes on without it.
             tracing::warn!("{e}");
             crate::say_err!("dino: warning: {e}; training goes on without remote control");
@@ -62,9 +67,11 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
         Some((l, path)) => Some(ControlServer::start(l, path, hub.clone(), handle.commands.clone())?),
         None => None,
     };
-    let watch = match EditsWatch::start(&run_dir, handle.commands.clone(), hub.clone()) {
-        Ok(w) => Some(w),
-        Err(e) => {
+    let watching = if secondary { None } else { Some(EditsWatch::start(&run_dir, handle.commands.clone(), hub.clone())) };
+    let watch = match watching {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => {
             tracing::warn!("cannot watch {}: {e}", super::schedule_file::EDITS_FILE);
             None
         }

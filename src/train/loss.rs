@@ -87,10 +87,15 @@ impl DinoLoss {
     }
 
     pub fn update_center(&mut self, teacher_output: &Tensor) {
+        let n = teacher_output.size()[0] as f64;
+        let sum = tch::no_grad(|| teacher_output.sum_dim_intlist(0, true, Kind::Float));
+        self.update_center_from_sum(&sum, n);
+    }
+
+    /// The centre update from the teacher outputs' sum over `n` rows (all ranks' when distributed).
+    pub fn update_center_from_sum(&mut self, sum: &Tensor, n: f64) {
         tch::no_grad(|| {
-            let n = teacher_output.size()[0] as f64;
-            let batch_center = teacher_output.sum_dim_intlist(0, true, Kind::Float) / n;
-            self.center = &self.center * CENTER_MOMENTUM + batch_center * (1.0 - CENTER_MOMENTUM);
+            self.center = &self.center * CENTER_MOMENTUM + (sum / n) * (1.0 - CENTER_MOMENTUM);
         });
     }
 }

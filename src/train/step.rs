@@ -22,6 +22,8 @@ pub struct DinoState {
     /// Mixed precision (CUDA only): autocast with dynamic loss scaling.
     pub amp: Option<LossScaler>,
     head_has_bn: bool,
+    /// The other processes of a data-parallel job: gradients and the centre are averaged over them.
+    group: Option<std::sync::Arc<crate::dist::ProcessGroup>>,
 }
 
 /// Values the schedules give for one iteration.
@@ -47,6 +49,8 @@ pub struct StepOutput {
 pub enum StepError {
     #[error("loss is {0}: training would diverge")]
     NonFiniteLoss(f64),
+    #[error("data-parallel step failed (another process gone?): {0}")]
+    Distributed(#[from] crate::dist::DistError),
 }
 
 fn is_buffer(name: &str) -> bool {
@@ -86,6 +90,7 @@ impl DinoState {
             freeze_last_layer: c.freeze_last_layer.max(0) as usize,
             amp,
             head_has_bn: c.use_bn_in_head,
+            group: None,
         })
     }
 
@@ -144,7 +149,16 @@ impl DinoState {
             loss_value += v;
             (&part * scale).backward();
         }
-        self.loss.update_center(&teacher_out);
+        if let Some(g) = &self.group {
+            g.average_gradients(self.optimizer.params())?;
+            // The reference's `update_center`: all-reduced teacher-output sum over the global batch.
+            let mut sum = tch::no_grad(|| teacher_out.sum_dim_intlist(0, true, tch::Kind::Float));
+            g.all_reduce_sum(&mut sum)?;
+            let n = teacher_out.size()[0] as f64 * g.world_size as f64;
+            self.loss.update_center_from_sum(&sum, n);
+        } else {
+            self.loss.update_center(&teacher_out);
+        }
         let out = StepOutput { loss: loss_value, teacher_entropy: targets.entropy, kl: loss_value - targets.entropy, applied: true };
         if let Some(amp) = &mut self.amp {
             if !amp.unscale_and_check(&self.optimizer) {
@@ -158,6 +172,16 @@ impl DinoState {
         self.optimizer.step(p.lr, p.wd, |name| frozen && name.contains("last_layer"));
         self.ema(p.momentum);
         Ok(out)
+    }
+
+    /// Joins a data-parallel job: every rank takes rank 0's student (parameters and BatchNorm
+    /// statistics, in name order) and the teacher restarts as its copy.
+    pub fn join_group(&mut self, g: std::sync::Arc<crate::dist::ProcessGroup>) -> Result<(), crate::dist::DistError> {
+        let vars: Vec<Tensor> = named_tensors(&self.student_vs).into_values().collect();
+        g.broadcast_all(&vars)?;
+        tch::no_grad(|| self.teacher_vs.copy(&self.student_vs)).map_err(|e| crate::dist::DistError::C10d(e.to_string()))?;
+        self.group = Some(g);
+        Ok(())
     }
 
     /// Teacher = m * teacher + (1 - m) * student, over parameters paired by name.

@@ -6,7 +6,7 @@ use super::eval_worker::{self, EvalWeights, EvalWorker};
 use super::schedule::{CurveSpec, Schedule, ScheduleName};
 use super::step::{DinoState, StepError, StepParams};
 use crate::config::{validate::DeviceRequest, TrainConfig};
-use crate::data::{AugmentConfig, DataLayout, LoaderConfig, MultiCropLoader};
+use crate::data::{AugmentConfig, DataLayout, LoaderConfig, MultiCropLoader, Shard};
 use crate::run::dir::{now, RunDir};
 use crate::run::protocol::*;
 use anyhow::{Context, Result};
@@ -63,11 +63,12 @@ pub fn spawn(config: TrainConfig, on_non_finite: OnNonFinite) -> Result<TrainerH
     Ok(TrainerHandle { commands: cmd_tx, events: ev_rx, thread })
 }
 
-pub fn build_schedules(c: &TrainConfig, niter: usize) -> BTreeMap<ScheduleName, Schedule> {
+/// The run's schedules; the learning rate follows the global batch of `world_size` processes.
+pub fn build_schedules(c: &TrainConfig, niter: usize, world_size: usize) -> BTreeMap<ScheduleName, Schedule> {
     let epochs = c.epochs as usize;
     let cos = |base, final_value, warmup_epochs: usize| CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value: 0.0 };
     BTreeMap::from([
-        (ScheduleName::Lr, Schedule::new(cos(c.scaled_lr(1), c.min_lr, c.warmup_epochs as usize), epochs, niter)),
+        (ScheduleName::Lr, Schedule::new(cos(c.scaled_lr(world_size.max(1) as i64), c.min_lr, c.warmup_epochs as usize), epochs, niter)),
         (ScheduleName::Wd, Schedule::new(cos(c.weight_decay, c.weight_decay_end, 0), epochs, niter)),
         (ScheduleName::Momentum, Schedule::new(cos(c.momentum_teacher, 1.0, 0), epochs, niter)),
         (
@@ -112,6 +113,9 @@ struct Trainer {
     poisoned: bool,
     paused: bool,
     skipped_files: usize,
+    /// The other processes of a data-parallel job, if any.
+    group: Option<std::sync::Arc<crate::dist::ProcessGroup>>,
+    shard: Shard,
     /// The evaluation running on its own thread, if any (one at a time).
     eval_worker: Option<EvalWorker>,
     /// Evaluations asked for while one was running, started in order.
@@ -140,13 +144,34 @@ impl Trainer {
                 files.len()
             );
         }
-        let niter = files.len() / batch;
         let device = resolve_device(&config)?;
+        let group = match crate::dist::DistEnv::from_env()? {
+            Some(env) => {
+                let timeout = crate::dist::timeout_from_env();
+                tracing::info!("rank {} of {}: joining {}:{} (timeout {timeout:?})", env.rank, env.world_size, env.master_addr, env.master_port);
+                Some(std::sync::Arc::new(crate::dist::ProcessGroup::new(&env, device.is_cuda(), timeout)?))
+            }
+            None => None,
+        };
+        let shard = group.as_ref().map(|g| Shard { rank: g.rank, world: g.world_size }).unwrap_or_default();
+        let niter = shard.len(files.len()) / batch;
+        if niter == 0 {
+            anyhow::bail!("{} training images shared by {} processes leave none a full batch of {batch}", files.len(), shard.world);
+        }
         tch::manual_seed(config.seed as i64);
         let mut state = DinoState::new(&config, device)?;
-        let run_path = config.run_dir();
-        let (ckpt, problems) = checkpoint::load_latest(&run_path.join(crate::run::dir::CHECKPOINT_DIR));
-        let mut schedules = build_schedules(&config, niter);
+        if let Some(g) = &group {
+            // One starting point for every rank: rank 0's student (the teacher is its copy).
+            state.join_group(g.clone())?;
+        }
+        let main_run = config.run_dir();
+        let (ckpt, problems) = checkpoint::load_latest(&main_run.join(crate::run::dir::CHECKPOINT_DIR));
+        // Only rank 0 writes the run directory; the others keep their own logs beside it.
+        let run_path = match &group {
+            Some(g) if g.rank > 0 => main_run.join("ranks").join(format!("rank{}", g.rank)),
+            _ => main_run.clone(),
+        };
+        let mut schedules = build_schedules(&config, niter, shard.world);
         let (mut iter, mut last_loss) = (0, None);
         if let Some(ckpt) = &ckpt {
             resume_from(&mut state, ckpt, &mut schedules, niter)?;
@@ -183,6 +208,8 @@ impl Trainer {
             poisoned: false,
             paused: false,
             skipped_files: 0,
+            group,
+            shard,
             eval_worker: None,
             eval_queue: Default::default(),
         })
@@ -253,6 +280,7 @@ impl Trainer {
             epoch: epoch as u64,
             start_batch,
             prefetch: 0,
+            shard: self.shard,
         };
         let mut loader = MultiCropLoader::new(self.files.clone(), aug, loader_cfg)?;
         let mut epoch_loss = 0.0;
@@ -261,7 +289,8 @@ impl Trainer {
         let mut entropy_alarmed = false;
         let ln_k = (self.config.out_dim as f64).ln();
         for _ in start_batch..self.niter {
-            if let Some(end) = self.handle_commands()? {
+            let asked = self.handle_commands()?;
+            if let Some(end) = self.sync_stop(asked)? {
                 return Ok(EpochEnd::Stop(end));
             }
             // On the CPU an evaluation and training would share the cores: training waits.
@@ -296,7 +325,9 @@ impl Trainer {
                         None => EpochEnd::Restored,
                     });
                 }
+                Err(e @ StepError::Distributed(_)) => return Err(e.into()),
             };
+            let out = self.averaged_over_ranks(out)?;
             let iter_time = t0.elapsed().as_secs_f64();
             let m = IterMetrics {
                 iter: it,
@@ -357,6 +388,9 @@ impl Trainer {
     /// Starts an evaluation of the live teacher (or of a checkpoint) on its own thread. A failed
     /// start or evaluation is reported, never fatal to the run.
     fn start_eval(&mut self, kind: EvalKind, checkpoint: Option<std::path::PathBuf>) -> Result<()> {
+        if !self.is_main() {
+            return Ok(());
+        }
         if let Some(w) = &self.eval_worker {
             let message = format!("{} evaluation queued after the running {} evaluation", eval_worker::label(kind), eval_worker::label(w.kind));
             self.emit(Event::Warning { message });
@@ -502,7 +536,43 @@ impl Trainer {
         self.emit(Event::Schedules { schedules });
     }
 
+    fn is_main(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.rank == 0)
+    }
+
+    /// Rank 0 tells every rank, at each iteration boundary, whether to stop (its commands come
+    /// from its TUI, socket or signals; the other ranks have none). Single process: `asked` as is.
+    fn sync_stop(&self, asked: Option<RunState>) -> Result<Option<RunState>> {
+        let Some(g) = &self.group else { return Ok(asked) };
+        let code = |s: Option<RunState>| match s {
+            None => 0.0,
+            Some(RunState::Finished) => 1.0,
+            Some(RunState::Failed) => 2.0,
+            Some(_) => 3.0,
+        };
+        let mut word = tch::Tensor::from_slice(&[code(asked) as f32]);
+        g.broadcast(&mut word, 0)?;
+        Ok(match word.double_value(&[0]) as i64 {
+            0 => None,
+            1 => Some(RunState::Finished),
+            2 => Some(RunState::Failed),
+            _ => Some(RunState::Stopped),
+        })
+    }
+
+    /// The loss and its diagnostics as the mean over ranks, as the reference logs them.
+    fn averaged_over_ranks(&self, out: super::step::StepOutput) -> Result<super::step::StepOutput> {
+        let Some(g) = &self.group else { return Ok(out) };
+        let mut v = tch::Tensor::from_slice(&[out.loss, out.teacher_entropy, out.kl]);
+        g.all_reduce_sum(&mut v)?;
+        let n = g.world_size as f64;
+        Ok(super::step::StepOutput { loss: v.double_value(&[0]) / n, teacher_entropy: v.double_value(&[1]) / n, kl: v.double_value(&[2]) / n, ..out })
+    }
+
     fn checkpoint(&mut self, numbered: Option<usize>) -> Result<()> {
+        if !self.is_main() {
+            return Ok(());
+        }
         if self.poisoned {
             self.emit(Event::Warning { message: "not checkpointing: the loss went non-finite; the last good checkpoint is kept".into() });
             return Ok(());

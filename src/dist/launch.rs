@@ -1,0 +1,93 @@
+//! `dino train --nproc_per_node N`: starts N copies of the same command on this machine with
+//! torchrun's environment (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
+//! `MASTER_PORT`), waits for them, and stops them all as soon as one fails.
+
+use anyhow::{Context, Result};
+use std::ffi::OsString;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// The command line without `--nproc_per_node N` (or `--nproc_per_node=N`).
+pub fn strip_nproc(args: &[OsString]) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+            continue;
+        }
+        let s = a.to_string_lossy();
+        if s == "--nproc_per_node" {
+            skip = true;
+        } else if !s.starts_with("--nproc_per_node=") {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// A free TCP port on the loopback interface for the store.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port for the rendezvous")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Runs `n` ranks of this program with `args` (the program name first); returns the exit code.
+pub fn run_local(n: usize, args: &[OsString]) -> Result<i32> {
+    let exe = std::env::current_exe().context("cannot find this program to start its ranks")?;
+    let port = free_port()?;
+    let rest = strip_nproc(&args[1..]);
+    let mut children: Vec<(usize, Child)> = Vec::with_capacity(n);
+    for rank in 0..n {
+        let mut cmd = Command::new(&exe);
+        cmd.args(&rest)
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", n.to_string())
+            .env("LOCAL_WORLD_SIZE", n.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .env_remove("TORCHELASTIC_USE_AGENT_STORE");
+        if rank > 0 {
+            // Only rank 0 talks to the person; the others log to their rank folder.
+            if !rest.iter().any(|a| a == "--headless") {
+                cmd.arg("--headless");
+            }
+            cmd.stdout(std::process::Stdio::null());
+        }
+        let child = cmd.spawn().with_context(|| format!("cannot start rank {rank}"))?;
+        children.push((rank, child));
+    }
+    loop {
+        let mut running = 0;
+        for (rank, child) in children.iter_mut() {
+            match child.try_wait()? {
+                None => running += 1,
+                Some(status) if status.success() => {}
+                Some(status) => {
+                    crate::say_err!("dino: rank {rank} exited with {status}; stopping the other ranks");
+                    for (_, other) in children.iter_mut() {
+                        let _ = other.kill();
+                        let _ = other.wait();
+                    }
+                    return Ok(status.code().unwrap_or(1));
+                }
+            }
+        }
+        if running == 0 {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_launcher_flag_is_removed_in_both_spellings() {
+        let a: Vec<OsString> = ["train", "--nproc_per_node", "2", "--epochs", "1", "--nproc_per_node=3"].iter().map(OsString::from).collect();
+        assert_eq!(strip_nproc(&a), ["train", "--epochs", "1"].iter().map(OsString::from).collect::<Vec<_>>());
+    }
+}

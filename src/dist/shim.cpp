@@ -1,0 +1,112 @@
+// The smallest C surface over libtorch's c10d that data-parallel DINO needs: a TCPStore
+// rendezvous, a Gloo (CPU) or NCCL (CUDA) process group, and in-place all-reduce (sum),
+// broadcast and barrier on tensors tch hands over as `at::Tensor*`. Every C++ exception is
+// caught here and returned as its message, so Rust sees errors, never an abort.
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+};
+
+void set_error(char* err, size_t len, const std::string& msg) {
+  if (err == nullptr || len == 0) return;
+  std::strncpy(err, msg.c_str(), len - 1);
+  err[len - 1] = '\0';
+}
+
+std::vector<at::Tensor> tensors_of(void** ptrs, size_t n) {
+  std::vector<at::Tensor> v;
+  v.reserve(n);
+  for (size_t i = 0; i < n; ++i) v.push_back(*static_cast<at::Tensor*>(ptrs[i]));
+  return v;
+}
+
+template <typename F>
+int guarded(char* err, size_t len, F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    set_error(err, len, e.what());
+  } catch (...) {
+    set_error(err, len, "unknown C++ exception in c10d");
+  }
+  return 1;
+}
+
+}  // namespace
+
+extern "C" {
+
+// `backend` is "gloo" or "nccl". Rank 0 hosts the store unless `store_is_external` (torchrun's
+// agent already runs one; then every rank connects as a client).
+void* dino_dist_new(const char* backend, const char* host, int port, int rank, int world,
+                    int store_is_external, int timeout_ms, char* err, size_t err_len) {
+  Group* g = nullptr;
+  int rc = guarded(err, err_len, [&] {
+    std::chrono::milliseconds timeout(timeout_ms);
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(port);
+    so.isServer = rank == 0 && !store_is_external;
+    so.numWorkers = store_is_external ? std::nullopt : std::optional<std::size_t>(world);
+    so.waitWorkers = !store_is_external;
+    so.timeout = timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
+    auto out = std::make_unique<Group>();
+    out->store = store;
+    std::string b(backend);
+    if (b == "gloo") {
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+      out->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+    } else if (b == "nccl") {
+#ifdef USE_C10D_NCCL
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = timeout;
+      out->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, opts);
+#else
+      throw std::runtime_error("this build of dino has no NCCL support (built without USE_C10D_NCCL)");
+#endif
+    } else {
+      throw std::runtime_error("unknown backend " + b + " (use gloo or nccl)");
+    }
+    g = out.release();
+  });
+  return rc == 0 ? g : nullptr;
+}
+
+int dino_dist_all_reduce_sum(void* group, void** tensors, size_t n, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto v = tensors_of(tensors, n);
+    static_cast<Group*>(group)->backend->allreduce(v)->wait();
+  });
+}
+
+int dino_dist_broadcast(void* group, void** tensors, size_t n, int root, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto v = tensors_of(tensors, n);
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    static_cast<Group*>(group)->backend->broadcast(v, o)->wait();
+  });
+}
+
+int dino_dist_barrier(void* group, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] { static_cast<Group*>(group)->backend->barrier()->wait(); });
+}
+
+void dino_dist_free(void* group) { delete static_cast<Group*>(group); }
+
+}  // extern "C"
