@@ -18,6 +18,8 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
     let gloo = std::env::var("GLOO_INCLUDE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/usr/include"));
+    // Installing the headers later creates gloo/ there, which changes the folder: rebuild then.
+    println!("cargo:rerun-if-changed={}", gloo.display());
     if !gloo.join("gloo/algorithm.h").exists() {
         println!("cargo:warning=Gloo headers not found (apt-get install libgloo-dev, or set GLOO_INCLUDE): building without multi-process training");
         return;

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests drive besides the project itself: tmux (the TUI tests run
-# the real binary in a tmux pane). Uses apt-get when running as root on Debian/Ubuntu; elsewhere
-# it says what is missing and those tests skip with a message.
+# Installs what the tests need besides the project itself: tmux (the TUI tests run the real
+# binary in a tmux pane) and Gloo's headers (libgloo-dev: build.rs compiles the c10d shim for
+# multi-process training only when they exist; the Gloo code that runs is libtorch's own). Uses
+# apt-get when running as root on Debian/Ubuntu; elsewhere it says what is missing and those
+# tests skip with a message.
 set -uo pipefail
-if command -v tmux >/dev/null 2>&1; then
+missing=()
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+[ -f "${GLOO_INCLUDE:-/usr/include}/gloo/algorithm.h" ] || missing+=(libgloo-dev)
+if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "[setup-test-tools] installing tmux" >&2
+  echo "[setup-test-tools] installing ${missing[*]}" >&2
   apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || true
 fi
 command -v tmux >/dev/null 2>&1 || echo "[setup-test-tools] tmux not available: the TUI end-to-end tests will skip" >&2
+[ -f "${GLOO_INCLUDE:-/usr/include}/gloo/algorithm.h" ] || echo "[setup-test-tools] Gloo headers not available: the multi-process tests will skip" >&2
 exit 0
