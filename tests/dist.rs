@@ -139,11 +139,46 @@ fn two_processes_train_like_one_with_the_double_batch() {
         }
     }
     // Sums in another order give float noise; AdamW turns noise on near-zero gradients into
-    // updates of ~lr, hence an absolute tolerance (the parity tests see the same on qkv biases).
+    // updates of ~lr, hence an absolute tolerance (measured: 2.6e-7, on a qkv bias).
     eprintln!("largest weight difference, 2 ranks x 4 vs 1 x 8: {:.2e} ({})", worst.0, worst.1);
-    assert!(worst.0 < 1e-4, "largest difference {} in {}", worst.0, worst.1);
+    assert!(worst.0 < 1e-5, "largest difference {} in {}", worst.0, worst.1);
     let loss = |text: &str| -> Vec<f64> { text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect() };
     for (a, b) in loss(&single_metrics).iter().zip(loss(&ranks_metrics)) {
         assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "loss {a} vs {b}");
     }
+}
+
+/// The NCCL half of the shim is not linked into this build (it needs a CUDA machine to mean
+/// anything), but it must compile: a syntax-only compile against libtorch's headers and the NCCL
+/// and CUDA runtime headers of the `nvidia-*` wheels (two of them installed by
+/// scripts/setup-test-tools.sh into the cache).
+#[test]
+fn nccl_path_of_the_shim_compiles() {
+    let Some(torch) = std::env::var_os("LIBTORCH").map(std::path::PathBuf::from) else {
+        eprintln!("skipping: LIBTORCH not set (make test sets it)");
+        return;
+    };
+    let nvidia = torch.join("../nvidia");
+    let gloo = std::env::var("GLOO_INCLUDE").map(std::path::PathBuf::from).unwrap_or_else(|_| "/usr/include".into());
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    let extra = cache.join("dino-tui/cuda-headers-13.0/nvidia/cu13/include");
+    if !nvidia.join("nccl/include/nccl.h").exists() || !gloo.join("gloo/algorithm.h").exists() || !extra.join("crt/host_config.h").exists() {
+        eprintln!("skipping: NCCL ({}), CUDA crt ({}) or Gloo headers missing", nvidia.display(), extra.display());
+        return;
+    }
+    let out = std::process::Command::new("c++")
+        .args(["-std=c++17", "-fsyntax-only", "-DUSE_C10D_GLOO", "-DUSE_C10D_NCCL", "-D_GLIBCXX_USE_CXX11_ABI=1"])
+        .arg(format!("-I{}", torch.join("include").display()))
+        .arg(format!("-I{}", torch.join("include/torch/csrc/api/include").display()))
+        .arg(format!("-I{}", gloo.display()))
+        .arg(format!("-I{}", nvidia.join("nccl/include").display()))
+        .arg(format!("-I{}", nvidia.join("cu13/include").display()))
+        .arg(format!("-I{}", extra.display()))
+        .arg(format!("-I{}", extra.join("cccl").display()))
+        .arg("src/dist/shim.cpp")
+        .output()
+        .expect("c++");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

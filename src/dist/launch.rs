@@ -1,6 +1,7 @@
 //! `dino train --nproc_per_node N`: starts N copies of the same command on this machine with
 //! torchrun's environment (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
-//! `MASTER_PORT`), waits for them, and stops them all as soon as one fails.
+//! `MASTER_PORT`; `OMP_NUM_THREADS` = cores / N unless set), waits for them, and stops them all as
+//! soon as one fails.
 
 use anyhow::{Context, Result};
 use std::ffi::OsString;
@@ -37,6 +38,9 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<i32> {
     let exe = std::env::current_exe().context("cannot find this program to start its ranks")?;
     let port = free_port()?;
     let rest = strip_nproc(&args[1..]);
+    // As torchrun: without a setting, each rank's libtorch would start a thread per core.
+    let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    let threads = std::env::var("OMP_NUM_THREADS").unwrap_or_else(|_| (cores / n).max(1).to_string());
     let mut children: Vec<(usize, Child)> = Vec::with_capacity(n);
     for rank in 0..n {
         let mut cmd = Command::new(&exe);
@@ -47,6 +51,7 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<i32> {
             .env("LOCAL_WORLD_SIZE", n.to_string())
             .env("MASTER_ADDR", "127.0.0.1")
             .env("MASTER_PORT", port.to_string())
+            .env("OMP_NUM_THREADS", &threads)
             .env_remove("TORCHELASTIC_USE_AGENT_STORE");
         if rank > 0 {
             // Only rank 0 talks to the person; the others log to their rank folder.

@@ -18,7 +18,7 @@ use tch::{nn::VarStore, Device};
 /// The weights an evaluation runs on.
 pub enum EvalWeights {
     /// A copy of the live teacher's backbone, taken between two iterations.
-    Snapshot { vs: VarStore, backbone: Backbone, epoch: usize, iter: usize },
+    Snapshot { vs: VarStore, backbone: Box<Backbone>, epoch: usize, iter: usize },
     /// A checkpoint of the run (its teacher), loaded by the worker.
     Checkpoint(PathBuf),
 }
@@ -98,7 +98,7 @@ fn evaluate(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(serde_json::Value, String), EvalError> {
     let (_vs, backbone, epoch, iter, described) = match weights {
-        EvalWeights::Snapshot { vs, backbone, epoch, iter } => (vs, backbone, Some(epoch), Some(iter), "teacher (live)".to_string()),
+        EvalWeights::Snapshot { vs, backbone, epoch, iter } => (vs, *backbone, Some(epoch), Some(iter), "teacher (live)".to_string()),
         EvalWeights::Checkpoint(path) => {
             let spec = SourceSpec {
                 pretrained_weights: path.display().to_string(),

@@ -376,10 +376,10 @@ impl Trainer {
 
     fn end_epoch(&mut self, epoch: usize) -> Result<()> {
         let freq = self.config.saveckp_freq as usize;
-        let numbered = (freq > 0 && (epoch + 1) % freq == 0).then_some(epoch + 1);
+        let numbered = (freq > 0 && (epoch + 1).is_multiple_of(freq)).then_some(epoch + 1);
         self.checkpoint(numbered)?;
         let every = self.config.eval_knn_every.max(0) as usize;
-        if every > 0 && (epoch + 1) % every == 0 {
+        if every > 0 && (epoch + 1).is_multiple_of(every) {
             self.start_eval(EvalKind::Knn, None)?;
         }
         Ok(())
@@ -401,7 +401,7 @@ impl Trainer {
             Some(path) => EvalWeights::Checkpoint(path),
             None => {
                 let (vs, backbone) = eval_worker::snapshot_teacher(&self.state.teacher_vs, &self.config, self.device)?;
-                EvalWeights::Snapshot { vs, backbone, epoch: self.iter / self.niter, iter: self.iter }
+                EvalWeights::Snapshot { vs, backbone: Box::new(backbone), epoch: self.iter / self.niter, iter: self.iter }
             }
         };
         let worker = EvalWorker::spawn(kind, weights, self.config.clone(), self.device, self.run_dir.path.clone(), self.events.clone())?;

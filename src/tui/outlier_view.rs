@@ -227,7 +227,7 @@ impl OutlierView {
         }
         self.preview = image::open(self.absolute(&rel))
             .ok()
-            .and_then(|img| self.picker.new_protocol(img, PREVIEW.into(), Resize::Scale(None)).ok())
+            .and_then(|img| self.picker.new_protocol(img, PREVIEW, Resize::Scale(None)).ok())
             .map(|proto| (rel, proto));
     }
 }
