@@ -104,9 +104,10 @@ pub fn run_tui(opts: TuiOptions, commands: Sender<Command>, events: Receiver<Eve
     let config_dir = opts.config_dir.clone().or_else(default_config_dir);
     let reload = theme_reload(&opts, config_dir.as_deref());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut guard = terminal::TerminalGuard::enter()?;
-    // Asks the terminal which image protocol it speaks: before the event loop reads its input.
+    // Asks the terminal which image protocol it speaks. Before raw mode is ours: the query
+    // switches raw mode on and off again itself, which would leave our input line-buffered.
     app.outliers.picker = outlier_view::terminal_picker();
+    let mut guard = terminal::TerminalGuard::enter()?;
     let result = rt.block_on(event_loop::run(&mut app, &mut guard.terminal, &events, reload));
     drop(guard);
     match &result {

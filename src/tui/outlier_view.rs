@@ -70,16 +70,38 @@ impl Default for OutlierView {
 }
 
 /// Kitty, sixel or iTerm2 when the terminal answers for one; half-blocks otherwise (tmux, SSH to a
-/// plain terminal, no terminal at all). Call after entering the alternate screen, before reading
-/// key events: the query writes to the terminal and reads its answer.
+/// plain terminal, no terminal at all). The terminal is only asked when its environment says it
+/// may draw images (or `DINO_IMAGES=query`): a terminal that never answers leaves the query's
+/// reader waiting on stdin, where it would swallow the first keys. `DINO_IMAGES=halfblocks`
+/// never asks. Call before the TUI takes raw mode: the query toggles raw mode itself.
 pub fn terminal_picker() -> Picker {
-    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !interactive || !should_query(&var) {
         return Picker::halfblocks();
     }
     Picker::from_query_stdio().unwrap_or_else(|e| {
         tracing::info!("terminal graphics query failed ({e}); images as half-blocks");
         Picker::halfblocks()
     })
+}
+
+/// Whether the environment names a terminal that draws images (kitty, WezTerm, iTerm2, Ghostty,
+/// foot, Konsole), or the person asked for the query.
+fn should_query(var: &dyn Fn(&str) -> String) -> bool {
+    match var("DINO_IMAGES").as_str() {
+        "query" => return true,
+        "halfblocks" => return false,
+        _ => {}
+    }
+    let term = var("TERM");
+    let program = var("TERM_PROGRAM");
+    !var("KITTY_WINDOW_ID").is_empty()
+        || !var("WEZTERM_EXECUTABLE").is_empty()
+        || !var("KONSOLE_VERSION").is_empty()
+        || term.contains("kitty")
+        || term.starts_with("foot")
+        || ["iTerm.app", "WezTerm", "ghostty", "kitty"].contains(&program.as_str())
 }
 
 pub fn protocol_name(p: &Picker) -> &'static str {
@@ -269,6 +291,17 @@ mod tests {
         let p = terminal_picker();
         assert_eq!(p.protocol_type(), ProtocolType::Halfblocks);
         assert_eq!(protocol_name(&p), "half-blocks");
+    }
+
+    #[test]
+    fn only_image_capable_terminals_are_asked() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()).unwrap_or_default();
+        assert!(!should_query(&env(&[("TERM", "xterm-256color")])), "a plain terminal is not asked");
+        assert!(!should_query(&env(&[("TERM", "screen-256color"), ("TMUX", "/tmp/tmux")])), "tmux is not asked");
+        assert!(should_query(&env(&[("TERM", "xterm-kitty")])));
+        assert!(should_query(&env(&[("TERM_PROGRAM", "WezTerm")])));
+        assert!(should_query(&env(&[("TERM", "xterm"), ("DINO_IMAGES", "query")])));
+        assert!(!should_query(&env(&[("TERM", "xterm-kitty"), ("DINO_IMAGES", "halfblocks")])));
     }
 
     #[test]
