@@ -182,3 +182,56 @@ fn nccl_path_of_the_shim_compiles() {
         .expect("c++");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn killing_a_rank_process_ends_the_other_with_an_error() {
+    if skip() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8);
+    let mut c = common::tiny_config(&data, &d.path().join("run"));
+    c.epochs = 10_000; // runs until killed
+    c.batch_size_per_gpu = 4;
+    let cfg = d.path().join("c.toml");
+    std::fs::write(&cfg, c.to_toml()).unwrap();
+    let port = free_port().to_string();
+    let rank = |r: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dino"))
+            .args(["train", "--headless"])
+            .arg("--config")
+            .arg(&cfg)
+            .envs([("RANK", r), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port.as_str()), ("DINO_DIST_TIMEOUT", "30")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut r0 = rank("0");
+    let mut r1 = rank("1");
+    let metrics = d.path().join("run/metrics.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&metrics).map(|s| s.lines().count()).unwrap_or(0) < 5 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the two ranks never trained");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    r1.kill().unwrap();
+    let _ = r1.wait();
+    let killed_at = Instant::now();
+    let status = loop {
+        if let Some(s) = r0.try_wait().unwrap() {
+            break s;
+        }
+        if killed_at.elapsed() > Duration::from_secs(60) {
+            let _ = r0.kill();
+            panic!("rank 0 still running 60 s after its peer was killed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(r0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("c10d") || err.contains("data-parallel"), "the error names the cause: {err}");
+    eprintln!("rank 0 exited {:.1} s after rank 1 was killed", killed_at.elapsed().as_secs_f64());
+}

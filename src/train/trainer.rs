@@ -290,7 +290,16 @@ impl Trainer {
         let ln_k = (self.config.out_dim as f64).ln();
         for _ in start_batch..self.niter {
             let asked = self.handle_commands()?;
-            if let Some(end) = self.sync_stop(asked)? {
+            let it = self.iter;
+            let p = StepParams {
+                epoch,
+                lr: self.schedules[&ScheduleName::Lr].value(it),
+                wd: self.schedules[&ScheduleName::Wd].value(it),
+                momentum: self.schedules[&ScheduleName::Momentum].value(it),
+                teacher_temp: self.schedules[&ScheduleName::TeacherTemp].value(it),
+            };
+            let (stop, p) = self.sync_iteration(asked, p)?;
+            if let Some(end) = stop {
                 return Ok(EpochEnd::Stop(end));
             }
             // On the CPU an evaluation and training would share the cores: training waits.
@@ -309,14 +318,6 @@ impl Trainer {
                 self.emit(Event::Warning { message });
             }
             let crops = to_device(&batch.crops, self.device);
-            let it = self.iter;
-            let p = StepParams {
-                epoch,
-                lr: self.schedules[&ScheduleName::Lr].value(it),
-                wd: self.schedules[&ScheduleName::Wd].value(it),
-                momentum: self.schedules[&ScheduleName::Momentum].value(it),
-                teacher_temp: self.schedules[&ScheduleName::TeacherTemp].value(it),
-            };
             let out = match self.state.step(&crops, p) {
                 Ok(o) => o,
                 Err(StepError::NonFiniteLoss(v)) => {
@@ -540,24 +541,28 @@ impl Trainer {
         self.group.as_ref().is_none_or(|g| g.rank == 0)
     }
 
-    /// Rank 0 tells every rank, at each iteration boundary, whether to stop (its commands come
-    /// from its TUI, socket or signals; the other ranks have none). Single process: `asked` as is.
-    fn sync_stop(&self, asked: Option<RunState>) -> Result<Option<RunState>> {
-        let Some(g) = &self.group else { return Ok(asked) };
-        let code = |s: Option<RunState>| match s {
+    /// Rank 0 tells every rank, at each iteration boundary, whether to stop and this iteration's
+    /// schedule values: its commands (stop, schedule edits) come from its TUI, socket or signals,
+    /// the other ranks have none, and replicas must never step with different hyperparameters.
+    /// Single process: `asked` and `p` as they are.
+    fn sync_iteration(&self, asked: Option<RunState>, p: StepParams) -> Result<(Option<RunState>, StepParams)> {
+        let Some(g) = &self.group else { return Ok((asked, p)) };
+        let code = match asked {
             None => 0.0,
             Some(RunState::Finished) => 1.0,
             Some(RunState::Failed) => 2.0,
             Some(_) => 3.0,
         };
-        let mut word = tch::Tensor::from_slice(&[code(asked) as f32]);
+        let mut word = tch::Tensor::from_slice(&[code, p.lr, p.wd, p.momentum, p.teacher_temp]);
         g.broadcast(&mut word, 0)?;
-        Ok(match word.double_value(&[0]) as i64 {
+        let v = |i: i64| word.double_value(&[i]);
+        let stop = match v(0) as i64 {
             0 => None,
             1 => Some(RunState::Finished),
             2 => Some(RunState::Failed),
             _ => Some(RunState::Stopped),
-        })
+        };
+        Ok((stop, StepParams { lr: v(1), wd: v(2), momentum: v(3), teacher_temp: v(4), ..p }))
     }
 
     /// The loss and its diagnostics as the mean over ranks, as the reference logs them.
