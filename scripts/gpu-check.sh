@@ -2,7 +2,7 @@
 # CUDA check for when a GPU machine is at hand: builds, runs the parity tests on the CPU, then
 # trains a few hundred iterations on CUDA (mixed precision) on the synthetic demo data and prints
 # images/s and peak GPU memory, evaluates the run with k-NN on CUDA, and finally runs the step
-# micro-benchmark on CUDA.
+# micro-benchmark on CUDA, and one epoch through the NCCL path of the c10d shim with one rank.
 # Usage: bash scripts/gpu-check.sh [ITERATIONS]   (LIBTORCH may point at a CUDA libtorch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,3 +34,8 @@ PY
 # One k-NN evaluation of the run's teacher on the GPU (the synthetic set has train/ and val/).
 ./target/release/dino eval knn --pretrained_weights "$work/run" --data_path "$work/data" --device cuda --nb_knn 10 20
 BENCH_CUDA=1 ./target/release/examples/bench_step 20 64
+# The NCCL path of the c10d shim with one rank (compiled in when the NCCL/CUDA headers were there).
+RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29561 DINO_DIST_TIMEOUT=120 \
+  ./target/release/dino train --config demo --data_path "$work/data" --output_dir "$work/nccl" \
+  --device cuda --epochs 1 --batch_size_per_gpu 64 --num_workers 8 --headless --print_freq 10 \
+  && echo "NCCL one-rank run: OK" || echo "NCCL one-rank run: FAILED

@@ -63,16 +63,18 @@ impl DistEnv {
         let num = |k: &str| -> Result<Option<usize>, DistError> {
             var(k).map(|v| v.trim().parse::<usize>().map_err(|_| DistError::Env(format!("{k}={v} is not a non-negative integer")))).transpose()
         };
+        // torchrun's variables make a job even with one process (`--nproc_per_node=1`, and the
+        // GPU check's one-rank NCCL run); a single SLURM task is an ordinary run.
         let (rank, world, local) = match (num("RANK")?, num("WORLD_SIZE")?) {
             (Some(r), Some(w)) => (r, w, num("LOCAL_RANK")?.unwrap_or(r)),
             (Some(_), None) => return Err(DistError::Env("RANK is set but WORLD_SIZE is not".into())),
             (None, _) => match (num("SLURM_PROCID")?, num("SLURM_NTASKS")?) {
-                (Some(r), Some(w)) => (r, w, num("SLURM_LOCALID")?.unwrap_or(0)),
+                (Some(r), Some(w)) if w > 1 => (r, w, num("SLURM_LOCALID")?.unwrap_or(0)),
                 _ => return Ok(None),
             },
         };
-        if world <= 1 {
-            return Ok(None);
+        if world == 0 {
+            return Err(DistError::Env("WORLD_SIZE=0".into()));
         }
         if rank >= world {
             return Err(DistError::Env(format!("RANK {rank} is not below WORLD_SIZE {world}")));
@@ -280,7 +282,9 @@ mod tests {
     #[test]
     fn torchrun_and_slurm_environments() {
         assert_eq!(DistEnv::from_vars(vars(&[])).unwrap(), None);
-        assert_eq!(DistEnv::from_vars(vars(&[("RANK", "0"), ("WORLD_SIZE", "1")])).unwrap(), None, "one process is not a job");
+        let one = DistEnv::from_vars(vars(&[("RANK", "0"), ("WORLD_SIZE", "1")])).unwrap().unwrap();
+        assert_eq!(one.world_size, 1, "torchrun with one process is a job of one");
+        assert_eq!(DistEnv::from_vars(vars(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "1")])).unwrap(), None, "one SLURM task is not");
         let e = DistEnv::from_vars(vars(&[
             ("RANK", "3"),
             ("WORLD_SIZE", "8"),
