@@ -71,7 +71,11 @@ impl EvalWorker {
 
     /// The outcome once the worker has finished, without waiting.
     pub fn try_finish(&self) -> Option<Result<EvalOutcome, String>> {
-        self.done.try_recv().ok()
+        match self.done.try_recv() {
+            Ok(r) => Some(r),
+            Err(crossbeam_channel::TryRecvError::Empty) => None,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(format!("the {} evaluation thread died", label(self.kind)))),
+        }
     }
 
     /// Waits for the outcome.
