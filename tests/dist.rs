@@ -235,3 +235,57 @@ fn killing_a_rank_process_ends_the_other_with_an_error() {
     assert!(err.contains("c10d") || err.contains("data-parallel"), "the error names the cause: {err}");
     eprintln!("rank 0 exited {:.1} s after rank 1 was killed", killed_at.elapsed().as_secs_f64());
 }
+
+#[test]
+fn a_pause_longer_than_the_timeout_holds_every_rank_and_stop_ends_them_all() {
+    if skip() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8);
+    let run = d.path().join("run");
+    let mut c = common::tiny_config(&data, &run);
+    c.epochs = 10_000;
+    c.batch_size_per_gpu = 4;
+    let cfg = d.path().join("c.toml");
+    std::fs::write(&cfg, c.to_toml()).unwrap();
+    let dino = env!("CARGO_BIN_EXE_dino");
+    let mut job = std::process::Command::new(dino)
+        .args(["train", "--headless", "--nproc_per_node", "2"])
+        .arg("--config")
+        .arg(&cfg)
+        .env("DINO_DIST_TIMEOUT", "3")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = |p: &Path| std::fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0);
+    let metrics = run.join("metrics.jsonl");
+    let t0 = Instant::now();
+    while lines(&metrics) < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(120), "the job never trained");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ctl = |what: &str| std::process::Command::new(dino).arg("ctl").arg(&run).arg(what).output().unwrap();
+    assert!(ctl("pause").status.success());
+    let held = lines(&metrics);
+    // Twice the collective timeout: the other rank must still be waiting, not failed.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(lines(&metrics), held, "paused");
+    assert!(job.try_wait().unwrap().is_none(), "the job is still alive after a pause longer than the timeout");
+    assert!(ctl("resume").status.success());
+    let rank1 = run.join("ranks/rank1/metrics.jsonl");
+    let before = lines(&rank1);
+    let t1 = Instant::now();
+    while lines(&rank1) <= before + 2 {
+        assert!(t1.elapsed() < Duration::from_secs(60), "rank 1 did not go on after the resume");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ctl("stop").status.success());
+    let status = job.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(lines(&metrics), lines(&rank1), "both ranks stopped after the same iteration");
+}

@@ -86,6 +86,10 @@ pub fn build_schedules(c: &TrainConfig, niter: usize, world_size: usize) -> BTre
     ])
 }
 
+/// How often a paused rank 0 tells the other ranks it is still there, and the word that says so.
+const PAUSE_HEARTBEAT: Duration = Duration::from_secs(1);
+const STILL_PAUSED: f64 = 4.0;
+
 /// Teacher entropy (nats) under which the outputs have collapsed onto one dimension.
 const COLLAPSED_ENTROPY: f64 = 0.05;
 
@@ -116,6 +120,8 @@ struct Trainer {
     /// The other processes of a data-parallel job, if any.
     group: Option<std::sync::Arc<crate::dist::ProcessGroup>>,
     shard: Shard,
+    /// When a paused rank 0 last told the other ranks it is still there.
+    last_heartbeat: Instant,
     /// The evaluation running on its own thread, if any (one at a time).
     eval_worker: Option<EvalWorker>,
     /// Evaluations asked for while one was running, started in order.
@@ -210,6 +216,7 @@ impl Trainer {
             skipped_files: 0,
             group,
             shard,
+            last_heartbeat: Instant::now(),
             eval_worker: None,
             eval_queue: Default::default(),
         })
@@ -474,6 +481,7 @@ impl Trainer {
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                         // A paused run still records the evaluations it was asked for.
                         self.poll_eval(false)?;
+                        self.pause_heartbeat()?;
                         continue;
                     }
                     // Every client is gone while paused: keep the checkpoint and stop.
@@ -541,6 +549,19 @@ impl Trainer {
         self.group.as_ref().is_none_or(|g| g.rank == 0)
     }
 
+    /// While rank 0 is paused the other ranks wait in `sync_iteration`'s broadcast; this keeps
+    /// that broadcast from timing out (every second or so, a "still paused" word they wait on).
+    fn pause_heartbeat(&mut self) -> Result<()> {
+        let Some(g) = &self.group else { return Ok(()) };
+        if g.rank != 0 || self.poisoned || self.last_heartbeat.elapsed() < PAUSE_HEARTBEAT {
+            return Ok(());
+        }
+        let mut word = tch::Tensor::from_slice(&[STILL_PAUSED, 0.0, 0.0, 0.0, 0.0]);
+        g.broadcast(&mut word, 0)?;
+        self.last_heartbeat = Instant::now();
+        Ok(())
+    }
+
     /// Rank 0 tells every rank, at each iteration boundary, whether to stop and this iteration's
     /// schedule values: its commands (stop, schedule edits) come from its TUI, socket or signals,
     /// the other ranks have none, and replicas must never step with different hyperparameters.
@@ -555,6 +576,11 @@ impl Trainer {
         };
         let mut word = tch::Tensor::from_slice(&[code, p.lr, p.wd, p.momentum, p.teacher_temp]);
         g.broadcast(&mut word, 0)?;
+        // Rank 0 paused: its heartbeats arrive until the real word does.
+        while g.rank != 0 && word.double_value(&[0]) == STILL_PAUSED {
+            word = tch::Tensor::from_slice(&[code, p.lr, p.wd, p.momentum, p.teacher_temp]);
+            g.broadcast(&mut word, 0)?;
+        }
         let v = |i: i64| word.double_value(&[i]);
         let stop = match v(0) as i64 {
             0 => None,
