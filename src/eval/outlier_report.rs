@@ -203,13 +203,7 @@ pub fn write_map(path: &Path, rows: &[OutlierRow], top: usize) -> Result<(), Eva
     classes.sort_unstable();
     classes.dedup();
     let colour = |label: &str| classes.iter().position(|c| *c == label).map(|i| CLASS_COLOURS[i % 10]).unwrap_or([127, 127, 127]);
-    let (mut x0, mut x1, mut y0, mut y1) = (f32::INFINITY, f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY);
-    for r in rows {
-        x0 = x0.min(r.umap_x);
-        x1 = x1.max(r.umap_x);
-        y0 = y0.min(r.umap_y);
-        y1 = y1.max(r.umap_y);
-    }
+    let [x0, x1, y0, y1] = map_bounds(rows);
     let span = (x1 - x0).max(y1 - y0).max(1e-6);
     let to_px = |r: &OutlierRow| {
         let s = (SIDE as f32 - 2.0 * MARGIN) / span;
@@ -267,6 +261,13 @@ pub fn write_map(path: &Path, rows: &[OutlierRow], top: usize) -> Result<(), Eva
     let tmp = crate::run::dir::tmp_path(path);
     img.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| EvalError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+}
+
+/// `[x_min, x_max, y_min, y_max]` of the rows' map coordinates (infinite when there are none).
+pub fn map_bounds(rows: &[OutlierRow]) -> [f32; 4] {
+    rows.iter().fold([f32::INFINITY, f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY], |[x0, x1, y0, y1], r| {
+        [x0.min(r.umap_x), x1.max(r.umap_x), y0.min(r.umap_y), y1.max(r.umap_y)]
+    })
 }
 
 fn xml_escape(s: &str) -> String {

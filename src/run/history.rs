@@ -73,8 +73,7 @@ fn eval_result(v: Value) -> Option<Event> {
         EvalKind::Outliers => format!("outliers of {} images of {}{at} (recorded)", v["num_images"], v["split"].as_str().unwrap_or("?")),
         _ => {
             let top1 = crate::eval::live::headline_top1(&v)?;
-            let what = if kind == EvalKind::Knn { "k-NN" } else { "linear" };
-            format!("{what} top-1 {top1:.2}%{at} (recorded)")
+            format!("{} top-1 {top1:.2}%{at} (recorded)", kind.label())
         }
     };
     Some(Event::EvalResult { kind, summary, json: v })

@@ -38,6 +38,17 @@ pub enum EvalKind {
     Outliers,
 }
 
+impl EvalKind {
+    /// The name people read in logs, results and the TUI.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Knn => "k-NN",
+            Self::Linear => "linear",
+            Self::Outliers => "outliers",
+        }
+    }
+}
+
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -64,7 +64,7 @@ impl EvalWorker {
             if result.is_err() {
                 progress(1, 1);
             }
-            let _ = tx.send(result.map_err(|e| format!("{} evaluation failed: {e}", label(kind))));
+            let _ = tx.send(result.map_err(|e| format!("{} evaluation failed: {e}", kind.label())));
         })?;
         Ok(Self { kind, done })
     }
@@ -74,21 +74,13 @@ impl EvalWorker {
         match self.done.try_recv() {
             Ok(r) => Some(r),
             Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(format!("the {} evaluation thread died", label(self.kind)))),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(format!("the {} evaluation thread died", self.kind.label()))),
         }
     }
 
     /// Waits for the outcome.
     pub fn wait(&self) -> Result<EvalOutcome, String> {
-        self.done.recv().unwrap_or_else(|_| Err(format!("the {} evaluation thread died", label(self.kind))))
-    }
-}
-
-pub fn label(kind: EvalKind) -> &'static str {
-    match kind {
-        EvalKind::Knn => "k-NN",
-        EvalKind::Linear => "linear",
-        EvalKind::Outliers => "outlier",
+        self.done.recv().unwrap_or_else(|_| Err(format!("the {} evaluation thread died", self.kind.label())))
     }
 }
 

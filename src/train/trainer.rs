@@ -400,7 +400,7 @@ impl Trainer {
             return Ok(());
         }
         if let Some(w) = &self.eval_worker {
-            let message = format!("{} evaluation queued after the running {} evaluation", eval_worker::label(kind), eval_worker::label(w.kind));
+            let message = format!("{} evaluation queued after the running {} evaluation", kind.label(), w.kind.label());
             self.emit(Event::Warning { message });
             self.eval_queue.push_back((kind, checkpoint));
             return Ok(());

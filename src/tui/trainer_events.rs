@@ -16,13 +16,6 @@ fn state_label(s: RunState) -> &'static str {
     }
 }
 
-pub fn eval_label(k: EvalKind) -> &'static str {
-    match k {
-        EvalKind::Knn => "k-NN",
-        EvalKind::Linear => "linear",
-        EvalKind::Outliers => "outliers",
-    }
-}
 
 pub fn apply_event(app: &mut App, ev: Event) {
     match ev {
@@ -105,7 +98,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
         }
         Event::EvalResult { kind, summary, json } => {
             app.eval_progress.retain(|(k, _, _)| *k != kind);
-            app.log_line(LogLevel::Info, format!("{} result: {summary}", eval_label(kind)));
+            app.log_line(LogLevel::Info, format!("{} result: {summary}", kind.label()));
             let number = |key: &str| json[key].as_u64().map(|v| v as usize);
             let iter = number("iter").or_else(|| app.current_iter());
             if kind == EvalKind::Outliers {

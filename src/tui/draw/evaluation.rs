@@ -6,7 +6,6 @@ use super::key_label;
 use crate::run::protocol::EvalKind;
 use crate::tui::action::Action;
 use crate::tui::app::App;
-use crate::tui::trainer_events::eval_label;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
@@ -87,7 +86,7 @@ fn draw_results(app: &App, frame: &mut Frame, area: Rect, title: &str, kinds: &[
     for (kind, done, total) in app.eval_progress.iter().filter(|(k, _, _)| kinds.contains(k)) {
         let f = if *total > 0 { *done as f64 / *total as f64 } else { 0.0 };
         lines.push(Line::from(vec![
-            Span::styled(format!("{:<9}", eval_label(*kind)), t.accent()),
+            Span::styled(format!("{:<9}", kind.label()), t.accent()),
             Span::styled(bar(bar_w, f), t.gauge()),
             Span::styled(format!(" {done}/{total}"), t.text()),
         ]));
@@ -96,7 +95,7 @@ fn draw_results(app: &App, frame: &mut Frame, area: Rect, title: &str, kinds: &[
         let at = r.iter.map(|i| format!("it {i:>7}  ")).unwrap_or_default();
         lines.push(Line::from(vec![
             Span::styled(at, t.muted()),
-            Span::styled(format!("{:<9}", eval_label(r.kind)), t.accent()),
+            Span::styled(format!("{:<9}", r.kind.label()), t.accent()),
             Span::styled(r.summary.clone(), t.text()),
         ]));
     }

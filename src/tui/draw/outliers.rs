@@ -3,7 +3,7 @@
 
 use super::evaluation::draw_outliers_empty;
 use super::key_label;
-use crate::eval::outlier_report::{OutlierRow, CLASS_COLOURS};
+use crate::eval::outlier_report::{map_bounds, OutlierRow, CLASS_COLOURS};
 use crate::tui::action::Action;
 use crate::tui::app::App;
 use crate::tui::outlier_view::{protocol_name, PREVIEW};
@@ -143,13 +143,7 @@ fn draw_map(app: &App, frame: &mut Frame, area: Rect) {
         legend.push(Span::styled(format!("● {c} "), Style::default().fg(class_colour(app, &classes, c))));
     }
     let block = Block::bordered().title(Line::from(legend)).border_style(t.border());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
-    for r in &v.rows {
-        x0 = x0.min(r.umap_x as f64);
-        x1 = x1.max(r.umap_x as f64);
-        y0 = y0.min(r.umap_y as f64);
-        y1 = y1.max(r.umap_y as f64);
-    }
+    let [x0, x1, y0, y1] = map_bounds(&v.rows).map(f64::from);
     let groups: Vec<(Vec<(f64, f64)>, Color)> = classes
         .iter()
         .map(|c| c.as_str())
