@@ -27,6 +27,11 @@ pub fn strip_nproc(args: &[OsString]) -> Vec<OsString> {
     out
 }
 
+/// Where rank `rank` > 0 of this launch writes its output.
+fn rank_log(rank: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("dino-{}-rank{rank}.log", std::process::id()))
+}
+
 /// A free TCP port on the loopback interface for the store.
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port for the rendezvous")?;
@@ -54,11 +59,14 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<i32> {
             .env("OMP_NUM_THREADS", &threads)
             .env_remove("TORCHELASTIC_USE_AGENT_STORE");
         if rank > 0 {
-            // Only rank 0 talks to the person; the others log to their rank folder.
+            // Only rank 0 talks to the person (its TUI owns the terminal): the others train
+            // headless, their output in a file named when they fail.
             if !rest.iter().any(|a| a == "--headless") {
                 cmd.arg("--headless");
             }
-            cmd.stdout(std::process::Stdio::null());
+            let log = rank_log(rank);
+            let file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+            cmd.stdout(file.try_clone()?).stderr(file);
         }
         let child = cmd.spawn().with_context(|| format!("cannot start rank {rank}"))?;
         children.push((rank, child));
@@ -70,7 +78,8 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<i32> {
                 None => running += 1,
                 Some(status) if status.success() => {}
                 Some(status) => {
-                    crate::say_err!("dino: rank {rank} exited with {status}; stopping the other ranks");
+                    let output = if *rank > 0 { format!(" (its output: {})", rank_log(*rank).display()) } else { String::new() };
+                    crate::say_err!("dino: rank {rank} exited with {status}{output}; stopping the other ranks");
                     for (_, other) in children.iter_mut() {
                         let _ = other.kill();
                         let _ = other.wait();
