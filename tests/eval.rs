@@ -35,15 +35,7 @@ fn drive(h: TrainerHandle, mut on_event: impl FnMut(&Event, &crossbeam_channel::
 }
 
 fn spec(weights: &Path) -> SourceSpec {
-    SourceSpec {
-        pretrained_weights: weights.display().to_string(),
-        checkpoint_key: CheckpointKey::Teacher,
-        config: None,
-        arch: None,
-        patch_size: None,
-        device: tch::Device::Cpu,
-        seed: 0,
-    }
+    SourceSpec::teacher(weights.display().to_string(), tch::Device::Cpu, 0)
 }
 
 fn opts(crop: i64) -> ExtractOptions {

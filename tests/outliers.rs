@@ -5,7 +5,7 @@ use dino_tui::config::TrainConfig;
 use dino_tui::data::{DataLayout, Split};
 use dino_tui::eval::features::{EvalTransform, ExtractOptions, FeatureKind};
 use dino_tui::eval::outlier_report::{read_rows, score_split, OutlierParams, ScoreKind};
-use dino_tui::eval::source::{random_like, CheckpointKey, SourceSpec};
+use dino_tui::eval::source::{random_like, SourceSpec};
 use std::path::Path;
 
 const CLASSES: [(&str, [u8; 3]); 3] = [("red", [200, 30, 30]), ("green", [30, 200, 30]), ("blue", [30, 30, 200])];
@@ -60,15 +60,7 @@ fn misfiled_images_rank_first_by_label_disagreement() {
     assert_eq!(wrong.len(), 4);
     let layout = DataLayout::discover(d.path()).unwrap();
     let train: &Split = layout.train().unwrap();
-    let spec = SourceSpec {
-        pretrained_weights: "random".into(),
-        checkpoint_key: CheckpointKey::Teacher,
-        config: None,
-        arch: None,
-        patch_size: None,
-        device: tch::Device::Cpu,
-        seed: 0,
-    };
+    let spec = SourceSpec::teacher("random", tch::Device::Cpu, 0);
     let src = random_like(&tiny(), &spec).unwrap();
     let opts = ExtractOptions { transform: EvalTransform::for_crop(32), batch_size: 16, num_workers: 1, device: tch::Device::Cpu, kind: FeatureKind::Cls };
     let params = OutlierParams { k: 5, temperature: 0.07, duplicate_threshold: 0.9999, score: ScoreKind::Disagreement, seed: 0 };

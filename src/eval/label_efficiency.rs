@@ -13,7 +13,7 @@ use super::knn::knn_report;
 use super::linear::{train, CachedBatches, LinearHead, ProbeConfig};
 use super::plot::{self, Series, PALETTE};
 use super::sampling;
-use super::source::{self, CheckpointKey, SourceSpec};
+use super::source::{self, SourceSpec};
 use super::supervised::{self, SupervisedConfig};
 use super::EvalError;
 use anyhow::Result;
@@ -87,15 +87,7 @@ pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
     let dino_train = normalised(&p.features(m, "train", FeatureKind::Cls)?);
     let dino_val = normalised(&p.features(m, "val", FeatureKind::Cls)?);
     // The baseline: the same architecture with random weights.
-    let rspec = SourceSpec {
-        pretrained_weights: "random".into(),
-        checkpoint_key: CheckpointKey::Teacher,
-        config: None,
-        arch: None,
-        patch_size: None,
-        device: p.device,
-        seed: m.seed,
-    };
+    let rspec = SourceSpec::teacher("random", p.device, m.seed);
     let random = source::random_like(&p.source.config, &rspec)?;
     let random_prepared = Prepared { source: random, layout: p.layout.clone(), cache: p.cache.clone(), device: p.device };
     let rand_train = normalised(&random_prepared.features(m, "train", FeatureKind::Cls)?);

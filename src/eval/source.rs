@@ -55,6 +55,14 @@ pub struct SourceSpec {
     pub seed: u64,
 }
 
+impl SourceSpec {
+    /// The teacher of `weights` (a checkpoint, run, backbone file or `random`), its architecture
+    /// from the weights' own config.
+    pub fn teacher(weights: impl Into<String>, device: Device, seed: u64) -> Self {
+        Self { pretrained_weights: weights.into(), checkpoint_key: CheckpointKey::Teacher, config: None, arch: None, patch_size: None, device, seed }
+    }
+}
+
 /// A backbone ready to evaluate, with what is known about where it came from.
 pub struct ModelSource {
     /// Owns the backbone's variables; kept alive as long as the backbone.

@@ -6,7 +6,7 @@
 
 use crate::config::TrainConfig;
 use crate::eval::live::{knn_of_backbone, linear_of_backbone};
-use crate::eval::source::{self, CheckpointKey, SourceSpec};
+use crate::eval::source::{self, SourceSpec};
 use crate::eval::{record, EvalError};
 use crate::model::Backbone;
 use crate::run::protocol::{EvalKind, Event};
@@ -96,15 +96,7 @@ fn evaluate(
     let (_vs, backbone, epoch, iter, described) = match weights {
         EvalWeights::Snapshot { vs, backbone, epoch, iter } => (vs, *backbone, Some(epoch), Some(iter), "teacher (live)".to_string()),
         EvalWeights::Checkpoint(path) => {
-            let spec = SourceSpec {
-                pretrained_weights: path.display().to_string(),
-                checkpoint_key: CheckpointKey::Teacher,
-                config: None,
-                arch: None,
-                patch_size: None,
-                device,
-                seed: config.seed,
-            };
+            let spec = SourceSpec::teacher(path.display().to_string(), device, config.seed);
             let s = source::load(&spec)?;
             (s.vs, s.backbone, s.epoch, s.iter, format!("teacher of {}", path.display()))
         }
