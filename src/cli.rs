@@ -2,7 +2,7 @@
 //! them (`--batch_size_per_gpu`, `--global_crops_scale A B`, ...), so its README commands run with
 //! only the program name changed. Every flag is optional: unset flags keep the preset's value.
 
-use crate::config::{ConfigError, OptimizerKind, TrainConfig};
+use crate::config::{ConfigError, OptimizerKind, ResNetStem, TrainConfig};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -124,6 +124,9 @@ pub struct TrainArgs {
     /// Custom ViT number of heads (overrides the arch preset)
     #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub num_heads: Option<i64>,
+    /// ResNet stem: imagenet (torchvision's 7x7 stride 2 + max-pool) or cifar (3x3 stride 1, no max-pool: for 32 px images)
+    #[arg(long, help_heading = "Model")]
+    pub resnet_stem: Option<String>,
     /// Dimensionality of the DINO head output
     #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub out_dim: Option<i64>,
@@ -309,6 +312,9 @@ impl TrainArgs {
         }
         if self.name.is_some() {
             c.name = self.name.clone();
+        }
+        if let Some(s) = &self.resnet_stem {
+            c.resnet_stem = ResNetStem::parse(s)?;
         }
         if let Some(o) = &self.optimizer {
             c.optimizer = OptimizerKind::parse(o)?;

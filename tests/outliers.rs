@@ -114,3 +114,86 @@ fn dino_outliers_writes_csv_duplicates_and_map() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("needs labels"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+const CIFAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cifar-vehicles");
+
+/// The classes of cifar-vehicles in the order images are misfiled: each class's images go to the
+/// next one's folder, across the sky/sea versus road divide (airplane -> automobile -> ship ->
+/// truck -> airplane), so every planted image is of a kind its folder does not hold.
+const VEHICLES: [&str; 4] = ["airplane", "automobile", "ship", "truck"];
+
+/// A copy of cifar-vehicles' `train/` and `val/` (`pretext/` linked) plus `per_class` images of
+/// each class taken from `pretext/` (by `pretext_labels.csv`) and filed under the wrong class.
+/// Returns the planted paths.
+fn cifar_with_misfiled(root: &Path, per_class: usize) -> Vec<String> {
+    let src = Path::new(CIFAR);
+    for split in ["train", "val"] {
+        for class in VEHICLES {
+            let to = root.join(split).join(class);
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(src.join(split).join(class)).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    std::os::unix::fs::symlink(src.join("pretext"), root.join("pretext")).unwrap();
+    let labels = std::fs::read_to_string(src.join("pretext_labels.csv")).unwrap();
+    let mut planted = vec![];
+    for (c, class) in VEHICLES.iter().enumerate() {
+        let wrong = VEHICLES[(c + 1) % VEHICLES.len()];
+        let files = labels.lines().skip(1).filter_map(|l| l.split_once(',')).filter(|(_, label)| label == class);
+        for (file, _) in files.take(per_class) {
+            let name = format!("misfiled-{class}-{}", Path::new(file).file_name().unwrap().to_string_lossy());
+            let rel = format!("train/{wrong}/{name}");
+            std::fs::copy(src.join(file), root.join(&rel)).unwrap();
+            planted.push(rel);
+        }
+    }
+    planted
+}
+
+/// Recall in the top `k` rows of a report sorted by disagreement.
+fn recall_at(rows: &[dino_tui::eval::outlier_report::OutlierRow], planted: &[String], k: usize) -> usize {
+    rows.iter().take(k).filter(|r| planted.contains(&r.path)).count()
+}
+
+/// The criterion on real data: 12 cifar-vehicles images filed under the wrong class rank
+/// near the top of label disagreement with a trained teacher. Long (it trains the cifar-quick
+/// preset, about 8 minutes on 2 cores, unless `DINO_OUTLIER_WEIGHTS` names a run or checkpoint),
+/// so outside the default test path: `cargo test --release --test outliers -- --ignored`.
+/// The threshold is what a teacher that separates the classes reaches; the 10-epoch CPU preset
+/// (53 % k-NN) does not reach it (figures in docs/outliers.md).
+#[test]
+#[ignore = "long: trains cifar-quick; run with --ignored (DINO_OUTLIER_WEIGHTS=RUN reuses a checkpoint)"]
+fn misfiled_cifar_vehicles_images_rank_near_the_top_with_a_trained_teacher() {
+    if !Path::new(CIFAR).join("pretext_labels.csv").exists() {
+        eprintln!("skipped: {CIFAR} is absent");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let planted = cifar_with_misfiled(&data, 3);
+    assert_eq!(planted.len(), 12);
+    let weights = std::env::var("DINO_OUTLIER_WEIGHTS").unwrap_or_else(|_| {
+        let run = d.path().join("run");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dino"))
+            .args(["train", "--config", "cifar-quick", "--headless", "--eval_knn_every", "0", "--data_path", CIFAR])
+            .arg("--output_dir")
+            .arg(&run)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        run.display().to_string()
+    });
+    let layout = DataLayout::discover(&data).unwrap();
+    let spec = SourceSpec::teacher(weights.as_str(), tch::Device::Cpu, 0);
+    let src = dino_tui::eval::source::load(&spec).unwrap();
+    let opts = ExtractOptions { transform: EvalTransform::for_crop(src.config.global_crop_size as usize), batch_size: 128, num_workers: 2, device: tch::Device::Cpu, kind: FeatureKind::Cls };
+    let params = OutlierParams { k: 10, temperature: 0.07, duplicate_threshold: 0.995, score: ScoreKind::Disagreement, seed: 0 };
+    let report = score_split(&src.backbone, layout.train().unwrap(), layout.root(), &opts, None, &params, &mut |_, _| {}).unwrap();
+    assert_eq!(report.rows.len(), 1012);
+    let (top12, top50) = (recall_at(&report.rows, &planted, 12), recall_at(&report.rows, &planted, 50));
+    eprintln!("{weights}: {top12}/12 misfiled images in the top 12, {top50}/12 in the top 50 (5 %) of 1012");
+    assert!(top50 >= 9, "recall@50 {top50}/12: the teacher does not separate the classes well enough");
+}

@@ -30,6 +30,27 @@ impl OptimizerKind {
     }
 }
 
+/// The first layers of a ResNet (`--resnet_stem`): torchvision's, made for 224 px images, or the
+/// usual one for 32 px images. Not a reference flag; checkpoints record it with the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResNetStem {
+    /// 7x7 stride-2 convolution and 3x3 stride-2 max-pool: a crop shrinks 4x before `layer1`.
+    Imagenet,
+    /// 3x3 stride-1 convolution, no max-pool: `layer1` sees the crop at full resolution.
+    Cifar,
+}
+
+impl ResNetStem {
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "imagenet" => Ok(Self::Imagenet),
+            "cifar" => Ok(Self::Cifar),
+            other => Err(ConfigError::invalid("resnet_stem", other, "imagenet (7x7 stride 2 + max-pool, torchvision) or cifar (3x3 stride 1, for 32 px images)")),
+        }
+    }
+}
+
 /// Every knob of a DINO training run. Field names are the reference's flag names, so the TOML
 /// presets, `--print-config` and the run directory's `config.toml` read like `main_dino.py --help`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +63,7 @@ pub struct TrainConfig {
     pub embed_dim: Option<i64>,
     pub depth: Option<i64>,
     pub num_heads: Option<i64>,
+    pub resnet_stem: ResNetStem,
     pub out_dim: i64,
     pub norm_last_layer: bool,
     pub momentum_teacher: f64,
@@ -101,6 +123,7 @@ impl Default for TrainConfig {
             embed_dim: None,
             depth: None,
             num_heads: None,
+            resnet_stem: ResNetStem::Imagenet,
             out_dim: 65536,
             norm_last_layer: true,
             momentum_teacher: 0.996,

@@ -6,7 +6,7 @@
 //! run never needs the training flags repeated.
 
 use super::EvalError;
-use crate::config::TrainConfig;
+use crate::config::{ResNetStem, TrainConfig};
 use crate::model::{weights, Backbone};
 use crate::run::dir::{CHECKPOINT_DIR, CONFIG_FILE};
 use crate::train::checkpoint::{self, LoadedCheckpoint};
@@ -237,6 +237,7 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
     };
     let mut config = base_config(spec)?;
     infer_vit_shape(&mut config, &backbone_tensors);
+    infer_resnet_stem(&mut config, &backbone_tensors);
     let (vs, backbone) = build(&config, spec.device)?;
     weights::load_into(&vs, "", &backbone_tensors, path)?;
     Ok(ModelSource {
@@ -261,6 +262,18 @@ fn sidecar_naming(tensor_file: &Path) -> Option<PathBuf> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .find(|p| checkpoint::read_meta(p).is_ok_and(|m| m.tensors == name))
+}
+
+/// A ResNet's stem shows in the size of `conv1`'s kernel (7: torchvision's, 3: the CIFAR one).
+fn infer_resnet_stem(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>) {
+    if config.is_vit() {
+        return;
+    }
+    match tensors.get("conv1.weight").map(|w| w.size()).as_deref() {
+        Some([_, _, 3, 3]) => config.resnet_stem = ResNetStem::Cifar,
+        Some([_, _, 7, 7]) => config.resnet_stem = ResNetStem::Imagenet,
+        _ => {}
+    }
 }
 
 /// A ViT's width, depth, patch and image size are readable from its tensors; taking them from
@@ -290,5 +303,22 @@ fn infer_vit_shape(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>)
         if side * side == n && side > 0 {
             config.global_crop_size = side * config.patch_size;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_resnet_file_tells_its_stem_by_conv1() {
+        let mut config = TrainConfig { arch: "resnet18".into(), ..Default::default() };
+        let with_kernel = |k: i64| BTreeMap::from([("conv1.weight".to_string(), Tensor::zeros([64, 3, k, k], (tch::Kind::Float, Device::Cpu)))]);
+        infer_resnet_stem(&mut config, &with_kernel(3));
+        assert_eq!(config.resnet_stem, ResNetStem::Cifar);
+        infer_resnet_stem(&mut config, &with_kernel(7));
+        assert_eq!(config.resnet_stem, ResNetStem::Imagenet);
+        infer_resnet_stem(&mut config, &BTreeMap::new());
+        assert_eq!(config.resnet_stem, ResNetStem::Imagenet, "nothing to read: unchanged");
     }
 }

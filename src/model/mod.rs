@@ -31,7 +31,7 @@ impl Backbone {
         } else {
             let depth = ResNetDepth::from_arch(&c.arch)
                 .ok_or_else(|| anyhow::anyhow!("unknown --arch {}", c.arch))?;
-            Ok(Self::ResNet(ResNet::new(p, depth)))
+            Ok(Self::ResNet(ResNet::new(p, depth, c.resnet_stem)))
         }
     }
 

@@ -1,7 +1,13 @@
 //! ResNet-18 and ResNet-50 in torchvision's layout and parameter names (`conv1`, `bn1`,
 //! `layerN.M.{conv1,bn1,...,downsample.0,downsample.1}`), with the classifier replaced by identity
 //! as the reference does (`fc = nn.Identity()`), so the output is the pooled feature.
+//!
+//! The `cifar` stem (a 3x3 stride-1 `conv1`, no max-pool) is the usual change for 32 px images
+//! (SimCLR's CIFAR experiments, solo-learn, lightly): torchvision's 7x7 stride-2 stem plus max-pool
+//! shrinks a 32 px crop to 8x8 before the first block and to 1x1 at `layer4`, which throws away
+//! most of what such an image shows.
 
+use crate::config::ResNetStem;
 use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +72,7 @@ impl Unit {
 
 #[derive(Debug)]
 pub struct ResNet {
+    stem: ResNetStem,
     conv1: nn::Conv2D,
     bn1: nn::BatchNorm,
     units: Vec<Unit>,
@@ -73,13 +80,16 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    pub fn new(p: nn::Path, depth: ResNetDepth) -> Self {
+    pub fn new(p: nn::Path, depth: ResNetDepth, stem: ResNetStem) -> Self {
         let (counts, bottleneck): ([i64; 4], bool) = match depth {
             ResNetDepth::R18 => ([2, 2, 2, 2], false),
             ResNetDepth::R50 => ([3, 4, 6, 3], true),
         };
         let expansion = if bottleneck { 4 } else { 1 };
-        let conv1 = conv(&p / "conv1", 3, 64, 7, 2);
+        let conv1 = match stem {
+            ResNetStem::Imagenet => conv(&p / "conv1", 3, 64, 7, 2),
+            ResNetStem::Cifar => conv(&p / "conv1", 3, 64, 3, 1),
+        };
         let bn1 = bn(&p / "bn1", 64);
         let mut units = vec![];
         let mut c_in = 64;
@@ -111,7 +121,7 @@ impl ResNet {
                 c_in = c_out;
             }
         }
-        Self { conv1, bn1, units, out_dim: c_in }
+        Self { stem, conv1, bn1, units, out_dim: c_in }
     }
 
     pub fn embed_dim(&self) -> i64 {
@@ -121,7 +131,9 @@ impl ResNet {
     /// Pooled features [B, 512] (ResNet-18) or [B, 2048] (ResNet-50).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = self.bn1.forward_t(&x.apply(&self.conv1), train).relu();
-        y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        if self.stem == ResNetStem::Imagenet {
+            y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        }
         for u in &self.units {
             y = u.forward_t(&y, train);
         }
@@ -136,7 +148,7 @@ mod tests {
 
     fn names(depth: ResNetDepth) -> (nn::VarStore, ResNet) {
         let vs = nn::VarStore::new(Device::Cpu);
-        let r = ResNet::new(vs.root(), depth);
+        let r = ResNet::new(vs.root(), depth, ResNetStem::Imagenet);
         (vs, r)
     }
 
@@ -153,6 +165,20 @@ mod tests {
         assert_eq!(vs.trainable_variables().len(), 60);
         let y = r.forward_t(&Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu)), false);
         assert_eq!(y.size(), vec![2, 512]);
+    }
+
+    #[test]
+    fn cifar_stem_keeps_full_resolution_into_layer1() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Cifar);
+        let vars = vs.variables();
+        assert_eq!(vars["conv1.weight"].size(), vec![64, 3, 3, 3]);
+        // Same names and count as torchvision's, so checkpoints differ only in conv1's kernel.
+        assert_eq!(vs.trainable_variables().len(), 60);
+        let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let stem = r.bn1.forward_t(&x.apply(&r.conv1), false).relu();
+        assert_eq!(stem.size(), vec![2, 64, 32, 32], "no stride, no max-pool");
+        assert_eq!(r.forward_t(&x, true).size(), vec![2, 512]);
     }
 
     #[test]
