@@ -400,6 +400,9 @@ mod tests {
         assert!(e.contains("--arch"), "{e}");
         let e = parse("dino train --optimizer adam").resolve().unwrap_err().to_string();
         assert!(e.contains("--optimizer") && e.contains("lars"), "{e}");
+        let e = parse("dino train --resnet_stem small").resolve().unwrap_err().to_string();
+        assert!(e.contains("--resnet_stem") && e.contains("cifar"), "{e}");
+        assert_eq!(parse("dino train --arch resnet18 --resnet_stem cifar").resolve().unwrap().resnet_stem, ResNetStem::Cifar);
         let e = parse("dino train --local_crops_scale 0.05 1.4").resolve().unwrap_err().to_string();
         assert!(e.contains("--local_crops_scale"), "{e}");
     }
