@@ -67,6 +67,7 @@ fn nccl_includes(lib: &Path) -> Option<Vec<PathBuf>> {
     println!("cargo:rerun-if-env-changed=DINO_CUDA_HEADERS");
     println!("cargo:rerun-if-changed={}", extra.display());
     let dirs = vec![nvidia.join("nccl/include"), nvidia.join("cu13/include"), extra.clone(), extra.join("cccl")];
-    let present = nvidia.join("nccl/include/nccl.h").exists() && extra.join("crt/host_config.h").exists() && lib.join("libtorch_cuda.so").exists();
+    let present =
+        nvidia.join("nccl/include/nccl.h").exists() && extra.join("crt/host_config.h").exists() && lib.join("libtorch_cuda.so").exists();
     present.then_some(dirs)
 }

@@ -24,7 +24,10 @@ fn main() -> anyhow::Result<()> {
     let schedules = vec![
         (ScheduleName::Lr, Schedule::new(cos(5e-4, 1e-6, 10), epochs, niter)),
         (ScheduleName::Wd, Schedule::new(cos(0.04, 0.4, 0), epochs, niter)),
-        (ScheduleName::TeacherTemp, Schedule::new(CurveSpec::WarmupConstant { start: 0.04, value: 0.07, warmup_epochs: 30 }, epochs, niter)),
+        (
+            ScheduleName::TeacherTemp,
+            Schedule::new(CurveSpec::WarmupConstant { start: 0.04, value: 0.07, warmup_epochs: 30 }, epochs, niter),
+        ),
         (ScheduleName::Momentum, Schedule::new(cos(0.996, 1.0, 0), epochs, niter)),
     ];
     apply_event(
@@ -66,7 +69,15 @@ fn main() -> anyhow::Result<()> {
         );
     }
     app.telemetry = Telemetry {
-        gpus: GpuStatus::Gpus(vec![GpuSample { index: 0, name: "GPU".into(), util_percent: Some(90), mem_used: Some(1 << 34), mem_total: Some(1 << 36), temperature_c: Some(60), power_w: Some(300.0) }]),
+        gpus: GpuStatus::Gpus(vec![GpuSample {
+            index: 0,
+            name: "GPU".into(),
+            util_percent: Some(90),
+            mem_used: Some(1 << 34),
+            mem_total: Some(1 << 36),
+            temperature_c: Some(60),
+            power_w: Some(300.0),
+        }]),
         host: HostSample { cpu_percent: 30.0, cpu_count: 16, ram_used: 1 << 34, ram_total: 1 << 37, process_mem: 1 << 32 },
     };
     let mut term = Terminal::new(TestBackend::new(200, 60))?;

@@ -14,12 +14,8 @@ use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let images: usize = args
-        .iter()
-        .position(|a| a == "--images")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2048);
+    let images: usize =
+        args.iter().position(|a| a == "--images").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(2048);
     let tmp = tempfile::tempdir()?;
 
     let cifar = Path::new("/work/shared/data/cifar-vehicles");
@@ -30,12 +26,26 @@ fn main() -> anyhow::Result<()> {
         write_demo_dataset(&dir, 400, 0, 32)?;
         (DataLayout::discover(&dir)?.pretext().files.clone(), "demo data (32x32 PNG/JPEG)")
     };
-    let small = AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 6, blur_sigma: (0.1, 2.0) };
+    let small = AugmentConfig {
+        global_size: 32,
+        local_size: 16,
+        global_scale: (0.4, 1.0),
+        local_scale: (0.05, 0.4),
+        local_crops_number: 6,
+        blur_sigma: (0.1, 2.0),
+    };
     let small_files: Vec<PathBuf> = small_files.into_iter().take(images).collect();
 
     let photo_dir = tmp.path().join("photos");
     let photos = write_photos(&photo_dir, 200)?;
-    let large = AugmentConfig { global_size: 224, local_size: 96, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 8, blur_sigma: (0.1, 2.0) };
+    let large = AugmentConfig {
+        global_size: 224,
+        local_size: 96,
+        global_scale: (0.4, 1.0),
+        local_scale: (0.05, 0.4),
+        local_crops_number: 8,
+        blur_sigma: (0.1, 2.0),
+    };
 
     println!("(a) 32/16 px, 2+6 crops, {} images of {small_name}, batch 64", small_files.len());
     for workers in [1, 2] {
@@ -49,10 +59,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn report(workers: usize, (wall, cpu): (f64, f64)) {
-    println!(
-        "  {workers} worker(s): {wall:8.1} images/s wall ({:.1} per worker), {cpu:8.1} images per CPU-second",
-        wall / workers as f64
-    );
+    println!("  {workers} worker(s): {wall:8.1} images/s wall ({:.1} per worker), {cpu:8.1} images per CPU-second", wall / workers as f64);
 }
 
 /// User + system CPU time of the whole process, so a per-core figure survives a busy machine.
@@ -67,7 +74,8 @@ fn cpu_seconds() -> f64 {
 /// One warm-up batch, then a timed pass over the rest of the epoch: (images per wall-clock
 /// second, images per CPU-second of the process).
 fn measure(files: &[PathBuf], aug: &AugmentConfig, batch_size: usize, workers: usize) -> anyhow::Result<(f64, f64)> {
-    let config = LoaderConfig { batch_size, num_workers: workers, seed: 0, epoch: 0, start_batch: 0, prefetch: 0, shard: Default::default() };
+    let config =
+        LoaderConfig { batch_size, num_workers: workers, seed: 0, epoch: 0, start_batch: 0, prefetch: 0, shard: Default::default() };
     let mut loader = MultiCropLoader::new(files.to_vec(), aug.clone(), config)?;
     loader.next_batch().transpose()?;
     let (start, cpu0) = (Instant::now(), cpu_seconds());

@@ -8,11 +8,11 @@
 //! crashed run starts `dino train --headless` on it, detached, and the view goes live again.
 
 use crate::run::client::{Client, ClientError};
+use crate::run::dir;
 use crate::run::follow::Tail;
 use crate::run::history;
 use crate::run::protocol::{Command, Event, RunState};
 use crate::run::runs::{self, Status};
-use crate::run::dir;
 use crate::tui::{self, TuiExit, TuiOptions};
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
@@ -229,11 +229,7 @@ fn show_read_only(run_dir: &Path, events: &Sender<Event>) {
         let _ = events.send(Event::Error { message: "the trainer is gone without recording an end: killed or crashed".into() });
         let _ = events.send(Event::State { state: RunState::Failed, iter: f.iter.unwrap_or(iter).max(iter) });
     }
-    let hint = if status.resumable() {
-        "; press p to resume it in the background (dino train --detach)"
-    } else {
-        ""
-    };
+    let hint = if status.resumable() { "; press p to resume it in the background (dino train --detach)" } else { "" };
     let _ = events.send(Event::Warning {
         message: format!("read-only: no trainer serves this run; it is {} (from events.jsonl){hint}", status.label()),
     });

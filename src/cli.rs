@@ -288,12 +288,38 @@ impl TrainArgs {
             )*};
         }
         set!(
-            arch, patch_size, out_dim, norm_last_layer, momentum_teacher, use_bn_in_head,
-            head_hidden_dim, head_bottleneck_dim, warmup_teacher_temp, teacher_temp,
-            warmup_teacher_temp_epochs, use_fp16, weight_decay, weight_decay_end, clip_grad,
-            batch_size_per_gpu, epochs, freeze_last_layer, lr, warmup_epochs, min_lr,
-            drop_path_rate, local_crops_number, global_crop_size, local_crop_size, data_path,
-            saveckp_freq, seed, num_workers, device, print_freq, eval_knn_every
+            arch,
+            patch_size,
+            out_dim,
+            norm_last_layer,
+            momentum_teacher,
+            use_bn_in_head,
+            head_hidden_dim,
+            head_bottleneck_dim,
+            warmup_teacher_temp,
+            teacher_temp,
+            warmup_teacher_temp_epochs,
+            use_fp16,
+            weight_decay,
+            weight_decay_end,
+            clip_grad,
+            batch_size_per_gpu,
+            epochs,
+            freeze_last_layer,
+            lr,
+            warmup_epochs,
+            min_lr,
+            drop_path_rate,
+            local_crops_number,
+            global_crop_size,
+            local_crop_size,
+            data_path,
+            saveckp_freq,
+            seed,
+            num_workers,
+            device,
+            print_freq,
+            eval_knn_every
         );
         if self.embed_dim.is_some() {
             c.embed_dim = self.embed_dim;
@@ -385,9 +411,7 @@ mod tests {
 
     #[test]
     fn bool_flags_take_values_like_the_reference() {
-        let c = parse("dino train --norm_last_layer false --use_fp16 0 --use_bn_in_head true")
-            .resolve()
-            .unwrap();
+        let c = parse("dino train --norm_last_layer false --use_fp16 0 --use_bn_in_head true").resolve().unwrap();
         assert!(!c.norm_last_layer && !c.use_fp16 && c.use_bn_in_head);
         assert!(Cli::try_parse_from(["dino", "train", "--use_fp16", "maybe"]).is_err());
     }

@@ -15,7 +15,10 @@ use anyhow::Result;
 pub enum Outcome {
     Ended(RunState),
     /// Training goes on in a detached process.
-    Detached { pid: u32, log: std::path::PathBuf },
+    Detached {
+        pid: u32,
+        log: std::path::PathBuf,
+    },
 }
 
 pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {

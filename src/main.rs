@@ -56,7 +56,11 @@ fn detach(config: TrainConfig) -> Result<i32> {
     dino_tui::say!("dino: {how} in the background, pid {}", d.pid);
     dino_tui::say!("run directory: {}", d.run_dir.display());
     dino_tui::say!("output: {}", d.log.display());
-    dino_tui::say!("watch: dino attach {}    steer: dino ctl {} status|pause|resume|checkpoint|stop", d.run_dir.display(), d.run_dir.display());
+    dino_tui::say!(
+        "watch: dino attach {}    steer: dino ctl {} status|pause|resume|checkpoint|stop",
+        d.run_dir.display(),
+        d.run_dir.display()
+    );
     Ok(0)
 }
 

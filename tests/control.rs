@@ -75,11 +75,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn metrics(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 fn event_types(run: &Path) -> Vec<String> {
@@ -132,7 +128,11 @@ impl Raw {
                     seen.push(v.to_string());
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "no matching line from the server; last lines: {:?}", &seen[seen.len().saturating_sub(4)..]);
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "no matching line from the server; last lines: {:?}",
+                &seen[seen.len().saturating_sub(4)..]
+            );
             let mut chunk = [0u8; 8192];
             match self.s.read(&mut chunk) {
                 Ok(0) => return None,
@@ -196,7 +196,9 @@ fn ctl_steers_a_headless_run_and_every_command_is_recorded() {
     drop(watcher);
 
     // Training continued, with the new learning rate from the edit's iteration on.
-    wait_for("iterations after the edit", Duration::from_secs(120), || metrics(&env.run).iter().any(|m| m["iter"].as_u64() >= Some(from_iter as u64 + 3)));
+    wait_for("iterations after the edit", Duration::from_secs(120), || {
+        metrics(&env.run).iter().any(|m| m["iter"].as_u64() >= Some(from_iter as u64 + 3))
+    });
     for m in metrics(&env.run) {
         let (i, lr) = (m["iter"].as_u64().expect("iter") as usize, m["lr"].as_f64().expect("lr"));
         if i >= from_iter {

@@ -1,9 +1,7 @@
 //! End-to-end tests of the data pipeline through its public API: odd image files, unreadable
 //! files in a training set, loader determinism and resume, and the demo generator.
 
-use dino_tui::data::{
-    load_rgb, write_demo_dataset, AugmentConfig, DataError, DataLayout, LoaderConfig, MultiCropLoader,
-};
+use dino_tui::data::{load_rgb, write_demo_dataset, AugmentConfig, DataError, DataLayout, LoaderConfig, MultiCropLoader};
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage, Rgba};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -130,7 +128,9 @@ fn odd_image_kinds_all_become_rgb8() {
     }
 
     let gif_src = RgbImage::from_fn(8, 8, |x, _| if x < 4 { Rgb([255, 0, 0]) } else { Rgb([0, 255, 0]) });
-    let gif = load_rgb(&write("anim.gif", encode(&DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(gif_src).to_rgba8()), ImageFormat::Gif))).unwrap();
+    let gif =
+        load_rgb(&write("anim.gif", encode(&DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(gif_src).to_rgba8()), ImageFormat::Gif)))
+            .unwrap();
     assert!(close(gif.get_pixel(1, 1), [255, 0, 0], 8) && close(gif.get_pixel(6, 6), [0, 255, 0], 8));
 
     let jpg = load_rgb(&write("plain.jpg", encode(&DynamicImage::ImageRgb8(pattern(16, 16)), ImageFormat::Jpeg))).unwrap();
@@ -158,7 +158,14 @@ fn exif_orientation_is_applied() {
 }
 
 fn small_aug() -> AugmentConfig {
-    AugmentConfig { global_size: 16, local_size: 8, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 2, blur_sigma: (0.1, 2.0) }
+    AugmentConfig {
+        global_size: 16,
+        local_size: 8,
+        global_scale: (0.4, 1.0),
+        local_scale: (0.05, 0.4),
+        local_crops_number: 2,
+        blur_sigma: (0.1, 2.0),
+    }
 }
 
 fn loader_cfg(batch_size: usize, workers: usize, epoch: u64, start_batch: usize) -> LoaderConfig {
@@ -182,11 +189,9 @@ fn unreadable_files_are_skipped_counted_and_replaced() {
     let bad_dir = d.path().join("bad");
     std::fs::create_dir_all(&bad_dir).unwrap();
     let good = std::fs::read(&files[0]).unwrap();
-    for (name, bytes) in [
-        ("empty.png", Vec::new()),
-        ("text.jpg", b"not an image at all".to_vec()),
-        ("truncated.png", good[..good.len() / 3].to_vec()),
-    ] {
+    for (name, bytes) in
+        [("empty.png", Vec::new()), ("text.jpg", b"not an image at all".to_vec()), ("truncated.png", good[..good.len() / 3].to_vec())]
+    {
         let p = bad_dir.join(name);
         std::fs::write(&p, bytes).unwrap();
         files.push(p);
@@ -315,7 +320,14 @@ fn cifar_vehicles_loads_if_present() {
     assert_eq!(l.pretext().len(), 4000);
     assert_eq!(l.train().unwrap().classes, ["airplane", "automobile", "ship", "truck"]);
     assert_eq!(l.val().unwrap().class_counts(), [250; 4]);
-    let aug = AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 6, blur_sigma: (0.1, 2.0) };
+    let aug = AugmentConfig {
+        global_size: 32,
+        local_size: 16,
+        global_scale: (0.4, 1.0),
+        local_scale: (0.05, 0.4),
+        local_crops_number: 6,
+        blur_sigma: (0.1, 2.0),
+    };
     let mut loader = MultiCropLoader::new(l.pretext().files.clone(), aug, loader_cfg(64, 2, 0, 0)).unwrap();
     assert_eq!(loader.batches_per_epoch(), 62);
     let b = loader.next_batch().unwrap().unwrap();

@@ -41,7 +41,11 @@ fn two_ranks_all_reduce_broadcast_and_bucket() {
                     let mut b = Tensor::from_slice(&[rank as f32 * 10.0; 2]);
                     g.broadcast(&mut b, 1).unwrap();
                     // Three tensors of different shapes through one bucket.
-                    let parts = [Tensor::ones([2, 3], (Kind::Float, tch::Device::Cpu)) * rank as f64, Tensor::from_slice(&[rank as f32]), Tensor::full([4], 2.0, (Kind::Float, tch::Device::Cpu))];
+                    let parts = [
+                        Tensor::ones([2, 3], (Kind::Float, tch::Device::Cpu)) * rank as f64,
+                        Tensor::from_slice(&[rank as f32]),
+                        Tensor::full([4], 2.0, (Kind::Float, tch::Device::Cpu)),
+                    ];
                     g.all_reduce_bucketed(&parts).unwrap();
                     g.barrier().unwrap();
                     let v = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
@@ -116,7 +120,12 @@ fn two_processes_train_like_one_with_the_double_batch() {
             .env("DINO_DIST_TIMEOUT", "60")
             .output()
             .unwrap();
-        assert!(status.status.success(), "{name}: {}\n{}", String::from_utf8_lossy(&status.stdout), String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "{name}: {}\n{}",
+            String::from_utf8_lossy(&status.stdout),
+            String::from_utf8_lossy(&status.stderr)
+        );
         let dir = out.join("checkpoints");
         let meta = dino_tui::train::checkpoint::read_meta(&dir.join(dino_tui::train::checkpoint::LATEST)).unwrap();
         dir.join(meta.tensors)
@@ -142,7 +151,9 @@ fn two_processes_train_like_one_with_the_double_batch() {
     // updates of ~lr, hence an absolute tolerance (measured: 2.6e-7, on a qkv bias).
     eprintln!("largest weight difference, 2 ranks x 4 vs 1 x 8: {:.2e} ({})", worst.0, worst.1);
     assert!(worst.0 < 1e-5, "largest difference {} in {}", worst.0, worst.1);
-    let loss = |text: &str| -> Vec<f64> { text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect() };
+    let loss = |text: &str| -> Vec<f64> {
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect()
+    };
     for (a, b) in loss(&single_metrics).iter().zip(loss(&ranks_metrics)) {
         assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "loss {a} vs {b}");
     }
@@ -164,7 +175,8 @@ fn nccl_path_of_the_shim_compiles() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
     let extra = cache.join("dino-tui/cuda-headers-13.0/nvidia/cu13/include");
-    if !nvidia.join("nccl/include/nccl.h").exists() || !gloo.join("gloo/algorithm.h").exists() || !extra.join("crt/host_config.h").exists() {
+    if !nvidia.join("nccl/include/nccl.h").exists() || !gloo.join("gloo/algorithm.h").exists() || !extra.join("crt/host_config.h").exists()
+    {
         eprintln!("skipping: NCCL ({}), CUDA crt ({}) or Gloo headers missing", nvidia.display(), extra.display());
         return;
     }
@@ -202,7 +214,13 @@ fn killing_a_rank_process_ends_the_other_with_an_error() {
             .args(["train", "--headless"])
             .arg("--config")
             .arg(&cfg)
-            .envs([("RANK", r), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port.as_str()), ("DINO_DIST_TIMEOUT", "30")])
+            .envs([
+                ("RANK", r),
+                ("WORLD_SIZE", "2"),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", port.as_str()),
+                ("DINO_DIST_TIMEOUT", "30"),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -86,14 +86,12 @@ fn live_knn_results_appear_in_the_run_directory() {
         assert!(r[1]["top1"].as_f64().unwrap() >= 0.0 && r[1]["top5"].as_f64().is_some());
     }
     assert!(events.iter().any(|e| matches!(e, Event::EvalProgress { kind: EvalKind::Knn, done, total } if done == total && *total == 50)));
-    let files: Vec<_> = std::fs::read_dir(out.join("evals")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let files: Vec<_> =
+        std::fs::read_dir(out.join("evals")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(files.iter().filter(|f| f.starts_with("knn-") && f.ends_with(".json")).count(), 2, "{files:?}");
     let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
-    let evals: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["type"] == "eval")
-        .collect();
+    let evals: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["type"] == "eval").collect();
     assert_eq!(evals.len(), 2);
     assert_eq!(evals[0]["kind"], "knn");
 }
@@ -121,10 +119,8 @@ fn linear_and_checkpoint_evaluations_run_from_a_live_run_one_after_the_other() {
         events.iter().any(|e| matches!(e, Event::Warning { message } if message.contains("queued"))),
         "the second request waits for the first"
     );
-    let results: Vec<_> = events
-        .iter()
-        .filter_map(|e| if let Event::EvalResult { kind, json, .. } = e { Some((*kind, json)) } else { None })
-        .collect();
+    let results: Vec<_> =
+        events.iter().filter_map(|e| if let Event::EvalResult { kind, json, .. } = e { Some((*kind, json)) } else { None }).collect();
     assert_eq!(results.len(), 2, "{results:?}");
     let (kind, linear) = &results[0];
     assert_eq!(*kind, EvalKind::Linear);
@@ -137,7 +133,8 @@ fn linear_and_checkpoint_evaluations_run_from_a_live_run_one_after_the_other() {
     assert_eq!(knn["iter"], saved.iter, "the checkpoint's weights, not the live ones");
     assert_eq!(knn["epoch"], saved.epoch);
     assert!(knn["weights"].as_str().unwrap().contains(&saved.path.display().to_string()));
-    let files: Vec<_> = std::fs::read_dir(out.join("evals")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let files: Vec<_> =
+        std::fs::read_dir(out.join("evals")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert!(files.iter().any(|f| f.starts_with("linear-")), "{files:?}");
     assert!(files.iter().any(|f| f.starts_with("knn-")), "{files:?}");
 }

@@ -62,7 +62,13 @@ fn misfiled_images_rank_first_by_label_disagreement() {
     let train: &Split = layout.train().unwrap();
     let spec = SourceSpec::teacher("random", tch::Device::Cpu, 0);
     let src = random_like(&tiny(), &spec).unwrap();
-    let opts = ExtractOptions { transform: EvalTransform::for_crop(32), batch_size: 16, num_workers: 1, device: tch::Device::Cpu, kind: FeatureKind::Cls };
+    let opts = ExtractOptions {
+        transform: EvalTransform::for_crop(32),
+        batch_size: 16,
+        num_workers: 1,
+        device: tch::Device::Cpu,
+        kind: FeatureKind::Cls,
+    };
     let params = OutlierParams { k: 5, temperature: 0.07, duplicate_threshold: 0.9999, score: ScoreKind::Disagreement, seed: 0 };
     let report = score_split(&src.backbone, train, layout.root(), &opts, None, &params, &mut |_, _| {}).unwrap();
     assert_eq!(report.rows.len(), 60);

@@ -65,11 +65,8 @@ fn tui_shows_loss_pauses_checkpoints_and_quits() {
     std::fs::write(&cfg, c.to_toml()).unwrap();
 
     let tmux = Tmux { socket: format!("dino-test-{}", std::process::id()) };
-    let command = format!(
-        "{} tui --config {} --theme high-contrast; echo DINO-EXIT=$?; sleep 60",
-        env!("CARGO_BIN_EXE_dino"),
-        cfg.display()
-    );
+    let command =
+        format!("{} tui --config {} --theme high-contrast; echo DINO-EXIT=$?; sleep 60", env!("CARGO_BIN_EXE_dino"), cfg.display());
     tmux.cmd(&["new-session", "-d", "-s", "dino", "-x", "120", "-y", "36", &command]);
 
     // The dashboard appears and shows a real loss value.
@@ -88,9 +85,8 @@ fn tui_shows_loss_pauses_checkpoints_and_quits() {
 
     // c writes a checkpoint at the paused iteration, and the Checkpoints tab lists it.
     tmux.keys("5");
-    let count = |s: &str| -> usize {
-        s.split("checkpoints (").nth(1).and_then(|t| t.split(')').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
-    };
+    let count =
+        |s: &str| -> usize { s.split("checkpoints (").nth(1).and_then(|t| t.split(')').next()).and_then(|n| n.parse().ok()).unwrap_or(0) };
     let before = count(&tmux.wait_for("the Checkpoints tab", Duration::from_secs(10), |s| s.contains("checkpoints (")));
     tmux.keys("c");
     tmux.wait_for("one more checkpoint listed", Duration::from_secs(10), |s| count(s) == before + 1);

@@ -53,7 +53,9 @@ fn short_run_leaves_a_complete_run_directory() {
     let l = losses(&events);
     assert_eq!(l.len(), 15, "3 epochs x 5 iterations");
     assert!(l.iter().all(|(_, v)| v.is_finite()));
-    for f in ["config.toml", "metrics.jsonl", "log.txt", "events.jsonl", "checkpoints/checkpoint-latest.json", "checkpoints/checkpoint0003.json"] {
+    for f in
+        ["config.toml", "metrics.jsonl", "log.txt", "events.jsonl", "checkpoints/checkpoint-latest.json", "checkpoints/checkpoint0003.json"]
+    {
         assert!(out.join(f).exists(), "{f} missing");
     }
     // log.txt: one reference-style line per epoch.

@@ -57,7 +57,8 @@ fn a_trainer_thread_drives_the_ui_and_receives_its_commands() {
         }
         cmd_rx.recv().expect("a command")
     });
-    let opts = TuiOptions { config_dir: Some(std::env::temp_dir().join("dino-tui-test-none")), no_color: Some(false), ..Default::default() };
+    let opts =
+        TuiOptions { config_dir: Some(std::env::temp_dir().join("dino-tui-test-none")), no_color: Some(false), ..Default::default() };
     let mut app = build_app(&opts, cmd_tx);
     // Wait for all events (the trainer sends 62), then fold them in.
     let mut n = 0;

@@ -46,7 +46,11 @@ impl ResNetStem {
         match s {
             "imagenet" => Ok(Self::Imagenet),
             "cifar" => Ok(Self::Cifar),
-            other => Err(ConfigError::invalid("resnet_stem", other, "imagenet (7x7 stride 2 + max-pool, torchvision) or cifar (3x3 stride 1, for 32 px images)")),
+            other => Err(ConfigError::invalid(
+                "resnet_stem",
+                other,
+                "imagenet (7x7 stride 2 + max-pool, torchvision) or cifar (3x3 stride 1, for 32 px images)",
+            )),
         }
     }
 }
@@ -172,12 +176,9 @@ pub const ARCHS: &[&str] = &["vit_tiny", "vit_small", "vit_base", "resnet18", "r
 impl TrainConfig {
     /// Reads a TOML preset; unknown keys are an error naming the file, so a typo never goes unseen.
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io { path: path.to_path_buf(), message: e.to_string() })?;
         Self::from_toml_str(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => {
-                ConfigError::Parse { path: Some(path.to_path_buf()), message }
-            }
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: Some(path.to_path_buf()), message },
             other => other,
         })
     }
@@ -203,10 +204,7 @@ impl TrainConfig {
     /// The run's name: `--name`, else the architecture and the start time.
     pub fn run_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             format!("{}-{}", self.arch, secs)
         })
     }

@@ -57,11 +57,7 @@ fn crop_scale(setting: &str, (lo, hi): (f64, f64)) -> Result<(), ConfigError> {
     if in_range(lo) && in_range(hi) && lo <= hi {
         Ok(())
     } else {
-        Err(ConfigError::invalid(
-            setting,
-            format!("{lo} {hi}"),
-            "two numbers MIN MAX with 0 < MIN <= MAX <= 1",
-        ))
+        Err(ConfigError::invalid(setting, format!("{lo} {hi}"), "two numbers MIN MAX with 0 < MIN <= MAX <= 1"))
     }
 }
 
@@ -80,19 +76,11 @@ impl TrainConfig {
         if self.is_vit() {
             let (dim, heads) = crate::model::vit::VitSpec::from_config(self).dim_and_heads();
             if dim % heads != 0 {
-                return Err(ConfigError::invalid(
-                    "embed_dim",
-                    dim,
-                    &format!("a multiple of num_heads ({heads})"),
-                ));
+                return Err(ConfigError::invalid("embed_dim", dim, &format!("a multiple of num_heads ({heads})")));
             }
             for (name, size) in [("global_crop_size", self.global_crop_size), ("local_crop_size", self.local_crop_size)] {
                 if size % self.patch_size != 0 {
-                    return Err(ConfigError::invalid(
-                        name,
-                        size,
-                        &format!("a multiple of --patch_size ({})", self.patch_size),
-                    ));
+                    return Err(ConfigError::invalid(name, size, &format!("a multiple of --patch_size ({})", self.patch_size)));
                 }
             }
         }
@@ -121,7 +109,11 @@ impl TrainConfig {
         crop_scale("local_crops_scale", self.local_crops_scale)?;
         let (lo, hi) = self.blur_sigma;
         if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi && hi <= 100.0) {
-            return Err(ConfigError::invalid("blur_sigma", format!("{lo} {hi}"), "two numbers MIN MAX with 0 <= MIN <= MAX <= 100 (0 0: no blur)"));
+            return Err(ConfigError::invalid(
+                "blur_sigma",
+                format!("{lo} {hi}"),
+                "two numbers MIN MAX with 0 <= MIN <= MAX <= 100 (0 0: no blur)",
+            ));
         }
         at_least("local_crops_number", self.local_crops_number, 0)?;
         at_least("global_crop_size", self.global_crop_size, 1)?;

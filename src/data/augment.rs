@@ -88,12 +88,7 @@ pub struct MultiCropAugment {
 
 impl MultiCropAugment {
     pub fn new(config: AugmentConfig) -> Self {
-        let global = |blur_p, solarize_p| CropRecipe {
-            size: config.global_size,
-            scale: config.global_scale,
-            blur_p,
-            solarize_p,
-        };
+        let global = |blur_p, solarize_p| CropRecipe { size: config.global_size, scale: config.global_scale, blur_p, solarize_p };
         let mut recipes = vec![global(1.0, 0.0), global(0.1, 0.2)];
         recipes.extend(std::iter::repeat_n(
             CropRecipe { size: config.local_size, scale: config.local_scale, blur_p: 0.5, solarize_p: 0.0 },
@@ -123,8 +118,7 @@ impl MultiCropAugment {
 
     fn one_crop<R: Rng>(&self, src: &Rgb8, r: &CropRecipe, rng: &mut R) -> Rgb8 {
         let rect = random_resized_crop_params(src.w, src.h, r.scale, RATIO, rng);
-        let mut img =
-            Rgb8 { w: r.size, h: r.size, data: crop_resize_bicubic(&src.data, src.w, rect, r.size, r.size) };
+        let mut img = Rgb8 { w: r.size, h: r.size, data: crop_resize_bicubic(&src.data, src.w, rect, r.size, r.size) };
         // Python's torchvision draws `torch.rand(1) < p` for flip and grayscale and
         // `p < torch.rand(1)` to skip RandomApply; the comparisons are kept as written.
         if rng.random::<f64>() < 0.5 {
@@ -150,13 +144,7 @@ impl MultiCropAugment {
 
 /// torchvision's `RandomResizedCrop.get_params`: ten tries at a random area and log-uniform
 /// aspect ratio, then a centre crop with the ratio clamped into range.
-pub(crate) fn random_resized_crop_params<R: Rng>(
-    width: usize,
-    height: usize,
-    scale: (f64, f64),
-    ratio: (f64, f64),
-    rng: &mut R,
-) -> Rect {
+pub(crate) fn random_resized_crop_params<R: Rng>(width: usize, height: usize, scale: (f64, f64), ratio: (f64, f64), rng: &mut R) -> Rect {
     let area = (width * height) as f64;
     let (log_lo, log_hi) = (ratio.0.ln(), ratio.1.ln());
     for _ in 0..10 {
@@ -510,11 +498,7 @@ struct NormalizeLut {
 
 impl NormalizeLut {
     fn imagenet() -> Self {
-        Self {
-            lut: std::array::from_fn(|c| {
-                std::array::from_fn(|v| (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c])
-            }),
-        }
+        Self { lut: std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c])) }
     }
 
     fn to_chw(&self, img: &Rgb8) -> Vec<f32> {
@@ -613,7 +597,14 @@ mod tests {
     }
 
     fn cfg(global: usize, local: usize, n: usize) -> AugmentConfig {
-        AugmentConfig { global_size: global, local_size: local, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: n, blur_sigma: (0.1, 2.0) }
+        AugmentConfig {
+            global_size: global,
+            local_size: local,
+            global_scale: (0.4, 1.0),
+            local_scale: (0.05, 0.4),
+            local_crops_number: n,
+            blur_sigma: (0.1, 2.0),
+        }
     }
 
     #[test]
@@ -640,7 +631,17 @@ mod tests {
             ..TrainConfig::default()
         };
         let a = AugmentConfig::from_train_config(&c);
-        assert_eq!(a, AugmentConfig { global_size: 32, local_size: 16, global_scale: (0.5, 1.0), local_scale: c.local_crops_scale, local_crops_number: 6, blur_sigma: (0.1, 2.0) });
+        assert_eq!(
+            a,
+            AugmentConfig {
+                global_size: 32,
+                local_size: 16,
+                global_scale: (0.5, 1.0),
+                local_scale: c.local_crops_scale,
+                local_crops_number: 6,
+                blur_sigma: (0.1, 2.0)
+            }
+        );
         assert_eq!((a.num_crops(), a.crop_size(1), a.crop_size(2)), (8, 32, 16));
     }
 

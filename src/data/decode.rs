@@ -29,9 +29,7 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
     if reader.format().is_none() {
         return Err("not an image (content matches no supported format)".into());
     }

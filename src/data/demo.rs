@@ -214,10 +214,7 @@ pub(crate) fn render<R: Rng>(class: usize, size: u32, rng: &mut R) -> RgbImage {
                 let (i, j) = ((u / cell).floor() as i64, (v / cell).floor() as i64);
                 Some(if (i + j).rem_euclid(2) == 0 { fg } else { fg2 })
             }
-            2 => circles
-                .iter()
-                .any(|&(ox, oy, r)| (fx - ox).powi(2) + (fy - oy).powi(2) < r * r)
-                .then_some(fg),
+            2 => circles.iter().any(|&(ox, oy, r)| (fx - ox).powi(2) + (fy - oy).powi(2) < r * r).then_some(fg),
             3 => {
                 let phase = (u / period.max(2.0)).rem_euclid(1.0);
                 Some(if phase < 0.5 { fg } else { fg2 })

@@ -8,12 +8,7 @@ use std::path::{Path, PathBuf};
 /// The listed paths, resolved against `root`.
 pub fn read_list(file: &Path, root: &Path) -> std::io::Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(file)?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| root.join(l))
-        .collect())
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| root.join(l)).collect())
 }
 
 /// What excluding did: the files kept, how many were removed, and listed paths that matched no file.
@@ -42,10 +37,15 @@ mod tests {
     fn exactly_the_listed_files_go_relative_or_absolute() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
-        let files: Vec<PathBuf> = ["pretext/a.png", "pretext/b.png", "pretext/sub/c.png", "pretext/d.png"].iter().map(|p| root.join(p)).collect();
+        let files: Vec<PathBuf> =
+            ["pretext/a.png", "pretext/b.png", "pretext/sub/c.png", "pretext/d.png"].iter().map(|p| root.join(p)).collect();
         let list = root.join("exclude.txt");
         let absolute = root.join("pretext/d.png");
-        std::fs::write(&list, format!("# reviewed 2026-11-28\npretext/b.png\n\n  pretext/sub/c.png  \n{}\npretext/missing.png\n", absolute.display())).unwrap();
+        std::fs::write(
+            &list,
+            format!("# reviewed 2026-11-28\npretext/b.png\n\n  pretext/sub/c.png  \n{}\npretext/missing.png\n", absolute.display()),
+        )
+        .unwrap();
         let listed = read_list(&list, root).unwrap();
         assert_eq!(listed.len(), 4);
         let e = apply(files.clone(), &listed);

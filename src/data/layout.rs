@@ -102,12 +102,7 @@ impl DataLayout {
         for split in [Some(&self.pretext), self.train.as_ref(), self.val.as_ref()].into_iter().flatten() {
             let _ = write!(s, "  {:<8} {:>7} images", split.name, split.len());
             if split.is_labeled() {
-                let per_class: Vec<String> = split
-                    .classes
-                    .iter()
-                    .zip(split.class_counts())
-                    .map(|(c, n)| format!("{c} {n}"))
-                    .collect();
+                let per_class: Vec<String> = split.classes.iter().zip(split.class_counts()).map(|(c, n)| format!("{c} {n}")).collect();
                 let _ = write!(s, " in {} classes: {}", split.classes.len(), per_class.join(", "));
             }
             s.push('\n');
@@ -139,18 +134,11 @@ fn discover_classes(dir: &Path, name: &str) -> Result<Split, DataError> {
         .filter_map(|p| {
             let name = p.file_name()?.to_string_lossy().into_owned();
             // The project's own split folders are not classes of an ImageFolder root.
-            (!name.starts_with('.') && !matches!(name.as_str(), "train" | "val" | "pretext"))
-                .then_some((name, p))
+            (!name.starts_with('.') && !matches!(name.as_str(), "train" | "val" | "pretext")).then_some((name, p))
         })
         .collect();
     class_dirs.sort();
-    let mut split = Split {
-        name: name.into(),
-        root: dir.to_path_buf(),
-        files: Vec::new(),
-        labels: Vec::new(),
-        classes: Vec::new(),
-    };
+    let mut split = Split { name: name.into(), root: dir.to_path_buf(), files: Vec::new(), labels: Vec::new(), classes: Vec::new() };
     for (class, path) in class_dirs {
         let files = list_images(&path)?;
         if files.is_empty() {
@@ -195,9 +183,7 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 pub(crate) fn has_image_extension(p: &Path) -> bool {
-    p.extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
+    p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
 }
 
 #[cfg(test)]
@@ -221,8 +207,7 @@ mod tests {
             touch(r, f);
         }
         let l = DataLayout::discover(r).unwrap();
-        let names: Vec<_> =
-            l.pretext().files.iter().map(|p| p.strip_prefix(r).unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<_> = l.pretext().files.iter().map(|p| p.strip_prefix(r).unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["pretext/a.PNG", "pretext/b.jpg", "pretext/sub/deeper/c.webp"]);
         let t = l.train().unwrap();
         assert_eq!(t.classes, ["ant", "zebra"]);

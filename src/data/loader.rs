@@ -127,10 +127,7 @@ impl MultiCropLoader {
         }
         let end = Self::batches_for(config.shard.len(files.len()), config.batch_size);
         if config.start_batch > end {
-            return Err(DataError::Invalid(format!(
-                "start batch {} is past the end of the epoch ({end} batches)",
-                config.start_batch
-            )));
+            return Err(DataError::Invalid(format!("start batch {} is past the end of the epoch ({end} batches)", config.start_batch)));
         }
         let permutation = epoch_permutation(files.len(), config.seed, config.epoch);
         let window = if config.prefetch == 0 { (2 * config.num_workers).max(1) } else { config.prefetch };
@@ -281,15 +278,14 @@ fn worker(shared: &Shared, tasks: &Receiver<usize>, results: &Sender<(usize, Bat
             return;
         }
         // A bug in one batch must surface as an error to the trainer, not hang it waiting.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build_batch(shared, k)))
-            .unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".into());
-                Err(DataError::Worker(format!("batch {k}: {msg}")))
-            });
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build_batch(shared, k))).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(DataError::Worker(format!("batch {k}: {msg}")))
+        });
         if results.send((k, r)).is_err() {
             return;
         }
@@ -330,11 +326,7 @@ fn build_batch(shared: &Shared, k: usize) -> BatchResult {
 
 /// Loads the sample at epoch position `pos`; an unreadable file is replaced by the next readable
 /// one in the epoch's order (wrapping), so the choice is deterministic and the batch stays full.
-fn load_with_replacement(
-    shared: &Shared,
-    pos: usize,
-    skipped: &mut Vec<SkippedFile>,
-) -> Result<(usize, image::RgbImage), DataError> {
+fn load_with_replacement(shared: &Shared, pos: usize, skipped: &mut Vec<SkippedFile>) -> Result<(usize, image::RgbImage), DataError> {
     let n = shared.files.len();
     let mut last_reason = String::new();
     for step in 0..n {
@@ -387,7 +379,14 @@ mod tests {
     }
 
     fn aug() -> AugmentConfig {
-        AugmentConfig { global_size: 16, local_size: 8, global_scale: (0.4, 1.0), local_scale: (0.05, 0.4), local_crops_number: 2, blur_sigma: (0.1, 2.0) }
+        AugmentConfig {
+            global_size: 16,
+            local_size: 8,
+            global_scale: (0.4, 1.0),
+            local_scale: (0.05, 0.4),
+            local_crops_number: 2,
+            blur_sigma: (0.1, 2.0),
+        }
     }
 
     fn cfg(workers: usize, epoch: u64, start: usize) -> LoaderConfig {
@@ -406,7 +405,10 @@ mod tests {
         // Single process, batch 4 = 2 ranks x 2.
         let mut single = MultiCropLoader::new(f.clone(), aug(), cfg(1, 3, 0)).unwrap();
         let mut ranks: Vec<MultiCropLoader> = (0..world)
-            .map(|rank| MultiCropLoader::new(f.clone(), aug(), LoaderConfig { batch_size: 2, shard: Shard { rank, world }, ..cfg(1, 3, 0) }).unwrap())
+            .map(|rank| {
+                MultiCropLoader::new(f.clone(), aug(), LoaderConfig { batch_size: 2, shard: Shard { rank, world }, ..cfg(1, 3, 0) })
+                    .unwrap()
+            })
             .collect();
         assert_eq!(ranks[0].batches_per_epoch(), 3, "ceil(13 / 2) = 7 samples per rank, 3 batches of 2");
         let mut seen = vec![];

@@ -33,12 +33,8 @@ fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
     let filterscale = scale.max(1.0);
     let support = BICUBIC_SUPPORT * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
-    let mut c = Coeffs {
-        starts: Vec::with_capacity(out_size),
-        lens: Vec::with_capacity(out_size),
-        ksize,
-        weights: vec![0; out_size * ksize],
-    };
+    let mut c =
+        Coeffs { starts: Vec::with_capacity(out_size), lens: Vec::with_capacity(out_size), ksize, weights: vec![0; out_size * ksize] };
     let mut pre = vec![0.0f64; ksize];
     for xx in 0..out_size {
         let center = (xx as f64 + 0.5) * scale;

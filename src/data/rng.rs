@@ -13,9 +13,7 @@ fn mix(mut z: u64) -> u64 {
 
 /// Folds `parts` into one seed; the order matters, so `(1, 2)` and `(2, 1)` differ.
 pub(crate) fn derive_seed(parts: &[u64]) -> u64 {
-    parts.iter().fold(0x9e37_79b9_7f4a_7c15, |acc, &p| {
-        mix(acc.wrapping_add(0x9e37_79b9_7f4a_7c15) ^ mix(p))
-    })
+    parts.iter().fold(0x9e37_79b9_7f4a_7c15, |acc, &p| mix(acc.wrapping_add(0x9e37_79b9_7f4a_7c15) ^ mix(p)))
 }
 
 pub(crate) fn rng_for(parts: &[u64]) -> ChaCha8Rng {

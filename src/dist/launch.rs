@@ -101,7 +101,8 @@ mod tests {
 
     #[test]
     fn the_launcher_flag_is_removed_in_both_spellings() {
-        let a: Vec<OsString> = ["train", "--nproc_per_node", "2", "--epochs", "1", "--nproc_per_node=3"].iter().map(OsString::from).collect();
+        let a: Vec<OsString> =
+            ["train", "--nproc_per_node", "2", "--epochs", "1", "--nproc_per_node=3"].iter().map(OsString::from).collect();
         assert_eq!(strip_nproc(&a), ["train", "--epochs", "1"].iter().map(OsString::from).collect::<Vec<_>>());
     }
 }

@@ -61,7 +61,9 @@ impl DistEnv {
 
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, DistError> {
         let num = |k: &str| -> Result<Option<usize>, DistError> {
-            var(k).map(|v| v.trim().parse::<usize>().map_err(|_| DistError::Env(format!("{k}={v} is not a non-negative integer")))).transpose()
+            var(k)
+                .map(|v| v.trim().parse::<usize>().map_err(|_| DistError::Env(format!("{k}={v} is not a non-negative integer"))))
+                .transpose()
         };
         // torchrun's variables make a job even with one process (`--nproc_per_node=1`, and the
         // GPU check's one-rank NCCL run); a single SLURM task is an ordinary run.
@@ -158,7 +160,11 @@ impl ProcessGroup {
                     len,
                 )
             };
-            if handle.is_null() { 1 } else { 0 }
+            if handle.is_null() {
+                1
+            } else {
+                0
+            }
         })?;
         Ok(Self { handle, rank: env.rank, world_size: env.world_size })
     }

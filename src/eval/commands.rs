@@ -231,7 +231,8 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
     if score == ScoreKind::Disagreement && !split.is_labeled() {
         anyhow::bail!("--score disagreement needs labels; {} has no class folders (use --score isolation)", args.split);
     }
-    let params = OutlierParams { k: args.k, temperature: args.temperature, duplicate_threshold: args.duplicate_threshold, score, seed: m.seed };
+    let params =
+        OutlierParams { k: args.k, temperature: args.temperature, duplicate_threshold: args.duplicate_threshold, score, seed: m.seed };
     let mut bar = ProgressBar::new(format!("features {}", args.split));
     let cache = p.cache.as_ref().map(|c| (c, p.source.identity.as_str()));
     let opts = p.options(m, FeatureKind::Cls);
@@ -243,7 +244,11 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
     };
     let csv = args.csv.clone().unwrap_or(csv);
     let map = args.map.clone().unwrap_or_else(|| if args.csv.is_some() { csv.with_extension("png") } else { map });
-    let dups = if args.csv.is_some() { csv.with_file_name(format!("{}-duplicates.csv", csv.file_stem().unwrap_or_default().to_string_lossy())) } else { dups };
+    let dups = if args.csv.is_some() {
+        csv.with_file_name(format!("{}-duplicates.csv", csv.file_stem().unwrap_or_default().to_string_lossy()))
+    } else {
+        dups
+    };
     let json = write_report(&report, &csv, &dups, &map, args.top)?;
     print_outliers(&report, args.top);
     eprintln!("rows: {}\nduplicates: {}\nmap: {}", csv.display(), dups.display(), map.display());

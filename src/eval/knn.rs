@@ -108,9 +108,8 @@ impl KnnReport {
 pub fn knn_report(train: &LabeledFeatures, val: &LabeledFeatures, ks: &[usize], temperature: f64) -> KnnReport {
     let num_classes = train.num_classes().max(val.num_classes());
     let (tf, vf) = (l2_normalize(&train.features), l2_normalize(&val.features));
-    let results = tch::no_grad(|| {
-        ks.iter().map(|&k| knn_classifier(&tf, &train.labels, &vf, &val.labels, k, temperature, num_classes)).collect()
-    });
+    let results =
+        tch::no_grad(|| ks.iter().map(|&k| knn_classifier(&tf, &train.labels, &vf, &val.labels, k, temperature, num_classes)).collect());
     KnnReport { num_classes, num_train: train.len(), num_val: val.len(), results }
 }
 
@@ -218,12 +217,7 @@ mod tests {
 
     #[test]
     fn report_serialises_to_the_documented_object() {
-        let r = KnnReport {
-            num_classes: 4,
-            num_train: 10,
-            num_val: 3,
-            results: vec![KnnResult { k: 20, top1: 81.25, top5: None }],
-        };
+        let r = KnnReport { num_classes: 4, num_train: 10, num_val: 3, results: vec![KnnResult { k: 20, top1: 81.25, top5: None }] };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v, serde_json::json!({"num_classes": 4, "num_train": 10, "num_val": 3, "results": [{"k": 20, "top1": 81.25}]}));
         assert!(r.table().contains("81.25%"));

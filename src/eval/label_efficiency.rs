@@ -34,15 +34,24 @@ pub fn parse_per_class(values: &[String]) -> Result<Vec<Option<usize>>, EvalErro
         .iter()
         .map(|v| match v.as_str() {
             "all" => Ok(None),
-            s => s.parse::<usize>().ok().filter(|&n| n > 0).map(Some).ok_or_else(|| {
-                EvalError::Invalid(format!("invalid value {s} for --per_class: expected a number >= 1 or `all`"))
-            }),
+            s => s
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .map(Some)
+                .ok_or_else(|| EvalError::Invalid(format!("invalid value {s} for --per_class: expected a number >= 1 or `all`"))),
         })
         .collect()
 }
 
 /// Top-1 of a linear probe trained on `train`, tested on `val` (features already normalised).
-pub fn probe_accuracy(train_f: &LabeledFeatures, val: &LabeledFeatures, epochs: usize, seed: u64, device: Device) -> Result<f64, EvalError> {
+pub fn probe_accuracy(
+    train_f: &LabeledFeatures,
+    val: &LabeledFeatures,
+    epochs: usize,
+    seed: u64,
+    device: Device,
+) -> Result<f64, EvalError> {
     let per_epoch = train_f.len().div_ceil(PROBE_BATCH).max(1);
     let epochs = epochs.max(PROBE_MIN_STEPS.div_ceil(per_epoch));
     let cfg = ProbeConfig { epochs, lr: PROBE_LR, batch_size: PROBE_BATCH, val_freq: epochs, seed };
@@ -74,7 +83,12 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 fn normalised(f: &LabeledFeatures) -> LabeledFeatures {
-    LabeledFeatures { features: l2_normalize(&f.features), labels: f.labels.shallow_clone(), classes: f.classes.clone(), from_cache: f.from_cache }
+    LabeledFeatures {
+        features: l2_normalize(&f.features),
+        labels: f.labels.shallow_clone(),
+        classes: f.classes.clone(),
+        from_cache: f.from_cache,
+    }
 }
 
 pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
@@ -102,7 +116,11 @@ pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
     });
     let (train_images, val_x, val_y) = if sup.is_some() {
         let opts = p.options(m, FeatureKind::Cls);
-        (supervised::load_images(&train_split.files)?, Some(eval_pixels(&val_split.files, opts.transform, opts.num_workers)?), Some(dino_val.labels.shallow_clone()))
+        (
+            supervised::load_images(&train_split.files)?,
+            Some(eval_pixels(&val_split.files, opts.transform, opts.num_workers)?),
+            Some(dino_val.labels.shallow_clone()),
+        )
     } else {
         (vec![], None, None)
     };
@@ -140,7 +158,14 @@ pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
         }
         for (method, a) in methods.iter().zip(acc) {
             let (mean, std) = mean_std(&a);
-            cells.push(Cell { method: (*method).into(), per_class: n, per_class_actual: drawn as f64 / num_classes as f64, accuracies: a, mean, std });
+            cells.push(Cell {
+                method: (*method).into(),
+                per_class: n,
+                per_class_actual: drawn as f64 / num_classes as f64,
+                accuracies: a,
+                mean,
+                std,
+            });
         }
     }
     let minutes = started.elapsed().as_secs_f64() / 60.0;

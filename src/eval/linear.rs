@@ -7,7 +7,7 @@
 //! epoch through the frozen backbone) and a fast one on fixed centre-crop features extracted once.
 
 use super::args::LinearArgs;
-use super::commands::{ProgressBar, Prepared};
+use super::commands::{Prepared, ProgressBar};
 use super::features::{forward_features, FeatureKind, LabeledFeatures};
 use super::EvalError;
 use crate::data::{load_rgb, supervised_train_transform, Split};
@@ -91,10 +91,20 @@ impl LinearHead {
         let map: std::collections::BTreeMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
         let get = |k: &str| map.get(k).ok_or_else(|| EvalError::Source(format!("{}: no tensor {k}", path.display())));
         tch::no_grad(|| -> Result<(), EvalError> {
-            for (dst, k) in [(&mut self.weight, "weight"), (&mut self.bias, "bias"), (&mut self.buf_w, "momentum.weight"), (&mut self.buf_b, "momentum.bias")] {
+            for (dst, k) in [
+                (&mut self.weight, "weight"),
+                (&mut self.bias, "bias"),
+                (&mut self.buf_w, "momentum.weight"),
+                (&mut self.buf_b, "momentum.bias"),
+            ] {
                 let src = get(k)?;
                 if src.size() != dst.size() {
-                    return Err(EvalError::Source(format!("{}: {k} has shape {:?}, expected {:?}", path.display(), src.size(), dst.size())));
+                    return Err(EvalError::Source(format!(
+                        "{}: {k} has shape {:?}, expected {:?}",
+                        path.display(),
+                        src.size(),
+                        dst.size()
+                    )));
                 }
                 dst.copy_(src);
             }
@@ -231,7 +241,8 @@ pub fn train(
             sum += head.step(x, y, lr);
             n += 1;
         })?;
-        let mut log = EpochLog { epoch, train_loss: sum / n.max(1) as f64, train_lr: lr, test_loss: None, test_acc1: None, test_acc5: None };
+        let mut log =
+            EpochLog { epoch, train_loss: sum / n.max(1) as f64, train_lr: lr, test_loss: None, test_acc1: None, test_acc5: None };
         if (epoch + 1) % cfg.val_freq.max(1) == 0 || epoch + 1 == cfg.epochs {
             let e = head.evaluate(&val.features, &val.labels);
             best_acc = best_acc.max(e.acc1);
@@ -336,7 +347,13 @@ pub fn run_command(args: &LinearArgs) -> Result<i32> {
         writeln!(log_file, "{line}").map_err(|e| EvalError::io(&out, e))?;
         if !args.json {
             if let Some(a) = log.test_acc1 {
-                println!("epoch {}: train_loss {:.4} lr {:.2e} test_loss {:.4} top-1 {a:.2}%  max accuracy so far {best:.2}%", log.epoch, log.train_loss, log.train_lr, log.test_loss.unwrap_or(0.0));
+                println!(
+                    "epoch {}: train_loss {:.4} lr {:.2e} test_loss {:.4} top-1 {a:.2}%  max accuracy so far {best:.2}%",
+                    log.epoch,
+                    log.train_loss,
+                    log.train_lr,
+                    log.test_loss.unwrap_or(0.0)
+                );
             }
         }
         bar.update(log.epoch + 1, cfg.epochs);

@@ -37,7 +37,13 @@ fn splits(config: &TrainConfig) -> Result<(Split, Split), EvalError> {
 
 /// Features of `train/` and `val/` through `backbone`, with the evaluation transform of the
 /// config's crop size.
-fn features(backbone: &Backbone, config: &TrainConfig, device: Device, kind: FeatureKind, progress: Progress) -> Result<(LabeledFeatures, LabeledFeatures), EvalError> {
+fn features(
+    backbone: &Backbone,
+    config: &TrainConfig,
+    device: Device,
+    kind: FeatureKind,
+    progress: Progress,
+) -> Result<(LabeledFeatures, LabeledFeatures), EvalError> {
     let (train, val) = splits(config)?;
     let opts = ExtractOptions {
         transform: EvalTransform::for_crop(config.global_crop_size.max(1) as usize),
@@ -79,7 +85,13 @@ impl LinearReport {
 /// the last `LINEAR_LAST_BLOCKS` blocks of a ViT, the pooled features of a ResNet), L2-normalised,
 /// the same probe as `dino eval label-efficiency` uses. Seconds on a CPU, where `dino eval linear`
 /// with the reference protocol takes hours.
-pub fn linear_of_backbone(backbone: &Backbone, config: &TrainConfig, device: Device, seed: u64, progress: Progress) -> Result<LinearReport, EvalError> {
+pub fn linear_of_backbone(
+    backbone: &Backbone,
+    config: &TrainConfig,
+    device: Device,
+    seed: u64,
+    progress: Progress,
+) -> Result<LinearReport, EvalError> {
     let kind = FeatureKind::LastBlocks { n: LINEAR_LAST_BLOCKS, avgpool: false };
     let (mut tf, mut vf) = features(backbone, config, device, kind, progress)?;
     tf.features = l2_normalize(&tf.features);

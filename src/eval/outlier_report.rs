@@ -219,7 +219,10 @@ pub fn write_map(path: &Path, rows: &[OutlierRow], top: usize) -> Result<(), Eva
         for r in rows {
             let (x, y) = to_px(r);
             let [cr, cg, cb] = colour(&r.label);
-            s.push_str(&format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"rgb({cr},{cg},{cb})\"><title>{}</title></circle>\n", xml_escape(&r.path)));
+            s.push_str(&format!(
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"rgb({cr},{cg},{cb})\"><title>{}</title></circle>\n",
+                xml_escape(&r.path)
+            ));
         }
         for r in rows.iter().take(top) {
             let (x, y) = to_px(r);
@@ -227,7 +230,11 @@ pub fn write_map(path: &Path, rows: &[OutlierRow], top: usize) -> Result<(), Eva
         }
         for (i, c) in classes.iter().enumerate().filter(|(_, c)| !c.is_empty()) {
             let [cr, cg, cb] = CLASS_COLOURS[i % 10];
-            s.push_str(&format!("<text x=\"10\" y=\"{}\" font-size=\"14\" fill=\"rgb({cr},{cg},{cb})\">{}</text>\n", 20 + 18 * i, xml_escape(c)));
+            s.push_str(&format!(
+                "<text x=\"10\" y=\"{}\" font-size=\"14\" fill=\"rgb({cr},{cg},{cb})\">{}</text>\n",
+                20 + 18 * i,
+                xml_escape(c)
+            ));
         }
         s.push_str("</svg>\n");
         return crate::run::dir::write_atomic(path, s.as_bytes()).map_err(|e| EvalError::io(path, format!("{e:#}")));
@@ -277,7 +284,11 @@ fn xml_escape(s: &str) -> String {
 /// Where a report goes in a run directory, by label: `evals/outliers-LABEL{.csv,-duplicates.csv,-map.png}`.
 pub fn run_files(run_dir: &Path, label: &str) -> (PathBuf, PathBuf, PathBuf) {
     let dir = run_dir.join(super::record::EVALS_DIR);
-    (dir.join(format!("outliers-{label}.csv")), dir.join(format!("outliers-{label}-duplicates.csv")), dir.join(format!("outliers-{label}-map.png")))
+    (
+        dir.join(format!("outliers-{label}.csv")),
+        dir.join(format!("outliers-{label}-duplicates.csv")),
+        dir.join(format!("outliers-{label}-map.png")),
+    )
 }
 
 /// Writes the CSV, the duplicates CSV and the map; returns the JSON record of the report.

@@ -21,8 +21,7 @@ fn log_x(n: f64) -> f64 {
 /// The chart as text (colours as ANSI escapes), with a legend under it.
 pub fn terminal(series: &[Series], width: u32, height: u32) -> String {
     let xmax = series.iter().flat_map(|s| s.points.iter().map(|p| log_x(p.0))).fold(0.0f64, f64::max).max(0.1);
-    let shapes: Vec<Vec<(f32, f32)>> =
-        series.iter().map(|s| s.points.iter().map(|p| (log_x(p.0) as f32, p.1 as f32)).collect()).collect();
+    let shapes: Vec<Vec<(f32, f32)>> = series.iter().map(|s| s.points.iter().map(|p| (log_x(p.0) as f32, p.1 as f32)).collect()).collect();
     let shapes: Vec<Shape> = shapes.iter().map(|p| Shape::Lines(p)).collect();
     let mut chart = Chart::new_with_y_range(width, height, 0.0, xmax as f32, 0.0, 100.0);
     let mut c = &mut chart;
@@ -56,7 +55,10 @@ pub fn svg(series: &[Series], title: &str) -> String {
     let px = |n: f64| left + log_x(n) / xmax * pw;
     let py = |acc: f64| top + (1.0 - acc.clamp(0.0, 100.0) / 100.0) * ph;
     let mut s = String::new();
-    let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#);
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
     let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
     let _ = writeln!(s, r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#, left + pw / 2.0, esc(title));
     for acc in (0..=100).step_by(20) {
@@ -72,8 +74,18 @@ pub fn svg(series: &[Series], title: &str) -> String {
         tick *= 10.0;
     }
     let _ = writeln!(s, r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#);
-    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">labeled images per class (log scale)</text>"#, left + pw / 2.0, h - 12.0);
-    let _ = writeln!(s, r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">top-1 accuracy (%)</text>"#, top + ph / 2.0, top + ph / 2.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">labeled images per class (log scale)</text>"#,
+        left + pw / 2.0,
+        h - 12.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">top-1 accuracy (%)</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
     for (i, se) in series.iter().enumerate() {
         let (r, g, b) = se.color;
         let color = format!("rgb({r},{g},{b})");
@@ -82,7 +94,8 @@ pub fn svg(series: &[Series], title: &str) -> String {
         for p in &se.points {
             let (x, y) = (px(p.0), py(p.1));
             if p.2 > 0.0 {
-                let _ = writeln!(s, r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{color}"/>"#, py(p.1 - p.2), py(p.1 + p.2));
+                let _ =
+                    writeln!(s, r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{color}"/>"#, py(p.1 - p.2), py(p.1 + p.2));
             }
             let _ = writeln!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#);
         }

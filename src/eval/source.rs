@@ -59,7 +59,15 @@ impl SourceSpec {
     /// The teacher of `weights` (a checkpoint, run, backbone file or `random`), its architecture
     /// from the weights' own config.
     pub fn teacher(weights: impl Into<String>, device: Device, seed: u64) -> Self {
-        Self { pretrained_weights: weights.into(), checkpoint_key: CheckpointKey::Teacher, config: None, arch: None, patch_size: None, device, seed }
+        Self {
+            pretrained_weights: weights.into(),
+            checkpoint_key: CheckpointKey::Teacher,
+            config: None,
+            arch: None,
+            patch_size: None,
+            device,
+            seed,
+        }
     }
 }
 
@@ -85,9 +93,8 @@ pub fn base_config(spec: &SourceSpec) -> Result<TrainConfig, EvalError> {
     let mut c = match &spec.config {
         Some(p) if p.is_dir() => TrainConfig::from_toml_file(&p.join(CONFIG_FILE))?,
         Some(p) if p.exists() => TrainConfig::from_toml_file(p)?,
-        Some(p) => crate::config::preset(&p.to_string_lossy()).ok_or_else(|| {
-            EvalError::Invalid(format!("--config {}: no such file or preset", p.display()))
-        })?,
+        Some(p) => crate::config::preset(&p.to_string_lossy())
+            .ok_or_else(|| EvalError::Invalid(format!("--config {}: no such file or preset", p.display())))?,
         None => TrainConfig::default(),
     };
     if let Some(a) = &spec.arch {
@@ -102,12 +109,7 @@ pub fn base_config(spec: &SourceSpec) -> Result<TrainConfig, EvalError> {
 /// Modification time in nanoseconds and size: together with the path, what tells a rewritten file.
 fn file_stamp(path: &Path) -> Result<(u128, u64), EvalError> {
     let m = std::fs::metadata(path).map_err(|e| EvalError::io(path, e))?;
-    let mtime = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
     Ok((mtime, m.len()))
 }
 
@@ -153,9 +155,8 @@ pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
             (path.clone(), run_dir_of_checkpoint_folder(&path))
         };
         let (ckpt, problems) = checkpoint::load_latest(&folder);
-        let ckpt = ckpt.ok_or_else(|| {
-            EvalError::Source(format!("no usable checkpoint in {} {}", folder.display(), problems.join("; ")))
-        })?;
+        let ckpt =
+            ckpt.ok_or_else(|| EvalError::Source(format!("no usable checkpoint in {} {}", folder.display(), problems.join("; "))))?;
         return from_checkpoint(spec, ckpt, run_dir);
     }
     if !path.exists() {
@@ -200,12 +201,7 @@ fn from_checkpoint(spec: &SourceSpec, ckpt: LoadedCheckpoint, run_dir: Option<Pa
     let key = if spec.checkpoint_key == CheckpointKey::Teacher { "teacher" } else { "student" };
     Ok(ModelSource {
         identity: identity_of(&tensor_file, key)?,
-        description: format!(
-            "{key} of {} (epoch {}, iteration {})",
-            ckpt.path.display(),
-            ckpt.meta.epoch,
-            ckpt.meta.iter
-        ),
+        description: format!("{key} of {} (epoch {}, iteration {})", ckpt.path.display(), ckpt.meta.epoch, ckpt.meta.iter),
         vs,
         backbone,
         config,
@@ -289,11 +285,7 @@ fn infer_vit_shape(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>)
             config.patch_size = s[2];
         }
     }
-    let depth = tensors
-        .keys()
-        .filter_map(|k| k.strip_prefix("blocks.")?.split('.').next()?.parse::<i64>().ok())
-        .max()
-        .map(|d| d + 1);
+    let depth = tensors.keys().filter_map(|k| k.strip_prefix("blocks.")?.split('.').next()?.parse::<i64>().ok()).max().map(|d| d + 1);
     if depth.is_some() {
         config.depth = depth;
     }
@@ -313,7 +305,8 @@ mod tests {
     #[test]
     fn a_bare_resnet_file_tells_its_stem_by_conv1() {
         let mut config = TrainConfig { arch: "resnet18".into(), ..Default::default() };
-        let with_kernel = |k: i64| BTreeMap::from([("conv1.weight".to_string(), Tensor::zeros([64, 3, k, k], (tch::Kind::Float, Device::Cpu)))]);
+        let with_kernel =
+            |k: i64| BTreeMap::from([("conv1.weight".to_string(), Tensor::zeros([64, 3, k, k], (tch::Kind::Float, Device::Cpu)))]);
         infer_resnet_stem(&mut config, &with_kernel(3));
         assert_eq!(config.resnet_stem, ResNetStem::Cifar);
         infer_resnet_stem(&mut config, &with_kernel(7));

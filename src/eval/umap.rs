@@ -36,7 +36,13 @@ pub fn umap(normed: &Tensor, p: &UmapParams) -> Vec<[f32; 2]> {
     let nn = nearest_neighbours(normed, p.n_neighbors, block_rows(n));
     let graph = fuzzy_graph(&nn);
     let mut y = pca_init(normed);
-    let n_epochs = if p.n_epochs > 0 { p.n_epochs } else if n <= 10_000 { 500 } else { 200 };
+    let n_epochs = if p.n_epochs > 0 {
+        p.n_epochs
+    } else if n <= 10_000 {
+        500
+    } else {
+        200
+    };
     optimize(&mut y, &graph, n_epochs, p);
     y
 }
@@ -159,11 +165,8 @@ fn optimize(y: &mut [[f32; 2]], edges: &[(usize, usize, f64)], n_epochs: usize, 
                 let (yj, yo) = (y[j], y[other]);
                 let d2 = dist2(yj, yo);
                 for dim in 0..2 {
-                    let g = if d2 > 0.0 {
-                        clip(2.0 * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0)) * (yj[dim] - yo[dim]) as f64)
-                    } else {
-                        4.0
-                    };
+                    let g =
+                        if d2 > 0.0 { clip(2.0 * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0)) * (yj[dim] - yo[dim]) as f64) } else { 4.0 };
                     y[j][dim] += (g * alpha) as f32;
                 }
             }

@@ -11,10 +11,7 @@ fn norm_cdf(x: f64) -> f64 {
 /// reference's bounds (+-2 absolute with std 0.02) sit 100 standard deviations out anyway.
 fn erf(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.3275911 * x.abs());
-    let y = 1.0
-        - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592)
-            * t
-            * (-x * x).exp();
+    let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * (-x * x).exp();
     if x >= 0.0 {
         y
     } else {

@@ -29,8 +29,7 @@ impl Backbone {
             let spec = VitSpec { drop_path_rate: drop_path, ..VitSpec::from_config(c) };
             Ok(Self::Vit(VisionTransformer::new(p, spec)))
         } else {
-            let depth = ResNetDepth::from_arch(&c.arch)
-                .ok_or_else(|| anyhow::anyhow!("unknown --arch {}", c.arch))?;
+            let depth = ResNetDepth::from_arch(&c.arch).ok_or_else(|| anyhow::anyhow!("unknown --arch {}", c.arch))?;
             Ok(Self::ResNet(ResNet::new(p, depth, c.resnet_stem)))
         }
     }

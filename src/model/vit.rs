@@ -83,12 +83,7 @@ struct Attention {
 impl Attention {
     fn new(p: nn::Path, dim: i64, num_heads: i64) -> Self {
         let head_dim = dim / num_heads;
-        Self {
-            qkv: linear(&p / "qkv", dim, dim * 3),
-            proj: linear(&p / "proj", dim, dim),
-            num_heads,
-            scale: (head_dim as f64).powf(-0.5),
-        }
+        Self { qkv: linear(&p / "qkv", dim, dim * 3), proj: linear(&p / "proj", dim, dim), num_heads, scale: (head_dim as f64).powf(-0.5) }
     }
 
     /// q, k, v as [B, heads, N, head_dim].
@@ -170,9 +165,7 @@ impl VisionTransformer {
         } else {
             vec![0.0; spec.depth as usize]
         };
-        let blocks = (0..spec.depth)
-            .map(|i| Block::new(&p / "blocks" / i, d, spec.num_heads, spec.mlp_ratio, rates[i as usize]))
-            .collect();
+        let blocks = (0..spec.depth).map(|i| Block::new(&p / "blocks" / i, d, spec.num_heads, spec.mlp_ratio, rates[i as usize])).collect();
         let norm = layer_norm(&p / "norm", d);
         Self { spec, patch_embed, cls_token, pos_embed, blocks, norm }
     }
@@ -195,17 +188,10 @@ impl VisionTransformer {
         let w0 = (w / self.spec.patch_size) as f64 + 0.1;
         let h0 = (h / self.spec.patch_size) as f64 + 0.1;
         let (sh, sw) = (w0 / side, h0 / side);
-        let grid = self
-            .pos_embed
-            .narrow(1, 1, n)
-            .reshape([1, side as i64, side as i64, dim])
-            .permute([0, 3, 1, 2]);
+        let grid = self.pos_embed.narrow(1, 1, n).reshape([1, side as i64, side as i64, dim]).permute([0, 3, 1, 2]);
         let out_h = (side.floor() * sh).floor() as i64;
         let out_w = (side.floor() * sw).floor() as i64;
-        let patch_pos = grid
-            .upsample_bicubic2d([out_h, out_w], false, sh, sw)
-            .permute([0, 2, 3, 1])
-            .reshape([1, -1, dim]);
+        let patch_pos = grid.upsample_bicubic2d([out_h, out_w], false, sh, sw).permute([0, 2, 3, 1]).reshape([1, -1, dim]);
         Tensor::cat(&[class_pos, patch_pos], 1)
     }
 

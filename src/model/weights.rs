@@ -30,29 +30,22 @@ pub fn save(vs: &VarStore, prefix: &str, path: &Path) -> Result<(), WeightsError
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.to_device(tch::Device::Cpu).contiguous())))
         .collect();
-    Tensor::write_safetensors(&tensors, path)
-        .map_err(|e| WeightsError::Write { path: path.display().to_string(), message: e.to_string() })
+    Tensor::write_safetensors(&tensors, path).map_err(|e| WeightsError::Write { path: path.display().to_string(), message: e.to_string() })
 }
 
 pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
-    let list = Tensor::read_safetensors(path)
-        .map_err(|e| WeightsError::Read { path: path.display().to_string(), message: e.to_string() })?;
+    let list =
+        Tensor::read_safetensors(path).map_err(|e| WeightsError::Read { path: path.display().to_string(), message: e.to_string() })?;
     Ok(list.into_iter().collect())
 }
 
 /// Copies `tensors` (names without `prefix`) into the store's variables under `prefix`. Every
 /// variable under the prefix must be present with the same shape; extra names are an error too
 /// unless they are BatchNorm counters, so a wrong file never loads half-way silently.
-pub fn load_into(
-    vs: &VarStore,
-    prefix: &str,
-    tensors: &BTreeMap<String, Tensor>,
-    source: &Path,
-) -> Result<(), WeightsError> {
+pub fn load_into(vs: &VarStore, prefix: &str, tensors: &BTreeMap<String, Tensor>, source: &Path) -> Result<(), WeightsError> {
     let mismatch = |message: String| WeightsError::Mismatch { path: source.display().to_string(), message };
     let vars = named_tensors(vs);
-    let targets: BTreeMap<&str, &Tensor> =
-        vars.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s, v))).collect();
+    let targets: BTreeMap<&str, &Tensor> = vars.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s, v))).collect();
     for name in tensors.keys() {
         if !targets.contains_key(name.as_str()) && !name.ends_with("num_batches_tracked") {
             return Err(mismatch(format!("unexpected tensor {name}")));
@@ -103,7 +96,9 @@ mod tests {
         let path = dir.path().join("backbone.safetensors");
         save(&vs_a, "backbone.", &path).unwrap();
         let file = read(&path).unwrap();
-        for name in ["cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.1.attn.qkv.bias", "blocks.0.mlp.fc2.weight", "norm.weight"] {
+        for name in
+            ["cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.1.attn.qkv.bias", "blocks.0.mlp.fc2.weight", "norm.weight"]
+        {
             assert!(file.contains_key(name), "missing {name}");
         }
         let vs_b = VarStore::new(Device::Cpu);

@@ -257,7 +257,11 @@ fn execute(client: &mut Client, p: &Parsed) -> Result<String, CtlFailure> {
                 return Err(CtlFailure::Failed(m));
             }
             if !pending.is_empty() {
-                return Err(CtlFailure::Failed(format!("{} edit(s) not acknowledged within {:.0} s", pending.len(), p.timeout.as_secs_f64())));
+                return Err(CtlFailure::Failed(format!(
+                    "{} edit(s) not acknowledged within {:.0} s",
+                    pending.len(),
+                    p.timeout.as_secs_f64()
+                )));
             }
             Ok(done.iter().map(|e| serde_json::to_string(e).unwrap_or_default()).collect::<Vec<_>>().join("\n"))
         }
@@ -298,7 +302,10 @@ fn status(client: &mut Client, timeout: Duration) -> Result<String, CtlFailure> 
                 out["iter"] = iter.into();
                 let mut now = serde_json::Map::new();
                 for (name, s) in schedules.drain(..) {
-                    now.insert(serde_json::to_value(name).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(), s.value(iter).into());
+                    now.insert(
+                        serde_json::to_value(name).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                        s.value(iter).into(),
+                    );
                 }
                 out["schedules"] = now.into();
                 break;
@@ -330,8 +337,16 @@ mod tests {
                 ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 40, kind: EditKind::Final(0.0) },
             ])
         );
-        for (bad, needle) in [("", "no command"), ("dance", "unknown command"), ("set lr", "KEY=VALUE"), ("set lr=x", "not a number"),
-            ("set colour=1", "unknown setting"), ("eval umap", "unknown command"), ("pause --timeout -1", "positive"), ("pause --bogus", "unknown option")] {
+        for (bad, needle) in [
+            ("", "no command"),
+            ("dance", "unknown command"),
+            ("set lr", "KEY=VALUE"),
+            ("set lr=x", "not a number"),
+            ("set colour=1", "unknown setting"),
+            ("eval umap", "unknown command"),
+            ("pause --timeout -1", "positive"),
+            ("pause --bogus", "unknown option"),
+        ] {
             let e = parse(&args(bad)).expect_err(bad);
             assert!(e.contains(needle), "{bad}: {e}");
         }

@@ -40,8 +40,7 @@ pub fn now() -> f64 {
 impl RunDir {
     /// Opens (creating when new) the run directory and writes the effective config.
     pub fn open(path: &Path, config: &TrainConfig) -> Result<Self> {
-        std::fs::create_dir_all(path.join(CHECKPOINT_DIR))
-            .with_context(|| format!("cannot create run directory {}", path.display()))?;
+        std::fs::create_dir_all(path.join(CHECKPOINT_DIR)).with_context(|| format!("cannot create run directory {}", path.display()))?;
         let cfg = path.join(CONFIG_FILE);
         write_atomic(&cfg, config.to_toml().as_bytes())?;
         Ok(Self {
@@ -95,10 +94,7 @@ impl RunDir {
         let kept: String = text
             .lines()
             .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v["iter"].as_u64())
-                    .is_some_and(|i| (i as usize) < iter)
+                serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["iter"].as_u64()).is_some_and(|i| (i as usize) < iter)
             })
             .flat_map(|l| [l, "\n"])
             .collect();

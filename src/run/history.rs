@@ -58,7 +58,9 @@ pub fn events_line(line: &str, live: bool) -> Vec<Event> {
         },
         "restored" => vec![Event::Warning { message: format!("went back to {} (iteration {})", text(&v, "checkpoint"), iter_of(&v)) }],
         "error" | "schedule_file_error" => vec![Event::Error { message: text(&v, "message") }],
-        "skipped_file" => vec![Event::Warning { message: format!("skipped unreadable image {}: {}", text(&v, "path"), text(&v, "reason")) }],
+        "skipped_file" => {
+            vec![Event::Warning { message: format!("skipped unreadable image {}: {}", text(&v, "path"), text(&v, "reason")) }]
+        }
         "checkpoint_unusable" => vec![Event::Warning { message: format!("checkpoint unusable: {}", text(&v, "message")) }],
         "eval" => eval_result(v).into_iter().collect(),
         _ => vec![],

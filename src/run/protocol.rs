@@ -15,11 +15,15 @@ pub enum Command {
     /// Write `checkpoint-latest` now (and report it).
     Checkpoint,
     /// Stop after the current iteration; checkpoint first when asked.
-    Stop { checkpoint: bool },
+    Stop {
+        checkpoint: bool,
+    },
     /// Change a schedule from an iteration on.
     EditSchedule(ScheduleEdit),
     /// Remove the last edit of a schedule.
-    UndoScheduleEdit { schedule: ScheduleName },
+    UndoScheduleEdit {
+        schedule: ScheduleName,
+    },
     /// Run an evaluation on the current teacher, or on the teacher of a checkpoint of the run.
     Eval {
         kind: EvalKind,
@@ -145,23 +149,51 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
     /// First line a control-socket client receives: who is serving and which protocol version.
-    Hello { protocol: u32, pid: u32 },
+    Hello {
+        protocol: u32,
+        pid: u32,
+    },
     Started(RunInfo),
     Metrics(IterMetrics),
     Epoch(EpochSummary),
-    State { state: RunState, iter: usize },
+    State {
+        state: RunState,
+        iter: usize,
+    },
     CheckpointSaved(CheckpointInfo),
     /// The full current curves (sent at start and after every edit or undo).
-    Schedules { schedules: Vec<(ScheduleName, crate::train::schedule::Schedule)> },
-    ScheduleEdited { edit: ScheduleEdit },
-    ScheduleUndone { schedule: ScheduleName },
-    Alarm { kind: AlarmKind, message: String, iter: usize },
+    Schedules {
+        schedules: Vec<(ScheduleName, crate::train::schedule::Schedule)>,
+    },
+    ScheduleEdited {
+        edit: ScheduleEdit,
+    },
+    ScheduleUndone {
+        schedule: ScheduleName,
+    },
+    Alarm {
+        kind: AlarmKind,
+        message: String,
+        iter: usize,
+    },
     /// A file the loader could not decode, or another recoverable problem.
-    Warning { message: String },
-    EvalProgress { kind: EvalKind, done: usize, total: usize },
-    EvalResult { kind: EvalKind, summary: String, json: serde_json::Value },
+    Warning {
+        message: String,
+    },
+    EvalProgress {
+        kind: EvalKind,
+        done: usize,
+        total: usize,
+    },
+    EvalResult {
+        kind: EvalKind,
+        summary: String,
+        json: serde_json::Value,
+    },
     /// A command could not be carried out, or the trainer failed.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 #[cfg(test)]
@@ -174,11 +206,7 @@ mod tests {
         let cmds = [
             Command::Pause,
             Command::Stop { checkpoint: true },
-            Command::EditSchedule(ScheduleEdit {
-                schedule: ScheduleName::Lr,
-                from_iter: 10,
-                kind: EditKind::Constant(1e-4),
-            }),
+            Command::EditSchedule(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 10, kind: EditKind::Constant(1e-4) }),
             Command::Eval { kind: EvalKind::Knn, checkpoint: None },
             Command::Eval { kind: EvalKind::Linear, checkpoint: Some("runs/a/checkpoints/checkpoint0005.json".into()) },
         ];
@@ -189,6 +217,9 @@ mod tests {
         }
         assert_eq!(serde_json::to_string(&Command::Pause).unwrap(), r#"{"cmd":"pause"}"#);
         // Clients written before `checkpoint` existed still parse.
-        assert_eq!(serde_json::from_str::<Command>(r#"{"cmd":"eval","kind":"knn"}"#).unwrap(), Command::Eval { kind: EvalKind::Knn, checkpoint: None });
+        assert_eq!(
+            serde_json::from_str::<Command>(r#"{"cmd":"eval","kind":"knn"}"#).unwrap(),
+            Command::Eval { kind: EvalKind::Knn, checkpoint: None }
+        );
     }
 }

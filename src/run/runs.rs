@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// A trainer answers on the control socket.
-    Live { paused: bool },
+    Live {
+        paused: bool,
+    },
     Finished,
     Stopped,
     Failed,
@@ -242,7 +244,11 @@ mod tests {
         write(&r, &format!("{START}\n{{\"type\":\"stop\",\"state\":\"finished\",\"iter\":15,\"time\":3}}\n"), &format!("{METRIC}\n"));
         assert_eq!(status(&r), Status::Finished);
         // Started again and killed: no stop after the last start.
-        write(&r, &format!("{START}\n{{\"type\":\"stop\",\"state\":\"stopped\",\"iter\":8,\"time\":3}}\n{START}\n"), &format!("{METRIC}\n"));
+        write(
+            &r,
+            &format!("{START}\n{{\"type\":\"stop\",\"state\":\"stopped\",\"iter\":8,\"time\":3}}\n{START}\n"),
+            &format!("{METRIC}\n"),
+        );
         assert_eq!(status(&r), Status::Crashed);
         let s = summarize(&r);
         assert_eq!((s.epoch, s.last_loss), (Some((2, 3)), Some(3.25)));

@@ -254,7 +254,10 @@ mod tests {
         assert_eq!(w.check().0.len(), 2);
         assert_eq!(w.check().0.len(), 0, "unchanged file");
         std::fs::write(&f, format!("{GOOD}\n[[edit]]\nschedule = \"lr\"\nkind = \"scale\"\nvalue = 0.5\n")).expect("write");
-        assert_eq!(w.check().0, vec![Command::EditSchedule(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 0, kind: EditKind::Scale(0.5) })]);
+        assert_eq!(
+            w.check().0,
+            vec![Command::EditSchedule(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 0, kind: EditKind::Scale(0.5) })]
+        );
         std::fs::write(&f, format!("{GOOD}\n[[edit]]\nschedule = \"lr\"\nkind = \"scale\"\nvalue = \"half\"\n")).expect("write");
         let (cmds, err) = w.check();
         assert!(cmds.is_empty());

@@ -64,8 +64,7 @@ pub fn bind(run_dir: &Path) -> Result<(UnixListener, PathBuf), ServerError> {
     // SAFETY: as above.
     unsafe { libc::umask(old) };
     let listener = bound.map_err(|source| ServerError::Bind { path: shown.clone(), source })?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|source| ServerError::Bind { path: shown, source })?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| ServerError::Bind { path: shown, source })?;
     Ok((listener, path))
 }
 

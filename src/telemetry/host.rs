@@ -31,11 +31,7 @@ impl HostMonitor {
         self.sys.refresh_memory();
         let mut process_mem = 0;
         if let Some(pid) = self.pid {
-            self.sys.refresh_processes_specifics(
-                ProcessesToUpdate::Some(&[pid]),
-                true,
-                ProcessRefreshKind::nothing().with_memory(),
-            );
+            self.sys.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, ProcessRefreshKind::nothing().with_memory());
             process_mem = self.sys.process(pid).map(|p| p.memory()).unwrap_or(0);
         }
         HostSample {

@@ -116,8 +116,7 @@ pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Opti
 
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let meta: CheckpointMeta =
-        serde_json::from_str(&text).with_context(|| format!("checkpoint {} is corrupt", path.display()))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text).with_context(|| format!("checkpoint {} is corrupt", path.display()))?;
     if meta.format_version != FORMAT_VERSION {
         bail!("checkpoint {} has format version {}, expected {FORMAT_VERSION}", path.display(), meta.format_version);
     }

@@ -47,7 +47,14 @@ pub struct EvalWorker {
 
 impl EvalWorker {
     /// Starts an evaluation; progress goes to `events` as it happens.
-    pub fn spawn(kind: EvalKind, weights: EvalWeights, config: TrainConfig, device: Device, run_dir: PathBuf, events: Sender<Event>) -> anyhow::Result<Self> {
+    pub fn spawn(
+        kind: EvalKind,
+        weights: EvalWeights,
+        config: TrainConfig,
+        device: Device,
+        run_dir: PathBuf,
+        events: Sender<Event>,
+    ) -> anyhow::Result<Self> {
         let (tx, done) = crossbeam_channel::bounded(1);
         std::thread::Builder::new().name("eval".into()).spawn(move || {
             let started = Instant::now();

@@ -44,10 +44,7 @@ impl DinoLoss {
     pub fn teacher_targets(&self, teacher_output: &Tensor, teacher_temp: f64) -> TeacherTargets {
         tch::no_grad(|| {
             let q = ((teacher_output - &self.center) / teacher_temp).softmax(-1, Kind::Float);
-            let entropy = (-(&q * q.clamp_min(1e-30).log()))
-                .sum_dim_intlist(-1, false, Kind::Float)
-                .mean(Kind::Float)
-                .double_value(&[]);
+            let entropy = (-(&q * q.clamp_min(1e-30).log())).sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
             TeacherTargets { probs: q.chunk(2, 0), entropy }
         })
     }
@@ -78,9 +75,8 @@ impl DinoLoss {
     /// The whole loss at once (all views), as the reference computes it; updates the centre.
     pub fn forward(&mut self, student_output: &Tensor, teacher_output: &Tensor, teacher_temp: f64) -> LossOutput {
         let targets = self.teacher_targets(teacher_output, teacher_temp);
-        let loss = self
-            .student_terms(student_output, 0, &targets)
-            .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, student_output.device())));
+        let loss =
+            self.student_terms(student_output, 0, &targets).unwrap_or_else(|| Tensor::zeros([], (Kind::Float, student_output.device())));
         let kl = loss.double_value(&[]) - targets.entropy;
         self.update_center(teacher_output);
         LossOutput { loss, teacher_entropy: targets.entropy, kl }

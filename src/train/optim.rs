@@ -189,10 +189,8 @@ mod tests {
     fn lars_skips_adaptation_for_1d_params_and_scales_others() {
         let w = param(&[3.0, 4.0, 0.0, 0.0], &[2, 2]);
         let b = param(&[1.0, 1.0], &[2]);
-        let mut opt = Optimizer::new(
-            OptimizerKind::Lars,
-            vec![("layer.weight".into(), w.shallow_clone()), ("layer.bias".into(), b.shallow_clone())],
-        );
+        let mut opt =
+            Optimizer::new(OptimizerKind::Lars, vec![("layer.weight".into(), w.shallow_clone()), ("layer.bias".into(), b.shallow_clone())]);
         set_grad(&w, &[1.0, 0.0, 0.0, 0.0]);
         set_grad(&b, &[2.0, 2.0]);
         opt.step(1.0, 0.0, |_| false);

@@ -105,9 +105,18 @@ pub struct ScheduleEdit {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "shape")]
 pub enum CurveSpec {
-    Cosine { base: f64, final_value: f64, warmup_epochs: usize, start_warmup_value: f64 },
+    Cosine {
+        base: f64,
+        final_value: f64,
+        warmup_epochs: usize,
+        start_warmup_value: f64,
+    },
     /// Per-epoch linear warm-up then constant, repeated for each iteration of its epoch.
-    WarmupConstant { start: f64, value: f64, warmup_epochs: usize },
+    WarmupConstant {
+        start: f64,
+        value: f64,
+        warmup_epochs: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,12 +155,10 @@ impl CurveSpec {
             CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value } => {
                 cosine_schedule(base, final_value, epochs, niter_per_ep, warmup_epochs, start_warmup_value)
             }
-            CurveSpec::WarmupConstant { start, value, warmup_epochs } => {
-                teacher_temp_schedule(start, value, warmup_epochs, epochs)
-                    .into_iter()
-                    .flat_map(|v| std::iter::repeat_n(v, niter_per_ep))
-                    .collect()
-            }
+            CurveSpec::WarmupConstant { start, value, warmup_epochs } => teacher_temp_schedule(start, value, warmup_epochs, epochs)
+                .into_iter()
+                .flat_map(|v| std::iter::repeat_n(v, niter_per_ep))
+                .collect(),
         }
     }
 

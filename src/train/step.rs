@@ -66,10 +66,7 @@ impl DinoState {
         let teacher = DinoModel::new(&teacher_vs.root(), c, 0.0, true)?;
         teacher_vs.copy(&student_vs)?;
         teacher_vs.freeze();
-        let params: Vec<(String, Tensor)> = named_tensors(&student_vs)
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
+        let params: Vec<(String, Tensor)> = named_tensors(&student_vs).into_iter().filter(|(_, t)| t.requires_grad()).collect();
         let optimizer = Optimizer::new(c.optimizer, params);
         let teacher_vars = named_tensors(&teacher_vs);
         let ema_pairs = named_tensors(&student_vs)
@@ -132,8 +129,8 @@ impl DinoState {
         self.optimizer.zero_grad();
         let amp = self.amp.is_some();
         let scale = self.amp.as_ref().map(|a| a.scale).unwrap_or(1.0);
-        let teacher_out = tch::autocast(amp, || tch::no_grad(|| self.teacher.forward_multicrop(&crops[..2], true)))
-            .to_kind(tch::Kind::Float);
+        let teacher_out =
+            tch::autocast(amp, || tch::no_grad(|| self.teacher.forward_multicrop(&crops[..2], true))).to_kind(tch::Kind::Float);
         let targets = self.loss.teacher_targets(&teacher_out, p.teacher_temp);
         let mut loss_value = 0.0;
         for range in self.view_chunks(crops) {
@@ -270,7 +267,9 @@ mod tests {
     }
 
     fn crops() -> Vec<Tensor> {
-        (0..8).map(|i| Tensor::zeros([2, 3, if i < 2 { 32 } else { 16 }, if i < 2 { 32 } else { 16 }], (Kind::Float, Device::Cpu))).collect()
+        (0..8)
+            .map(|i| Tensor::zeros([2, 3, if i < 2 { 32 } else { 16 }, if i < 2 { 32 } else { 16 }], (Kind::Float, Device::Cpu)))
+            .collect()
     }
 
     #[test]

@@ -138,7 +138,12 @@ impl Trainer {
             let listed = crate::data::exclude::read_list(list, layout.root())
                 .with_context(|| format!("cannot read the --exclude list {}", list.display()))?;
             let e = crate::data::exclude::apply(files, &listed);
-            tracing::info!("--exclude {}: {} images left out, {} listed paths match no training image", list.display(), e.removed, e.unmatched.len());
+            tracing::info!(
+                "--exclude {}: {} images left out, {} listed paths match no training image",
+                list.display(),
+                e.removed,
+                e.unmatched.len()
+            );
             files = e.kept;
             excluded = Some(serde_json::json!({ "file": list, "removed": e.removed, "unmatched": e.unmatched.len() }));
         }
@@ -154,7 +159,13 @@ impl Trainer {
         let group = match crate::dist::DistEnv::from_env()? {
             Some(env) => {
                 let timeout = crate::dist::timeout_from_env();
-                tracing::info!("rank {} of {}: joining {}:{} (timeout {timeout:?})", env.rank, env.world_size, env.master_addr, env.master_port);
+                tracing::info!(
+                    "rank {} of {}: joining {}:{} (timeout {timeout:?})",
+                    env.rank,
+                    env.world_size,
+                    env.master_addr,
+                    env.master_port
+                );
                 Some(std::sync::Arc::new(crate::dist::ProcessGroup::new(&env, device.is_cuda(), timeout)?))
             }
             None => None,
@@ -363,11 +374,17 @@ impl Trainer {
             }
             if out.teacher_entropy < COLLAPSED_ENTROPY && !entropy_alarmed {
                 entropy_alarmed = true;
-                self.alarm(AlarmKind::DimensionCollapse, format!("teacher entropy {:.4} is near 0: outputs collapse to one dimension", out.teacher_entropy))?;
+                self.alarm(
+                    AlarmKind::DimensionCollapse,
+                    format!("teacher entropy {:.4} is near 0: outputs collapse to one dimension", out.teacher_entropy),
+                )?;
             }
         }
         if epoch_steps > 0 && near_uniform == epoch_steps && epoch_steps == self.niter {
-            self.alarm(AlarmKind::UniformCollapse, format!("loss stayed within 1% of ln(out_dim) = {ln_k:.3} for the whole epoch {epoch}: uniform collapse"))?;
+            self.alarm(
+                AlarmKind::UniformCollapse,
+                format!("loss stayed within 1% of ln(out_dim) = {ln_k:.3} for the whole epoch {epoch}: uniform collapse"),
+            )?;
         }
         if epoch_steps > 0 {
             let summary = EpochSummary {
@@ -597,7 +614,12 @@ impl Trainer {
         let mut v = tch::Tensor::from_slice(&[out.loss, out.teacher_entropy, out.kl]);
         g.all_reduce_sum(&mut v)?;
         let n = g.world_size as f64;
-        Ok(super::step::StepOutput { loss: v.double_value(&[0]) / n, teacher_entropy: v.double_value(&[1]) / n, kl: v.double_value(&[2]) / n, ..out })
+        Ok(super::step::StepOutput {
+            loss: v.double_value(&[0]) / n,
+            teacher_entropy: v.double_value(&[1]) / n,
+            kl: v.double_value(&[2]) / n,
+            ..out
+        })
     }
 
     fn checkpoint(&mut self, numbered: Option<usize>) -> Result<()> {

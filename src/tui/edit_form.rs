@@ -105,9 +105,9 @@ impl EditForm {
             return Err("type a value".into());
         }
         let kind = match self.choice() {
-            EditChoice::WarmupEpochs => EditKind::WarmupEpochs(
-                text.parse::<usize>().map_err(|_| format!("`{text}` is not a whole number of epochs"))?,
-            ),
+            EditChoice::WarmupEpochs => {
+                EditKind::WarmupEpochs(text.parse::<usize>().map_err(|_| format!("`{text}` is not a whole number of epochs"))?)
+            }
             choice => {
                 let v: f64 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
                 if !v.is_finite() || v < 0.0 {
@@ -140,10 +140,7 @@ mod tests {
             assert!(f.type_char(c));
         }
         assert!(!f.type_char('x'));
-        assert_eq!(
-            f.edit(11),
-            Ok(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 11, kind: EditKind::Constant(2.5e-4) })
-        );
+        assert_eq!(f.edit(11), Ok(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 11, kind: EditKind::Constant(2.5e-4) }));
         f.cycle(true);
         assert_eq!(f.edit(11).map(|e| e.kind), Ok(EditKind::Scale(2.5e-4)));
         f.field = FormField::Schedule;

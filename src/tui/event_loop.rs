@@ -38,12 +38,7 @@ pub struct ThemeReload {
     pub file_name: String,
 }
 
-pub async fn run(
-    app: &mut App,
-    term: &mut Term,
-    events: &Receiver<Event>,
-    mut reload: ThemeReload,
-) -> anyhow::Result<TuiExit> {
+pub async fn run(app: &mut App, term: &mut Term, events: &Receiver<Event>, mut reload: ThemeReload) -> anyhow::Result<TuiExit> {
     let size = term.size()?;
     app.size = (size.width, size.height);
     let (input_tx, mut input_rx) = mpsc::unbounded_channel::<TermEvent>();

@@ -34,10 +34,7 @@ pub fn schedules() -> Vec<(ScheduleName, Schedule)> {
     vec![
         (ScheduleName::Lr, Schedule::new(cos(5e-4, 1e-6, 2), EPOCHS, NITER)),
         (ScheduleName::Wd, Schedule::new(cos(0.04, 0.4, 0), EPOCHS, NITER)),
-        (
-            ScheduleName::TeacherTemp,
-            Schedule::new(CurveSpec::WarmupConstant { start: 0.04, value: 0.07, warmup_epochs: 3 }, EPOCHS, NITER),
-        ),
+        (ScheduleName::TeacherTemp, Schedule::new(CurveSpec::WarmupConstant { start: 0.04, value: 0.07, warmup_epochs: 3 }, EPOCHS, NITER)),
         (ScheduleName::Momentum, Schedule::new(cos(0.996, 1.0, 0), EPOCHS, NITER)),
     ]
 }
@@ -146,7 +143,11 @@ pub fn with_outliers(app: &mut App) -> tempfile::TempDir {
         // A diagonal gradient with a class-coloured square: something recognisable in half-blocks.
         let img = image::RgbImage::from_fn(16, 16, |x, y| {
             let inside = (4..12).contains(&x) && (4..12).contains(&y);
-            if inside { image::Rgb([[220, 40, 40], [40, 160, 40], [40, 40, 220]][i % 3]) } else { image::Rgb([(x * 16) as u8, (y * 16) as u8, 128]) }
+            if inside {
+                image::Rgb([[220, 40, 40], [40, 160, 40], [40, 40, 220]][i % 3])
+            } else {
+                image::Rgb([(x * 16) as u8, (y * 16) as u8, 128])
+            }
         });
         img.save(&file).expect("fixture image");
         let angle = i as f32 * std::f32::consts::TAU / 12.0;

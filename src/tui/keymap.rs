@@ -180,10 +180,7 @@ const DEFAULTS: &[(&str, Action)] = &[
 
 impl Default for KeyMap {
     fn default() -> Self {
-        let map = DEFAULTS
-            .iter()
-            .filter_map(|(k, a)| Key::parse(k).ok().map(|k| (k, *a)))
-            .collect();
+        let map = DEFAULTS.iter().filter_map(|(k, a)| Key::parse(k).ok().map(|k| (k, *a))).collect();
         KeyMap { map }
     }
 }
@@ -207,23 +204,16 @@ impl KeyMap {
         let mut km = KeyMap::default();
         for (name, value) in &table {
             let action = Action::from_name(name).ok_or_else(|| {
-                err(format!(
-                    "unknown action `{name}` (actions: {})",
-                    Action::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
-                ))
+                err(format!("unknown action `{name}` (actions: {})", Action::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")))
             })?;
             let names: Vec<&str> = match value {
                 toml::Value::String(s) => vec![s.as_str()],
-                toml::Value::Array(a) => a
-                    .iter()
-                    .map(|v| v.as_str().ok_or_else(|| err(format!("`{name}`: keys must be strings"))))
-                    .collect::<Result<_, _>>()?,
+                toml::Value::Array(a) => {
+                    a.iter().map(|v| v.as_str().ok_or_else(|| err(format!("`{name}`: keys must be strings")))).collect::<Result<_, _>>()?
+                }
                 _ => return Err(err(format!("`{name}`: expected a key name or a list of key names"))),
             };
-            let keys = names
-                .iter()
-                .map(|k| Key::parse(k).map_err(|m| err(format!("`{name}`: {m}"))))
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = names.iter().map(|k| Key::parse(k).map_err(|m| err(format!("`{name}`: {m}")))).collect::<Result<Vec<_>, _>>()?;
             km.map.retain(|_, a| *a != action);
             for k in keys {
                 km.map.insert(k, action);
@@ -289,8 +279,7 @@ mod tests {
 
     #[test]
     fn keys_toml_rebinds() {
-        let km = KeyMap::from_toml("keys.toml", "toggle_pause = \"space\"\nquit = [\"x\", \"ctrl-q\"]\n")
-            .expect("valid");
+        let km = KeyMap::from_toml("keys.toml", "toggle_pause = \"space\"\nquit = [\"x\", \"ctrl-q\"]\n").expect("valid");
         assert_eq!(km.action(Key::plain(' ')), Some(Action::TogglePause));
         assert_eq!(km.action(Key::plain('p')), None, "old binding removed");
         assert_eq!(km.action(Key::plain('x')), Some(Action::Quit));
@@ -301,8 +290,7 @@ mod tests {
 
     #[test]
     fn unknown_key_name_is_rejected_clearly() {
-        let err = KeyMap::from_toml("/home/u/.config/dino-tui/keys.toml", "quit = \"ctrl-banana\"\n")
-            .expect_err("bad key");
+        let err = KeyMap::from_toml("/home/u/.config/dino-tui/keys.toml", "quit = \"ctrl-banana\"\n").expect_err("bad key");
         let msg = err.to_string();
         assert!(msg.contains("keys.toml") && msg.contains("quit") && msg.contains("ctrl-banana"), "{msg}");
     }

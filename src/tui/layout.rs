@@ -31,11 +31,8 @@ pub fn screen(area: Rect) -> Screen {
 /// just the numbers.
 pub fn tab_labels(width: u16) -> Vec<(Tab, String, u16, u16)> {
     let room = width.saturating_sub(BADGE_WIDTH) as usize;
-    let styles: [fn(Tab, usize) -> String; 3] = [
-        |t, i| format!(" {} {} ", i + 1, t.title()),
-        |t, i| format!(" {} {} ", i + 1, t.short_title()),
-        |_, i| format!(" {} ", i + 1),
-    ];
+    let styles: [fn(Tab, usize) -> String; 3] =
+        [|t, i| format!(" {} {} ", i + 1, t.title()), |t, i| format!(" {} {} ", i + 1, t.short_title()), |_, i| format!(" {} ", i + 1)];
     let mut chosen = Vec::new();
     for style in styles {
         chosen = Tab::ALL.iter().enumerate().map(|(i, t)| (*t, style(*t, i))).collect::<Vec<_>>();

@@ -122,11 +122,8 @@ fn theme_reload(opts: &TuiOptions, config_dir: Option<&Path>) -> event_loop::The
     let name = opts.theme.clone().unwrap_or_else(|| theme::DEFAULT_THEME.to_string());
     let as_path = Path::new(&name);
     let is_path = name.ends_with(".toml") || name.contains('/');
-    let file_name = if is_path {
-        as_path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string()
-    } else {
-        format!("{name}.toml")
-    };
+    let file_name =
+        if is_path { as_path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string() } else { format!("{name}.toml") };
     let mut dirs: Vec<&Path> = Vec::new();
     if let Some(d) = user_dir.as_deref() {
         dirs.push(d);

@@ -295,7 +295,9 @@ mod tests {
 
     #[test]
     fn only_image_capable_terminals_are_asked() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()).unwrap_or_default();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()).unwrap_or_default()
+        };
         assert!(!should_query(&env(&[("TERM", "xterm-256color")])), "a plain terminal is not asked");
         assert!(!should_query(&env(&[("TERM", "screen-256color"), ("TMUX", "/tmp/tmux")])), "tmux is not asked");
         assert!(should_query(&env(&[("TERM", "xterm-kitty")])));

@@ -151,14 +151,7 @@ impl MetricStore {
     /// Chart points for iterations in `[from, to]`, at most about `2 * buckets` of them: each bucket
     /// contributes its minimum and maximum in iteration order, so spikes survive downsampling.
     /// `map` transforms values (log scale); non-finite results are skipped.
-    pub fn downsample(
-        &self,
-        s: Series,
-        from: usize,
-        to: usize,
-        buckets: usize,
-        map: impl Fn(f64) -> f64,
-    ) -> Vec<(f64, f64)> {
+    pub fn downsample(&self, s: Series, from: usize, to: usize, buckets: usize, map: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
         let range = self.index_range(from, to);
         let col = &self.column(s)[range.clone()];
         let its = &self.iters[range];
@@ -167,12 +160,7 @@ impl MetricStore {
 }
 
 /// Min/max bucketing shared by the store and the schedule curves.
-pub fn downsample_min_max(
-    xs: &[u32],
-    ys: &[f32],
-    buckets: usize,
-    map: impl Fn(f64) -> f64,
-) -> Vec<(f64, f64)> {
+pub fn downsample_min_max(xs: &[u32], ys: &[f32], buckets: usize, map: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
     let n = xs.len().min(ys.len());
     let buckets = buckets.max(1);
     let mut out = Vec::with_capacity((2 * buckets).min(2 * n));

@@ -42,8 +42,26 @@ macro_rules! slots {
 }
 
 slots!(
-    background, foreground, muted, border, title, accent, selection_bg, selection_fg, ok, warning,
-    danger, loss, loss_ema, lr, wd, teacher_temp, momentum, preview, marker, gauge,
+    background,
+    foreground,
+    muted,
+    border,
+    title,
+    accent,
+    selection_bg,
+    selection_fg,
+    ok,
+    warning,
+    danger,
+    loss,
+    loss_ema,
+    lr,
+    wd,
+    teacher_temp,
+    momentum,
+    preview,
+    marker,
+    gauge,
 );
 
 /// A resolved theme: colours plus whether colour is off (`NO_COLOR`).
@@ -210,8 +228,7 @@ pub fn parse_color(s: &str) -> Result<Color, String> {
 /// Parses a theme file's text. Slots it leaves out come from `base` (the default theme) or, for
 /// the default theme itself, must all be present.
 pub fn parse_theme(file: &str, text: &str, base: Option<&Palette>) -> Result<Theme, ThemeError> {
-    let table: toml::Table =
-        toml::from_str(text).map_err(|e| ThemeError::Parse { file: file.into(), message: e.to_string() })?;
+    let table: toml::Table = toml::from_str(text).map_err(|e| ThemeError::Parse { file: file.into(), message: e.to_string() })?;
     let mut palette = base.copied().unwrap_or_else(fallback_palette);
     let mut seen = Vec::new();
     let mut name = None;
@@ -231,8 +248,7 @@ pub fn parse_theme(file: &str, text: &str, base: Option<&Palette>) -> Result<The
                         key: full.clone(),
                         message: "expected a string such as \"cyan\" or \"#88c0d0\"".into(),
                     })?;
-                    *slot = parse_color(s)
-                        .map_err(|message| ThemeError::Key { file: file.into(), key: full.clone(), message })?;
+                    *slot = parse_color(s).map_err(|message| ThemeError::Key { file: file.into(), key: full.clone(), message })?;
                     seen.push(k.clone());
                 }
             }
@@ -277,14 +293,10 @@ pub fn resolve(name: &str, user_dir: Option<&Path>) -> Result<ThemeSource, Theme
             return Ok(ThemeSource::File(p));
         }
     }
-    SHIPPED
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(n, t)| ThemeSource::Shipped(n, t))
-        .ok_or_else(|| ThemeError::NotFound {
-            name: name.into(),
-            dir: user_dir.map(|d| d.display().to_string()).unwrap_or_else(|| "none".into()),
-        })
+    SHIPPED.iter().find(|(n, _)| *n == name).map(|(n, t)| ThemeSource::Shipped(n, t)).ok_or_else(|| ThemeError::NotFound {
+        name: name.into(),
+        dir: user_dir.map(|d| d.display().to_string()).unwrap_or_else(|| "none".into()),
+    })
 }
 
 /// Loads a resolved theme; user files inherit unset slots from the default theme.
@@ -293,8 +305,7 @@ pub fn load(source: &ThemeSource) -> Result<Theme, ThemeError> {
         ThemeSource::Shipped(name, text) => parse_theme(&format!("{name}.toml (shipped)"), text, None),
         ThemeSource::File(path) => {
             let file = path.display().to_string();
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ThemeError::Parse { file: file.clone(), message: e.to_string() })?;
+            let text = std::fs::read_to_string(path).map_err(|e| ThemeError::Parse { file: file.clone(), message: e.to_string() })?;
             parse_theme(&file, &text, Some(&Theme::default_theme().palette))
         }
     }
@@ -342,16 +353,14 @@ mod tests {
 
     #[test]
     fn bad_colour_names_file_and_key() {
-        let err = parse_theme("/tmp/mine.toml", "[colors]\naccent = \"#12345\"\n", Some(&fallback_palette()))
-            .expect_err("bad colour");
+        let err = parse_theme("/tmp/mine.toml", "[colors]\naccent = \"#12345\"\n", Some(&fallback_palette())).expect_err("bad colour");
         let msg = err.to_string();
         assert!(msg.contains("/tmp/mine.toml") && msg.contains("colors.accent"), "{msg}");
     }
 
     #[test]
     fn unknown_key_names_file_and_key() {
-        let err = parse_theme("mine.toml", "[colors]\naccnet = \"red\"\n", Some(&fallback_palette()))
-            .expect_err("unknown key");
+        let err = parse_theme("mine.toml", "[colors]\naccnet = \"red\"\n", Some(&fallback_palette())).expect_err("unknown key");
         let msg = err.to_string();
         assert!(msg.contains("mine.toml") && msg.contains("colors.accnet") && msg.contains("unknown"), "{msg}");
         let err = parse_theme("mine.toml", "colour = 1\n", Some(&fallback_palette())).expect_err("unknown");

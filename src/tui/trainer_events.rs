@@ -1,9 +1,9 @@
 //! Folding the trainer's `Event`s into the UI's state.
 
 use super::app::{App, EvalRecord, ScheduleCurve};
-use super::log_view::LogLevel;
 use super::format::{fmt_bytes, fmt_value};
-use crate::run::protocol::{Event, EvalKind, RunState};
+use super::log_view::LogLevel;
+use crate::run::protocol::{EvalKind, Event, RunState};
 
 fn state_label(s: RunState) -> &'static str {
     match s {
@@ -16,7 +16,6 @@ fn state_label(s: RunState) -> &'static str {
     }
 }
 
-
 pub fn apply_event(app: &mut App, ev: Event) {
     match ev {
         Event::Hello { pid, .. } => app.log_line(LogLevel::Info, format!("connected to the trainer (pid {pid})")),
@@ -25,14 +24,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
                 LogLevel::Info,
                 format!(
                     "run {} started: {} on {}, {} epochs × {} it, batch {}, out_dim {}, {} images",
-                    info.name,
-                    info.arch,
-                    info.device,
-                    info.epochs,
-                    info.niter_per_ep,
-                    info.batch_size,
-                    info.out_dim,
-                    info.num_images
+                    info.name, info.arch, info.device, info.epochs, info.niter_per_ep, info.batch_size, info.out_dim, info.num_images
                 ),
             );
             app.run = Some(info);
@@ -76,7 +68,10 @@ pub fn apply_event(app: &mut App, ev: Event) {
         }
         Event::ScheduleEdited { edit } => {
             app.edit_history.push(edit.schedule);
-            app.log_line(LogLevel::Info, format!("schedule edited: {} from iteration {}: {:?}", edit.schedule.label(), edit.from_iter, edit.kind));
+            app.log_line(
+                LogLevel::Info,
+                format!("schedule edited: {} from iteration {}: {:?}", edit.schedule.label(), edit.from_iter, edit.kind),
+            );
         }
         Event::ScheduleUndone { schedule } => {
             if let Some(pos) = app.edit_history.iter().rposition(|s| *s == schedule) {

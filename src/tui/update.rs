@@ -8,8 +8,8 @@ use super::edit_form::FormField;
 use super::keymap::Key;
 use super::layout::tab_at;
 use super::log_view::LogLevel;
-use super::TuiExit;
 use super::outlier_view::Mark;
+use super::TuiExit;
 use crate::run::protocol::{Command, EvalKind, RunState};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 
@@ -216,7 +216,8 @@ pub fn update(app: &mut App, action: Action) {
 
 /// Evaluates the selected checkpoint when the Checkpoints tab is open, else the live teacher.
 fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
-    let checkpoint = if app.tab == Tab::Checkpoints && kind != EvalKind::Outliers { selected_checkpoint(app).map(|c| c.path.clone()) } else { None };
+    let checkpoint =
+        if app.tab == Tab::Checkpoints && kind != EvalKind::Outliers { selected_checkpoint(app).map(|c| c.path.clone()) } else { None };
     app.tab = if checkpoint.is_some() { Tab::Checkpoints } else { show };
     let what = match kind {
         EvalKind::Knn => "k-NN evaluation",
@@ -257,8 +258,7 @@ fn move_selection(app: &mut App, up: bool, n: usize) {
         Tab::Log => scroll(app, up, n),
         Tab::Checkpoints => {
             let last = app.checkpoints.len().saturating_sub(1);
-            app.checkpoint_selected =
-                if up { app.checkpoint_selected.saturating_sub(n) } else { (app.checkpoint_selected + n).min(last) };
+            app.checkpoint_selected = if up { app.checkpoint_selected.saturating_sub(n) } else { (app.checkpoint_selected + n).min(last) };
         }
         Tab::Schedules => {
             app.form.active = true;

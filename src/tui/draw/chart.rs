@@ -47,7 +47,13 @@ pub fn y_bounds(series: &[Series]) -> Option<[f64; 2]> {
         return None;
     }
     let span = hi - lo;
-    let pad = if span > 0.0 { span * 0.05 } else if lo != 0.0 { lo.abs() * 0.05 } else { 1.0 };
+    let pad = if span > 0.0 {
+        span * 0.05
+    } else if lo != 0.0 {
+        lo.abs() * 0.05
+    } else {
+        1.0
+    };
     Some([lo - pad, hi + pad])
 }
 

@@ -13,9 +13,8 @@ use ratatui::Frame;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
-    let block = Block::bordered()
-        .title(Span::styled(format!(" checkpoints ({}) ", app.checkpoints.len()), t.title()))
-        .border_style(t.border());
+    let block =
+        Block::bordered().title(Span::styled(format!(" checkpoints ({}) ", app.checkpoints.len()), t.title())).border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [table_area, hint_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);

@@ -2,11 +2,11 @@
 //! machine's GPUs, CPU and memory.
 
 use super::chart::{self, bar, ChartSpec, Series};
+use crate::run::protocol::RunState;
 use crate::telemetry::GpuStatus;
 use crate::tui::app::App;
 use crate::tui::format::{fmt_bytes, fmt_duration, fmt_value};
 use crate::tui::store::Series as Col;
-use crate::run::protocol::RunState;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::symbols::Marker;
@@ -25,7 +25,13 @@ const ENTROPY_FLOOR: f64 = 0.1;
 const KL_FLOOR: f64 = 1e-3;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let bottom_h = if area.height >= 30 { 9 } else if area.height >= 18 { 7 } else { 0 };
+    let bottom_h = if area.height >= 30 {
+        9
+    } else if area.height >= 18 {
+        7
+    } else {
+        0
+    };
     let [progress, middle, bottom] =
         Layout::vertical([Constraint::Length(2), Constraint::Min(3), Constraint::Length(bottom_h)]).areas(area);
     draw_progress(app, frame, progress);
@@ -231,7 +237,16 @@ fn draw_collapse(app: &App, frame: &mut Frame, area: Rect) {
                 Span::styled("entropy   ", t.muted()),
                 Span::styled(fmt_value(m.teacher_entropy), ok_or(low || high, if low { t.danger() } else { t.warning() })),
                 Span::styled(format!("  of {ln_k:.2}"), t.muted()),
-                Span::styled(if low { "  one dim?" } else if high { "  uniform?" } else { "" }, t.danger()),
+                Span::styled(
+                    if low {
+                        "  one dim?"
+                    } else if high {
+                        "  uniform?"
+                    } else {
+                        ""
+                    },
+                    t.danger(),
+                ),
             ]));
         }
         None => {

@@ -33,12 +33,7 @@ pub fn draw_evaluation(app: &App, frame: &mut Frame, area: Rect) {
 fn draw_accuracy_chart(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let points = |kind: EvalKind| -> Vec<(f64, f64)> {
-        let mut p: Vec<(f64, f64)> = app
-            .evals
-            .iter()
-            .filter(|r| r.kind == kind)
-            .filter_map(|r| Some((r.epoch? as f64, r.top1?)))
-            .collect();
+        let mut p: Vec<(f64, f64)> = app.evals.iter().filter(|r| r.kind == kind).filter_map(|r| Some((r.epoch? as f64, r.top1?))).collect();
         p.sort_by(|a, b| a.0.total_cmp(&b.0));
         p
     };
@@ -63,7 +58,15 @@ fn draw_accuracy_chart(app: &App, frame: &mut Frame, area: Rect) {
     chart::render(
         frame,
         area,
-        ChartSpec { block, series, x_bounds: [0.0, epochs], labels: true, y_fmt: |y| format!("{y:.0}%"), marker_x: None, axis_style: t.muted() },
+        ChartSpec {
+            block,
+            series,
+            x_bounds: [0.0, epochs],
+            labels: true,
+            y_fmt: |y| format!("{y:.0}%"),
+            marker_x: None,
+            axis_style: t.muted(),
+        },
     );
 }
 

@@ -10,9 +10,8 @@ use ratatui::Frame;
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let follow = if app.log_scroll == 0 { "following" } else { "scrolled — end follows" };
-    let block = Block::bordered()
-        .title(Span::styled(format!(" log ({} entries, {follow}) ", app.log.len()), t.title()))
-        .border_style(t.border());
+    let block =
+        Block::bordered().title(Span::styled(format!(" log ({} entries, {follow}) ", app.log.len()), t.title())).border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let h = inner.height as usize;

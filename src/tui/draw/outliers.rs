@@ -79,7 +79,13 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
         .enumerate()
         .map(|(i, r)| {
             let mark = v.marks.get(&r.path).map(|m| m.symbol()).unwrap_or("");
-            let label = if r.label.is_empty() { "–".to_string() } else if r.predicted != r.label { format!("{}→{}", r.label, r.predicted) } else { r.label.clone() };
+            let label = if r.label.is_empty() {
+                "–".to_string()
+            } else if r.predicted != r.label {
+                format!("{}→{}", r.label, r.predicted)
+            } else {
+                r.label.clone()
+            };
             Row::new(vec![
                 Cell::from(format!("{}", i + 1)),
                 Cell::from(format!("{:.3}", r.score(score))),
@@ -119,7 +125,12 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow) -> Vec<Line<'a>> {
     let label_of = |p: &str| v.rows.iter().find(|r| r.path == p).map(|r| r.label.as_str()).unwrap_or("?");
     let mut lines = vec![
         Line::from(Span::styled(row.path.as_str(), t.accent())),
-        Line::from(vec![Span::styled("label ", t.muted()), Span::styled(row.label.as_str(), t.text()), Span::styled("  voted ", t.muted()), Span::styled(row.predicted.as_str(), t.text())]),
+        Line::from(vec![
+            Span::styled("label ", t.muted()),
+            Span::styled(row.label.as_str(), t.text()),
+            Span::styled("  voted ", t.muted()),
+            Span::styled(row.predicted.as_str(), t.text()),
+        ]),
         Line::from(vec![
             Span::styled("disagreement ", t.muted()),
             Span::styled(row.disagreement.map(|d| format!("{d:.3}")).unwrap_or_else(|| "–".into()), t.text()),
@@ -155,19 +166,17 @@ fn draw_map(app: &App, frame: &mut Frame, area: Rect) {
         .collect();
     let selected = v.selected_row().map(|r| (r.umap_x as f64, r.umap_y as f64));
     let highlight = t.accent().fg.unwrap_or(Color::White);
-    let canvas = Canvas::default()
-        .block(block)
-        .marker(Marker::Braille)
-        .x_bounds([x0, x1.max(x0 + 1e-6)])
-        .y_bounds([y0, y1.max(y0 + 1e-6)])
-        .paint(move |ctx| {
-            for (pts, color) in &groups {
-                ctx.draw(&Points { coords: pts, color: *color });
-            }
-            if let Some((x, y)) = selected {
-                ctx.layer();
-                ctx.print(x, y, Span::styled("◉", Style::default().fg(highlight)));
-            }
-        });
+    let canvas =
+        Canvas::default().block(block).marker(Marker::Braille).x_bounds([x0, x1.max(x0 + 1e-6)]).y_bounds([y0, y1.max(y0 + 1e-6)]).paint(
+            move |ctx| {
+                for (pts, color) in &groups {
+                    ctx.draw(&Points { coords: pts, color: *color });
+                }
+                if let Some((x, y)) = selected {
+                    ctx.layer();
+                    ctx.print(x, y, Span::styled("◉", Style::default().fg(highlight)));
+                }
+            },
+        );
     frame.render_widget(canvas, area);
 }

@@ -29,14 +29,16 @@ pub fn draw_help(app: &App, frame: &mut Frame, area: Rect) {
     let entries: Vec<Line> = groups
         .iter()
         .map(|(actions, text)| {
-            let keys: Vec<String> =
-                actions.iter().flat_map(|a| app.keymap.keys_for(*a)).map(|k| k.label()).collect();
+            let keys: Vec<String> = actions.iter().flat_map(|a| app.keymap.keys_for(*a)).map(|k| k.label()).collect();
             let single_chars = actions.len() > 1 && keys.iter().all(|k| k.chars().count() == 1);
-            let joiner = if single_chars { "" } else if actions.len() > 1 { "/" } else { " " };
-            Line::from(vec![
-                Span::styled(format!("{:>10} ", keys.join(joiner)), t.accent()),
-                Span::styled(text.to_string(), t.text()),
-            ])
+            let joiner = if single_chars {
+                ""
+            } else if actions.len() > 1 {
+                "/"
+            } else {
+                " "
+            };
+            Line::from(vec![Span::styled(format!("{:>10} ", keys.join(joiner)), t.accent()), Span::styled(text.to_string(), t.text())])
         })
         .collect();
     let two_columns = inner.width >= 60;

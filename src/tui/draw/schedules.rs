@@ -3,12 +3,12 @@
 
 use super::chart::{self, ChartSpec, Series};
 use super::key_label;
+use crate::train::schedule::ScheduleName;
 use crate::tui::action::Action;
 use crate::tui::app::{App, ScheduleCurve};
 use crate::tui::edit_form::FormField;
 use crate::tui::format::fmt_value;
 use crate::tui::store::downsample_min_max;
-use crate::train::schedule::ScheduleName;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Color;
 use ratatui::text::{Line, Span};
@@ -107,9 +107,7 @@ fn draw_form(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.theme;
     let f = &app.form;
     let title = if f.active { " edit schedule " } else { " edit schedule (inactive) " };
-    let block = Block::bordered()
-        .title(Span::styled(title, t.title()))
-        .border_style(if f.active { t.accent() } else { t.border() });
+    let block = Block::bordered().title(Span::styled(title, t.title())).border_style(if f.active { t.accent() } else { t.border() });
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let field_style = |field: FormField| if f.active && f.field == field { t.selected() } else { t.text() };
@@ -151,11 +149,7 @@ fn draw_form(app: &App, frame: &mut Frame, area: Rect) {
             (Err(why), _) => lines.push(Line::from(Span::styled(why, t.muted()))),
         }
         lines.push(Line::from(Span::styled(
-            format!(
-                "↑↓ field ←→ choose {} apply {} close",
-                key_label(app, Action::Confirm),
-                key_label(app, Action::Cancel)
-            ),
+            format!("↑↓ field ←→ choose {} apply {} close", key_label(app, Action::Confirm), key_label(app, Action::Cancel)),
             t.muted(),
         )));
     } else {
