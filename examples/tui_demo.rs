@@ -2,8 +2,8 @@
 //! `cargo run --example tui_demo [-- THEME]`. Pause, resume, checkpoint, edit and stop behave as
 //! a real trainer would answer them.
 
-use dino_tui::run::protocol::*;
-use dino_tui::train::schedule::{CurveSpec, Schedule, ScheduleName};
+use dino_tui::protocol::*;
+use dino_tui::protocol::schedule::{CurveSpec, Schedule, ScheduleName};
 use dino_tui::tui::{run_tui, TuiOptions};
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ use crate::run::client::{Client, ClientError};
 use crate::run::dir;
 use crate::run::follow::Tail;
 use crate::run::history;
-use crate::run::protocol::{Command, Event, RunState};
+use crate::protocol::{Command, Event, RunState};
 use crate::run::runs::{self, Status};
 use crate::tui::{self, TuiExit, TuiOptions};
 use anyhow::{Context, Result};

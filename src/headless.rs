@@ -4,7 +4,7 @@
 //! The run is served on its control socket, so `dino attach` and `dino ctl` can reach it.
 
 use crate::config::TrainConfig;
-use crate::run::protocol::{Command, Event, IterMetrics, RunInfo, RunState};
+use crate::protocol::{Command, Event, IterMetrics, RunInfo, RunState};
 use crate::run::serve;
 use crate::train::trainer::OnNonFinite;
 use anyhow::Result;

@@ -4,7 +4,7 @@
 //! ignored) that resumes it at the exact iteration, so closing the terminal loses nothing.
 
 use crate::config::TrainConfig;
-use crate::run::protocol::RunState;
+use crate::protocol::RunState;
 use crate::run::serve;
 use crate::train::trainer::OnNonFinite;
 use crate::tui::{self, TuiExit, TuiOptions};
@@ -33,7 +33,7 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
     match exit {
         Ok(TuiExit::StopTraining) | Ok(TuiExit::TrainingOver) => Ok(Outcome::Ended(handle.join()?)),
         Ok(TuiExit::LeaveRunning) => {
-            let _ = handle.commands.send(crate::run::protocol::Command::Stop { checkpoint: true });
+            let _ = handle.commands.send(crate::protocol::Command::Stop { checkpoint: true });
             let state = handle.join()?;
             if state == RunState::Failed {
                 return Ok(Outcome::Ended(state));
@@ -42,7 +42,7 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
             Ok(Outcome::Detached { pid: child.id(), log: out })
         }
         Err(e) => {
-            let _ = handle.commands.send(crate::run::protocol::Command::Stop { checkpoint: true });
+            let _ = handle.commands.send(crate::protocol::Command::Stop { checkpoint: true });
             let _ = handle.join();
             let hint = log.map(|p| format!(" (log: {})", p.display())).unwrap_or_default();
             Err(e.context(format!("terminal UI failed; training stopped after a checkpoint{hint}")))

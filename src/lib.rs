@@ -9,6 +9,7 @@ pub mod headless;
 pub mod interactive;
 pub mod logging;
 pub mod model;
+pub mod protocol;
 pub mod run;
 pub mod say;
 pub mod telemetry;

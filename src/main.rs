@@ -3,7 +3,7 @@ use clap::Parser;
 use dino_tui::cli::{Cli, Command, DemoArgs, EvalCommand};
 use dino_tui::config::TrainConfig;
 use dino_tui::interactive::Outcome;
-use dino_tui::run::protocol::RunState;
+use dino_tui::protocol::RunState;
 use std::io::IsTerminal;
 
 fn main() {

@@ -6,7 +6,7 @@ mod common;
 
 use dino_tui::eval::features::{extract_split, EvalTransform, ExtractOptions, FeatureCache, FeatureKind};
 use dino_tui::eval::source::{self, CheckpointKey, SourceSpec};
-use dino_tui::run::protocol::{Command, EvalKind, Event, RunState};
+use dino_tui::protocol::{Command, EvalKind, Event, RunState};
 use dino_tui::train::trainer::{spawn, OnNonFinite, TrainerHandle};
 use std::path::Path;
 use std::time::Duration;

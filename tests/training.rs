@@ -3,9 +3,9 @@
 
 mod common;
 
-use dino_tui::run::protocol::{AlarmKind, Command, Event, RunState};
+use dino_tui::protocol::{AlarmKind, Command, Event, RunState};
 use dino_tui::train::checkpoint;
-use dino_tui::train::schedule::{EditKind, ScheduleEdit, ScheduleName};
+use dino_tui::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
 use dino_tui::train::trainer::{spawn, OnNonFinite, TrainerHandle};
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! receives, and every tab draws.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use dino_tui::run::protocol::{Command, Event, IterMetrics, RunInfo, RunState};
+use dino_tui::protocol::{Command, Event, IterMetrics, RunInfo, RunState};
 use dino_tui::tui::app::Tab;
 use dino_tui::tui::draw::draw;
 use dino_tui::tui::trainer_events::apply_event;

@@ -1,7 +1,7 @@
 //! The client side of the control socket, for `dino ctl`, `dino attach` and `dino runs`.
 
 use super::lines::MAX_LINE;
-use super::protocol::{Command, Event};
+use crate::protocol::{Command, Event};
 use super::server::SOCKET_FILE;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

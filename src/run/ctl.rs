@@ -6,9 +6,9 @@
 //! 3 the run is not live.
 
 use super::client::{Client, ClientError};
-use super::protocol::{Command, EvalKind, Event, RunState};
+use crate::protocol::{Command, EvalKind, Event, RunState};
 use super::runs;
-use crate::train::schedule::{EditKind, Schedule, ScheduleEdit, ScheduleName};
+use crate::protocol::schedule::{EditKind, Schedule, ScheduleEdit, ScheduleName};
 use std::path::Path;
 use std::time::Duration;
 

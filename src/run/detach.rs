@@ -71,7 +71,7 @@ pub fn start(mut config: crate::config::TrainConfig, wait: std::time::Duration) 
         if let Ok(mut c) = super::client::Client::connect(&run_dir) {
             // Serving means the trainer thread has started: its first State is in the snapshot.
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if let Ok(Some(_)) = c.wait_for(left, |e| matches!(e, super::protocol::Event::State { .. })) {
+            if let Ok(Some(_)) = c.wait_for(left, |e| matches!(e, crate::protocol::Event::State { .. })) {
                 return Ok(Detached { run_dir, pid, log, serving: true });
             }
         }

@@ -3,7 +3,7 @@
 //! (start, pause, resume, checkpoints, skipped files, alarms, stop) and `checkpoints/`.
 //! Everything a TUI shows can be rebuilt from these files.
 
-use super::protocol::{EpochSummary, IterMetrics};
+use crate::protocol::{EpochSummary, IterMetrics};
 use crate::config::TrainConfig;
 use anyhow::{Context, Result};
 use serde::Serialize;

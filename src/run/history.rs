@@ -2,8 +2,8 @@
 //! `Metrics`, `events.jsonl` lines the state changes, checkpoints, schedule edits and alarms they
 //! record. With this an attached TUI shows a run's whole history, and a finished run read-only.
 
-use super::protocol::{AlarmKind, CheckpointInfo, EvalKind, Event, IterMetrics, RunInfo, RunState};
-use crate::train::schedule::{Schedule, ScheduleEdit, ScheduleName};
+use crate::protocol::{AlarmKind, CheckpointInfo, EvalKind, Event, IterMetrics, RunInfo, RunState};
+use crate::protocol::schedule::{Schedule, ScheduleEdit, ScheduleName};
 use serde_json::Value;
 use std::path::Path;
 

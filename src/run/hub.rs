@@ -6,7 +6,7 @@
 //! The trainer must never wait for a watcher, so clients get bounded queues and one that falls
 //! too far behind is dropped instead of slowing training.
 
-use super::protocol::{Event, IterMetrics, RunInfo, RunState, PROTOCOL_VERSION};
+use crate::protocol::{Event, IterMetrics, RunInfo, RunState, PROTOCOL_VERSION};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 

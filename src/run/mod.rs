@@ -10,7 +10,6 @@ pub mod hub;
 pub mod index;
 pub mod lines;
 pub mod lock;
-pub mod protocol;
 pub mod runs;
 pub mod schedule_file;
 pub mod serve;

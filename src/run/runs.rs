@@ -4,7 +4,7 @@
 //! to explain a run that is not live.
 
 use super::dir::{EVENTS_FILE, METRICS_FILE};
-use super::protocol::{IterMetrics, RunInfo, RunState};
+use crate::protocol::{IterMetrics, RunInfo, RunState};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 

@@ -17,8 +17,8 @@
 
 use super::dir::{append_event, EVENTS_FILE};
 use super::hub::Hub;
-use super::protocol::{Command, Event};
-use crate::train::schedule::{EditKind, ScheduleEdit, ScheduleName};
+use crate::protocol::{Command, Event};
+use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
 use crossbeam_channel::Sender;
 use notify::Watcher;
 use serde::Deserialize;

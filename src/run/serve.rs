@@ -4,7 +4,7 @@
 
 use super::hub::Hub;
 use super::lock::RunLock;
-use super::protocol::{Command, Event, RunState};
+use crate::protocol::{Command, Event, RunState};
 use super::schedule_file::EditsWatch;
 use super::server::{self, ControlServer};
 use crate::config::TrainConfig;

@@ -6,7 +6,7 @@
 
 use super::hub::Hub;
 use super::lines::{read_line, Line, MAX_LINE};
-use super::protocol::{Command, Event};
+use crate::protocol::{Command, Event};
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

@@ -7,7 +7,7 @@
 //! as `checkpoint-previous.json`, so a corrupt or truncated latest checkpoint falls back to it.
 
 use super::optim::ParamState;
-use super::schedule::{Schedule, ScheduleName};
+use crate::protocol::schedule::{Schedule, ScheduleName};
 use super::step::DinoState;
 use crate::model::weights;
 use crate::run::dir::{sync_parent, tmp_path, write_atomic};

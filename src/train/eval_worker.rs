@@ -9,7 +9,7 @@ use crate::eval::live::{knn_of_backbone, linear_of_backbone};
 use crate::eval::source::{self, SourceSpec};
 use crate::eval::{record, EvalError};
 use crate::model::Backbone;
-use crate::run::protocol::{EvalKind, Event};
+use crate::protocol::{EvalKind, Event};
 use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -3,6 +3,5 @@ pub mod checkpoint;
 pub mod eval_worker;
 pub mod loss;
 pub mod optim;
-pub mod schedule;
 pub mod step;
 pub mod trainer;

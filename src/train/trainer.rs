@@ -3,12 +3,12 @@
 
 use super::checkpoint::{self, CheckpointMeta, LoadedCheckpoint};
 use super::eval_worker::{self, EvalWeights, EvalWorker};
-use super::schedule::{CurveSpec, Schedule, ScheduleName};
+use crate::protocol::schedule::{CurveSpec, Schedule, ScheduleName};
 use super::step::{DinoState, StepError, StepParams};
 use crate::config::{validate::DeviceRequest, TrainConfig};
 use crate::data::{AugmentConfig, DataLayout, LoaderConfig, MultiCropLoader, Shard};
 use crate::run::dir::{now, RunDir};
-use crate::run::protocol::*;
+use crate::protocol::*;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
@@ -532,7 +532,7 @@ impl Trainer {
                 }
                 Command::EditSchedule(edit) => {
                     let from_iter = edit.from_iter.max(self.iter);
-                    let edit = super::schedule::ScheduleEdit { from_iter, ..edit };
+                    let edit = crate::protocol::schedule::ScheduleEdit { from_iter, ..edit };
                     if let Some(s) = self.schedules.get_mut(&edit.schedule) {
                         s.apply(edit);
                     }

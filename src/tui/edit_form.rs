@@ -1,7 +1,7 @@
 //! The schedule edit form: pick a schedule, pick how to change it, type a value. It only builds a
 //! `ScheduleEdit`; the Schedules tab draws its preview and `update` sends it.
 
-use crate::train::schedule::{EditKind, ScheduleEdit, ScheduleName};
+use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EditChoice {

@@ -13,7 +13,7 @@ use super::theme_watch::ThemeWatch;
 use super::trainer_events::apply_event;
 use super::update::{handle_key, handle_mouse};
 use super::TuiExit;
-use crate::run::protocol::{Command, Event};
+use crate::protocol::{Command, Event};
 use crate::telemetry::TelemetrySampler;
 use crossbeam_channel::{Receiver, TryRecvError};
 use crossterm::event::Event as TermEvent;

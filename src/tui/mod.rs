@@ -27,7 +27,7 @@ pub mod update;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-use crate::run::protocol::{Command, Event};
+use crate::protocol::{Command, Event};
 use app::App;
 use crossbeam_channel::{Receiver, Sender};
 use keymap::KeyMap;

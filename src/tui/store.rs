@@ -2,7 +2,7 @@
 //! run is a few MB), plus the downsampling charts need. Widgets never own data; they ask the store
 //! for at most a few points per terminal column, so drawing cost does not grow with the run.
 
-use crate::run::protocol::IterMetrics;
+use crate::protocol::IterMetrics;
 
 /// Smoothing of the loss's exponential moving average (TensorBoard's default weight).
 pub const EMA_ALPHA: f32 = 0.02;

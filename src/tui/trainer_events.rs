@@ -3,7 +3,7 @@
 use super::app::{App, EvalRecord, ScheduleCurve};
 use super::format::{fmt_bytes, fmt_value};
 use super::log_view::LogLevel;
-use crate::run::protocol::{EvalKind, Event, RunState};
+use crate::protocol::{EvalKind, Event, RunState};
 
 fn state_label(s: RunState) -> &'static str {
     match s {

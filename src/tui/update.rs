@@ -10,7 +10,7 @@ use super::layout::tab_at;
 use super::log_view::LogLevel;
 use super::outlier_view::Mark;
 use super::TuiExit;
-use crate::run::protocol::{Command, EvalKind, RunState};
+use crate::protocol::{Command, EvalKind, RunState};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 
 /// Lines a page key scrolls in the Log tab.
@@ -327,7 +327,7 @@ fn apply_form(app: &mut App) {
     }
 }
 
-fn selected_checkpoint(app: &App) -> Option<&crate::run::protocol::CheckpointInfo> {
+fn selected_checkpoint(app: &App) -> Option<&crate::protocol::CheckpointInfo> {
     // The table shows the newest first; `checkpoint_selected` counts rows from the top.
     let idx = app.checkpoints.len().checked_sub(app.checkpoint_selected + 1)?;
     app.checkpoints.get(idx)
@@ -347,8 +347,8 @@ fn copy_selected_path(app: &mut App) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::protocol::Event;
-    use crate::train::schedule::{EditKind, ScheduleEdit, ScheduleName};
+    use crate::protocol::Event;
+    use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
     use crate::tui::fixtures;
     use crate::tui::trainer_events::apply_event;
     use crossterm::event::KeyModifiers;

@@ -2,7 +2,7 @@
 //! linear accuracy of the evaluations run on its weights.
 
 use super::key_label;
-use crate::run::protocol::EvalKind;
+use crate::protocol::EvalKind;
 use crate::tui::action::Action;
 use crate::tui::app::App;
 use crate::tui::format::{fmt_bytes, fmt_utc, fmt_value};

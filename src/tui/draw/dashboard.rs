@@ -2,7 +2,7 @@
 //! machine's GPUs, CPU and memory.
 
 use super::chart::{self, bar, ChartSpec, Series};
-use crate::run::protocol::RunState;
+use crate::protocol::RunState;
 use crate::telemetry::GpuStatus;
 use crate::tui::app::App;
 use crate::tui::format::{fmt_bytes, fmt_duration, fmt_value};

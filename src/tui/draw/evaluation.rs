@@ -3,7 +3,7 @@
 
 use super::chart::{self, bar, ChartSpec, Series};
 use super::key_label;
-use crate::run::protocol::EvalKind;
+use crate::protocol::EvalKind;
 use crate::tui::action::Action;
 use crate::tui::app::App;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -13,7 +13,7 @@ mod schedules;
 use super::action::Action;
 use super::app::{App, Tab};
 use super::layout::{centered, screen, tab_labels, too_small, BADGE_WIDTH, MIN_HEIGHT, MIN_WIDTH};
-use crate::run::protocol::RunState;
+use crate::protocol::RunState;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};

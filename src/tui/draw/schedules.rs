@@ -3,7 +3,7 @@
 
 use super::chart::{self, ChartSpec, Series};
 use super::key_label;
-use crate::train::schedule::ScheduleName;
+use crate::protocol::schedule::ScheduleName;
 use crate::tui::action::Action;
 use crate::tui::app::{App, ScheduleCurve};
 use crate::tui::edit_form::FormField;

@@ -168,7 +168,7 @@ fn non_finite_and_non_positive_values_draw() {
         let mut m = fixtures::metrics(i, &scheds);
         m.loss = loss;
         m.kl = f64::NAN;
-        crate::tui::trainer_events::apply_event(&mut app, crate::run::protocol::Event::Metrics(m));
+        crate::tui::trainer_events::apply_event(&mut app, crate::protocol::Event::Metrics(m));
     }
     for log in [false, true] {
         app.view.log_scale = log;

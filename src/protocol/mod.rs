@@ -1,8 +1,11 @@
 //! The one protocol between a trainer and whoever watches it: the in-process TUI, an attached TUI,
 //! `dino ctl`. Both directions are plain serde enums, sent over channels in-process and as JSON
-//! lines over the run's control socket, so every client speaks the same language.
+//! lines over the run's control socket, so every client speaks the same language. It depends on nothing of
+//! ours, so the wire format changes only when this module does.
 
-use crate::train::schedule::{ScheduleEdit, ScheduleName};
+pub mod schedule;
+
+use schedule::{Schedule, ScheduleEdit, ScheduleName};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -163,7 +166,7 @@ pub enum Event {
     CheckpointSaved(CheckpointInfo),
     /// The full current curves (sent at start and after every edit or undo).
     Schedules {
-        schedules: Vec<(ScheduleName, crate::train::schedule::Schedule)>,
+        schedules: Vec<(ScheduleName, Schedule)>,
     },
     ScheduleEdited {
         edit: ScheduleEdit,
@@ -199,7 +202,7 @@ pub enum Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::schedule::EditKind;
+    use schedule::EditKind;
 
     #[test]
     fn commands_round_trip_as_json_lines() {
