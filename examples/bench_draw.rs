@@ -1,9 +1,9 @@
 //! Micro-benchmark: time to draw one frame at 200x60 on ratatui's TestBackend with 100k recorded
 //! iterations, for each tab. Not a test; run `cargo run --release --example bench_draw`.
 
+use dino_tui::protocol::schedule::{CurveSpec, Schedule, ScheduleName};
 use dino_tui::protocol::{Event, IterMetrics, RunInfo, RunState};
 use dino_tui::telemetry::{GpuSample, GpuStatus, HostSample, Telemetry};
-use dino_tui::protocol::schedule::{CurveSpec, Schedule, ScheduleName};
 use dino_tui::tui::app::{App, Tab};
 use dino_tui::tui::draw::draw;
 use dino_tui::tui::keymap::KeyMap;

@@ -2,13 +2,13 @@
 //! `cargo run --example tui_demo [-- THEME]`. Pause, resume, checkpoint, edit and stop behave as
 //! a real trainer would answer them.
 
-use dino_tui::protocol::*;
 use dino_tui::protocol::schedule::{CurveSpec, Schedule, ScheduleName};
+use dino_tui::protocol::*;
 use dino_tui::tui::{run_tui, TuiOptions};
 use std::time::Duration;
 
 fn main() -> anyhow::Result<()> {
-    let log = dino_tui::logging::init_default_file_logging();
+    let log = dino_tui::cmd::logging::init_default_file_logging();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<Command>();
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded::<Event>();
     let trainer = std::thread::spawn(move || fake_trainer(cmd_rx, ev_tx));

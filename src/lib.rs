@@ -1,13 +1,10 @@
 //! dino-tui: DINO self-supervised training on libtorch, watched and steered from a terminal.
-pub mod attach;
-pub mod cli;
+pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod data;
 pub mod dist;
 pub mod eval;
-pub mod headless;
-pub mod interactive;
-pub mod logging;
 pub mod model;
 pub mod protocol;
 pub mod run;

@@ -1,8 +1,8 @@
 use anyhow::Result;
 use clap::Parser;
-use dino_tui::cli::{Cli, Command, DemoArgs, EvalCommand};
+use dino_tui::cmd::cli::{Cli, Command, DemoArgs, EvalCommand};
+use dino_tui::cmd::interactive::Outcome;
 use dino_tui::config::TrainConfig;
-use dino_tui::interactive::Outcome;
 use dino_tui::protocol::RunState;
 use std::io::IsTerminal;
 
@@ -29,9 +29,9 @@ fn exit_code(state: RunState) -> i32 {
 fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Result<i32> {
     let headless = force_headless || config.headless || !std::io::stdout().is_terminal();
     if headless {
-        return Ok(exit_code(dino_tui::headless::run(config)?));
+        return Ok(exit_code(dino_tui::cmd::headless::run(config)?));
     }
-    match dino_tui::interactive::run(config, theme)? {
+    match dino_tui::cmd::interactive::run(config, theme)? {
         Outcome::Ended(state) => {
             match state {
                 RunState::Finished => dino_tui::say!("dino: training finished"),
@@ -51,7 +51,7 @@ fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Re
 const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn detach(config: TrainConfig) -> Result<i32> {
-    let d = dino_tui::run::detach::start(config, DETACH_WAIT)?;
+    let d = dino_tui::cmd::detach::start(config, DETACH_WAIT)?;
     let how = if d.serving { "training" } else { "still starting (slow to build its model?)" };
     dino_tui::say!("dino: {how} in the background, pid {}", d.pid);
     dino_tui::say!("run directory: {}", d.run_dir.display());
@@ -90,7 +90,7 @@ fn run(cli: Cli) -> Result<i32> {
                     return Err(dino_tui::dist::DistError::NotBuilt.into());
                 }
                 let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-                return dino_tui::dist::launch::run_local(n, &args);
+                return dino_tui::cmd::launch::run_local(n, &args);
             }
             if args.print_config {
                 dino_tui::say!("{}", config.to_toml().trim_end());
@@ -114,8 +114,8 @@ fn run(cli: Cli) -> Result<i32> {
             dino_tui::say!("{summary}");
             Ok(0)
         }
-        Command::Attach { run_dir } => dino_tui::attach::run(run_dir),
-        Command::Ctl { run_dir, command } => Ok(dino_tui::run::ctl::run(&run_dir, &command)),
+        Command::Attach { run_dir } => dino_tui::cmd::attach::run(run_dir),
+        Command::Ctl { run_dir, command } => Ok(dino_tui::cmd::ctl::run(&run_dir, &command)),
         Command::Runs { dir } => {
             let dir = dir.unwrap_or_else(|| "runs".into());
             let index = dino_tui::run::index::default_index_path();
@@ -127,9 +127,9 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Eval(EvalCommand::Knn(a)) => dino_tui::eval::commands::knn(&a),
-        Command::Eval(EvalCommand::Linear(a)) => dino_tui::eval::commands::linear(&a),
-        Command::Eval(EvalCommand::LabelEfficiency(a)) => dino_tui::eval::commands::label_efficiency(&a),
-        Command::Outliers(a) => dino_tui::eval::commands::outliers(&a),
+        Command::Eval(EvalCommand::Knn(a)) => dino_tui::cmd::eval::knn(&a),
+        Command::Eval(EvalCommand::Linear(a)) => dino_tui::cmd::eval::linear(&a),
+        Command::Eval(EvalCommand::LabelEfficiency(a)) => dino_tui::cmd::eval::label_efficiency(&a),
+        Command::Outliers(a) => dino_tui::cmd::eval::outliers(&a),
     }
 }

@@ -3,7 +3,8 @@
 
 mod common;
 
-use dino_tui::train::checkpoint::{self, CheckpointMeta, LATEST, PREVIOUS};
+use dino_tui::run::checkpoint::{self as files, CheckpointMeta, LATEST, PREVIOUS};
+use dino_tui::train::checkpoint;
 use dino_tui::train::step::DinoState;
 use std::path::Path;
 use tch::Device;
@@ -39,7 +40,7 @@ fn crash_while_writing_leaves_the_previous_checkpoint_usable() {
     checkpoint::save(d.path(), &s, &meta(5), None).unwrap();
     // A crash during the next save: a partial temporary tensor file, no new sidecar.
     std::fs::write(d.path().join("state-it00000010.safetensors.tmp"), b"partial").unwrap();
-    let (ckpt, problems) = checkpoint::load_latest(d.path());
+    let (ckpt, problems) = files::load_latest(d.path());
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(ckpt.unwrap().meta.iter, 5);
 }
@@ -51,17 +52,17 @@ fn truncated_latest_falls_back_to_previous_and_names_the_file() {
     checkpoint::save(d.path(), &s, &meta(5), None).unwrap();
     checkpoint::save(d.path(), &s, &meta(10), Some(2)).unwrap();
     assert!(d.path().join(PREVIOUS).exists());
-    let latest = checkpoint::read_meta(&d.path().join(LATEST)).unwrap();
+    let latest = files::read_meta(&d.path().join(LATEST)).unwrap();
     let tensors = d.path().join(&latest.tensors);
     let len = std::fs::metadata(&tensors).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&tensors).unwrap();
     f.set_len(len / 2).unwrap();
-    let (ckpt, problems) = checkpoint::load_latest(d.path());
+    let (ckpt, problems) = files::load_latest(d.path());
     assert_eq!(ckpt.expect("previous checkpoint").meta.iter, 5);
     assert_eq!(problems.len(), 1);
     assert!(problems[0].contains(&latest.tensors) && problems[0].contains("truncated"), "{problems:?}");
     // The numbered copy is a separate name for the same bytes: it is damaged too, and says so.
-    assert!(checkpoint::load_one(&d.path().join("checkpoint0002.json")).is_err());
+    assert!(files::load_one(&d.path().join("checkpoint0002.json")).is_err());
 }
 
 #[test]
@@ -71,7 +72,7 @@ fn corrupt_sidecar_is_reported_and_skipped() {
     checkpoint::save(d.path(), &s, &meta(5), None).unwrap();
     checkpoint::save(d.path(), &s, &meta(10), None).unwrap();
     std::fs::write(d.path().join(LATEST), b"{ not json").unwrap();
-    let (ckpt, problems) = checkpoint::load_latest(d.path());
+    let (ckpt, problems) = files::load_latest(d.path());
     assert_eq!(ckpt.unwrap().meta.iter, 5);
     assert!(problems[0].contains(LATEST) && problems[0].contains("corrupt"), "{problems:?}");
 }
@@ -91,7 +92,7 @@ fn restore_round_trips_every_tensor_and_old_files_are_pruned() {
         .collect();
     files.sort();
     assert_eq!(files, vec!["state-it00000010.safetensors", "state-it00000015.safetensors"]);
-    let (ckpt, _) = checkpoint::load_latest(d.path());
+    let (ckpt, _) = files::load_latest(d.path());
     let ckpt = ckpt.unwrap();
     let mut other = state();
     checkpoint::restore(&mut other, &ckpt).unwrap();

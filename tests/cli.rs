@@ -135,7 +135,7 @@ fn resumes_after_kill_9_mid_epoch() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
-    let meta = dino_tui::train::checkpoint::read_meta(&ckpt).unwrap();
+    let meta = dino_tui::run::checkpoint::read_meta(&ckpt).unwrap();
     assert!(meta.iter >= 10, "checkpoint at {}", meta.iter);
 
     let o = dino().args(args).output().unwrap();

@@ -127,7 +127,7 @@ fn two_processes_train_like_one_with_the_double_batch() {
             String::from_utf8_lossy(&status.stderr)
         );
         let dir = out.join("checkpoints");
-        let meta = dino_tui::train::checkpoint::read_meta(&dir.join(dino_tui::train::checkpoint::LATEST)).unwrap();
+        let meta = dino_tui::run::checkpoint::read_meta(&dir.join(dino_tui::run::checkpoint::LATEST)).unwrap();
         dir.join(meta.tensors)
     };
     let one = tensors(&run("single", 8, 1));

@@ -59,7 +59,7 @@ fn live_knn_results_appear_in_the_run_directory() {
     c.epochs = 1;
     c.eval_knn_every = 1;
     let mut asked = false;
-    let events = drive(spawn(c, OnNonFinite::Stop).unwrap(), |e, cmd| {
+    let events = drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |e, cmd| {
         // Also ask from the "TUI" once, mid-epoch.
         if let (Event::Metrics(m), false) = (e, asked) {
             if m.iter == 1 {
@@ -106,7 +106,7 @@ fn linear_and_checkpoint_evaluations_run_from_a_live_run_one_after_the_other() {
     let mut c = common::tiny_config(&data, &out);
     c.epochs = 2;
     let mut saved = None;
-    let events = drive(spawn(c, OnNonFinite::Stop).unwrap(), |e, cmd| {
+    let events = drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |e, cmd| {
         if let (Event::CheckpointSaved(info), None) = (e, &saved) {
             saved = Some(info.clone());
             // Both at once, as a person pressing `l` then Enter on the Checkpoints tab would.
@@ -148,7 +148,7 @@ fn cached_features_are_reused_and_invalidated_when_the_checkpoint_changes() {
     let out = d.path().join("run");
     let mut c = common::tiny_config(&data, &out);
     c.epochs = 1;
-    drive(spawn(c.clone(), OnNonFinite::Stop).unwrap(), |_, _| {});
+    drive(spawn(c.clone(), OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
 
     let layout = dino_tui::data::DataLayout::discover(&data).unwrap();
     let val = layout.val().unwrap();
@@ -167,7 +167,7 @@ fn cached_features_are_reused_and_invalidated_when_the_checkpoint_changes() {
 
     // One more epoch rewrites the latest checkpoint: the cache must not answer for it.
     c.epochs = 2;
-    drive(spawn(c, OnNonFinite::Stop).unwrap(), |_, _| {});
+    drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
     let src2 = source::load(&spec(&out)).unwrap();
     assert_ne!(src.identity, src2.identity);
     let third = extract_split(&src2.backbone, val, &o, Some((&cache, &src2.identity)), &mut |_, _| {}).unwrap();

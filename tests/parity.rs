@@ -3,8 +3,8 @@
 
 use dino_tui::config::{OptimizerKind, TrainConfig};
 use dino_tui::model::{weights, DinoHead, HeadSpec, VisionTransformer, VitSpec};
-use dino_tui::train::loss::DinoLoss;
 use dino_tui::protocol::schedule::{cosine_schedule, teacher_temp_schedule};
+use dino_tui::train::loss::DinoLoss;
 use dino_tui::train::step::{DinoState, StepParams};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -91,7 +91,7 @@ fn tui_shows_loss_pauses_checkpoints_and_quits() {
     tmux.keys("c");
     tmux.wait_for("one more checkpoint listed", Duration::from_secs(10), |s| count(s) == before + 1);
     let ckpt = run.join("checkpoints/checkpoint-latest.json");
-    assert_eq!(dino_tui::train::checkpoint::read_meta(&ckpt).unwrap().iter, paused_at);
+    assert_eq!(dino_tui::run::checkpoint::read_meta(&ckpt).unwrap().iter, paused_at);
 
     // p resumes; q then s stops with a checkpoint and restores the terminal.
     tmux.keys("p");
@@ -103,6 +103,6 @@ fn tui_shows_loss_pauses_checkpoints_and_quits() {
     assert!(screen.contains("DINO-EXIT=0"), "{screen}");
     assert!(screen.contains("training stopped after a checkpoint"), "{screen}");
     assert!(!screen.contains("Dashboard"), "terminal not restored:\n{screen}");
-    let meta = dino_tui::train::checkpoint::read_meta(&ckpt).unwrap();
+    let meta = dino_tui::run::checkpoint::read_meta(&ckpt).unwrap();
     assert!(meta.iter > paused_at, "the stop checkpoint is older than the pause");
 }

@@ -3,9 +3,9 @@
 
 mod common;
 
-use dino_tui::protocol::{AlarmKind, Command, Event, RunState};
-use dino_tui::train::checkpoint;
 use dino_tui::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
+use dino_tui::protocol::{AlarmKind, Command, Event, RunState};
+use dino_tui::run::checkpoint;
 use dino_tui::train::trainer::{spawn, OnNonFinite, TrainerHandle};
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ fn short_run_leaves_a_complete_run_directory() {
     common::demo_data(&d.path().join("data"), 8);
     let out = d.path().join("run");
     let c = common::tiny_config(&d.path().join("data"), &out);
-    let (events, state) = drive(spawn(c, OnNonFinite::Stop).unwrap(), |_, _| {});
+    let (events, state) = drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
     assert_eq!(state, RunState::Finished);
     let l = losses(&events);
     assert_eq!(l.len(), 15, "3 epochs x 5 iterations");
@@ -86,12 +86,12 @@ fn resume_mid_epoch_reproduces_the_uninterrupted_run() {
         c
     };
 
-    let (full, _) = drive(spawn(config("full"), OnNonFinite::Stop).unwrap(), |_, _| {});
+    let (full, _) = drive(spawn(config("full"), OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
 
     // The same run, asked to checkpoint and stop early in epoch 2 (the trainer takes the command
     // between iterations, a few iterations later at most), then started again.
     let part_dir = d.path().join("part");
-    let (first, state) = drive(spawn(config("part"), OnNonFinite::Stop).unwrap(), |e, cmd| {
+    let (first, state) = drive(spawn(config("part"), OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |e, cmd| {
         if let Event::Metrics(m) = e {
             if m.iter == 11 {
                 cmd.send(Command::Stop { checkpoint: true }).unwrap();
@@ -105,7 +105,7 @@ fn resume_mid_epoch_reproduces_the_uninterrupted_run() {
     assert_eq!((meta.epoch, meta.loader_batch), (1, meta.iter - 10));
     assert!(meta.loader_batch > 0, "the stop must land mid-epoch for this test to mean anything");
 
-    let (second, state) = drive(spawn(config("part"), OnNonFinite::Stop).unwrap(), |_, _| {});
+    let (second, state) = drive(spawn(config("part"), OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
     assert_eq!(state, RunState::Finished);
     let started = second.iter().find_map(|e| if let Event::Started(i) = e { Some(i.start_iter) } else { None });
     assert_eq!(started, Some(meta.iter));
@@ -133,16 +133,17 @@ fn non_finite_loss_stops_headless_and_keeps_the_last_good_checkpoint() {
     common::demo_data(&data, 8);
     let out = d.path().join("run");
     let mut sent = false;
-    let (events, state) = drive(spawn(common::tiny_config(&data, &out), OnNonFinite::Stop).unwrap(), |e, cmd| {
-        // After the first epoch's checkpoint, push the learning rate far past stability.
-        if let Event::CheckpointSaved(c) = e {
-            if !sent && c.iter == 5 {
-                sent = true;
-                let edit = ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 0, kind: EditKind::Constant(1e30) };
-                cmd.send(Command::EditSchedule(edit)).unwrap();
+    let (events, state) =
+        drive(spawn(common::tiny_config(&data, &out), OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |e, cmd| {
+            // After the first epoch's checkpoint, push the learning rate far past stability.
+            if let Event::CheckpointSaved(c) = e {
+                if !sent && c.iter == 5 {
+                    sent = true;
+                    let edit = ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 0, kind: EditKind::Constant(1e30) };
+                    cmd.send(Command::EditSchedule(edit)).unwrap();
+                }
             }
-        }
-    });
+        });
     assert_eq!(state, RunState::Failed);
     assert!(events.iter().any(|e| matches!(e, Event::Alarm { kind: AlarmKind::NonFiniteLoss, .. })));
     assert!(events.iter().any(|e| matches!(e, Event::ScheduleEdited { .. })));
@@ -177,7 +178,7 @@ fn exclude_removes_exactly_the_listed_images_from_training() {
     let mut c = common::tiny_config(&data, &out);
     c.epochs = 1;
     c.exclude = Some(file.clone());
-    let (events, state) = drive(spawn(c.clone(), OnNonFinite::Stop).unwrap(), |_, _| {});
+    let (events, state) = drive(spawn(c.clone(), OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
     assert_eq!(state, RunState::Finished);
     let info = events.iter().find_map(|e| if let Event::Started(i) = e { Some(i.clone()) } else { None }).unwrap();
     assert_eq!(info.num_images, 32);
@@ -187,6 +188,6 @@ fn exclude_removes_exactly_the_listed_images_from_training() {
     // A list that cannot be read is named in the error.
     c.exclude = Some(d.path().join("missing.txt"));
     c.output_dir = Some(d.path().join("run2"));
-    let err = spawn(c, OnNonFinite::Stop).err().unwrap();
+    let err = spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).err().unwrap();
     assert!(format!("{err:#}").contains("missing.txt"), "{err:#}");
 }

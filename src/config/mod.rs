@@ -2,6 +2,7 @@
 //! loadable from TOML presets, overridable from the command line with the reference's flag names,
 //! and validated with messages that name the setting and its allowed range.
 
+pub mod schedules;
 pub mod user;
 pub mod validate;
 

@@ -10,8 +10,6 @@
 use std::time::Duration;
 use tch::Tensor;
 
-pub mod launch;
-
 /// Whether this build has the c10d shim (it needs Gloo's headers at build time).
 pub const AVAILABLE: bool = cfg!(dino_dist);
 

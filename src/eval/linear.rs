@@ -6,18 +6,16 @@
 //! Two protocols: the reference's (RandomResizedCrop + flip on train, features recomputed every
 //! epoch through the frozen backbone) and a fast one on fixed centre-crop features extracted once.
 
-use super::args::LinearArgs;
-use super::commands::{Prepared, ProgressBar};
 use super::features::{forward_features, FeatureKind, LabeledFeatures};
 use super::EvalError;
 use crate::data::{load_rgb, supervised_train_transform, Split};
 use crate::model::Backbone;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 const MOMENTUM: f64 = 0.9;
@@ -87,7 +85,7 @@ impl LinearHead {
         vec![("weight", c(&self.weight)), ("bias", c(&self.bias)), ("momentum.weight", c(&self.buf_w)), ("momentum.bias", c(&self.buf_b))]
     }
 
-    fn load(&mut self, path: &Path) -> Result<(), EvalError> {
+    pub fn load(&mut self, path: &Path) -> Result<(), EvalError> {
         let map: std::collections::BTreeMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
         let get = |k: &str| map.get(k).ok_or_else(|| EvalError::Source(format!("{}: no tensor {k}", path.display())));
         tch::no_grad(|| -> Result<(), EvalError> {
@@ -220,9 +218,9 @@ pub struct ProbeState {
     pub num_labels: i64,
 }
 
-const STATE_JSON: &str = "checkpoint.json";
-const STATE_TENSORS: &str = "checkpoint.safetensors";
-const LOG: &str = "log.txt";
+pub const STATE_JSON: &str = "checkpoint.json";
+pub const STATE_TENSORS: &str = "checkpoint.safetensors";
+pub const LOG: &str = "log.txt";
 
 /// Trains (or continues training) the head; `on_epoch` sees every log line.
 pub fn train(
@@ -255,7 +253,7 @@ pub fn train(
     Ok(best_acc)
 }
 
-fn save_state(dir: &Path, head: &LinearHead, state: &ProbeState) -> Result<(), EvalError> {
+pub fn save_state(dir: &Path, head: &LinearHead, state: &ProbeState) -> Result<(), EvalError> {
     std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
     let tmp = crate::run::dir::tmp_path(&dir.join(STATE_TENSORS));
     Tensor::write_safetensors(&head.tensors(), &tmp)?;
@@ -264,140 +262,9 @@ fn save_state(dir: &Path, head: &LinearHead, state: &ProbeState) -> Result<(), E
     crate::run::dir::write_atomic(&dir.join(STATE_JSON), &json).map_err(|e| EvalError::io(dir, format!("{e:#}")))
 }
 
-fn load_state(dir: &Path) -> Option<ProbeState> {
+pub fn load_state(dir: &Path) -> Option<ProbeState> {
     let text = std::fs::read_to_string(dir.join(STATE_JSON)).ok()?;
     serde_json::from_str(&text).ok()
-}
-
-pub fn run_command(args: &LinearArgs) -> Result<i32> {
-    let m = &args.model;
-    if args.epochs < 1 || args.n_last_blocks < 1 || args.val_freq < 1 || args.lr.is_nan() || args.lr <= 0.0 {
-        anyhow::bail!("--epochs, --n_last_blocks and --val_freq must be at least 1 and --lr > 0");
-    }
-    let p = Prepared::new(m)?;
-    let kind = FeatureKind::LastBlocks { n: args.n_last_blocks as usize, avgpool: args.avgpool_patchtokens };
-    let protocol = if args.cached_features {
-        "cached centre-crop features (fast protocol, no augmentation)"
-    } else {
-        "reference protocol (RandomResizedCrop + flip, features recomputed every epoch)"
-    };
-    let val = p.features(m, "val", kind)?;
-    let train_split = p.split("train")?;
-    let num_labels = args.num_labels.unwrap_or(train_split.classes.len() as i64);
-    if num_labels < 1 {
-        anyhow::bail!("--num_labels must be at least 1");
-    }
-    let dim = val.features.size().get(1).copied().unwrap_or(0);
-    let out = args.output_dir.clone().unwrap_or_else(|| match &p.source.run_dir {
-        Some(r) => r.join("evals").join("linear"),
-        None => PathBuf::from("linear-eval"),
-    });
-    let scaled_lr = args.lr * m.batch_size_per_gpu as f64 / 256.0;
-    let cfg = ProbeConfig {
-        epochs: args.epochs as usize,
-        lr: scaled_lr,
-        batch_size: m.batch_size_per_gpu.max(1) as usize,
-        val_freq: args.val_freq as usize,
-        seed: m.seed,
-    };
-    tch::manual_seed(m.seed as i64);
-    let mut head = LinearHead::new(dim, num_labels, p.device);
-    let fresh = ProbeState { epoch: 0, best_acc: 0.0, protocol: protocol.into(), dim, num_labels };
-    let mut state = match load_state(&out) {
-        Some(s) if s.dim == dim && s.num_labels == num_labels && s.protocol == fresh.protocol => {
-            head.load(&out.join(STATE_TENSORS))?;
-            s
-        }
-        _ => fresh,
-    };
-    if args.evaluate {
-        if state.epoch == 0 {
-            anyhow::bail!("--evaluate: no trained classifier for this protocol in {}", out.display());
-        }
-        let e = head.evaluate(&val.features, &val.labels);
-        print_result(args.json, protocol, &e, state.best_acc, &state);
-        return Ok(0);
-    }
-    eprintln!("linear probe: {protocol}; {dim}-d features, {num_labels} classes, lr {scaled_lr:.2e}; output in {}", out.display());
-    if state.epoch > 0 {
-        eprintln!("resuming from epoch {} (best top-1 so far {:.2}%)", state.epoch, state.best_acc);
-    }
-    let cached;
-    let mut batches: Box<dyn TrainBatches> = if args.cached_features {
-        cached = p.features(m, "train", kind)?;
-        Box::new(CachedBatches { features: &cached, batch_size: cfg.batch_size, seed: m.seed, device: p.device })
-    } else {
-        Box::new(AugmentedBatches {
-            backbone: &p.source.backbone,
-            split: train_split,
-            size: p.source.config.global_crop_size.max(1) as usize,
-            kind,
-            batch_size: cfg.batch_size,
-            seed: m.seed,
-            device: p.device,
-        })
-    };
-    let mut log_file = std::fs::OpenOptions::new().create(true).append(true).open(out_file(&out, LOG)?)?;
-    let mut bar = ProgressBar::new("linear epochs");
-    let mut last = None;
-    let start = state.epoch;
-    let best = train(&mut head, batches.as_mut(), &val, &cfg, start, state.best_acc, &mut |log, head, best| {
-        use std::io::Write;
-        let line = serde_json::to_string(log).map_err(|e| EvalError::io(&out, e))?;
-        writeln!(log_file, "{line}").map_err(|e| EvalError::io(&out, e))?;
-        if !args.json {
-            if let Some(a) = log.test_acc1 {
-                println!(
-                    "epoch {}: train_loss {:.4} lr {:.2e} test_loss {:.4} top-1 {a:.2}%  max accuracy so far {best:.2}%",
-                    log.epoch,
-                    log.train_loss,
-                    log.train_lr,
-                    log.test_loss.unwrap_or(0.0)
-                );
-            }
-        }
-        bar.update(log.epoch + 1, cfg.epochs);
-        state.epoch = log.epoch + 1;
-        state.best_acc = best;
-        save_state(&out, head, &state)?;
-        last = Some(log.clone());
-        Ok(())
-    })?;
-    let e = head.evaluate(&val.features, &val.labels);
-    print_result(args.json, protocol, &e, best, &state);
-    let json = result_json(protocol, &e, best, &state, last.as_ref());
-    if let Some(path) = p.record("linear", &json)? {
-        eprintln!("result written to {}", path.display());
-    }
-    Ok(0)
-}
-
-fn out_file(dir: &Path, name: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir.join(name))
-}
-
-fn result_json(protocol: &str, e: &Evaluation, best: f64, s: &ProbeState, last: Option<&EpochLog>) -> serde_json::Value {
-    serde_json::json!({
-        "protocol": protocol,
-        "epochs": s.epoch,
-        "num_labels": s.num_labels,
-        "test_loss": e.loss,
-        "test_acc1": e.acc1,
-        "test_acc5": e.acc5,
-        "best_acc1": best,
-        "last_epoch": last,
-    })
-}
-
-fn print_result(json: bool, protocol: &str, e: &Evaluation, best: f64, s: &ProbeState) {
-    if json {
-        println!("{}", result_json(protocol, e, best, s, None));
-        return;
-    }
-    println!("linear probe ({protocol}), {} epochs", s.epoch);
-    let top5 = e.acc5.map(|v| format!(", top-5 {v:.2}%")).unwrap_or_default();
-    println!("test: loss {:.4}, top-1 {:.2}%{top5}; best top-1 {best:.2}%", e.loss, e.acc1);
 }
 
 #[cfg(test)]

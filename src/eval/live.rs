@@ -16,8 +16,7 @@ use tch::Device;
 pub const DEFAULT_KS: [usize; 4] = [10, 20, 100, 200];
 pub const DEFAULT_TEMPERATURE: f64 = 0.07;
 pub const DEFAULT_BATCH: usize = 128;
-/// The k whose top-1 stands for a k-NN evaluation in summaries and charts.
-pub const HEADLINE_K: usize = 20;
+pub use crate::protocol::HEADLINE_K;
 /// Epochs of the quick linear probe (at least `PROBE_MIN_STEPS` SGD steps whatever the set size).
 pub const LINEAR_EPOCHS: usize = 100;
 /// CLS tokens of this many last blocks make the probe's input, as `dino eval linear` does.
@@ -147,29 +146,3 @@ pub fn outliers_of_backbone(
 pub const OUTLIER_K: usize = 10;
 pub const OUTLIER_TOP: usize = 50;
 pub const DUPLICATE_THRESHOLD: f32 = 0.995;
-
-/// The one accuracy (top-1, %) that stands for an evaluation's JSON record in charts and tables:
-/// k-NN at `HEADLINE_K` (else its first k), a probe's `test_acc1`.
-pub fn headline_top1(json: &serde_json::Value) -> Option<f64> {
-    if let Some(results) = json["results"].as_array() {
-        let pick = results.iter().find(|r| r["k"].as_u64() == Some(HEADLINE_K as u64)).or(results.first())?;
-        return pick["top1"].as_f64();
-    }
-    json["test_acc1"].as_f64()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headline_is_k20_then_first_k_then_probe_accuracy() {
-        let knn = serde_json::json!({"results": [{"k": 10, "top1": 40.0}, {"k": 20, "top1": 45.5}]});
-        assert_eq!(headline_top1(&knn), Some(45.5));
-        let knn = serde_json::json!({"results": [{"k": 10, "top1": 40.0}]});
-        assert_eq!(headline_top1(&knn), Some(40.0));
-        assert_eq!(headline_top1(&serde_json::json!({"test_acc1": 61.25})), Some(61.25));
-        assert_eq!(headline_top1(&serde_json::json!({"results": []})), None);
-        assert_eq!(headline_top1(&serde_json::json!({})), None);
-    }
-}

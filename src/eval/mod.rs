@@ -4,8 +4,6 @@
 //! Every entry point takes a backbone already built (from a checkpoint, a weights file or random
 //! initialisation, see `source`), so the CLI, the trainer thread and the tests share one code path.
 
-pub mod args;
-pub mod commands;
 mod error;
 pub mod features;
 pub mod knn;
@@ -20,6 +18,7 @@ pub mod sampling;
 pub mod source;
 pub mod supervised;
 pub mod umap;
+pub mod worker;
 
 pub use error::EvalError;
 pub use features::{EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};

@@ -8,8 +8,8 @@
 use super::EvalError;
 use crate::config::{ResNetStem, TrainConfig};
 use crate::model::{weights, Backbone};
+use crate::run::checkpoint::{self, LoadedCheckpoint};
 use crate::run::dir::{CHECKPOINT_DIR, CONFIG_FILE};
-use crate::train::checkpoint::{self, LoadedCheckpoint};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Tensor};

@@ -14,7 +14,8 @@ pub use resnet::{ResNet, ResNetDepth};
 pub use vit::{VisionTransformer, VitSpec};
 
 use crate::config::TrainConfig;
-use tch::{nn, Tensor};
+use std::path::PathBuf;
+use tch::{nn, nn::VarStore, Tensor};
 
 #[derive(Debug)]
 pub enum Backbone {
@@ -48,6 +49,14 @@ impl Backbone {
             Self::ResNet(r) => r.forward_t(x, train),
         }
     }
+}
+
+/// The weights an evaluation runs on (the trainer hands them to its evaluator).
+pub enum EvalWeights {
+    /// A copy of the live teacher's backbone, taken between two iterations.
+    Snapshot { vs: VarStore, backbone: Box<Backbone>, epoch: usize, iter: usize },
+    /// A checkpoint of the run (its teacher), loaded by the worker.
+    Checkpoint(PathBuf),
 }
 
 /// Backbone plus head: the reference's `MultiCropWrapper`.

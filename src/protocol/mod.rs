@@ -199,9 +199,42 @@ pub enum Event {
     },
 }
 
+/// A finished evaluation: the full record (written to `evals/`) and a line for people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalOutcome {
+    pub kind: EvalKind,
+    pub json: serde_json::Value,
+    pub summary: String,
+    pub seconds: f64,
+}
+
+/// The k whose top-1 stands for a k-NN evaluation in summaries and charts.
+pub const HEADLINE_K: usize = 20;
+
+/// The one accuracy (top-1, %) that stands for an evaluation's JSON record in charts and tables:
+/// k-NN at `HEADLINE_K` (else its first k), a probe's `test_acc1`.
+pub fn headline_top1(json: &serde_json::Value) -> Option<f64> {
+    if let Some(results) = json["results"].as_array() {
+        let pick = results.iter().find(|r| r["k"].as_u64() == Some(HEADLINE_K as u64)).or(results.first())?;
+        return pick["top1"].as_f64();
+    }
+    json["test_acc1"].as_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headline_is_k20_then_first_k_then_probe_accuracy() {
+        let knn = serde_json::json!({"results": [{"k": 10, "top1": 40.0}, {"k": 20, "top1": 45.5}]});
+        assert_eq!(headline_top1(&knn), Some(45.5));
+        let knn = serde_json::json!({"results": [{"k": 10, "top1": 40.0}]});
+        assert_eq!(headline_top1(&knn), Some(40.0));
+        assert_eq!(headline_top1(&serde_json::json!({"test_acc1": 61.25})), Some(61.25));
+        assert_eq!(headline_top1(&serde_json::json!({"results": []})), None);
+        assert_eq!(headline_top1(&serde_json::json!({})), None);
+    }
     use schedule::EditKind;
 
     #[test]

@@ -3,8 +3,8 @@
 //! (start, pause, resume, checkpoints, skipped files, alarms, stop) and `checkpoints/`.
 //! Everything a TUI shows can be rebuilt from these files.
 
-use crate::protocol::{EpochSummary, IterMetrics};
 use crate::config::TrainConfig;
+use crate::protocol::{EpochSummary, IterMetrics};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -16,6 +16,7 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const LOG_FILE: &str = "log.txt";
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const CHECKPOINT_DIR: &str = "checkpoints";
+pub const SOCKET_FILE: &str = "control.sock";
 
 /// Longest time a metrics line waits in the buffer: an attached TUI follows `metrics.jsonl`, so
 /// this is how far behind it can be.
@@ -31,6 +32,16 @@ pub struct RunDir {
 
 fn append(path: &Path) -> Result<File> {
     OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The run's control socket (mode 0600; see `control::server`).
+pub fn socket_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(SOCKET_FILE)
+}
+
+/// Whether a trainer answers on the run's socket: a connection is accepted.
+pub fn socket_answers(run_dir: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket_path(run_dir)).is_ok()
 }
 
 pub fn now() -> f64 {

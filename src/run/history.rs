@@ -2,8 +2,8 @@
 //! `Metrics`, `events.jsonl` lines the state changes, checkpoints, schedule edits and alarms they
 //! record. With this an attached TUI shows a run's whole history, and a finished run read-only.
 
-use crate::protocol::{AlarmKind, CheckpointInfo, EvalKind, Event, IterMetrics, RunInfo, RunState};
 use crate::protocol::schedule::{Schedule, ScheduleEdit, ScheduleName};
+use crate::protocol::{AlarmKind, CheckpointInfo, EvalKind, Event, IterMetrics, RunInfo, RunState};
 use serde_json::Value;
 use std::path::Path;
 
@@ -74,7 +74,7 @@ fn eval_result(v: Value) -> Option<Event> {
     let summary = match kind {
         EvalKind::Outliers => format!("outliers of {} images of {}{at} (recorded)", v["num_images"], v["split"].as_str().unwrap_or("?")),
         _ => {
-            let top1 = crate::eval::live::headline_top1(&v)?;
+            let top1 = crate::protocol::headline_top1(&v)?;
             format!("{} top-1 {top1:.2}%{at} (recorded)", kind.label())
         }
     };
@@ -84,14 +84,14 @@ fn eval_result(v: Value) -> Option<Event> {
 /// The schedules a resumed run would use: the latest checkpoint's (edits included), else the
 /// config's curves with the edits `events.jsonl` records.
 pub fn schedules(run_dir: &Path) -> Option<Event> {
-    let ckpt = run_dir.join(super::dir::CHECKPOINT_DIR).join(crate::train::checkpoint::LATEST);
-    if let Ok(meta) = crate::train::checkpoint::read_meta(&ckpt) {
+    let ckpt = run_dir.join(super::dir::CHECKPOINT_DIR).join(crate::run::checkpoint::LATEST);
+    if let Ok(meta) = crate::run::checkpoint::read_meta(&ckpt) {
         return Some(Event::Schedules { schedules: meta.schedules });
     }
     let config = crate::config::TrainConfig::from_toml_file(&run_dir.join(super::dir::CONFIG_FILE)).ok()?;
     let state = super::runs::file_state(run_dir);
     let niter = state.info?.niter_per_ep;
-    let mut all = crate::train::trainer::build_schedules(&config, niter, 1);
+    let mut all = crate::config::schedules::build(&config, niter, 1);
     let events = std::fs::read_to_string(run_dir.join(super::dir::EVENTS_FILE)).unwrap_or_default();
     for e in events.lines().flat_map(|l| events_line(l, false)) {
         match e {

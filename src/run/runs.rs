@@ -84,7 +84,7 @@ pub fn file_state(run_dir: &Path) -> FileState {
 /// The status, asking the socket whether a trainer is there.
 pub fn status(run_dir: &Path) -> Status {
     let f = file_state(run_dir);
-    if super::client::is_live(run_dir) {
+    if super::dir::socket_answers(run_dir) {
         return Status::Live { paused: f.paused };
     }
     match (f.info.is_some(), f.ended) {

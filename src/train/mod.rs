@@ -1,6 +1,6 @@
 //! Training: DINO loss, schedules, optimizers, the training step and loop, checkpoints.
 pub mod checkpoint;
-pub mod eval_worker;
+pub mod evaluator;
 pub mod loss;
 pub mod optim;
 pub mod step;

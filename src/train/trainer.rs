@@ -1,14 +1,16 @@
 //! The training loop on its own OS thread: takes `Command`s between iterations, emits `Event`s,
 //! writes the run directory and checkpoints, resumes where the last checkpoint left off.
 
-use super::checkpoint::{self, CheckpointMeta, LoadedCheckpoint};
-use super::eval_worker::{self, EvalWeights, EvalWorker};
-use crate::protocol::schedule::{CurveSpec, Schedule, ScheduleName};
+use super::checkpoint;
+use super::evaluator::{self, EvalContext, Evaluator, RunningEval};
 use super::step::{DinoState, StepError, StepParams};
 use crate::config::{validate::DeviceRequest, TrainConfig};
 use crate::data::{AugmentConfig, DataLayout, LoaderConfig, MultiCropLoader, Shard};
-use crate::run::dir::{now, RunDir};
+use crate::model::EvalWeights;
+use crate::protocol::schedule::{Schedule, ScheduleName};
 use crate::protocol::*;
+use crate::run::checkpoint::{self as checkpoint_files, CheckpointMeta, LoadedCheckpoint};
+use crate::run::dir::{now, RunDir};
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
@@ -47,10 +49,10 @@ pub fn resolve_device(c: &TrainConfig) -> Result<Device> {
 
 /// Starts training on a new thread. Data layout and run directory problems surface here,
 /// before the thread starts, so they reach the person as a plain error.
-pub fn spawn(config: TrainConfig, on_non_finite: OnNonFinite) -> Result<TrainerHandle> {
+pub fn spawn(config: TrainConfig, on_non_finite: OnNonFinite, evaluator: Box<dyn Evaluator>) -> Result<TrainerHandle> {
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
-    let mut trainer = Trainer::prepare(config, on_non_finite, cmd_rx, ev_tx)?;
+    let mut trainer = Trainer::prepare(config, on_non_finite, cmd_rx, ev_tx, evaluator)?;
     let thread = std::thread::Builder::new().name("trainer".into()).spawn(move || {
         let result = trainer.run();
         if let Err(e) = &result {
@@ -61,29 +63,6 @@ pub fn spawn(config: TrainConfig, on_non_finite: OnNonFinite) -> Result<TrainerH
         result
     })?;
     Ok(TrainerHandle { commands: cmd_tx, events: ev_rx, thread })
-}
-
-/// The run's schedules; the learning rate follows the global batch of `world_size` processes.
-pub fn build_schedules(c: &TrainConfig, niter: usize, world_size: usize) -> BTreeMap<ScheduleName, Schedule> {
-    let epochs = c.epochs as usize;
-    let cos = |base, final_value, warmup_epochs: usize| CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value: 0.0 };
-    BTreeMap::from([
-        (ScheduleName::Lr, Schedule::new(cos(c.scaled_lr(world_size.max(1) as i64), c.min_lr, c.warmup_epochs as usize), epochs, niter)),
-        (ScheduleName::Wd, Schedule::new(cos(c.weight_decay, c.weight_decay_end, 0), epochs, niter)),
-        (ScheduleName::Momentum, Schedule::new(cos(c.momentum_teacher, 1.0, 0), epochs, niter)),
-        (
-            ScheduleName::TeacherTemp,
-            Schedule::new(
-                CurveSpec::WarmupConstant {
-                    start: c.warmup_teacher_temp,
-                    value: c.teacher_temp,
-                    warmup_epochs: c.warmup_teacher_temp_epochs as usize,
-                },
-                epochs,
-                niter,
-            ),
-        ),
-    ])
 }
 
 /// How often a paused rank 0 tells the other ranks it is still there, and the word that says so.
@@ -123,13 +102,20 @@ struct Trainer {
     /// When a paused rank 0 last told the other ranks it is still there.
     last_heartbeat: Instant,
     /// The evaluation running on its own thread, if any (one at a time).
-    eval_worker: Option<EvalWorker>,
+    eval_worker: Option<Box<dyn RunningEval>>,
+    evaluator: Box<dyn Evaluator>,
     /// Evaluations asked for while one was running, started in order.
     eval_queue: std::collections::VecDeque<(EvalKind, Option<std::path::PathBuf>)>,
 }
 
 impl Trainer {
-    fn prepare(config: TrainConfig, on_non_finite: OnNonFinite, commands: Receiver<Command>, events: Sender<Event>) -> Result<Self> {
+    fn prepare(
+        config: TrainConfig,
+        on_non_finite: OnNonFinite,
+        commands: Receiver<Command>,
+        events: Sender<Event>,
+        evaluator: Box<dyn Evaluator>,
+    ) -> Result<Self> {
         let layout = DataLayout::discover(&config.data_path)?;
         tracing::info!("data: {}", layout.summary());
         let mut files = layout.pretext().files.clone();
@@ -182,13 +168,13 @@ impl Trainer {
             state.join_group(g.clone())?;
         }
         let main_run = config.run_dir();
-        let (ckpt, problems) = checkpoint::load_latest(&main_run.join(crate::run::dir::CHECKPOINT_DIR));
+        let (ckpt, problems) = checkpoint_files::load_latest(&main_run.join(crate::run::dir::CHECKPOINT_DIR));
         // Only rank 0 writes the run directory; the others keep their own logs beside it.
         let run_path = match &group {
             Some(g) if g.rank > 0 => main_run.join("ranks").join(format!("rank{}", g.rank)),
             _ => main_run.clone(),
         };
-        let mut schedules = build_schedules(&config, niter, shard.world);
+        let mut schedules = crate::config::schedules::build(&config, niter, shard.world);
         let (mut iter, mut last_loss) = (0, None);
         if let Some(ckpt) = &ckpt {
             resume_from(&mut state, ckpt, &mut schedules, niter)?;
@@ -229,6 +215,7 @@ impl Trainer {
             shard,
             last_heartbeat: Instant::now(),
             eval_worker: None,
+            evaluator,
             eval_queue: Default::default(),
         })
     }
@@ -417,7 +404,7 @@ impl Trainer {
             return Ok(());
         }
         if let Some(w) = &self.eval_worker {
-            let message = format!("{} evaluation queued after the running {} evaluation", kind.label(), w.kind.label());
+            let message = format!("{} evaluation queued after the running {} evaluation", kind.label(), w.kind().label());
             self.emit(Event::Warning { message });
             self.eval_queue.push_back((kind, checkpoint));
             return Ok(());
@@ -425,11 +412,17 @@ impl Trainer {
         let weights = match checkpoint {
             Some(path) => EvalWeights::Checkpoint(path),
             None => {
-                let (vs, backbone) = eval_worker::snapshot_teacher(&self.state.teacher_vs, &self.config, self.device)?;
+                let (vs, backbone) = evaluator::snapshot_teacher(&self.state.teacher_vs, &self.config, self.device)?;
                 EvalWeights::Snapshot { vs, backbone: Box::new(backbone), epoch: self.iter / self.niter, iter: self.iter }
             }
         };
-        let worker = EvalWorker::spawn(kind, weights, self.config.clone(), self.device, self.run_dir.path.clone(), self.events.clone())?;
+        let ctx = EvalContext {
+            config: self.config.clone(),
+            device: self.device,
+            run_dir: self.run_dir.path.clone(),
+            events: self.events.clone(),
+        };
+        let worker = self.evaluator.start(kind, weights, ctx)?;
         self.eval_worker = Some(worker);
         Ok(())
     }
@@ -480,7 +473,7 @@ impl Trainer {
         if let Some(end) = self.handle_commands()? {
             return Ok(Some(end));
         }
-        let (ckpt, problems) = checkpoint::load_latest(&self.run_dir.checkpoint_dir());
+        let (ckpt, problems) = checkpoint_files::load_latest(&self.run_dir.checkpoint_dir());
         let ckpt = ckpt.with_context(|| format!("no usable checkpoint to go back to ({})", problems.join("; ")))?;
         resume_from(&mut self.state, &ckpt, &mut self.schedules, self.niter)?;
         self.iter = ckpt.meta.iter;

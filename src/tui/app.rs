@@ -8,9 +8,9 @@ use super::log_view::{LogEntry, LogLevel};
 use super::store::MetricStore;
 use super::theme::Theme;
 use super::TuiExit;
+use crate::protocol::schedule::{Schedule, ScheduleName};
 use crate::protocol::{CheckpointInfo, Command, EvalKind, RunInfo, RunState};
 use crate::telemetry::Telemetry;
-use crate::protocol::schedule::{Schedule, ScheduleName};
 use crossbeam_channel::Sender;
 
 /// Log entries kept for the Log tab; older ones are dropped (the run directory keeps everything).

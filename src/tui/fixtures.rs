@@ -5,9 +5,9 @@ use super::app::App;
 use super::keymap::KeyMap;
 use super::theme::Theme;
 use super::trainer_events::apply_event;
+use crate::protocol::schedule::{CurveSpec, Schedule, ScheduleName};
 use crate::protocol::*;
 use crate::telemetry::{GpuSample, GpuStatus, HostSample, Telemetry};
-use crate::protocol::schedule::{CurveSpec, Schedule, ScheduleName};
 use crossbeam_channel::Receiver;
 
 pub const EPOCHS: usize = 10;

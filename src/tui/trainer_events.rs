@@ -99,7 +99,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
             if kind == EvalKind::Outliers {
                 load_outliers(app, &json);
             }
-            let top1 = crate::eval::live::headline_top1(&json);
+            let top1 = crate::protocol::headline_top1(&json);
             app.evals.push(EvalRecord { kind, summary, iter, epoch: number("epoch"), top1 });
         }
         Event::Error { message } => {

@@ -347,8 +347,8 @@ fn copy_selected_path(app: &mut App) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Event;
     use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
+    use crate::protocol::Event;
     use crate::tui::fixtures;
     use crate::tui::trainer_events::apply_event;
     use crossterm::event::KeyModifiers;

@@ -1,8 +1,8 @@
 //! Flags of `dino eval knn|linear|label-efficiency`, spelled as the reference's `eval_knn.py` and
 //! `eval_linear.py` spell them, so their README commands run with only the program name changed.
 
-use super::source::{CheckpointKey, SourceSpec};
-use crate::cli::bool_flag;
+use crate::cmd::cli::bool_flag;
+use crate::eval::source::{CheckpointKey, SourceSpec};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -159,19 +159,19 @@ pub struct OutlierArgs {
     #[arg(long, default_value = "train")]
     pub split: String,
     /// Rows to print (and ring on the map)
-    #[arg(long, default_value_t = super::live::OUTLIER_TOP)]
+    #[arg(long, default_value_t = crate::eval::live::OUTLIER_TOP)]
     pub top: usize,
     /// Score that orders the list: isolation or disagreement (default: disagreement on labeled splits, isolation on pretext)
-    #[arg(long, value_parser = super::outlier_report::ScoreKind::parse)]
-    pub score: Option<super::outlier_report::ScoreKind>,
+    #[arg(long, value_parser = crate::eval::outlier_report::ScoreKind::parse)]
+    pub score: Option<crate::eval::outlier_report::ScoreKind>,
     /// Nearest neighbours per image
-    #[arg(long, default_value_t = super::live::OUTLIER_K)]
+    #[arg(long, default_value_t = crate::eval::live::OUTLIER_K)]
     pub k: usize,
     /// Temperature of the neighbours' vote weights exp(similarity / T)
     #[arg(long, default_value_t = 0.07, allow_negative_numbers = true)]
     pub temperature: f64,
     /// Cosine similarity from which two images count as duplicates
-    #[arg(long, default_value_t = super::live::DUPLICATE_THRESHOLD, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = crate::eval::live::DUPLICATE_THRESHOLD, allow_negative_numbers = true)]
     pub duplicate_threshold: f32,
     /// Write every row here as CSV (default RUN_DIR/evals/outliers-LABEL.csv, else ./outliers.csv)
     #[arg(long)]

@@ -2,7 +2,6 @@
 
 use super::lines::MAX_LINE;
 use crate::protocol::{Command, Event};
-use super::server::SOCKET_FILE;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -29,14 +28,7 @@ pub struct Client {
     pending: Vec<u8>,
 }
 
-pub fn socket_path(run_dir: &Path) -> PathBuf {
-    run_dir.join(SOCKET_FILE)
-}
-
-/// Whether a trainer answers on the run's socket.
-pub fn is_live(run_dir: &Path) -> bool {
-    UnixStream::connect(socket_path(run_dir)).is_ok()
-}
+pub use crate::run::dir::socket_path;
 
 impl Client {
     pub fn connect(run_dir: &Path) -> Result<Self, ClientError> {

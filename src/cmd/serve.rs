@@ -2,12 +2,12 @@
 //! local consumer and to control-socket clients, `schedule-edits.toml` watched. Headless and
 //! in-process-TUI training both start here, so every trainer can be attached to and steered.
 
-use super::hub::Hub;
-use super::lock::RunLock;
-use crate::protocol::{Command, Event, RunState};
-use super::schedule_file::EditsWatch;
-use super::server::{self, ControlServer};
 use crate::config::TrainConfig;
+use crate::control::hub::Hub;
+use crate::control::schedule_file::EditsWatch;
+use crate::control::server::{self, ControlServer};
+use crate::protocol::{Command, Event, RunState};
+use crate::run::lock::RunLock;
 use crate::train::trainer::{self, OnNonFinite};
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
@@ -37,8 +37,8 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
     let secondary = crate::dist::DistEnv::from_env()?.is_some_and(|e| !e.is_main());
     // Before the trainer touches anything: a second trainer would truncate the first's metrics.
     let lock = if secondary { None } else { Some(RunLock::acquire(&run_dir)?) };
-    if let Some(index) = super::index::default_index_path().filter(|_| !secondary) {
-        super::index::record(&index, &run_dir);
+    if let Some(index) = crate::run::index::default_index_path().filter(|_| !secondary) {
+        crate::run::index::record(&index, &run_dir);
     }
     // The socket is bound before training starts, so a client can connect as soon as a
     // detached trainer is reported started.
@@ -53,7 +53,7 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
             None
         }
     };
-    let handle = match trainer::spawn(config, on_non_finite) {
+    let handle = match trainer::spawn(config, on_non_finite, super::evaluator::evaluator()) {
         Ok(h) => h,
         Err(e) => {
             if let Some((_, path)) = &listener {
@@ -72,7 +72,7 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
         None => None,
         Some(Ok(w)) => Some(w),
         Some(Err(e)) => {
-            tracing::warn!("cannot watch {}: {e}", super::schedule_file::EDITS_FILE);
+            tracing::warn!("cannot watch {}: {e}", crate::control::schedule_file::EDITS_FILE);
             None
         }
     };

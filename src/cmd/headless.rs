@@ -3,9 +3,9 @@
 //! run after a checkpoint; SIGHUP is ignored, so a dropped SSH session does not end training.
 //! The run is served on its control socket, so `dino attach` and `dino ctl` can reach it.
 
+use crate::cmd::serve;
 use crate::config::TrainConfig;
 use crate::protocol::{Command, Event, IterMetrics, RunInfo, RunState};
-use crate::run::serve;
 use crate::train::trainer::OnNonFinite;
 use anyhow::Result;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,10 +62,10 @@ pub fn progress_line(info: &RunInfo, m: &IterMetrics, eta_secs: f64) -> String {
 /// Runs training to its end; returns how it ended.
 pub fn run(config: TrainConfig) -> Result<RunState> {
     install_signal_handlers();
-    crate::logging::init_from_user_config();
+    crate::cmd::logging::init_from_user_config();
     let print_freq = config.print_freq.max(1) as usize;
     // Nobody watches the terminal: diagnostics (control clients coming and going) go to the log file.
-    let _ = crate::logging::init_default_file_logging();
+    let _ = crate::cmd::logging::init_default_file_logging();
     let handle = serve::spawn(config, OnNonFinite::Stop)?;
     if let Some(server) = handle.socket_path() {
         println!("dino: control socket {}; `dino attach {}` watches and steers this run", server.display(), handle.run_dir.display());

@@ -22,7 +22,7 @@ pub fn spawn_detached(run_dir: &Path) -> Result<(std::process::Child, PathBuf)> 
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("train")
         .arg("--config")
-        .arg(run_dir.join(super::dir::CONFIG_FILE))
+        .arg(run_dir.join(crate::run::dir::CONFIG_FILE))
         .arg("--output_dir")
         .arg(run_dir)
         .arg("--headless")
@@ -56,8 +56,8 @@ pub fn start(mut config: crate::config::TrainConfig, wait: std::time::Duration) 
     let run_dir = config.run_dir();
     config.output_dir = Some(run_dir.clone());
     // Refuse now, with the lock's message, rather than from inside the detached process.
-    drop(super::lock::RunLock::acquire(&run_dir)?);
-    super::dir::write_atomic(&run_dir.join(super::dir::CONFIG_FILE), config.to_toml().as_bytes())?;
+    drop(crate::run::lock::RunLock::acquire(&run_dir)?);
+    crate::run::dir::write_atomic(&run_dir.join(crate::run::dir::CONFIG_FILE), config.to_toml().as_bytes())?;
     let (mut child, log) = spawn_detached(&run_dir)?;
     let pid = child.id();
     let deadline = std::time::Instant::now() + wait;
@@ -68,7 +68,7 @@ pub fn start(mut config: crate::config::TrainConfig, wait: std::time::Duration) 
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             anyhow::bail!("the detached trainer exited at once ({status}); {}:\n{}", log.display(), tail.join("\n"));
         }
-        if let Ok(mut c) = super::client::Client::connect(&run_dir) {
+        if let Ok(mut c) = crate::control::client::Client::connect(&run_dir) {
             // Serving means the trainer thread has started: its first State is in the snapshot.
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if let Ok(Some(_)) = c.wait_for(left, |e| matches!(e, crate::protocol::Event::State { .. })) {

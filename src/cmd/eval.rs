@@ -1,13 +1,13 @@
 //! `dino eval ...`: resolve the flags, run the evaluation, print a table (or one JSON object),
 //! and record the result in the run directory when the weights belong to a run.
 
-use super::args::{KnnArgs, LabelEfficiencyArgs, LinearArgs, ModelArgs, OutlierArgs};
-use super::features::{extract_split, EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};
-use super::knn::knn_report;
-use super::source::{self, ModelSource};
-use super::{record, EvalError};
+use crate::cmd::eval_args::{KnnArgs, LabelEfficiencyArgs, LinearArgs, ModelArgs, OutlierArgs};
 use crate::config::validate::{parse_device, DeviceRequest};
 use crate::data::{DataLayout, Split};
+use crate::eval::features::{extract_split, EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};
+use crate::eval::knn::knn_report;
+use crate::eval::source::{self, ModelSource};
+use crate::eval::{record, EvalError};
 use anyhow::{Context, Result};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -130,7 +130,7 @@ const CLASSES_FILE: &str = "classes.json";
 
 fn dump_features(dir: &Path, train: &LabeledFeatures, val: &LabeledFeatures) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let n = |f: &LabeledFeatures| super::features::l2_normalize(&f.features);
+    let n = |f: &LabeledFeatures| crate::eval::features::l2_normalize(&f.features);
     let tensors = [
         ("trainfeat", n(train)),
         ("testfeat", n(val)),
@@ -206,15 +206,15 @@ pub fn knn(args: &KnnArgs) -> Result<i32> {
 }
 
 pub fn linear(args: &LinearArgs) -> Result<i32> {
-    super::linear::run_command(args)
+    super::eval_linear::run_command(args)
 }
 
 pub fn label_efficiency(args: &LabelEfficiencyArgs) -> Result<i32> {
-    super::label_efficiency::run_command(args)
+    super::eval_label_efficiency::run_command(args)
 }
 
 pub fn outliers(args: &OutlierArgs) -> Result<i32> {
-    use super::outlier_report::{run_files, score_split, write_report, OutlierParams, ScoreKind};
+    use crate::eval::outlier_report::{run_files, score_split, write_report, OutlierParams, ScoreKind};
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
         anyhow::bail!("invalid value {} for --temperature: expected a number > 0", args.temperature);
     }
@@ -263,7 +263,7 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn print_outliers(report: &super::outlier_report::OutlierReport, top: usize) {
+fn print_outliers(report: &crate::eval::outlier_report::OutlierReport, top: usize) {
     let label_of: std::collections::HashMap<&str, &str> = report.rows.iter().map(|r| (r.path.as_str(), r.label.as_str())).collect();
     let score = report.score;
     println!("{} images of {} by {} (highest first):", report.rows.len(), report.split, score.name());

@@ -30,7 +30,7 @@ pub enum Command {
         run_dir: Option<PathBuf>,
     },
     /// Send a command to a live run: status, pause, resume, checkpoint, stop, set KEY=VALUE, eval knn|linear
-    #[command(after_help = crate::run::ctl::USAGE)]
+    #[command(after_help = crate::cmd::ctl::USAGE)]
     Ctl {
         run_dir: PathBuf,
         /// The command and its options (--from_iter N, --timeout SECONDS, --no-checkpoint)
@@ -41,7 +41,7 @@ pub enum Command {
     #[command(subcommand)]
     Eval(EvalCommand),
     /// Score images as outliers, mislabeled or duplicates, and draw the embedding map
-    Outliers(crate::eval::args::OutlierArgs),
+    Outliers(crate::cmd::eval_args::OutlierArgs),
     /// List runs with their status
     Runs {
         /// Folder holding run directories (default ./runs)
@@ -66,11 +66,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
     /// Weighted k-NN classification on frozen features
-    Knn(crate::eval::args::KnnArgs),
+    Knn(crate::cmd::eval_args::KnnArgs),
     /// Linear probe on frozen features
-    Linear(crate::eval::args::LinearArgs),
+    Linear(crate::cmd::eval_args::LinearArgs),
     /// Accuracy as a function of labeled images per class
-    LabelEfficiency(crate::eval::args::LabelEfficiencyArgs),
+    LabelEfficiency(crate::cmd::eval_args::LabelEfficiencyArgs),
 }
 
 #[derive(Debug, Args)]

@@ -7,11 +7,11 @@
 //! When no trainer serves the run, it is shown read-only with how it ended; `p` on a stopped or
 //! crashed run starts `dino train --headless` on it, detached, and the view goes live again.
 
-use crate::run::client::{Client, ClientError};
+use crate::control::client::{Client, ClientError};
+use crate::protocol::{Command, Event, RunState};
 use crate::run::dir;
 use crate::run::follow::Tail;
 use crate::run::history;
-use crate::protocol::{Command, Event, RunState};
 use crate::run::runs::{self, Status};
 use crate::tui::{self, TuiExit, TuiOptions};
 use anyhow::{Context, Result};
@@ -68,7 +68,7 @@ pub fn run(run_dir: Option<PathBuf>) -> Result<i32> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("dino attach needs a terminal; use `dino ctl {} status` in scripts", run_dir.display());
     }
-    let log = crate::logging::init_default_file_logging();
+    let log = crate::cmd::logging::init_default_file_logging();
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let link = Arc::new(Link::default());
@@ -140,7 +140,7 @@ fn forward_commands(run_dir: &Path, commands: Receiver<Command>, events: &Sender
         let status = runs::status(run_dir);
         let reply = match (&cmd, status) {
             (_, Status::Live { .. }) => Event::Warning { message: "connecting to the trainer; try again in a moment".into() },
-            (Command::Resume, s) if s.resumable() => match crate::run::detach::spawn_detached(run_dir) {
+            (Command::Resume, s) if s.resumable() => match crate::cmd::detach::spawn_detached(run_dir) {
                 Ok((mut child, log)) => {
                     let pid = child.id();
                     // Reaped here so it leaves no zombie while this TUI lives on.

@@ -7,6 +7,7 @@
 use super::hub::Hub;
 use super::lines::{read_line, Line, MAX_LINE};
 use crate::protocol::{Command, Event};
+use crate::run::dir::SOCKET_FILE;
 use crossbeam_channel::{Receiver, Sender};
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -16,7 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const SOCKET_FILE: &str = "control.sock";
 /// Bad messages a client may send before it is dropped; one typo from a person at `socat` is
 /// forgiven, a client speaking another protocol is not.
 const MAX_BAD_MESSAGES: usize = 8;

@@ -3,9 +3,9 @@
 //! handed to a detached `dino train --headless` process (its own session, no terminal, SIGHUP
 //! ignored) that resumes it at the exact iteration, so closing the terminal loses nothing.
 
+use crate::cmd::serve;
 use crate::config::TrainConfig;
 use crate::protocol::RunState;
-use crate::run::serve;
 use crate::train::trainer::OnNonFinite;
 use crate::tui::{self, TuiExit, TuiOptions};
 use anyhow::Result;
@@ -22,7 +22,7 @@ pub enum Outcome {
 }
 
 pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
-    let (log, user) = crate::logging::init_from_user_config();
+    let (log, user) = crate::cmd::logging::init_from_user_config();
     let theme = theme.or(user.theme);
     // Fix the run directory once, so the hand-over below resumes this run and no other.
     let run_dir = config.run_dir();
@@ -38,7 +38,7 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
             if state == RunState::Failed {
                 return Ok(Outcome::Ended(state));
             }
-            let (child, out) = crate::run::detach::spawn_detached(&run_dir)?;
+            let (child, out) = crate::cmd::detach::spawn_detached(&run_dir)?;
             Ok(Outcome::Detached { pid: child.id(), log: out })
         }
         Err(e) => {

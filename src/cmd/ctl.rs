@@ -5,10 +5,10 @@
 //! Exit codes: 0 done, 1 the trainer refused or did not answer in time, 2 usage error,
 //! 3 the run is not live.
 
-use super::client::{Client, ClientError};
-use crate::protocol::{Command, EvalKind, Event, RunState};
-use super::runs;
+use crate::control::client::{Client, ClientError};
 use crate::protocol::schedule::{EditKind, Schedule, ScheduleEdit, ScheduleName};
+use crate::protocol::{Command, EvalKind, Event, RunState};
+use crate::run::runs;
 use std::path::Path;
 use std::time::Duration;
 
@@ -116,7 +116,7 @@ pub fn not_live_message(run_dir: &Path) -> String {
         runs::Status::Unknown => "it has no events.jsonl; is this a run directory?".to_string(),
         s => format!("the run is {} (from events.jsonl)", s.label()),
     };
-    format!("no trainer is serving {}; {what}", super::client::socket_path(run_dir).display())
+    format!("no trainer is serving {}; {what}", crate::control::client::socket_path(run_dir).display())
 }
 
 /// Runs one `dino ctl` invocation; prints results on stdout and problems on stderr.

@@ -15,10 +15,10 @@
 //! (`schedule_file_edit`, with the entry's key), so a restarted trainer does not apply them again.
 //! Deleting an entry does not undo it (use `u` in the TUI).
 
-use super::dir::{append_event, EVENTS_FILE};
 use super::hub::Hub;
-use crate::protocol::{Command, Event};
 use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
+use crate::protocol::{Command, Event};
+use crate::run::dir::{append_event, EVENTS_FILE};
 use crossbeam_channel::Sender;
 use notify::Watcher;
 use serde::Deserialize;

@@ -4,41 +4,16 @@
 //! libgomp's spinning threads that is slower than taking turns), so there the trainer waits for the
 //! worker, and the result says so.
 
+use super::live::{knn_of_backbone, linear_of_backbone};
+use super::source::{self, SourceSpec};
+use super::{record, EvalError};
 use crate::config::TrainConfig;
-use crate::eval::live::{knn_of_backbone, linear_of_backbone};
-use crate::eval::source::{self, SourceSpec};
-use crate::eval::{record, EvalError};
-use crate::model::Backbone;
-use crate::protocol::{EvalKind, Event};
+use crate::model::EvalWeights;
+use crate::protocol::{EvalKind, EvalOutcome, Event};
 use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{nn::VarStore, Device};
-
-/// The weights an evaluation runs on.
-pub enum EvalWeights {
-    /// A copy of the live teacher's backbone, taken between two iterations.
-    Snapshot { vs: VarStore, backbone: Box<Backbone>, epoch: usize, iter: usize },
-    /// A checkpoint of the run (its teacher), loaded by the worker.
-    Checkpoint(PathBuf),
-}
-
-/// Copies the teacher's backbone into a fresh `VarStore` on the same device.
-pub fn snapshot_teacher(teacher_vs: &VarStore, config: &TrainConfig, device: Device) -> anyhow::Result<(VarStore, Backbone)> {
-    let mut vs = VarStore::new(device);
-    // Built under `backbone` so the names match the teacher's, which `copy` requires.
-    let backbone = Backbone::from_config(vs.root() / "backbone", config, 0.0)?;
-    tch::no_grad(|| vs.copy(teacher_vs))?;
-    Ok((vs, backbone))
-}
-
-/// A finished evaluation: the full record (written to `evals/`) and a line for people.
-pub struct EvalOutcome {
-    pub kind: EvalKind,
-    pub json: serde_json::Value,
-    pub summary: String,
-    pub seconds: f64,
-}
+use tch::Device;
 
 pub struct EvalWorker {
     pub kind: EvalKind,
@@ -112,7 +87,7 @@ fn evaluate(
         EvalKind::Knn => {
             let report = knn_of_backbone(&backbone, config, device, progress)?;
             let mut json = serde_json::to_value(&report).map_err(|e| EvalError::Invalid(e.to_string()))?;
-            json["temperature"] = crate::eval::live::DEFAULT_TEMPERATURE.into();
+            json["temperature"] = super::live::DEFAULT_TEMPERATURE.into();
             (json, report.summary(), "knn")
         }
         EvalKind::Linear => {
@@ -121,7 +96,7 @@ fn evaluate(
         }
         EvalKind::Outliers => {
             let label = record::label(epoch, iter);
-            let (json, summary) = crate::eval::live::outliers_of_backbone(&backbone, config, device, run_dir, &label, progress)?;
+            let (json, summary) = super::live::outliers_of_backbone(&backbone, config, device, run_dir, &label, progress)?;
             (json, summary, "outliers")
         }
     };

@@ -1,0 +1,144 @@
+//! `dino eval linear`: the reference's linear-probe protocol (or the fast cached-features one) from the
+//! command line, resumable from its output folder, printing progress and the result.
+
+use super::eval::{Prepared, ProgressBar};
+use super::eval_args::LinearArgs;
+use crate::eval::features::FeatureKind;
+use crate::eval::linear::{
+    load_state, save_state, train, AugmentedBatches, CachedBatches, EpochLog, Evaluation, LinearHead, ProbeConfig, ProbeState,
+    TrainBatches, LOG, STATE_TENSORS,
+};
+use crate::eval::EvalError;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+pub fn run_command(args: &LinearArgs) -> Result<i32> {
+    let m = &args.model;
+    if args.epochs < 1 || args.n_last_blocks < 1 || args.val_freq < 1 || args.lr.is_nan() || args.lr <= 0.0 {
+        anyhow::bail!("--epochs, --n_last_blocks and --val_freq must be at least 1 and --lr > 0");
+    }
+    let p = Prepared::new(m)?;
+    let kind = FeatureKind::LastBlocks { n: args.n_last_blocks as usize, avgpool: args.avgpool_patchtokens };
+    let protocol = if args.cached_features {
+        "cached centre-crop features (fast protocol, no augmentation)"
+    } else {
+        "reference protocol (RandomResizedCrop + flip, features recomputed every epoch)"
+    };
+    let val = p.features(m, "val", kind)?;
+    let train_split = p.split("train")?;
+    let num_labels = args.num_labels.unwrap_or(train_split.classes.len() as i64);
+    if num_labels < 1 {
+        anyhow::bail!("--num_labels must be at least 1");
+    }
+    let dim = val.features.size().get(1).copied().unwrap_or(0);
+    let out = args.output_dir.clone().unwrap_or_else(|| match &p.source.run_dir {
+        Some(r) => r.join("evals").join("linear"),
+        None => PathBuf::from("linear-eval"),
+    });
+    let scaled_lr = args.lr * m.batch_size_per_gpu as f64 / 256.0;
+    let cfg = ProbeConfig {
+        epochs: args.epochs as usize,
+        lr: scaled_lr,
+        batch_size: m.batch_size_per_gpu.max(1) as usize,
+        val_freq: args.val_freq as usize,
+        seed: m.seed,
+    };
+    tch::manual_seed(m.seed as i64);
+    let mut head = LinearHead::new(dim, num_labels, p.device);
+    let fresh = ProbeState { epoch: 0, best_acc: 0.0, protocol: protocol.into(), dim, num_labels };
+    let mut state = match load_state(&out) {
+        Some(s) if s.dim == dim && s.num_labels == num_labels && s.protocol == fresh.protocol => {
+            head.load(&out.join(STATE_TENSORS))?;
+            s
+        }
+        _ => fresh,
+    };
+    if args.evaluate {
+        if state.epoch == 0 {
+            anyhow::bail!("--evaluate: no trained classifier for this protocol in {}", out.display());
+        }
+        let e = head.evaluate(&val.features, &val.labels);
+        print_result(args.json, protocol, &e, state.best_acc, &state);
+        return Ok(0);
+    }
+    eprintln!("linear probe: {protocol}; {dim}-d features, {num_labels} classes, lr {scaled_lr:.2e}; output in {}", out.display());
+    if state.epoch > 0 {
+        eprintln!("resuming from epoch {} (best top-1 so far {:.2}%)", state.epoch, state.best_acc);
+    }
+    let cached;
+    let mut batches: Box<dyn TrainBatches> = if args.cached_features {
+        cached = p.features(m, "train", kind)?;
+        Box::new(CachedBatches { features: &cached, batch_size: cfg.batch_size, seed: m.seed, device: p.device })
+    } else {
+        Box::new(AugmentedBatches {
+            backbone: &p.source.backbone,
+            split: train_split,
+            size: p.source.config.global_crop_size.max(1) as usize,
+            kind,
+            batch_size: cfg.batch_size,
+            seed: m.seed,
+            device: p.device,
+        })
+    };
+    let mut log_file = std::fs::OpenOptions::new().create(true).append(true).open(out_file(&out, LOG)?)?;
+    let mut bar = ProgressBar::new("linear epochs");
+    let mut last = None;
+    let start = state.epoch;
+    let best = train(&mut head, batches.as_mut(), &val, &cfg, start, state.best_acc, &mut |log, head, best| {
+        use std::io::Write;
+        let line = serde_json::to_string(log).map_err(|e| EvalError::io(&out, e))?;
+        writeln!(log_file, "{line}").map_err(|e| EvalError::io(&out, e))?;
+        if !args.json {
+            if let Some(a) = log.test_acc1 {
+                println!(
+                    "epoch {}: train_loss {:.4} lr {:.2e} test_loss {:.4} top-1 {a:.2}%  max accuracy so far {best:.2}%",
+                    log.epoch,
+                    log.train_loss,
+                    log.train_lr,
+                    log.test_loss.unwrap_or(0.0)
+                );
+            }
+        }
+        bar.update(log.epoch + 1, cfg.epochs);
+        state.epoch = log.epoch + 1;
+        state.best_acc = best;
+        save_state(&out, head, &state)?;
+        last = Some(log.clone());
+        Ok(())
+    })?;
+    let e = head.evaluate(&val.features, &val.labels);
+    print_result(args.json, protocol, &e, best, &state);
+    let json = result_json(protocol, &e, best, &state, last.as_ref());
+    if let Some(path) = p.record("linear", &json)? {
+        eprintln!("result written to {}", path.display());
+    }
+    Ok(0)
+}
+
+fn out_file(dir: &Path, name: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir.join(name))
+}
+
+fn result_json(protocol: &str, e: &Evaluation, best: f64, s: &ProbeState, last: Option<&EpochLog>) -> serde_json::Value {
+    serde_json::json!({
+        "protocol": protocol,
+        "epochs": s.epoch,
+        "num_labels": s.num_labels,
+        "test_loss": e.loss,
+        "test_acc1": e.acc1,
+        "test_acc5": e.acc5,
+        "best_acc1": best,
+        "last_epoch": last,
+    })
+}
+
+fn print_result(json: bool, protocol: &str, e: &Evaluation, best: f64, s: &ProbeState) {
+    if json {
+        println!("{}", result_json(protocol, e, best, s, None));
+        return;
+    }
+    println!("linear probe ({protocol}), {} epochs", s.epoch);
+    let top5 = e.acc5.map(|v| format!(", top-5 {v:.2}%")).unwrap_or_default();
+    println!("test: loss {:.4}, top-1 {:.2}%{top5}; best top-1 {best:.2}%", e.loss, e.acc1);
+}

@@ -1,0 +1,19 @@
+//! Every front-end: the command line (clap arguments), training headless, in the TUI, detached or
+//! served, `dino attach`, `dino ctl`, the evaluation and outlier commands that print their
+//! results, `dino runs`, the demo. The library layers below return values and print nothing; only
+//! this layer talks to people on stdout and stderr.
+
+pub mod attach;
+pub mod cli;
+pub mod ctl;
+pub mod detach;
+pub mod eval;
+pub mod eval_args;
+pub mod eval_label_efficiency;
+pub mod eval_linear;
+pub mod evaluator;
+pub mod headless;
+pub mod interactive;
+pub mod launch;
+pub mod logging;
+pub mod serve;
