@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
     let batch: i64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let device = if std::env::var("BENCH_CUDA").is_ok() && tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     let c = TrainConfig {
-        arch: "vit_tiny".into(),
+        arch: dino_tui::config::Arch::VitTiny,
         patch_size: 4,
         global_crop_size: 32,
         local_crop_size: 16,

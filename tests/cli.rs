@@ -78,7 +78,7 @@ fn print_config_shows_the_effective_values() {
     let o = run(&["train", "--config", "cifar-quick", "--epochs", "3", "--print-config"]);
     assert!(o.status.success(), "{}", text(&o));
     let c = dino_tui::config::TrainConfig::from_toml_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
-    assert_eq!((c.epochs, c.arch.as_str(), c.global_crop_size, c.blur_sigma), (3, "resnet18", 32, (0.0, 0.0)));
+    assert_eq!((c.epochs, c.arch, c.global_crop_size, c.blur_sigma), (3, dino_tui::config::Arch::ResNet18, 32, (0.0, 0.0)));
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn colour_set(root: &Path, misfiled: &[(usize, usize)]) -> Vec<String> {
 
 fn tiny() -> TrainConfig {
     TrainConfig {
-        arch: "vit_tiny".into(),
+        arch: dino_tui::config::Arch::VitTiny,
         patch_size: 8,
         embed_dim: Some(24),
         depth: Some(1),

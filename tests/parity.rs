@@ -170,7 +170,7 @@ fn three_training_steps_match_reference() {
     let u = |k: &str| a[k].as_u64().unwrap() as usize;
     let batch = t["step0.crop0"].size()[0];
     let config = TrainConfig {
-        arch: "vit_tiny".into(),
+        arch: dino_tui::config::Arch::VitTiny,
         patch_size: v["patch_size"].as_i64().unwrap(),
         embed_dim: Some(v["embed_dim"].as_i64().unwrap()),
         depth: Some(v["depth"].as_i64().unwrap()),

@@ -2,7 +2,8 @@
 //! them (`--batch_size_per_gpu`, `--global_crops_scale A B`, ...), so its README commands run with
 //! only the program name changed. Every flag is optional: unset flags keep the preset's value.
 
-use crate::config::{ConfigError, OptimizerKind, ResNetStem, TrainConfig};
+use super::flags::bool_flag;
+use crate::config::{Arch, ConfigError, OptimizerKind, ResNetStem, TrainConfig};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -87,15 +88,6 @@ pub struct DemoArgs {
     /// TUI colour theme
     #[arg(long)]
     pub theme: Option<String>,
-}
-
-/// The reference's `bool_flag`: on/true/1 and off/false/0.
-pub fn bool_flag(s: &str) -> Result<bool, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "on" | "true" | "1" | "yes" => Ok(true),
-        "off" | "false" | "0" | "no" => Ok(false),
-        _ => Err(format!("invalid value for a boolean flag: {s} (use true or false)")),
-    }
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -257,6 +249,11 @@ pub struct TrainArgs {
     pub theme: Option<String>,
 }
 
+/// `--arch`, checked against the architectures the model can build.
+pub fn parse_arch(s: &str) -> Result<Arch, ConfigError> {
+    Arch::parse(s).ok_or_else(|| ConfigError::invalid("arch", s, &format!("one of {}", Arch::names())))
+}
+
 fn pair(setting: &str, v: &[f64]) -> Result<(f64, f64), ConfigError> {
     match v {
         [a, b] => Ok((*a, *b)),
@@ -287,8 +284,10 @@ impl TrainArgs {
                 if let Some(v) = &self.$field { c.$field = v.clone(); }
             )*};
         }
+        if let Some(a) = &self.arch {
+            c.arch = parse_arch(a)?;
+        }
         set!(
-            arch,
             patch_size,
             out_dim,
             norm_last_layer,
@@ -340,7 +339,13 @@ impl TrainArgs {
             c.name = self.name.clone();
         }
         if let Some(s) = &self.resnet_stem {
-            c.resnet_stem = ResNetStem::parse(s)?;
+            c.resnet_stem = ResNetStem::parse(s).ok_or_else(|| {
+                ConfigError::invalid(
+                    "resnet_stem",
+                    s,
+                    "imagenet (7x7 stride 2 + max-pool, torchvision) or cifar (3x3 stride 1, for 32 px images)",
+                )
+            })?;
         }
         if let Some(o) = &self.optimizer {
             c.optimizer = OptimizerKind::parse(o)?;
@@ -380,7 +385,7 @@ mod tests {
              --batch_size_per_gpu 32 --num_workers 2",
         );
         let c = a.resolve().unwrap();
-        assert_eq!(c.arch, "vit_tiny");
+        assert_eq!(c.arch, Arch::VitTiny);
         assert_eq!(c.epochs, 2);
         assert_eq!(c.data_path, PathBuf::from("DATA"));
         assert_eq!(c.saveckp_freq, 1);
@@ -399,7 +404,7 @@ mod tests {
              --epochs 800 --data_path DATA --saveckp_freq 10 --batch_size_per_gpu 32 --num_workers 2",
         );
         let c = a.resolve().unwrap();
-        assert_eq!(c.arch, "resnet50");
+        assert_eq!(c.arch, Arch::ResNet50);
         assert_eq!(c.optimizer, OptimizerKind::Sgd);
         assert_eq!(c.weight_decay, 1e-4);
         assert_eq!(c.weight_decay_end, 1e-4);
@@ -438,6 +443,6 @@ mod tests {
         std::fs::write(&p, "arch = \"vit_tiny\"\nepochs = 7\nlr = 0.01\n").unwrap();
         let a = parse(&format!("dino train --config {} --epochs 3 --warmup_epochs 1", p.display()));
         let c = a.resolve().unwrap();
-        assert_eq!((c.arch.as_str(), c.epochs, c.lr), ("vit_tiny", 3, 0.01));
+        assert_eq!((c.arch, c.epochs, c.lr), (Arch::VitTiny, 3, 0.01));
     }
 }

@@ -1,129 +1,15 @@
 //! `dino eval ...`: resolve the flags, run the evaluation, print a table (or one JSON object),
 //! and record the result in the run directory when the weights belong to a run.
 
-use crate::cmd::eval_args::{KnnArgs, LabelEfficiencyArgs, LinearArgs, ModelArgs, OutlierArgs};
-use crate::config::validate::{parse_device, DeviceRequest};
-use crate::data::{DataLayout, Split};
-use crate::eval::features::{extract_split, EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};
+use super::eval_args::{KnnArgs, OutlierArgs};
+use super::eval_setup::Prepared;
+use super::progress::Progress;
+use crate::eval::features::{FeatureKind, LabeledFeatures};
 use crate::eval::knn::knn_report;
-use crate::eval::source::{self, ModelSource};
-use crate::eval::{record, EvalError};
+use crate::eval::record;
 use anyhow::{Context, Result};
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use tch::{Device, Tensor};
-
-pub fn device(s: &str) -> Result<Device> {
-    Ok(match parse_device(s)? {
-        DeviceRequest::Auto => {
-            if tch::Cuda::is_available() {
-                Device::Cuda(0)
-            } else {
-                Device::Cpu
-            }
-        }
-        DeviceRequest::Cpu => Device::Cpu,
-        DeviceRequest::Cuda(i) => Device::Cuda(i),
-    })
-}
-
-/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
-pub struct ProgressBar {
-    label: String,
-    enabled: bool,
-    last: std::time::Instant,
-}
-
-impl ProgressBar {
-    pub fn new(label: impl Into<String>) -> Self {
-        Self { label: label.into(), enabled: std::io::stderr().is_terminal(), last: std::time::Instant::now() }
-    }
-
-    pub fn update(&mut self, done: usize, total: usize) {
-        if !self.enabled || (done < total && self.last.elapsed().as_millis() < 100) {
-            return;
-        }
-        self.last = std::time::Instant::now();
-        let width = 30;
-        let filled = (done * width).checked_div(total).unwrap_or(width);
-        let bar: String = (0..width).map(|i| if i < filled { '#' } else { '.' }).collect();
-        let mut err = std::io::stderr();
-        let _ = write!(err, "\r{:<14} [{bar}] {done}/{total}", self.label);
-        if done >= total {
-            let _ = writeln!(err);
-        }
-        let _ = err.flush();
-    }
-}
-
-/// The model, the data set and the cache an evaluation command works with.
-pub struct Prepared {
-    pub source: ModelSource,
-    pub layout: DataLayout,
-    pub cache: Option<FeatureCache>,
-    pub device: Device,
-}
-
-impl Prepared {
-    pub fn new(m: &ModelArgs) -> Result<Self> {
-        let device = device(&m.device)?;
-        let source = source::load(&m.spec(device))?;
-        let data = m.data_path.clone().unwrap_or_else(|| source.config.data_path.clone());
-        let layout = DataLayout::discover(&data).with_context(|| "set --data_path to a folder with train/CLASS/ and val/CLASS/")?;
-        let cache = if m.no_cache { None } else { FeatureCache::for_run_or_user(source.run_dir.as_deref()) };
-        eprintln!("evaluating {}", source.description);
-        Ok(Self { source, layout, cache, device })
-    }
-
-    pub fn split(&self, name: &str) -> Result<&Split, EvalError> {
-        let s = match name {
-            "train" => self.layout.train(),
-            "pretext" => Some(self.layout.pretext()),
-            _ => self.layout.val(),
-        };
-        s.ok_or_else(|| EvalError::NoLabeledSplit { root: self.layout.root().to_path_buf(), split: name.into() })
-    }
-
-    pub fn options(&self, m: &ModelArgs, kind: FeatureKind) -> ExtractOptions {
-        ExtractOptions {
-            transform: EvalTransform::for_crop(self.source.config.global_crop_size.max(1) as usize),
-            batch_size: m.batch_size_per_gpu.max(1) as usize,
-            num_workers: m.num_workers.max(1),
-            device: self.device,
-            kind,
-        }
-    }
-
-    /// Features of a split through the cache, with a progress bar.
-    pub fn features(&self, m: &ModelArgs, split: &str, kind: FeatureKind) -> Result<LabeledFeatures> {
-        let s = self.split(split)?;
-        let opts = self.options(m, kind);
-        let mut bar = ProgressBar::new(format!("features {split}"));
-        let cache = self.cache.as_ref().map(|c| (c, self.source.identity.as_str()));
-        let f = extract_split(&self.source.backbone, s, &opts, cache, &mut |d, t| bar.update(d, t))?;
-        if f.from_cache {
-            eprintln!("features {split}: {} images from the cache", f.len());
-        }
-        Ok(f)
-    }
-
-    /// Records a result in the run directory, when the weights belong to a run.
-    pub fn record(&self, kind: &str, json: &serde_json::Value) -> Result<Option<PathBuf>> {
-        let Some(run) = &self.source.run_dir else { return Ok(None) };
-        let label = record::label(self.source.epoch, self.source.iter);
-        let path = record::write_result(run, kind, &label, json)?;
-        let mut event = json.clone();
-        if let Some(o) = event.as_object_mut() {
-            o.insert("kind".into(), kind.into());
-            o.insert("file".into(), path.display().to_string().into());
-            o.insert("weights".into(), self.source.description.clone().into());
-            o.insert("epoch".into(), self.source.epoch.into());
-            o.insert("iter".into(), self.source.iter.into());
-        }
-        record::append_event(run, &event)?;
-        Ok(Some(path))
-    }
-}
+use tch::Tensor;
 
 const FEATURES_FILE: &str = "features.safetensors";
 const CLASSES_FILE: &str = "classes.json";
@@ -205,14 +91,6 @@ pub fn knn(args: &KnnArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn linear(args: &LinearArgs) -> Result<i32> {
-    super::eval_linear::run_command(args)
-}
-
-pub fn label_efficiency(args: &LabelEfficiencyArgs) -> Result<i32> {
-    super::eval_label_efficiency::run_command(args)
-}
-
 pub fn outliers(args: &OutlierArgs) -> Result<i32> {
     use crate::eval::outlier_report::{run_files, score_split, write_report, OutlierParams, ScoreKind};
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
@@ -233,7 +111,7 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
     }
     let params =
         OutlierParams { k: args.k, temperature: args.temperature, duplicate_threshold: args.duplicate_threshold, score, seed: m.seed };
-    let mut bar = ProgressBar::new(format!("features {}", args.split));
+    let bar = Progress::new(format!("features {}", args.split));
     let cache = p.cache.as_ref().map(|c| (c, p.source.identity.as_str()));
     let opts = p.options(m, FeatureKind::Cls);
     let report = score_split(&p.source.backbone, split, p.layout.root(), &opts, cache, &params, &mut |d, t| bar.update(d, t))?;

@@ -1,7 +1,7 @@
 //! Flags of `dino eval knn|linear|label-efficiency`, spelled as the reference's `eval_knn.py` and
 //! `eval_linear.py` spell them, so their README commands run with only the program name changed.
 
-use crate::cmd::cli::bool_flag;
+use super::flags::bool_flag;
 use crate::eval::source::{CheckpointKey, SourceSpec};
 use clap::Args;
 use std::path::PathBuf;

@@ -1,8 +1,9 @@
 //! `dino eval label-efficiency`: accuracy against the number of labeled images per class, for k-NN,
 //! the probe, random weights and supervised training from scratch, as a table and an SVG plot.
 
-use super::eval::{Prepared, ProgressBar};
 use super::eval_args::LabelEfficiencyArgs;
+use super::eval_setup::Prepared;
+use super::progress::Progress;
 use crate::eval::features::eval_pixels;
 use crate::eval::features::FeatureKind;
 use crate::eval::knn::knn_report;
@@ -54,7 +55,7 @@ pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
         v
     };
     let total = ns.len() * args.seeds as usize;
-    let mut bar = ProgressBar::new("label draws");
+    let bar = Progress::new("label draws");
     let mut cells: Vec<Cell> = vec![];
     let started = std::time::Instant::now();
     for (i, &n) in ns.iter().enumerate() {

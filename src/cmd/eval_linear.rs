@@ -1,8 +1,9 @@
 //! `dino eval linear`: the reference's linear-probe protocol (or the fast cached-features one) from the
 //! command line, resumable from its output folder, printing progress and the result.
 
-use super::eval::{Prepared, ProgressBar};
 use super::eval_args::LinearArgs;
+use super::eval_setup::Prepared;
+use super::progress::Progress;
 use crate::eval::features::FeatureKind;
 use crate::eval::linear::{
     load_state, save_state, train, AugmentedBatches, CachedBatches, EpochLog, Evaluation, LinearHead, ProbeConfig, ProbeState,
@@ -81,7 +82,7 @@ pub fn run_command(args: &LinearArgs) -> Result<i32> {
         })
     };
     let mut log_file = std::fs::OpenOptions::new().create(true).append(true).open(out_file(&out, LOG)?)?;
-    let mut bar = ProgressBar::new("linear epochs");
+    let bar = Progress::new("linear epochs");
     let mut last = None;
     let start = state.epoch;
     let best = train(&mut head, batches.as_mut(), &val, &cfg, start, state.best_acc, &mut |log, head, best| {

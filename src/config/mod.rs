@@ -8,6 +8,9 @@ pub mod validate;
 
 pub use validate::ConfigError;
 
+use crate::data::AugmentConfig;
+pub use crate::model::{Arch, ResNetStem};
+use crate::model::{BackboneSpec, HeadSpec, ResNetDepth, VitSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -31,38 +34,13 @@ impl OptimizerKind {
     }
 }
 
-/// The first layers of a ResNet (`--resnet_stem`): torchvision's, made for 224 px images, or the
-/// usual one for 32 px images. Not a reference flag; checkpoints record it with the rest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResNetStem {
-    /// 7x7 stride-2 convolution and 3x3 stride-2 max-pool: a crop shrinks 4x before `layer1`.
-    Imagenet,
-    /// 3x3 stride-1 convolution, no max-pool: `layer1` sees the crop at full resolution.
-    Cifar,
-}
-
-impl ResNetStem {
-    pub fn parse(s: &str) -> Result<Self, ConfigError> {
-        match s {
-            "imagenet" => Ok(Self::Imagenet),
-            "cifar" => Ok(Self::Cifar),
-            other => Err(ConfigError::invalid(
-                "resnet_stem",
-                other,
-                "imagenet (7x7 stride 2 + max-pool, torchvision) or cifar (3x3 stride 1, for 32 px images)",
-            )),
-        }
-    }
-}
-
 /// Every knob of a DINO training run. Field names are the reference's flag names, so the TOML
 /// presets, `--print-config` and the run directory's `config.toml` read like `main_dino.py --help`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     // Model.
-    pub arch: String,
+    pub arch: Arch,
     pub patch_size: i64,
     /// Custom ViT width/depth/heads; when set they override the `arch` preset's values.
     pub embed_dim: Option<i64>,
@@ -123,7 +101,7 @@ impl Default for TrainConfig {
     /// The reference's `get_args_parser()` defaults, plus our own settings' defaults.
     fn default() -> Self {
         Self {
-            arch: "vit_small".into(),
+            arch: Arch::VitSmall,
             patch_size: 16,
             embed_dim: None,
             depth: None,
@@ -171,9 +149,6 @@ impl Default for TrainConfig {
     }
 }
 
-/// Architectures the model module can build.
-pub const ARCHS: &[&str] = &["vit_tiny", "vit_small", "vit_base", "resnet18", "resnet50"];
-
 impl TrainConfig {
     /// Reads a TOML preset; unknown keys are an error naming the file, so a typo never goes unseen.
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
@@ -194,7 +169,55 @@ impl TrainConfig {
     }
 
     pub fn is_vit(&self) -> bool {
-        self.arch.starts_with("vit")
+        self.arch.is_vit()
+    }
+
+    /// The ViT the config describes: the `arch` preset, with custom width/depth/heads taking precedence.
+    pub fn vit_spec(&self) -> VitSpec {
+        let (dim, depth, heads) = self.arch.vit_dims().unwrap_or((384, 12, 6));
+        VitSpec {
+            img_size: self.global_crop_size,
+            patch_size: self.patch_size,
+            embed_dim: self.embed_dim.unwrap_or(dim),
+            depth: self.depth.unwrap_or(depth),
+            num_heads: self.num_heads.unwrap_or(heads),
+            mlp_ratio: 4.0,
+            drop_path_rate: self.drop_path_rate,
+        }
+    }
+
+    /// The backbone to build; `drop_path` is the student's rate (the teacher and evaluations use 0).
+    pub fn backbone_spec(&self, drop_path: f64) -> BackboneSpec {
+        match ResNetDepth::from_arch(self.arch) {
+            Some(depth) => BackboneSpec::ResNet { depth, stem: self.resnet_stem },
+            None => BackboneSpec::Vit(VitSpec { drop_path_rate: drop_path, ..self.vit_spec() }),
+        }
+    }
+
+    /// The DINO head (its input width is set from the backbone when the model is built).
+    pub fn head_spec(&self, norm_last_layer: bool) -> HeadSpec {
+        HeadSpec {
+            in_dim: 0,
+            out_dim: self.out_dim,
+            use_bn: self.use_bn_in_head,
+            norm_last_layer,
+            nlayers: 3,
+            hidden_dim: self.head_hidden_dim,
+            bottleneck_dim: self.head_bottleneck_dim,
+        }
+    }
+
+    /// The multi-crop augmentation's settings.
+    pub fn augment_config(&self) -> AugmentConfig {
+        // Validation already rejects negative sizes and counts.
+        AugmentConfig {
+            global_size: self.global_crop_size.max(1) as usize,
+            local_size: self.local_crop_size.max(1) as usize,
+            global_scale: self.global_crops_scale,
+            local_scale: self.local_crops_scale,
+            local_crops_number: self.local_crops_number.max(0) as usize,
+            blur_sigma: self.blur_sigma,
+        }
     }
 
     /// Number of crops per image: two global views plus the local ones.
@@ -228,7 +251,7 @@ mod tests {
     #[test]
     fn defaults_are_the_reference_defaults() {
         let c = TrainConfig::default();
-        assert_eq!(c.arch, "vit_small");
+        assert_eq!(c.arch, Arch::VitSmall);
         assert_eq!(c.patch_size, 16);
         assert_eq!(c.out_dim, 65536);
         assert_eq!(c.lr, 0.0005);
@@ -242,7 +265,7 @@ mod tests {
     #[test]
     fn toml_round_trip() {
         let mut c = TrainConfig::default();
-        c.arch = "vit_tiny".into();
+        c.arch = Arch::VitTiny;
         c.embed_dim = Some(48);
         c.output_dir = Some("runs/x".into());
         let back = TrainConfig::from_toml_str(&c.to_toml()).unwrap();
@@ -253,6 +276,30 @@ mod tests {
     fn unknown_key_is_an_error_naming_it() {
         let err = TrainConfig::from_toml_str("lrr = 0.1").unwrap_err().to_string();
         assert!(err.contains("lrr"), "{err}");
+    }
+
+    #[test]
+    fn augment_config_takes_the_multicrop_settings() {
+        let c = TrainConfig {
+            global_crop_size: 32,
+            local_crop_size: 16,
+            local_crops_number: 6,
+            global_crops_scale: (0.5, 1.0),
+            ..TrainConfig::default()
+        };
+        let a = c.augment_config();
+        assert_eq!(
+            a,
+            AugmentConfig {
+                global_size: 32,
+                local_size: 16,
+                global_scale: (0.5, 1.0),
+                local_scale: c.local_crops_scale,
+                local_crops_number: 6,
+                blur_sigma: (0.1, 2.0)
+            }
+        );
+        assert_eq!((a.num_crops(), a.crop_size(1), a.crop_size(2)), (8, 32, 16));
     }
 
     #[test]
@@ -287,7 +334,7 @@ mod preset_tests {
             assert_eq!(TrainConfig::from_toml_str(&c.to_toml()).unwrap(), c, "{name} round trip");
         }
         let r = preset("resnet50").unwrap();
-        assert_eq!((r.arch.as_str(), r.optimizer, r.lr), ("resnet50", OptimizerKind::Sgd, 0.03));
+        assert_eq!((r.arch, r.optimizer, r.lr), (Arch::ResNet50, OptimizerKind::Sgd, 0.03));
         // The paper preset is exactly the reference's defaults.
         assert_eq!(preset("vit-small").unwrap(), TrainConfig::default());
     }

@@ -1,7 +1,7 @@
 //! Validation of a `TrainConfig`: every value is checked against its allowed range, and the error
 //! names the setting (as the flag is spelled) and what would be accepted.
 
-use super::{TrainConfig, ARCHS};
+use super::TrainConfig;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -64,9 +64,6 @@ fn crop_scale(setting: &str, (lo, hi): (f64, f64)) -> Result<(), ConfigError> {
 impl TrainConfig {
     /// Checks every setting; the first bad one is reported.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !ARCHS.contains(&self.arch.as_str()) {
-            return Err(ConfigError::invalid("arch", &self.arch, &format!("one of {}", ARCHS.join(", "))));
-        }
         at_least("patch_size", self.patch_size, 1)?;
         for (name, v) in [("embed_dim", self.embed_dim), ("depth", self.depth), ("num_heads", self.num_heads)] {
             if let Some(v) = v {
@@ -74,7 +71,7 @@ impl TrainConfig {
             }
         }
         if self.is_vit() {
-            let (dim, heads) = crate::model::vit::VitSpec::from_config(self).dim_and_heads();
+            let (dim, heads) = self.vit_spec().dim_and_heads();
             if dim % heads != 0 {
                 return Err(ConfigError::invalid("embed_dim", dim, &format!("a multiple of num_heads ({heads})")));
             }
@@ -137,6 +134,28 @@ pub enum DeviceRequest {
     Cuda(usize),
 }
 
+/// The device a `--device` value names, falling back from `auto` to the CPU; a CUDA index past the
+/// devices libtorch sees is an error naming the setting. Training and evaluation both resolve here.
+pub fn resolve_device(s: &str) -> Result<tch::Device, ConfigError> {
+    Ok(match parse_device(s)? {
+        DeviceRequest::Auto => {
+            if tch::Cuda::is_available() {
+                tch::Device::Cuda(0)
+            } else {
+                tch::Device::Cpu
+            }
+        }
+        DeviceRequest::Cpu => tch::Device::Cpu,
+        DeviceRequest::Cuda(i) => {
+            let n = tch::Cuda::device_count().max(0) as usize;
+            if i >= n {
+                return Err(ConfigError::invalid("device", format!("cuda:{i}"), &format!("a CUDA device libtorch sees ({n} here)")));
+            }
+            tch::Device::Cuda(i)
+        }
+    })
+}
+
 pub fn parse_device(s: &str) -> Result<DeviceRequest, ConfigError> {
     let expected = "auto, cpu, cuda or cuda:N";
     match s {
@@ -169,8 +188,8 @@ mod tests {
 
     #[test]
     fn unknown_arch_lists_the_choices() {
-        let e = err_of(|c| c.arch = "nonsense".into());
-        assert!(e.contains("--arch") && e.contains("vit_small") && e.contains("resnet50"), "{e}");
+        let e = TrainConfig::from_toml_str("arch = \"nonsense\"").unwrap_err().to_string();
+        assert!(e.contains("arch") && e.contains("vit_small") && e.contains("resnet50"), "{e}");
     }
 
     #[test]

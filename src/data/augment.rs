@@ -8,7 +8,6 @@
 //! differ (ChaCha8 instead of torch's and Python's generators).
 
 use super::resample::{crop_resize_bicubic, Rect};
-use crate::config::TrainConfig;
 use image::RgbImage;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -29,18 +28,6 @@ pub struct AugmentConfig {
 }
 
 impl AugmentConfig {
-    pub fn from_train_config(c: &TrainConfig) -> Self {
-        // Validation of TrainConfig already rejects negative sizes and counts.
-        Self {
-            global_size: c.global_crop_size.max(1) as usize,
-            local_size: c.local_crop_size.max(1) as usize,
-            global_scale: c.global_crops_scale,
-            local_scale: c.local_crops_scale,
-            local_crops_number: c.local_crops_number.max(0) as usize,
-            blur_sigma: c.blur_sigma,
-        }
-    }
-
     pub fn num_crops(&self) -> usize {
         2 + self.local_crops_number
     }
@@ -619,30 +606,6 @@ mod tests {
         assert!(crops.iter().flatten().all(|v| v.is_finite()));
         assert_eq!(crops, aug.apply(&img, &mut rng(1)), "same stream, same crops");
         assert_ne!(crops, aug.apply(&img, &mut rng(2)));
-    }
-
-    #[test]
-    fn from_train_config_takes_the_multicrop_settings() {
-        let c = TrainConfig {
-            global_crop_size: 32,
-            local_crop_size: 16,
-            local_crops_number: 6,
-            global_crops_scale: (0.5, 1.0),
-            ..TrainConfig::default()
-        };
-        let a = AugmentConfig::from_train_config(&c);
-        assert_eq!(
-            a,
-            AugmentConfig {
-                global_size: 32,
-                local_size: 16,
-                global_scale: (0.5, 1.0),
-                local_scale: c.local_crops_scale,
-                local_crops_number: 6,
-                blur_sigma: (0.1, 2.0)
-            }
-        );
-        assert_eq!((a.num_crops(), a.crop_size(1), a.crop_size(2)), (8, 32, 16));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! run never needs the training flags repeated.
 
 use super::EvalError;
-use crate::config::{ResNetStem, TrainConfig};
+use crate::config::TrainConfig;
+use crate::model::ResNetStem;
 use crate::model::{weights, Backbone};
 use crate::run::checkpoint::{self, LoadedCheckpoint};
 use crate::run::dir::{CHECKPOINT_DIR, CONFIG_FILE};
@@ -98,7 +99,8 @@ pub fn base_config(spec: &SourceSpec) -> Result<TrainConfig, EvalError> {
         None => TrainConfig::default(),
     };
     if let Some(a) = &spec.arch {
-        c.arch = a.clone();
+        c.arch = crate::model::Arch::parse(a)
+            .ok_or_else(|| EvalError::Invalid(format!("--arch {a}: expected one of {}", crate::model::Arch::names())))?;
     }
     if let Some(p) = spec.patch_size {
         c.patch_size = p;
@@ -128,7 +130,7 @@ fn run_dir_of_checkpoint_folder(folder: &Path) -> Option<PathBuf> {
 fn build(config: &TrainConfig, device: Device) -> Result<(VarStore, Backbone), EvalError> {
     config.validate()?;
     let vs = VarStore::new(device);
-    let backbone = Backbone::from_config(vs.root(), config, 0.0).map_err(|e| EvalError::Invalid(format!("{e:#}")))?;
+    let backbone = Backbone::new(vs.root(), &config.backbone_spec(0.0));
     Ok((vs, backbone))
 }
 
@@ -304,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_bare_resnet_file_tells_its_stem_by_conv1() {
-        let mut config = TrainConfig { arch: "resnet18".into(), ..Default::default() };
+        let mut config = TrainConfig { arch: crate::model::Arch::ResNet18, ..Default::default() };
         let with_kernel =
             |k: i64| BTreeMap::from([("conv1.weight".to_string(), Tensor::zeros([64, 3, k, k], (tch::Kind::Float, Device::Cpu)))]);
         infer_resnet_stem(&mut config, &with_kernel(3));

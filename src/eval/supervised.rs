@@ -47,7 +47,7 @@ pub fn train_and_test(
     }
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(cfg.device);
-    let backbone = Backbone::from_config(vs.root() / "backbone", arch, 0.0).map_err(|e| EvalError::Invalid(format!("{e:#}")))?;
+    let backbone = Backbone::new(vs.root() / "backbone", &arch.backbone_spec(0.0));
     let head = nn::linear(vs.root() / "head", backbone.embed_dim(), num_classes as i64, Default::default());
     let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.lr)?;
     let size = arch.global_crop_size.max(1) as usize;

@@ -3,19 +3,27 @@
 //! A `DinoModel` lives in its own `VarStore` with the reference's `MultiCropWrapper` names
 //! (`backbone.*`, `head.*`), so its state dict reads the same as the reference's checkpoints.
 
+pub mod arch;
 pub mod head;
 mod init;
 pub mod resnet;
 pub mod vit;
 pub mod weights;
 
+pub use arch::{Arch, ResNetStem};
 pub use head::{DinoHead, HeadSpec};
 pub use resnet::{ResNet, ResNetDepth};
 pub use vit::{VisionTransformer, VitSpec};
 
-use crate::config::TrainConfig;
 use std::path::PathBuf;
 use tch::{nn, nn::VarStore, Tensor};
+
+/// Everything needed to build a backbone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BackboneSpec {
+    Vit(VitSpec),
+    ResNet { depth: ResNetDepth, stem: ResNetStem },
+}
 
 #[derive(Debug)]
 pub enum Backbone {
@@ -24,14 +32,10 @@ pub enum Backbone {
 }
 
 impl Backbone {
-    /// Builds the backbone the config names; `drop_path` is the student's rate (the teacher uses 0).
-    pub fn from_config(p: nn::Path, c: &TrainConfig, drop_path: f64) -> anyhow::Result<Self> {
-        if c.is_vit() {
-            let spec = VitSpec { drop_path_rate: drop_path, ..VitSpec::from_config(c) };
-            Ok(Self::Vit(VisionTransformer::new(p, spec)))
-        } else {
-            let depth = ResNetDepth::from_arch(&c.arch).ok_or_else(|| anyhow::anyhow!("unknown --arch {}", c.arch))?;
-            Ok(Self::ResNet(ResNet::new(p, depth, c.resnet_stem)))
+    pub fn new(p: nn::Path, spec: &BackboneSpec) -> Self {
+        match *spec {
+            BackboneSpec::Vit(v) => Self::Vit(VisionTransformer::new(p, v)),
+            BackboneSpec::ResNet { depth, stem } => Self::ResNet(ResNet::new(p, depth, stem)),
         }
     }
 
@@ -67,19 +71,11 @@ pub struct DinoModel {
 }
 
 impl DinoModel {
-    pub fn new(p: &nn::Path, c: &TrainConfig, drop_path: f64, norm_last_layer: bool) -> anyhow::Result<Self> {
-        let backbone = Backbone::from_config(p / "backbone", c, drop_path)?;
-        let spec = HeadSpec {
-            in_dim: backbone.embed_dim(),
-            out_dim: c.out_dim,
-            use_bn: c.use_bn_in_head,
-            norm_last_layer,
-            nlayers: 3,
-            hidden_dim: c.head_hidden_dim,
-            bottleneck_dim: c.head_bottleneck_dim,
-        };
-        let head = DinoHead::new(p / "head", spec);
-        Ok(Self { backbone, head })
+    /// The head's `in_dim` is the backbone's output width, whatever `head` says.
+    pub fn new(p: &nn::Path, backbone: &BackboneSpec, head: HeadSpec) -> Self {
+        let backbone = Backbone::new(p / "backbone", backbone);
+        let head = DinoHead::new(p / "head", HeadSpec { in_dim: backbone.embed_dim(), ..head });
+        Self { backbone, head }
     }
 
     /// One backbone pass per run of consecutive same-resolution crops, then one head pass over

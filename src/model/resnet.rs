@@ -7,7 +7,7 @@
 //! shrinks a 32 px crop to 8x8 before the first block and to 1x1 at `layer4`, which throws away
 //! most of what such an image shows.
 
-use crate::config::ResNetStem;
+use super::arch::{Arch, ResNetStem};
 use tch::{nn, nn::ModuleT, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,10 +17,10 @@ pub enum ResNetDepth {
 }
 
 impl ResNetDepth {
-    pub fn from_arch(arch: &str) -> Option<Self> {
+    pub fn from_arch(arch: Arch) -> Option<Self> {
         match arch {
-            "resnet18" => Some(Self::R18),
-            "resnet50" => Some(Self::R50),
+            Arch::ResNet18 => Some(Self::R18),
+            Arch::ResNet50 => Some(Self::R50),
             _ => None,
         }
     }

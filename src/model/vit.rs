@@ -3,7 +3,6 @@
 //! so weights move between this project and the reference / timm-style code unchanged.
 
 use super::init::trunc_normal_;
-use crate::config::TrainConfig;
 use tch::{nn, nn::Module, Kind, Tensor};
 
 /// Shape of a ViT.
@@ -19,24 +18,6 @@ pub struct VitSpec {
 }
 
 impl VitSpec {
-    /// The reference presets, with custom width/depth/heads from the config taking precedence.
-    pub fn from_config(c: &TrainConfig) -> Self {
-        let (dim, depth, heads) = match c.arch.as_str() {
-            "vit_tiny" => (192, 12, 3),
-            "vit_base" => (768, 12, 12),
-            _ => (384, 12, 6),
-        };
-        Self {
-            img_size: c.global_crop_size,
-            patch_size: c.patch_size,
-            embed_dim: c.embed_dim.unwrap_or(dim),
-            depth: c.depth.unwrap_or(depth),
-            num_heads: c.num_heads.unwrap_or(heads),
-            mlp_ratio: 4.0,
-            drop_path_rate: c.drop_path_rate,
-        }
-    }
-
     pub fn dim_and_heads(&self) -> (i64, i64) {
         (self.embed_dim, self.num_heads)
     }

@@ -67,32 +67,20 @@ pub fn load_into(vs: &VarStore, prefix: &str, tensors: &BTreeMap<String, Tensor>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TrainConfig;
-    use crate::model::DinoModel;
+    use crate::model::{BackboneSpec, DinoModel, HeadSpec, VitSpec};
     use tch::Device;
 
-    fn tiny() -> TrainConfig {
-        TrainConfig {
-            arch: "vit_tiny".into(),
-            patch_size: 4,
-            embed_dim: Some(24),
-            depth: Some(2),
-            num_heads: Some(2),
-            out_dim: 16,
-            head_hidden_dim: 32,
-            head_bottleneck_dim: 8,
-            global_crop_size: 16,
-            local_crop_size: 8,
-            ..Default::default()
-        }
+    fn tiny(vs: &VarStore) -> DinoModel {
+        let vit = VitSpec { img_size: 16, patch_size: 4, embed_dim: 24, depth: 2, num_heads: 2, mlp_ratio: 4.0, drop_path_rate: 0.0 };
+        let head = HeadSpec { in_dim: 0, out_dim: 16, use_bn: false, norm_last_layer: true, nlayers: 3, hidden_dim: 32, bottleneck_dim: 8 };
+        DinoModel::new(&vs.root(), &BackboneSpec::Vit(vit), head)
     }
 
     #[test]
     fn round_trip_through_safetensors_with_reference_names() {
         let dir = tempfile::tempdir().unwrap();
-        let c = tiny();
         let vs_a = VarStore::new(Device::Cpu);
-        let _a = DinoModel::new(&vs_a.root(), &c, 0.0, true).unwrap();
+        let _a = tiny(&vs_a);
         let path = dir.path().join("backbone.safetensors");
         save(&vs_a, "backbone.", &path).unwrap();
         let file = read(&path).unwrap();
@@ -102,7 +90,7 @@ mod tests {
             assert!(file.contains_key(name), "missing {name}");
         }
         let vs_b = VarStore::new(Device::Cpu);
-        let _b = DinoModel::new(&vs_b.root(), &c, 0.0, true).unwrap();
+        let _b = tiny(&vs_b);
         load_into(&vs_b, "backbone.", &file, &path).unwrap();
         let (a, b) = (named_tensors(&vs_a), named_tensors(&vs_b));
         for (k, v) in &a {
@@ -122,9 +110,8 @@ mod tests {
     #[test]
     fn wrong_shapes_and_missing_names_are_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let c = tiny();
         let vs = VarStore::new(Device::Cpu);
-        let _m = DinoModel::new(&vs.root(), &c, 0.0, true).unwrap();
+        let _m = tiny(&vs);
         let mut file = named_tensors(&vs)
             .into_iter()
             .filter_map(|(k, v)| k.strip_prefix("backbone.").map(|k| (k.to_string(), v)))

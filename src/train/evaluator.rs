@@ -45,7 +45,7 @@ impl Evaluator for NoEvaluator {
 pub fn snapshot_teacher(teacher_vs: &VarStore, config: &TrainConfig, device: Device) -> anyhow::Result<(VarStore, Backbone)> {
     let mut vs = VarStore::new(device);
     // Built under `backbone` so the names match the teacher's, which `copy` requires.
-    let backbone = Backbone::from_config(vs.root() / "backbone", config, 0.0)?;
+    let backbone = Backbone::new(vs.root() / "backbone", &config.backbone_spec(0.0));
     tch::no_grad(|| vs.copy(teacher_vs))?;
     Ok((vs, backbone))
 }

@@ -61,9 +61,9 @@ impl DinoState {
     /// Builds student and teacher from the config; the teacher starts as a copy of the student.
     pub fn new(c: &TrainConfig, device: Device) -> anyhow::Result<Self> {
         let student_vs = VarStore::new(device);
-        let student = DinoModel::new(&student_vs.root(), c, c.drop_path_rate, c.norm_last_layer)?;
+        let student = DinoModel::new(&student_vs.root(), &c.backbone_spec(c.drop_path_rate), c.head_spec(c.norm_last_layer));
         let mut teacher_vs = VarStore::new(device);
-        let teacher = DinoModel::new(&teacher_vs.root(), c, 0.0, true)?;
+        let teacher = DinoModel::new(&teacher_vs.root(), &c.backbone_spec(0.0), c.head_spec(true));
         teacher_vs.copy(&student_vs)?;
         teacher_vs.freeze();
         let params: Vec<(String, Tensor)> = named_tensors(&student_vs).into_iter().filter(|(_, t)| t.requires_grad()).collect();
@@ -247,9 +247,9 @@ mod tests {
     use super::*;
     use tch::Kind;
 
-    fn state(arch: &str, use_bn_in_head: bool) -> DinoState {
+    fn state(arch: crate::config::Arch, use_bn_in_head: bool) -> DinoState {
         let c = TrainConfig {
-            arch: arch.into(),
+            arch,
             patch_size: 4,
             embed_dim: Some(12),
             depth: Some(1),
@@ -275,10 +275,10 @@ mod tests {
     #[test]
     fn view_chunks_follow_the_batchnorm_rules() {
         // ViT: each global view alone, the six 16 px views (1.5 global views of pixels) together.
-        assert_eq!(state("vit_tiny", false).view_chunks(&crops()), vec![0..1, 1..2, 2..8]);
+        assert_eq!(state(crate::config::Arch::VitTiny, false).view_chunks(&crops()), vec![0..1, 1..2, 2..8]);
         // BatchNorm in the head sees the whole batch, as in the reference.
-        assert_eq!(state("vit_tiny", true).view_chunks(&crops()), vec![0..8]);
+        assert_eq!(state(crate::config::Arch::VitTiny, true).view_chunks(&crops()), vec![0..8]);
         // ResNet: one pass per resolution, as the reference's multi-crop wrapper.
-        assert_eq!(state("resnet18", false).view_chunks(&crops()), vec![0..2, 2..8]);
+        assert_eq!(state(crate::config::Arch::ResNet18, false).view_chunks(&crops()), vec![0..2, 2..8]);
     }
 }

@@ -4,8 +4,8 @@
 use super::checkpoint;
 use super::evaluator::{self, EvalContext, Evaluator, RunningEval};
 use super::step::{DinoState, StepError, StepParams};
-use crate::config::{validate::DeviceRequest, TrainConfig};
-use crate::data::{AugmentConfig, DataLayout, LoaderConfig, MultiCropLoader, Shard};
+use crate::config::TrainConfig;
+use crate::data::{DataLayout, LoaderConfig, MultiCropLoader, Shard};
 use crate::model::EvalWeights;
 use crate::protocol::schedule::{Schedule, ScheduleName};
 use crate::protocol::*;
@@ -30,21 +30,6 @@ pub struct TrainerHandle {
     pub commands: Sender<Command>,
     pub events: Receiver<Event>,
     pub thread: std::thread::JoinHandle<Result<RunState>>,
-}
-
-/// Picks the device the config asks for, falling back from `auto` to CPU.
-pub fn resolve_device(c: &TrainConfig) -> Result<Device> {
-    match crate::config::validate::parse_device(&c.device)? {
-        DeviceRequest::Auto => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
-        DeviceRequest::Cpu => Ok(Device::Cpu),
-        DeviceRequest::Cuda(i) => {
-            let n = tch::Cuda::device_count() as usize;
-            if i >= n {
-                anyhow::bail!("--device cuda:{i} requested but libtorch sees {n} CUDA device(s)");
-            }
-            Ok(Device::Cuda(i))
-        }
-    }
 }
 
 /// Starts training on a new thread. Data layout and run directory problems surface here,
@@ -141,7 +126,7 @@ impl Trainer {
                 files.len()
             );
         }
-        let device = resolve_device(&config)?;
+        let device = crate::config::validate::resolve_device(&config.device)?;
         let group = match crate::dist::DistEnv::from_env()? {
             Some(env) => {
                 let timeout = crate::dist::timeout_from_env();
@@ -238,7 +223,7 @@ impl Trainer {
         let info = RunInfo {
             run_dir: self.run_dir.path.clone(),
             name: self.run_dir.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            arch: c.arch.clone(),
+            arch: c.arch.to_string(),
             device: format!("{:?}", self.device),
             epochs: c.epochs as usize,
             niter_per_ep: self.niter,
@@ -277,7 +262,7 @@ impl Trainer {
     /// Runs the rest of one epoch.
     fn run_epoch(&mut self, epoch: usize) -> Result<EpochEnd> {
         let start_batch = self.iter % self.niter;
-        let aug = AugmentConfig::from_train_config(&self.config);
+        let aug = self.config.augment_config();
         let loader_cfg = LoaderConfig {
             batch_size: self.config.batch_size_per_gpu as usize,
             num_workers: self.config.num_workers,

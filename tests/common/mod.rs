@@ -12,7 +12,7 @@ pub fn demo_data(dir: &Path, per_class: usize) {
 /// A ViT small enough that an iteration takes milliseconds on a CPU.
 pub fn tiny_config(data: &Path, out: &Path) -> TrainConfig {
     TrainConfig {
-        arch: "vit_tiny".into(),
+        arch: dino_tui::config::Arch::VitTiny,
         patch_size: 4,
         embed_dim: Some(24),
         depth: Some(1),

@@ -1,0 +1,127 @@
+//! What each subcommand of `dino` does, from parsed arguments to an exit code: training in the
+//! TUI or headless (or detached), the demo, and the hand-off to the other front-ends.
+
+use super::cli::{Cli, Command, DemoArgs, EvalCommand};
+use super::interactive::Outcome;
+use crate::config::TrainConfig;
+use crate::protocol::RunState;
+use anyhow::Result;
+use std::io::IsTerminal;
+
+/// Exit code of a finished training command: a failed run is an error for scripts.
+fn exit_code(state: RunState) -> i32 {
+    match state {
+        RunState::Failed => 1,
+        _ => 0,
+    }
+}
+
+/// The TUI when stdout is a terminal (and --headless was not given), progress lines otherwise.
+fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Result<i32> {
+    let headless = force_headless || config.headless || !std::io::stdout().is_terminal();
+    if headless {
+        return Ok(exit_code(super::headless::run(config)?));
+    }
+    match super::interactive::run(config, theme)? {
+        Outcome::Ended(state) => {
+            match state {
+                RunState::Finished => crate::say!("dino: training finished"),
+                RunState::Stopped => crate::say!("dino: training stopped after a checkpoint; run the same command to resume"),
+                _ => crate::say_err!("dino: training failed; see events.jsonl in the run directory"),
+            }
+            Ok(exit_code(state))
+        }
+        Outcome::Detached { pid, log } => {
+            crate::say!("dino: training continues in the background (pid {pid}); output in {}", log.display());
+            Ok(0)
+        }
+    }
+}
+
+/// `dino train --detach`: how long to wait for the trainer to serve before reporting it started.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn detach(config: TrainConfig) -> Result<i32> {
+    let d = super::detach::start(config, DETACH_WAIT)?;
+    let how = if d.serving { "training" } else { "still starting (slow to build its model?)" };
+    crate::say!("dino: {how} in the background, pid {}", d.pid);
+    crate::say!("run directory: {}", d.run_dir.display());
+    crate::say!("output: {}", d.log.display());
+    crate::say!(
+        "watch: dino attach {}    steer: dino ctl {} status|pause|resume|checkpoint|stop",
+        d.run_dir.display(),
+        d.run_dir.display()
+    );
+    Ok(0)
+}
+
+fn demo(args: DemoArgs) -> Result<i32> {
+    let data = args.dir.join("data");
+    let summary = crate::data::write_demo_dataset(&data, 60, 0, 48)?;
+    crate::say!("{summary}");
+    let mut config = crate::config::preset("demo").ok_or_else(|| anyhow::anyhow!("demo preset missing"))?;
+    config.data_path = data;
+    config.output_dir = Some(args.dir.join("run"));
+    if let Some(e) = args.epochs {
+        config.epochs = e;
+    }
+    config.validate()?;
+    train(config, args.headless, args.theme)
+}
+
+/// Carries out one command line; the exit code for the process.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Train(args) => {
+            let config = args.resolve()?;
+            if let Some(n) = args.nproc_per_node.filter(|&n| n > 1) {
+                if std::env::var_os("RANK").is_some() {
+                    anyhow::bail!("--nproc_per_node starts the ranks itself; under torchrun or srun leave it out");
+                }
+                if !crate::dist::AVAILABLE {
+                    return Err(crate::dist::DistError::NotBuilt.into());
+                }
+                let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+                return super::launch::run_local(n, &args);
+            }
+            if args.print_config {
+                crate::say!("{}", config.to_toml().trim_end());
+                return Ok(0);
+            }
+            if args.detach {
+                return detach(config);
+            }
+            train(config, false, args.theme)
+        }
+        Command::Tui(args) => {
+            let config = args.resolve()?;
+            if !std::io::stdout().is_terminal() {
+                anyhow::bail!("dino tui needs a terminal; use `dino train --headless` for batch jobs");
+            }
+            train(config, false, args.theme)
+        }
+        Command::Demo(args) => demo(args),
+        Command::MakeDemoData { dir, per_class, seed, size } => {
+            let summary = crate::data::write_demo_dataset(&dir, per_class, seed, size)?;
+            crate::say!("{summary}");
+            Ok(0)
+        }
+        Command::Attach { run_dir } => super::attach::run(run_dir),
+        Command::Ctl { run_dir, command } => Ok(super::ctl::run(&run_dir, &command)),
+        Command::Runs { dir } => {
+            let dir = dir.unwrap_or_else(|| "runs".into());
+            let index = crate::run::index::default_index_path();
+            let runs = crate::run::runs::list(&dir, index.as_deref());
+            if runs.is_empty() {
+                crate::say!("no runs in {} or in the run index", dir.display());
+            } else {
+                crate::say!("{}", crate::run::runs::table(&runs).trim_end());
+            }
+            Ok(0)
+        }
+        Command::Eval(EvalCommand::Knn(a)) => super::eval::knn(&a),
+        Command::Eval(EvalCommand::Linear(a)) => super::eval_linear::run_command(&a),
+        Command::Eval(EvalCommand::LabelEfficiency(a)) => super::eval_label_efficiency::run_command(&a),
+        Command::Outliers(a) => super::eval::outliers(&a),
+    }
+}

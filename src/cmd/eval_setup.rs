@@ -1,0 +1,83 @@
+//! What every evaluation command starts from: the weights the flags name, the data set, the
+//! feature cache and the device, plus extraction with a progress bar and the record a result
+//! leaves in its run directory.
+
+use super::eval_args::ModelArgs;
+use super::progress::Progress;
+use crate::config::validate::resolve_device;
+use crate::data::{DataLayout, Split};
+use crate::eval::features::{extract_split, EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};
+use crate::eval::source::{self, ModelSource};
+use crate::eval::{record, EvalError};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use tch::Device;
+
+/// The model, the data set and the cache an evaluation command works with.
+pub struct Prepared {
+    pub source: ModelSource,
+    pub layout: DataLayout,
+    pub cache: Option<FeatureCache>,
+    pub device: Device,
+}
+
+impl Prepared {
+    pub fn new(m: &ModelArgs) -> Result<Self> {
+        let device = resolve_device(&m.device)?;
+        let source = source::load(&m.spec(device))?;
+        let data = m.data_path.clone().unwrap_or_else(|| source.config.data_path.clone());
+        let layout = DataLayout::discover(&data).with_context(|| "set --data_path to a folder with train/CLASS/ and val/CLASS/")?;
+        let cache = if m.no_cache { None } else { FeatureCache::for_run_or_user(source.run_dir.as_deref()) };
+        eprintln!("evaluating {}", source.description);
+        Ok(Self { source, layout, cache, device })
+    }
+
+    pub fn split(&self, name: &str) -> Result<&Split, EvalError> {
+        let s = match name {
+            "train" => self.layout.train(),
+            "pretext" => Some(self.layout.pretext()),
+            _ => self.layout.val(),
+        };
+        s.ok_or_else(|| EvalError::NoLabeledSplit { root: self.layout.root().to_path_buf(), split: name.into() })
+    }
+
+    pub fn options(&self, m: &ModelArgs, kind: FeatureKind) -> ExtractOptions {
+        ExtractOptions {
+            transform: EvalTransform::for_crop(self.source.config.global_crop_size.max(1) as usize),
+            batch_size: m.batch_size_per_gpu.max(1) as usize,
+            num_workers: m.num_workers.max(1),
+            device: self.device,
+            kind,
+        }
+    }
+
+    /// Features of a split through the cache, with a progress bar.
+    pub fn features(&self, m: &ModelArgs, split: &str, kind: FeatureKind) -> Result<LabeledFeatures> {
+        let s = self.split(split)?;
+        let opts = self.options(m, kind);
+        let bar = Progress::new(format!("features {split}"));
+        let cache = self.cache.as_ref().map(|c| (c, self.source.identity.as_str()));
+        let f = extract_split(&self.source.backbone, s, &opts, cache, &mut |d, t| bar.update(d, t))?;
+        if f.from_cache {
+            eprintln!("features {split}: {} images from the cache", f.len());
+        }
+        Ok(f)
+    }
+
+    /// Records a result in the run directory, when the weights belong to a run.
+    pub fn record(&self, kind: &str, json: &serde_json::Value) -> Result<Option<PathBuf>> {
+        let Some(run) = &self.source.run_dir else { return Ok(None) };
+        let label = record::label(self.source.epoch, self.source.iter);
+        let path = record::write_result(run, kind, &label, json)?;
+        let mut event = json.clone();
+        if let Some(o) = event.as_object_mut() {
+            o.insert("kind".into(), kind.into());
+            o.insert("file".into(), path.display().to_string().into());
+            o.insert("weights".into(), self.source.description.clone().into());
+            o.insert("epoch".into(), self.source.epoch.into());
+            o.insert("iter".into(), self.source.iter.into());
+        }
+        record::append_event(run, &event)?;
+        Ok(Some(path))
+    }
+}
