@@ -37,16 +37,17 @@ fn main() -> anyhow::Result<()> {
     let iters: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let batch: i64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let device = if std::env::var("BENCH_CUDA").is_ok() && tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
-    let c = TrainConfig {
-        arch: dino_tui::config::Arch::VitTiny,
-        patch_size: 4,
-        global_crop_size: 32,
-        local_crop_size: 16,
-        local_crops_number: 6,
-        batch_size_per_gpu: batch,
-        out_dim: 4096,
-        use_fp16: device.is_cuda(),
-        ..Default::default()
+    let c = {
+        let mut c = TrainConfig::default();
+        c.model.arch = dino_tui::config::Arch::VitTiny;
+        c.model.patch_size = 4;
+        c.crops.global_crop_size = 32;
+        c.crops.local_crop_size = 16;
+        c.crops.local_crops_number = 6;
+        c.optim.batch_size_per_gpu = batch as usize;
+        c.model.out_dim = 4096;
+        c.optim.use_fp16 = device.is_cuda();
+        c
     };
     c.validate()?;
     tch::manual_seed(0);

@@ -1,5 +1,8 @@
 //! The `dino` binary as a person uses it: help, config printing, validation errors, headless
 //! training, and resuming after the process is killed with SIGKILL mid-epoch.
+// Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
+// assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -78,7 +81,10 @@ fn print_config_shows_the_effective_values() {
     let o = run(&["train", "--config", "cifar-quick", "--epochs", "3", "--print-config"]);
     assert!(o.status.success(), "{}", text(&o));
     let c = dino_tui::config::TrainConfig::from_toml_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
-    assert_eq!((c.epochs, c.arch, c.global_crop_size, c.blur_sigma), (3, dino_tui::config::Arch::ResNet18, 32, (0.0, 0.0)));
+    assert_eq!(
+        (c.optim.epochs, c.model.arch, c.crops.global_crop_size, c.crops.blur_sigma),
+        (3, dino_tui::config::Arch::ResNet18, 32, (0.0, 0.0))
+    );
 }
 
 #[test]
@@ -120,10 +126,10 @@ fn resumes_after_kill_9_mid_epoch() {
     common::demo_data(&data, 16); // 80 images, 10 iterations per epoch
     let out = d.path().join("run");
     let mut c = common::tiny_config(&data, &out);
-    c.epochs = 3;
+    c.optim.epochs = 3;
     // Slow enough that the kill lands mid-epoch: a bigger head and more local crops.
-    c.out_dim = 4096;
-    c.local_crops_number = 6;
+    c.model.out_dim = 4096;
+    c.crops.local_crops_number = 6;
     let cfg = d.path().join("tiny.toml");
     std::fs::write(&cfg, c.to_toml()).unwrap();
     let args = ["train", "--config", cfg.to_str().unwrap(), "--headless"];

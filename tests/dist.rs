@@ -2,6 +2,9 @@
 //! two ranks, a lost rank failing the other with an error instead of a hang, and two processes
 //! training exactly like one process with the double batch. Skipped (with a message) when this
 //! build has no c10d shim (Gloo headers missing at build time).
+// Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
+// assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -103,11 +106,11 @@ fn two_processes_train_like_one_with_the_double_batch() {
     let data = d.path().join("data");
     common::demo_data(&data, 8);
     let mut c = common::tiny_config(&data, &d.path().join("unused"));
-    c.epochs = 1;
-    c.output_dir = None;
-    let run = |name: &str, batch: i64, nproc: usize| {
+    c.optim.epochs = 1;
+    c.run.output_dir = None;
+    let run = |name: &str, batch: usize, nproc: usize| {
         let mut c = c.clone();
-        c.batch_size_per_gpu = batch;
+        c.optim.batch_size_per_gpu = batch;
         let cfg = d.path().join(format!("{name}.toml"));
         std::fs::write(&cfg, c.to_toml()).unwrap();
         let out = d.path().join(name);
@@ -204,8 +207,8 @@ fn killing_a_rank_process_ends_the_other_with_an_error() {
     let data = d.path().join("data");
     common::demo_data(&data, 8);
     let mut c = common::tiny_config(&data, &d.path().join("run"));
-    c.epochs = 10_000; // runs until killed
-    c.batch_size_per_gpu = 4;
+    c.optim.epochs = 10_000; // runs until killed
+    c.optim.batch_size_per_gpu = 4;
     let cfg = d.path().join("c.toml");
     std::fs::write(&cfg, c.to_toml()).unwrap();
     let port = free_port().to_string();
@@ -264,8 +267,8 @@ fn a_pause_longer_than_the_timeout_holds_every_rank_and_stop_ends_them_all() {
     common::demo_data(&data, 8);
     let run = d.path().join("run");
     let mut c = common::tiny_config(&data, &run);
-    c.epochs = 10_000;
-    c.batch_size_per_gpu = 4;
+    c.optim.epochs = 10_000;
+    c.optim.batch_size_per_gpu = 4;
     let cfg = d.path().join("c.toml");
     std::fs::write(&cfg, c.to_toml()).unwrap();
     let dino = env!("CARGO_BIN_EXE_dino");

@@ -1,6 +1,9 @@
 //! Evaluation end to end on generated images: results recorded in the run directory (live from
 //! the trainer and from the command path), the feature cache and its invalidation, class counts
 //! from folders, the linear probe, and the shared cifar-vehicles set when it is present.
+// Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
+// assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -56,8 +59,8 @@ fn live_knn_results_appear_in_the_run_directory() {
     common::demo_data(&data, 8);
     let out = d.path().join("run");
     let mut c = common::tiny_config(&data, &out);
-    c.epochs = 1;
-    c.eval_knn_every = 1;
+    c.optim.epochs = 1;
+    c.run.eval_knn_every = 1;
     let mut asked = false;
     let events = drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |e, cmd| {
         // Also ask from the "TUI" once, mid-epoch.
@@ -104,7 +107,7 @@ fn linear_and_checkpoint_evaluations_run_from_a_live_run_one_after_the_other() {
     common::demo_data(&data, 8);
     let out = d.path().join("run");
     let mut c = common::tiny_config(&data, &out);
-    c.epochs = 2;
+    c.optim.epochs = 2;
     let mut saved = None;
     let events = drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |e, cmd| {
         if let (Event::CheckpointSaved(info), None) = (e, &saved) {
@@ -147,17 +150,17 @@ fn cached_features_are_reused_and_invalidated_when_the_checkpoint_changes() {
     common::demo_data(&data, 4);
     let out = d.path().join("run");
     let mut c = common::tiny_config(&data, &out);
-    c.epochs = 1;
+    c.optim.epochs = 1;
     drive(spawn(c.clone(), OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
 
     let layout = dino_tui::data::DataLayout::discover(&data).unwrap();
     let val = layout.val().unwrap();
     let src = source::load(&spec(&out)).unwrap();
     assert_eq!(src.run_dir.as_deref(), Some(out.as_path()));
-    assert_eq!(src.config.embed_dim, Some(24), "architecture from the checkpoint's config");
+    assert_eq!(src.config.model.embed_dim, Some(24), "architecture from the checkpoint's config");
     let cache = FeatureCache::for_run_or_user(src.run_dir.as_deref()).unwrap();
     assert!(cache.dir.starts_with(out.join("evals")));
-    let o = opts(src.config.global_crop_size);
+    let o = opts(src.config.crops.global_crop_size as i64);
     let first = extract_split(&src.backbone, val, &o, Some((&cache, &src.identity)), &mut |_, _| {}).unwrap();
     assert!(!first.from_cache);
     assert_eq!(first.num_classes(), 5, "classes from the folders");
@@ -166,7 +169,7 @@ fn cached_features_are_reused_and_invalidated_when_the_checkpoint_changes() {
     assert!(first.features.equal(&second.features));
 
     // One more epoch rewrites the latest checkpoint: the cache must not answer for it.
-    c.epochs = 2;
+    c.optim.epochs = 2;
     drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
     let src2 = source::load(&spec(&out)).unwrap();
     assert_ne!(src.identity, src2.identity);
@@ -204,9 +207,9 @@ fn random_baseline_and_bare_backbone_files_load() {
     let mut b = spec(&file);
     b.arch = Some("vit_tiny".into());
     let loaded = source::load(&b).unwrap();
-    assert_eq!(loaded.config.embed_dim, Some(24), "width read from the tensors");
-    assert_eq!(loaded.config.depth, Some(1));
-    assert_eq!(loaded.config.global_crop_size, 16);
+    assert_eq!(loaded.config.model.embed_dim, Some(24), "width read from the tensors");
+    assert_eq!(loaded.config.model.depth, Some(1));
+    assert_eq!(loaded.config.crops.global_crop_size, 16);
     // The number of heads is not in the tensors: with the config that made them, the same features.
     b.config = s.config.clone();
     let loaded = source::load(&b).unwrap();
@@ -230,7 +233,7 @@ fn cifar_vehicles_random_knn_when_present() {
     s.pretrained_weights = "random".into();
     let mut c = dino_tui::config::preset("cifar-quick").unwrap();
     // Depth 1 keeps this test fast; only the plumbing on real images is under test.
-    c.depth = Some(1);
+    c.model.depth = Some(1);
     let p = tempfile::tempdir().unwrap();
     let cfg = p.path().join("c.toml");
     std::fs::write(&cfg, c.to_toml()).unwrap();

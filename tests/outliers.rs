@@ -1,5 +1,8 @@
 //! Outlier scoring end to end on real image files: images filed under the wrong class rank at the
 //! top of label disagreement, and `dino outliers` writes its CSV, duplicates and map.
+// Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
+// assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use dino_tui::config::TrainConfig;
 use dino_tui::data::{DataLayout, Split};
@@ -40,15 +43,16 @@ fn colour_set(root: &Path, misfiled: &[(usize, usize)]) -> Vec<String> {
 }
 
 fn tiny() -> TrainConfig {
-    TrainConfig {
-        arch: dino_tui::config::Arch::VitTiny,
-        patch_size: 8,
-        embed_dim: Some(24),
-        depth: Some(1),
-        num_heads: Some(2),
-        global_crop_size: 32,
-        local_crop_size: 16,
-        ..Default::default()
+    {
+        let mut c = TrainConfig::default();
+        c.model.arch = dino_tui::config::Arch::VitTiny;
+        c.model.patch_size = 8;
+        c.model.embed_dim = Some(24);
+        c.model.depth = Some(1);
+        c.model.num_heads = Some(2);
+        c.crops.global_crop_size = 32;
+        c.crops.local_crop_size = 16;
+        c
     }
 }
 

@@ -1,5 +1,8 @@
 //! Exact-number tests against the reference implementation's outputs in `../shared/parity`.
 //! When that folder is absent they say so and skip; when it is present every file is checked.
+// Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
+// assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use dino_tui::config::{OptimizerKind, TrainConfig};
 use dino_tui::model::{weights, DinoHead, HeadSpec, VisionTransformer, VitSpec};
@@ -169,31 +172,32 @@ fn three_training_steps_match_reference() {
     let f = |k: &str| a[k].as_f64().unwrap();
     let u = |k: &str| a[k].as_u64().unwrap() as usize;
     let batch = t["step0.crop0"].size()[0];
-    let config = TrainConfig {
-        arch: dino_tui::config::Arch::VitTiny,
-        patch_size: v["patch_size"].as_i64().unwrap(),
-        embed_dim: Some(v["embed_dim"].as_i64().unwrap()),
-        depth: Some(v["depth"].as_i64().unwrap()),
-        num_heads: Some(v["num_heads"].as_i64().unwrap()),
-        out_dim: h["out_dim"].as_i64().unwrap(),
-        head_hidden_dim: h["hidden_dim"].as_i64().unwrap(),
-        head_bottleneck_dim: h["bottleneck_dim"].as_i64().unwrap(),
-        norm_last_layer: false,
-        drop_path_rate: 0.0,
-        global_crop_size: 32,
-        local_crop_size: 16,
-        local_crops_number: a["ncrops"].as_i64().unwrap() - 2,
-        batch_size_per_gpu: batch,
-        lr: f("lr"),
-        min_lr: f("min_lr"),
-        weight_decay: f("wd"),
-        weight_decay_end: f("wd_end"),
-        momentum_teacher: f("momentum_teacher"),
-        clip_grad: 3.0,
-        freeze_last_layer: 1,
-        optimizer: OptimizerKind::Adamw,
-        use_fp16: false,
-        ..Default::default()
+    let config = {
+        let mut c = TrainConfig::default();
+        c.model.arch = dino_tui::config::Arch::VitTiny;
+        c.model.patch_size = v["patch_size"].as_u64().unwrap() as usize;
+        c.model.embed_dim = Some(v["embed_dim"].as_u64().unwrap() as usize);
+        c.model.depth = Some(v["depth"].as_u64().unwrap() as usize);
+        c.model.num_heads = Some(v["num_heads"].as_u64().unwrap() as usize);
+        c.model.out_dim = h["out_dim"].as_u64().unwrap() as usize;
+        c.model.head_hidden_dim = h["hidden_dim"].as_u64().unwrap() as usize;
+        c.model.head_bottleneck_dim = h["bottleneck_dim"].as_u64().unwrap() as usize;
+        c.model.norm_last_layer = false;
+        c.model.drop_path_rate = 0.0;
+        c.crops.global_crop_size = 32;
+        c.crops.local_crop_size = 16;
+        c.crops.local_crops_number = a["ncrops"].as_u64().unwrap() as usize - 2;
+        c.optim.batch_size_per_gpu = batch as usize;
+        c.optim.lr = f("lr");
+        c.optim.min_lr = f("min_lr");
+        c.optim.weight_decay = f("wd");
+        c.optim.weight_decay_end = f("wd_end");
+        c.teacher.momentum_teacher = f("momentum_teacher");
+        c.optim.clip_grad = 3.0;
+        c.optim.freeze_last_layer = 1;
+        c.optim.optimizer = OptimizerKind::Adamw;
+        c.optim.use_fp16 = false;
+        c
     };
     config.validate().unwrap();
     let (epochs, niter) = (u("epochs"), u("niter_per_ep"));

@@ -1,5 +1,8 @@
 //! End-to-end training on real (generated) images: a complete run directory, resume after a
 //! stop mid-epoch reproducing the uninterrupted run, the non-finite-loss guard, schedule edits.
+// Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
+// assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -71,7 +74,7 @@ fn short_run_leaves_a_complete_run_directory() {
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 15);
     let config = dino_tui::config::TrainConfig::from_toml_file(&out.join("config.toml")).unwrap();
-    assert_eq!(config.embed_dim, Some(24));
+    assert_eq!(config.model.embed_dim, Some(24));
 }
 
 #[test]
@@ -82,7 +85,7 @@ fn resume_mid_epoch_reproduces_the_uninterrupted_run() {
     common::demo_data(&data, 16); // 80 images: 10 iterations per epoch
     let config = |out: &str| {
         let mut c = common::tiny_config(&data, &d.path().join(out));
-        c.epochs = 2;
+        c.optim.epochs = 2;
         c
     };
 
@@ -176,8 +179,8 @@ fn exclude_removes_exactly_the_listed_images_from_training() {
     std::fs::write(&file, list).unwrap();
     let out = d.path().join("run");
     let mut c = common::tiny_config(&data, &out);
-    c.epochs = 1;
-    c.exclude = Some(file.clone());
+    c.optim.epochs = 1;
+    c.run.exclude = Some(file.clone());
     let (events, state) = drive(spawn(c.clone(), OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
     assert_eq!(state, RunState::Finished);
     let info = events.iter().find_map(|e| if let Event::Started(i) = e { Some(i.clone()) } else { None }).unwrap();
@@ -186,8 +189,8 @@ fn exclude_removes_exactly_the_listed_images_from_training() {
     let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
     assert!(log.contains(r#""type":"exclude""#) && log.contains(r#""removed":8"#) && log.contains(r#""unmatched":1"#), "{log}");
     // A list that cannot be read is named in the error.
-    c.exclude = Some(d.path().join("missing.txt"));
-    c.output_dir = Some(d.path().join("run2"));
+    c.run.exclude = Some(d.path().join("missing.txt"));
+    c.run.output_dir = Some(d.path().join("run2"));
     let err = spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).err().unwrap();
     assert!(format!("{err:#}").contains("missing.txt"), "{err:#}");
 }

@@ -1,6 +1,9 @@
 //! End to end through the public API: a fake trainer on its own thread sends events as JSON lines
 //! (as over the control socket), the UI state folds them in, keys turn into commands the trainer
 //! receives, and every tab draws.
+// Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
+// assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use dino_tui::protocol::{Command, Event, IterMetrics, RunInfo, RunState};

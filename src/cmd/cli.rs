@@ -100,7 +100,32 @@ pub struct TrainArgs {
     /// Print the effective config as TOML and exit
     #[arg(long = "print-config")]
     pub print_config: bool,
+    #[command(flatten)]
+    pub model: ModelFlags,
+    #[command(flatten)]
+    pub teacher: TeacherFlags,
+    #[command(flatten)]
+    pub optim: OptimFlags,
+    #[command(flatten)]
+    pub crops: CropFlags,
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// Train in the background, detached from this terminal (output in RUN_DIR/detached.log);
+    /// prints the run directory and pid
+    #[arg(long, help_heading = "Run")]
+    pub detach: bool,
+    /// Data-parallel training: start N processes on this machine (as torchrun --nproc_per_node N)
+    #[arg(long, help_heading = "Run")]
+    pub nproc_per_node: Option<usize>,
+    /// TUI colour theme: dark, light, high-contrast, a user theme name or a .toml path
+    #[arg(long, help_heading = "Run")]
+    pub theme: Option<String>,
+}
 
+/// The networks: flags of `TrainConfig::model`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(rename_all = "snake_case")]
+pub struct ModelFlags {
     /// Architecture: vit_tiny, vit_small, vit_base, resnet18, resnet50
     #[arg(long, help_heading = "Model")]
     pub arch: Option<String>,
@@ -125,9 +150,6 @@ pub struct TrainArgs {
     /// Weight-normalise the last layer of the head with a fixed norm (true/false)
     #[arg(long, value_parser = bool_flag, help_heading = "Model")]
     pub norm_last_layer: Option<bool>,
-    /// Base EMA parameter for the teacher update (cosine to 1 during training)
-    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
-    pub momentum_teacher: Option<f64>,
     /// Use batch normalisation in the projection head (true/false)
     #[arg(long, value_parser = bool_flag, help_heading = "Model")]
     pub use_bn_in_head: Option<bool>,
@@ -137,7 +159,18 @@ pub struct TrainArgs {
     /// Bottleneck width of the head's MLP
     #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub head_bottleneck_dim: Option<i64>,
+    /// Stochastic depth rate
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
+    pub drop_path_rate: Option<f64>,
+}
 
+/// The teacher: flags of `TrainConfig::teacher`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(rename_all = "snake_case")]
+pub struct TeacherFlags {
+    /// Base EMA parameter for the teacher update (cosine to 1 during training)
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
+    pub momentum_teacher: Option<f64>,
     /// Initial teacher temperature (linear warm-up to --teacher_temp)
     #[arg(long, allow_negative_numbers = true, help_heading = "Temperature")]
     pub warmup_teacher_temp: Option<f64>,
@@ -147,7 +180,12 @@ pub struct TrainArgs {
     /// Epochs of teacher temperature warm-up
     #[arg(long, allow_negative_numbers = true, help_heading = "Temperature")]
     pub warmup_teacher_temp_epochs: Option<i64>,
+}
 
+/// Optimisation: flags of `TrainConfig::optim`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(rename_all = "snake_case")]
+pub struct OptimFlags {
     /// Mixed precision on CUDA (true/false); CPU always runs float32
     #[arg(long, value_parser = bool_flag, help_heading = "Optimisation")]
     pub use_fp16: Option<bool>,
@@ -181,10 +219,12 @@ pub struct TrainArgs {
     /// Optimizer: adamw, sgd, lars
     #[arg(long, help_heading = "Optimisation")]
     pub optimizer: Option<String>,
-    /// Stochastic depth rate
-    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
-    pub drop_path_rate: Option<f64>,
+}
 
+/// Multi-crop: flags of `TrainConfig::crops`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(rename_all = "snake_case")]
+pub struct CropFlags {
     /// Scale range of the global crops: MIN MAX
     #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
     pub global_crops_scale: Option<Vec<f64>>,
@@ -203,7 +243,12 @@ pub struct TrainArgs {
     /// Gaussian blur radius range in pixels: MIN MAX (0 0 turns blur off, as is usual for 32 px images)
     #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
     pub blur_sigma: Option<Vec<f64>>,
+}
 
+/// The run: flags of `TrainConfig::run`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(rename_all = "snake_case")]
+pub struct RunFlags {
     /// Data-set root: pretext/ (training), train/CLASS/ and val/CLASS/ (evaluation)
     #[arg(long, help_heading = "Run")]
     pub data_path: Option<PathBuf>,
@@ -231,22 +276,12 @@ pub struct TrainArgs {
     /// Progress lines instead of the TUI, even on a terminal
     #[arg(long, help_heading = "Run")]
     pub headless: bool,
-    /// Train in the background, detached from this terminal (output in RUN_DIR/detached.log);
-    /// prints the run directory and pid
-    #[arg(long, help_heading = "Run")]
-    pub detach: bool,
-    /// Data-parallel training: start N processes on this machine (as torchrun --nproc_per_node N)
-    #[arg(long, help_heading = "Run")]
-    pub nproc_per_node: Option<usize>,
     /// Headless progress line every N iterations
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub print_freq: Option<i64>,
     /// k-NN evaluation of the teacher every N epochs (0: never); training pauses meanwhile
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub eval_knn_every: Option<i64>,
-    /// TUI colour theme: dark, light, high-contrast, a user theme name or a .toml path
-    #[arg(long, help_heading = "Run")]
-    pub theme: Option<String>,
 }
 
 /// `--arch`, checked against the architectures the model can build.
@@ -279,67 +314,56 @@ impl TrainArgs {
 
     /// Applies the flags that were given on top of `c`.
     pub fn apply(&self, c: &mut TrainConfig) -> Result<(), ConfigError> {
-        macro_rules! set {
-            ($($field:ident),*) => {$(
-                if let Some(v) = &self.$field { c.$field = v.clone(); }
-            )*};
-        }
+        self.model.apply(&mut c.model)?;
+        self.teacher.apply(&mut c.teacher)?;
+        self.optim.apply(&mut c.optim)?;
+        self.crops.apply(&mut c.crops)?;
+        self.run.apply(&mut c.run)
+    }
+}
+
+/// A count flag: given as a signed number so that `--epochs -1` is refused by name (clap would
+/// say only "invalid digit").
+fn count(setting: &str, v: Option<i64>, min: i64) -> Result<Option<usize>, ConfigError> {
+    match v {
+        None => Ok(None),
+        Some(n) if n >= min => Ok(Some(n as usize)),
+        Some(n) => Err(ConfigError::invalid(setting, n, &format!("an integer >= {min}"))),
+    }
+}
+
+/// Sets `target` when the flag was given.
+fn set<T: Clone>(target: &mut T, v: &Option<T>) {
+    if let Some(v) = v {
+        *target = v.clone();
+    }
+}
+
+/// Sets a count when the flag was given, refusing values below `min`.
+fn set_count(target: &mut usize, setting: &str, v: Option<i64>, min: i64) -> Result<(), ConfigError> {
+    if let Some(n) = count(setting, v, min)? {
+        *target = n;
+    }
+    Ok(())
+}
+
+impl ModelFlags {
+    fn apply(&self, m: &mut crate::config::ModelConfig) -> Result<(), ConfigError> {
         if let Some(a) = &self.arch {
-            c.arch = parse_arch(a)?;
+            m.arch = parse_arch(a)?;
         }
-        set!(
-            patch_size,
-            out_dim,
-            norm_last_layer,
-            momentum_teacher,
-            use_bn_in_head,
-            head_hidden_dim,
-            head_bottleneck_dim,
-            warmup_teacher_temp,
-            teacher_temp,
-            warmup_teacher_temp_epochs,
-            use_fp16,
-            weight_decay,
-            weight_decay_end,
-            clip_grad,
-            batch_size_per_gpu,
-            epochs,
-            freeze_last_layer,
-            lr,
-            warmup_epochs,
-            min_lr,
-            drop_path_rate,
-            local_crops_number,
-            global_crop_size,
-            local_crop_size,
-            data_path,
-            saveckp_freq,
-            seed,
-            num_workers,
-            device,
-            print_freq,
-            eval_knn_every
-        );
-        if self.embed_dim.is_some() {
-            c.embed_dim = self.embed_dim;
-        }
-        if self.depth.is_some() {
-            c.depth = self.depth;
-        }
-        if self.num_heads.is_some() {
-            c.num_heads = self.num_heads;
-        }
-        if self.output_dir.is_some() {
-            c.output_dir = self.output_dir.clone();
-        }
-        if self.exclude.is_some() {
-            c.exclude = self.exclude.clone();
-        }
-        if self.name.is_some() {
-            c.name = self.name.clone();
+        set_count(&mut m.patch_size, "patch_size", self.patch_size, 1)?;
+        for (target, name, v) in [
+            (&mut m.embed_dim, "embed_dim", self.embed_dim),
+            (&mut m.depth, "depth", self.depth),
+            (&mut m.num_heads, "num_heads", self.num_heads),
+        ] {
+            if let Some(n) = count(name, v, 1)? {
+                *target = Some(n);
+            }
         }
         if let Some(s) = &self.resnet_stem {
-            c.resnet_stem = ResNetStem::parse(s).ok_or_else(|| {
+            m.resnet_stem = ResNetStem::parse(s).ok_or_else(|| {
                 ConfigError::invalid(
                     "resnet_stem",
                     s,
@@ -347,22 +371,83 @@ impl TrainArgs {
                 )
             })?;
         }
-        if let Some(o) = &self.optimizer {
-            c.optimizer = OptimizerKind::parse(o)?;
+        set_count(&mut m.out_dim, "out_dim", self.out_dim, 1)?;
+        set(&mut m.norm_last_layer, &self.norm_last_layer);
+        set(&mut m.use_bn_in_head, &self.use_bn_in_head);
+        set_count(&mut m.head_hidden_dim, "head_hidden_dim", self.head_hidden_dim, 1)?;
+        set_count(&mut m.head_bottleneck_dim, "head_bottleneck_dim", self.head_bottleneck_dim, 1)?;
+        set(&mut m.drop_path_rate, &self.drop_path_rate);
+        Ok(())
+    }
+}
+
+impl TeacherFlags {
+    fn apply(&self, t: &mut crate::config::TeacherConfig) -> Result<(), ConfigError> {
+        set(&mut t.momentum_teacher, &self.momentum_teacher);
+        set(&mut t.warmup_teacher_temp, &self.warmup_teacher_temp);
+        set(&mut t.teacher_temp, &self.teacher_temp);
+        set_count(&mut t.warmup_teacher_temp_epochs, "warmup_teacher_temp_epochs", self.warmup_teacher_temp_epochs, 0)
+    }
+}
+
+impl OptimFlags {
+    fn apply(&self, o: &mut crate::config::OptimConfig) -> Result<(), ConfigError> {
+        set(&mut o.use_fp16, &self.use_fp16);
+        set(&mut o.weight_decay, &self.weight_decay);
+        set(&mut o.weight_decay_end, &self.weight_decay_end);
+        set(&mut o.clip_grad, &self.clip_grad);
+        set_count(&mut o.batch_size_per_gpu, "batch_size_per_gpu", self.batch_size_per_gpu, 1)?;
+        set_count(&mut o.epochs, "epochs", self.epochs, 1)?;
+        set_count(&mut o.freeze_last_layer, "freeze_last_layer", self.freeze_last_layer, 0)?;
+        set(&mut o.lr, &self.lr);
+        set_count(&mut o.warmup_epochs, "warmup_epochs", self.warmup_epochs, 0)?;
+        set(&mut o.min_lr, &self.min_lr);
+        if let Some(v) = &self.optimizer {
+            o.optimizer = OptimizerKind::parse(v)?;
         }
+        Ok(())
+    }
+}
+
+impl CropFlags {
+    fn apply(&self, c: &mut crate::config::CropConfig) -> Result<(), ConfigError> {
         if let Some(v) = &self.global_crops_scale {
             c.global_crops_scale = pair("global_crops_scale", v)?;
         }
+        set_count(&mut c.local_crops_number, "local_crops_number", self.local_crops_number, 0)?;
         if let Some(v) = &self.local_crops_scale {
             c.local_crops_scale = pair("local_crops_scale", v)?;
         }
+        set_count(&mut c.global_crop_size, "global_crop_size", self.global_crop_size, 1)?;
+        set_count(&mut c.local_crop_size, "local_crop_size", self.local_crop_size, 1)?;
         if let Some(v) = &self.blur_sigma {
             c.blur_sigma = pair("blur_sigma", v)?;
         }
-        if self.headless {
-            c.headless = true;
-        }
         Ok(())
+    }
+}
+
+impl RunFlags {
+    fn apply(&self, r: &mut crate::config::RunConfig) -> Result<(), ConfigError> {
+        set(&mut r.data_path, &self.data_path);
+        if self.exclude.is_some() {
+            r.exclude = self.exclude.clone();
+        }
+        if self.output_dir.is_some() {
+            r.output_dir = self.output_dir.clone();
+        }
+        if self.name.is_some() {
+            r.name = self.name.clone();
+        }
+        set_count(&mut r.saveckp_freq, "saveckp_freq", self.saveckp_freq, 0)?;
+        set(&mut r.seed, &self.seed);
+        set(&mut r.num_workers, &self.num_workers);
+        set(&mut r.device, &self.device);
+        if self.headless {
+            r.headless = true;
+        }
+        set_count(&mut r.print_freq, "print_freq", self.print_freq, 1)?;
+        set_count(&mut r.eval_knn_every, "eval_knn_every", self.eval_knn_every, 0)
     }
 }
 
@@ -385,15 +470,15 @@ mod tests {
              --batch_size_per_gpu 32 --num_workers 2",
         );
         let c = a.resolve().unwrap();
-        assert_eq!(c.arch, Arch::VitTiny);
-        assert_eq!(c.epochs, 2);
-        assert_eq!(c.data_path, PathBuf::from("DATA"));
-        assert_eq!(c.saveckp_freq, 1);
-        assert_eq!(c.batch_size_per_gpu, 32);
-        assert_eq!(c.num_workers, 2);
+        assert_eq!(c.model.arch, Arch::VitTiny);
+        assert_eq!(c.optim.epochs, 2);
+        assert_eq!(c.run.data_path, PathBuf::from("DATA"));
+        assert_eq!(c.run.saveckp_freq, 1);
+        assert_eq!(c.optim.batch_size_per_gpu, 32);
+        assert_eq!(c.run.num_workers, 2);
         // Untouched settings keep the reference defaults.
-        assert_eq!(c.out_dim, 65536);
-        assert_eq!(c.optimizer, OptimizerKind::Adamw);
+        assert_eq!(c.model.out_dim, 65536);
+        assert_eq!(c.optim.optimizer, OptimizerKind::Adamw);
     }
 
     #[test]
@@ -404,20 +489,20 @@ mod tests {
              --epochs 800 --data_path DATA --saveckp_freq 10 --batch_size_per_gpu 32 --num_workers 2",
         );
         let c = a.resolve().unwrap();
-        assert_eq!(c.arch, Arch::ResNet50);
-        assert_eq!(c.optimizer, OptimizerKind::Sgd);
-        assert_eq!(c.weight_decay, 1e-4);
-        assert_eq!(c.weight_decay_end, 1e-4);
-        assert_eq!(c.lr, 0.03);
-        assert_eq!(c.global_crops_scale, (0.14, 1.0));
-        assert_eq!(c.local_crops_scale, (0.05, 0.14));
-        assert_eq!(c.epochs, 800);
+        assert_eq!(c.model.arch, Arch::ResNet50);
+        assert_eq!(c.optim.optimizer, OptimizerKind::Sgd);
+        assert_eq!(c.optim.weight_decay, 1e-4);
+        assert_eq!(c.optim.weight_decay_end, 1e-4);
+        assert_eq!(c.optim.lr, 0.03);
+        assert_eq!(c.crops.global_crops_scale, (0.14, 1.0));
+        assert_eq!(c.crops.local_crops_scale, (0.05, 0.14));
+        assert_eq!(c.optim.epochs, 800);
     }
 
     #[test]
     fn bool_flags_take_values_like_the_reference() {
         let c = parse("dino train --norm_last_layer false --use_fp16 0 --use_bn_in_head true").resolve().unwrap();
-        assert!(!c.norm_last_layer && !c.use_fp16 && c.use_bn_in_head);
+        assert!(!c.model.norm_last_layer && !c.optim.use_fp16 && c.model.use_bn_in_head);
         assert!(Cli::try_parse_from(["dino", "train", "--use_fp16", "maybe"]).is_err());
     }
 
@@ -431,7 +516,7 @@ mod tests {
         assert!(e.contains("--optimizer") && e.contains("lars"), "{e}");
         let e = parse("dino train --resnet_stem small").resolve().unwrap_err().to_string();
         assert!(e.contains("--resnet_stem") && e.contains("cifar"), "{e}");
-        assert_eq!(parse("dino train --arch resnet18 --resnet_stem cifar").resolve().unwrap().resnet_stem, ResNetStem::Cifar);
+        assert_eq!(parse("dino train --arch resnet18 --resnet_stem cifar").resolve().unwrap().model.resnet_stem, ResNetStem::Cifar);
         let e = parse("dino train --local_crops_scale 0.05 1.4").resolve().unwrap_err().to_string();
         assert!(e.contains("--local_crops_scale"), "{e}");
     }
@@ -443,6 +528,6 @@ mod tests {
         std::fs::write(&p, "arch = \"vit_tiny\"\nepochs = 7\nlr = 0.01\n").unwrap();
         let a = parse(&format!("dino train --config {} --epochs 3 --warmup_epochs 1", p.display()));
         let c = a.resolve().unwrap();
-        assert_eq!((c.arch, c.epochs, c.lr), (Arch::VitTiny, 3, 0.01));
+        assert_eq!((c.model.arch, c.optim.epochs, c.optim.lr), (Arch::VitTiny, 3, 0.01));
     }
 }

@@ -54,7 +54,7 @@ pub struct Detached {
 /// here and not only in `detached.log`.
 pub fn start(mut config: crate::config::TrainConfig, wait: std::time::Duration) -> Result<Detached> {
     let run_dir = config.run_dir();
-    config.output_dir = Some(run_dir.clone());
+    config.run.output_dir = Some(run_dir.clone());
     // Refuse now, with the lock's message, rather than from inside the detached process.
     drop(crate::run::lock::RunLock::acquire(&run_dir)?);
     crate::run::dir::write_atomic(&run_dir.join(crate::run::dir::CONFIG_FILE), config.to_toml().as_bytes())?;

@@ -18,7 +18,7 @@ fn exit_code(state: RunState) -> i32 {
 
 /// The TUI when stdout is a terminal (and --headless was not given), progress lines otherwise.
 fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Result<i32> {
-    let headless = force_headless || config.headless || !std::io::stdout().is_terminal();
+    let headless = force_headless || config.run.headless || !std::io::stdout().is_terminal();
     if headless {
         return Ok(exit_code(super::headless::run(config)?));
     }
@@ -60,10 +60,10 @@ fn demo(args: DemoArgs) -> Result<i32> {
     let summary = crate::data::write_demo_dataset(&data, 60, 0, 48)?;
     crate::say!("{summary}");
     let mut config = crate::config::preset("demo").ok_or_else(|| anyhow::anyhow!("demo preset missing"))?;
-    config.data_path = data;
-    config.output_dir = Some(args.dir.join("run"));
+    config.run.data_path = data;
+    config.run.output_dir = Some(args.dir.join("run"));
     if let Some(e) = args.epochs {
-        config.epochs = e;
+        config.optim.epochs = usize::try_from(e).map_err(|_| crate::config::ConfigError::invalid("epochs", e, "an integer >= 1"))?;
     }
     config.validate()?;
     train(config, args.headless, args.theme)

@@ -109,7 +109,7 @@ pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
     std::fs::create_dir_all(&out)?;
     let label = crate::eval::record::label(p.source.epoch, p.source.iter);
     let svg_path = out.join(format!("label-efficiency-{label}.svg"));
-    let title = format!("{}: top-1 on {} val images, mean ± std over {} draws", p.source.config.arch, val_split.len(), args.seeds);
+    let title = format!("{}: top-1 on {} val images, mean ± std over {} draws", p.source.config.model.arch, val_split.len(), args.seeds);
     std::fs::write(&svg_path, plot::svg(&series, &title))?;
     let txt_path = out.join(format!("label-efficiency-{label}.txt"));
     std::fs::write(&txt_path, &table)?;

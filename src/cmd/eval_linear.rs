@@ -74,7 +74,7 @@ pub fn run_command(args: &LinearArgs) -> Result<i32> {
         Box::new(AugmentedBatches {
             backbone: &p.source.backbone,
             split: train_split,
-            size: p.source.config.global_crop_size.max(1) as usize,
+            size: p.source.config.crops.global_crop_size.max(1),
             kind,
             batch_size: cfg.batch_size,
             seed: m.seed,

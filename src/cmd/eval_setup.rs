@@ -25,7 +25,7 @@ impl Prepared {
     pub fn new(m: &ModelArgs) -> Result<Self> {
         let device = resolve_device(&m.device)?;
         let source = source::load(&m.spec(device))?;
-        let data = m.data_path.clone().unwrap_or_else(|| source.config.data_path.clone());
+        let data = m.data_path.clone().unwrap_or_else(|| source.config.run.data_path.clone());
         let layout = DataLayout::discover(&data).with_context(|| "set --data_path to a folder with train/CLASS/ and val/CLASS/")?;
         let cache = if m.no_cache { None } else { FeatureCache::for_run_or_user(source.run_dir.as_deref()) };
         eprintln!("evaluating {}", source.description);
@@ -43,7 +43,7 @@ impl Prepared {
 
     pub fn options(&self, m: &ModelArgs, kind: FeatureKind) -> ExtractOptions {
         ExtractOptions {
-            transform: EvalTransform::for_crop(self.source.config.global_crop_size.max(1) as usize),
+            transform: EvalTransform::for_crop(self.source.config.crops.global_crop_size.max(1)),
             batch_size: m.batch_size_per_gpu.max(1) as usize,
             num_workers: m.num_workers.max(1),
             device: self.device,

@@ -63,7 +63,7 @@ pub fn progress_line(info: &RunInfo, m: &IterMetrics, eta_secs: f64) -> String {
 pub fn run(config: TrainConfig) -> Result<RunState> {
     install_signal_handlers();
     crate::cmd::logging::init_from_user_config();
-    let print_freq = config.print_freq.max(1) as usize;
+    let print_freq = config.run.print_freq.max(1);
     // Nobody watches the terminal: diagnostics (control clients coming and going) go to the log file.
     let _ = crate::cmd::logging::init_default_file_logging();
     let handle = serve::spawn(config, OnNonFinite::Stop)?;

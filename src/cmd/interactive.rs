@@ -26,7 +26,7 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
     let theme = theme.or(user.theme);
     // Fix the run directory once, so the hand-over below resumes this run and no other.
     let run_dir = config.run_dir();
-    config.output_dir = Some(run_dir.clone());
+    config.run.output_dir = Some(run_dir.clone());
     let handle = serve::spawn(config, OnNonFinite::Pause)?;
     let opts = TuiOptions { theme, run_dir: Some(run_dir.clone()), ..Default::default() };
     let exit = tui::run_tui(opts, handle.commands.clone(), handle.events.clone());

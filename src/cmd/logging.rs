@@ -36,20 +36,6 @@ pub fn init_default_file_logging() -> Option<PathBuf> {
     init_file_logging(&path).ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logging_creates_the_file_and_its_directory() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("a/b/dino.log");
-        let got = init_file_logging(&path).expect("log init");
-        assert_eq!(got, path);
-        assert!(path.exists());
-    }
-}
-
 /// Starts file logging where the user's config says (`log_file`), else at the default path, and
 /// returns the log path (None: logging off, no home) with the user's config for the caller.
 pub fn init_from_user_config() -> (Option<PathBuf>, crate::config::user::UserConfig) {
@@ -62,4 +48,18 @@ pub fn init_from_user_config() -> (Option<PathBuf>, crate::config::user::UserCon
         tracing::warn!("{p}");
     }
     (log, user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logging_creates_the_file_and_its_directory() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a/b/dino.log");
+        let got = init_file_logging(&path).expect("log init");
+        assert_eq!(got, path);
+        assert!(path.exists());
+    }
 }

@@ -32,7 +32,7 @@ pub struct ServedTrainer {
 /// here (`config.output_dir` set), so a later hand-over resumes this run and no other.
 pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<ServedTrainer> {
     let run_dir = config.run_dir();
-    config.output_dir = Some(run_dir.clone());
+    config.run.output_dir = Some(run_dir.clone());
     // Ranks other than 0 of a data-parallel job follow rank 0: no lock, socket or edits file.
     let secondary = crate::dist::DistEnv::from_env()?.is_some_and(|e| !e.is_main());
     // Before the trainer touches anything: a second trainer would truncate the first's metrics.

@@ -12,6 +12,7 @@ use crate::data::AugmentConfig;
 pub use crate::model::{Arch, ResNetStem};
 use crate::model::{BackboneSpec, HeadSpec, ResNetDepth, VitSpec};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Which optimizer trains the student (reference `--optimizer`).
@@ -34,71 +35,112 @@ impl OptimizerKind {
     }
 }
 
-/// Every knob of a DINO training run. Field names are the reference's flag names, so the TOML
-/// presets, `--print-config` and the run directory's `config.toml` read like `main_dino.py --help`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Every knob of a DINO training run, in the reference's argument groups. Field names are the
+/// reference's flag names and the groups are flattened, so the TOML presets, `--print-config` and
+/// the run directory's `config.toml` stay one flat table that reads like `main_dino.py --help`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TrainConfig {
-    // Model.
+    #[serde(flatten)]
+    pub model: ModelConfig,
+    #[serde(flatten)]
+    pub teacher: TeacherConfig,
+    #[serde(flatten)]
+    pub optim: OptimConfig,
+    #[serde(flatten)]
+    pub crops: CropConfig,
+    #[serde(flatten)]
+    pub run: RunConfig,
+    /// Keys no group took: an error (`from_toml_str`), so a typo never goes unseen. serde cannot
+    /// deny unknown fields across flattened groups, so they are collected here and refused.
+    #[serde(flatten, skip_serializing)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+/// The networks: backbone and DINO head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelConfig {
     pub arch: Arch,
-    pub patch_size: i64,
+    pub patch_size: usize,
     /// Custom ViT width/depth/heads; when set they override the `arch` preset's values.
-    pub embed_dim: Option<i64>,
-    pub depth: Option<i64>,
-    pub num_heads: Option<i64>,
+    pub embed_dim: Option<usize>,
+    pub depth: Option<usize>,
+    pub num_heads: Option<usize>,
     pub resnet_stem: ResNetStem,
-    pub out_dim: i64,
+    pub out_dim: usize,
     pub norm_last_layer: bool,
-    pub momentum_teacher: f64,
     pub use_bn_in_head: bool,
-    pub head_hidden_dim: i64,
-    pub head_bottleneck_dim: i64,
-    // Temperature.
+    pub head_hidden_dim: usize,
+    pub head_bottleneck_dim: usize,
+    pub drop_path_rate: f64,
+}
+
+/// The teacher: its momentum and the temperature of its softmax.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TeacherConfig {
+    pub momentum_teacher: f64,
     pub warmup_teacher_temp: f64,
     pub teacher_temp: f64,
-    pub warmup_teacher_temp_epochs: i64,
-    // Optimisation.
+    pub warmup_teacher_temp_epochs: usize,
+}
+
+/// Optimisation of the student.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OptimConfig {
     pub use_fp16: bool,
     pub weight_decay: f64,
     pub weight_decay_end: f64,
     pub clip_grad: f64,
-    pub batch_size_per_gpu: i64,
-    pub epochs: i64,
-    pub freeze_last_layer: i64,
+    pub batch_size_per_gpu: usize,
+    pub epochs: usize,
+    pub freeze_last_layer: usize,
     pub lr: f64,
-    pub warmup_epochs: i64,
+    pub warmup_epochs: usize,
     pub min_lr: f64,
     pub optimizer: OptimizerKind,
-    pub drop_path_rate: f64,
-    // Multi-crop.
+}
+
+/// The multi-crop augmentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CropConfig {
     pub global_crops_scale: (f64, f64),
-    pub local_crops_number: i64,
+    pub local_crops_number: usize,
     pub local_crops_scale: (f64, f64),
-    pub global_crop_size: i64,
-    pub local_crop_size: i64,
+    pub global_crop_size: usize,
+    pub local_crop_size: usize,
     /// Range of the Gaussian blur radius in pixels (PIL's `radius`); `[0, 0]` turns blur off.
     /// Not a reference flag: the reference hard-codes 0.1..2.0, made for 224 px crops, which
     /// wipes out most of a 32 px image.
     pub blur_sigma: (f64, f64),
-    // Run.
+}
+
+/// Where the data is, where the run goes, and how it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
     pub data_path: PathBuf,
     /// A text file of image paths (relative to `data_path` or absolute) left out of training.
     pub exclude: Option<PathBuf>,
     pub output_dir: Option<PathBuf>,
     pub name: Option<String>,
-    pub saveckp_freq: i64,
+    pub saveckp_freq: usize,
     pub seed: u64,
     pub num_workers: usize,
     pub device: String,
     pub headless: bool,
     /// Headless progress line every this many iterations.
-    pub print_freq: i64,
+    pub print_freq: usize,
     /// Run the k-NN evaluation of the teacher every this many epochs (0: never).
-    pub eval_knn_every: i64,
+    pub eval_knn_every: usize,
 }
 
-impl Default for TrainConfig {
-    /// The reference's `get_args_parser()` defaults, plus our own settings' defaults.
+// The reference's `get_args_parser()` defaults, plus our own settings' defaults.
+
+impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             arch: Arch::VitSmall,
@@ -109,13 +151,23 @@ impl Default for TrainConfig {
             resnet_stem: ResNetStem::Imagenet,
             out_dim: 65536,
             norm_last_layer: true,
-            momentum_teacher: 0.996,
             use_bn_in_head: false,
             head_hidden_dim: 2048,
             head_bottleneck_dim: 256,
-            warmup_teacher_temp: 0.04,
-            teacher_temp: 0.04,
-            warmup_teacher_temp_epochs: 0,
+            drop_path_rate: 0.1,
+        }
+    }
+}
+
+impl Default for TeacherConfig {
+    fn default() -> Self {
+        Self { momentum_teacher: 0.996, warmup_teacher_temp: 0.04, teacher_temp: 0.04, warmup_teacher_temp_epochs: 0 }
+    }
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        Self {
             use_fp16: true,
             weight_decay: 0.04,
             weight_decay_end: 0.4,
@@ -127,13 +179,26 @@ impl Default for TrainConfig {
             warmup_epochs: 10,
             min_lr: 1e-6,
             optimizer: OptimizerKind::Adamw,
-            drop_path_rate: 0.1,
+        }
+    }
+}
+
+impl Default for CropConfig {
+    fn default() -> Self {
+        Self {
             global_crops_scale: (0.4, 1.0),
             local_crops_number: 8,
             local_crops_scale: (0.05, 0.4),
             global_crop_size: 224,
             local_crop_size: 96,
             blur_sigma: (0.1, 2.0),
+        }
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
             data_path: PathBuf::from("/path/to/imagenet/train/"),
             exclude: None,
             output_dir: None,
@@ -160,7 +225,12 @@ impl TrainConfig {
     }
 
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: None, message: e.to_string() })
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse { path: None, message: culprit(text, e) })?;
+        if let Some(key) = config.unknown.keys().next() {
+            let at = line_of(text, key).map(|l| format!(" (line {l})")).unwrap_or_default();
+            return Err(ConfigError::Parse { path: None, message: format!("unknown setting `{key}`{at}") });
+        }
+        Ok(config)
     }
 
     pub fn to_toml(&self) -> String {
@@ -169,78 +239,82 @@ impl TrainConfig {
     }
 
     pub fn is_vit(&self) -> bool {
-        self.arch.is_vit()
+        self.model.arch.is_vit()
     }
 
     /// The ViT the config describes: the `arch` preset, with custom width/depth/heads taking precedence.
     pub fn vit_spec(&self) -> VitSpec {
-        let (dim, depth, heads) = self.arch.vit_dims().unwrap_or((384, 12, 6));
+        let m = &self.model;
+        let (dim, depth, heads) = m.arch.vit_dims().unwrap_or((384, 12, 6));
+        // Sizes are bounded by validation far below i64::MAX; tch takes dimensions as i64.
+        let i = |v: usize| v as i64;
         VitSpec {
-            img_size: self.global_crop_size,
-            patch_size: self.patch_size,
-            embed_dim: self.embed_dim.unwrap_or(dim),
-            depth: self.depth.unwrap_or(depth),
-            num_heads: self.num_heads.unwrap_or(heads),
+            img_size: i(self.crops.global_crop_size),
+            patch_size: i(m.patch_size),
+            embed_dim: m.embed_dim.map(i).unwrap_or(dim),
+            depth: m.depth.map(i).unwrap_or(depth),
+            num_heads: m.num_heads.map(i).unwrap_or(heads),
             mlp_ratio: 4.0,
-            drop_path_rate: self.drop_path_rate,
+            drop_path_rate: m.drop_path_rate,
         }
     }
 
     /// The backbone to build; `drop_path` is the student's rate (the teacher and evaluations use 0).
     pub fn backbone_spec(&self, drop_path: f64) -> BackboneSpec {
-        match ResNetDepth::from_arch(self.arch) {
-            Some(depth) => BackboneSpec::ResNet { depth, stem: self.resnet_stem },
+        match ResNetDepth::from_arch(self.model.arch) {
+            Some(depth) => BackboneSpec::ResNet { depth, stem: self.model.resnet_stem },
             None => BackboneSpec::Vit(VitSpec { drop_path_rate: drop_path, ..self.vit_spec() }),
         }
     }
 
     /// The DINO head (its input width is set from the backbone when the model is built).
     pub fn head_spec(&self, norm_last_layer: bool) -> HeadSpec {
+        let m = &self.model;
         HeadSpec {
             in_dim: 0,
-            out_dim: self.out_dim,
-            use_bn: self.use_bn_in_head,
+            out_dim: m.out_dim as i64,
+            use_bn: m.use_bn_in_head,
             norm_last_layer,
             nlayers: 3,
-            hidden_dim: self.head_hidden_dim,
-            bottleneck_dim: self.head_bottleneck_dim,
+            hidden_dim: m.head_hidden_dim as i64,
+            bottleneck_dim: m.head_bottleneck_dim as i64,
         }
     }
 
     /// The multi-crop augmentation's settings.
     pub fn augment_config(&self) -> AugmentConfig {
-        // Validation already rejects negative sizes and counts.
+        let c = &self.crops;
         AugmentConfig {
-            global_size: self.global_crop_size.max(1) as usize,
-            local_size: self.local_crop_size.max(1) as usize,
-            global_scale: self.global_crops_scale,
-            local_scale: self.local_crops_scale,
-            local_crops_number: self.local_crops_number.max(0) as usize,
-            blur_sigma: self.blur_sigma,
+            global_size: c.global_crop_size,
+            local_size: c.local_crop_size,
+            global_scale: c.global_crops_scale,
+            local_scale: c.local_crops_scale,
+            local_crops_number: c.local_crops_number,
+            blur_sigma: c.blur_sigma,
         }
     }
 
     /// Number of crops per image: two global views plus the local ones.
-    pub fn ncrops(&self) -> i64 {
-        2 + self.local_crops_number
+    pub fn ncrops(&self) -> usize {
+        2 + self.crops.local_crops_number
     }
 
     /// The run's name: `--name`, else the architecture and the start time.
     pub fn run_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
+        self.run.name.clone().unwrap_or_else(|| {
             let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            format!("{}-{}", self.arch, secs)
+            format!("{}-{}", self.model.arch, secs)
         })
     }
 
     /// `--output_dir`, else `runs/NAME`.
     pub fn run_dir(&self) -> PathBuf {
-        self.output_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(self.run_name()))
+        self.run.output_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(self.run_name()))
     }
 
     /// The learning rate the schedule peaks at: the reference's linear scaling rule.
-    pub fn scaled_lr(&self, world_size: i64) -> f64 {
-        self.lr * (self.batch_size_per_gpu * world_size) as f64 / 256.0
+    pub fn scaled_lr(&self, world_size: usize) -> f64 {
+        self.optim.lr * (self.optim.batch_size_per_gpu * world_size) as f64 / 256.0
     }
 }
 
@@ -251,42 +325,49 @@ mod tests {
     #[test]
     fn defaults_are_the_reference_defaults() {
         let c = TrainConfig::default();
-        assert_eq!(c.arch, Arch::VitSmall);
-        assert_eq!(c.patch_size, 16);
-        assert_eq!(c.out_dim, 65536);
-        assert_eq!(c.lr, 0.0005);
-        assert_eq!(c.min_lr, 1e-6);
-        assert_eq!(c.local_crops_number, 8);
-        assert_eq!(c.global_crops_scale, (0.4, 1.0));
-        assert_eq!(c.optimizer, OptimizerKind::Adamw);
+        assert_eq!(c.model.arch, Arch::VitSmall);
+        assert_eq!(c.model.patch_size, 16);
+        assert_eq!(c.model.out_dim, 65536);
+        assert_eq!(c.optim.lr, 0.0005);
+        assert_eq!(c.optim.min_lr, 1e-6);
+        assert_eq!(c.crops.local_crops_number, 8);
+        assert_eq!(c.crops.global_crops_scale, (0.4, 1.0));
+        assert_eq!(c.optim.optimizer, OptimizerKind::Adamw);
         assert!(c.validate().is_ok());
     }
 
     #[test]
     fn toml_round_trip() {
         let mut c = TrainConfig::default();
-        c.arch = Arch::VitTiny;
-        c.embed_dim = Some(48);
-        c.output_dir = Some("runs/x".into());
+        c.model.arch = Arch::VitTiny;
+        c.model.embed_dim = Some(48);
+        c.run.output_dir = Some("runs/x".into());
         let back = TrainConfig::from_toml_str(&c.to_toml()).unwrap();
         assert_eq!(c, back);
     }
 
     #[test]
     fn unknown_key_is_an_error_naming_it() {
-        let err = TrainConfig::from_toml_str("lrr = 0.1").unwrap_err().to_string();
-        assert!(err.contains("lrr"), "{err}");
+        let err = TrainConfig::from_toml_str("lr = 0.1\nlrr = 0.1").unwrap_err().to_string();
+        assert!(err.contains("`lrr`") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_setting_and_line() {
+        // The groups are flattened: toml alone would point at line 1 and name no key.
+        let err = TrainConfig::from_toml_str("epochs = 3\nlr = \"fast\"\n").unwrap_err().to_string();
+        assert!(err.contains("`lr`") && err.contains("line 2"), "{err}");
+        let err = TrainConfig::from_toml_str("global_crops_scale = [0.1, 0.5, 1.0]").unwrap_err().to_string();
+        assert!(err.contains("`global_crops_scale`") && err.contains("2"), "{err}");
+        let err = TrainConfig::from_toml_str("\n\nepochs = -1").unwrap_err().to_string();
+        assert!(err.contains("`epochs`") && err.contains("line 3"), "{err}");
     }
 
     #[test]
     fn augment_config_takes_the_multicrop_settings() {
-        let c = TrainConfig {
-            global_crop_size: 32,
-            local_crop_size: 16,
-            local_crops_number: 6,
-            global_crops_scale: (0.5, 1.0),
-            ..TrainConfig::default()
-        };
+        let mut c = TrainConfig::default();
+        c.crops =
+            CropConfig { global_crop_size: 32, local_crop_size: 16, local_crops_number: 6, global_crops_scale: (0.5, 1.0), ..c.crops };
         let a = c.augment_config();
         assert_eq!(
             a,
@@ -294,7 +375,7 @@ mod tests {
                 global_size: 32,
                 local_size: 16,
                 global_scale: (0.5, 1.0),
-                local_scale: c.local_crops_scale,
+                local_scale: c.crops.local_crops_scale,
                 local_crops_number: 6,
                 blur_sigma: (0.1, 2.0)
             }
@@ -305,9 +386,30 @@ mod tests {
     #[test]
     fn scaled_lr_follows_linear_rule() {
         let mut c = TrainConfig::default();
-        c.batch_size_per_gpu = 128;
+        c.optim.batch_size_per_gpu = 128;
         assert!((c.scaled_lr(2) - 0.0005).abs() < 1e-15);
     }
+}
+
+/// The message of a TOML error, with the setting to blame. Values of the flattened groups are
+/// checked after toml has handed them over, so its own message points at line 1 and names no key;
+/// each key alone is tried again to find the one that fails, and named with its line.
+fn culprit(text: &str, e: toml::de::Error) -> String {
+    let Ok(table) = text.parse::<toml::Table>() else { return e.to_string() };
+    for (key, value) in &table {
+        let mut one = toml::Table::new();
+        one.insert(key.clone(), value.clone());
+        if let Err(alone) = toml::Value::Table(one).try_into::<TrainConfig>() {
+            let at = line_of(text, key).map(|l| format!(" at line {l}")).unwrap_or_default();
+            return format!("setting `{key}`{at}: {}", alone.message().trim());
+        }
+    }
+    e.to_string()
+}
+
+/// The line (1-based) where `key = ...` is set.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.trim_start().strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))).map(|i| i + 1)
 }
 
 /// The presets shipped in `configs/`, embedded so the binary works from any folder.
@@ -334,7 +436,7 @@ mod preset_tests {
             assert_eq!(TrainConfig::from_toml_str(&c.to_toml()).unwrap(), c, "{name} round trip");
         }
         let r = preset("resnet50").unwrap();
-        assert_eq!((r.arch, r.optimizer, r.lr), (Arch::ResNet50, OptimizerKind::Sgd, 0.03));
+        assert_eq!((r.model.arch, r.optim.optimizer, r.optim.lr), (Arch::ResNet50, OptimizerKind::Sgd, 0.03));
         // The paper preset is exactly the reference's defaults.
         assert_eq!(preset("vit-small").unwrap(), TrainConfig::default());
     }

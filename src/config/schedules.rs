@@ -8,19 +8,19 @@ use std::collections::BTreeMap;
 
 /// The run's schedules; the learning rate follows the global batch of `world_size` processes.
 pub fn build(c: &TrainConfig, niter: usize, world_size: usize) -> BTreeMap<ScheduleName, Schedule> {
-    let epochs = c.epochs as usize;
+    let epochs = c.optim.epochs;
     let cos = |base, final_value, warmup_epochs: usize| CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value: 0.0 };
     BTreeMap::from([
-        (ScheduleName::Lr, Schedule::new(cos(c.scaled_lr(world_size.max(1) as i64), c.min_lr, c.warmup_epochs as usize), epochs, niter)),
-        (ScheduleName::Wd, Schedule::new(cos(c.weight_decay, c.weight_decay_end, 0), epochs, niter)),
-        (ScheduleName::Momentum, Schedule::new(cos(c.momentum_teacher, 1.0, 0), epochs, niter)),
+        (ScheduleName::Lr, Schedule::new(cos(c.scaled_lr(world_size.max(1)), c.optim.min_lr, c.optim.warmup_epochs), epochs, niter)),
+        (ScheduleName::Wd, Schedule::new(cos(c.optim.weight_decay, c.optim.weight_decay_end, 0), epochs, niter)),
+        (ScheduleName::Momentum, Schedule::new(cos(c.teacher.momentum_teacher, 1.0, 0), epochs, niter)),
         (
             ScheduleName::TeacherTemp,
             Schedule::new(
                 CurveSpec::WarmupConstant {
-                    start: c.warmup_teacher_temp,
-                    value: c.teacher_temp,
-                    warmup_epochs: c.warmup_teacher_temp_epochs as usize,
+                    start: c.teacher.warmup_teacher_temp,
+                    value: c.teacher.teacher_temp,
+                    warmup_epochs: c.teacher.warmup_teacher_temp_epochs,
                 },
                 epochs,
                 niter,

@@ -36,11 +36,23 @@ fn non_negative(setting: &str, v: f64) -> Result<(), ConfigError> {
     }
 }
 
-fn at_least(setting: &str, v: i64, min: i64) -> Result<(), ConfigError> {
-    if v >= min {
+/// A count within `[min, max]`; the bounds keep a typo (`out_dim = 100000000000`) from becoming an
+/// allocation that aborts the process.
+fn count(setting: &str, v: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+    if (min..=max).contains(&v) {
         Ok(())
     } else {
-        Err(ConfigError::invalid(setting, v, &format!("an integer >= {min}")))
+        Err(ConfigError::invalid(setting, v, &format!("an integer in [{min}, {max}]")))
+    }
+}
+
+/// A temperature: a softmax divides by it, so it must be > 0; above 1 the teacher would be softer
+/// than the student, which DINO never wants.
+fn temperature(setting: &str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 && v <= 1.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(setting, v, "a number in (0, 1]"))
     }
 }
 
@@ -61,13 +73,28 @@ fn crop_scale(setting: &str, (lo, hi): (f64, f64)) -> Result<(), ConfigError> {
     }
 }
 
+/// Upper bounds of sizes and counts: far above any real run, far below what would exhaust memory.
+const MAX_DIM: usize = 1 << 20;
+const MAX_WIDTH: usize = 1 << 16;
+const MAX_PIXELS: usize = 8192;
+const MAX_EPOCHS: usize = 1_000_000;
+const MAX_WORKERS: usize = 256;
+
 impl TrainConfig {
     /// Checks every setting; the first bad one is reported.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        at_least("patch_size", self.patch_size, 1)?;
-        for (name, v) in [("embed_dim", self.embed_dim), ("depth", self.depth), ("num_heads", self.num_heads)] {
+        self.validate_model()?;
+        self.validate_teacher_and_optim()?;
+        self.validate_crops()?;
+        self.validate_run()
+    }
+
+    fn validate_model(&self) -> Result<(), ConfigError> {
+        let m = &self.model;
+        count("patch_size", m.patch_size, 1, MAX_PIXELS)?;
+        for (name, v, max) in [("embed_dim", m.embed_dim, MAX_WIDTH), ("depth", m.depth, 256), ("num_heads", m.num_heads, 1024)] {
             if let Some(v) = v {
-                at_least(name, v, 1)?;
+                count(name, v, 1, max)?;
             }
         }
         if self.is_vit() {
@@ -75,36 +102,49 @@ impl TrainConfig {
             if dim % heads != 0 {
                 return Err(ConfigError::invalid("embed_dim", dim, &format!("a multiple of num_heads ({heads})")));
             }
-            for (name, size) in [("global_crop_size", self.global_crop_size), ("local_crop_size", self.local_crop_size)] {
-                if size % self.patch_size != 0 {
-                    return Err(ConfigError::invalid(name, size, &format!("a multiple of --patch_size ({})", self.patch_size)));
+            for (name, size) in [("global_crop_size", self.crops.global_crop_size), ("local_crop_size", self.crops.local_crop_size)] {
+                if size % m.patch_size != 0 {
+                    return Err(ConfigError::invalid(name, size, &format!("a multiple of --patch_size ({})", m.patch_size)));
                 }
             }
         }
-        at_least("out_dim", self.out_dim, 1)?;
-        at_least("head_hidden_dim", self.head_hidden_dim, 1)?;
-        at_least("head_bottleneck_dim", self.head_bottleneck_dim, 1)?;
-        unit_interval("momentum_teacher", self.momentum_teacher)?;
-        positive("warmup_teacher_temp", self.warmup_teacher_temp)?;
-        positive("teacher_temp", self.teacher_temp)?;
-        at_least("warmup_teacher_temp_epochs", self.warmup_teacher_temp_epochs, 0)?;
-        non_negative("weight_decay", self.weight_decay)?;
-        non_negative("weight_decay_end", self.weight_decay_end)?;
-        non_negative("clip_grad", self.clip_grad)?;
-        at_least("batch_size_per_gpu", self.batch_size_per_gpu, 1)?;
-        at_least("epochs", self.epochs, 1)?;
-        at_least("freeze_last_layer", self.freeze_last_layer, 0)?;
-        positive("lr", self.lr)?;
-        at_least("warmup_epochs", self.warmup_epochs, 0)?;
+        count("out_dim", m.out_dim, 1, MAX_DIM)?;
+        count("head_hidden_dim", m.head_hidden_dim, 1, MAX_WIDTH)?;
+        count("head_bottleneck_dim", m.head_bottleneck_dim, 1, MAX_WIDTH)?;
+        if !(0.0..1.0).contains(&m.drop_path_rate) {
+            return Err(ConfigError::invalid("drop_path_rate", m.drop_path_rate, "a number in [0, 1)"));
+        }
+        Ok(())
+    }
+
+    fn validate_teacher_and_optim(&self) -> Result<(), ConfigError> {
+        let (t, o) = (&self.teacher, &self.optim);
+        unit_interval("momentum_teacher", t.momentum_teacher)?;
+        temperature("warmup_teacher_temp", t.warmup_teacher_temp)?;
+        temperature("teacher_temp", t.teacher_temp)?;
+        count("warmup_teacher_temp_epochs", t.warmup_teacher_temp_epochs, 0, MAX_EPOCHS)?;
+        non_negative("weight_decay", o.weight_decay)?;
+        non_negative("weight_decay_end", o.weight_decay_end)?;
+        non_negative("clip_grad", o.clip_grad)?;
+        count("batch_size_per_gpu", o.batch_size_per_gpu, 1, MAX_WIDTH)?;
+        count("epochs", o.epochs, 1, MAX_EPOCHS)?;
+        count("freeze_last_layer", o.freeze_last_layer, 0, MAX_EPOCHS)?;
+        positive("lr", o.lr)?;
         // Warm-ups longer than the run are allowed (the reference's own README runs 2 epochs with
         // the default 10 warm-up epochs); the schedules then end inside the warm-up.
-        non_negative("min_lr", self.min_lr)?;
-        if !(0.0..1.0).contains(&self.drop_path_rate) {
-            return Err(ConfigError::invalid("drop_path_rate", self.drop_path_rate, "a number in [0, 1)"));
+        count("warmup_epochs", o.warmup_epochs, 0, MAX_EPOCHS)?;
+        non_negative("min_lr", o.min_lr)?;
+        if o.min_lr > o.lr {
+            return Err(ConfigError::invalid("min_lr", o.min_lr, &format!("a number <= --lr ({}): the cosine schedule falls to it", o.lr)));
         }
-        crop_scale("global_crops_scale", self.global_crops_scale)?;
-        crop_scale("local_crops_scale", self.local_crops_scale)?;
-        let (lo, hi) = self.blur_sigma;
+        Ok(())
+    }
+
+    fn validate_crops(&self) -> Result<(), ConfigError> {
+        let c = &self.crops;
+        crop_scale("global_crops_scale", c.global_crops_scale)?;
+        crop_scale("local_crops_scale", c.local_crops_scale)?;
+        let (lo, hi) = c.blur_sigma;
         if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi && hi <= 100.0) {
             return Err(ConfigError::invalid(
                 "blur_sigma",
@@ -112,21 +152,22 @@ impl TrainConfig {
                 "two numbers MIN MAX with 0 <= MIN <= MAX <= 100 (0 0: no blur)",
             ));
         }
-        at_least("local_crops_number", self.local_crops_number, 0)?;
-        at_least("global_crop_size", self.global_crop_size, 1)?;
-        at_least("local_crop_size", self.local_crop_size, 1)?;
-        at_least("saveckp_freq", self.saveckp_freq, 0)?;
-        at_least("print_freq", self.print_freq, 1)?;
-        at_least("eval_knn_every", self.eval_knn_every, 0)?;
-        if self.num_workers == 0 {
-            return Err(ConfigError::invalid("num_workers", 0, "an integer >= 1"));
-        }
-        parse_device(&self.device)?;
+        count("local_crops_number", c.local_crops_number, 0, 64)?;
+        count("global_crop_size", c.global_crop_size, 1, MAX_PIXELS)?;
+        count("local_crop_size", c.local_crop_size, 1, MAX_PIXELS)
+    }
+
+    fn validate_run(&self) -> Result<(), ConfigError> {
+        let r = &self.run;
+        count("saveckp_freq", r.saveckp_freq, 0, MAX_EPOCHS)?;
+        count("print_freq", r.print_freq, 1, usize::MAX)?;
+        count("eval_knn_every", r.eval_knn_every, 0, MAX_EPOCHS)?;
+        count("num_workers", r.num_workers, 1, MAX_WORKERS)?;
+        parse_device(&r.device)?;
         Ok(())
     }
 }
 
-/// Device requested on the command line, before we know what libtorch sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceRequest {
     Auto,
@@ -182,7 +223,7 @@ mod tests {
 
     #[test]
     fn negative_lr_names_the_setting() {
-        let e = err_of(|c| c.lr = -0.1);
+        let e = err_of(|c| c.optim.lr = -0.1);
         assert!(e.contains("--lr") && e.contains("> 0"), "{e}");
     }
 
@@ -194,32 +235,32 @@ mod tests {
 
     #[test]
     fn crop_scale_outside_unit_interval() {
-        let e = err_of(|c| c.global_crops_scale = (0.4, 1.5));
+        let e = err_of(|c| c.crops.global_crops_scale = (0.4, 1.5));
         assert!(e.contains("--global_crops_scale"), "{e}");
-        let e = err_of(|c| c.local_crops_scale = (0.0, 0.4));
+        let e = err_of(|c| c.crops.local_crops_scale = (0.0, 0.4));
         assert!(e.contains("--local_crops_scale"), "{e}");
-        let e = err_of(|c| c.local_crops_scale = (0.5, 0.4));
+        let e = err_of(|c| c.crops.local_crops_scale = (0.5, 0.4));
         assert!(e.contains("MIN <= MAX"), "{e}");
-        let e = err_of(|c| c.blur_sigma = (2.0, 1.0));
+        let e = err_of(|c| c.crops.blur_sigma = (2.0, 1.0));
         assert!(e.contains("--blur_sigma"), "{e}");
-        let e = err_of(|c| c.blur_sigma = (-1.0, 1.0));
+        let e = err_of(|c| c.crops.blur_sigma = (-1.0, 1.0));
         assert!(e.contains("--blur_sigma"), "{e}");
         let mut off = TrainConfig::default();
-        off.blur_sigma = (0.0, 0.0);
+        off.crops.blur_sigma = (0.0, 0.0);
         assert!(off.validate().is_ok());
     }
 
     #[test]
     fn crop_size_must_divide_by_patch() {
-        let e = err_of(|c| c.global_crop_size = 30);
+        let e = err_of(|c| c.crops.global_crop_size = 30);
         assert!(e.contains("--global_crop_size") && e.contains("patch_size"), "{e}");
     }
 
     #[test]
     fn embed_dim_must_divide_by_heads() {
         let e = err_of(|c| {
-            c.embed_dim = Some(100);
-            c.num_heads = Some(3);
+            c.model.embed_dim = Some(100);
+            c.model.num_heads = Some(3);
         });
         assert!(e.contains("--embed_dim"), "{e}");
     }

@@ -54,7 +54,7 @@ pub fn knn_classifier(
         let len = CHUNK.min(n_test - start);
         let q = test.narrow(0, start, len);
         let targets = test_labels.narrow(0, start, len);
-        let votes = knn_votes(train, train_labels, &q, k as usize, temperature, num_classes);
+        let votes = knn_votes(train, train_labels, &q, k, temperature, num_classes);
         let (_, predictions) = votes.sort_stable(true, 1, true);
         let correct = predictions.eq_tensor(&targets.view([-1, 1]));
         top1 += correct.narrow(1, 0, 1).sum(Kind::Int64).int64_value(&[]);

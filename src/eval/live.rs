@@ -26,7 +26,7 @@ pub const LINEAR_LAST_BLOCKS: usize = 4;
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 
 fn splits(config: &TrainConfig) -> Result<(Split, Split), EvalError> {
-    let layout = DataLayout::discover(&config.data_path)?;
+    let layout = DataLayout::discover(&config.run.data_path)?;
     let root = layout.root().to_path_buf();
     let missing = |split: &str| EvalError::NoLabeledSplit { root: root.clone(), split: split.into() };
     let train = layout.train().ok_or_else(|| missing("train"))?.clone();
@@ -45,9 +45,9 @@ fn features(
 ) -> Result<(LabeledFeatures, LabeledFeatures), EvalError> {
     let (train, val) = splits(config)?;
     let opts = ExtractOptions {
-        transform: EvalTransform::for_crop(config.global_crop_size.max(1) as usize),
+        transform: EvalTransform::for_crop(config.crops.global_crop_size.max(1)),
         batch_size: DEFAULT_BATCH,
-        num_workers: config.num_workers.max(1),
+        num_workers: config.run.num_workers.max(1),
         device,
         kind,
     };
@@ -117,12 +117,12 @@ pub fn outliers_of_backbone(
     progress: Progress,
 ) -> Result<(serde_json::Value, String), EvalError> {
     use super::outlier_report::{run_files, score_split, write_report, OutlierParams, ScoreKind};
-    let layout = DataLayout::discover(&config.data_path)?;
+    let layout = DataLayout::discover(&config.run.data_path)?;
     let split = layout.train().unwrap_or(layout.pretext()).clone();
     let opts = ExtractOptions {
-        transform: EvalTransform::for_crop(config.global_crop_size.max(1) as usize),
+        transform: EvalTransform::for_crop(config.crops.global_crop_size.max(1)),
         batch_size: DEFAULT_BATCH,
-        num_workers: config.num_workers.max(1),
+        num_workers: config.run.num_workers.max(1),
         device,
         kind: FeatureKind::Cls,
     };
@@ -131,7 +131,7 @@ pub fn outliers_of_backbone(
         temperature: DEFAULT_TEMPERATURE,
         duplicate_threshold: DUPLICATE_THRESHOLD,
         score: ScoreKind::default_for(&split),
-        seed: config.seed,
+        seed: config.run.seed,
     };
     let report = score_split(backbone, &split, layout.root(), &opts, None, &params, progress)?;
     let (csv, dups, map) = run_files(run_dir, &format!("{}-{label}", split.name));

@@ -99,11 +99,11 @@ pub fn base_config(spec: &SourceSpec) -> Result<TrainConfig, EvalError> {
         None => TrainConfig::default(),
     };
     if let Some(a) = &spec.arch {
-        c.arch = crate::model::Arch::parse(a)
+        c.model.arch = crate::model::Arch::parse(a)
             .ok_or_else(|| EvalError::Invalid(format!("--arch {a}: expected one of {}", crate::model::Arch::names())))?;
     }
     if let Some(p) = spec.patch_size {
-        c.patch_size = p;
+        c.model.patch_size = usize::try_from(p).map_err(|_| EvalError::Invalid(format!("--patch_size {p}: expected an integer >= 1")))?;
     }
     Ok(c)
 }
@@ -184,7 +184,7 @@ pub fn random_like(config: &TrainConfig, spec: &SourceSpec) -> Result<ModelSourc
     let (vs, backbone) = build(&config, spec.device)?;
     Ok(ModelSource {
         identity: format!("random|{}|{}", config.to_toml(), spec.seed),
-        description: format!("{} with random weights (seed {})", config.arch, spec.seed),
+        description: format!("{} with random weights (seed {})", config.model.arch, spec.seed),
         vs,
         backbone,
         config,
@@ -240,7 +240,7 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
     weights::load_into(&vs, "", &backbone_tensors, path)?;
     Ok(ModelSource {
         identity: identity_of(path, key)?,
-        description: format!("{} weights from {}", config.arch, path.display()),
+        description: format!("{} weights from {}", config.model.arch, path.display()),
         vs,
         backbone,
         config,
@@ -268,8 +268,8 @@ fn infer_resnet_stem(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor
         return;
     }
     match tensors.get("conv1.weight").map(|w| w.size()).as_deref() {
-        Some([_, _, 3, 3]) => config.resnet_stem = ResNetStem::Cifar,
-        Some([_, _, 7, 7]) => config.resnet_stem = ResNetStem::Imagenet,
+        Some([_, _, 3, 3]) => config.model.resnet_stem = ResNetStem::Cifar,
+        Some([_, _, 7, 7]) => config.model.resnet_stem = ResNetStem::Imagenet,
         _ => {}
     }
 }
@@ -283,19 +283,19 @@ fn infer_vit_shape(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>)
     if let Some(w) = tensors.get("patch_embed.proj.weight") {
         let s = w.size();
         if s.len() == 4 {
-            config.embed_dim = Some(s[0]);
-            config.patch_size = s[2];
+            config.model.embed_dim = usize::try_from(s[0]).ok();
+            config.model.patch_size = usize::try_from(s[2]).unwrap_or(config.model.patch_size);
         }
     }
-    let depth = tensors.keys().filter_map(|k| k.strip_prefix("blocks.")?.split('.').next()?.parse::<i64>().ok()).max().map(|d| d + 1);
+    let depth = tensors.keys().filter_map(|k| k.strip_prefix("blocks.")?.split('.').next()?.parse::<usize>().ok()).max().map(|d| d + 1);
     if depth.is_some() {
-        config.depth = depth;
+        config.model.depth = depth;
     }
     if let Some(p) = tensors.get("pos_embed") {
-        let n = p.size().get(1).copied().unwrap_or(1) - 1;
-        let side = (n as f64).sqrt().round() as i64;
+        let n = usize::try_from(p.size().get(1).copied().unwrap_or(1) - 1).unwrap_or(0);
+        let side = (n as f64).sqrt().round() as usize;
         if side * side == n && side > 0 {
-            config.global_crop_size = side * config.patch_size;
+            config.crops.global_crop_size = side * config.model.patch_size;
         }
     }
 }
@@ -306,14 +306,18 @@ mod tests {
 
     #[test]
     fn a_bare_resnet_file_tells_its_stem_by_conv1() {
-        let mut config = TrainConfig { arch: crate::model::Arch::ResNet18, ..Default::default() };
+        let mut config = {
+            let mut c = TrainConfig::default();
+            c.model.arch = crate::model::Arch::ResNet18;
+            c
+        };
         let with_kernel =
             |k: i64| BTreeMap::from([("conv1.weight".to_string(), Tensor::zeros([64, 3, k, k], (tch::Kind::Float, Device::Cpu)))]);
         infer_resnet_stem(&mut config, &with_kernel(3));
-        assert_eq!(config.resnet_stem, ResNetStem::Cifar);
+        assert_eq!(config.model.resnet_stem, ResNetStem::Cifar);
         infer_resnet_stem(&mut config, &with_kernel(7));
-        assert_eq!(config.resnet_stem, ResNetStem::Imagenet);
+        assert_eq!(config.model.resnet_stem, ResNetStem::Imagenet);
         infer_resnet_stem(&mut config, &BTreeMap::new());
-        assert_eq!(config.resnet_stem, ResNetStem::Imagenet, "nothing to read: unchanged");
+        assert_eq!(config.model.resnet_stem, ResNetStem::Imagenet, "nothing to read: unchanged");
     }
 }

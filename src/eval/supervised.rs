@@ -50,7 +50,7 @@ pub fn train_and_test(
     let backbone = Backbone::new(vs.root() / "backbone", &arch.backbone_spec(0.0));
     let head = nn::linear(vs.root() / "head", backbone.embed_dim(), num_classes as i64, Default::default());
     let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.lr)?;
-    let size = arch.global_crop_size.max(1) as usize;
+    let size = arch.crops.global_crop_size.max(1);
     let bs = cfg.batch_size.max(1).min(images.len());
     let per_epoch = images.len().div_ceil(bs);
     let epochs = cfg.epochs.max(cfg.min_steps.div_ceil(per_epoch)).max(1);

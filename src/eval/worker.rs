@@ -78,7 +78,7 @@ fn evaluate(
     let (_vs, backbone, epoch, iter, described) = match weights {
         EvalWeights::Snapshot { vs, backbone, epoch, iter } => (vs, *backbone, Some(epoch), Some(iter), "teacher (live)".to_string()),
         EvalWeights::Checkpoint(path) => {
-            let spec = SourceSpec::teacher(path.display().to_string(), device, config.seed);
+            let spec = SourceSpec::teacher(path.display().to_string(), device, config.run.seed);
             let s = source::load(&spec)?;
             (s.vs, s.backbone, s.epoch, s.iter, format!("teacher of {}", path.display()))
         }
@@ -91,7 +91,7 @@ fn evaluate(
             (json, report.summary(), "knn")
         }
         EvalKind::Linear => {
-            let report = linear_of_backbone(&backbone, config, device, config.seed, progress)?;
+            let report = linear_of_backbone(&backbone, config, device, config.run.seed, progress)?;
             (serde_json::to_value(&report).map_err(|e| EvalError::Invalid(e.to_string()))?, report.summary(), "linear")
         }
         EvalKind::Outliers => {

@@ -113,7 +113,7 @@ fn adamw(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, lr: f64, wd: f64) {
     let bias_correction2 = 1.0 - BETA2.powf(step);
     let step_size = lr / bias_correction1;
     let denom = exp_avg_sq.sqrt() / bias_correction2.sqrt() + EPS;
-    let _ = p.g_add_(&(exp_avg.as_ref() / denom * (-step_size)));
+    let _ = p.g_add_(&(&*exp_avg / denom * (-step_size)));
 }
 
 fn sgd(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, lr: f64, wd: f64) {
@@ -144,7 +144,7 @@ fn lars(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, lr: f64, wd: f64) {
         // torch.where(param_norm > 0, torch.where(update_norm > 0, eta * param_norm / update_norm, 1), 1)
         let trust = (&param_norm * LARS_ETA / &update_norm).where_self(&update_norm.gt(0.0), &one);
         let q = trust.where_self(&param_norm.gt(0.0), &one);
-        dp = dp * q;
+        dp *= q;
     }
     let mu = st.buf1.get_or_insert_with(|| p.zeros_like());
     let _ = mu.g_mul_scalar_(MOMENTUM);

@@ -61,32 +61,32 @@ impl DinoState {
     /// Builds student and teacher from the config; the teacher starts as a copy of the student.
     pub fn new(c: &TrainConfig, device: Device) -> anyhow::Result<Self> {
         let student_vs = VarStore::new(device);
-        let student = DinoModel::new(&student_vs.root(), &c.backbone_spec(c.drop_path_rate), c.head_spec(c.norm_last_layer));
+        let student = DinoModel::new(&student_vs.root(), &c.backbone_spec(c.model.drop_path_rate), c.head_spec(c.model.norm_last_layer));
         let mut teacher_vs = VarStore::new(device);
         let teacher = DinoModel::new(&teacher_vs.root(), &c.backbone_spec(0.0), c.head_spec(true));
         teacher_vs.copy(&student_vs)?;
         teacher_vs.freeze();
         let params: Vec<(String, Tensor)> = named_tensors(&student_vs).into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        let optimizer = Optimizer::new(c.optimizer, params);
+        let optimizer = Optimizer::new(c.optim.optimizer, params);
         let teacher_vars = named_tensors(&teacher_vs);
         let ema_pairs = named_tensors(&student_vs)
             .into_iter()
             .filter(|(k, _)| !is_buffer(k))
             .filter_map(|(k, s)| teacher_vars.get(&k).map(|t| (s, t.shallow_clone())))
             .collect();
-        let amp = (c.use_fp16 && device.is_cuda()).then(LossScaler::new);
+        let amp = (c.optim.use_fp16 && device.is_cuda()).then(LossScaler::new);
         Ok(Self {
-            loss: DinoLoss::new(c.out_dim, c.ncrops(), device),
+            loss: DinoLoss::new(c.model.out_dim as i64, c.ncrops() as i64, device),
             student_vs,
             teacher_vs,
             student,
             teacher,
             optimizer,
             ema_pairs,
-            clip_grad: c.clip_grad,
-            freeze_last_layer: c.freeze_last_layer.max(0) as usize,
+            clip_grad: c.optim.clip_grad,
+            freeze_last_layer: c.optim.freeze_last_layer,
             amp,
-            head_has_bn: c.use_bn_in_head,
+            head_has_bn: c.model.use_bn_in_head,
             group: None,
         })
     }
@@ -101,7 +101,7 @@ impl DinoState {
     /// little more memory and cost time (more, smaller passes).
     pub fn view_chunks(&self, crops: &[Tensor]) -> Vec<std::ops::Range<usize>> {
         if self.head_has_bn {
-            return vec![0..crops.len()];
+            return std::iter::once(0..crops.len()).collect();
         }
         let area = |t: &Tensor| {
             let s = t.size();
@@ -248,20 +248,21 @@ mod tests {
     use tch::Kind;
 
     fn state(arch: crate::config::Arch, use_bn_in_head: bool) -> DinoState {
-        let c = TrainConfig {
-            arch,
-            patch_size: 4,
-            embed_dim: Some(12),
-            depth: Some(1),
-            num_heads: Some(2),
-            out_dim: 8,
-            head_hidden_dim: 8,
-            head_bottleneck_dim: 4,
-            global_crop_size: 32,
-            local_crop_size: 16,
-            local_crops_number: 6,
-            use_bn_in_head,
-            ..Default::default()
+        let c = {
+            let mut c = TrainConfig::default();
+            c.model.arch = arch;
+            c.model.patch_size = 4;
+            c.model.embed_dim = Some(12);
+            c.model.depth = Some(1);
+            c.model.num_heads = Some(2);
+            c.model.out_dim = 8;
+            c.model.head_hidden_dim = 8;
+            c.model.head_bottleneck_dim = 4;
+            c.crops.global_crop_size = 32;
+            c.crops.local_crop_size = 16;
+            c.crops.local_crops_number = 6;
+            c.model.use_bn_in_head = use_bn_in_head;
+            c
         };
         DinoState::new(&c, Device::Cpu).unwrap()
     }

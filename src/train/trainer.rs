@@ -101,11 +101,11 @@ impl Trainer {
         events: Sender<Event>,
         evaluator: Box<dyn Evaluator>,
     ) -> Result<Self> {
-        let layout = DataLayout::discover(&config.data_path)?;
+        let layout = DataLayout::discover(&config.run.data_path)?;
         tracing::info!("data: {}", layout.summary());
         let mut files = layout.pretext().files.clone();
         let mut excluded = None;
-        if let Some(list) = &config.exclude {
+        if let Some(list) = &config.run.exclude {
             let listed = crate::data::exclude::read_list(list, layout.root())
                 .with_context(|| format!("cannot read the --exclude list {}", list.display()))?;
             let e = crate::data::exclude::apply(files, &listed);
@@ -118,15 +118,15 @@ impl Trainer {
             files = e.kept;
             excluded = Some(serde_json::json!({ "file": list, "removed": e.removed, "unmatched": e.unmatched.len() }));
         }
-        let batch = config.batch_size_per_gpu as usize;
+        let batch = config.optim.batch_size_per_gpu;
         if files.len() < batch {
             anyhow::bail!(
                 "{} holds {} training images, fewer than one batch (--batch_size_per_gpu {batch})",
-                config.data_path.display(),
+                config.run.data_path.display(),
                 files.len()
             );
         }
-        let device = crate::config::validate::resolve_device(&config.device)?;
+        let device = crate::config::validate::resolve_device(&config.run.device)?;
         let group = match crate::dist::DistEnv::from_env()? {
             Some(env) => {
                 let timeout = crate::dist::timeout_from_env();
@@ -146,7 +146,7 @@ impl Trainer {
         if niter == 0 {
             anyhow::bail!("{} training images shared by {} processes leave none a full batch of {batch}", files.len(), shard.world);
         }
-        tch::manual_seed(config.seed as i64);
+        tch::manual_seed(config.run.seed as i64);
         let mut state = DinoState::new(&config, device)?;
         if let Some(g) = &group {
             // One starting point for every rank: rank 0's student (the teacher is its copy).
@@ -167,7 +167,7 @@ impl Trainer {
             last_loss = ckpt.meta.last_loss;
             // Before the run directory opens metrics.jsonl for appending: the truncation replaces the file.
             RunDir::truncate_metrics_from(&run_path, iter)?;
-            tch::manual_seed(config.seed as i64 + iter as i64);
+            tch::manual_seed(config.run.seed as i64 + iter as i64);
         }
         let mut run_dir = RunDir::open(&run_path, &config)?;
         for p in &problems {
@@ -211,24 +211,24 @@ impl Trainer {
     }
 
     fn total_iters(&self) -> usize {
-        self.niter * self.config.epochs as usize
+        self.niter * self.config.optim.epochs
     }
 
     fn run(&mut self) -> Result<RunState> {
         let c = &self.config;
-        if self.device == Device::Cpu && c.use_fp16 {
+        if self.device == Device::Cpu && c.optim.use_fp16 {
             tracing::info!("--use_fp16 applies to CUDA only; training in float32 on the CPU");
             self.run_dir.event("note", &serde_json::json!({ "message": "use_fp16 ignored on CPU: float32" }))?;
         }
         let info = RunInfo {
             run_dir: self.run_dir.path.clone(),
             name: self.run_dir.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            arch: c.arch.to_string(),
+            arch: c.model.arch.to_string(),
             device: format!("{:?}", self.device),
-            epochs: c.epochs as usize,
+            epochs: c.optim.epochs,
             niter_per_ep: self.niter,
-            batch_size: c.batch_size_per_gpu as usize,
-            out_dim: c.out_dim as usize,
+            batch_size: c.optim.batch_size_per_gpu,
+            out_dim: c.model.out_dim,
             num_images: self.files.len(),
             start_iter: self.iter,
         };
@@ -264,9 +264,9 @@ impl Trainer {
         let start_batch = self.iter % self.niter;
         let aug = self.config.augment_config();
         let loader_cfg = LoaderConfig {
-            batch_size: self.config.batch_size_per_gpu as usize,
-            num_workers: self.config.num_workers,
-            seed: self.config.seed,
+            batch_size: self.config.optim.batch_size_per_gpu,
+            num_workers: self.config.run.num_workers,
+            seed: self.config.run.seed,
             epoch: epoch as u64,
             start_batch,
             prefetch: 0,
@@ -277,7 +277,7 @@ impl Trainer {
         let mut epoch_steps = 0usize;
         let mut near_uniform = 0usize;
         let mut entropy_alarmed = false;
-        let ln_k = (self.config.out_dim as f64).ln();
+        let ln_k = (self.config.model.out_dim as f64).ln();
         for _ in start_batch..self.niter {
             let asked = self.handle_commands()?;
             let it = self.iter;
@@ -330,7 +330,7 @@ impl Trainer {
                 momentum: p.momentum,
                 iter_time,
                 data_time,
-                images_per_s: self.config.batch_size_per_gpu as f64 / iter_time.max(1e-9),
+                images_per_s: self.config.optim.batch_size_per_gpu as f64 / iter_time.max(1e-9),
                 teacher_entropy: out.teacher_entropy,
                 kl: out.kl,
                 time: now(),
@@ -372,10 +372,10 @@ impl Trainer {
     }
 
     fn end_epoch(&mut self, epoch: usize) -> Result<()> {
-        let freq = self.config.saveckp_freq as usize;
+        let freq = self.config.run.saveckp_freq;
         let numbered = (freq > 0 && (epoch + 1).is_multiple_of(freq)).then_some(epoch + 1);
         self.checkpoint(numbered)?;
-        let every = self.config.eval_knn_every.max(0) as usize;
+        let every = self.config.run.eval_knn_every;
         if every > 0 && (epoch + 1).is_multiple_of(every) {
             self.start_eval(EvalKind::Knn, None)?;
         }
@@ -617,7 +617,7 @@ impl Trainer {
             iter: self.iter,
             niter_per_ep: self.niter,
             loader_batch: self.iter % self.niter,
-            seed: self.config.seed,
+            seed: self.config.run.seed,
             optimizer_steps: self.state.optimizer.state.iter().map(|(k, v)| (k.clone(), v.step)).collect(),
             schedules: self.schedules.iter().map(|(k, v)| (*k, v.clone())).collect(),
             loss_scale: self.state.amp.as_ref().map(|a| a.scale),

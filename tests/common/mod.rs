@@ -1,4 +1,7 @@
 //! Shared helpers for the end-to-end tests: a tiny real model on generated images.
+// Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
+// assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
 use dino_tui::config::TrainConfig;
@@ -11,29 +14,30 @@ pub fn demo_data(dir: &Path, per_class: usize) {
 
 /// A ViT small enough that an iteration takes milliseconds on a CPU.
 pub fn tiny_config(data: &Path, out: &Path) -> TrainConfig {
-    TrainConfig {
-        arch: dino_tui::config::Arch::VitTiny,
-        patch_size: 4,
-        embed_dim: Some(24),
-        depth: Some(1),
-        num_heads: Some(2),
-        out_dim: 32,
-        head_hidden_dim: 32,
-        head_bottleneck_dim: 16,
-        global_crop_size: 16,
-        local_crop_size: 8,
-        local_crops_number: 2,
-        batch_size_per_gpu: 8,
-        epochs: 3,
-        warmup_epochs: 1,
-        drop_path_rate: 0.0,
-        use_fp16: false,
-        num_workers: 1,
-        saveckp_freq: 1,
-        data_path: data.to_path_buf(),
-        output_dir: Some(out.to_path_buf()),
-        device: "cpu".into(),
-        print_freq: 1,
-        ..Default::default()
+    {
+        let mut c = TrainConfig::default();
+        c.model.arch = dino_tui::config::Arch::VitTiny;
+        c.model.patch_size = 4;
+        c.model.embed_dim = Some(24);
+        c.model.depth = Some(1);
+        c.model.num_heads = Some(2);
+        c.model.out_dim = 32;
+        c.model.head_hidden_dim = 32;
+        c.model.head_bottleneck_dim = 16;
+        c.crops.global_crop_size = 16;
+        c.crops.local_crop_size = 8;
+        c.crops.local_crops_number = 2;
+        c.optim.batch_size_per_gpu = 8;
+        c.optim.epochs = 3;
+        c.optim.warmup_epochs = 1;
+        c.model.drop_path_rate = 0.0;
+        c.optim.use_fp16 = false;
+        c.run.num_workers = 1;
+        c.run.saveckp_freq = 1;
+        c.run.data_path = data.to_path_buf();
+        c.run.output_dir = Some(out.to_path_buf());
+        c.run.device = "cpu".into();
+        c.run.print_freq = 1;
+        c
     }
 }
