@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
             }),
         );
     }
-    app.telemetry = Telemetry {
+    app.trainer.telemetry = Telemetry {
         gpus: GpuStatus::Gpus(vec![GpuSample {
             index: 0,
             name: "GPU".into(),
@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
     let mut term = Terminal::new(TestBackend::new(200, 60))?;
     println!("draw time per frame at 200x60, {ITERS} iterations, {FRAMES} frames per tab");
     for tab in [Tab::Dashboard, Tab::Schedules, Tab::Checkpoints, Tab::Log] {
-        app.tab = tab;
+        app.shell.tab = tab;
         let mut times = Vec::with_capacity(FRAMES);
         for _ in 0..FRAMES {
             let t0 = Instant::now();
@@ -100,10 +100,10 @@ fn main() -> anyhow::Result<()> {
         );
     }
     // The preview path renders a whole edited curve per frame; measure it too.
-    app.tab = Tab::Schedules;
-    app.form.active = true;
-    app.form.value = "2".into();
-    app.form.kind = 1;
+    app.shell.tab = Tab::Schedules;
+    app.schedule_tab.form.active = true;
+    app.schedule_tab.form.value = "2".into();
+    app.schedule_tab.form.kind = 1;
     let mut times = Vec::with_capacity(FRAMES);
     for _ in 0..FRAMES {
         let t0 = Instant::now();

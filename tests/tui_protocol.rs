@@ -70,14 +70,14 @@ fn a_trainer_thread_drives_the_ui_and_receives_its_commands() {
         apply_event(&mut app, e);
         n += 1;
     }
-    assert_eq!(app.store.len(), 60);
+    assert_eq!(app.trainer.store.len(), 60);
     let mut term = Terminal::new(TestBackend::new(100, 30)).expect("test backend");
     for tab in Tab::ALL {
-        app.tab = tab;
+        app.shell.tab = tab;
         term.draw(|f| draw(&app, f)).expect("draw");
     }
     handle_key(&mut app, KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE));
     handle_key(&mut app, KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE));
-    assert_eq!(app.exit, Some(TuiExit::StopTraining));
+    assert_eq!(app.shell.exit, Some(TuiExit::StopTraining));
     assert_eq!(trainer.join().expect("trainer thread"), Command::Stop { checkpoint: true });
 }

@@ -124,35 +124,35 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
     let parsed = match parse(args) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("dino ctl: {e}\n{USAGE}");
+            crate::say_err!("dino ctl: {e}\n{USAGE}");
             return EXIT_USAGE;
         }
     };
     let mut client = match Client::connect(run_dir) {
         Ok(c) => c,
         Err(ClientError::NotLive { .. }) => {
-            eprintln!("dino ctl: {}", not_live_message(run_dir));
+            crate::say_err!("dino ctl: {}", not_live_message(run_dir));
             if parsed.request == Request::Status {
-                println!("{}", offline_status(run_dir));
+                crate::say!("{}", offline_status(run_dir));
             }
             return EXIT_NOT_LIVE;
         }
         Err(e) => {
-            eprintln!("dino ctl: {e}");
+            crate::say_err!("dino ctl: {e}");
             return EXIT_FAILED;
         }
     };
     match execute(&mut client, &parsed) {
         Ok(out) => {
-            println!("{out}");
+            crate::say!("{out}");
             EXIT_OK
         }
         Err(CtlFailure::Closed) => {
-            eprintln!("dino ctl: the trainer closed the connection; {}", not_live_message(run_dir));
+            crate::say_err!("dino ctl: the trainer closed the connection; {}", not_live_message(run_dir));
             EXIT_NOT_LIVE
         }
         Err(CtlFailure::Failed(m)) => {
-            eprintln!("dino ctl: {m}");
+            crate::say_err!("dino ctl: {m}");
             EXIT_FAILED
         }
     }

@@ -24,7 +24,7 @@ fn dump_features(dir: &Path, train: &LabeledFeatures, val: &LabeledFeatures) -> 
         ("testlabels", val.labels.shallow_clone()),
     ];
     Tensor::write_safetensors(&tensors, dir.join(FEATURES_FILE))?;
-    std::fs::write(dir.join(CLASSES_FILE), serde_json::to_vec(&train.classes)?)?;
+    crate::run::dir::write_atomic(&dir.join(CLASSES_FILE), &serde_json::to_vec(&train.classes)?)?;
     Ok(())
 }
 
@@ -67,14 +67,14 @@ pub fn knn(args: &KnnArgs) -> Result<i32> {
     };
     if let Some(dir) = &args.dump_features {
         dump_features(dir, &train, &val)?;
-        eprintln!("features saved in {}", dir.display());
+        crate::say_err!("features saved in {}", dir.display());
     }
     let report = knn_report(&train, &val, &args.nb_knn, args.temperature);
     let json = serde_json::to_value(&report)?;
     if args.json {
-        println!("{json}");
+        crate::say!("{json}");
     } else {
-        print!("{}", report.table());
+        crate::say!("{}", report.table().trim_end());
     }
     if let Some(p) = &prepared {
         let mut full = json.clone();
@@ -85,7 +85,7 @@ pub fn knn(args: &KnnArgs) -> Result<i32> {
             o.insert("iter".into(), p.source.iter.into());
         }
         if let Some(path) = p.record("knn", &full)? {
-            eprintln!("result written to {}", path.display());
+            crate::say_err!("result written to {}", path.display());
         }
     }
     Ok(0)
@@ -129,7 +129,7 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
     };
     let json = write_report(&report, &csv, &dups, &map, args.top)?;
     print_outliers(&report, args.top);
-    eprintln!("rows: {}\nduplicates: {}\nmap: {}", csv.display(), dups.display(), map.display());
+    crate::say_err!("rows: {}\nduplicates: {}\nmap: {}", csv.display(), dups.display(), map.display());
     if let Some(run) = &p.source.run_dir {
         let mut event = json;
         event["weights"] = p.source.description.clone().into();
@@ -144,19 +144,19 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
 fn print_outliers(report: &crate::eval::outlier_report::OutlierReport, top: usize) {
     let label_of: std::collections::HashMap<&str, &str> = report.rows.iter().map(|r| (r.path.as_str(), r.label.as_str())).collect();
     let score = report.score;
-    println!("{} images of {} by {} (highest first):", report.rows.len(), report.split, score.name());
-    println!("{:>4}  {:>7}  {:>7}  {:<12} {:<12} path  [neighbour labels]", "#", "score", "isol.", "label", "predicted");
+    crate::say!("{} images of {} by {} (highest first):", report.rows.len(), report.split, score.name());
+    crate::say!("{:>4}  {:>7}  {:>7}  {:<12} {:<12} path  [neighbour labels]", "#", "score", "isol.", "label", "predicted");
     for (i, r) in report.rows.iter().take(top).enumerate() {
         let nb: Vec<&str> = r.neighbour_paths().map(|p| label_of.get(p).copied().unwrap_or("?")).collect();
         let nb = if r.label.is_empty() { String::new() } else { format!("  [{}]", nb.join(" ")) };
-        println!("{:>4}  {:>7.4}  {:>7.4}  {:<12} {:<12} {}{nb}", i + 1, r.score(score), r.isolation, r.label, r.predicted, r.path);
+        crate::say!("{:>4}  {:>7.4}  {:>7.4}  {:<12} {:<12} {}{nb}", i + 1, r.score(score), r.isolation, r.label, r.predicted, r.path);
     }
     if report.duplicates.is_empty() {
-        println!("no near-duplicate pairs");
+        crate::say!("no near-duplicate pairs");
     } else {
-        println!("{} near-duplicate pairs (cosine similarity):", report.duplicates.len());
+        crate::say!("{} near-duplicate pairs (cosine similarity):", report.duplicates.len());
         for d in report.duplicates.iter().take(top) {
-            println!("  {:.4}  {}  {}", d.similarity, d.path_a, d.path_b);
+            crate::say!("  {:.4}  {}  {}", d.similarity, d.path_a, d.path_b);
         }
     }
 }

@@ -4,119 +4,81 @@
 use super::eval_args::LabelEfficiencyArgs;
 use super::eval_setup::Prepared;
 use super::progress::Progress;
-use crate::eval::features::eval_pixels;
-use crate::eval::features::FeatureKind;
-use crate::eval::knn::knn_report;
-use crate::eval::label_efficiency::*;
+use crate::eval::features::{eval_pixels, FeatureKind};
+use crate::eval::label_efficiency::{parse_per_class, table, Cell, Experiment, FeatureSet, Method, SupervisedData};
 use crate::eval::plot::{self, Series, PALETTE};
-use crate::eval::sampling;
 use crate::eval::source::{self, SourceSpec};
 use crate::eval::supervised::{self, SupervisedConfig};
 use anyhow::Result;
 use std::path::PathBuf;
+
 pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
     let m = &args.model;
-    let ns = parse_per_class(&args.per_class)?;
+    let per_class = parse_per_class(&args.per_class)?;
     if args.seeds < 1 || args.nb_knn < 1 || args.temperature <= 0.0 {
         anyhow::bail!("--seeds and --nb_knn must be at least 1 and --temperature > 0");
     }
     let p = Prepared::new(m)?;
-    let dino_train = normalised(&p.features(m, "train", FeatureKind::Cls)?);
-    let dino_val = normalised(&p.features(m, "val", FeatureKind::Cls)?);
+    let features = |p: &Prepared| -> Result<FeatureSet> {
+        Ok(FeatureSet::normalised(&p.features(m, "train", FeatureKind::Cls)?, &p.features(m, "val", FeatureKind::Cls)?))
+    };
+    let dino = features(&p)?;
     // The baseline: the same architecture with random weights.
-    let rspec = SourceSpec::teacher("random", p.device, m.seed);
-    let random = source::random_like(&p.source.config, &rspec)?;
-    let random_prepared = Prepared { source: random, layout: p.layout.clone(), cache: p.cache.clone(), device: p.device };
-    let rand_train = normalised(&random_prepared.features(m, "train", FeatureKind::Cls)?);
-    let rand_val = normalised(&random_prepared.features(m, "val", FeatureKind::Cls)?);
+    let random = source::random_like(&p.source.config, &SourceSpec::teacher("random", p.device, m.seed))?;
+    let random = features(&Prepared { source: random, layout: p.layout.clone(), cache: p.cache.clone(), device: p.device })?;
     let train_split = p.split("train")?;
-    let val_split = p.split("val")?;
-    let num_classes = train_split.classes.len();
-    let sup = (args.supervised_epochs > 0).then(|| SupervisedConfig {
-        epochs: args.supervised_epochs as usize,
-        device: p.device,
-        ..Default::default()
-    });
-    let (train_images, val_x, val_y) = if sup.is_some() {
+    let supervised = if args.supervised_epochs > 0 {
         let opts = p.options(m, FeatureKind::Cls);
-        (
-            supervised::load_images(&train_split.files)?,
-            Some(eval_pixels(&val_split.files, opts.transform, opts.num_workers)?),
-            Some(dino_val.labels.shallow_clone()),
-        )
-    } else {
-        (vec![], None, None)
-    };
-    let methods: Vec<&str> = {
-        let mut v = vec!["DINO k-NN", "DINO linear", "random k-NN", "random linear"];
-        if sup.is_some() {
-            v.push("supervised");
-        }
-        v
-    };
-    let total = ns.len() * args.seeds as usize;
-    let bar = Progress::new("label draws");
-    let mut cells: Vec<Cell> = vec![];
-    let started = std::time::Instant::now();
-    for (i, &n) in ns.iter().enumerate() {
-        let mut acc: Vec<Vec<f64>> = vec![vec![]; methods.len()];
-        let mut drawn = 0usize;
-        for seed in 0..args.seeds {
-            let idx = sampling::per_class(&train_split.labels, num_classes, n, m.seed + seed);
-            drawn = idx.len();
-            let k = [args.nb_knn];
-            let dt = dino_train.subset(&idx);
-            let rt = rand_train.subset(&idx);
-            acc[0].push(knn_report(&dt, &dino_val, &k, args.temperature).results[0].top1);
-            acc[1].push(probe_accuracy(&dt, &dino_val, args.linear_epochs.max(1) as usize, seed, p.device)?);
-            acc[2].push(knn_report(&rt, &rand_val, &k, args.temperature).results[0].top1);
-            acc[3].push(probe_accuracy(&rt, &rand_val, args.linear_epochs.max(1) as usize, seed, p.device)?);
-            if let (Some(cfg), Some(vx), Some(vy)) = (&sup, &val_x, &val_y) {
-                let imgs: Vec<_> = idx.iter().map(|&j| train_images[j].clone()).collect();
-                let labels: Vec<usize> = idx.iter().map(|&j| train_split.labels[j]).collect();
-                let c = SupervisedConfig { seed: m.seed + seed, ..*cfg };
-                acc[4].push(supervised::train_and_test(&p.source.config, &imgs, &labels, num_classes, vx, vy, &c)?);
-            }
-            bar.update(i * args.seeds as usize + seed as usize + 1, total);
-        }
-        for (method, a) in methods.iter().zip(acc) {
-            let (mean, std) = mean_std(&a);
-            cells.push(Cell {
-                method: (*method).into(),
-                per_class: n,
-                per_class_actual: drawn as f64 / num_classes as f64,
-                accuracies: a,
-                mean,
-                std,
-            });
-        }
-    }
-    let minutes = started.elapsed().as_secs_f64() / 60.0;
-    let table = table(&cells, &ns, &methods, args.seeds);
-    let series: Vec<Series> = methods
-        .iter()
-        .enumerate()
-        .map(|(i, name)| Series {
-            name: (*name).into(),
-            points: cells.iter().filter(|c| c.method == *name).map(|c| (c.per_class_actual, c.mean, c.std)).collect(),
-            color: PALETTE[i % PALETTE.len()],
+        Some(SupervisedData {
+            arch: &p.source.config,
+            config: SupervisedConfig { epochs: args.supervised_epochs as usize, device: p.device, ..Default::default() },
+            train_images: supervised::load_images(&train_split.files)?,
+            val_x: eval_pixels(&p.split("val")?.files, opts.transform, opts.num_workers)?,
+            val_y: dino.val.labels.shallow_clone(),
         })
-        .collect();
+    } else {
+        None
+    };
+    let experiment = Experiment {
+        dino,
+        random,
+        supervised,
+        train_labels: &train_split.labels,
+        per_class,
+        seeds: args.seeds,
+        base_seed: m.seed,
+        nb_knn: args.nb_knn,
+        temperature: args.temperature,
+        linear_epochs: args.linear_epochs.max(1) as usize,
+        device: p.device,
+    };
+    let started = std::time::Instant::now();
+    let bar = Progress::new("label draws");
+    let cells = experiment.run(&mut |d, t| bar.update(d, t))?;
+    report(args, &p, &experiment, &cells, started.elapsed().as_secs_f64() / 60.0)
+}
+
+/// Writes the table, the SVG plot and the result record, and prints them.
+fn report(args: &LabelEfficiencyArgs, p: &Prepared, experiment: &Experiment, cells: &[Cell], minutes: f64) -> Result<i32> {
+    let methods = experiment.methods();
+    let table = table(cells, &experiment.per_class, &methods, args.seeds);
+    let series = series(cells, &methods);
     let out = args.output_dir.clone().unwrap_or_else(|| match &p.source.run_dir {
         Some(r) => r.join("evals"),
         None => PathBuf::from("label-efficiency"),
     });
     std::fs::create_dir_all(&out)?;
     let label = crate::eval::record::label(p.source.epoch, p.source.iter);
+    let num_val = experiment.dino.val.len();
     let svg_path = out.join(format!("label-efficiency-{label}.svg"));
-    let title = format!("{}: top-1 on {} val images, mean ± std over {} draws", p.source.config.model.arch, val_split.len(), args.seeds);
-    std::fs::write(&svg_path, plot::svg(&series, &title))?;
+    let title = format!("{}: top-1 on {num_val} val images, mean ± std over {} draws", p.source.config.model.arch, args.seeds);
+    crate::run::dir::write_atomic(&svg_path, plot::svg(&series, &title).as_bytes())?;
     let txt_path = out.join(format!("label-efficiency-{label}.txt"));
-    std::fs::write(&txt_path, &table)?;
+    crate::run::dir::write_atomic(&txt_path, table.as_bytes())?;
     let json = serde_json::json!({
         "weights": p.source.description,
-        "num_classes": num_classes,
-        "num_val": val_split.len(),
+        "num_classes": experiment.dino.train.num_classes(),
+        "num_val": num_val,
         "seeds": args.seeds,
         "nb_knn": args.nb_knn,
         "temperature": args.temperature,
@@ -127,15 +89,28 @@ pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
         "plot": svg_path,
     });
     if args.json {
-        println!("{json}");
+        crate::say!("{json}");
     } else {
-        print!("{table}");
-        println!("{}", plot::terminal(&series, 120, 48));
-        println!("plot saved to {}; table to {}", svg_path.display(), txt_path.display());
+        crate::say!("{}", table.trim_end());
+        crate::say!("{}", plot::terminal(&series, 120, 48));
+        crate::say!("plot saved to {}; table to {}", svg_path.display(), txt_path.display());
     }
     if let Some(r) = &p.source.run_dir {
         let path = crate::eval::record::write_result(r, "label-efficiency", &label, &json)?;
         crate::eval::record::append_event(r, &serde_json::json!({ "kind": "label-efficiency", "file": path, "plot": svg_path }))?;
     }
     Ok(0)
+}
+
+/// One plotted line per method: accuracy against labeled images per class.
+fn series(cells: &[Cell], methods: &[Method]) -> Vec<Series> {
+    methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Series {
+            name: m.name().into(),
+            points: cells.iter().filter(|c| c.method == m.name()).map(|c| (c.per_class_actual, c.mean, c.std)).collect(),
+            color: PALETTE[i % PALETTE.len()],
+        })
+        .collect()
 }

@@ -4,7 +4,7 @@
 use super::eval_args::LinearArgs;
 use super::eval_setup::Prepared;
 use super::progress::Progress;
-use crate::eval::features::FeatureKind;
+use crate::eval::features::{FeatureKind, LabeledFeatures};
 use crate::eval::linear::{
     load_state, save_state, train, AugmentedBatches, CachedBatches, EpochLog, Evaluation, LinearHead, ProbeConfig, ProbeState,
     TrainBatches, LOG, STATE_TENSORS,
@@ -14,106 +14,133 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 pub fn run_command(args: &LinearArgs) -> Result<i32> {
-    let m = &args.model;
     if args.epochs < 1 || args.n_last_blocks < 1 || args.val_freq < 1 || args.lr.is_nan() || args.lr <= 0.0 {
         anyhow::bail!("--epochs, --n_last_blocks and --val_freq must be at least 1 and --lr > 0");
     }
-    let p = Prepared::new(m)?;
-    let kind = FeatureKind::LastBlocks { n: args.n_last_blocks as usize, avgpool: args.avgpool_patchtokens };
-    let protocol = if args.cached_features {
-        "cached centre-crop features (fast protocol, no augmentation)"
-    } else {
-        "reference protocol (RandomResizedCrop + flip, features recomputed every epoch)"
-    };
-    let val = p.features(m, "val", kind)?;
-    let train_split = p.split("train")?;
-    let num_labels = args.num_labels.unwrap_or(train_split.classes.len() as i64);
-    if num_labels < 1 {
-        anyhow::bail!("--num_labels must be at least 1");
-    }
-    let dim = val.features.size().get(1).copied().unwrap_or(0);
-    let out = args.output_dir.clone().unwrap_or_else(|| match &p.source.run_dir {
-        Some(r) => r.join("evals").join("linear"),
-        None => PathBuf::from("linear-eval"),
-    });
-    let scaled_lr = args.lr * m.batch_size_per_gpu as f64 / 256.0;
-    let cfg = ProbeConfig {
-        epochs: args.epochs as usize,
-        lr: scaled_lr,
-        batch_size: m.batch_size_per_gpu.max(1) as usize,
-        val_freq: args.val_freq as usize,
-        seed: m.seed,
-    };
-    tch::manual_seed(m.seed as i64);
-    let mut head = LinearHead::new(dim, num_labels, p.device);
-    let fresh = ProbeState { epoch: 0, best_acc: 0.0, protocol: protocol.into(), dim, num_labels };
-    let mut state = match load_state(&out) {
-        Some(s) if s.dim == dim && s.num_labels == num_labels && s.protocol == fresh.protocol => {
-            head.load(&out.join(STATE_TENSORS))?;
-            s
-        }
-        _ => fresh,
-    };
+    let p = Prepared::new(&args.model)?;
+    let mut probe = Probe::open(args, &p)?;
     if args.evaluate {
-        if state.epoch == 0 {
-            anyhow::bail!("--evaluate: no trained classifier for this protocol in {}", out.display());
+        if probe.state.epoch == 0 {
+            anyhow::bail!("--evaluate: no trained classifier for this protocol in {}", probe.out.display());
         }
-        let e = head.evaluate(&val.features, &val.labels);
-        print_result(args.json, protocol, &e, state.best_acc, &state);
+        let e = probe.head.evaluate(&probe.val.features, &probe.val.labels);
+        print_result(args.json, probe.protocol, &e, probe.state.best_acc, &probe.state);
         return Ok(0);
     }
-    eprintln!("linear probe: {protocol}; {dim}-d features, {num_labels} classes, lr {scaled_lr:.2e}; output in {}", out.display());
-    if state.epoch > 0 {
-        eprintln!("resuming from epoch {} (best top-1 so far {:.2}%)", state.epoch, state.best_acc);
+    crate::say_err!(
+        "linear probe: {}; {}-d features, {} classes, lr {:.2e}; output in {}",
+        probe.protocol,
+        probe.state.dim,
+        probe.state.num_labels,
+        probe.cfg.lr,
+        probe.out.display()
+    );
+    if probe.state.epoch > 0 {
+        crate::say_err!("resuming from epoch {} (best top-1 so far {:.2}%)", probe.state.epoch, probe.state.best_acc);
     }
-    let cached;
-    let mut batches: Box<dyn TrainBatches> = if args.cached_features {
-        cached = p.features(m, "train", kind)?;
-        Box::new(CachedBatches { features: &cached, batch_size: cfg.batch_size, seed: m.seed, device: p.device })
-    } else {
-        Box::new(AugmentedBatches {
+    let cached = if args.cached_features { Some(p.features(&args.model, "train", probe.kind)?) } else { None };
+    let mut batches: Box<dyn TrainBatches> = match &cached {
+        Some(features) => Box::new(CachedBatches { features, batch_size: probe.cfg.batch_size, seed: args.model.seed, device: p.device }),
+        None => Box::new(AugmentedBatches {
             backbone: &p.source.backbone,
-            split: train_split,
+            split: p.split("train")?,
             size: p.source.config.crops.global_crop_size.max(1),
-            kind,
-            batch_size: cfg.batch_size,
-            seed: m.seed,
+            kind: probe.kind,
+            batch_size: probe.cfg.batch_size,
+            seed: args.model.seed,
             device: p.device,
-        })
+        }),
     };
-    let mut log_file = std::fs::OpenOptions::new().create(true).append(true).open(out_file(&out, LOG)?)?;
-    let bar = Progress::new("linear epochs");
-    let mut last = None;
-    let start = state.epoch;
-    let best = train(&mut head, batches.as_mut(), &val, &cfg, start, state.best_acc, &mut |log, head, best| {
-        use std::io::Write;
-        let line = serde_json::to_string(log).map_err(|e| EvalError::io(&out, e))?;
-        writeln!(log_file, "{line}").map_err(|e| EvalError::io(&out, e))?;
-        if !args.json {
-            if let Some(a) = log.test_acc1 {
-                println!(
-                    "epoch {}: train_loss {:.4} lr {:.2e} test_loss {:.4} top-1 {a:.2}%  max accuracy so far {best:.2}%",
-                    log.epoch,
-                    log.train_loss,
-                    log.train_lr,
-                    log.test_loss.unwrap_or(0.0)
-                );
-            }
-        }
-        bar.update(log.epoch + 1, cfg.epochs);
-        state.epoch = log.epoch + 1;
-        state.best_acc = best;
-        save_state(&out, head, &state)?;
-        last = Some(log.clone());
-        Ok(())
-    })?;
-    let e = head.evaluate(&val.features, &val.labels);
-    print_result(args.json, protocol, &e, best, &state);
-    let json = result_json(protocol, &e, best, &state, last.as_ref());
+    let (best, last) = probe.train(batches.as_mut(), args.json)?;
+    let e = probe.head.evaluate(&probe.val.features, &probe.val.labels);
+    print_result(args.json, probe.protocol, &e, best, &probe.state);
+    let json = result_json(probe.protocol, &e, best, &probe.state, last.as_ref());
     if let Some(path) = p.record("linear", &json)? {
-        eprintln!("result written to {}", path.display());
+        crate::say_err!("result written to {}", path.display());
     }
     Ok(0)
+}
+
+/// A probe being trained: its settings, the classifier and the state it resumes from.
+struct Probe {
+    protocol: &'static str,
+    kind: FeatureKind,
+    val: LabeledFeatures,
+    out: PathBuf,
+    cfg: ProbeConfig,
+    head: LinearHead,
+    state: ProbeState,
+}
+
+impl Probe {
+    /// Sets the probe up, resuming from `out` when it holds a probe of the same protocol and shape.
+    fn open(args: &LinearArgs, p: &Prepared) -> Result<Self> {
+        let m = &args.model;
+        let kind = FeatureKind::LastBlocks { n: args.n_last_blocks as usize, avgpool: args.avgpool_patchtokens };
+        let protocol = if args.cached_features {
+            "cached centre-crop features (fast protocol, no augmentation)"
+        } else {
+            "reference protocol (RandomResizedCrop + flip, features recomputed every epoch)"
+        };
+        let val = p.features(m, "val", kind)?;
+        let num_labels = args.num_labels.unwrap_or(p.split("train")?.classes.len() as i64);
+        if num_labels < 1 {
+            anyhow::bail!("--num_labels must be at least 1");
+        }
+        let dim = val.features.size().get(1).copied().unwrap_or(0);
+        let out = args.output_dir.clone().unwrap_or_else(|| match &p.source.run_dir {
+            Some(r) => r.join("evals").join("linear"),
+            None => PathBuf::from("linear-eval"),
+        });
+        let cfg = ProbeConfig {
+            epochs: args.epochs as usize,
+            lr: args.lr * m.batch_size_per_gpu as f64 / 256.0,
+            batch_size: m.batch_size_per_gpu.max(1) as usize,
+            val_freq: args.val_freq as usize,
+            seed: m.seed,
+        };
+        tch::manual_seed(m.seed as i64);
+        let mut head = LinearHead::new(dim, num_labels, p.device);
+        let fresh = ProbeState { epoch: 0, best_acc: 0.0, protocol: protocol.into(), dim, num_labels };
+        let state = match load_state(&out) {
+            Some(s) if s.dim == dim && s.num_labels == num_labels && s.protocol == fresh.protocol => {
+                head.load(&out.join(STATE_TENSORS))?;
+                s
+            }
+            _ => fresh,
+        };
+        Ok(Self { protocol, kind, val, out, cfg, head, state })
+    }
+
+    /// Trains the remaining epochs, logging each to `log.txt` and saving the state after each so an
+    /// interrupted probe resumes; returns the best top-1 and the last epoch's log.
+    fn train(&mut self, batches: &mut dyn TrainBatches, json: bool) -> Result<(f64, Option<EpochLog>)> {
+        let mut log_file = std::fs::OpenOptions::new().create(true).append(true).open(out_file(&self.out, LOG)?)?;
+        let bar = Progress::new("linear epochs");
+        let mut last = None;
+        let Self { head, state, out, cfg, val, .. } = self;
+        let best = train(head, batches, val, cfg, state.epoch, state.best_acc, &mut |log, head, best| {
+            use std::io::Write;
+            let line = serde_json::to_string(log).map_err(|e| EvalError::io(out.as_path(), e))?;
+            writeln!(log_file, "{line}").map_err(|e| EvalError::io(out.as_path(), e))?;
+            if let (false, Some(a)) = (json, log.test_acc1) {
+                let test_loss = log.test_loss.unwrap_or(0.0);
+                crate::say!(
+                    "epoch {}: train_loss {:.4} lr {:.2e} test_loss {test_loss:.4} top-1 {a:.2}%  max accuracy so far {best:.2}%",
+                    log.epoch,
+                    log.train_loss,
+                    log.train_lr
+                );
+            }
+            bar.update(log.epoch + 1, cfg.epochs);
+            state.epoch = log.epoch + 1;
+            state.best_acc = best;
+            save_state(out, head, state)?;
+            last = Some(log.clone());
+            Ok(())
+        })?;
+        Ok((best, last))
+    }
 }
 
 fn out_file(dir: &Path, name: &str) -> Result<PathBuf> {
@@ -136,10 +163,10 @@ fn result_json(protocol: &str, e: &Evaluation, best: f64, s: &ProbeState, last: 
 
 fn print_result(json: bool, protocol: &str, e: &Evaluation, best: f64, s: &ProbeState) {
     if json {
-        println!("{}", result_json(protocol, e, best, s, None));
+        crate::say!("{}", result_json(protocol, e, best, s, None));
         return;
     }
-    println!("linear probe ({protocol}), {} epochs", s.epoch);
+    crate::say!("linear probe ({protocol}), {} epochs", s.epoch);
     let top5 = e.acc5.map(|v| format!(", top-5 {v:.2}%")).unwrap_or_default();
-    println!("test: loss {:.4}, top-1 {:.2}%{top5}; best top-1 {best:.2}%", e.loss, e.acc1);
+    crate::say!("test: loss {:.4}, top-1 {:.2}%{top5}; best top-1 {best:.2}%", e.loss, e.acc1);
 }

@@ -28,7 +28,7 @@ impl Prepared {
         let data = m.data_path.clone().unwrap_or_else(|| source.config.run.data_path.clone());
         let layout = DataLayout::discover(&data).with_context(|| "set --data_path to a folder with train/CLASS/ and val/CLASS/")?;
         let cache = if m.no_cache { None } else { FeatureCache::for_run_or_user(source.run_dir.as_deref()) };
-        eprintln!("evaluating {}", source.description);
+        crate::say_err!("evaluating {}", source.description);
         Ok(Self { source, layout, cache, device })
     }
 
@@ -59,7 +59,7 @@ impl Prepared {
         let cache = self.cache.as_ref().map(|c| (c, self.source.identity.as_str()));
         let f = extract_split(&self.source.backbone, s, &opts, cache, &mut |d, t| bar.update(d, t))?;
         if f.from_cache {
-            eprintln!("features {split}: {} images from the cache", f.len());
+            crate::say_err!("features {split}: {} images from the cache", f.len());
         }
         Ok(f)
     }

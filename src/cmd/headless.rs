@@ -68,7 +68,7 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
     let _ = crate::cmd::logging::init_default_file_logging();
     let handle = serve::spawn(config, OnNonFinite::Stop)?;
     if let Some(server) = handle.socket_path() {
-        println!("dino: control socket {}; `dino attach {}` watches and steers this run", server.display(), handle.run_dir.display());
+        crate::say!("dino: control socket {}; `dino attach {}` watches and steers this run", server.display(), handle.run_dir.display());
     }
     let mut info: Option<RunInfo> = None;
     let mut iter_time_ema: Option<f64> = None;

@@ -7,12 +7,16 @@
 //! Both probes use the backbone's output features (CLS token / pooled), L2-normalised.
 
 use super::features::{l2_normalize, LabeledFeatures};
+use super::knn::knn_report;
 use super::linear::{train, CachedBatches, LinearHead, ProbeConfig};
+use super::sampling;
+use super::supervised::{self, SupervisedConfig};
 use super::EvalError;
-use anyhow::Result;
+use crate::config::TrainConfig;
+use image::RgbImage;
 use serde::Serialize;
 use std::fmt::Write as _;
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// Linear probe settings for small labeled sets: L2-normalised features, a fixed learning rate
 /// (the batch rule would starve a 4-image set), and at least this many optimizer steps.
@@ -55,6 +59,122 @@ pub fn probe_accuracy(
     Ok(head.evaluate(&val.features, &val.labels).acc1)
 }
 
+/// One classifier of the experiment; its `name` labels the result files' cells and the plot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    DinoKnn,
+    DinoLinear,
+    RandomKnn,
+    RandomLinear,
+    Supervised,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DinoKnn => "DINO k-NN",
+            Self::DinoLinear => "DINO linear",
+            Self::RandomKnn => "random k-NN",
+            Self::RandomLinear => "random linear",
+            Self::Supervised => "supervised",
+        }
+    }
+}
+
+/// Train and val features of one backbone, L2-normalised.
+pub struct FeatureSet {
+    pub train: LabeledFeatures,
+    pub val: LabeledFeatures,
+}
+
+impl FeatureSet {
+    pub fn normalised(train: &LabeledFeatures, val: &LabeledFeatures) -> Self {
+        Self { train: normalised(train), val: normalised(val) }
+    }
+}
+
+/// What the supervised baseline trains on: decoded training images and the val tensors.
+pub struct SupervisedData<'a> {
+    pub arch: &'a TrainConfig,
+    pub config: SupervisedConfig,
+    pub train_images: Vec<RgbImage>,
+    pub val_x: Tensor,
+    pub val_y: Tensor,
+}
+
+/// The whole experiment: the methods on every N per class and seed.
+pub struct Experiment<'a> {
+    pub dino: FeatureSet,
+    pub random: FeatureSet,
+    pub supervised: Option<SupervisedData<'a>>,
+    /// Labels of train/ in file order (the rows of the train features).
+    pub train_labels: &'a [usize],
+    pub per_class: Vec<Option<usize>>,
+    pub seeds: u64,
+    /// Seed of the first draw; draw `s` uses `base_seed + s`.
+    pub base_seed: u64,
+    pub nb_knn: usize,
+    pub temperature: f64,
+    pub linear_epochs: usize,
+    pub device: Device,
+}
+
+impl Experiment<'_> {
+    pub fn methods(&self) -> Vec<Method> {
+        let mut m = vec![Method::DinoKnn, Method::DinoLinear, Method::RandomKnn, Method::RandomLinear];
+        if self.supervised.is_some() {
+            m.push(Method::Supervised);
+        }
+        m
+    }
+
+    /// Runs every (N, draw, method); `progress(done, total)` after each draw.
+    pub fn run(&self, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<Cell>, EvalError> {
+        let labels = self.train_labels;
+        let num_classes = self.dino.train.num_classes();
+        let methods = self.methods();
+        let total = self.per_class.len() * self.seeds as usize;
+        let mut cells = vec![];
+        for (i, &n) in self.per_class.iter().enumerate() {
+            let mut acc: Vec<Vec<f64>> = vec![vec![]; methods.len()];
+            let mut drawn = 0usize;
+            for seed in 0..self.seeds {
+                let idx = sampling::per_class(labels, num_classes, n, self.base_seed + seed);
+                drawn = idx.len();
+                for (a, &method) in acc.iter_mut().zip(&methods) {
+                    a.push(self.accuracy(method, &idx, seed)?);
+                }
+                progress(i * self.seeds as usize + seed as usize + 1, total);
+            }
+            for (method, a) in methods.iter().zip(acc) {
+                let (mean, std) = mean_std(&a);
+                let per_class_actual = drawn as f64 / num_classes.max(1) as f64;
+                cells.push(Cell { method: method.name().into(), per_class: n, per_class_actual, accuracies: a, mean, std });
+            }
+        }
+        Ok(cells)
+    }
+
+    /// Top-1 of one method trained on the images `idx` of train/ (draw `seed`).
+    fn accuracy(&self, method: Method, idx: &[usize], seed: u64) -> Result<f64, EvalError> {
+        let knn = |f: &FeatureSet| knn_report(&f.train.subset(idx), &f.val, &[self.nb_knn], self.temperature).results[0].top1;
+        let probe = |f: &FeatureSet| probe_accuracy(&f.train.subset(idx), &f.val, self.linear_epochs.max(1), seed, self.device);
+        match method {
+            Method::DinoKnn => Ok(knn(&self.dino)),
+            Method::DinoLinear => probe(&self.dino),
+            Method::RandomKnn => Ok(knn(&self.random)),
+            Method::RandomLinear => probe(&self.random),
+            Method::Supervised => {
+                let Some(s) = &self.supervised else { return Ok(f64::NAN) };
+                let imgs: Vec<_> = idx.iter().map(|&j| s.train_images[j].clone()).collect();
+                let picked: Vec<usize> = idx.iter().map(|&j| self.train_labels[j]).collect();
+                let c = SupervisedConfig { seed: self.base_seed + seed, ..s.config };
+                supervised::train_and_test(s.arch, &imgs, &picked, self.dino.train.num_classes(), &s.val_x, &s.val_y, &c)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
     pub method: String,
@@ -74,7 +194,7 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     (mean, if v.len() > 1 { var.sqrt() } else { 0.0 })
 }
 
-pub fn normalised(f: &LabeledFeatures) -> LabeledFeatures {
+fn normalised(f: &LabeledFeatures) -> LabeledFeatures {
     LabeledFeatures {
         features: l2_normalize(&f.features),
         labels: f.labels.shallow_clone(),
@@ -84,17 +204,17 @@ pub fn normalised(f: &LabeledFeatures) -> LabeledFeatures {
 }
 
 /// Mean ± std per (N, method), one row per N.
-pub fn table(cells: &[Cell], ns: &[Option<usize>], methods: &[&str], seeds: u64) -> String {
+pub fn table(cells: &[Cell], ns: &[Option<usize>], methods: &[Method], seeds: u64) -> String {
     let mut s = format!("top-1 (%) on val/, mean ± std over {seeds} draws of the labeled images\n{:>10}", "N/class");
     for m in methods {
-        let _ = write!(s, "  {m:>15}");
+        let _ = write!(s, "  {:>15}", m.name());
     }
     s.push('\n');
     for n in ns {
         let label = n.map(|v| v.to_string()).unwrap_or_else(|| "all".into());
         let _ = write!(s, "{label:>10}");
         for m in methods {
-            match cells.iter().find(|c| c.per_class == *n && c.method == *m) {
+            match cells.iter().find(|c| c.per_class == *n && c.method == m.name()) {
                 Some(c) => {
                     let _ = write!(s, "  {:>15}", format!("{:.1} ± {:.1}", c.mean, c.std));
                 }

@@ -116,32 +116,36 @@ pub struct ScheduleCurve {
     pub values: Vec<f32>,
 }
 
+/// The whole UI state, one struct per concern so that a tab's code touches its own part: what the
+/// trainer has said (`trainer`), the frame around the tabs (`shell`), and each tab's state.
 pub struct App {
     pub commands: Sender<Command>,
-    pub keymap: KeyMap,
-    pub theme: Theme,
-    pub tab: Tab,
-    pub run: Option<RunInfo>,
+    pub trainer: TrainerView,
+    pub shell: Shell,
+    pub schedule_tab: ScheduleTab,
+    pub eval_tab: EvalTab,
+    pub checkpoint_tab: CheckpointTab,
+    pub log_tab: LogTab,
+    pub outliers: super::outlier_view::OutlierView,
+}
+
+/// What the trainer has reported, as every tab reads it.
+pub struct TrainerView {
+    pub info: Option<RunInfo>,
     pub state: RunState,
     /// Set when the trainer's event channel closed without a final state.
-    pub trainer_gone: bool,
+    pub gone: bool,
     pub store: MetricStore,
-    pub schedules: Vec<ScheduleCurve>,
-    /// Schedules edited so far, oldest first, so `u` undoes the most recent one.
-    pub edit_history: Vec<ScheduleName>,
-    pub form: EditForm,
-    /// Newest last, as they arrive; drawn newest first.
-    pub checkpoints: Vec<CheckpointInfo>,
-    /// Row in the newest-first checkpoint table.
-    pub checkpoint_selected: usize,
-    pub evals: Vec<EvalRecord>,
-    pub eval_progress: Vec<(EvalKind, usize, usize)>,
-    pub log: Vec<LogEntry>,
-    /// Lines scrolled up from the newest entry; 0 follows the log.
-    pub log_scroll: usize,
     /// The latest collapse or non-finite-loss alarm, shown on the dashboard.
     pub last_alarm: Option<String>,
     pub telemetry: Telemetry,
+}
+
+/// The frame around the tabs: which tab, keys, theme, chart view, dialogs, the footer line.
+pub struct Shell {
+    pub keymap: KeyMap,
+    pub theme: Theme,
+    pub tab: Tab,
     pub view: ChartView,
     pub help: bool,
     pub quit_dialog: Option<QuitChoice>,
@@ -152,58 +156,85 @@ pub struct App {
     pub exit: Option<TuiExit>,
     /// Last known terminal size, for mouse hit-testing.
     pub size: (u16, u16),
-    pub outliers: super::outlier_view::OutlierView,
+}
+
+#[derive(Default)]
+pub struct ScheduleTab {
+    pub curves: Vec<ScheduleCurve>,
+    /// Schedules edited so far, oldest first, so `u` undoes the most recent one.
+    pub edit_history: Vec<ScheduleName>,
+    pub form: EditForm,
+}
+
+#[derive(Default)]
+pub struct EvalTab {
+    pub records: Vec<EvalRecord>,
+    pub progress: Vec<(EvalKind, usize, usize)>,
+}
+
+#[derive(Default)]
+pub struct CheckpointTab {
+    /// Newest last, as they arrive; drawn newest first.
+    pub rows: Vec<CheckpointInfo>,
+    /// Row in the newest-first checkpoint table.
+    pub selected: usize,
+}
+
+#[derive(Default)]
+pub struct LogTab {
+    pub entries: Vec<LogEntry>,
+    /// Lines scrolled up from the newest entry; 0 follows the log.
+    pub scroll: usize,
 }
 
 impl App {
     pub fn new(commands: Sender<Command>, theme: Theme, keymap: KeyMap) -> Self {
         Self {
             commands,
-            keymap,
-            theme,
-            tab: Tab::Dashboard,
-            run: None,
-            state: RunState::Starting,
-            trainer_gone: false,
-            store: MetricStore::default(),
-            schedules: Vec::new(),
-            edit_history: Vec::new(),
-            form: EditForm::default(),
-            checkpoints: Vec::new(),
-            checkpoint_selected: 0,
-            evals: Vec::new(),
-            eval_progress: Vec::new(),
-            log: Vec::new(),
-            log_scroll: 0,
-            last_alarm: None,
-            telemetry: Telemetry::default(),
-            view: ChartView::default(),
-            help: false,
-            quit_dialog: None,
-            status: None,
-            clipboard: None,
-            exit: None,
-            size: (80, 24),
+            trainer: TrainerView {
+                info: None,
+                state: RunState::Starting,
+                gone: false,
+                store: MetricStore::default(),
+                last_alarm: None,
+                telemetry: Telemetry::default(),
+            },
+            shell: Shell {
+                keymap,
+                theme,
+                tab: Tab::Dashboard,
+                view: ChartView::default(),
+                help: false,
+                quit_dialog: None,
+                status: None,
+                clipboard: None,
+                exit: None,
+                size: (80, 24),
+            },
+            schedule_tab: ScheduleTab::default(),
+            eval_tab: EvalTab::default(),
+            checkpoint_tab: CheckpointTab::default(),
+            log_tab: LogTab::default(),
             outliers: Default::default(),
         }
     }
 
     /// The last iteration the trainer reported (metrics first, else the run's start).
     pub fn current_iter(&self) -> Option<usize> {
-        self.store.last().map(|m| m.iter).or_else(|| self.run.as_ref().map(|r| r.start_iter.saturating_sub(1)))
+        self.trainer.store.last().map(|m| m.iter).or_else(|| self.trainer.info.as_ref().map(|r| r.start_iter.saturating_sub(1)))
     }
 
     pub fn total_iters(&self) -> Option<usize> {
-        self.run.as_ref().map(|r| r.epochs * r.niter_per_ep)
+        self.trainer.info.as_ref().map(|r| r.epochs * r.niter_per_ep)
     }
 
     /// Whether quitting needs no confirmation: the run is over or its trainer is gone.
     pub fn training_over(&self) -> bool {
-        self.state.is_over() || self.trainer_gone
+        self.trainer.state.is_over() || self.trainer.gone
     }
 
     pub fn schedule(&self, name: ScheduleName) -> Option<&ScheduleCurve> {
-        self.schedules.iter().find(|s| s.name == name)
+        self.schedule_tab.curves.iter().find(|s| s.name == name)
     }
 
     pub fn log_line(&mut self, level: LogLevel, text: impl Into<String>) {
@@ -213,11 +244,11 @@ impl App {
             LogLevel::Warn => tracing::warn!("{text}"),
             LogLevel::Error => tracing::error!("{text}"),
         }
-        let iter = self.store.last().map(|m| m.iter);
-        self.log.push(LogEntry { level, iter, text });
-        if self.log.len() > LOG_CAPACITY {
-            let drop = self.log.len() - LOG_CAPACITY;
-            self.log.drain(..drop);
+        let iter = self.trainer.store.last().map(|m| m.iter);
+        self.log_tab.entries.push(LogEntry { level, iter, text });
+        if self.log_tab.entries.len() > LOG_CAPACITY {
+            let drop = self.log_tab.entries.len() - LOG_CAPACITY;
+            self.log_tab.entries.drain(..drop);
         }
     }
 
@@ -227,9 +258,9 @@ impl App {
         match self.commands.send(cmd) {
             Ok(()) => true,
             Err(e) => {
-                self.trainer_gone = true;
+                self.trainer.gone = true;
                 self.log_line(LogLevel::Error, format!("trainer is not listening; {:?} not sent", e.0));
-                self.status = Some("trainer is not listening".into());
+                self.shell.status = Some("trainer is not listening".into());
                 false
             }
         }

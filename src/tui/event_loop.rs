@@ -40,7 +40,7 @@ pub struct ThemeReload {
 
 pub async fn run(app: &mut App, term: &mut Term, events: &Receiver<Event>, mut reload: ThemeReload) -> anyhow::Result<TuiExit> {
     let size = term.size()?;
-    app.size = (size.width, size.height);
+    app.shell.size = (size.width, size.height);
     let (input_tx, mut input_rx) = mpsc::unbounded_channel::<TermEvent>();
     let stop = Arc::new(AtomicBool::new(false));
     let input_thread = spawn_input_thread(input_tx, stop.clone());
@@ -123,7 +123,7 @@ async fn run_inner(
             ev = input_rx.recv() => match ev {
                 Some(TermEvent::Key(k)) => { handle_key(app, k); dirty = true; }
                 Some(TermEvent::Mouse(m)) => { handle_mouse(app, m); dirty = true; }
-                Some(TermEvent::Resize(w, h)) => { app.size = (w, h); dirty = true; }
+                Some(TermEvent::Resize(w, h)) => { app.shell.size = (w, h); dirty = true; }
                 Some(_) => {}
                 None => {
                     // The input thread ended: no way to steer any more, but training goes on.
@@ -142,7 +142,7 @@ async fn run_inner(
                 if dirty {
                     term.draw(|f| draw(app, f))?;
                     dirty = false;
-                    if let Some(text) = app.clipboard.take() {
+                    if let Some(text) = app.shell.clipboard.take() {
                         if let Err(e) = clipboard::copy(&mut std::io::stdout(), &text) {
                             tracing::warn!("clipboard (OSC 52): {e}");
                         }
@@ -152,8 +152,8 @@ async fn run_inner(
             _ = telemetry_tick.tick() => {
                 let t = sampler.sample();
                 // An idle machine reads the same each second; only a change is worth a frame.
-                if t != app.telemetry {
-                    app.telemetry = t;
+                if t != app.trainer.telemetry {
+                    app.trainer.telemetry = t;
                     dirty = true;
                 }
             },
@@ -165,7 +165,7 @@ async fn run_inner(
                 return Ok(exit);
             },
         }
-        if let Some(exit) = app.exit {
+        if let Some(exit) = app.shell.exit {
             return Ok(exit);
         }
     }
@@ -182,9 +182,9 @@ fn drain_events(app: &mut App, events: &Receiver<Event>) -> bool {
             }
             Err(TryRecvError::Empty) => return any,
             Err(TryRecvError::Disconnected) => {
-                if !app.trainer_gone {
-                    app.trainer_gone = true;
-                    if !app.state.is_over() {
+                if !app.trainer.gone {
+                    app.trainer.gone = true;
+                    if !app.trainer.state.is_over() {
                         app.log_line(LogLevel::Error, "the trainer's event channel closed without a final state");
                     }
                     any = true;
@@ -197,7 +197,7 @@ fn drain_events(app: &mut App, events: &Receiver<Event>) -> bool {
 
 fn reload_theme(app: &mut App, r: &ThemeReload) {
     let (t, err) = theme::load_or_default(&r.name, r.user_dir.as_deref());
-    app.theme = t.with_no_color(r.no_color);
+    app.shell.theme = t.with_no_color(r.no_color);
     match err {
         Some(e) => app.log_line(LogLevel::Error, format!("{e}; using the default theme")),
         None => app.log_line(LogLevel::Info, format!("theme `{}` reloaded", r.name)),
@@ -276,11 +276,11 @@ mod tests {
             tx.send(e).expect("open channel");
         }
         assert!(drain_events(&mut app, &events));
-        assert_eq!(app.store.len(), 5);
+        assert_eq!(app.trainer.store.len(), 5);
         assert!(!drain_events(&mut app, &events), "nothing new");
         drop(tx);
         assert!(drain_events(&mut app, &events));
-        assert!(app.trainer_gone);
+        assert!(app.trainer.gone);
         assert!(app.training_over());
     }
 
@@ -308,8 +308,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         reload_theme(&mut app, &reload);
-        assert_eq!(app.theme, crate::tui::theme::Theme::default_theme());
-        let last = app.log.last().map(|e| e.text.clone()).unwrap_or_default();
+        assert_eq!(app.shell.theme, crate::tui::theme::Theme::default_theme());
+        let last = app.log_tab.entries.last().map(|e| e.text.clone()).unwrap_or_default();
         assert!(last.contains("mine.toml") && last.contains("colors.loss"), "{last}");
     }
 }

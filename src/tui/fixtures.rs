@@ -123,8 +123,8 @@ pub fn app(n: usize) -> (App, Receiver<Command>) {
         apply_event(&mut app, e);
     }
     // The alarm's footer message would hide the key hints in every snapshot.
-    app.status = None;
-    app.telemetry = telemetry();
+    app.shell.status = None;
+    app.trainer.telemetry = telemetry();
     (app, rx)
 }
 

@@ -27,38 +27,38 @@ pub fn apply_event(app: &mut App, ev: Event) {
                     info.name, info.arch, info.device, info.epochs, info.niter_per_ep, info.batch_size, info.out_dim, info.num_images
                 ),
             );
-            app.run = Some(info);
+            app.trainer.info = Some(info);
         }
         Event::Metrics(m) => {
-            if app.state == RunState::Starting {
-                app.state = RunState::Running;
+            if app.trainer.state == RunState::Starting {
+                app.trainer.state = RunState::Running;
             }
-            app.store.push(&m);
+            app.trainer.store.push(&m);
         }
         Event::Epoch(s) => app.log_line(
             LogLevel::Info,
             format!("epoch {} done: loss {} lr {} wd {}", s.epoch, fmt_value(s.train_loss), fmt_value(s.train_lr), fmt_value(s.train_wd)),
         ),
         Event::State { state, iter } => {
-            if state != app.state {
+            if state != app.trainer.state {
                 let level = if state == RunState::Failed { LogLevel::Error } else { LogLevel::Info };
-                app.log_line(level, format!("state: {} → {} at iteration {iter}", state_label(app.state), state_label(state)));
+                app.log_line(level, format!("state: {} → {} at iteration {iter}", state_label(app.trainer.state), state_label(state)));
             }
-            app.state = state;
+            app.trainer.state = state;
         }
         Event::CheckpointSaved(c) => {
             app.log_line(
                 LogLevel::Info,
                 format!("checkpoint saved: {} (epoch {}, it {}, {})", c.path.display(), c.epoch, c.iter, fmt_bytes(c.bytes)),
             );
-            app.checkpoints.push(c);
+            app.checkpoint_tab.rows.push(c);
             // Keep the same checkpoint selected as a new one is inserted at the top.
-            if app.checkpoints.len() > 1 && app.checkpoint_selected > 0 {
-                app.checkpoint_selected += 1;
+            if app.checkpoint_tab.rows.len() > 1 && app.checkpoint_tab.selected > 0 {
+                app.checkpoint_tab.selected += 1;
             }
         }
         Event::Schedules { schedules } => {
-            app.schedules = schedules
+            app.schedule_tab.curves = schedules
                 .into_iter()
                 .map(|(name, schedule)| {
                     let values = schedule.values().into_iter().map(|v| v as f32).collect();
@@ -67,32 +67,32 @@ pub fn apply_event(app: &mut App, ev: Event) {
                 .collect();
         }
         Event::ScheduleEdited { edit } => {
-            app.edit_history.push(edit.schedule);
+            app.schedule_tab.edit_history.push(edit.schedule);
             app.log_line(
                 LogLevel::Info,
                 format!("schedule edited: {} from iteration {}: {:?}", edit.schedule.label(), edit.from_iter, edit.kind),
             );
         }
         Event::ScheduleUndone { schedule } => {
-            if let Some(pos) = app.edit_history.iter().rposition(|s| *s == schedule) {
-                app.edit_history.remove(pos);
+            if let Some(pos) = app.schedule_tab.edit_history.iter().rposition(|s| *s == schedule) {
+                app.schedule_tab.edit_history.remove(pos);
             }
             app.log_line(LogLevel::Info, format!("schedule edit undone: {}", schedule.label()));
         }
         Event::Alarm { kind, message, iter } => {
             app.log_line(LogLevel::Warn, format!("ALARM {kind:?} at iteration {iter}: {message}"));
-            app.status = Some(format!("alarm: {message}"));
-            app.last_alarm = Some(format!("it {iter}: {message}"));
+            app.shell.status = Some(format!("alarm: {message}"));
+            app.trainer.last_alarm = Some(format!("it {iter}: {message}"));
         }
         Event::Warning { message } => app.log_line(LogLevel::Warn, message),
         Event::EvalProgress { kind, done, total } => {
-            app.eval_progress.retain(|(k, _, _)| *k != kind);
+            app.eval_tab.progress.retain(|(k, _, _)| *k != kind);
             if done < total {
-                app.eval_progress.push((kind, done, total));
+                app.eval_tab.progress.push((kind, done, total));
             }
         }
         Event::EvalResult { kind, summary, json } => {
-            app.eval_progress.retain(|(k, _, _)| *k != kind);
+            app.eval_tab.progress.retain(|(k, _, _)| *k != kind);
             app.log_line(LogLevel::Info, format!("{} result: {summary}", kind.label()));
             let number = |key: &str| json[key].as_u64().map(|v| v as usize);
             let iter = number("iter").or_else(|| app.current_iter());
@@ -100,11 +100,11 @@ pub fn apply_event(app: &mut App, ev: Event) {
                 load_outliers(app, &json);
             }
             let top1 = crate::protocol::headline_top1(&json);
-            app.evals.push(EvalRecord { kind, summary, iter, epoch: number("epoch"), top1 });
+            app.eval_tab.records.push(EvalRecord { kind, summary, iter, epoch: number("epoch"), top1 });
         }
         Event::Error { message } => {
             app.log_line(LogLevel::Error, message.clone());
-            app.status = Some(format!("error: {message}"));
+            app.shell.status = Some(format!("error: {message}"));
         }
     }
 }
@@ -113,7 +113,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
 fn load_outliers(app: &mut App, json: &serde_json::Value) {
     let Some(csv) = json["csv"].as_str() else { return };
     let data_root = json["data_root"].as_str().map(std::path::PathBuf::from);
-    let run_dir = app.run.as_ref().map(|r| r.run_dir.clone());
+    let run_dir = app.trainer.info.as_ref().map(|r| r.run_dir.clone());
     if let Err(e) = app.outliers.load(std::path::Path::new(csv), data_root, run_dir) {
         app.log_line(LogLevel::Warn, format!("outlier report {csv} not loaded: {e}"));
     }

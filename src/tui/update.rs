@@ -21,11 +21,11 @@ pub fn handle_key(app: &mut App, key: KeyEvent) {
     if key.kind == KeyEventKind::Release {
         return;
     }
-    app.status = None;
+    app.shell.status = None;
     let k = Key::from_event(&key);
-    let action = app.keymap.action(k);
+    let action = app.shell.keymap.action(k);
 
-    if app.quit_dialog.is_some() {
+    if app.shell.quit_dialog.is_some() {
         let plain = k.mods.is_empty();
         let choice = match (k.code, action) {
             // A second Ctrl-C is the impatient "just stop": stop with a checkpoint.
@@ -34,7 +34,7 @@ pub fn handle_key(app: &mut App, key: KeyEvent) {
             (KeyCode::Char('l'), _) if plain => Some(Some(QuitChoice::LeaveRunning)),
             (KeyCode::Char('c') | KeyCode::Char('n'), _) if plain => Some(Some(QuitChoice::Cancel)),
             (_, Some(Action::Cancel)) => Some(Some(QuitChoice::Cancel)),
-            (_, Some(Action::Confirm)) => Some(app.quit_dialog),
+            (_, Some(Action::Confirm)) => Some(app.shell.quit_dialog),
             _ => None,
         };
         match (choice, action) {
@@ -47,26 +47,28 @@ pub fn handle_key(app: &mut App, key: KeyEvent) {
         return;
     }
 
-    if app.help {
+    if app.shell.help {
         // Any key closes the help; Ctrl-C and quit still do their job.
-        app.help = false;
+        app.shell.help = false;
         if matches!(action, Some(Action::Interrupt | Action::Quit)) {
             update(app, action.unwrap_or(Action::Cancel));
         }
         return;
     }
 
-    if app.form.active && app.tab == Tab::Schedules {
+    if app.schedule_tab.form.active && app.shell.tab == Tab::Schedules {
         match (k.code, action) {
             (_, Some(Action::Interrupt)) => update(app, Action::Interrupt),
-            (KeyCode::Backspace, _) => app.form.backspace(),
-            (KeyCode::Char(c), _) if k.mods.is_empty() && app.form.type_char(c) => app.form.field = FormField::Value,
-            (_, Some(Action::Up)) | (KeyCode::BackTab, _) => app.form.next_field(false),
-            (_, Some(Action::Down)) | (KeyCode::Tab, _) => app.form.next_field(true),
-            (_, Some(Action::Left)) => app.form.cycle(false),
-            (_, Some(Action::Right)) => app.form.cycle(true),
+            (KeyCode::Backspace, _) => app.schedule_tab.form.backspace(),
+            (KeyCode::Char(c), _) if k.mods.is_empty() && app.schedule_tab.form.type_char(c) => {
+                app.schedule_tab.form.field = FormField::Value
+            }
+            (_, Some(Action::Up)) | (KeyCode::BackTab, _) => app.schedule_tab.form.next_field(false),
+            (_, Some(Action::Down)) | (KeyCode::Tab, _) => app.schedule_tab.form.next_field(true),
+            (_, Some(Action::Left)) => app.schedule_tab.form.cycle(false),
+            (_, Some(Action::Right)) => app.schedule_tab.form.cycle(true),
             (_, Some(Action::Confirm)) => apply_form(app),
-            (_, Some(Action::Cancel)) => app.form.active = false,
+            (_, Some(Action::Cancel)) => app.schedule_tab.form.active = false,
             _ => {}
         }
         return;
@@ -78,13 +80,13 @@ pub fn handle_key(app: &mut App, key: KeyEvent) {
 }
 
 pub fn handle_mouse(app: &mut App, m: MouseEvent) {
-    if app.quit_dialog.is_some() || app.help {
+    if app.shell.quit_dialog.is_some() || app.shell.help {
         return;
     }
     match m.kind {
         MouseEventKind::Down(MouseButton::Left) => {
-            if let Some(tab) = tab_at(app.size, m.column, m.row) {
-                app.tab = tab;
+            if let Some(tab) = tab_at(app.shell.size, m.column, m.row) {
+                app.shell.tab = tab;
             }
         }
         MouseEventKind::ScrollUp => scroll(app, true, 3),
@@ -97,81 +99,81 @@ pub fn update(app: &mut App, action: Action) {
     match action {
         Action::Quit => {
             if app.training_over() {
-                app.exit = Some(TuiExit::TrainingOver);
+                app.shell.exit = Some(TuiExit::TrainingOver);
             } else {
-                app.quit_dialog = Some(QuitChoice::StopAndCheckpoint);
+                app.shell.quit_dialog = Some(QuitChoice::StopAndCheckpoint);
             }
         }
         Action::Interrupt => {
             if app.training_over() {
-                app.exit = Some(TuiExit::TrainingOver);
-            } else if app.quit_dialog.is_some() {
+                app.shell.exit = Some(TuiExit::TrainingOver);
+            } else if app.shell.quit_dialog.is_some() {
                 choose_quit(app, QuitChoice::StopAndCheckpoint);
             } else {
-                app.quit_dialog = Some(QuitChoice::StopAndCheckpoint);
+                app.shell.quit_dialog = Some(QuitChoice::StopAndCheckpoint);
             }
         }
-        Action::TogglePause => match app.state {
+        Action::TogglePause => match app.trainer.state {
             RunState::Paused => {
                 if app.send(Command::Resume) {
-                    app.status = Some("resume requested".into());
+                    app.shell.status = Some("resume requested".into());
                 }
             }
-            RunState::Finished => app.status = Some("training is over".into()),
+            RunState::Finished => app.shell.status = Some("training is over".into()),
             // A stopped or failed run shown by `dino attach` can be continued: its client turns
             // this into a detached trainer. In-process, the trainer is gone and says so.
             s if s.is_over() => {
                 if app.send(Command::Resume) {
-                    app.status = Some("resume requested".into());
+                    app.shell.status = Some("resume requested".into());
                 }
             }
             _ => {
                 if app.send(Command::Pause) {
-                    app.status = Some("pause requested (takes effect between iterations)".into());
+                    app.shell.status = Some("pause requested (takes effect between iterations)".into());
                 }
             }
         },
         Action::Checkpoint => {
             if app.send(Command::Checkpoint) {
-                app.status = Some("checkpoint requested".into());
+                app.shell.status = Some("checkpoint requested".into());
             }
         }
         Action::EvalKnn => request_eval(app, EvalKind::Knn, Tab::Evaluation),
         Action::EvalLinear => request_eval(app, EvalKind::Linear, Tab::Evaluation),
         Action::Outliers => request_eval(app, EvalKind::Outliers, Tab::Outliers),
-        Action::SchedulesTab => app.tab = Tab::Schedules,
+        Action::SchedulesTab => app.shell.tab = Tab::Schedules,
         // `e` on the Outliers tab exports the exclusion list.
-        Action::EditSchedule if app.tab == Tab::Outliers => export_exclusions(app),
+        Action::EditSchedule if app.shell.tab == Tab::Outliers => export_exclusions(app),
         Action::EditSchedule => {
-            app.tab = Tab::Schedules;
-            app.form.active = true;
-            app.form.field = FormField::Value;
+            app.shell.tab = Tab::Schedules;
+            app.schedule_tab.form.active = true;
+            app.schedule_tab.form.field = FormField::Value;
         }
         Action::UndoScheduleEdit => {
-            let schedule = app.edit_history.last().copied().unwrap_or_else(|| app.form.schedule_name());
+            let schedule = app.schedule_tab.edit_history.last().copied().unwrap_or_else(|| app.schedule_tab.form.schedule_name());
             if app.send(Command::UndoScheduleEdit { schedule }) {
-                app.status = Some(format!("undo of the last {} edit requested", schedule.label()));
+                app.shell.status = Some(format!("undo of the last {} edit requested", schedule.label()));
             }
         }
         Action::Freeze => {
-            app.view.frozen_at = match app.view.frozen_at {
+            app.shell.view.frozen_at = match app.shell.view.frozen_at {
                 Some(_) => None,
                 None => Some(app.current_iter().unwrap_or(0)),
             };
         }
-        Action::ZoomIn => app.view.zoom = (app.view.zoom + 1).min(ZOOM_LEVELS.len() - 1),
-        Action::ZoomOut => app.view.zoom = app.view.zoom.saturating_sub(1),
-        Action::ToggleLogScale => app.view.log_scale = !app.view.log_scale,
-        Action::Help => app.help = !app.help,
-        Action::NextTab => app.tab = Tab::from_index(app.tab.index() + 1),
-        Action::PrevTab => app.tab = Tab::from_index(app.tab.index() + Tab::ALL.len() - 1),
-        Action::Tab1 => app.tab = Tab::Dashboard,
-        Action::Tab2 => app.tab = Tab::Schedules,
-        Action::Tab3 => app.tab = Tab::Evaluation,
-        Action::Tab4 => app.tab = Tab::Outliers,
-        Action::Tab5 => app.tab = Tab::Checkpoints,
-        Action::Tab6 => app.tab = Tab::Log,
-        Action::CopyPath if app.tab == Tab::Outliers => copy_outlier_path(app),
+        Action::ZoomIn => app.shell.view.zoom = (app.shell.view.zoom + 1).min(ZOOM_LEVELS.len() - 1),
+        Action::ZoomOut => app.shell.view.zoom = app.shell.view.zoom.saturating_sub(1),
+        Action::ToggleLogScale => app.shell.view.log_scale = !app.shell.view.log_scale,
+        Action::Help => app.shell.help = !app.shell.help,
+        Action::NextTab => app.shell.tab = Tab::from_index(app.shell.tab.index() + 1),
+        Action::PrevTab => app.shell.tab = Tab::from_index(app.shell.tab.index() + Tab::ALL.len() - 1),
+        Action::Tab1 => app.shell.tab = Tab::Dashboard,
+        Action::Tab2 => app.shell.tab = Tab::Schedules,
+        Action::Tab3 => app.shell.tab = Tab::Evaluation,
+        Action::Tab4 => app.shell.tab = Tab::Outliers,
+        Action::Tab5 => app.shell.tab = Tab::Checkpoints,
+        Action::Tab6 => app.shell.tab = Tab::Log,
+        Action::CopyPath if app.shell.tab == Tab::Outliers => copy_outlier_path(app),
         Action::CopyPath => copy_selected_path(app),
         Action::MarkReviewed => mark(app, Mark::Reviewed),
         Action::MarkKeep => mark(app, Mark::Keep),
@@ -182,43 +184,46 @@ pub fn update(app: &mut App, action: Action) {
         Action::Down => move_selection(app, false, 1),
         Action::PageUp => move_selection(app, true, PAGE),
         Action::PageDown => move_selection(app, false, PAGE),
-        Action::Home => match app.tab {
-            Tab::Log => app.log_scroll = app.log.len(),
+        Action::Home => match app.shell.tab {
+            Tab::Log => app.log_tab.scroll = app.log_tab.entries.len(),
             Tab::Outliers => app.outliers.select(0),
-            _ => app.checkpoint_selected = 0,
+            _ => app.checkpoint_tab.selected = 0,
         },
-        Action::End => match app.tab {
-            Tab::Log => app.log_scroll = 0,
+        Action::End => match app.shell.tab {
+            Tab::Log => app.log_tab.scroll = 0,
             Tab::Outliers => app.outliers.select(usize::MAX),
-            _ => app.checkpoint_selected = app.checkpoints.len().saturating_sub(1),
+            _ => app.checkpoint_tab.selected = app.checkpoint_tab.rows.len().saturating_sub(1),
         },
-        Action::Left | Action::Right => match app.tab {
+        Action::Left | Action::Right => match app.shell.tab {
             Tab::Schedules => {
-                app.form.field = FormField::Schedule;
-                app.form.cycle(action == Action::Right);
+                app.schedule_tab.form.field = FormField::Schedule;
+                app.schedule_tab.form.cycle(action == Action::Right);
             }
             Tab::Outliers => app.outliers.cycle_class(action == Action::Right),
             _ => {}
         },
-        Action::Confirm => match app.tab {
-            Tab::Checkpoints if !app.checkpoints.is_empty() => request_eval(app, EvalKind::Knn, Tab::Checkpoints),
+        Action::Confirm => match app.shell.tab {
+            Tab::Checkpoints if !app.checkpoint_tab.rows.is_empty() => request_eval(app, EvalKind::Knn, Tab::Checkpoints),
             Tab::Schedules => {
-                app.form.active = true;
-                app.form.field = FormField::Value;
+                app.schedule_tab.form.active = true;
+                app.schedule_tab.form.field = FormField::Value;
             }
             _ => {}
         },
         Action::Cancel => {
-            app.form.active = false;
+            app.schedule_tab.form.active = false;
         }
     }
 }
 
 /// Evaluates the selected checkpoint when the Checkpoints tab is open, else the live teacher.
 fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
-    let checkpoint =
-        if app.tab == Tab::Checkpoints && kind != EvalKind::Outliers { selected_checkpoint(app).map(|c| c.path.clone()) } else { None };
-    app.tab = if checkpoint.is_some() { Tab::Checkpoints } else { show };
+    let checkpoint = if app.shell.tab == Tab::Checkpoints && kind != EvalKind::Outliers {
+        selected_checkpoint(app).map(|c| c.path.clone())
+    } else {
+        None
+    };
+    app.shell.tab = if checkpoint.is_some() { Tab::Checkpoints } else { show };
     let what = match kind {
         EvalKind::Knn => "k-NN evaluation",
         EvalKind::Linear => "linear evaluation",
@@ -229,40 +234,41 @@ fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
         None => String::new(),
     };
     if app.send(Command::Eval { kind, checkpoint }) {
-        app.status = Some(format!("{what}{of} requested"));
+        app.shell.status = Some(format!("{what}{of} requested"));
         app.log_line(LogLevel::Info, format!("{what}{of} requested"));
     }
 }
 
 fn choose_quit(app: &mut App, choice: QuitChoice) {
-    app.quit_dialog = None;
+    app.shell.quit_dialog = None;
     match choice {
         QuitChoice::StopAndCheckpoint => {
             app.send(Command::Stop { checkpoint: true });
-            app.exit = Some(TuiExit::StopTraining);
+            app.shell.exit = Some(TuiExit::StopTraining);
         }
-        QuitChoice::LeaveRunning => app.exit = Some(TuiExit::LeaveRunning),
+        QuitChoice::LeaveRunning => app.shell.exit = Some(TuiExit::LeaveRunning),
         QuitChoice::Cancel => {}
     }
 }
 
 fn move_quit_selection(app: &mut App, forward: bool) {
     let n = QuitChoice::ALL.len();
-    let i = app.quit_dialog.and_then(|c| QuitChoice::ALL.iter().position(|x| *x == c)).unwrap_or(0);
+    let i = app.shell.quit_dialog.and_then(|c| QuitChoice::ALL.iter().position(|x| *x == c)).unwrap_or(0);
     let j = if forward { (i + 1) % n } else { (i + n - 1) % n };
-    app.quit_dialog = Some(QuitChoice::ALL[j]);
+    app.shell.quit_dialog = Some(QuitChoice::ALL[j]);
 }
 
 fn move_selection(app: &mut App, up: bool, n: usize) {
-    match app.tab {
+    match app.shell.tab {
         Tab::Log => scroll(app, up, n),
         Tab::Checkpoints => {
-            let last = app.checkpoints.len().saturating_sub(1);
-            app.checkpoint_selected = if up { app.checkpoint_selected.saturating_sub(n) } else { (app.checkpoint_selected + n).min(last) };
+            let last = app.checkpoint_tab.rows.len().saturating_sub(1);
+            app.checkpoint_tab.selected =
+                if up { app.checkpoint_tab.selected.saturating_sub(n) } else { (app.checkpoint_tab.selected + n).min(last) };
         }
         Tab::Schedules => {
-            app.form.active = true;
-            app.form.next_field(!up);
+            app.schedule_tab.form.active = true;
+            app.schedule_tab.form.next_field(!up);
         }
         Tab::Outliers => app.outliers.move_selection(if up { -(n as isize) } else { n as isize }),
         _ => {}
@@ -270,16 +276,16 @@ fn move_selection(app: &mut App, up: bool, n: usize) {
 }
 
 fn mark(app: &mut App, mark: Mark) {
-    if app.tab != Tab::Outliers {
+    if app.shell.tab != Tab::Outliers {
         return;
     }
     match app.outliers.toggle_mark(mark) {
         Ok(Some(path)) => {
             let now = app.outliers.marks.get(&path).map(|m| m.symbol()).unwrap_or("unmarked");
-            app.status = Some(format!("{path}: {now}"));
+            app.shell.status = Some(format!("{path}: {now}"));
         }
-        Ok(None) => app.status = Some("no image selected; press o to score the images".into()),
-        Err(e) => app.status = Some(format!("marks not saved: {e}")),
+        Ok(None) => app.shell.status = Some("no image selected; press o to score the images".into()),
+        Err(e) => app.shell.status = Some(format!("marks not saved: {e}")),
     }
 }
 
@@ -288,9 +294,9 @@ fn export_exclusions(app: &mut App) {
         Ok((path, n)) => {
             let msg = format!("{n} excluded paths written to {}; train with --exclude {}", path.display(), path.display());
             app.log_line(LogLevel::Info, msg.clone());
-            app.status = Some(msg);
+            app.shell.status = Some(msg);
         }
-        Err(e) => app.status = Some(format!("exclusion list not written: {e}")),
+        Err(e) => app.shell.status = Some(format!("exclusion list not written: {e}")),
     }
 }
 
@@ -298,49 +304,49 @@ fn copy_outlier_path(app: &mut App) {
     match app.outliers.selected_row().map(|r| app.outliers.absolute(&r.path)) {
         Some(p) => {
             let path = p.display().to_string();
-            app.status = Some(format!("copied: {path}"));
-            app.clipboard = Some(path);
+            app.shell.status = Some(format!("copied: {path}"));
+            app.shell.clipboard = Some(path);
         }
-        None => app.status = Some("no image selected".into()),
+        None => app.shell.status = Some("no image selected".into()),
     }
 }
 
 fn scroll(app: &mut App, up: bool, n: usize) {
-    if app.tab != Tab::Log {
+    if app.shell.tab != Tab::Log {
         return;
     }
-    app.log_scroll = if up { (app.log_scroll + n).min(app.log.len()) } else { app.log_scroll.saturating_sub(n) };
+    app.log_tab.scroll = if up { (app.log_tab.scroll + n).min(app.log_tab.entries.len()) } else { app.log_tab.scroll.saturating_sub(n) };
 }
 
 fn apply_form(app: &mut App) {
     let from_iter = app.current_iter().map_or(0, |i| i + 1);
-    match app.form.edit(from_iter) {
+    match app.schedule_tab.form.edit(from_iter) {
         Ok(edit) => {
             if app.send(Command::EditSchedule(edit)) {
-                app.status = Some(format!("{} edit sent (from iteration {from_iter})", edit.schedule.label()));
+                app.shell.status = Some(format!("{} edit sent (from iteration {from_iter})", edit.schedule.label()));
                 app.log_line(LogLevel::Info, format!("schedule edit requested: {edit:?}"));
-                app.form.value.clear();
-                app.form.active = false;
+                app.schedule_tab.form.value.clear();
+                app.schedule_tab.form.active = false;
             }
         }
-        Err(why) => app.status = Some(why),
+        Err(why) => app.shell.status = Some(why),
     }
 }
 
 fn selected_checkpoint(app: &App) -> Option<&crate::protocol::CheckpointInfo> {
     // The table shows the newest first; `checkpoint_selected` counts rows from the top.
-    let idx = app.checkpoints.len().checked_sub(app.checkpoint_selected + 1)?;
-    app.checkpoints.get(idx)
+    let idx = app.checkpoint_tab.rows.len().checked_sub(app.checkpoint_tab.selected + 1)?;
+    app.checkpoint_tab.rows.get(idx)
 }
 
 fn copy_selected_path(app: &mut App) {
     match selected_checkpoint(app) {
         Some(c) => {
             let path = c.path.display().to_string();
-            app.status = Some(format!("copied: {path}"));
-            app.clipboard = Some(path);
+            app.shell.status = Some(format!("copied: {path}"));
+            app.shell.clipboard = Some(path);
         }
-        None => app.status = Some("no checkpoint to copy".into()),
+        None => app.shell.status = Some("no checkpoint to copy".into()),
     }
 }
 
@@ -366,7 +372,7 @@ mod tests {
     #[test]
     fn pause_key_sends_pause_when_running_and_resume_when_paused() {
         let (mut app, rx) = fixtures::app(10);
-        assert_eq!(app.state, RunState::Running);
+        assert_eq!(app.trainer.state, RunState::Running);
         press(&mut app, KeyCode::Char('p'));
         assert_eq!(rx.try_recv(), Ok(Command::Pause));
         apply_event(&mut app, Event::State { state: RunState::Paused, iter: 10 });
@@ -382,70 +388,70 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(Command::Checkpoint));
         press(&mut app, KeyCode::Char('k'));
         assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Knn, checkpoint: None }));
-        assert_eq!(app.tab, Tab::Evaluation);
+        assert_eq!(app.shell.tab, Tab::Evaluation);
         press(&mut app, KeyCode::Char('l'));
         assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Linear, checkpoint: None }));
         press(&mut app, KeyCode::Char('o'));
         assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Outliers, checkpoint: None }));
-        assert_eq!(app.tab, Tab::Outliers);
+        assert_eq!(app.shell.tab, Tab::Outliers);
         press(&mut app, KeyCode::Char('s'));
-        assert_eq!(app.tab, Tab::Schedules);
+        assert_eq!(app.shell.tab, Tab::Schedules);
     }
 
     #[test]
     fn tabs_switch_by_number_tab_key_and_mouse() {
         let (mut app, _rx) = fixtures::app(10);
         press(&mut app, KeyCode::Char('5'));
-        assert_eq!(app.tab, Tab::Checkpoints);
+        assert_eq!(app.shell.tab, Tab::Checkpoints);
         press(&mut app, KeyCode::Tab);
-        assert_eq!(app.tab, Tab::Log);
+        assert_eq!(app.shell.tab, Tab::Log);
         press(&mut app, KeyCode::Tab);
-        assert_eq!(app.tab, Tab::Dashboard);
+        assert_eq!(app.shell.tab, Tab::Dashboard);
         handle_key(&mut app, KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
-        assert_eq!(app.tab, Tab::Log);
-        app.size = (160, 48);
+        assert_eq!(app.shell.tab, Tab::Log);
+        app.shell.size = (160, 48);
         let (_, _, x, _) = crate::tui::layout::tab_labels(160)[1];
         handle_mouse(
             &mut app,
             MouseEvent { kind: MouseEventKind::Down(MouseButton::Left), column: x + 2, row: 0, modifiers: KeyModifiers::NONE },
         );
-        assert_eq!(app.tab, Tab::Schedules);
+        assert_eq!(app.shell.tab, Tab::Schedules);
     }
 
     #[test]
     fn view_keys_zoom_freeze_and_log_scale() {
         let (mut app, _rx) = fixtures::app(300);
         press(&mut app, KeyCode::Char('+'));
-        assert_eq!(app.view.window(), Some(100_000));
+        assert_eq!(app.shell.view.window(), Some(100_000));
         press(&mut app, KeyCode::Char('-'));
         press(&mut app, KeyCode::Char('-'));
-        assert_eq!(app.view.window(), None);
+        assert_eq!(app.shell.view.window(), None);
         press(&mut app, KeyCode::Char('g'));
-        assert!(app.view.log_scale);
+        assert!(app.shell.view.log_scale);
         press(&mut app, KeyCode::Char('f'));
-        assert_eq!(app.view.frozen_at, Some(299));
+        assert_eq!(app.shell.view.frozen_at, Some(299));
         press(&mut app, KeyCode::Char('f'));
-        assert_eq!(app.view.frozen_at, None);
+        assert_eq!(app.shell.view.frozen_at, None);
     }
 
     #[test]
     fn schedule_form_sends_the_edit_from_the_next_iteration() {
         let (mut app, rx) = fixtures::app(300);
         press(&mut app, KeyCode::Char('e'));
-        assert!(app.form.active);
+        assert!(app.schedule_tab.form.active);
         // Digits go to the form, not to the tab keys.
         chars(&mut app, "1e-4");
-        assert_eq!(app.tab, Tab::Schedules);
+        assert_eq!(app.shell.tab, Tab::Schedules);
         press(&mut app, KeyCode::Enter);
         let expect = ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 300, kind: EditKind::Constant(1e-4) };
         assert_eq!(rx.try_recv(), Ok(Command::EditSchedule(expect)));
-        assert!(!app.form.active);
+        assert!(!app.schedule_tab.form.active);
 
         // Weight decay, scaled by 2.
         press(&mut app, KeyCode::Char('e'));
         press(&mut app, KeyCode::Up);
         press(&mut app, KeyCode::Up);
-        assert_eq!(app.form.field, FormField::Schedule);
+        assert_eq!(app.schedule_tab.form.field, FormField::Schedule);
         press(&mut app, KeyCode::Right);
         press(&mut app, KeyCode::Down);
         press(&mut app, KeyCode::Right);
@@ -462,9 +468,9 @@ mod tests {
         chars(&mut app, "1e");
         press(&mut app, KeyCode::Enter);
         assert!(rx.try_recv().is_err());
-        assert!(app.status.as_deref().is_some_and(|s| s.contains("not a number")));
+        assert!(app.shell.status.as_deref().is_some_and(|s| s.contains("not a number")));
         press(&mut app, KeyCode::Esc);
-        assert!(!app.form.active);
+        assert!(!app.schedule_tab.form.active);
     }
 
     #[test]
@@ -480,27 +486,27 @@ mod tests {
     fn quit_dialog_stop_leave_and_cancel() {
         let (mut app, rx) = fixtures::app(10);
         press(&mut app, KeyCode::Char('q'));
-        assert!(app.quit_dialog.is_some());
+        assert!(app.shell.quit_dialog.is_some());
         press(&mut app, KeyCode::Esc);
-        assert!(app.quit_dialog.is_none() && app.exit.is_none());
+        assert!(app.shell.quit_dialog.is_none() && app.shell.exit.is_none());
 
         press(&mut app, KeyCode::Char('q'));
         press(&mut app, KeyCode::Char('l'));
-        assert_eq!(app.exit, Some(TuiExit::LeaveRunning));
+        assert_eq!(app.shell.exit, Some(TuiExit::LeaveRunning));
         assert!(rx.try_recv().is_err(), "leaving sends nothing");
 
-        app.exit = None;
+        app.shell.exit = None;
         press(&mut app, KeyCode::Char('q'));
         press(&mut app, KeyCode::Enter); // default choice: stop and checkpoint
-        assert_eq!(app.exit, Some(TuiExit::StopTraining));
+        assert_eq!(app.shell.exit, Some(TuiExit::StopTraining));
         assert_eq!(rx.try_recv(), Ok(Command::Stop { checkpoint: true }));
 
-        app.exit = None;
+        app.shell.exit = None;
         press(&mut app, KeyCode::Char('q'));
         press(&mut app, KeyCode::Right);
         press(&mut app, KeyCode::Right);
         press(&mut app, KeyCode::Enter);
-        assert_eq!(app.exit, None, "cancel selected");
+        assert_eq!(app.shell.exit, None, "cancel selected");
     }
 
     #[test]
@@ -508,9 +514,9 @@ mod tests {
         let (mut app, rx) = fixtures::app(10);
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         handle_key(&mut app, ctrl_c);
-        assert!(app.quit_dialog.is_some());
+        assert!(app.shell.quit_dialog.is_some());
         handle_key(&mut app, ctrl_c);
-        assert_eq!(app.exit, Some(TuiExit::StopTraining));
+        assert_eq!(app.shell.exit, Some(TuiExit::StopTraining));
         assert_eq!(rx.try_recv(), Ok(Command::Stop { checkpoint: true }));
     }
 
@@ -519,8 +525,8 @@ mod tests {
         let (mut app, rx) = fixtures::app(10);
         apply_event(&mut app, Event::State { state: RunState::Finished, iter: 10 });
         press(&mut app, KeyCode::Char('q'));
-        assert_eq!(app.exit, Some(TuiExit::TrainingOver));
-        assert!(app.quit_dialog.is_none());
+        assert_eq!(app.shell.exit, Some(TuiExit::TrainingOver));
+        assert!(app.shell.quit_dialog.is_none());
         assert!(rx.try_recv().is_err());
     }
 
@@ -533,17 +539,17 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Knn, checkpoint: newest.clone() }));
         press(&mut app, KeyCode::Char('l'));
         assert_eq!(rx.try_recv(), Ok(Command::Eval { kind: EvalKind::Linear, checkpoint: newest }));
-        assert_eq!(app.tab, Tab::Checkpoints, "the table stays open, its rows show the results");
+        assert_eq!(app.shell.tab, Tab::Checkpoints, "the table stays open, its rows show the results");
         press(&mut app, KeyCode::Char('y'));
-        assert_eq!(app.clipboard.as_deref(), Some("runs/demo/checkpoints/checkpoint0003.pth"));
+        assert_eq!(app.shell.clipboard.as_deref(), Some("runs/demo/checkpoints/checkpoint0003.pth"));
     }
 
     #[test]
     fn trainer_error_is_shown_and_logged() {
         let (mut app, _rx) = fixtures::app(10);
         apply_event(&mut app, Event::Error { message: "CUDA out of memory".into() });
-        assert!(app.status.as_deref().is_some_and(|s| s.contains("CUDA out of memory")));
-        assert!(app.log.iter().any(|e| e.level == LogLevel::Error && e.text.contains("CUDA out of memory")));
+        assert!(app.shell.status.as_deref().is_some_and(|s| s.contains("CUDA out of memory")));
+        assert!(app.log_tab.entries.iter().any(|e| e.level == LogLevel::Error && e.text.contains("CUDA out of memory")));
     }
 
     #[test]
@@ -551,18 +557,18 @@ mod tests {
         let (mut app, rx) = fixtures::app(10);
         drop(rx);
         press(&mut app, KeyCode::Char('c'));
-        assert!(app.trainer_gone);
+        assert!(app.trainer.gone);
         press(&mut app, KeyCode::Char('q'));
-        assert_eq!(app.exit, Some(TuiExit::TrainingOver));
+        assert_eq!(app.shell.exit, Some(TuiExit::TrainingOver));
     }
 
     #[test]
     fn help_toggles_and_any_key_closes_it() {
         let (mut app, rx) = fixtures::app(10);
         press(&mut app, KeyCode::Char('?'));
-        assert!(app.help);
+        assert!(app.shell.help);
         press(&mut app, KeyCode::Char('c'));
-        assert!(!app.help);
+        assert!(!app.shell.help);
         assert!(rx.try_recv().is_err(), "the closing key does nothing else");
     }
 
@@ -582,7 +588,7 @@ mod tests {
         press(&mut app, KeyCode::Char('m'));
         assert_eq!(app.outliers.marks.get(&second), Some(&Mark::Keep), "another mark replaces exclude");
         press(&mut app, KeyCode::Char('e'));
-        assert_eq!(app.tab, Tab::Outliers, "e exports here instead of editing a schedule");
+        assert_eq!(app.shell.tab, Tab::Outliers, "e exports here instead of editing a schedule");
         let list = std::fs::read_to_string(run.path().join("exclude.txt")).unwrap();
         let listed: Vec<&str> = list.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(listed, vec![first.as_str()]);
@@ -598,6 +604,6 @@ mod tests {
         press(&mut app, KeyCode::Char('d'));
         assert_eq!(app.outliers.score, crate::eval::outlier_report::ScoreKind::Isolation);
         press(&mut app, KeyCode::Char('y'));
-        assert!(app.clipboard.as_deref().unwrap().ends_with(".png"));
+        assert!(app.shell.clipboard.as_deref().unwrap().ends_with(".png"));
     }
 }

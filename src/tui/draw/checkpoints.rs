@@ -12,9 +12,10 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let block =
-        Block::bordered().title(Span::styled(format!(" checkpoints ({}) ", app.checkpoints.len()), t.title())).border_style(t.border());
+    let t = &app.shell.theme;
+    let block = Block::bordered()
+        .title(Span::styled(format!(" checkpoints ({}) ", app.checkpoint_tab.rows.len()), t.title()))
+        .border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [table_area, hint_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
@@ -31,13 +32,14 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
         Span::styled(" copy path", t.muted()),
     ]);
     frame.render_widget(Paragraph::new(hint), hint_area);
-    if app.checkpoints.is_empty() {
+    if app.checkpoint_tab.rows.is_empty() {
         let msg = format!("no checkpoints yet; press {} to write one", key_label(app, Action::Checkpoint));
         frame.render_widget(Paragraph::new(Span::styled(msg, t.muted())), table_area);
         return;
     }
     let rows: Vec<Row> = app
-        .checkpoints
+        .checkpoint_tab
+        .rows
         .iter()
         .rev()
         .map(|c| {
@@ -68,11 +70,11 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let header = Row::new(["epoch", "iter", "time (UTC)", "size", "loss", "k-NN", "linear", "path"]).style(t.title());
     let table = Table::new(rows, widths).header(header).row_highlight_style(t.selected()).column_spacing(1);
     // Table state is a drawing-time scratch value here: selection lives in `App`.
-    let mut state = TableState::default().with_selected(Some(app.checkpoint_selected.min(app.checkpoints.len() - 1)));
+    let mut state = TableState::default().with_selected(Some(app.checkpoint_tab.selected.min(app.checkpoint_tab.rows.len() - 1)));
     frame.render_stateful_widget(table, table_area, &mut state);
 }
 
 /// The newest result of `kind` on the weights of iteration `iter`.
 fn accuracy_at(app: &App, kind: EvalKind, iter: usize) -> Option<f64> {
-    app.evals.iter().rev().find(|r| r.kind == kind && r.iter == Some(iter)).and_then(|r| r.top1)
+    app.eval_tab.records.iter().rev().find(|r| r.kind == kind && r.iter == Some(iter)).and_then(|r| r.top1)
 }

@@ -52,22 +52,22 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
 /// The iterations the time-series charts show: the zoom window ending at the latest (or frozen)
 /// iteration.
 pub fn visible_range(app: &App) -> Option<(usize, usize)> {
-    let latest = app.store.last()?.iter;
-    let end = app.view.frozen_at.unwrap_or(latest).min(latest);
-    let start = match app.view.window() {
+    let latest = app.trainer.store.last()?.iter;
+    let end = app.shell.view.frozen_at.unwrap_or(latest).min(latest);
+    let start = match app.shell.view.window() {
         Some(n) => end.saturating_sub(n - 1),
         // Everything held: this session's iterations in-process, the full history when attached.
-        None => app.store.first_iter().unwrap_or(0).min(end),
+        None => app.trainer.store.first_iter().unwrap_or(0).min(end),
     };
     Some((start, end))
 }
 
 fn draw_progress(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let mut spans = Vec::new();
     let sep = || Span::styled("  ", t.muted());
-    let last = app.store.last();
-    match (&app.run, last) {
+    let last = app.trainer.store.last();
+    match (&app.trainer.info, last) {
         (Some(run), _) => {
             let epoch = last.map_or(0, |m| m.epoch);
             spans.push(Span::styled(format!("{} ", run.name), t.title()));
@@ -81,10 +81,10 @@ fn draw_progress(app: &App, frame: &mut Frame, area: Rect) {
     }
     if let Some(eta) = eta_seconds(app) {
         spans.push(sep());
-        let eta = if app.state == RunState::Paused { "paused".into() } else { fmt_duration(eta) };
+        let eta = if app.trainer.state == RunState::Paused { "paused".into() } else { fmt_duration(eta) };
         spans.push(Span::styled(format!("ETA {eta}"), t.accent()));
     }
-    if let Some(ips) = app.store.recent_mean(Col::ImagesPerS, RECENT) {
+    if let Some(ips) = app.trainer.store.recent_mean(Col::ImagesPerS, RECENT) {
         spans.push(sep());
         spans.push(Span::styled(format!("{ips:.0} img/s"), t.text()));
     }
@@ -94,7 +94,7 @@ fn draw_progress(app: &App, frame: &mut Frame, area: Rect) {
         let style = if share >= 0.33 { t.warning() } else { t.text() };
         spans.push(Span::styled(format!("data wait {:.0}%", share * 100.0), style));
     }
-    let fraction = match (&app.run, last) {
+    let fraction = match (&app.trainer.info, last) {
         (Some(run), Some(m)) if run.epochs * run.niter_per_ep > 0 => (m.iter + 1) as f64 / (run.epochs * run.niter_per_ep) as f64,
         _ => 0.0,
     };
@@ -106,14 +106,14 @@ fn draw_progress(app: &App, frame: &mut Frame, area: Rect) {
 
 fn eta_seconds(app: &App) -> Option<f64> {
     let total = app.total_iters()?;
-    let done = app.store.last()?.iter + 1;
-    let per_iter = app.store.recent_mean(Col::IterTime, RECENT)?;
+    let done = app.trainer.store.last()?.iter + 1;
+    let per_iter = app.trainer.store.recent_mean(Col::IterTime, RECENT)?;
     Some(total.saturating_sub(done) as f64 * per_iter)
 }
 
 fn data_wait_share(app: &App) -> Option<f64> {
-    let data = app.store.recent_mean(Col::DataTime, RECENT)?;
-    let iter = app.store.recent_mean(Col::IterTime, RECENT)?;
+    let data = app.trainer.store.recent_mean(Col::DataTime, RECENT)?;
+    let iter = app.trainer.store.recent_mean(Col::IterTime, RECENT)?;
     (iter > 0.0).then(|| (data / iter).clamp(0.0, 1.0))
 }
 
@@ -126,20 +126,20 @@ fn log10_or_nan(v: f64) -> f64 {
 }
 
 fn draw_loss(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let mut title = vec![Span::styled(" loss ", t.title())];
-    if let Some(m) = app.store.last() {
+    if let Some(m) = app.trainer.store.last() {
         title.push(Span::styled(fmt_value(m.loss), t.series(t.palette.loss)));
-        if let Some(ema) = app.store.last_ema() {
+        if let Some(ema) = app.trainer.store.last_ema() {
             title.push(Span::styled(" ema ", t.muted()));
             title.push(Span::styled(fmt_value(ema as f64), t.series(t.palette.loss_ema)));
         }
     }
-    let mut flags = format!(" · {}", app.view.label());
-    if app.view.log_scale {
+    let mut flags = format!(" · {}", app.shell.view.label());
+    if app.shell.view.log_scale {
         flags.push_str(" · log");
     }
-    if app.view.frozen_at.is_some() {
+    if app.shell.view.frozen_at.is_some() {
         flags.push_str(" · FROZEN");
     }
     title.push(Span::styled(format!("{flags} "), t.muted()));
@@ -151,13 +151,17 @@ fn draw_loss(app: &App, frame: &mut Frame, area: Rect) {
         return;
     };
     let buckets = area.width.saturating_sub(12).max(4) as usize;
-    let log = app.view.log_scale;
+    let log = app.shell.view.log_scale;
     let map = move |v: f64| if log { log10_or_nan(v) } else { v };
     // Without colour the two lines differ by marker instead.
     let raw_marker = if t.no_color { Marker::Dot } else { Marker::Braille };
     let series = vec![
-        Series { points: app.store.downsample(Col::Loss, from, to, buckets, map), style: t.series(t.palette.loss), marker: raw_marker },
-        Series::new(app.store.downsample(Col::LossEma, from, to, buckets, map), t.series(t.palette.loss_ema)),
+        Series {
+            points: app.trainer.store.downsample(Col::Loss, from, to, buckets, map),
+            style: t.series(t.palette.loss),
+            marker: raw_marker,
+        },
+        Series::new(app.trainer.store.downsample(Col::LossEma, from, to, buckets, map), t.series(t.palette.loss_ema)),
     ];
     let y_fmt: fn(f64) -> String = if log { |y| fmt_value(10f64.powf(y)) } else { fmt_value };
     chart::render(
@@ -168,11 +172,11 @@ fn draw_loss(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_minis(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let [top, bottom] = Layout::vertical([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(area);
     let [a, b] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(top);
     let [c, d] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(bottom);
-    let last = app.store.last();
+    let last = app.trainer.store.last();
     let minis = [
         (a, "lr", Col::Lr, t.palette.lr, last.map(|m| m.lr)),
         (b, "wd", Col::Wd, t.palette.wd, last.map(|m| m.wd)),
@@ -189,7 +193,7 @@ fn draw_minis(app: &App, frame: &mut Frame, area: Rect) {
         let block = Block::bordered().title(title).border_style(t.border());
         match visible_range(app) {
             Some((from, to)) => {
-                let pts = app.store.downsample(col, from, to, r.width.max(2) as usize, |v| v);
+                let pts = app.trainer.store.downsample(col, from, to, r.width.max(2) as usize, |v| v);
                 chart::render(
                     frame,
                     r,
@@ -210,15 +214,15 @@ fn draw_minis(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_collapse(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let block = Block::bordered().title(Span::styled(" collapse ", t.title())).border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let Some(m) = app.store.last() else {
+    let Some(m) = app.trainer.store.last() else {
         frame.render_widget(Paragraph::new(Span::styled("no iterations yet", t.muted())), inner);
         return;
     };
-    let ln_k = app.run.as_ref().filter(|r| r.out_dim > 1).map(|r| (r.out_dim as f64).ln());
+    let ln_k = app.trainer.info.as_ref().filter(|r| r.out_dim > 1).map(|r| (r.out_dim as f64).ln());
     let ok_or = |bad: bool, style: Style| if bad { style } else { t.ok() };
     let mut lines = Vec::new();
     match ln_k {
@@ -264,18 +268,18 @@ fn draw_collapse(app: &App, frame: &mut Frame, area: Rect) {
         Span::styled(fmt_value(m.kl), ok_or(low_kl, t.warning())),
         Span::styled(if low_kl { "  student = teacher?" } else { "" }, t.warning()),
     ]));
-    if let Some(alarm) = &app.last_alarm {
+    if let Some(alarm) = &app.trainer.last_alarm {
         lines.push(Line::from(vec![Span::styled("alarm ", t.danger()), Span::styled(alarm.clone(), t.text())]));
     }
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
 fn draw_system(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let block = Block::bordered().title(Span::styled(" system ", t.title())).border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let tel = &app.telemetry;
+    let tel = &app.trainer.telemetry;
     let bar_w = (inner.width as usize).saturating_sub(30).clamp(4, 20);
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let mut lines = Vec::new();

@@ -19,7 +19,7 @@ pub fn draw_evaluation(app: &App, frame: &mut Frame, area: Rect) {
         key_label(app, Action::EvalLinear)
     );
     let kinds = [EvalKind::Knn, EvalKind::Linear];
-    let charted = app.evals.iter().filter(|r| r.top1.is_some() && r.epoch.is_some()).count();
+    let charted = app.eval_tab.records.iter().filter(|r| r.top1.is_some() && r.epoch.is_some()).count();
     if charted == 0 || area.height < 14 {
         draw_results(app, frame, area, " evaluation ", &kinds, hint);
         return;
@@ -31,9 +31,10 @@ pub fn draw_evaluation(app: &App, frame: &mut Frame, area: Rect) {
 
 /// Top-1 against epoch, one line per kind, over every evaluation of the run.
 fn draw_accuracy_chart(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let points = |kind: EvalKind| -> Vec<(f64, f64)> {
-        let mut p: Vec<(f64, f64)> = app.evals.iter().filter(|r| r.kind == kind).filter_map(|r| Some((r.epoch? as f64, r.top1?))).collect();
+        let mut p: Vec<(f64, f64)> =
+            app.eval_tab.records.iter().filter(|r| r.kind == kind).filter_map(|r| Some((r.epoch? as f64, r.top1?))).collect();
         p.sort_by(|a, b| a.0.total_cmp(&b.0));
         p
     };
@@ -48,7 +49,7 @@ fn draw_accuracy_chart(app: &App, frame: &mut Frame, area: Rect) {
     ]);
     let block = Block::bordered().title(title).border_style(t.border());
     let max_epoch = knn.iter().chain(&linear).map(|p| p.0).fold(0.0, f64::max);
-    let epochs = app.run.as_ref().map(|r| r.epochs as f64).unwrap_or(0.0).max(max_epoch);
+    let epochs = app.trainer.info.as_ref().map(|r| r.epochs as f64).unwrap_or(0.0).max(max_epoch);
     // Markers the title names tell the two apart without colour, and show a single evaluation.
     let series = [(knn, knn_style, Marker::Dot), (linear, linear_style, Marker::Block)]
         .into_iter()
@@ -80,13 +81,13 @@ pub fn draw_outliers_empty(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_results(app: &App, frame: &mut Frame, area: Rect, title: &str, kinds: &[EvalKind], hint: String) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let block = Block::bordered().title(Span::styled(title.to_string(), t.title())).border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let mut lines = vec![Line::from(Span::styled(hint, t.muted())), Line::default()];
     let bar_w = (inner.width as usize).saturating_sub(30).clamp(4, 40);
-    for (kind, done, total) in app.eval_progress.iter().filter(|(k, _, _)| kinds.contains(k)) {
+    for (kind, done, total) in app.eval_tab.progress.iter().filter(|(k, _, _)| kinds.contains(k)) {
         let f = if *total > 0 { *done as f64 / *total as f64 } else { 0.0 };
         lines.push(Line::from(vec![
             Span::styled(format!("{:<9}", kind.label()), t.accent()),
@@ -94,7 +95,7 @@ fn draw_results(app: &App, frame: &mut Frame, area: Rect, title: &str, kinds: &[
             Span::styled(format!(" {done}/{total}"), t.text()),
         ]));
     }
-    for r in app.evals.iter().rev().filter(|r| kinds.contains(&r.kind)) {
+    for r in app.eval_tab.records.iter().rev().filter(|r| kinds.contains(&r.kind)) {
         let at = r.iter.map(|i| format!("it {i:>7}  ")).unwrap_or_default();
         lines.push(Line::from(vec![
             Span::styled(at, t.muted()),

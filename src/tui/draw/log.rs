@@ -8,16 +8,17 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let follow = if app.log_scroll == 0 { "following" } else { "scrolled — end follows" };
-    let block =
-        Block::bordered().title(Span::styled(format!(" log ({} entries, {follow}) ", app.log.len()), t.title())).border_style(t.border());
+    let t = &app.shell.theme;
+    let follow = if app.log_tab.scroll == 0 { "following" } else { "scrolled — end follows" };
+    let block = Block::bordered()
+        .title(Span::styled(format!(" log ({} entries, {follow}) ", app.log_tab.entries.len()), t.title()))
+        .border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let h = inner.height as usize;
-    let end = app.log.len().saturating_sub(app.log_scroll);
+    let end = app.log_tab.entries.len().saturating_sub(app.log_tab.scroll);
     let start = end.saturating_sub(h);
-    let lines: Vec<Line> = app.log[start..end]
+    let lines: Vec<Line> = app.log_tab.entries[start..end]
         .iter()
         .map(|e| {
             let style = match e.level {

@@ -22,18 +22,18 @@ use ratatui::Frame;
 
 pub fn draw(app: &App, frame: &mut Frame) {
     let area = frame.area();
-    frame.render_widget(Block::default().style(app.theme.base()), area);
+    frame.render_widget(Block::default().style(app.shell.theme.base()), area);
     if too_small(area) {
         let text = format!("terminal too small (need {MIN_WIDTH}x{MIN_HEIGHT})");
         let w = (text.chars().count() as u16).min(area.width);
         let h = if area.width >= text.chars().count() as u16 { 1 } else { 3 };
-        let p = Paragraph::new(text).style(app.theme.warning()).wrap(Wrap { trim: true });
+        let p = Paragraph::new(text).style(app.shell.theme.warning()).wrap(Wrap { trim: true });
         frame.render_widget(p, centered(area, w.max(1), h));
         return;
     }
     let s = screen(area);
     draw_tab_bar(app, frame, s.tabs);
-    match app.tab {
+    match app.shell.tab {
         Tab::Dashboard => dashboard::draw(app, frame, s.body),
         Tab::Schedules => schedules::draw(app, frame, s.body),
         Tab::Evaluation => evaluation::draw_evaluation(app, frame, s.body),
@@ -42,19 +42,19 @@ pub fn draw(app: &App, frame: &mut Frame) {
         Tab::Log => log::draw(app, frame, s.body),
     }
     draw_footer(app, frame, s.footer);
-    if app.help {
+    if app.shell.help {
         overlays::draw_help(app, frame, area);
     }
-    if let Some(choice) = app.quit_dialog {
+    if let Some(choice) = app.shell.quit_dialog {
         overlays::draw_quit(app, frame, area, choice);
     }
 }
 
 fn draw_tab_bar(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let mut spans: Vec<Span> = Vec::new();
     for (tab, label, _, _) in tab_labels(area.width) {
-        let style = if tab == app.tab { t.selected() } else { t.muted() };
+        let style = if tab == app.shell.tab { t.selected() } else { t.muted() };
         spans.push(Span::styled(label, style));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
@@ -65,11 +65,11 @@ fn draw_tab_bar(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn state_badge(app: &App) -> (String, Style) {
-    let t = &app.theme;
-    if app.trainer_gone && !app.state.is_over() {
+    let t = &app.shell.theme;
+    if app.trainer.gone && !app.trainer.state.is_over() {
         return ("DISCONNECTED".into(), t.danger());
     }
-    match app.state {
+    match app.trainer.state {
         RunState::Starting => ("STARTING".into(), t.muted()),
         RunState::Running => ("● RUNNING".into(), t.ok()),
         RunState::Paused => ("‖ PAUSED".into(), t.warning()),
@@ -94,12 +94,12 @@ const FOOTER: [(Action, &str); 10] = [
 ];
 
 fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let line = if let Some(msg) = &app.status {
+    let t = &app.shell.theme;
+    let line = if let Some(msg) = &app.shell.status {
         let style = if msg.starts_with("error") || msg.starts_with("alarm") { t.danger() } else { t.accent() };
         Line::from(Span::styled(msg.clone(), style))
     } else if app.training_over() {
-        let what = if app.trainer_gone && !app.state.is_over() { "trainer gone" } else { "training is over" };
+        let what = if app.trainer.gone && !app.trainer.state.is_over() { "trainer gone" } else { "training is over" };
         let q = key_label(app, Action::Quit);
         Line::from(vec![Span::styled(format!("{what} — "), t.warning()), Span::styled(q, t.accent()), Span::styled(" quits", t.muted())])
     } else {
@@ -119,7 +119,7 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
 
 /// The first key bound to an action, for hints.
 pub(crate) fn key_label(app: &App, action: Action) -> String {
-    app.keymap.keys_for(action).first().map(|k| k.label()).unwrap_or_else(|| "-".into())
+    app.shell.keymap.keys_for(action).first().map(|k| k.label()).unwrap_or_else(|| "-".into())
 }
 
 #[cfg(test)]

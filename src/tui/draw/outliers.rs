@@ -29,7 +29,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn class_colour(app: &App, classes: &[String], label: &str) -> Color {
-    if app.theme.no_color {
+    if app.shell.theme.no_color {
         return Color::Reset;
     }
     match classes.iter().position(|c| c == label) {
@@ -42,7 +42,7 @@ fn class_colour(app: &App, classes: &[String], label: &str) -> Color {
 }
 
 fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let v = &app.outliers;
     let rows = v.visible();
     let title = format!(
@@ -104,7 +104,7 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_preview(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let v = &app.outliers;
     let title = format!(" selected ({}) ", protocol_name(&v.picker));
     let block = Block::bordered().title(Span::styled(title, t.title())).border_style(t.border());
@@ -120,7 +120,7 @@ fn draw_preview(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn info_lines<'a>(app: &'a App, row: &'a OutlierRow) -> Vec<Line<'a>> {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let v = &app.outliers;
     let label_of = |p: &str| v.rows.iter().find(|r| r.path == p).map(|r| r.label.as_str()).unwrap_or("?");
     let mut lines = vec![
@@ -146,7 +146,7 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow) -> Vec<Line<'a>> {
 }
 
 fn draw_map(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let v = &app.outliers;
     let classes = v.classes();
     let mut legend: Vec<Span> = vec![Span::styled(" map ", t.title())];

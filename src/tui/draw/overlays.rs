@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
 pub fn draw_help(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let w = area.width.saturating_sub(4).min(100);
     let h = area.height.saturating_sub(2).min(HELP_ORDER.len().div_ceil(2) as u16 + 2);
     let r = centered(area, w, h);
@@ -29,7 +29,7 @@ pub fn draw_help(app: &App, frame: &mut Frame, area: Rect) {
     let entries: Vec<Line> = groups
         .iter()
         .map(|(actions, text)| {
-            let keys: Vec<String> = actions.iter().flat_map(|a| app.keymap.keys_for(*a)).map(|k| k.label()).collect();
+            let keys: Vec<String> = actions.iter().flat_map(|a| app.shell.keymap.keys_for(*a)).map(|k| k.label()).collect();
             let single_chars = actions.len() > 1 && keys.iter().all(|k| k.chars().count() == 1);
             let joiner = if single_chars {
                 ""
@@ -54,7 +54,7 @@ pub fn draw_help(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 pub fn draw_quit(app: &App, frame: &mut Frame, area: Rect, choice: QuitChoice) {
-    let t = &app.theme;
+    let t = &app.shell.theme;
     let r = centered(area, 46, 8);
     frame.render_widget(Clear, r);
     let block = Block::bordered().title(Span::styled(" Quit? ", t.title())).border_style(t.warning());

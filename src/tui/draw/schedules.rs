@@ -28,7 +28,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn color_of(app: &App, name: ScheduleName) -> Color {
-    let p = &app.theme.palette;
+    let p = &app.shell.theme.palette;
     match name {
         ScheduleName::Lr => p.lr,
         ScheduleName::Wd => p.wd,
@@ -45,8 +45,8 @@ fn curve_points(values: &[f32], buckets: usize) -> Vec<(f64, f64)> {
 }
 
 fn draw_charts(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    if app.schedules.is_empty() {
+    let t = &app.shell.theme;
+    if app.schedule_tab.curves.is_empty() {
         let block = Block::bordered().title(Span::styled(" schedules ", t.title())).border_style(t.border());
         let inner = block.inner(area);
         frame.render_widget(block, area);
@@ -58,7 +58,7 @@ fn draw_charts(app: &App, frame: &mut Frame, area: Rect) {
     let [c, d] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(bottom);
     let current = app.current_iter();
     let from_iter = current.map_or(0, |i| i + 1);
-    let preview = if app.form.active { app.form.edit(from_iter).ok() } else { None };
+    let preview = if app.schedule_tab.form.active { app.schedule_tab.form.edit(from_iter).ok() } else { None };
     for (r, name) in [a, b, c, d].into_iter().zip(ScheduleName::ALL) {
         let Some(ScheduleCurve { schedule, values, .. }) = app.schedule(name) else {
             frame.render_widget(Block::bordered().title(format!(" {} ", name.label())).border_style(t.border()), r);
@@ -75,7 +75,7 @@ fn draw_charts(app: &App, frame: &mut Frame, area: Rect) {
         }
         let buckets = r.width.max(4) as usize;
         let mut series = Vec::new();
-        let selected = app.form.active && app.form.schedule_name() == name;
+        let selected = app.schedule_tab.form.active && app.schedule_tab.form.schedule_name() == name;
         if let Some(edit) = preview.filter(|e| e.schedule == name) {
             let new: Vec<f32> = schedule.preview(&edit).into_iter().map(|v| v as f32).collect();
             series.push(Series::new(curve_points(values, buckets), t.muted()));
@@ -104,8 +104,8 @@ fn draw_charts(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_form(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.theme;
-    let f = &app.form;
+    let t = &app.shell.theme;
+    let f = &app.schedule_tab.form;
     let title = if f.active { " edit schedule " } else { " edit schedule (inactive) " };
     let block = Block::bordered().title(Span::styled(title, t.title())).border_style(if f.active { t.accent() } else { t.border() });
     let inner = block.inner(area);

@@ -23,7 +23,7 @@ fn render(app: &App, w: u16, h: u16) -> String {
 
 fn snapshot_tab(tab: Tab, name: &str) {
     let (mut app, _rx) = fixtures::app(300);
-    app.tab = tab;
+    app.shell.tab = tab;
     insta::assert_snapshot!(format!("{name}_80x24"), render(&app, 80, 24));
     insta::assert_snapshot!(format!("{name}_160x48"), render(&app, 160, 48));
 }
@@ -63,16 +63,16 @@ fn schedule_edit_preview_snapshot() {
     let (mut app, _rx) = fixtures::app(300);
     update(&mut app, Action::EditSchedule);
     for c in "2".chars() {
-        app.form.type_char(c);
+        app.schedule_tab.form.type_char(c);
     }
-    app.form.kind = 1; // scale by factor
+    app.schedule_tab.form.kind = 1; // scale by factor
     insta::assert_snapshot!("schedules_preview_160x48", render(&app, 160, 48));
 }
 
 #[test]
 fn dashboard_without_gpu_says_so() {
     let (mut app, _rx) = fixtures::app(300);
-    app.telemetry.gpus = GpuStatus::default();
+    app.trainer.telemetry.gpus = GpuStatus::default();
     let screen = render(&app, 160, 48);
     assert!(screen.contains("no GPU (NVML not found)"), "{screen}");
     assert!(screen.contains("CPU"));
@@ -106,7 +106,7 @@ fn empty_app_renders_every_tab() {
     let (tx, _rx) = crossbeam_channel::unbounded();
     let mut app = App::new(tx, crate::tui::theme::Theme::default_theme(), Default::default());
     for tab in Tab::ALL {
-        app.tab = tab;
+        app.shell.tab = tab;
         let screen = render(&app, 80, 24);
         assert!(screen.contains("1 Dash"), "{screen}");
     }
@@ -116,16 +116,16 @@ fn empty_app_renders_every_tab() {
 fn minimum_size_draws_every_tab_and_smaller_says_too_small() {
     let (mut app, _rx) = fixtures::app(300);
     for tab in Tab::ALL {
-        app.tab = tab;
+        app.shell.tab = tab;
         let screen = render(&app, 40, 12);
         assert!(!screen.contains("too small"), "{tab:?}\n{screen}");
     }
-    app.help = true;
+    app.shell.help = true;
     render(&app, 40, 12);
-    app.help = false;
-    app.quit_dialog = Some(crate::tui::app::QuitChoice::Cancel);
+    app.shell.help = false;
+    app.shell.quit_dialog = Some(crate::tui::app::QuitChoice::Cancel);
     render(&app, 40, 12);
-    app.quit_dialog = None;
+    app.shell.quit_dialog = None;
     let screen = render(&app, 20, 5);
     assert!(screen.contains("too small"), "{screen}");
     insta::assert_snapshot!("too_small_20x5", screen);
@@ -135,7 +135,7 @@ fn minimum_size_draws_every_tab_and_smaller_says_too_small() {
 fn no_panic_at_odd_sizes() {
     let (mut app, _rx) = fixtures::app(300);
     for tab in Tab::ALL {
-        app.tab = tab;
+        app.shell.tab = tab;
         for (w, h) in [(1, 1), (2, 1), (1, 30), (39, 12), (40, 11), (41, 13), (55, 17), (300, 5), (5, 200), (250, 80)] {
             render(&app, w, h);
         }
@@ -145,7 +145,7 @@ fn no_panic_at_odd_sizes() {
 #[test]
 fn no_color_draws_without_colours() {
     let (mut app, _rx) = fixtures::app(300);
-    app.theme = app.theme.clone().with_no_color(true);
+    app.shell.theme = app.shell.theme.clone().with_no_color(true);
     let mut term = match Terminal::new(TestBackend::new(120, 40)) {
         Ok(t) => t,
         Err(e) => match e {},
@@ -171,9 +171,9 @@ fn non_finite_and_non_positive_values_draw() {
         crate::tui::trainer_events::apply_event(&mut app, crate::protocol::Event::Metrics(m));
     }
     for log in [false, true] {
-        app.view.log_scale = log;
+        app.shell.view.log_scale = log;
         for tab in Tab::ALL {
-            app.tab = tab;
+            app.shell.tab = tab;
             render(&app, 120, 40);
             render(&app, 40, 12);
         }
@@ -184,7 +184,7 @@ fn non_finite_and_non_positive_values_draw() {
 fn outliers_with_a_report_snapshot() {
     let (mut app, _rx) = fixtures::app(300);
     let _data = fixtures::with_outliers(&mut app);
-    app.tab = Tab::Outliers;
+    app.shell.tab = Tab::Outliers;
     let screen = render(&app, 160, 48);
     assert!(screen.contains("train/ship/0004.png"), "the most disagreeing image first\n{screen}");
     assert!(screen.contains("half-blocks"), "{screen}");

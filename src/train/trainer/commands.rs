@@ -1,0 +1,100 @@
+//! What clients ask between iterations (pause, resume, checkpoint, stop, schedule edits,
+//! evaluations, status), and the pause that follows a non-finite loss.
+
+use super::{resume_from, OnNonFinite, Trainer};
+use crate::protocol::{AlarmKind, Command, Event, RunState};
+use crate::run::checkpoint as checkpoint_files;
+use anyhow::{Context, Result};
+use std::time::Duration;
+
+impl Trainer {
+    /// A non-finite loss: the weights were not touched by that step. Headless, stop; with a
+    /// person watching, pause, and on resume continue from the last good checkpoint.
+    pub(super) fn non_finite(&mut self, value: f64) -> Result<Option<RunState>> {
+        self.poisoned = true;
+        self.alarm(AlarmKind::NonFiniteLoss, format!("loss is {value} at iteration {}; the last good checkpoint is kept", self.iter))?;
+        if self.on_non_finite == OnNonFinite::Stop {
+            return Ok(Some(RunState::Failed));
+        }
+        self.paused = true;
+        self.emit(Event::State { state: RunState::Paused, iter: self.iter });
+        if let Some(end) = self.handle_commands()? {
+            return Ok(Some(end));
+        }
+        let (ckpt, problems) = checkpoint_files::load_latest(&self.run_dir.checkpoint_dir());
+        let ckpt = ckpt.with_context(|| format!("no usable checkpoint to go back to ({})", problems.join("; ")))?;
+        resume_from(&mut self.state, &ckpt, &mut self.schedules, self.data.niter)?;
+        self.iter = ckpt.meta.iter;
+        self.poisoned = false;
+        self.run_dir.event("restored", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path }))?;
+        Ok(None)
+    }
+
+    /// Applies pending commands; blocks while paused. Some(state) when training must stop.
+    pub(super) fn handle_commands(&mut self) -> Result<Option<RunState>> {
+        loop {
+            let cmd = if self.paused {
+                match self.commands.recv_timeout(Duration::from_millis(200)) {
+                    Ok(c) => c,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        // A paused run still records the evaluations it was asked for.
+                        self.poll_eval(false)?;
+                        self.pause_heartbeat()?;
+                        continue;
+                    }
+                    // Every client is gone while paused: keep the checkpoint and stop.
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return Ok(Some(RunState::Stopped)),
+                }
+            } else {
+                match self.commands.try_recv() {
+                    Ok(c) => c,
+                    Err(_) => return Ok(None),
+                }
+            };
+            match cmd {
+                Command::Pause if !self.paused => {
+                    self.paused = true;
+                    self.run_dir.flush()?;
+                    self.run_dir.event("pause", &serde_json::json!({ "iter": self.iter }))?;
+                    self.emit(Event::State { state: RunState::Paused, iter: self.iter });
+                }
+                Command::Resume if self.paused => {
+                    self.paused = false;
+                    self.run_dir.event("resume", &serde_json::json!({ "iter": self.iter }))?;
+                    self.emit(Event::State { state: RunState::Running, iter: self.iter });
+                }
+                Command::Pause | Command::Resume => {}
+                Command::Checkpoint => self.checkpoint(None)?,
+                Command::Stop { checkpoint } => {
+                    if checkpoint {
+                        self.checkpoint(None)?;
+                    }
+                    return Ok(Some(RunState::Stopped));
+                }
+                Command::EditSchedule(edit) => {
+                    let from_iter = edit.from_iter.max(self.iter);
+                    let edit = crate::protocol::schedule::ScheduleEdit { from_iter, ..edit };
+                    if let Some(s) = self.schedules.get_mut(&edit.schedule) {
+                        s.apply(edit);
+                    }
+                    self.run_dir.event("schedule_edit", &edit)?;
+                    self.emit(Event::ScheduleEdited { edit });
+                    self.emit_schedules();
+                }
+                Command::UndoScheduleEdit { schedule } => {
+                    let undone = self.schedules.get_mut(&schedule).and_then(|s| s.undo());
+                    if undone.is_some() {
+                        self.run_dir.event("schedule_undo", &serde_json::json!({ "schedule": schedule }))?;
+                        self.emit(Event::ScheduleUndone { schedule });
+                        self.emit_schedules();
+                    }
+                }
+                Command::Eval { kind, checkpoint } => self.start_eval(kind, checkpoint)?,
+                Command::Status => {
+                    let state = if self.paused { RunState::Paused } else { RunState::Running };
+                    self.emit(Event::State { state, iter: self.iter });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Evaluations a trainer runs (asked for by clients or `--eval_knn_every`): one at a time on the
+//! evaluator's thread, the others queued in order; results recorded in the run directory.
+
+use super::Trainer;
+use crate::model::EvalWeights;
+use crate::protocol::{EvalKind, Event};
+use crate::train::evaluator::{self, EvalContext, Evaluator, RunningEval};
+use anyhow::Result;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use tch::Device;
+
+pub(super) struct EvalQueue {
+    evaluator: Box<dyn Evaluator>,
+    /// The evaluation running on its own thread, if any.
+    running: Option<Box<dyn RunningEval>>,
+    /// Evaluations asked for while one was running, started in order.
+    queued: VecDeque<(EvalKind, Option<PathBuf>)>,
+}
+
+impl EvalQueue {
+    pub(super) fn new(evaluator: Box<dyn Evaluator>) -> Self {
+        Self { evaluator, running: None, queued: VecDeque::new() }
+    }
+
+    pub(super) fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+}
+
+impl Trainer {
+    /// Starts an evaluation of the live teacher (or of a checkpoint) on its own thread. A failed
+    /// start or evaluation is reported, never fatal to the run.
+    pub(super) fn start_eval(&mut self, kind: EvalKind, checkpoint: Option<std::path::PathBuf>) -> Result<()> {
+        if !self.is_main() {
+            return Ok(());
+        }
+        if let Some(w) = &self.evals.running {
+            let message = format!("{} evaluation queued after the running {} evaluation", kind.label(), w.kind().label());
+            self.emit(Event::Warning { message });
+            self.evals.queued.push_back((kind, checkpoint));
+            return Ok(());
+        }
+        let weights = match checkpoint {
+            Some(path) => EvalWeights::Checkpoint(path),
+            None => {
+                let (vs, backbone) = evaluator::snapshot_teacher(&self.state.teacher_vs, &self.config, self.device)?;
+                EvalWeights::Snapshot { vs, backbone: Box::new(backbone), epoch: self.iter / self.data.niter, iter: self.iter }
+            }
+        };
+        let ctx = EvalContext {
+            config: self.config.clone(),
+            device: self.device,
+            run_dir: self.run_dir.path.clone(),
+            events: self.events.clone(),
+        };
+        let worker = self.evals.evaluator.start(kind, weights, ctx)?;
+        self.evals.running = Some(worker);
+        Ok(())
+    }
+
+    /// Records the running evaluation's result once it is there; `wait` blocks until it is.
+    pub(super) fn poll_eval(&mut self, wait: bool) -> Result<()> {
+        let Some(worker) = &self.evals.running else { return Ok(()) };
+        let outcome = if wait { Some(worker.wait()) } else { worker.try_finish() };
+        let Some(outcome) = outcome else { return Ok(()) };
+        self.evals.running = None;
+        match outcome {
+            Ok(mut o) => {
+                o.json["seconds"] = o.seconds.into();
+                self.run_dir.event("eval", &o.json)?;
+                let how = if self.device == Device::Cpu { "training paused meanwhile" } else { "training went on meanwhile" };
+                let summary = format!("{}; {:.0} s, {how}", o.summary, o.seconds);
+                tracing::info!("{summary}");
+                self.emit(Event::EvalResult { kind: o.kind, summary, json: o.json });
+            }
+            Err(message) => {
+                tracing::warn!("{message}");
+                self.emit(Event::Error { message });
+            }
+        }
+        match self.evals.queued.pop_front() {
+            Some((kind, checkpoint)) => self.start_eval(kind, checkpoint),
+            None => Ok(()),
+        }
+    }
+}

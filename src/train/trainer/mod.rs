@@ -1,0 +1,248 @@
+//! The training loop on its own OS thread: takes `Command`s between iterations, emits `Event`s,
+//! writes the run directory and checkpoints, resumes where the last checkpoint left off.
+//!
+//! Split by concern: `setup` (data, device, process group, resume), `epoch` (the loop and its
+//! collapse diagnostics), `commands` (what clients ask between iterations), `sync` (what ranks of
+//! a data-parallel job agree on), `evals` (the evaluation queue); this file holds the run's
+//! lifecycle and its checkpoints.
+
+mod commands;
+mod epoch;
+mod evals;
+mod setup;
+mod sync;
+
+use super::checkpoint;
+use super::evaluator::Evaluator;
+use super::step::DinoState;
+use crate::config::TrainConfig;
+use crate::data::Shard;
+use crate::protocol::schedule::{Schedule, ScheduleName};
+use crate::protocol::*;
+use crate::run::checkpoint::{CheckpointMeta, LoadedCheckpoint};
+use crate::run::dir::{now, RunDir};
+use anyhow::Result;
+use crossbeam_channel::{Receiver, Sender};
+use evals::EvalQueue;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use sync::RankSync;
+use tch::Device;
+
+/// What the trainer does when the loss stops being finite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnNonFinite {
+    /// Pause and wait for the person at the TUI (resume restores the last checkpoint).
+    Pause,
+    /// Stop: nobody is watching (headless).
+    Stop,
+}
+
+pub struct TrainerHandle {
+    pub commands: Sender<Command>,
+    pub events: Receiver<Event>,
+    pub thread: std::thread::JoinHandle<Result<RunState>>,
+}
+
+/// Starts training on a new thread. Data layout and run directory problems surface here,
+/// before the thread starts, so they reach the person as a plain error.
+pub fn spawn(config: TrainConfig, on_non_finite: OnNonFinite, evaluator: Box<dyn Evaluator>) -> Result<TrainerHandle> {
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let mut trainer = Trainer::prepare(config, on_non_finite, cmd_rx, ev_tx, evaluator)?;
+    let thread = std::thread::Builder::new().name("trainer".into()).spawn(move || {
+        let result = trainer.run();
+        if let Err(e) = &result {
+            trainer.emit(Event::Error { message: format!("{e:#}") });
+            let _ = trainer.run_dir.event("error", &serde_json::json!({ "message": format!("{e:#}") }));
+            trainer.emit(Event::State { state: RunState::Failed, iter: trainer.iter });
+        }
+        result
+    })?;
+    Ok(TrainerHandle { commands: cmd_tx, events: ev_rx, thread })
+}
+
+enum EpochEnd {
+    Completed,
+    Restored,
+    Stop(RunState),
+}
+
+struct Trainer {
+    config: TrainConfig,
+    device: Device,
+    state: DinoState,
+    data: TrainingData,
+    schedules: BTreeMap<ScheduleName, Schedule>,
+    run_dir: RunDir,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    on_non_finite: OnNonFinite,
+    /// Next global iteration to run.
+    iter: usize,
+    last_loss: Option<f64>,
+    /// Set after a non-finite loss: the in-memory state must not be checkpointed.
+    poisoned: bool,
+    paused: bool,
+    ranks: RankSync,
+    evals: EvalQueue,
+}
+
+/// The images this process trains on and how they divide into iterations.
+struct TrainingData {
+    files: Vec<PathBuf>,
+    /// Iterations per epoch.
+    niter: usize,
+    /// This process's share of each epoch in a data-parallel job.
+    shard: Shard,
+    skipped_files: usize,
+}
+
+impl Trainer {
+    fn emit(&self, e: Event) {
+        // Nobody listening (a detached run) is fine: the run directory has everything.
+        let _ = self.events.send(e);
+    }
+
+    fn total_iters(&self) -> usize {
+        self.data.niter * self.config.optim.epochs
+    }
+
+    fn run(&mut self) -> Result<RunState> {
+        let c = &self.config;
+        if self.device == Device::Cpu && c.optim.use_fp16 {
+            tracing::info!("--use_fp16 applies to CUDA only; training in float32 on the CPU");
+            self.run_dir.event("note", &serde_json::json!({ "message": "use_fp16 ignored on CPU: float32" }))?;
+        }
+        let info = RunInfo {
+            run_dir: self.run_dir.path.clone(),
+            name: self.run_dir.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            arch: c.model.arch.to_string(),
+            device: format!("{:?}", self.device),
+            epochs: c.optim.epochs,
+            niter_per_ep: self.data.niter,
+            batch_size: c.optim.batch_size_per_gpu,
+            out_dim: c.model.out_dim,
+            num_images: self.data.files.len(),
+            start_iter: self.iter,
+        };
+        self.run_dir.event("start", &info)?;
+        self.emit(Event::Started(info));
+        self.emit_schedules();
+        self.emit(Event::State { state: RunState::Running, iter: self.iter });
+
+        while self.iter < self.total_iters() {
+            let epoch = self.iter / self.data.niter;
+            match self.run_epoch(epoch)? {
+                EpochEnd::Completed => self.end_epoch(epoch)?,
+                // Went back to the last checkpoint: the loop picks up from its iteration.
+                EpochEnd::Restored => {}
+                EpochEnd::Stop(final_state) => return self.finish(final_state),
+            }
+        }
+        self.finish(RunState::Finished)
+    }
+
+    fn finish(&mut self, state: RunState) -> Result<RunState> {
+        while self.evals.is_running() {
+            self.poll_eval(true)?;
+        }
+        self.run_dir.flush()?;
+        self.run_dir.event("stop", &serde_json::json!({ "state": state, "iter": self.iter }))?;
+        self.emit(Event::State { state, iter: self.iter });
+        Ok(state)
+    }
+
+    fn end_epoch(&mut self, epoch: usize) -> Result<()> {
+        let freq = self.config.run.saveckp_freq;
+        let numbered = (freq > 0 && (epoch + 1).is_multiple_of(freq)).then_some(epoch + 1);
+        self.checkpoint(numbered)?;
+        let every = self.config.run.eval_knn_every;
+        if every > 0 && (epoch + 1).is_multiple_of(every) {
+            self.start_eval(EvalKind::Knn, None)?;
+        }
+        Ok(())
+    }
+
+    fn alarm(&mut self, kind: AlarmKind, message: String) -> Result<()> {
+        tracing::warn!("{message}");
+        self.run_dir.event("alarm", &serde_json::json!({ "kind": kind, "message": message, "iter": self.iter }))?;
+        self.emit(Event::Alarm { kind, message, iter: self.iter });
+        Ok(())
+    }
+
+    fn emit_schedules(&self) {
+        let schedules = self.schedules.iter().map(|(k, v)| (*k, v.clone())).collect();
+        self.emit(Event::Schedules { schedules });
+    }
+
+    fn is_main(&self) -> bool {
+        self.ranks.is_main()
+    }
+
+    fn checkpoint(&mut self, numbered: Option<usize>) -> Result<()> {
+        if !self.is_main() {
+            return Ok(());
+        }
+        if self.poisoned {
+            self.emit(Event::Warning { message: "not checkpointing: the loss went non-finite; the last good checkpoint is kept".into() });
+            return Ok(());
+        }
+        self.run_dir.flush()?;
+        let meta = CheckpointMeta {
+            format_version: 1,
+            tensors: String::new(),
+            tensors_bytes: 0,
+            epoch: self.iter / self.data.niter,
+            iter: self.iter,
+            niter_per_ep: self.data.niter,
+            loader_batch: self.iter % self.data.niter,
+            seed: self.config.run.seed,
+            optimizer_steps: self.state.optimizer.state.iter().map(|(k, v)| (k.clone(), v.step)).collect(),
+            schedules: self.schedules.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            loss_scale: self.state.amp.as_ref().map(|a| a.scale),
+            last_loss: self.last_loss,
+            time: now(),
+            config: self.config.to_toml(),
+        };
+        let (path, bytes) = checkpoint::save(&self.run_dir.checkpoint_dir(), &self.state, &meta, numbered)?;
+        let info = CheckpointInfo { path, epoch: meta.epoch, iter: meta.iter, bytes, loss: self.last_loss, time: meta.time };
+        self.run_dir.event("checkpoint", &info)?;
+        self.emit(Event::CheckpointSaved(info));
+        Ok(())
+    }
+}
+
+/// Moves a batch to the training device. On CUDA the crops go through pinned memory with
+/// non-blocking copies, so the transfer overlaps the kernels already queued.
+fn to_device(crops: &[tch::Tensor], device: Device) -> Vec<tch::Tensor> {
+    if device == Device::Cpu {
+        return crops.iter().map(|t| t.shallow_clone()).collect();
+    }
+    crops.iter().map(|t| t.pin_memory(device).to_device_(device, tch::Kind::Float, true, false)).collect()
+}
+
+/// Restores a checkpoint into the state and re-applies the schedule edits it carries.
+fn resume_from(
+    state: &mut DinoState,
+    ckpt: &LoadedCheckpoint,
+    schedules: &mut BTreeMap<ScheduleName, Schedule>,
+    niter: usize,
+) -> Result<()> {
+    if ckpt.meta.niter_per_ep != niter {
+        anyhow::bail!(
+            "checkpoint {} was taken with {} iterations per epoch, the data now gives {niter}: the data set or batch size changed",
+            ckpt.path.display(),
+            ckpt.meta.niter_per_ep
+        );
+    }
+    checkpoint::restore(state, ckpt)?;
+    for (name, saved) in &ckpt.meta.schedules {
+        if let Some(s) = schedules.get_mut(name) {
+            for e in &saved.edits {
+                s.apply(*e);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Everything a run needs before its first iteration: the training images (minus `--exclude`),
+//! the device, the process group of a data-parallel job, the schedules, and the checkpoint to
+//! resume from.
+
+use super::evals::EvalQueue;
+use super::sync::RankSync;
+use super::{resume_from, OnNonFinite, Trainer, TrainingData};
+use crate::config::TrainConfig;
+use crate::data::{DataLayout, Shard};
+use crate::dist::ProcessGroup;
+use crate::protocol::{Command, Event};
+use crate::run::checkpoint as checkpoint_files;
+use crate::run::dir::RunDir;
+use crate::train::evaluator::Evaluator;
+use crate::train::step::DinoState;
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, Sender};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tch::Device;
+
+impl Trainer {
+    pub(super) fn prepare(
+        config: TrainConfig,
+        on_non_finite: OnNonFinite,
+        commands: Receiver<Command>,
+        events: Sender<Event>,
+        evaluator: Box<dyn Evaluator>,
+    ) -> Result<Self> {
+        let (files, excluded) = training_files(&config)?;
+        let device = crate::config::validate::resolve_device(&config.run.device)?;
+        let group = join_group(device)?;
+        let shard = group.as_ref().map(|g| Shard { rank: g.rank, world: g.world_size }).unwrap_or_default();
+        let batch = config.optim.batch_size_per_gpu;
+        let niter = shard.len(files.len()) / batch;
+        if niter == 0 {
+            anyhow::bail!("{} training images shared by {} processes leave none a full batch of {batch}", files.len(), shard.world);
+        }
+        tch::manual_seed(config.run.seed as i64);
+        let mut state = DinoState::new(&config, device)?;
+        if let Some(g) = &group {
+            // One starting point for every rank: rank 0's student (the teacher is its copy).
+            state.join_group(g.clone())?;
+        }
+        let main_run = config.run_dir();
+        let (ckpt, problems) = checkpoint_files::load_latest(&main_run.join(crate::run::dir::CHECKPOINT_DIR));
+        // Only rank 0 writes the run directory; the others keep their own logs beside it.
+        let run_path = match &group {
+            Some(g) if g.rank > 0 => main_run.join("ranks").join(format!("rank{}", g.rank)),
+            _ => main_run.clone(),
+        };
+        let mut schedules = crate::config::schedules::build(&config, niter, shard.world);
+        let (mut iter, mut last_loss) = (0, None);
+        if let Some(ckpt) = &ckpt {
+            resume_from(&mut state, ckpt, &mut schedules, niter)?;
+            iter = ckpt.meta.iter;
+            last_loss = ckpt.meta.last_loss;
+            // Before the run directory opens metrics.jsonl for appending: the truncation replaces the file.
+            RunDir::truncate_metrics_from(&run_path, iter)?;
+            tch::manual_seed(config.run.seed as i64 + iter as i64);
+        }
+        let mut run_dir = RunDir::open(&run_path, &config)?;
+        for p in &problems {
+            run_dir.event("checkpoint_unusable", &serde_json::json!({ "message": p }))?;
+            let _ = events.send(Event::Warning { message: format!("checkpoint unusable, using an older one: {p}") });
+        }
+        if let Some(details) = &excluded {
+            run_dir.event("exclude", details)?;
+        }
+        if let Some(ckpt) = &ckpt {
+            run_dir.event("resume", &serde_json::json!({ "iter": iter, "checkpoint": ckpt.path }))?;
+        }
+        Ok(Self {
+            config,
+            device,
+            state,
+            data: TrainingData { files, niter, shard, skipped_files: 0 },
+            schedules,
+            run_dir,
+            commands,
+            events,
+            on_non_finite,
+            iter,
+            last_loss,
+            poisoned: false,
+            paused: false,
+            ranks: RankSync::new(group),
+            evals: EvalQueue::new(evaluator),
+        })
+    }
+}
+
+/// The pretext images, minus the `--exclude` list (with what it removed, for `events.jsonl`).
+fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_json::Value>)> {
+    let layout = DataLayout::discover(&config.run.data_path)?;
+    tracing::info!("data: {}", layout.summary());
+    let mut files = layout.pretext().files.clone();
+    let mut excluded = None;
+    if let Some(list) = &config.run.exclude {
+        let listed = crate::data::exclude::read_list(list, layout.root())
+            .with_context(|| format!("cannot read the --exclude list {}", list.display()))?;
+        let e = crate::data::exclude::apply(files, &listed);
+        tracing::info!(
+            "--exclude {}: {} images left out, {} listed paths match no training image",
+            list.display(),
+            e.removed,
+            e.unmatched.len()
+        );
+        files = e.kept;
+        excluded = Some(serde_json::json!({ "file": list, "removed": e.removed, "unmatched": e.unmatched.len() }));
+    }
+    let batch = config.optim.batch_size_per_gpu;
+    if files.len() < batch {
+        anyhow::bail!(
+            "{} holds {} training images, fewer than one batch (--batch_size_per_gpu {batch})",
+            config.run.data_path.display(),
+            files.len()
+        );
+    }
+    Ok((files, excluded))
+}
+
+/// The process group of a data-parallel job (torchrun / SLURM environment), or None.
+fn join_group(device: Device) -> Result<Option<Arc<ProcessGroup>>> {
+    let Some(env) = crate::dist::DistEnv::from_env()? else { return Ok(None) };
+    let timeout = crate::dist::timeout_from_env();
+    tracing::info!("rank {} of {}: joining {}:{} (timeout {timeout:?})", env.rank, env.world_size, env.master_addr, env.master_port);
+    Ok(Some(Arc::new(ProcessGroup::new(&env, device.is_cuda(), timeout)?)))
+}
