@@ -19,8 +19,12 @@ release: setup
 demo: release
 	@./target/release/dino demo
 
+# The gate first (format, lints: no unwrap/expect/panic outside tests, functions <= 80 lines), then
+# every test; tests/layers.rs checks that module dependencies point one way.
 test: setup
 	@bash scripts/setup-test-tools.sh
+	@cargo fmt --check
+	@$(LIBTORCH_ENV) && cargo clippy --all-targets $(CARGO_FLAGS) -- -D warnings
 	@$(LIBTORCH_ENV) && cargo test $(CARGO_FLAGS)
 
 bench: release

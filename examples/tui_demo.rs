@@ -48,47 +48,9 @@ fn fake_trainer(commands: crossbeam_channel::Receiver<Command>, events: crossbea
     let mut i = 0;
     while i < epochs * niter {
         while let Ok(c) = if paused { commands.recv().map_err(|_| ()) } else { commands.try_recv().map_err(|_| ()) } {
-            match c {
-                Command::Pause => {
-                    paused = true;
-                    send(Event::State { state: RunState::Paused, iter: i });
-                }
-                Command::Resume => {
-                    paused = false;
-                    send(Event::State { state: RunState::Running, iter: i });
-                }
-                Command::Checkpoint => {
-                    send(Event::CheckpointSaved(CheckpointInfo {
-                        path: "runs/demo/checkpoints/checkpoint-latest.pth".into(),
-                        epoch: i / niter,
-                        iter: i,
-                        bytes: 50_000_000,
-                        loss: None,
-                        time: 1.7e9 + i as f64 * 0.05,
-                    }));
-                }
-                Command::Stop { .. } => {
-                    send(Event::State { state: RunState::Stopped, iter: i });
-                    return;
-                }
-                Command::EditSchedule(edit) => {
-                    if let Some((_, s)) = schedules.iter_mut().find(|(n, _)| *n == edit.schedule) {
-                        s.apply(edit);
-                    }
-                    send(Event::ScheduleEdited { edit });
-                    send(Event::Schedules { schedules: schedules.clone() });
-                }
-                Command::UndoScheduleEdit { schedule } => {
-                    if let Some((_, s)) = schedules.iter_mut().find(|(n, _)| *n == schedule) {
-                        s.undo();
-                    }
-                    send(Event::ScheduleUndone { schedule });
-                    send(Event::Schedules { schedules: schedules.clone() });
-                }
-                Command::Eval { kind, .. } => {
-                    send(Event::EvalResult { kind, summary: "not available in the demo".into(), json: serde_json::Value::Null });
-                }
-                Command::Status => {}
+            match answer(c, i, niter, &mut paused, &mut schedules, &send) {
+                Some(()) => {}
+                None => return,
             }
             if !paused {
                 break;
@@ -118,4 +80,58 @@ fn fake_trainer(commands: crossbeam_channel::Receiver<Command>, events: crossbea
         i += 1;
     }
     send(Event::State { state: RunState::Finished, iter: i });
+}
+
+/// How the fake trainer answers a command; None when it stops.
+fn answer(
+    c: Command,
+    i: usize,
+    niter: usize,
+    paused: &mut bool,
+    schedules: &mut [(ScheduleName, Schedule)],
+    send: &dyn Fn(Event) -> bool,
+) -> Option<()> {
+    match c {
+        Command::Pause => {
+            *paused = true;
+            send(Event::State { state: RunState::Paused, iter: i });
+        }
+        Command::Resume => {
+            *paused = false;
+            send(Event::State { state: RunState::Running, iter: i });
+        }
+        Command::Checkpoint => {
+            send(Event::CheckpointSaved(CheckpointInfo {
+                path: "runs/demo/checkpoints/checkpoint-latest.pth".into(),
+                epoch: i / niter,
+                iter: i,
+                bytes: 50_000_000,
+                loss: None,
+                time: 1.7e9 + i as f64 * 0.05,
+            }));
+        }
+        Command::Stop { .. } => {
+            send(Event::State { state: RunState::Stopped, iter: i });
+            return None;
+        }
+        Command::EditSchedule(edit) => {
+            if let Some((_, s)) = schedules.iter_mut().find(|(n, _)| *n == edit.schedule) {
+                s.apply(edit);
+            }
+            send(Event::ScheduleEdited { edit });
+            send(Event::Schedules { schedules: schedules.to_vec() });
+        }
+        Command::UndoScheduleEdit { schedule } => {
+            if let Some((_, s)) = schedules.iter_mut().find(|(n, _)| *n == schedule) {
+                s.undo();
+            }
+            send(Event::ScheduleUndone { schedule });
+            send(Event::Schedules { schedules: schedules.to_vec() });
+        }
+        Command::Eval { kind, .. } => {
+            send(Event::EvalResult { kind, summary: "not available in the demo".into(), json: serde_json::Value::Null });
+        }
+        Command::Status => {}
+    }
+    Some(())
 }

@@ -18,6 +18,8 @@ fn state_label(s: RunState) -> &'static str {
 
 pub fn apply_event(app: &mut App, ev: Event) {
     match ev {
+        Event::Schedules { .. } | Event::ScheduleEdited { .. } | Event::ScheduleUndone { .. } => apply_schedule_event(app, ev),
+        Event::EvalProgress { .. } | Event::EvalResult { .. } => apply_eval_event(app, ev),
         Event::Hello { pid, .. } => app.log_line(LogLevel::Info, format!("connected to the trainer (pid {pid})")),
         Event::Started(info) => {
             app.log_line(
@@ -57,6 +59,21 @@ pub fn apply_event(app: &mut App, ev: Event) {
                 app.checkpoint_tab.selected += 1;
             }
         }
+        Event::Alarm { kind, message, iter } => {
+            app.log_line(LogLevel::Warn, format!("ALARM {kind:?} at iteration {iter}: {message}"));
+            app.shell.status = Some(format!("alarm: {message}"));
+            app.trainer.last_alarm = Some(format!("it {iter}: {message}"));
+        }
+        Event::Warning { message } => app.log_line(LogLevel::Warn, message),
+        Event::Error { message } => {
+            app.log_line(LogLevel::Error, message.clone());
+            app.shell.status = Some(format!("error: {message}"));
+        }
+    }
+}
+
+fn apply_schedule_event(app: &mut App, ev: Event) {
+    match ev {
         Event::Schedules { schedules } => {
             app.schedule_tab.curves = schedules
                 .into_iter()
@@ -79,12 +96,12 @@ pub fn apply_event(app: &mut App, ev: Event) {
             }
             app.log_line(LogLevel::Info, format!("schedule edit undone: {}", schedule.label()));
         }
-        Event::Alarm { kind, message, iter } => {
-            app.log_line(LogLevel::Warn, format!("ALARM {kind:?} at iteration {iter}: {message}"));
-            app.shell.status = Some(format!("alarm: {message}"));
-            app.trainer.last_alarm = Some(format!("it {iter}: {message}"));
-        }
-        Event::Warning { message } => app.log_line(LogLevel::Warn, message),
+        _ => {}
+    }
+}
+
+fn apply_eval_event(app: &mut App, ev: Event) {
+    match ev {
         Event::EvalProgress { kind, done, total } => {
             app.eval_tab.progress.retain(|(k, _, _)| *k != kind);
             if done < total {
@@ -102,10 +119,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
             let top1 = crate::protocol::headline_top1(&json);
             app.eval_tab.records.push(EvalRecord { kind, summary, iter, epoch: number("epoch"), top1 });
         }
-        Event::Error { message } => {
-            app.log_line(LogLevel::Error, message.clone());
-            app.shell.status = Some(format!("error: {message}"));
-        }
+        _ => {}
     }
 }
 

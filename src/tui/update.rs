@@ -96,6 +96,18 @@ pub fn handle_mouse(app: &mut App, m: MouseEvent) {
 }
 
 pub fn update(app: &mut App, action: Action) {
+    use Action::*;
+    match action {
+        Quit | Interrupt | TogglePause | Checkpoint | EvalKnn | EvalLinear | Outliers | UndoScheduleEdit => run_action(app, action),
+        Freeze | ZoomIn | ZoomOut | ToggleLogScale | Help | NextTab | PrevTab | Tab1 | Tab2 | Tab3 | Tab4 | Tab5 | Tab6 | SchedulesTab => {
+            view_action(app, action)
+        }
+        _ => tab_action(app, action),
+    }
+}
+
+/// Actions that ask something of the run (or of the TUI's own life).
+fn run_action(app: &mut App, action: Action) {
     match action {
         Action::Quit => {
             if app.training_over() {
@@ -133,28 +145,24 @@ pub fn update(app: &mut App, action: Action) {
                 }
             }
         },
-        Action::Checkpoint => {
-            if app.send(Command::Checkpoint) {
-                app.shell.status = Some("checkpoint requested".into());
-            }
-        }
+        Action::Checkpoint => send_with_status(app, Command::Checkpoint, "checkpoint requested"),
         Action::EvalKnn => request_eval(app, EvalKind::Knn, Tab::Evaluation),
         Action::EvalLinear => request_eval(app, EvalKind::Linear, Tab::Evaluation),
         Action::Outliers => request_eval(app, EvalKind::Outliers, Tab::Outliers),
-        Action::SchedulesTab => app.shell.tab = Tab::Schedules,
-        // `e` on the Outliers tab exports the exclusion list.
-        Action::EditSchedule if app.shell.tab == Tab::Outliers => export_exclusions(app),
-        Action::EditSchedule => {
-            app.shell.tab = Tab::Schedules;
-            app.schedule_tab.form.active = true;
-            app.schedule_tab.form.field = FormField::Value;
-        }
         Action::UndoScheduleEdit => {
             let schedule = app.schedule_tab.edit_history.last().copied().unwrap_or_else(|| app.schedule_tab.form.schedule_name());
             if app.send(Command::UndoScheduleEdit { schedule }) {
                 app.shell.status = Some(format!("undo of the last {} edit requested", schedule.label()));
             }
         }
+        _ => {}
+    }
+}
+
+/// Actions that change what is shown, not the run.
+fn view_action(app: &mut App, action: Action) {
+    match action {
+        Action::SchedulesTab => app.shell.tab = Tab::Schedules,
         Action::Freeze => {
             app.shell.view.frozen_at = match app.shell.view.frozen_at {
                 Some(_) => None,
@@ -173,6 +181,20 @@ pub fn update(app: &mut App, action: Action) {
         Action::Tab4 => app.shell.tab = Tab::Outliers,
         Action::Tab5 => app.shell.tab = Tab::Checkpoints,
         Action::Tab6 => app.shell.tab = Tab::Log,
+        _ => {}
+    }
+}
+
+/// Actions whose meaning depends on the tab: selection, forms, marks.
+fn tab_action(app: &mut App, action: Action) {
+    match action {
+        // `e` on the Outliers tab exports the exclusion list.
+        Action::EditSchedule if app.shell.tab == Tab::Outliers => export_exclusions(app),
+        Action::EditSchedule => {
+            app.shell.tab = Tab::Schedules;
+            app.schedule_tab.form.active = true;
+            app.schedule_tab.form.field = FormField::Value;
+        }
         Action::CopyPath if app.shell.tab == Tab::Outliers => copy_outlier_path(app),
         Action::CopyPath => copy_selected_path(app),
         Action::MarkReviewed => mark(app, Mark::Reviewed),
@@ -213,6 +235,15 @@ pub fn update(app: &mut App, action: Action) {
         Action::Cancel => {
             app.schedule_tab.form.active = false;
         }
+
+        _ => {}
+    }
+}
+
+/// Sends a command and, when it went out, says so in the footer.
+fn send_with_status(app: &mut App, cmd: Command, status: &str) {
+    if app.send(cmd) {
+        app.shell.status = Some(status.into());
     }
 }
 
