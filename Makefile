@@ -23,8 +23,7 @@ demo: release
 # every test; tests/layers.rs checks that module dependencies point one way.
 test: setup
 	@bash scripts/setup-test-tools.sh
-	@cargo fmt --check
-	@$(LIBTORCH_ENV) && cargo clippy --all-targets $(CARGO_FLAGS) -- -D warnings
+	@bash scripts/lint.sh
 	@$(LIBTORCH_ENV) && cargo test $(CARGO_FLAGS)
 
 bench: release
