@@ -72,7 +72,7 @@ fn report(args: &LabelEfficiencyArgs, p: &Prepared, experiment: &Experiment, cel
     let num_val = experiment.dino.val.len();
     let svg_path = out.join(format!("label-efficiency-{label}.svg"));
     let title = format!("{}: top-1 on {num_val} val images, mean ± std over {} draws", p.source.config.model.arch, args.seeds);
-    crate::run::dir::write_atomic(&svg_path, plot::svg(&series, &title).as_bytes())?;
+    crate::run::dir::write_atomic(&svg_path, plot::svg(&series, &title)?.as_bytes())?;
     let txt_path = out.join(format!("label-efficiency-{label}.txt"));
     crate::run::dir::write_atomic(&txt_path, table.as_bytes())?;
     let json = serde_json::json!({

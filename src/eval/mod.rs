@@ -6,6 +6,7 @@
 
 mod error;
 pub mod features;
+pub mod figure;
 pub mod knn;
 pub mod label_efficiency;
 pub mod linear;

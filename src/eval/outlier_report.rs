@@ -4,11 +4,14 @@
 //! (Outliers tab) runs the same `score_split` on the live teacher.
 
 use super::features::{extract_split, l2_normalize, ExtractOptions, FeatureCache};
+use super::figure::{draw_error, font, Figure};
 use super::outliers::{duplicates, score};
 use super::umap::{umap, UmapParams};
 use super::EvalError;
 use crate::data::Split;
 use crate::model::Backbone;
+use plotters::coord::Shift;
+use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -194,80 +197,49 @@ pub const CLASS_COLOURS: [[u8; 3]; 10] = [
     [23, 190, 207],
 ];
 
-/// The map as PNG (or SVG when the name ends in `.svg`): one dot per image coloured by class, the
-/// `top` highest-scored images ringed in black.
-pub fn write_map(path: &Path, rows: &[OutlierRow], top: usize) -> Result<(), EvalError> {
-    const SIDE: u32 = 800;
-    const MARGIN: f32 = 20.0;
-    let mut classes: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
-    classes.sort_unstable();
-    classes.dedup();
-    let colour = |label: &str| classes.iter().position(|c| *c == label).map(|i| CLASS_COLOURS[i % 10]).unwrap_or([127, 127, 127]);
-    let [x0, x1, y0, y1] = map_bounds(rows);
-    let span = (x1 - x0).max(y1 - y0).max(1e-6);
-    let to_px = |r: &OutlierRow| {
-        let s = (SIDE as f32 - 2.0 * MARGIN) / span;
-        (MARGIN + (r.umap_x - x0) * s, SIDE as f32 - MARGIN - (r.umap_y - y0) * s)
-    };
-    let svg = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
+/// The 2-D map of a report: one dot per image coloured by class, the `top` highest-scored images
+/// ringed in black, the classes named in their colours.
+pub struct EmbeddingMap<'a> {
+    pub rows: &'a [OutlierRow],
+    pub top: usize,
+}
+
+impl Figure for EmbeddingMap<'_> {
+    fn size(&self) -> (u32, u32) {
+        (800, 800)
     }
-    // Rows arrive sorted by score: the first `top` are the ones to ring.
-    if svg {
-        let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{SIDE}\" height=\"{SIDE}\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-        for r in rows {
-            let (x, y) = to_px(r);
-            let [cr, cg, cb] = colour(&r.label);
-            s.push_str(&format!(
-                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"rgb({cr},{cg},{cb})\"><title>{}</title></circle>\n",
-                xml_escape(&r.path)
-            ));
-        }
-        for r in rows.iter().take(top) {
-            let (x, y) = to_px(r);
-            s.push_str(&format!("<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"6\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\"/>\n"));
-        }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(draw_error)?;
+        let mut classes: Vec<&str> = self.rows.iter().map(|r| r.label.as_str()).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        let colour = |label: &str| {
+            let [r, g, b] = classes.iter().position(|c| *c == label).map(|i| CLASS_COLOURS[i % 10]).unwrap_or([127, 127, 127]);
+            RGBColor(r, g, b)
+        };
+        // A square view around the points, so distances read the same in both directions.
+        let [x0, x1, y0, y1] = map_bounds(self.rows);
+        let (cx, cy) = if self.rows.is_empty() { (0.0, 0.0) } else { ((x0 + x1) / 2.0, (y0 + y1) / 2.0) };
+        let half = if self.rows.is_empty() { 1.0 } else { ((x1 - x0).max(y1 - y0) / 2.0).max(1e-6) * 1.03 };
+        let mut chart =
+            ChartBuilder::on(root).margin(20).build_cartesian_2d(cx - half..cx + half, cy - half..cy + half).map_err(draw_error)?;
+        let dots = self.rows.iter().map(|r| Circle::new((r.umap_x, r.umap_y), 2, colour(&r.label).filled()));
+        chart.draw_series(dots).map_err(draw_error)?;
+        // Rows arrive sorted by score: the first `top` are the ones to ring.
+        let rings = self.rows.iter().take(self.top).map(|r| Circle::new((r.umap_x, r.umap_y), 6, BLACK.stroke_width(2)));
+        chart.draw_series(rings).map_err(draw_error)?;
         for (i, c) in classes.iter().enumerate().filter(|(_, c)| !c.is_empty()) {
-            let [cr, cg, cb] = CLASS_COLOURS[i % 10];
-            s.push_str(&format!(
-                "<text x=\"10\" y=\"{}\" font-size=\"14\" fill=\"rgb({cr},{cg},{cb})\">{}</text>\n",
-                20 + 18 * i,
-                xml_escape(c)
-            ));
+            let style = font(14).color(&colour(c));
+            root.draw(&Text::new(c.to_string(), (10, 10 + 18 * i as i32), style)).map_err(draw_error)?;
         }
-        s.push_str("</svg>\n");
-        return crate::run::dir::write_atomic(path, s.as_bytes()).map_err(|e| EvalError::io(path, format!("{e:#}")));
+        Ok(())
     }
-    let mut img = image::RgbImage::from_pixel(SIDE, SIDE, image::Rgb([255, 255, 255]));
-    let mut put = |x: i64, y: i64, c: [u8; 3]| {
-        if (0..SIDE as i64).contains(&x) && (0..SIDE as i64).contains(&y) {
-            img.put_pixel(x as u32, y as u32, image::Rgb(c));
-        }
-    };
-    for r in rows {
-        let (x, y) = to_px(r);
-        let c = colour(&r.label);
-        for dy in -2..=2 {
-            for dx in -2..=2 {
-                if dx * dx + dy * dy <= 5 {
-                    put(x as i64 + dx, y as i64 + dy, c);
-                }
-            }
-        }
-    }
-    for r in rows.iter().take(top) {
-        let (x, y) = to_px(r);
-        for step in 0..48 {
-            let a = step as f32 * std::f32::consts::TAU / 48.0;
-            for radius in [6.0f32, 7.0] {
-                put((x + radius * a.cos()).round() as i64, (y + radius * a.sin()).round() as i64, [0, 0, 0]);
-            }
-        }
-    }
-    let tmp = crate::run::dir::tmp_path(path);
-    img.save_with_format(&tmp, image::ImageFormat::Png).map_err(|e| EvalError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+}
+
+/// The map as PNG (or SVG when the name ends in `.svg`).
+pub fn write_map(path: &Path, rows: &[OutlierRow], top: usize) -> Result<(), EvalError> {
+    super::figure::write(path, &EmbeddingMap { rows, top })
 }
 
 /// `[x_min, x_max, y_min, y_max]` of the rows' map coordinates (infinite when there are none).
@@ -275,10 +247,6 @@ pub fn map_bounds(rows: &[OutlierRow]) -> [f32; 4] {
     rows.iter().fold([f32::INFINITY, f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY], |[x0, x1, y0, y1], r| {
         [x0.min(r.umap_x), x1.max(r.umap_x), y0.min(r.umap_y), y1.max(r.umap_y)]
     })
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Where a report goes in a run directory, by label: `evals/outliers-LABEL{.csv,-duplicates.csv,-map.png}`.

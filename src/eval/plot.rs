@@ -1,6 +1,10 @@
-//! Accuracy against labels per class: a braille chart for the terminal (`textplots`) and an SVG
-//! file written by hand (no plotting dependency), both on a log-scaled x axis.
+//! Accuracy against labels per class: a braille chart for the terminal (`textplots`) and a figure
+//! for files (`plotters`, through `figure`), both on a log-scaled x axis.
 
+use super::figure::{self, draw_error, font, rgb, Figure};
+use super::EvalError;
+use plotters::coord::Shift;
+use plotters::prelude::*;
 use std::fmt::Write as _;
 use textplots::{Chart, ColorPlot, Shape};
 
@@ -40,72 +44,62 @@ pub fn terminal(series: &[Series], width: u32, height: u32) -> String {
     out
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+/// The label-efficiency figure: top-1 against labeled images per class (log scale), one line with
+/// points and +-std bars per method, and a legend.
+pub struct LabelEfficiencyPlot<'a> {
+    pub series: &'a [Series],
+    pub title: &'a str,
 }
 
-/// A self-contained SVG: axes with ticks at 1, 10, 100, ..., one polyline with points and
-/// +-std error bars per series, and a legend.
-pub fn svg(series: &[Series], title: &str) -> String {
-    let (w, h) = (720.0, 440.0);
-    let (left, right, top, bottom) = (60.0, 200.0, 40.0, 50.0);
-    let pw = w - left - right;
-    let ph = h - top - bottom;
-    let xmax = series.iter().flat_map(|s| s.points.iter().map(|p| log_x(p.0))).fold(0.0f64, f64::max).max(0.1);
-    let px = |n: f64| left + log_x(n) / xmax * pw;
-    let py = |acc: f64| top + (1.0 - acc.clamp(0.0, 100.0) / 100.0) * ph;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#, left + pw / 2.0, esc(title));
-    for acc in (0..=100).step_by(20) {
-        let y = py(acc as f64);
-        let _ = writeln!(s, r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##, left + pw);
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{acc}</text>"#, left - 6.0, y + 4.0);
+impl Figure for LabelEfficiencyPlot<'_> {
+    fn size(&self) -> (u32, u32) {
+        (720, 440)
     }
-    let mut tick = 1.0;
-    while log_x(tick) <= xmax + 1e-9 {
-        let x = px(tick);
-        let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##, top + ph);
-        let _ = writeln!(s, r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{tick}</text>"#, top + ph + 16.0);
-        tick *= 10.0;
-    }
-    let _ = writeln!(s, r#"<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">labeled images per class (log scale)</text>"#,
-        left + pw / 2.0,
-        h - 12.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">top-1 accuracy (%)</text>"#,
-        top + ph / 2.0,
-        top + ph / 2.0
-    );
-    for (i, se) in series.iter().enumerate() {
-        let (r, g, b) = se.color;
-        let color = format!("rgb({r},{g},{b})");
-        let pts: Vec<String> = se.points.iter().map(|p| format!("{:.1},{:.1}", px(p.0), py(p.1))).collect();
-        let _ = writeln!(s, r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#, pts.join(" "));
-        for p in &se.points {
-            let (x, y) = (px(p.0), py(p.1));
-            if p.2 > 0.0 {
-                let _ =
-                    writeln!(s, r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{color}"/>"#, py(p.1 - p.2), py(p.1 + p.2));
-            }
-            let _ = writeln!(s, r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{color}"/>"#);
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(draw_error)?;
+        let xmax = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(10.0f64, f64::max) * 1.2;
+        let mut chart = ChartBuilder::on(root)
+            .caption(self.title, font(15))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(48)
+            .build_cartesian_2d((0.8f64..xmax).log_scale(), 0f64..100f64)
+            .map_err(draw_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("labeled images per class (log scale)")
+            .y_desc("top-1 accuracy (%)")
+            .label_style(font(12))
+            .axis_desc_style(font(13))
+            .draw()
+            .map_err(draw_error)?;
+        for s in self.series {
+            let color = rgb(s.color);
+            let line = s.points.iter().map(|p| (p.0, p.1));
+            chart
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))
+                .map_err(draw_error)?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3)));
+            let bars = s.points.iter().filter(|p| p.2 > 0.0).map(|p| PathElement::new(vec![(p.0, p.1 - p.2), (p.0, p.1 + p.2)], color));
+            chart.draw_series(bars).map_err(draw_error)?;
+            chart.draw_series(s.points.iter().map(|p| Circle::new((p.0, p.1), 3, color.filled()))).map_err(draw_error)?;
         }
-        let ly = top + 10.0 + i as f64 * 20.0;
-        let lx = left + pw + 14.0;
-        let _ = writeln!(s, r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#, lx + 22.0);
-        let _ = writeln!(s, r#"<text x="{}" y="{}">{}</text>"#, lx + 28.0, ly + 4.0, esc(&se.name));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font(font(12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(draw_error)
     }
-    s.push_str("</svg>\n");
-    s
+}
+
+/// The figure as an SVG document.
+pub fn svg(series: &[Series], title: &str) -> Result<String, EvalError> {
+    figure::svg(&LabelEfficiencyPlot { series, title })
 }
 
 #[cfg(test)]
@@ -120,12 +114,23 @@ mod tests {
     }
 
     #[test]
-    fn svg_has_a_polyline_per_series_and_escapes_names() {
-        let s = svg(&demo(), "a & b");
-        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
-        assert_eq!(s.matches("<polyline").count(), 2);
-        assert!(s.contains("k-NN &lt;dino&gt;") && s.contains("a &amp; b"));
-        assert_eq!(s.matches("<circle").count(), 6);
+    fn svg_has_a_line_and_points_per_series_and_escapes_names() {
+        let s = svg(&demo(), "a & b").unwrap();
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"), "{s}");
+        assert!(s.contains("k-NN &lt;dino&gt;") && s.contains("a &amp; b"), "{s}");
+        assert!(s.matches("<polyline").count() >= 2, "{s}");
+        assert!(s.matches("<circle").count() >= 6, "{s}");
+    }
+
+    #[test]
+    fn png_is_a_real_image_with_the_lines_drawn() {
+        let png = figure::png(&LabelEfficiencyPlot { series: &demo(), title: "t" }).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (720, 440));
+        let blue = img.pixels().filter(|p| p.0 == [31, 119, 180]).count();
+        assert!(blue > 100, "the first series' colour covers {blue} pixels");
+        let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 60)).count();
+        assert!(dark > 500, "text and axes: {dark} dark pixels");
     }
 
     #[test]

@@ -1,191 +1,136 @@
 //! What a person can ask of the UI. Keys map to these through the key map; `update` interprets them.
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumIter, EnumMessage, EnumString, IntoEnumIterator, IntoStaticStr};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The `keys.toml` names are strum's snake_case of the variants (serde's too: the same spelling),
+/// the help texts its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EnumIter, IntoStaticStr, EnumString, EnumMessage)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
+    #[strum(message = "quit (asks while running)")]
     Quit,
     /// Ctrl-C: opens the quit dialog, and a second one stops the run (with a checkpoint).
+    #[strum(message = "quit; twice: stop + ckpt")]
     Interrupt,
+    #[strum(message = "pause / resume")]
     TogglePause,
+    #[strum(message = "checkpoint now")]
     Checkpoint,
+    #[strum(message = "k-NN evaluation")]
     EvalKnn,
+    #[strum(message = "linear evaluation")]
     EvalLinear,
+    #[strum(message = "outliers tab + scoring")]
     Outliers,
+    #[strum(message = "schedules tab")]
     SchedulesTab,
     /// Focus the schedule edit form.
+    #[strum(message = "edit a schedule")]
     EditSchedule,
+    #[strum(message = "undo last schedule edit")]
     UndoScheduleEdit,
+    #[strum(message = "freeze / unfreeze charts")]
     Freeze,
+    #[strum(message = "zoom in (fewer iterations)")]
     ZoomIn,
+    #[strum(message = "zoom out (to whole run)")]
     ZoomOut,
+    #[strum(message = "loss chart log scale")]
     ToggleLogScale,
+    #[strum(message = "this help")]
     Help,
+    #[strum(message = "next tab")]
     NextTab,
+    #[strum(message = "previous tab")]
     PrevTab,
+    #[strum(message = "Dashboard")]
     Tab1,
+    #[strum(message = "Schedules")]
     Tab2,
+    #[strum(message = "Evaluation")]
     Tab3,
+    #[strum(message = "Outliers")]
     Tab4,
+    #[strum(message = "Checkpoints")]
     Tab5,
+    #[strum(message = "Log")]
     Tab6,
+    #[strum(message = "copy ckpt / image path")]
     CopyPath,
+    #[strum(message = "up / scroll / field")]
     Up,
+    #[strum(message = "down / scroll / field")]
     Down,
+    #[strum(message = "previous choice / class")]
     Left,
+    #[strum(message = "next choice / class")]
     Right,
+    #[strum(message = "page up")]
     PageUp,
+    #[strum(message = "page down")]
     PageDown,
+    #[strum(message = "first / oldest")]
     Home,
+    #[strum(message = "last / follow newest")]
     End,
+    #[strum(message = "confirm / evaluate ckpt")]
     Confirm,
+    #[strum(message = "close dialog or form")]
     Cancel,
     /// Outliers tab: mark the selected image reviewed / to keep / to exclude (again: unmark).
+    #[strum(message = "outlier: mark reviewed")]
     MarkReviewed,
+    #[strum(message = "outlier: mark keep")]
     MarkKeep,
+    #[strum(message = "outlier: mark exclude (e exports)")]
     MarkExclude,
     /// Outliers tab: show one split's rows, then the next, then all.
+    #[strum(message = "outliers: next split")]
     CycleSplit,
     /// Outliers tab: sort by disagreement or isolation.
+    #[strum(message = "outliers: sort by score")]
     ToggleScore,
 }
 
 impl Action {
     /// Every action, for the help overlay and the key-file validation.
-    pub const ALL: [Action; 39] = [
-        Action::Quit,
-        Action::Interrupt,
-        Action::TogglePause,
-        Action::Checkpoint,
-        Action::EvalKnn,
-        Action::EvalLinear,
-        Action::Outliers,
-        Action::SchedulesTab,
-        Action::EditSchedule,
-        Action::UndoScheduleEdit,
-        Action::Freeze,
-        Action::ZoomIn,
-        Action::ZoomOut,
-        Action::ToggleLogScale,
-        Action::Help,
-        Action::NextTab,
-        Action::PrevTab,
-        Action::Tab1,
-        Action::Tab2,
-        Action::Tab3,
-        Action::Tab4,
-        Action::Tab5,
-        Action::Tab6,
-        Action::CopyPath,
-        Action::Up,
-        Action::Down,
-        Action::Left,
-        Action::Right,
-        Action::PageUp,
-        Action::PageDown,
-        Action::Home,
-        Action::End,
-        Action::Confirm,
-        Action::Cancel,
-        Action::MarkReviewed,
-        Action::MarkKeep,
-        Action::MarkExclude,
-        Action::CycleSplit,
-        Action::ToggleScore,
-    ];
+    pub fn all() -> impl Iterator<Item = Action> {
+        Action::iter()
+    }
 
     /// The name used in `keys.toml`.
     pub fn name(self) -> &'static str {
-        match self {
-            Action::Quit => "quit",
-            Action::Interrupt => "interrupt",
-            Action::TogglePause => "toggle_pause",
-            Action::Checkpoint => "checkpoint",
-            Action::EvalKnn => "eval_knn",
-            Action::EvalLinear => "eval_linear",
-            Action::Outliers => "outliers",
-            Action::SchedulesTab => "schedules_tab",
-            Action::EditSchedule => "edit_schedule",
-            Action::UndoScheduleEdit => "undo_schedule_edit",
-            Action::Freeze => "freeze",
-            Action::ZoomIn => "zoom_in",
-            Action::ZoomOut => "zoom_out",
-            Action::ToggleLogScale => "toggle_log_scale",
-            Action::Help => "help",
-            Action::NextTab => "next_tab",
-            Action::PrevTab => "prev_tab",
-            Action::Tab1 => "tab1",
-            Action::Tab2 => "tab2",
-            Action::Tab3 => "tab3",
-            Action::Tab4 => "tab4",
-            Action::Tab5 => "tab5",
-            Action::Tab6 => "tab6",
-            Action::CopyPath => "copy_path",
-            Action::Up => "up",
-            Action::Down => "down",
-            Action::Left => "left",
-            Action::Right => "right",
-            Action::PageUp => "page_up",
-            Action::PageDown => "page_down",
-            Action::Home => "home",
-            Action::End => "end",
-            Action::Confirm => "confirm",
-            Action::Cancel => "cancel",
-            Action::MarkReviewed => "mark_reviewed",
-            Action::MarkKeep => "mark_keep",
-            Action::MarkExclude => "mark_exclude",
-            Action::CycleSplit => "cycle_split",
-            Action::ToggleScore => "toggle_score",
-        }
+        self.into()
     }
 
     pub fn from_name(s: &str) -> Option<Action> {
-        Action::ALL.iter().copied().find(|a| a.name() == s)
+        s.parse().ok()
     }
 
     /// One line for the help overlay.
     pub fn description(self) -> &'static str {
-        match self {
-            Action::Quit => "quit (asks while running)",
-            Action::Interrupt => "quit; twice: stop + ckpt",
-            Action::TogglePause => "pause / resume",
-            Action::Checkpoint => "checkpoint now",
-            Action::EvalKnn => "k-NN evaluation",
-            Action::EvalLinear => "linear evaluation",
-            Action::Outliers => "outliers tab + scoring",
-            Action::SchedulesTab => "schedules tab",
-            Action::EditSchedule => "edit a schedule",
-            Action::UndoScheduleEdit => "undo last schedule edit",
-            Action::Freeze => "freeze / unfreeze charts",
-            Action::ZoomIn => "zoom in (fewer iterations)",
-            Action::ZoomOut => "zoom out (to whole run)",
-            Action::ToggleLogScale => "loss chart log scale",
-            Action::Help => "this help",
-            Action::NextTab => "next tab",
-            Action::PrevTab => "previous tab",
-            Action::Tab1 => "Dashboard",
-            Action::Tab2 => "Schedules",
-            Action::Tab3 => "Evaluation",
-            Action::Tab4 => "Outliers",
-            Action::Tab5 => "Checkpoints",
-            Action::Tab6 => "Log",
-            Action::CopyPath => "copy ckpt / image path",
-            Action::Up => "up / scroll / field",
-            Action::Down => "down / scroll / field",
-            Action::Left => "previous choice / class",
-            Action::Right => "next choice / class",
-            Action::PageUp => "page up",
-            Action::PageDown => "page down",
-            Action::Home => "first / oldest",
-            Action::End => "last / follow newest",
-            Action::Confirm => "confirm / evaluate ckpt",
-            Action::Cancel => "close dialog or form",
-            Action::MarkReviewed => "outlier: mark reviewed",
-            Action::MarkKeep => "outlier: mark keep",
-            Action::MarkExclude => "outlier: mark exclude (e exports)",
-            Action::CycleSplit => "outliers: next split",
-            Action::ToggleScore => "outliers: sort by score",
+        self.get_message().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_one_name_for_keys_toml_and_serde_and_a_help_text() {
+        let mut n = 0;
+        for a in Action::all() {
+            assert_eq!(Action::from_name(a.name()), Some(a));
+            assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{}\"", a.name()));
+            assert!(!a.description().is_empty(), "{a:?} has no help text");
+            n += 1;
         }
+        assert_eq!(n, 39);
+        assert_eq!(Action::TogglePause.name(), "toggle_pause");
+        assert_eq!(Action::Tab1.name(), "tab1");
+        assert_eq!(Action::from_name("spacebar"), None);
     }
 }

@@ -207,8 +207,9 @@ fn reload_theme(app: &mut App, r: &ThemeReload) {
 /// SIGINT and SIGTERM ask to stop training (with a checkpoint), as Ctrl-C does outside a TUI;
 /// SIGHUP (the SSH connection dropped) leaves training running.
 struct Signals {
+    /// SIGINT, SIGTERM, SIGHUP; None where one could not be registered.
     #[cfg(unix)]
-    streams: Vec<(tokio::signal::unix::Signal, TuiExit)>,
+    streams: [Option<tokio::signal::unix::Signal>; 3],
 }
 
 impl Signals {
@@ -216,12 +217,7 @@ impl Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let wanted = [
-                (SignalKind::interrupt(), TuiExit::StopTraining),
-                (SignalKind::terminate(), TuiExit::StopTraining),
-                (SignalKind::hangup(), TuiExit::LeaveRunning),
-            ];
-            let streams = wanted.into_iter().filter_map(|(k, e)| signal(k).ok().map(|s| (s, e))).collect();
+            let streams = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()].map(|k| signal(k).ok());
             Signals { streams }
         }
         #[cfg(not(unix))]
@@ -231,36 +227,26 @@ impl Signals {
     async fn next(&mut self) -> TuiExit {
         #[cfg(unix)]
         {
-            if self.streams.is_empty() {
-                return std::future::pending().await;
+            let [interrupt, terminate, hangup] = &mut self.streams;
+            tokio::select! {
+                Some(()) = recv(interrupt) => TuiExit::StopTraining,
+                Some(()) = recv(terminate) => TuiExit::StopTraining,
+                Some(()) = recv(hangup) => TuiExit::LeaveRunning,
+                else => std::future::pending().await,
             }
-            let futs = self.streams.iter_mut().map(|(s, e)| {
-                let e = *e;
-                Box::pin(async move {
-                    s.recv().await;
-                    e
-                })
-            });
-            let (exit, _, _) = futures_select_all(futs).await;
-            exit
         }
         #[cfg(not(unix))]
         std::future::pending().await
     }
 }
 
-/// A minimal `select_all` over boxed futures, to avoid a `futures` dependency for one call.
-async fn futures_select_all<F: std::future::Future + Unpin>(futs: impl IntoIterator<Item = F>) -> (F::Output, usize, ()) {
-    let mut futs: Vec<F> = futs.into_iter().collect();
-    std::future::poll_fn(move |cx| {
-        for (i, f) in futs.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
-                return std::task::Poll::Ready((v, i, ()));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
+/// The next delivery of a signal we could register; None (never ready) for one we could not.
+#[cfg(unix)]
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

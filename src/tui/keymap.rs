@@ -204,7 +204,7 @@ impl KeyMap {
         let mut km = KeyMap::default();
         for (name, value) in &table {
             let action = Action::from_name(name).ok_or_else(|| {
-                err(format!("unknown action `{name}` (actions: {})", Action::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")))
+                err(format!("unknown action `{name}` (actions: {})", Action::all().map(|a| a.name()).collect::<Vec<_>>().join(", ")))
             })?;
             let names: Vec<&str> = match value {
                 toml::Value::String(s) => vec![s.as_str()],
@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn every_action_has_a_default_key() {
         let km = KeyMap::default();
-        for a in Action::ALL {
+        for a in Action::all() {
             assert!(!km.keys_for(a).is_empty(), "{a:?}");
         }
     }

@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_action() {
-        for a in Action::ALL {
+        for a in Action::all() {
             let listed = HELP_ORDER.iter().any(|e| match e {
                 HelpEntry::One(x) => *x == a,
                 HelpEntry::Group(xs, _) => xs.contains(&a),
