@@ -5,6 +5,7 @@ pub mod control;
 pub mod data;
 pub mod dist;
 pub mod eval;
+pub mod human;
 pub mod model;
 pub mod protocol;
 pub mod run;

@@ -6,7 +6,7 @@ use super::eval_setup::Prepared;
 use super::progress::Progress;
 use crate::eval::features::{eval_pixels, FeatureKind};
 use crate::eval::label_efficiency::{parse_per_class, table, Cell, Experiment, FeatureSet, Method, SupervisedData};
-use crate::eval::plot::{self, Series, PALETTE};
+use crate::eval::plot::{self, AccuracyCurve, PALETTE};
 use crate::eval::source::{self, SourceSpec};
 use crate::eval::supervised::{self, SupervisedConfig};
 use anyhow::Result;
@@ -103,11 +103,11 @@ fn report(args: &LabelEfficiencyArgs, p: &Prepared, experiment: &Experiment, cel
 }
 
 /// One plotted line per method: accuracy against labeled images per class.
-fn series(cells: &[Cell], methods: &[Method]) -> Vec<Series> {
+fn series(cells: &[Cell], methods: &[Method]) -> Vec<AccuracyCurve> {
     methods
         .iter()
         .enumerate()
-        .map(|(i, m)| Series {
+        .map(|(i, m)| AccuracyCurve {
             name: m.name().into(),
             points: cells.iter().filter(|c| c.method == m.name()).map(|c| (c.per_class_actual, c.mean, c.std)).collect(),
             color: PALETTE[i % PALETTE.len()],

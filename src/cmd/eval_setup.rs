@@ -6,7 +6,7 @@ use super::eval_args::ModelArgs;
 use super::progress::Progress;
 use crate::config::validate::resolve_device;
 use crate::data::{DataLayout, Split};
-use crate::eval::features::{extract_split, EvalTransform, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};
+use crate::eval::features::{extract_split, ExtractOptions, FeatureCache, FeatureKind, LabeledFeatures};
 use crate::eval::source::{self, ModelSource};
 use crate::eval::{record, EvalError};
 use anyhow::{Context, Result};
@@ -42,13 +42,13 @@ impl Prepared {
     }
 
     pub fn options(&self, m: &ModelArgs, kind: FeatureKind) -> ExtractOptions {
-        ExtractOptions {
-            transform: EvalTransform::for_crop(self.source.config.crops.global_crop_size.max(1)),
-            batch_size: m.batch_size_per_gpu.max(1) as usize,
-            num_workers: m.num_workers.max(1),
-            device: self.device,
+        ExtractOptions::new(
+            self.source.config.crops.global_crop_size,
+            m.batch_size_per_gpu.max(1) as usize,
+            m.num_workers,
+            self.device,
             kind,
-        }
+        )
     }
 
     /// Features of a split through the cache, with a progress bar.

@@ -26,19 +26,6 @@ fn install_signal_handlers() {
     }
 }
 
-/// "1h02m", "4m05s", "12s".
-pub fn format_duration(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return "?".into();
-    }
-    let s = secs.round() as u64;
-    match (s / 3600, (s % 3600) / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, m, sec) => format!("{m}m{sec:02}s"),
-        (h, m, _) => format!("{h}h{m:02}m"),
-    }
-}
-
 /// One progress line, as printed every `--print_freq` iterations.
 pub fn progress_line(info: &RunInfo, m: &IterMetrics, eta_secs: f64) -> String {
     let total = info.epochs * info.niter_per_ep;
@@ -55,7 +42,7 @@ pub fn progress_line(info: &RunInfo, m: &IterMetrics, eta_secs: f64) -> String {
         m.momentum,
         m.images_per_s,
         100.0 * m.data_time / m.iter_time.max(1e-9),
-        format_duration(eta_secs)
+        crate::human::fmt_duration(eta_secs)
     )
 }
 
@@ -133,17 +120,4 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
         }
     }
     handle.join().map_err(|e| e.context(format!("training ended badly (last state {final_state:?})")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(format_duration(12.4), "12s");
-        assert_eq!(format_duration(245.0), "4m05s");
-        assert_eq!(format_duration(3720.0), "1h02m");
-        assert_eq!(format_duration(f64::NAN), "?");
-    }
 }

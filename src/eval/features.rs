@@ -71,6 +71,20 @@ pub struct ExtractOptions {
     pub kind: FeatureKind,
 }
 
+impl ExtractOptions {
+    /// Centre crops of `crop` pixels in batches of `batch_size`, decoded by `num_workers` threads
+    /// (each at least one).
+    pub fn new(crop: usize, batch_size: usize, num_workers: usize, device: Device, kind: FeatureKind) -> Self {
+        Self {
+            transform: EvalTransform::for_crop(crop.max(1)),
+            batch_size: batch_size.max(1),
+            num_workers: num_workers.max(1),
+            device,
+            kind,
+        }
+    }
+}
+
 /// Features of a split with its labels, on the CPU.
 #[derive(Debug)]
 pub struct LabeledFeatures {

@@ -2,7 +2,7 @@
 //! TUI selected), with the defaults of `dino eval`. No feature cache: the weights change every
 //! iteration.
 
-use super::features::{extract_split, l2_normalize, EvalTransform, ExtractOptions, FeatureKind, LabeledFeatures};
+use super::features::{extract_split, l2_normalize, ExtractOptions, FeatureKind, LabeledFeatures};
 use super::knn::{knn_report, KnnReport};
 use super::label_efficiency::probe_accuracy;
 use super::EvalError;
@@ -44,13 +44,7 @@ fn features(
     progress: Progress,
 ) -> Result<(LabeledFeatures, LabeledFeatures), EvalError> {
     let (train, val) = splits(config)?;
-    let opts = ExtractOptions {
-        transform: EvalTransform::for_crop(config.crops.global_crop_size.max(1)),
-        batch_size: DEFAULT_BATCH,
-        num_workers: config.run.num_workers.max(1),
-        device,
-        kind,
-    };
+    let opts = ExtractOptions::new(config.crops.global_crop_size, DEFAULT_BATCH, config.run.num_workers, device, kind);
     let total = train.len() + val.len();
     let n_train = train.len();
     let tf = extract_split(backbone, &train, &opts, None, &mut |d, _| progress(d, total))?;
@@ -119,13 +113,7 @@ pub fn outliers_of_backbone(
     use super::outlier_report::{run_files, score_split, write_report, OutlierParams, ScoreKind};
     let layout = DataLayout::discover(&config.run.data_path)?;
     let split = layout.train().unwrap_or(layout.pretext()).clone();
-    let opts = ExtractOptions {
-        transform: EvalTransform::for_crop(config.crops.global_crop_size.max(1)),
-        batch_size: DEFAULT_BATCH,
-        num_workers: config.run.num_workers.max(1),
-        device,
-        kind: FeatureKind::Cls,
-    };
+    let opts = ExtractOptions::new(config.crops.global_crop_size, DEFAULT_BATCH, config.run.num_workers, device, FeatureKind::Cls);
     let params = OutlierParams {
         k: OUTLIER_K,
         temperature: DEFAULT_TEMPERATURE,

@@ -10,7 +10,7 @@ use textplots::{Chart, ColorPlot, Shape};
 
 /// One method's curve: (labels per class, mean accuracy, standard deviation).
 #[derive(Debug, Clone)]
-pub struct Series {
+pub struct AccuracyCurve {
     pub name: String,
     pub points: Vec<(f64, f64, f64)>,
     pub color: (u8, u8, u8),
@@ -23,7 +23,7 @@ fn log_x(n: f64) -> f64 {
 }
 
 /// The chart as text (colours as ANSI escapes), with a legend under it.
-pub fn terminal(series: &[Series], width: u32, height: u32) -> String {
+pub fn terminal(series: &[AccuracyCurve], width: u32, height: u32) -> String {
     let xmax = series.iter().flat_map(|s| s.points.iter().map(|p| log_x(p.0))).fold(0.0f64, f64::max).max(0.1);
     let shapes: Vec<Vec<(f32, f32)>> = series.iter().map(|s| s.points.iter().map(|p| (log_x(p.0) as f32, p.1 as f32)).collect()).collect();
     let shapes: Vec<Shape> = shapes.iter().map(|p| Shape::Lines(p)).collect();
@@ -47,7 +47,7 @@ pub fn terminal(series: &[Series], width: u32, height: u32) -> String {
 /// The label-efficiency figure: top-1 against labeled images per class (log scale), one line with
 /// points and +-std bars per method, and a legend.
 pub struct LabelEfficiencyPlot<'a> {
-    pub series: &'a [Series],
+    pub series: &'a [AccuracyCurve],
     pub title: &'a str,
 }
 
@@ -98,7 +98,7 @@ impl Figure for LabelEfficiencyPlot<'_> {
 }
 
 /// The figure as an SVG document.
-pub fn svg(series: &[Series], title: &str) -> Result<String, EvalError> {
+pub fn svg(series: &[AccuracyCurve], title: &str) -> Result<String, EvalError> {
     figure::svg(&LabelEfficiencyPlot { series, title })
 }
 
@@ -106,10 +106,18 @@ pub fn svg(series: &[Series], title: &str) -> Result<String, EvalError> {
 mod tests {
     use super::*;
 
-    fn demo() -> Vec<Series> {
+    fn demo() -> Vec<AccuracyCurve> {
         vec![
-            Series { name: "k-NN <dino>".into(), points: vec![(1.0, 30.0, 5.0), (10.0, 50.0, 2.0), (250.0, 70.0, 0.0)], color: PALETTE[0] },
-            Series { name: "random".into(), points: vec![(1.0, 25.0, 1.0), (10.0, 30.0, 1.0), (250.0, 40.0, 0.0)], color: PALETTE[1] },
+            AccuracyCurve {
+                name: "k-NN <dino>".into(),
+                points: vec![(1.0, 30.0, 5.0), (10.0, 50.0, 2.0), (250.0, 70.0, 0.0)],
+                color: PALETTE[0],
+            },
+            AccuracyCurve {
+                name: "random".into(),
+                points: vec![(1.0, 25.0, 1.0), (10.0, 30.0, 1.0), (250.0, 40.0, 0.0)],
+                color: PALETTE[1],
+            },
         ]
     }
 

@@ -17,37 +17,7 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-pub fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-pub fn fmt_duration(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return "?".into();
-    }
-    let s = secs.round() as u64;
-    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
-    if h >= 24 {
-        format!("{}d{:02}h", h / 24, h % 24)
-    } else if h > 0 {
-        format!("{h}h{m:02}m")
-    } else if m > 0 {
-        format!("{m}m{s:02}s")
-    } else {
-        format!("{s}s")
-    }
-}
+pub use crate::human::{fmt_bytes, fmt_duration};
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC; UTC keeps the view independent of the machine's zone.
 pub fn fmt_utc(unix: f64) -> String {

@@ -9,7 +9,7 @@ pub const EMA_ALPHA: f32 = 0.02;
 
 /// One per-iteration quantity the store keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Series {
+pub enum Column {
     Loss,
     LossEma,
     Lr,
@@ -96,19 +96,19 @@ impl MetricStore {
         ]
     }
 
-    pub fn column(&self, s: Series) -> &[f32] {
+    pub fn column(&self, s: Column) -> &[f32] {
         match s {
-            Series::Loss => &self.loss,
-            Series::LossEma => &self.loss_ema,
-            Series::Lr => &self.lr,
-            Series::Wd => &self.wd,
-            Series::TeacherTemp => &self.temp,
-            Series::Momentum => &self.momentum,
-            Series::IterTime => &self.iter_time,
-            Series::DataTime => &self.data_time,
-            Series::ImagesPerS => &self.images_per_s,
-            Series::Entropy => &self.entropy,
-            Series::Kl => &self.kl,
+            Column::Loss => &self.loss,
+            Column::LossEma => &self.loss_ema,
+            Column::Lr => &self.lr,
+            Column::Wd => &self.wd,
+            Column::TeacherTemp => &self.temp,
+            Column::Momentum => &self.momentum,
+            Column::IterTime => &self.iter_time,
+            Column::DataTime => &self.data_time,
+            Column::ImagesPerS => &self.images_per_s,
+            Column::Entropy => &self.entropy,
+            Column::Kl => &self.kl,
         }
     }
 
@@ -141,7 +141,7 @@ impl MetricStore {
     }
 
     /// Mean of a series over the last `n` samples (recent speed, data-wait share).
-    pub fn recent_mean(&self, s: Series, n: usize) -> Option<f64> {
+    pub fn recent_mean(&self, s: Column, n: usize) -> Option<f64> {
         let col = self.column(s);
         let tail = &col[col.len().saturating_sub(n)..];
         let finite: Vec<f64> = tail.iter().filter(|v| v.is_finite()).map(|&v| v as f64).collect();
@@ -151,7 +151,7 @@ impl MetricStore {
     /// Chart points for iterations in `[from, to]`, at most about `2 * buckets` of them: each bucket
     /// contributes its minimum and maximum in iteration order, so spikes survive downsampling.
     /// `map` transforms values (log scale); non-finite results are skipped.
-    pub fn downsample(&self, s: Series, from: usize, to: usize, buckets: usize, map: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
+    pub fn downsample(&self, s: Column, from: usize, to: usize, buckets: usize, map: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
         let range = self.index_range(from, to);
         let col = &self.column(s)[range.clone()];
         let its = &self.iters[range];
@@ -229,7 +229,7 @@ mod tests {
         for i in 0..100_000 {
             s.push(&metrics(i, if i == 54_321 { 99.0 } else { 1.0 }));
         }
-        let pts = s.downsample(Series::Loss, 0, 100_000, 100, |v| v);
+        let pts = s.downsample(Column::Loss, 0, 100_000, 100, |v| v);
         assert!(pts.len() <= 200, "{}", pts.len());
         assert!(pts.iter().any(|&(_, y)| y == 99.0));
     }
@@ -242,7 +242,7 @@ mod tests {
         }
         s.push(&metrics(5, 2.0));
         assert_eq!(s.len(), 6);
-        assert_eq!(s.column(Series::Loss)[5], 2.0);
+        assert_eq!(s.column(Column::Loss)[5], 2.0);
         assert_eq!(s.index_range(3, 4), 3..5);
     }
 }

@@ -8,13 +8,13 @@ use ratatui::text::Line;
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
 use ratatui::Frame;
 
-pub struct Series {
+pub struct ChartSeries {
     pub points: Vec<(f64, f64)>,
     pub style: Style,
     pub marker: Marker,
 }
 
-impl Series {
+impl ChartSeries {
     pub fn new(points: Vec<(f64, f64)>, style: Style) -> Self {
         Self { points, style, marker: Marker::Braille }
     }
@@ -22,7 +22,7 @@ impl Series {
 
 pub struct ChartSpec<'a> {
     pub block: Block<'a>,
-    pub series: Vec<Series>,
+    pub series: Vec<ChartSeries>,
     pub x_bounds: [f64; 2],
     /// Axis labels shown (off for the small charts, which show their value in the title).
     pub labels: bool,
@@ -34,7 +34,7 @@ pub struct ChartSpec<'a> {
 }
 
 /// y bounds over all points with a little headroom; a flat series gets a band around its value.
-pub fn y_bounds(series: &[Series]) -> Option<[f64; 2]> {
+pub fn y_bounds(series: &[ChartSeries]) -> Option<[f64; 2]> {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
     for s in series {

@@ -1,12 +1,12 @@
 //! The Dashboard: progress, the loss, the four scheduled quantities, collapse indicators, and the
 //! machine's GPUs, CPU and memory.
 
-use super::chart::{self, bar, ChartSpec, Series};
+use super::chart::{self, bar, ChartSeries, ChartSpec};
 use crate::protocol::RunState;
 use crate::telemetry::GpuStatus;
 use crate::tui::app::App;
 use crate::tui::format::{fmt_bytes, fmt_duration, fmt_value};
-use crate::tui::store::Series as Col;
+use crate::tui::store::Column as Col;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::symbols::Marker;
@@ -156,12 +156,12 @@ fn draw_loss(app: &App, frame: &mut Frame, area: Rect) {
     // Without colour the two lines differ by marker instead.
     let raw_marker = if t.no_color { Marker::Dot } else { Marker::Braille };
     let series = vec![
-        Series {
+        ChartSeries {
             points: app.trainer.store.downsample(Col::Loss, from, to, buckets, map),
             style: t.series(t.palette.loss),
             marker: raw_marker,
         },
-        Series::new(app.trainer.store.downsample(Col::LossEma, from, to, buckets, map), t.series(t.palette.loss_ema)),
+        ChartSeries::new(app.trainer.store.downsample(Col::LossEma, from, to, buckets, map), t.series(t.palette.loss_ema)),
     ];
     let y_fmt: fn(f64) -> String = if log { |y| fmt_value(10f64.powf(y)) } else { fmt_value };
     chart::render(
@@ -199,7 +199,7 @@ fn draw_minis(app: &App, frame: &mut Frame, area: Rect) {
                     r,
                     ChartSpec {
                         block,
-                        series: vec![Series::new(pts, style)],
+                        series: vec![ChartSeries::new(pts, style)],
                         x_bounds: [from as f64, to as f64],
                         labels: false,
                         y_fmt: fmt_value,

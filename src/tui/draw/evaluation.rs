@@ -1,7 +1,7 @@
 //! The Evaluation and Outliers tabs: progress of a running evaluation, every result of the run
 //! newest first, and (Evaluation) the accuracy of every evaluation charted against epoch.
 
-use super::chart::{self, bar, ChartSpec, Series};
+use super::chart::{self, bar, ChartSeries, ChartSpec};
 use super::key_label;
 use crate::protocol::EvalKind;
 use crate::tui::action::Action;
@@ -54,7 +54,7 @@ fn draw_accuracy_chart(app: &App, frame: &mut Frame, area: Rect) {
     let series = [(knn, knn_style, Marker::Dot), (linear, linear_style, Marker::Block)]
         .into_iter()
         .filter(|(p, _, _)| !p.is_empty())
-        .map(|(points, style, marker)| Series { points, style, marker })
+        .map(|(points, style, marker)| ChartSeries { points, style, marker })
         .collect();
     chart::render(
         frame,

@@ -1,7 +1,7 @@
 //! The Schedules tab: each schedule's whole planned curve with the current iteration marked, and
 //! the edit form, whose edit is previewed over the planned curve before it is sent.
 
-use super::chart::{self, ChartSpec, Series};
+use super::chart::{self, ChartSeries, ChartSpec};
 use super::key_label;
 use crate::protocol::schedule::ScheduleName;
 use crate::tui::action::Action;
@@ -78,11 +78,11 @@ fn draw_charts(app: &App, frame: &mut Frame, area: Rect) {
         let selected = app.schedule_tab.form.active && app.schedule_tab.form.schedule_name() == name;
         if let Some(edit) = preview.filter(|e| e.schedule == name) {
             let new: Vec<f32> = schedule.preview(&edit).into_iter().map(|v| v as f32).collect();
-            series.push(Series::new(curve_points(values, buckets), t.muted()));
-            series.push(Series::new(curve_points(&new, buckets), t.series(t.palette.preview)));
+            series.push(ChartSeries::new(curve_points(values, buckets), t.muted()));
+            series.push(ChartSeries::new(curve_points(&new, buckets), t.series(t.palette.preview)));
             title.push(Span::styled(" preview ", t.warning()));
         } else {
-            series.push(Series::new(curve_points(values, buckets), style));
+            series.push(ChartSeries::new(curve_points(values, buckets), style));
         }
         title.push(Span::raw(" "));
         let border = if selected { t.accent() } else { t.border() };
