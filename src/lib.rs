@@ -6,6 +6,7 @@ pub mod data;
 pub mod dist;
 pub mod eval;
 pub mod headless;
+pub mod interop;
 pub mod interactive;
 pub mod logging;
 pub mod model;
