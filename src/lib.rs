@@ -6,6 +6,7 @@ pub mod data;
 pub mod dist;
 pub mod eval;
 pub mod human;
+pub mod interop;
 pub mod model;
 pub mod protocol;
 pub mod run;
