@@ -108,6 +108,7 @@ fn answer(
                 bytes: 50_000_000,
                 loss: None,
                 time: 1.7e9 + i as f64 * 0.05,
+                content_id: None,
             }));
         }
         Command::Stop { .. } => {

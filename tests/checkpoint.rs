@@ -17,11 +17,16 @@ fn state() -> DinoState {
     DinoState::new(&c, Device::Cpu).unwrap()
 }
 
+fn keep2() -> files::Retention {
+    files::Retention { keep: 2, protected: Default::default() }
+}
+
 fn meta(iter: usize) -> CheckpointMeta {
     CheckpointMeta {
         format_version: 1,
         tensors: String::new(),
         tensors_bytes: 0,
+        tensors_sha256: None,
         epoch: iter / 5,
         iter,
         niter_per_ep: 5,
@@ -40,7 +45,7 @@ fn meta(iter: usize) -> CheckpointMeta {
 fn crash_while_writing_leaves_the_previous_checkpoint_usable() {
     let d = tempfile::tempdir().unwrap();
     let s = state();
-    checkpoint::save(d.path(), &s, &meta(5), None).unwrap();
+    checkpoint::save(d.path(), &s, &meta(5), None, &keep2()).unwrap();
     // A crash during the next save: a partial temporary tensor file, no new sidecar.
     std::fs::write(d.path().join("state-it00000010.safetensors.tmp"), b"partial").unwrap();
     let (ckpt, problems) = files::load_latest(d.path());
@@ -52,8 +57,8 @@ fn crash_while_writing_leaves_the_previous_checkpoint_usable() {
 fn truncated_latest_falls_back_to_previous_and_names_the_file() {
     let d = tempfile::tempdir().unwrap();
     let s = state();
-    checkpoint::save(d.path(), &s, &meta(5), None).unwrap();
-    checkpoint::save(d.path(), &s, &meta(10), Some(2)).unwrap();
+    checkpoint::save(d.path(), &s, &meta(5), None, &keep2()).unwrap();
+    checkpoint::save(d.path(), &s, &meta(10), Some(2), &keep2()).unwrap();
     assert!(d.path().join(PREVIOUS).exists());
     let latest = files::read_meta(&d.path().join(LATEST)).unwrap();
     let tensors = d.path().join(&latest.tensors);
@@ -72,8 +77,8 @@ fn truncated_latest_falls_back_to_previous_and_names_the_file() {
 fn corrupt_sidecar_is_reported_and_skipped() {
     let d = tempfile::tempdir().unwrap();
     let s = state();
-    checkpoint::save(d.path(), &s, &meta(5), None).unwrap();
-    checkpoint::save(d.path(), &s, &meta(10), None).unwrap();
+    checkpoint::save(d.path(), &s, &meta(5), None, &keep2()).unwrap();
+    checkpoint::save(d.path(), &s, &meta(10), None, &keep2()).unwrap();
     std::fs::write(d.path().join(LATEST), b"{ not json").unwrap();
     let (ckpt, problems) = files::load_latest(d.path());
     assert_eq!(ckpt.unwrap().meta.iter, 5);
@@ -85,7 +90,7 @@ fn restore_round_trips_every_tensor_and_old_files_are_pruned() {
     let d = tempfile::tempdir().unwrap();
     let s = state();
     for it in [5, 10, 15] {
-        checkpoint::save(d.path(), &s, &meta(it), None).unwrap();
+        checkpoint::save(d.path(), &s, &meta(it), None, &keep2()).unwrap();
     }
     // Only the tensors latest and previous name remain.
     let mut files: Vec<String> = std::fs::read_dir(d.path())
@@ -104,4 +109,107 @@ fn restore_round_trips_every_tensor_and_old_files_are_pruned() {
     for (k, v) in &a {
         assert!(v.equal(&b[k]), "{k}");
     }
+}
+
+/// Overwrites the middle of a file with other bytes of the same length.
+fn scribble(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n / 2..n / 2 + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn same_size_garbage_is_caught_by_the_checksum_and_previous_is_used() {
+    let d = tempfile::tempdir().unwrap();
+    let s = state();
+    checkpoint::save(d.path(), &s, &meta(5), None, &keep2()).unwrap();
+    checkpoint::save(d.path(), &s, &meta(10), None, &keep2()).unwrap();
+    let latest = files::read_meta(&d.path().join(LATEST)).unwrap();
+    scribble(&d.path().join(&latest.tensors));
+    let (ckpt, problems) = files::load_latest(d.path());
+    assert_eq!(ckpt.unwrap().meta.iter, 5);
+    assert!(problems.iter().any(|p| p.contains("damaged") && p.contains("checksum")), "{problems:?}");
+}
+
+#[test]
+fn non_finite_weights_are_refused_and_an_older_checkpoint_is_used() {
+    let d = tempfile::tempdir().unwrap();
+    let s = state();
+    checkpoint::save(d.path(), &s, &meta(5), None, &keep2()).unwrap();
+    let bad = state();
+    tch::no_grad(|| {
+        let (_, t) = dino_tui::model::weights::named_tensors(&bad.teacher_vs).into_iter().next().unwrap();
+        let _ = t.view([-1]).get(0).fill_(f64::NAN);
+    });
+    checkpoint::save(d.path(), &bad, &meta(10), None, &keep2()).unwrap();
+    let (ckpt, problems) = files::load_latest(d.path());
+    assert_eq!(ckpt.unwrap().meta.iter, 5);
+    assert!(problems.iter().any(|p| p.contains("non-finite")), "{problems:?}");
+}
+
+#[test]
+fn when_latest_and_previous_fail_the_newest_other_checkpoint_is_used() {
+    let d = tempfile::tempdir().unwrap();
+    let s = state();
+    let keep3 = files::Retention { keep: 3, protected: Default::default() };
+    for it in [5, 10, 15] {
+        checkpoint::save(d.path(), &s, &meta(it), None, &keep3).unwrap();
+    }
+    for name in [LATEST, PREVIOUS] {
+        let m = files::read_meta(&d.path().join(name)).unwrap();
+        scribble(&d.path().join(&m.tensors));
+    }
+    let (ckpt, problems) = files::load_latest(d.path());
+    let ckpt = ckpt.expect("the third-newest checkpoint");
+    assert_eq!(ckpt.meta.iter, 5);
+    assert!(ckpt.path.ends_with(files::stable_name(5)));
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    // Nothing was deleted on the way.
+    for it in [5, 10, 15] {
+        assert!(d.path().join(format!("state-it{it:08}.safetensors")).exists());
+    }
+}
+
+#[test]
+fn retention_keeps_n_rolling_plus_numbered_plus_protected_each_under_its_own_name() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = state();
+    let mut ids = vec![];
+    for it in [5, 10, 15, 20, 25] {
+        // Different weights each time, so each checkpoint has its own content id.
+        tch::no_grad(|| {
+            let _ = s.loss.center.fill_(it as f64);
+        });
+        let numbered = (it == 10).then_some(2);
+        let protected = ids.first().cloned().into_iter().collect();
+        let saved = checkpoint::save(d.path(), &s, &meta(it), numbered, &files::Retention { keep: 2, protected }).unwrap();
+        ids.push(saved.content_id.clone().unwrap());
+        if it == 10 {
+            assert!(saved.path.ends_with("checkpoint0002.json"), "numbered: {:?}", saved.path);
+        } else {
+            assert!(saved.path.ends_with(files::stable_name(it)), "{:?}", saved.path);
+        }
+    }
+    let (all, problems) = files::list(d.path());
+    assert!(problems.is_empty());
+    let stable: Vec<usize> = all.iter().filter(|(p, _)| p.to_string_lossy().contains("checkpoint-it")).map(|(_, m)| m.iter).collect();
+    // The 2 newest, plus iteration 5 (protected: an evaluation names its content id).
+    assert_eq!(stable, vec![25, 20, 5]);
+    assert!(d.path().join("checkpoint0002.json").exists(), "numbered checkpoints stay");
+    let tensors: std::collections::BTreeSet<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("state-it"))
+        .collect();
+    assert_eq!(tensors.len(), 3, "the tensors of it 5, 20, 25 (it 10's live on as checkpoint0002): {tensors:?}");
+    assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 5, "content ids differ with the weights");
+    // The content id is what the sidecar's checksum starts with, whatever the file is called.
+    let m = files::read_meta(&d.path().join(files::stable_name(5))).unwrap();
+    assert_eq!(m.content_id().as_deref(), Some(ids[0].as_str()));
+    assert!(files::toggle_keep(d.path(), &ids[3]).unwrap());
+    assert!(files::read_keep(d.path()).contains(&ids[3]));
+    assert!(!files::toggle_keep(d.path(), &ids[3]).unwrap());
 }

@@ -194,3 +194,61 @@ fn exclude_removes_exactly_the_listed_images_from_training() {
     let err = spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).err().unwrap();
     assert!(format!("{err:#}").contains("missing.txt"), "{err:#}");
 }
+
+#[test]
+fn a_run_whose_checkpoints_are_all_damaged_refuses_to_restart_and_deletes_nothing() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    common::demo_data(&d.path().join("data"), 8);
+    let out = d.path().join("run");
+    let c = common::tiny_config(&d.path().join("data"), &out);
+    let (_, state) = drive(spawn(c.clone(), OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
+    assert_eq!(state, RunState::Finished);
+    let ckpts = out.join("checkpoints");
+    let mut before: Vec<String> =
+        std::fs::read_dir(&ckpts).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    before.sort();
+    // Damage every tensor file (same size, other bytes): every sidecar's checksum fails. Numbered
+    // checkpoints are hard links of rolling ones: flip each file's bytes once, not once per name.
+    let mut seen = std::collections::BTreeSet::new();
+    for name in before.iter().filter(|n| n.ends_with(".safetensors")) {
+        let p = ckpts.join(name);
+        if !seen.insert(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&p).unwrap())) {
+            continue;
+        }
+        let mut bytes = std::fs::read(&p).unwrap();
+        let n = bytes.len();
+        bytes[n - 10] ^= 0xff;
+        std::fs::write(&p, bytes).unwrap();
+    }
+    let metrics_before = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let Err(e) = spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()) else {
+        panic!("a run with no usable checkpoint started")
+    };
+    let e = format!("{e:#}");
+    assert!(e.contains("no usable checkpoint") && e.contains("nothing was deleted") && e.contains("checksum"), "{e}");
+    let mut after: Vec<String> =
+        std::fs::read_dir(&ckpts).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    after.sort();
+    assert_eq!(before, after, "no checkpoint file was removed");
+    assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(), metrics_before, "no duplicate iterations appended");
+}
+
+#[test]
+fn checkpoint_events_name_a_file_of_their_own_with_the_content_id() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    common::demo_data(&d.path().join("data"), 8);
+    let out = d.path().join("run");
+    let c = common::tiny_config(&d.path().join("data"), &out);
+    let (events, _) = drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
+    let saved: Vec<_> = events.iter().filter_map(|e| if let Event::CheckpointSaved(i) = e { Some(i.clone()) } else { None }).collect();
+    assert_eq!(saved.len(), 3);
+    for info in &saved {
+        let name = info.path.file_name().unwrap().to_string_lossy().into_owned();
+        assert_ne!(name, checkpoint::LATEST, "a history row must not point at the file that moves on");
+        let meta = checkpoint::read_meta(&info.path).unwrap();
+        assert_eq!(meta.iter, info.iter);
+        assert_eq!(meta.content_id(), info.content_id, "{name}");
+    }
+}

@@ -264,6 +264,9 @@ pub struct RunFlags {
     /// Save a numbered checkpoint every N epochs (0: only checkpoint-latest)
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub saveckp_freq: Option<i64>,
+    /// Rolling checkpoints kept as distinct files (default 2); numbered, evaluated and kept ones stay as well
+    #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
+    pub keep_checkpoints: Option<i64>,
     /// Random seed
     #[arg(long, help_heading = "Run")]
     pub seed: Option<u64>,
@@ -440,6 +443,7 @@ impl RunFlags {
             r.name = self.name.clone();
         }
         set_count(&mut r.saveckp_freq, "saveckp_freq", self.saveckp_freq, 0)?;
+        set_count(&mut r.keep_checkpoints, "keep_checkpoints", self.keep_checkpoints, 1)?;
         set(&mut r.seed, &self.seed);
         set(&mut r.num_workers, &self.num_workers);
         set(&mut r.device, &self.device);

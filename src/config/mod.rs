@@ -128,6 +128,8 @@ pub struct RunConfig {
     pub output_dir: Option<PathBuf>,
     pub name: Option<String>,
     pub saveckp_freq: usize,
+    /// Rolling checkpoints kept as distinct files (numbered, evaluated and kept ones stay too).
+    pub keep_checkpoints: usize,
     pub seed: u64,
     pub num_workers: usize,
     pub device: String,
@@ -204,6 +206,7 @@ impl Default for RunConfig {
             output_dir: None,
             name: None,
             saveckp_freq: 20,
+            keep_checkpoints: 2,
             seed: 0,
             num_workers: 10,
             device: "auto".into(),

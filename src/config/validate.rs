@@ -160,6 +160,7 @@ impl TrainConfig {
     fn validate_run(&self) -> Result<(), ConfigError> {
         let r = &self.run;
         count("saveckp_freq", r.saveckp_freq, 0, MAX_EPOCHS)?;
+        count("keep_checkpoints", r.keep_checkpoints, 1, 10_000)?;
         count("print_freq", r.print_freq, 1, usize::MAX)?;
         count("eval_knn_every", r.eval_knn_every, 0, MAX_EPOCHS)?;
         count("num_workers", r.num_workers, 1, MAX_WORKERS)?;

@@ -111,6 +111,8 @@ pub struct EpochSummary {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointInfo {
+    /// The sidecar that names this checkpoint for good (never `checkpoint-latest.json`, which moves on;
+    /// runs recorded before stable names may show it).
     pub path: PathBuf,
     pub epoch: usize,
     /// Iterations completed when it was written.
@@ -118,6 +120,10 @@ pub struct CheckpointInfo {
     pub bytes: u64,
     pub loss: Option<f64>,
     pub time: f64,
+    /// Start of the tensors' SHA-256: what an evaluation result records, so it is filed under the
+    /// weights it evaluated whatever a file is called now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_id: Option<String>,
 }
 
 /// Static facts about a run, sent once when a client connects.

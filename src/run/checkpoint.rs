@@ -1,24 +1,41 @@
 //! Checkpoint files: tensors (student, teacher, optimizer state, loss centre) in one safetensors
 //! file, everything else (epoch, iteration, loader position, seed, schedule edits, config) in a
-//! JSON sidecar that names the tensor file. This is the storage half; `train::checkpoint` maps a
-//! training state to and from these tensors.
+//! JSON sidecar that names the tensor file and holds its SHA-256. This is the storage half;
+//! `train::checkpoint` maps a training state to and from these tensors.
+//!
+//! Names. Every checkpoint gets a sidecar of its own, `checkpoint-itNNNNNNNN.json`, that never
+//! changes, so a history row, an evaluation result and a person can name it for good; its
+//! *content id* is the start of its tensors' SHA-256. `checkpoint-latest.json` and
+//! `checkpoint-previous.json` are copies of the two newest (what a resume reads first), and
+//! `checkpointNNNN.json` the numbered one of an epoch (`--saveckp_freq`).
 //!
 //! Crash safety: tensor files are written under a fresh name (temporary file, fsync, rename), then
-//! the sidecar is written atomically; the sidecar is the commit point. The previous sidecar is kept
-//! as `checkpoint-previous.json`, so a corrupt or truncated latest checkpoint falls back to it.
+//! the sidecars are written atomically; the sidecar is the commit point. Loading checks the size,
+//! the checksum and that every weight is finite, and falls back from latest to previous to every
+//! other checkpoint, newest first. Nothing is ever deleted because it failed to load.
+//!
+//! Retention: the `keep` newest rolling checkpoints stay, plus the numbered ones, plus every one
+//! that an evaluation result or the user's `keep.json` names (`protected`); a tensor file goes when
+//! no sidecar names it any more.
 
 use crate::model::weights;
 use crate::protocol::schedule::{Schedule, ScheduleName};
 use crate::run::dir::{sync_parent, tmp_path, write_atomic};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 pub const LATEST: &str = "checkpoint-latest.json";
 pub const PREVIOUS: &str = "checkpoint-previous.json";
+/// The user's list of checkpoints to keep whatever the retention says (content ids).
+pub const KEEP_FILE: &str = "keep.json";
 const FORMAT_VERSION: u32 = 1;
+/// Hex digits of the SHA-256 that make a content id: enough to never collide within a run.
+const CONTENT_ID_LEN: usize = 12;
 
 /// The JSON sidecar.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -27,6 +44,10 @@ pub struct CheckpointMeta {
     /// Tensor file, relative to the checkpoint folder.
     pub tensors: String,
     pub tensors_bytes: u64,
+    /// SHA-256 of the tensor file (hex). Checkpoints written before it existed have none and are
+    /// checked by size only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors_sha256: Option<String>,
     /// Epoch of the next iteration to run.
     pub epoch: usize,
     /// Iterations completed (global): the next iteration to run.
@@ -44,52 +65,186 @@ pub struct CheckpointMeta {
     pub config: String,
 }
 
-/// Writes a checkpoint as `checkpoint-latest` (and, with `numbered`, also as `checkpointNNNN`
-/// for the epoch). Returns the sidecar that keeps naming this checkpoint (the numbered one when
-/// there is one: `latest` moves on) and the tensor file size.
-pub fn save(dir: &Path, tensors: &[(String, Tensor)], meta: &CheckpointMeta, numbered: Option<usize>) -> Result<(PathBuf, u64)> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tensor_name = format!("state-it{:08}.safetensors", meta.iter);
-    let tensor_path = dir.join(&tensor_name);
-    let tmp = tmp_path(&tensor_path);
+impl CheckpointMeta {
+    /// What identifies the weights whatever the file is called (None for checkpoints written
+    /// before checksums: those are identified by their iteration).
+    pub fn content_id(&self) -> Option<String> {
+        self.tensors_sha256.as_ref().map(|h| h.chars().take(CONTENT_ID_LEN).collect())
+    }
+}
+
+/// The sidecar every checkpoint keeps under its own name.
+pub fn stable_name(iter: usize) -> String {
+    format!("checkpoint-it{iter:08}.json")
+}
+
+fn numbered_name(epoch: usize) -> String {
+    format!("checkpoint{epoch:04}.json")
+}
+
+/// What `save` wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saved {
+    /// The sidecar that names this checkpoint for good: the numbered one when there is one, else
+    /// the stable `checkpoint-itNNNNNNNN.json`.
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub content_id: Option<String>,
+}
+
+/// How many rolling checkpoints to keep, and which content ids must stay whatever that says.
+#[derive(Debug, Clone, Default)]
+pub struct Retention {
+    pub keep: usize,
+    pub protected: BTreeSet<String>,
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes the tensors under a fresh name; returns their file name, size and checksum.
+fn write_tensors(dir: &Path, tensors: &[(String, Tensor)], iter: usize) -> Result<(String, u64, String)> {
+    let name = format!("state-it{iter:08}.safetensors");
+    let path = dir.join(&name);
+    let tmp = tmp_path(&path);
     Tensor::write_safetensors(tensors, &tmp).with_context(|| format!("cannot write checkpoint {} (disk full?)", tmp.display()))?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
-    std::fs::rename(&tmp, &tensor_path).with_context(|| format!("cannot rename {}", tmp.display()))?;
-    sync_parent(&tensor_path);
-    let bytes = std::fs::metadata(&tensor_path).map(|m| m.len()).unwrap_or(0);
-    let meta = CheckpointMeta { tensors: tensor_name.clone(), tensors_bytes: bytes, ..meta.clone() };
-    let json = serde_json::to_vec_pretty(&meta)?;
+    let sha = sha256_of(&tmp)?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename {}", tmp.display()))?;
+    sync_parent(&path);
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    Ok((name, bytes, sha))
+}
 
+fn write_meta(path: &Path, meta: &CheckpointMeta) -> Result<()> {
+    write_atomic(path, &serde_json::to_vec_pretty(meta)?)
+}
+
+/// Writes a checkpoint: its tensors, its stable sidecar, `checkpoint-latest` (the old latest
+/// becomes `checkpoint-previous`) and, with `numbered`, `checkpointNNNN` for that epoch; then
+/// applies the retention.
+pub fn save(
+    dir: &Path,
+    tensors: &[(String, Tensor)],
+    meta: &CheckpointMeta,
+    numbered: Option<usize>,
+    retention: &Retention,
+) -> Result<Saved> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (tensor_name, bytes, sha) = write_tensors(dir, tensors, meta.iter)?;
+    let meta = CheckpointMeta { tensors: tensor_name.clone(), tensors_bytes: bytes, tensors_sha256: Some(sha), ..meta.clone() };
+    let stable = dir.join(stable_name(meta.iter));
+    write_meta(&stable, &meta)?;
     let latest = dir.join(LATEST);
-    let previous = dir.join(PREVIOUS);
-    let old_previous = read_meta(&previous).ok();
-    // The latest sidecar becomes the previous one: what it names stays in use.
-    let old_latest = read_meta(&latest).ok();
     if latest.exists() {
-        std::fs::rename(&latest, &previous).with_context(|| format!("cannot rename {}", latest.display()))?;
+        std::fs::rename(&latest, dir.join(PREVIOUS)).with_context(|| format!("cannot rename {}", latest.display()))?;
     }
-    write_atomic(&latest, &json)?;
-    let mut lasting = latest.clone();
+    write_meta(&latest, &meta)?;
+    let mut lasting = stable;
     if let Some(epoch) = numbered {
         let numbered_tensors = format!("checkpoint{epoch:04}.safetensors");
         let target = dir.join(&numbered_tensors);
         // A hard link costs no space; fall back to a copy across filesystems.
         let _ = std::fs::remove_file(&target);
-        if std::fs::hard_link(&tensor_path, &target).is_err() {
-            std::fs::copy(&tensor_path, &target).with_context(|| format!("cannot write {}", target.display()))?;
+        if std::fs::hard_link(dir.join(&tensor_name), &target).is_err() {
+            std::fs::copy(dir.join(&tensor_name), &target).with_context(|| format!("cannot write {}", target.display()))?;
         }
-        let m = CheckpointMeta { tensors: numbered_tensors, ..meta.clone() };
-        lasting = dir.join(format!("checkpoint{epoch:04}.json"));
-        write_atomic(&lasting, &serde_json::to_vec_pretty(&m)?)?;
+        lasting = dir.join(numbered_name(epoch));
+        write_meta(&lasting, &CheckpointMeta { tensors: numbered_tensors, ..meta.clone() })?;
     }
-    // The tensor file that neither latest nor previous names any more can go.
-    if let Some(old) = old_previous {
-        let still_used = old.tensors == meta.tensors || old_latest.as_ref().is_some_and(|m| m.tensors == old.tensors);
-        if !still_used && old.tensors.starts_with("state-it") {
-            let _ = std::fs::remove_file(dir.join(&old.tensors));
+    prune(dir, retention)?;
+    Ok(Saved { path: lasting, bytes, content_id: meta.content_id() })
+}
+
+/// Every sidecar of a folder with what it says, newest iteration first; unreadable ones are
+/// returned as problems.
+pub fn list(dir: &Path) -> (Vec<(PathBuf, CheckpointMeta)>, Vec<String>) {
+    let (mut found, mut problems) = (vec![], vec![]);
+    let Ok(entries) = std::fs::read_dir(dir) else { return (found, problems) };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("checkpoint") && name.ends_with(".json")) {
+            continue;
+        }
+        match read_meta(&p) {
+            Ok(m) => found.push((p, m)),
+            Err(e) => problems.push(format!("{e:#}")),
         }
     }
-    Ok((lasting, bytes))
+    found.sort_by(|a, b| b.1.iter.cmp(&a.1.iter).then_with(|| a.0.cmp(&b.0)));
+    (found, problems)
+}
+
+/// Drops rolling sidecars beyond the newest `keep` (numbered and protected ones stay), then every
+/// tensor file no sidecar names.
+fn prune(dir: &Path, retention: &Retention) -> Result<()> {
+    let (sidecars, _) = list(dir);
+    let rolling: Vec<&(PathBuf, CheckpointMeta)> =
+        sidecars.iter().filter(|(p, _)| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("checkpoint-it"))).collect();
+    let mut dropped = BTreeSet::new();
+    for (p, m) in rolling.iter().skip(retention.keep.max(1)) {
+        let protected = m.content_id().is_some_and(|id| retention.protected.contains(&id));
+        if !protected {
+            std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.display()))?;
+            dropped.insert(p.clone());
+        }
+    }
+    let named: BTreeSet<&str> = sidecars.iter().filter(|(p, _)| !dropped.contains(p)).map(|(_, m)| m.tensors.as_str()).collect();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("state-it") && name.ends_with(".safetensors") && !named.contains(name.as_str()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// Content ids that retention must keep: those in `keep.json` and those an evaluation result in
+/// `RUN_DIR/evals/` names.
+pub fn protected(run_dir: &Path) -> BTreeSet<String> {
+    let mut ids = read_keep(&run_dir.join(super::dir::CHECKPOINT_DIR));
+    let Ok(entries) = std::fs::read_dir(run_dir.join("evals")) else { return ids };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let id = std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v["content_id"].as_str().map(String::from));
+            ids.extend(id);
+        }
+    }
+    ids
+}
+
+/// The content ids the user marked `keep` in a checkpoint folder.
+pub fn read_keep(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(dir.join(KEEP_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+}
+
+/// Marks (or unmarks) a checkpoint to keep; returns whether it is now kept.
+pub fn toggle_keep(dir: &Path, content_id: &str) -> Result<bool> {
+    let mut ids = read_keep(dir);
+    let kept = if ids.remove(content_id) {
+        false
+    } else {
+        ids.insert(content_id.to_string());
+        true
+    };
+    write_atomic(&dir.join(KEEP_FILE), &serde_json::to_vec_pretty(&ids)?)?;
+    Ok(kept)
 }
 
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
@@ -108,30 +263,64 @@ pub struct LoadedCheckpoint {
     pub path: PathBuf,
 }
 
-/// Reads one sidecar and its tensors; any damage is an error naming the file.
+/// Reads one sidecar and its tensors, checking size, checksum and that every weight is finite;
+/// any damage is an error naming the file.
 pub fn load_one(sidecar: &Path) -> Result<LoadedCheckpoint> {
     let meta = read_meta(sidecar)?;
+    if meta.niter_per_ep == 0 || meta.epoch * meta.niter_per_ep + meta.loader_batch != meta.iter || meta.loader_batch >= meta.niter_per_ep {
+        bail!(
+            "checkpoint {} is inconsistent: iteration {} is not epoch {} x {} iterations + batch {}",
+            sidecar.display(),
+            meta.iter,
+            meta.epoch,
+            meta.niter_per_ep,
+            meta.loader_batch
+        );
+    }
     let tensor_path = sidecar.with_file_name(&meta.tensors);
     let size = std::fs::metadata(&tensor_path).with_context(|| format!("checkpoint tensors {} missing", tensor_path.display()))?.len();
     if size != meta.tensors_bytes {
         bail!("checkpoint tensors {} are truncated ({size} bytes, expected {})", tensor_path.display(), meta.tensors_bytes);
     }
+    if let Some(want) = &meta.tensors_sha256 {
+        let got = sha256_of(&tensor_path)?;
+        if &got != want {
+            bail!("checkpoint tensors {} are damaged (checksum {got}, the sidecar says {want})", tensor_path.display());
+        }
+    }
     let tensors = weights::read(&tensor_path)?;
+    for (name, t) in &tensors {
+        if t.is_floating_point() && !bool::try_from(t.isfinite().all()).unwrap_or(false) {
+            bail!("checkpoint tensors {} hold non-finite values in {name}", tensor_path.display());
+        }
+    }
     Ok(LoadedCheckpoint { meta, tensors, path: sidecar.to_path_buf() })
 }
 
-/// The newest usable checkpoint of a folder: latest, else previous. Returns the problems met on
-/// the way (to report) alongside. Ok(None) when the folder holds no checkpoint at all.
+/// The newest usable checkpoint of a folder: latest, else previous, else every other sidecar,
+/// newest first. Returns the problems met on the way (to report) alongside; None with no
+/// problems means the folder holds no checkpoint at all.
 pub fn load_latest(dir: &Path) -> (Option<LoadedCheckpoint>, Vec<String>) {
-    let mut problems = vec![];
-    for name in [LATEST, PREVIOUS] {
-        let p = dir.join(name);
-        if !p.exists() {
+    let (others, mut problems) = list(dir);
+    let mut order: Vec<PathBuf> = [LATEST, PREVIOUS].iter().map(|n| dir.join(n)).filter(|p| p.exists()).collect();
+    let rest: Vec<PathBuf> = others.into_iter().map(|(p, _)| p).filter(|p| !order.contains(p)).collect();
+    order.extend(rest);
+    let mut failed_tensors = BTreeSet::new();
+    for p in order {
+        // Two sidecars naming the same damaged tensors fail the same way: report it once.
+        let tensors = read_meta(&p).ok().map(|m| m.tensors);
+        if tensors.as_ref().is_some_and(|t| failed_tensors.contains(t)) {
             continue;
         }
         match load_one(&p) {
             Ok(c) => return (Some(c), problems),
-            Err(e) => problems.push(format!("{e:#}")),
+            Err(e) => {
+                let message = format!("{e:#}");
+                if !problems.contains(&message) {
+                    problems.push(message);
+                }
+                failed_tensors.extend(tensors);
+            }
         }
     }
     (None, problems)

@@ -5,10 +5,10 @@
 use super::optim::ParamState;
 use super::step::DinoState;
 use crate::model::weights;
-use crate::run::checkpoint::{self as files, CheckpointMeta, LoadedCheckpoint};
+use crate::run::checkpoint::{self as files, CheckpointMeta, LoadedCheckpoint, Retention, Saved};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::Tensor;
 
 pub fn tensors_of(state: &DinoState) -> Vec<(String, Tensor)> {
@@ -32,8 +32,8 @@ pub fn tensors_of(state: &DinoState) -> Vec<(String, Tensor)> {
 }
 
 /// Writes the state as a checkpoint of `dir` (see `run::checkpoint::save`).
-pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Option<usize>) -> Result<(PathBuf, u64)> {
-    files::save(dir, &tensors_of(state), meta, numbered)
+pub fn save(dir: &Path, state: &DinoState, meta: &CheckpointMeta, numbered: Option<usize>, retention: &Retention) -> Result<Saved> {
+    files::save(dir, &tensors_of(state), meta, numbered, retention)
 }
 
 /// Puts a loaded checkpoint's tensors back into the models, optimizer and loss.

@@ -86,6 +86,7 @@ pub fn events(n: usize) -> Vec<Event> {
                 bytes: 123_456_789,
                 loss: Some(m.loss),
                 time: m.time,
+                content_id: None,
             }));
             let json = serde_json::json!({ "kind": "linear", "epoch": 3, "iter": 200, "test_acc1": 63.5 });
             ev.push(Event::EvalResult { kind: EvalKind::Linear, summary: "linear top-1 63.50% at epoch 3".into(), json });

@@ -19,7 +19,7 @@ use crate::config::TrainConfig;
 use crate::data::Shard;
 use crate::protocol::schedule::{Schedule, ScheduleName};
 use crate::protocol::*;
-use crate::run::checkpoint::{CheckpointMeta, LoadedCheckpoint};
+use crate::run::checkpoint::{protected, CheckpointMeta, LoadedCheckpoint, Retention};
 use crate::run::dir::{now, RunDir};
 use anyhow::Result;
 use crossbeam_channel::{Receiver, Sender};
@@ -193,6 +193,7 @@ impl Trainer {
             format_version: 1,
             tensors: String::new(),
             tensors_bytes: 0,
+            tensors_sha256: None,
             epoch: self.iter / self.data.niter,
             iter: self.iter,
             niter_per_ep: self.data.niter,
@@ -205,8 +206,17 @@ impl Trainer {
             time: now(),
             config: self.config.to_toml(),
         };
-        let (path, bytes) = checkpoint::save(&self.run_dir.checkpoint_dir(), &self.state, &meta, numbered)?;
-        let info = CheckpointInfo { path, epoch: meta.epoch, iter: meta.iter, bytes, loss: self.last_loss, time: meta.time };
+        let retention = Retention { keep: self.config.run.keep_checkpoints, protected: protected(&self.run_dir.path) };
+        let saved = checkpoint::save(&self.run_dir.checkpoint_dir(), &self.state, &meta, numbered, &retention)?;
+        let info = CheckpointInfo {
+            path: saved.path,
+            epoch: meta.epoch,
+            iter: meta.iter,
+            bytes: saved.bytes,
+            loss: self.last_loss,
+            time: meta.time,
+            content_id: saved.content_id,
+        };
         self.run_dir.event("checkpoint", &info)?;
         self.emit(Event::CheckpointSaved(info));
         Ok(())

@@ -43,7 +43,17 @@ impl Trainer {
             state.join_group(g.clone())?;
         }
         let main_run = config.run_dir();
-        let (ckpt, problems) = checkpoint_files::load_latest(&main_run.join(crate::run::dir::CHECKPOINT_DIR));
+        let ckpt_dir = main_run.join(crate::run::dir::CHECKPOINT_DIR);
+        let (ckpt, problems) = checkpoint_files::load_latest(&ckpt_dir);
+        if ckpt.is_none() && !problems.is_empty() {
+            // Starting over would append a second history to this run's files: refuse, delete nothing.
+            anyhow::bail!(
+                "no usable checkpoint in {}: {}; nothing was deleted. Move that folder away to start this run over, \
+                 or train into a new --output_dir",
+                ckpt_dir.display(),
+                problems.join("; ")
+            );
+        }
         // Only rank 0 writes the run directory; the others keep their own logs beside it.
         let run_path = match &group {
             Some(g) if g.rank > 0 => main_run.join("ranks").join(format!("rank{}", g.rank)),
@@ -62,7 +72,7 @@ impl Trainer {
         let mut run_dir = RunDir::open(&run_path, &config)?;
         for p in &problems {
             run_dir.event("checkpoint_unusable", &serde_json::json!({ "message": p }))?;
-            let _ = events.send(Event::Warning { message: format!("checkpoint unusable, using an older one: {p}") });
+            let _ = events.send(Event::Warning { message: format!("checkpoint unusable, resuming from an older one: {p}") });
         }
         if let Some(details) = &excluded {
             run_dir.event("exclude", details)?;
