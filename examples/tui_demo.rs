@@ -129,7 +129,7 @@ fn answer(
             send(Event::ScheduleUndone { schedule });
             send(Event::Schedules { schedules: schedules.to_vec() });
         }
-        Command::Eval { kind, .. } => {
+        Command::Eval { kind, .. } | Command::EvalBaseline { kind } => {
             send(Event::EvalResult { kind, summary: "not available in the demo".into(), json: serde_json::Value::Null });
         }
         Command::Status => {}

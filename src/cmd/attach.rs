@@ -7,6 +7,7 @@
 //! When no trainer serves the run, it is shown read-only with how it ended; `p` on a stopped or
 //! crashed run starts `dino train --headless` on it, detached, and the view goes live again.
 
+use super::offline_eval::{describe, serve_commands, OfflineEvals};
 use crate::control::client::{Client, ClientError};
 use crate::protocol::{Command, Event, RunState};
 use crate::run::dir;
@@ -130,28 +131,36 @@ fn pick() -> Result<Option<PathBuf>> {
     }
 }
 
-/// Sends the person's commands to the trainer. On a run nobody serves, "resume" starts a
-/// detached trainer on it; other commands are answered with an explanation.
+/// Sends the person's commands to the trainer. On a run nobody serves, evaluations run here
+/// (`offline_eval`), "resume" starts a detached trainer on it, and other commands are answered
+/// with an explanation.
 fn forward_commands(run_dir: &Path, commands: Receiver<Command>, events: &Sender<Event>, link: &Link) {
-    for cmd in commands.iter() {
-        if link.send(&cmd) {
-            continue;
-        }
-        let status = runs::status(run_dir);
-        let reply = match (&cmd, status) {
-            (_, Status::Live { .. }) => Event::Warning { message: "connecting to the trainer; try again in a moment".into() },
-            (Command::Resume, s) if s.resumable() => match crate::cmd::detach::spawn_detached(run_dir) {
-                Ok((mut child, log)) => {
-                    let pid = child.id();
-                    // Reaped here so it leaves no zombie while this TUI lives on.
-                    let _ = std::thread::Builder::new().name("detached-reaper".into()).spawn(move || child.wait());
-                    Event::Warning { message: format!("resuming: started a detached trainer (pid {pid}, output in {})", log.display()) }
-                }
-                Err(e) => Event::Error { message: format!("cannot resume: {e:#}") },
-            },
-            (_, s) => Event::Error { message: format!("the run is {} and no trainer serves it: {cmd:?} not sent", s.label()) },
-        };
-        let _ = events.send(reply);
+    // This viewer follows events.jsonl, where the results land: no second copy on the channel.
+    let mut evals = OfflineEvals::new(run_dir, events.clone(), false);
+    serve_commands(
+        &commands,
+        &mut evals,
+        |cmd| link.send(cmd),
+        |cmd| {
+            let _ = events.send(answer_offline(run_dir, &cmd));
+        },
+    );
+}
+
+/// What a command that needs a trainer gets when none serves the run.
+fn answer_offline(run_dir: &Path, cmd: &Command) -> Event {
+    match (cmd, runs::status(run_dir)) {
+        (_, Status::Live { .. }) => Event::Warning { message: "connecting to the trainer; try again in a moment".into() },
+        (Command::Resume, s) if s.resumable() => match crate::cmd::detach::spawn_detached(run_dir) {
+            Ok((mut child, log)) => {
+                let pid = child.id();
+                // Reaped here so it leaves no zombie while this TUI lives on.
+                let _ = std::thread::Builder::new().name("detached-reaper".into()).spawn(move || child.wait());
+                Event::Warning { message: format!("resuming: started a detached trainer (pid {pid}, output in {})", log.display()) }
+            }
+            Err(e) => Event::Error { message: format!("cannot resume: {e:#}") },
+        },
+        (_, s) => Event::Error { message: format!("the run is {} and no trainer serves it: {} needs a trainer", s.label(), describe(cmd)) },
     }
 }
 

@@ -89,7 +89,7 @@ impl Probe {
         }
         let dim = val.features.size().get(1).copied().unwrap_or(0);
         let out = args.output_dir.clone().unwrap_or_else(|| match &p.source.run_dir {
-            Some(r) => r.join("evals").join("linear"),
+            Some(r) => r.join("evals").join(format!("linear-{}", crate::eval::record::data_tag(p.layout.root()))),
             None => PathBuf::from("linear-eval"),
         });
         let cfg = ProbeConfig {
@@ -101,9 +101,14 @@ impl Probe {
         };
         tch::manual_seed(m.seed as i64);
         let mut head = LinearHead::new(dim, num_labels, p.device);
-        let fresh = ProbeState { epoch: 0, best_acc: 0.0, protocol: protocol.into(), dim, num_labels };
+        let data = p.layout.root().display().to_string();
+        let content_id = p.source.content_id.clone();
+        let fresh = ProbeState { epoch: 0, best_acc: 0.0, protocol: protocol.into(), dim, num_labels, data, content_id };
         let state = match load_state(&out) {
-            Some(s) if s.dim == dim && s.num_labels == num_labels && s.protocol == fresh.protocol => {
+            Some(s)
+                if (s.dim, s.num_labels, &s.protocol, &s.data, &s.content_id)
+                    == (dim, num_labels, &fresh.protocol, &fresh.data, &fresh.content_id) =>
+            {
                 head.load(&out.join(STATE_TENSORS))?;
                 s
             }

@@ -67,17 +67,21 @@ impl Prepared {
     /// Records a result in the run directory, when the weights belong to a run.
     pub fn record(&self, kind: &str, json: &serde_json::Value) -> Result<Option<PathBuf>> {
         let Some(run) = &self.source.run_dir else { return Ok(None) };
-        let label = record::label(self.source.epoch, self.source.iter);
-        let path = record::write_result(run, kind, &label, json)?;
-        let mut event = json.clone();
-        if let Some(o) = event.as_object_mut() {
+        let root = self.layout.root();
+        let label = record::result_label(self.source.epoch, self.source.iter, root);
+        let mut json = json.clone();
+        if let Some(o) = json.as_object_mut() {
             o.insert("kind".into(), kind.into());
-            o.insert("file".into(), path.display().to_string().into());
             o.insert("weights".into(), self.source.description.clone().into());
             o.insert("epoch".into(), self.source.epoch.into());
             o.insert("iter".into(), self.source.iter.into());
+            o.insert("content_id".into(), self.source.content_id.clone().into());
+            o.insert("data".into(), root.display().to_string().into());
+            o.insert("data_tag".into(), record::data_tag(root).into());
         }
-        record::append_event(run, &event)?;
+        let path = record::write_result(run, kind, &label, &json)?;
+        json["file"] = path.display().to_string().into();
+        record::append_event(run, &json)?;
         Ok(Some(path))
     }
 }

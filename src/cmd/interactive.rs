@@ -3,12 +3,14 @@
 //! handed to a detached `dino train --headless` process (its own session, no terminal, SIGHUP
 //! ignored) that resumes it at the exact iteration, so closing the terminal loses nothing.
 
+use super::offline_eval::{describe, serve_commands, OfflineEvals};
 use crate::cmd::serve;
 use crate::config::TrainConfig;
-use crate::protocol::RunState;
+use crate::protocol::{Command, Event, RunState};
 use crate::train::trainer::OnNonFinite;
 use crate::tui::{self, TuiExit, TuiOptions};
 use anyhow::Result;
+use crossbeam_channel::{Receiver, Sender};
 
 /// How an interactive session ended.
 #[derive(Debug)]
@@ -28,8 +30,9 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
     let run_dir = config.run_dir();
     config.run.output_dir = Some(run_dir.clone());
     let handle = serve::spawn(config, OnNonFinite::Pause)?;
+    let (ui_events, ui_commands) = relay(&handle, &run_dir)?;
     let opts = TuiOptions { theme, run_dir: Some(run_dir.clone()), ..Default::default() };
-    let exit = tui::run_tui(opts, handle.commands.clone(), handle.events.clone());
+    let exit = tui::run_tui(opts, ui_commands, ui_events);
     match exit {
         Ok(TuiExit::StopTraining) | Ok(TuiExit::TrainingOver) => Ok(Outcome::Ended(handle.join()?)),
         Ok(TuiExit::LeaveRunning) => {
@@ -48,4 +51,46 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
             Err(e.context(format!("terminal UI failed; training stopped after a checkpoint{hint}")))
         }
     }
+}
+
+/// The TUI's channels: events from the trainer (and, once it has ended, from evaluations run
+/// here), and commands to the trainer while it runs; after it finished, stopped or failed,
+/// evaluations of its checkpoints run in this process (`offline_eval`).
+fn relay(handle: &serve::ServedTrainer, run_dir: &std::path::Path) -> Result<(Receiver<Event>, Sender<Command>)> {
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<Command>();
+    let (from_trainer, tx) = (handle.events.clone(), ev_tx.clone());
+    std::thread::Builder::new().name("tui-events".into()).spawn(move || {
+        let (mut ended, mut next_iter) = (false, 0);
+        for e in from_trainer.iter() {
+            match &e {
+                Event::State { state, .. } => ended = state.is_over(),
+                Event::Metrics(m) => next_iter = m.iter + 1,
+                _ => {}
+            }
+            if tx.send(e).is_err() {
+                return;
+            }
+        }
+        // A trainer that died without saying how (a panic) is reported as failed, as the closed
+        // channel used to tell the TUI.
+        if !ended {
+            let _ = tx.send(Event::Error { message: "the trainer ended without a final state; see the log file".into() });
+            let _ = tx.send(Event::State { state: RunState::Failed, iter: next_iter });
+        }
+    })?;
+    let (to_trainer, dir) = (handle.commands.clone(), run_dir.to_path_buf());
+    std::thread::Builder::new().name("tui-commands".into()).spawn(move || {
+        let mut evals = OfflineEvals::new(&dir, ev_tx.clone(), true);
+        serve_commands(
+            &cmd_rx,
+            &mut evals,
+            |c| to_trainer.send(c.clone()).is_ok(),
+            |c| {
+                let message = format!("training is over: {} needs a trainer (q quits; run the same command to resume)", describe(&c));
+                let _ = ev_tx.send(Event::Error { message });
+            },
+        );
+    })?;
+    Ok((ev_rx, cmd_tx))
 }

@@ -19,5 +19,6 @@ pub mod headless;
 pub mod interactive;
 pub mod launch;
 pub mod logging;
+pub mod offline_eval;
 pub mod progress;
 pub mod serve;

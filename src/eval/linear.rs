@@ -216,6 +216,12 @@ pub struct ProbeState {
     pub protocol: String,
     pub dim: i64,
     pub num_labels: i64,
+    /// The data set the probe was trained on (its folder); a probe of another one never resumes.
+    #[serde(default)]
+    pub data: String,
+    /// The weights' content id, when they are a checkpoint's.
+    #[serde(default)]
+    pub content_id: Option<String>,
 }
 
 pub const STATE_JSON: &str = "checkpoint.json";
@@ -315,7 +321,15 @@ mod tests {
     fn probe_state_round_trips() {
         let d = tempfile::tempdir().unwrap();
         let head = LinearHead::new(6, 3, Device::Cpu);
-        let s = ProbeState { epoch: 3, best_acc: 50.0, protocol: "p".into(), dim: 6, num_labels: 3 };
+        let s = ProbeState {
+            epoch: 3,
+            best_acc: 50.0,
+            protocol: "p".into(),
+            dim: 6,
+            num_labels: 3,
+            data: "d".into(),
+            content_id: Some("abc".into()),
+        };
         save_state(d.path(), &head, &s).unwrap();
         assert_eq!(load_state(d.path()), Some(s));
         let mut other = LinearHead::new(6, 3, Device::Cpu);

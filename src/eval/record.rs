@@ -16,6 +16,24 @@ pub fn label(epoch: Option<usize>, iter: Option<usize>) -> String {
     }
 }
 
+/// Which data set a result was computed on, for its file name: the folder's name and the start
+/// of a hash of its full path, so `cifar-vehicles` in two places stays two data sets.
+pub fn data_tag(data_root: &Path) -> String {
+    use sha2::Digest;
+    let full = std::fs::canonicalize(data_root).unwrap_or_else(|_| data_root.to_path_buf());
+    let name: String = full
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect())
+        .unwrap_or_else(|| "data".into());
+    let hash = sha2::Sha256::digest(full.to_string_lossy().as_bytes());
+    format!("{name}-{:02x}{:02x}{:02x}", hash[0], hash[1], hash[2])
+}
+
+/// The label of a result file: the weights' epoch and iteration (or the time) and the data set.
+pub fn result_label(epoch: Option<usize>, iter: Option<usize>, data_root: &Path) -> String {
+    format!("{}-{}", label(epoch, iter), data_tag(data_root))
+}
+
 /// Writes `RUN_DIR/evals/{kind}-{label}.json` atomically; returns its path.
 pub fn write_result(run_dir: &Path, kind: &str, label: &str, json: &serde_json::Value) -> Result<PathBuf, EvalError> {
     let dir = run_dir.join(EVALS_DIR);

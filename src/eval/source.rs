@@ -86,6 +86,8 @@ pub struct ModelSource {
     pub description: String,
     pub epoch: Option<usize>,
     pub iter: Option<usize>,
+    /// The checkpoint's content id (see `run::checkpoint`), recorded with every result.
+    pub content_id: Option<String>,
 }
 
 /// The config a spec names without a checkpoint: `--config` (file, preset or run folder), then
@@ -191,6 +193,7 @@ pub fn random_like(config: &TrainConfig, spec: &SourceSpec) -> Result<ModelSourc
         run_dir: None,
         epoch: None,
         iter: None,
+        content_id: None,
     })
 }
 
@@ -210,6 +213,7 @@ fn from_checkpoint(spec: &SourceSpec, ckpt: LoadedCheckpoint, run_dir: Option<Pa
         run_dir,
         epoch: Some(ckpt.meta.epoch),
         iter: Some(ckpt.meta.iter),
+        content_id: ckpt.meta.content_id(),
     })
 }
 
@@ -247,6 +251,7 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
         run_dir: None,
         epoch: None,
         iter: None,
+        content_id: None,
     })
 }
 

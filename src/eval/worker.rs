@@ -8,12 +8,12 @@ use super::live::{knn_of_backbone, linear_of_backbone};
 use super::source::{self, SourceSpec};
 use super::{record, EvalError};
 use crate::config::TrainConfig;
-use crate::model::EvalWeights;
+use crate::model::{Backbone, EvalWeights};
 use crate::protocol::{EvalKind, EvalOutcome, Event};
 use crossbeam_channel::{Receiver, Sender};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::Device;
+use tch::{nn::VarStore, Device};
 
 pub struct EvalWorker {
     pub kind: EvalKind,
@@ -66,7 +66,37 @@ impl EvalWorker {
     }
 }
 
-/// Runs one evaluation and writes `RUN_DIR/evals/KIND-epNNNN-itNNNNNNNN.json`.
+/// The weights an evaluation ran on, as its record names them.
+struct Evaluated {
+    epoch: Option<usize>,
+    iter: Option<usize>,
+    described: String,
+    content_id: Option<String>,
+    checkpoint: Option<PathBuf>,
+}
+
+/// Builds the backbone `weights` names, with what the record says about it.
+fn open(weights: EvalWeights, config: &TrainConfig, device: Device) -> Result<(VarStore, Backbone, Evaluated), EvalError> {
+    Ok(match weights {
+        EvalWeights::Snapshot { vs, backbone, epoch, iter } => {
+            let e =
+                Evaluated { epoch: Some(epoch), iter: Some(iter), described: "teacher (live)".into(), content_id: None, checkpoint: None };
+            (vs, *backbone, e)
+        }
+        EvalWeights::Checkpoint(path) => {
+            let spec = SourceSpec::teacher(path.display().to_string(), device, config.run.seed);
+            let s = source::load(&spec)?;
+            let described = format!("teacher of {}", path.display());
+            (s.vs, s.backbone, Evaluated { epoch: s.epoch, iter: s.iter, described, content_id: s.content_id, checkpoint: Some(path) })
+        }
+        EvalWeights::Random { seed } => {
+            let s = source::random_like(config, &SourceSpec::teacher("random", device, seed))?;
+            (s.vs, s.backbone, Evaluated { epoch: None, iter: None, described: s.description, content_id: None, checkpoint: None })
+        }
+    })
+}
+
+/// Runs one evaluation and writes `RUN_DIR/evals/KIND-LABEL-DATA.json` (outliers: their CSV and map).
 fn evaluate(
     kind: EvalKind,
     weights: EvalWeights,
@@ -75,14 +105,10 @@ fn evaluate(
     run_dir: &Path,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(serde_json::Value, String), EvalError> {
-    let (_vs, backbone, epoch, iter, described) = match weights {
-        EvalWeights::Snapshot { vs, backbone, epoch, iter } => (vs, *backbone, Some(epoch), Some(iter), "teacher (live)".to_string()),
-        EvalWeights::Checkpoint(path) => {
-            let spec = SourceSpec::teacher(path.display().to_string(), device, config.run.seed);
-            let s = source::load(&spec)?;
-            (s.vs, s.backbone, s.epoch, s.iter, format!("teacher of {}", path.display()))
-        }
-    };
+    let random = matches!(weights, EvalWeights::Random { .. });
+    let (_vs, backbone, w) = open(weights, config, device)?;
+    let data_root = &config.run.data_path;
+    let label = if random { format!("random-{}", record::data_tag(data_root)) } else { record::result_label(w.epoch, w.iter, data_root) };
     let (mut json, summary, tag) = match kind {
         EvalKind::Knn => {
             let report = knn_of_backbone(&backbone, config, device, progress)?;
@@ -95,20 +121,24 @@ fn evaluate(
             (serde_json::to_value(&report).map_err(|e| EvalError::Invalid(e.to_string()))?, report.summary(), "linear")
         }
         EvalKind::Outliers => {
-            let label = record::label(epoch, iter);
             let (json, summary) = super::live::outliers_of_backbone(&backbone, config, device, run_dir, &label, progress)?;
             (json, summary, "outliers")
         }
     };
     json["kind"] = tag.into();
-    json["weights"] = described.into();
-    json["epoch"] = epoch.into();
-    json["iter"] = iter.into();
+    json["weights"] = w.described.into();
+    json["epoch"] = w.epoch.into();
+    json["iter"] = w.iter.into();
+    json["content_id"] = w.content_id.into();
+    json["checkpoint"] = w.checkpoint.map(|p| p.display().to_string()).into();
+    json["random_weights"] = random.into();
+    json["data"] = data_root.display().to_string().into();
+    json["data_tag"] = record::data_tag(data_root).into();
     if kind != EvalKind::Outliers {
         // Outlier reports are their CSV and map, already written.
-        let file = record::write_result(run_dir, tag, &record::label(epoch, iter), &json)?;
+        let file = record::write_result(run_dir, tag, &label, &json)?;
         json["file"] = file.display().to_string().into();
     }
-    let at = epoch.map(|e| format!(" at epoch {e}")).unwrap_or_default();
+    let at = w.epoch.map(|e| format!(" at epoch {e}")).unwrap_or_default();
     Ok((json, format!("{summary}{at}")))
 }

@@ -61,6 +61,8 @@ pub enum EvalWeights {
     Snapshot { vs: VarStore, backbone: Box<Backbone>, epoch: usize, iter: usize },
     /// A checkpoint of the run (its teacher), loaded by the worker.
     Checkpoint(PathBuf),
+    /// The architecture with random weights (seeded): the baseline a trained run is compared with.
+    Random { seed: u64 },
 }
 
 /// Backbone plus head: the reference's `MultiCropWrapper`.

@@ -33,6 +33,11 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         checkpoint: Option<PathBuf>,
     },
+    /// Evaluate the run's architecture with random weights on its data: the baseline its
+    /// checkpoints are compared with.
+    EvalBaseline {
+        kind: EvalKind,
+    },
     /// Ask for a `Status` event.
     Status,
 }

@@ -9,6 +9,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub const LOCK_FILE: &str = "trainer.lock";
+/// Held by a viewer evaluating a run no trainer serves, so two viewers never write one result.
+pub const EVALS_LOCK_FILE: &str = "evals.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -16,6 +18,8 @@ pub enum LockError {
         "{dir} is in use by another trainer{pid} (lock {lock}); watch it with `dino attach {dir}` or stop it with `dino ctl {dir} stop`"
     )]
     Busy { dir: String, lock: String, pid: String },
+    #[error("another viewer{pid} is evaluating {dir} (lock {lock}); try again when its evaluation is done")]
+    Evaluating { dir: String, lock: String, pid: String },
     #[error("cannot lock {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -31,7 +35,19 @@ pub struct RunLock {
 impl RunLock {
     /// Takes the lock without waiting; `Busy` names the holder's pid when it wrote one.
     pub fn acquire(run_dir: &Path) -> Result<Self, LockError> {
-        let path = run_dir.join(LOCK_FILE);
+        Self::acquire_file(run_dir, LOCK_FILE)
+    }
+
+    /// The evaluations lock of a run that no trainer serves (`EVALS_LOCK_FILE`).
+    pub fn acquire_evals(run_dir: &Path) -> Result<Self, LockError> {
+        Self::acquire_file(run_dir, EVALS_LOCK_FILE).map_err(|e| match e {
+            LockError::Busy { dir, lock, pid } => LockError::Evaluating { dir, lock, pid },
+            other => other,
+        })
+    }
+
+    fn acquire_file(run_dir: &Path, name: &str) -> Result<Self, LockError> {
+        let path = run_dir.join(name);
         let io = |source| LockError::Io { path: path.display().to_string(), source };
         std::fs::create_dir_all(run_dir).map_err(io)?;
         let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;

@@ -1,6 +1,7 @@
 //! What clients ask between iterations (pause, resume, checkpoint, stop, schedule edits,
 //! evaluations, status), and the pause that follows a non-finite loss.
 
+use super::evals::Requested;
 use super::{resume_from, OnNonFinite, Trainer};
 use crate::protocol::{AlarmKind, Command, Event, RunState};
 use crate::run::checkpoint as checkpoint_files;
@@ -89,7 +90,11 @@ impl Trainer {
                         self.emit_schedules();
                     }
                 }
-                Command::Eval { kind, checkpoint } => self.start_eval(kind, checkpoint)?,
+                Command::Eval { kind, checkpoint } => {
+                    let requested = checkpoint.map_or(Requested::Live, Requested::Checkpoint);
+                    self.start_eval(kind, requested)?
+                }
+                Command::EvalBaseline { kind } => self.start_eval(kind, Requested::Random)?,
                 Command::Status => {
                     let state = if self.paused { RunState::Paused } else { RunState::Running };
                     self.emit(Event::State { state, iter: self.iter });

@@ -15,7 +15,17 @@ pub(super) struct EvalQueue {
     /// The evaluation running on its own thread, if any.
     running: Option<Box<dyn RunningEval>>,
     /// Evaluations asked for while one was running, started in order.
-    queued: VecDeque<(EvalKind, Option<PathBuf>)>,
+    queued: VecDeque<(EvalKind, Requested)>,
+}
+
+/// The weights an evaluation was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Requested {
+    /// The teacher as it is now (copied between two iterations).
+    Live,
+    Checkpoint(PathBuf),
+    /// The architecture with random weights: the baseline.
+    Random,
 }
 
 impl EvalQueue {
@@ -31,19 +41,20 @@ impl EvalQueue {
 impl Trainer {
     /// Starts an evaluation of the live teacher (or of a checkpoint) on its own thread. A failed
     /// start or evaluation is reported, never fatal to the run.
-    pub(super) fn start_eval(&mut self, kind: EvalKind, checkpoint: Option<std::path::PathBuf>) -> Result<()> {
+    pub(super) fn start_eval(&mut self, kind: EvalKind, requested: Requested) -> Result<()> {
         if !self.is_main() {
             return Ok(());
         }
         if let Some(w) = &self.evals.running {
             let message = format!("{} evaluation queued after the running {} evaluation", kind.label(), w.kind().label());
             self.emit(Event::Warning { message });
-            self.evals.queued.push_back((kind, checkpoint));
+            self.evals.queued.push_back((kind, requested));
             return Ok(());
         }
-        let weights = match checkpoint {
-            Some(path) => EvalWeights::Checkpoint(path),
-            None => {
+        let weights = match requested {
+            Requested::Checkpoint(path) => EvalWeights::Checkpoint(path),
+            Requested::Random => EvalWeights::Random { seed: self.config.run.seed },
+            Requested::Live => {
                 let (vs, backbone) = evaluator::snapshot_teacher(&self.state.teacher_vs, &self.config, self.device)?;
                 EvalWeights::Snapshot { vs, backbone: Box::new(backbone), epoch: self.iter / self.data.niter, iter: self.iter }
             }

@@ -159,7 +159,7 @@ impl Trainer {
         self.checkpoint(numbered)?;
         let every = self.config.run.eval_knn_every;
         if every > 0 && (epoch + 1).is_multiple_of(every) {
-            self.start_eval(EvalKind::Knn, None)?;
+            self.start_eval(EvalKind::Knn, evals::Requested::Live)?;
         }
         Ok(())
     }
