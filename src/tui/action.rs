@@ -22,6 +22,8 @@ pub enum Action {
     EvalKnn,
     #[strum(message = "linear evaluation")]
     EvalLinear,
+    #[strum(message = "k-NN of every checkpoint not evaluated yet, and the random-weights baseline")]
+    EvalAll,
     #[strum(message = "outliers tab + scoring")]
     Outliers,
     #[strum(message = "schedules tab")]
@@ -128,7 +130,7 @@ mod tests {
             assert!(!a.description().is_empty(), "{a:?} has no help text");
             n += 1;
         }
-        assert_eq!(n, 39);
+        assert_eq!(n, 40);
         assert_eq!(Action::TogglePause.name(), "toggle_pause");
         assert_eq!(Action::Tab1.name(), "tab1");
         assert_eq!(Action::from_name("spacebar"), None);

@@ -106,6 +106,39 @@ pub struct EvalRecord {
     pub epoch: Option<usize>,
     /// The accuracy that stands for the result (k-NN at k=20, probe top-1), in percent.
     pub top1: Option<f64>,
+    /// The content id of the checkpoint evaluated (None: the live teacher, or an older record).
+    pub content_id: Option<String>,
+    /// Evaluated with random weights: the baseline, not a checkpoint.
+    pub random: bool,
+    /// k-NN top-1 for every k evaluated.
+    pub per_k: Vec<(usize, f64)>,
+    /// Classes of the data set (chance is 100 / this).
+    pub num_classes: Option<usize>,
+}
+
+impl EvalRecord {
+    /// Whether this result is about the weights of `c`: by content id when both have one, else by
+    /// iteration (live evaluations, and runs recorded before content ids).
+    pub fn is_of(&self, c: &CheckpointInfo) -> bool {
+        if self.random {
+            return false;
+        }
+        match (&self.content_id, &c.content_id) {
+            (Some(a), Some(b)) => a == b,
+            (Some(_), None) => false,
+            (None, _) => self.iter == Some(c.iter),
+        }
+    }
+}
+
+/// What a checkpoint row's file holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    Present,
+    /// Deleted (by retention, or by hand).
+    Gone,
+    /// The file now holds other weights (`checkpoint-latest.json` rows of older runs).
+    Replaced,
 }
 
 /// A schedule as the trainer last sent it, with its curve rendered once (in `f32`) for drawing.
@@ -178,6 +211,19 @@ pub struct CheckpointTab {
     pub rows: Vec<CheckpointInfo>,
     /// Row in the newest-first checkpoint table.
     pub selected: usize,
+    /// What each row's file holds now, by row (refreshed from the disk about once a second; a row
+    /// not checked yet counts as present).
+    pub files: Vec<FileState>,
+    /// Content ids the user marked to keep (`checkpoints/keep.json`).
+    pub kept: std::collections::BTreeSet<String>,
+    /// Bytes the checkpoint folder takes on disk.
+    pub disk_bytes: Option<u64>,
+}
+
+impl CheckpointTab {
+    pub fn file_state(&self, row: usize) -> FileState {
+        self.files.get(row).copied().unwrap_or(FileState::Present)
+    }
 }
 
 #[derive(Default)]

@@ -150,6 +150,7 @@ async fn run_inner(
                 }
             },
             _ = telemetry_tick.tick() => {
+                dirty |= super::checkpoint_files::refresh(app);
                 let t = sampler.sample();
                 // An idle machine reads the same each second; only a change is worth a frame.
                 if t != app.trainer.telemetry {

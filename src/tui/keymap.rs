@@ -142,6 +142,7 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("c", Action::Checkpoint),
     ("k", Action::EvalKnn),
     ("l", Action::EvalLinear),
+    ("a", Action::EvalAll),
     ("o", Action::Outliers),
     ("s", Action::SchedulesTab),
     ("e", Action::EditSchedule),

@@ -8,6 +8,7 @@
 
 pub mod action;
 pub mod app;
+pub mod checkpoint_files;
 mod clipboard;
 pub mod draw;
 pub mod edit_form;

@@ -117,7 +117,21 @@ fn apply_eval_event(app: &mut App, ev: Event) {
                 load_outliers(app, &json);
             }
             let top1 = crate::protocol::headline_top1(&json);
-            app.eval_tab.records.push(EvalRecord { kind, summary, iter, epoch: number("epoch"), top1 });
+            let per_k = json["results"]
+                .as_array()
+                .map(|rs| rs.iter().filter_map(|r| Some((r["k"].as_u64()? as usize, r["top1"].as_f64()?))).collect())
+                .unwrap_or_default();
+            app.eval_tab.records.push(EvalRecord {
+                kind,
+                summary,
+                iter,
+                epoch: number("epoch"),
+                top1,
+                content_id: json["content_id"].as_str().map(String::from),
+                random: json["random_weights"].as_bool().unwrap_or(false),
+                per_k,
+                num_classes: number("num_classes"),
+            });
         }
         _ => {}
     }

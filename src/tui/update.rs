@@ -3,7 +3,7 @@
 //! the key map does.
 
 use super::action::Action;
-use super::app::{App, QuitChoice, Tab, ZOOM_LEVELS};
+use super::app::{App, FileState, QuitChoice, Tab, ZOOM_LEVELS};
 use super::edit_form::FormField;
 use super::keymap::Key;
 use super::layout::tab_at;
@@ -98,7 +98,9 @@ pub fn handle_mouse(app: &mut App, m: MouseEvent) {
 pub fn update(app: &mut App, action: Action) {
     use Action::*;
     match action {
-        Quit | Interrupt | TogglePause | Checkpoint | EvalKnn | EvalLinear | Outliers | UndoScheduleEdit => run_action(app, action),
+        Quit | Interrupt | TogglePause | Checkpoint | EvalKnn | EvalLinear | EvalAll | Outliers | UndoScheduleEdit => {
+            run_action(app, action)
+        }
         Freeze | ZoomIn | ZoomOut | ToggleLogScale | Help | NextTab | PrevTab | Tab1 | Tab2 | Tab3 | Tab4 | Tab5 | Tab6 | SchedulesTab => {
             view_action(app, action)
         }
@@ -148,6 +150,7 @@ fn run_action(app: &mut App, action: Action) {
         Action::Checkpoint => send_with_status(app, Command::Checkpoint, "checkpoint requested"),
         Action::EvalKnn => request_eval(app, EvalKind::Knn, Tab::Evaluation),
         Action::EvalLinear => request_eval(app, EvalKind::Linear, Tab::Evaluation),
+        Action::EvalAll => evaluate_all(app),
         Action::Outliers => request_eval(app, EvalKind::Outliers, Tab::Outliers),
         Action::UndoScheduleEdit => {
             let schedule = app.schedule_tab.edit_history.last().copied().unwrap_or_else(|| app.schedule_tab.form.schedule_name());
@@ -198,6 +201,7 @@ fn tab_action(app: &mut App, action: Action) {
         Action::CopyPath if app.shell.tab == Tab::Outliers => copy_outlier_path(app),
         Action::CopyPath => copy_selected_path(app),
         Action::MarkReviewed => mark(app, Mark::Reviewed),
+        Action::MarkKeep if app.shell.tab == Tab::Checkpoints => toggle_keep(app),
         Action::MarkKeep => mark(app, Mark::Keep),
         Action::MarkExclude => mark(app, Mark::Exclude),
         Action::CycleSplit => app.outliers.cycle_split(),
@@ -249,11 +253,16 @@ fn send_with_status(app: &mut App, cmd: Command, status: &str) {
 
 /// Evaluates the selected checkpoint when the Checkpoints tab is open, else the live teacher.
 fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
-    let checkpoint = if app.shell.tab == Tab::Checkpoints && kind != EvalKind::Outliers {
-        selected_checkpoint(app).map(|c| c.path.clone())
-    } else {
-        None
-    };
+    let on_row = app.shell.tab == Tab::Checkpoints && kind != EvalKind::Outliers;
+    if let (true, Some((row, _))) = (on_row, selected_row(app)) {
+        let state = app.checkpoint_tab.file_state(row);
+        if state != FileState::Present {
+            let why = if state == FileState::Gone { "its file is gone" } else { "its file now holds other weights" };
+            app.shell.status = Some(format!("this checkpoint cannot be evaluated: {why}; choose another row"));
+            return;
+        }
+    }
+    let checkpoint = if on_row { selected_checkpoint(app).map(|c| c.path.clone()) } else { None };
     app.shell.tab = if checkpoint.is_some() { Tab::Checkpoints } else { show };
     let what = match kind {
         EvalKind::Knn => "k-NN evaluation",
@@ -365,9 +374,66 @@ fn apply_form(app: &mut App) {
 }
 
 fn selected_checkpoint(app: &App) -> Option<&crate::protocol::CheckpointInfo> {
-    // The table shows the newest first; `checkpoint_selected` counts rows from the top.
+    selected_row(app).map(|(_, c)| c)
+}
+
+/// The selected checkpoint with its index in `rows` (oldest first; the table shows newest first
+/// and `selected` counts rows from the top).
+fn selected_row(app: &App) -> Option<(usize, &crate::protocol::CheckpointInfo)> {
     let idx = app.checkpoint_tab.rows.len().checked_sub(app.checkpoint_tab.selected + 1)?;
-    app.checkpoint_tab.rows.get(idx)
+    app.checkpoint_tab.rows.get(idx).map(|c| (idx, c))
+}
+
+/// `m` on the Checkpoints tab: keep (or stop keeping) the selected checkpoint whatever the
+/// retention says, in `checkpoints/keep.json`.
+fn toggle_keep(app: &mut App) {
+    let Some((_, c)) = selected_row(app) else { return };
+    let Some(id) = c.content_id.clone() else {
+        app.shell.status = Some("this checkpoint predates content ids: it cannot be marked (numbered checkpoints are always kept)".into());
+        return;
+    };
+    let Some(dir) = c.path.parent().map(std::path::Path::to_path_buf) else { return };
+    match crate::run::checkpoint::toggle_keep(&dir, &id) {
+        Ok(kept) => {
+            if kept {
+                app.checkpoint_tab.kept.insert(id);
+            } else {
+                app.checkpoint_tab.kept.remove(&id);
+            }
+            app.shell.status = Some(if kept { "kept: retention will not remove it" } else { "no longer kept" }.into());
+        }
+        Err(e) => app.shell.status = Some(format!("cannot mark it: {e:#}")),
+    }
+}
+
+/// Queues a k-NN evaluation of every checkpoint whose file is there and that has none yet, and
+/// the random-weights baseline when the run has none.
+fn evaluate_all(app: &mut App) {
+    let todo: Vec<std::path::PathBuf> = app
+        .checkpoint_tab
+        .rows
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            app.checkpoint_tab.file_state(*i) == FileState::Present
+                && !app.eval_tab.records.iter().any(|r| r.kind == EvalKind::Knn && r.is_of(c))
+        })
+        .map(|(_, c)| c.path.clone())
+        .collect();
+    let baseline = !app.eval_tab.records.iter().any(|r| r.kind == EvalKind::Knn && r.random);
+    if baseline && !app.send(Command::EvalBaseline { kind: EvalKind::Knn }) {
+        return;
+    }
+    let n = todo.len();
+    for checkpoint in todo {
+        if !app.send(Command::Eval { kind: EvalKind::Knn, checkpoint: Some(checkpoint) }) {
+            return;
+        }
+    }
+    let base = if baseline { " and the random-weights baseline" } else { "" };
+    let msg = format!("k-NN of {n} checkpoint(s){base} queued");
+    app.log_line(LogLevel::Info, msg.clone());
+    app.shell.status = Some(msg);
 }
 
 fn copy_selected_path(app: &mut App) {

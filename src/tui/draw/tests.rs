@@ -191,3 +191,62 @@ fn outliers_with_a_report_snapshot() {
     assert!(screen.contains('▀') || screen.contains('▄'), "the preview is drawn\n{screen}");
     insta::assert_snapshot!("outliers_report_160x48", screen);
 }
+
+/// A reviewed run: six checkpoints (two removed by retention, one kept), k-NN of four of them by
+/// content id, a linear probe, and the random-weights baseline.
+fn reviewed_run() -> App {
+    use crate::protocol::{CheckpointInfo, EvalKind, Event};
+    use crate::tui::app::FileState;
+    use crate::tui::trainer_events::apply_event;
+    let (mut app, _rx) = fixtures::app(0);
+    for (i, e) in (1..=6).enumerate() {
+        let id = format!("c0ffee{e:06}");
+        apply_event(
+            &mut app,
+            Event::CheckpointSaved(CheckpointInfo {
+                path: format!("runs/demo/checkpoints/checkpoint-it{:08}.json", e * 100).into(),
+                epoch: e,
+                iter: e * 100,
+                bytes: 15_500_000,
+                loss: Some(7.0 - e as f64 * 0.3),
+                time: 1_796_000_000.0 + e as f64 * 60.0,
+                content_id: Some(id.clone()),
+            }),
+        );
+        if e % 2 == 1 || e == 6 {
+            let top1 = 40.0 + 3.0 * e as f64;
+            let json = serde_json::json!({"kind": "knn", "epoch": e, "iter": e * 100, "content_id": id, "num_classes": 5,
+                "results": [{"k": 10, "top1": top1 - 1.0}, {"k": 20, "top1": top1}, {"k": 100, "top1": top1 + 0.5}]});
+            apply_event(&mut app, Event::EvalResult { kind: EvalKind::Knn, summary: format!("k-NN {top1}"), json });
+        }
+        app.checkpoint_tab.files.push(if i < 2 { FileState::Gone } else { FileState::Present });
+    }
+    let json = serde_json::json!({"kind": "linear", "epoch": 6, "iter": 600, "content_id": "c0ffee000006", "test_acc1": 61.0});
+    apply_event(&mut app, Event::EvalResult { kind: EvalKind::Linear, summary: "linear 61.0".into(), json });
+    let json = serde_json::json!({"kind": "knn", "random_weights": true, "num_classes": 5,
+        "results": [{"k": 10, "top1": 31.0}, {"k": 20, "top1": 33.0}, {"k": 100, "top1": 30.0}]});
+    apply_event(&mut app, Event::EvalResult { kind: EvalKind::Knn, summary: "k-NN random".into(), json });
+    app.checkpoint_tab.kept.insert("c0ffee000003".into());
+    app.checkpoint_tab.disk_bytes = Some(62_000_000);
+    app
+}
+
+#[test]
+fn checkpoint_history_shows_files_deltas_and_the_baseline() {
+    let mut app = reviewed_run();
+    app.shell.tab = Tab::Checkpoints;
+    for (w, h) in [(60, 20), (80, 24), (160, 48)] {
+        insta::assert_snapshot!(format!("checkpoint_history_{w}x{h}"), render(&app, w, h));
+    }
+    let wide = render(&app, 160, 48);
+    // Epoch 6: k-NN 58.0, +3.0 over epoch 5's 55.0, +25.0 over random weights; epochs 1-2 are gone.
+    let row = |epoch: &str| wide.lines().find(|l| l.starts_with(&format!("\"│{epoch} "))).unwrap_or_default().to_string();
+    let six = row("6");
+    assert!(six.contains("58.0") && six.contains("+3.0") && six.contains("+25.0") && six.contains("61.0"), "{wide}");
+    assert!(row("1").contains("gone") && row("2").contains("gone") && row("3").contains("keep"), "{wide}");
+    assert!(wide.contains("59.1 MiB on disk"), "{wide}");
+    // A gone row cannot be evaluated, and says why.
+    app.checkpoint_tab.selected = 5;
+    update(&mut app, Action::EvalKnn);
+    assert!(app.shell.status.as_deref().is_some_and(|s| s.contains("its file is gone")), "{:?}", app.shell.status);
+}
