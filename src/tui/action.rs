@@ -22,7 +22,7 @@ pub enum Action {
     EvalKnn,
     #[strum(message = "linear evaluation")]
     EvalLinear,
-    #[strum(message = "k-NN of every checkpoint not evaluated yet, and the random-weights baseline")]
+    #[strum(message = "k-NN of unevaluated ckpts")]
     EvalAll,
     #[strum(message = "outliers tab + scoring")]
     Outliers,

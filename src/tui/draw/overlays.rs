@@ -97,7 +97,7 @@ const HELP_ORDER: [HelpEntry; 28] = [
     HelpEntry::One(Action::ZoomOut),
     HelpEntry::One(Action::ToggleLogScale),
     HelpEntry::One(Action::CopyPath),
-    HelpEntry::Group(&[Action::MarkReviewed, Action::MarkKeep, Action::MarkExclude], "mark seen / keep (also ckpts) / exclude"),
+    HelpEntry::Group(&[Action::MarkReviewed, Action::MarkKeep, Action::MarkExclude], "mark seen / keep / exclude"),
     HelpEntry::One(Action::CycleSplit),
     HelpEntry::One(Action::ToggleScore),
     HelpEntry::Group(&[Action::Tab1, Action::Tab2, Action::Tab3, Action::Tab4, Action::Tab5, Action::Tab6], "tabs"),
