@@ -12,11 +12,24 @@ pub struct ChartSeries {
     pub points: Vec<(f64, f64)>,
     pub style: Style,
     pub marker: Marker,
+    /// Lines between the points, or the points alone (sparse series, where a line of one point
+    /// would not show).
+    pub graph: GraphType,
 }
 
 impl ChartSeries {
     pub fn new(points: Vec<(f64, f64)>, style: Style) -> Self {
-        Self { points, style, marker: Marker::Braille }
+        Self { points, style, marker: Marker::Braille, graph: GraphType::Line }
+    }
+
+    /// The points alone, each drawn with `marker`.
+    pub fn scatter(points: Vec<(f64, f64)>, style: Style, marker: Marker) -> Self {
+        Self { points, style, marker, graph: GraphType::Scatter }
+    }
+
+    /// A horizontal line at `y` across `x` (a reference level: chance, a baseline).
+    pub fn level(y: f64, [x0, x1]: [f64; 2], style: Style) -> Self {
+        Self { points: vec![(x0, y), (x1, y)], style, marker: Marker::Dot, graph: GraphType::Line }
     }
 }
 
@@ -65,11 +78,8 @@ pub fn render(frame: &mut Frame, area: Rect, spec: ChartSpec<'_>) {
     let [x0, x1] = spec.x_bounds;
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
     let marker_pts = spec.marker_x.map(|(x, _)| vec![(x, y0), (x, y1)]).unwrap_or_default();
-    let mut datasets: Vec<Dataset> = spec
-        .series
-        .iter()
-        .map(|s| Dataset::default().marker(s.marker).graph_type(GraphType::Line).style(s.style).data(&s.points))
-        .collect();
+    let mut datasets: Vec<Dataset> =
+        spec.series.iter().map(|s| Dataset::default().marker(s.marker).graph_type(s.graph).style(s.style).data(&s.points)).collect();
     if let Some((_, style)) = spec.marker_x {
         datasets.push(Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(style).data(&marker_pts));
     }

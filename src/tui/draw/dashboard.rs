@@ -157,9 +157,8 @@ fn draw_loss(app: &App, frame: &mut Frame, area: Rect) {
     let raw_marker = if t.no_color { Marker::Dot } else { Marker::Braille };
     let series = vec![
         ChartSeries {
-            points: app.trainer.store.downsample(Col::Loss, from, to, buckets, map),
-            style: t.series(t.palette.loss),
             marker: raw_marker,
+            ..ChartSeries::new(app.trainer.store.downsample(Col::Loss, from, to, buckets, map), t.series(t.palette.loss))
         },
         ChartSeries::new(app.trainer.store.downsample(Col::LossEma, from, to, buckets, map), t.series(t.palette.loss_ema)),
     ];

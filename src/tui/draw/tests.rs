@@ -250,3 +250,17 @@ fn checkpoint_history_shows_files_deltas_and_the_baseline() {
     update(&mut app, Action::EvalKnn);
     assert!(app.shell.status.as_deref().is_some_and(|s| s.contains("its file is gone")), "{:?}", app.shell.status);
 }
+
+#[test]
+fn evaluation_tab_charts_levels_and_a_table_per_k() {
+    let mut app = reviewed_run();
+    app.shell.tab = Tab::Evaluation;
+    for (w, h) in [(80, 24), (160, 48)] {
+        insta::assert_snapshot!(format!("evaluation_review_{w}x{h}"), render(&app, w, h));
+    }
+    let wide = render(&app, 160, 48);
+    assert!(wide.contains("random 33.0%") && wide.contains("chance 20.0%"), "{wide}");
+    assert!(wide.contains("k=10") && wide.contains("k=100") && wide.contains("random weights"), "{wide}");
+    let six = wide.lines().find(|l| l.contains("epoch 6 (it 600)")).unwrap_or_default();
+    assert!(six.contains("57.0") && six.contains("58.0") && six.contains("58.5") && six.contains("61.0"), "{wide}");
+}
