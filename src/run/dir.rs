@@ -1,10 +1,12 @@
 //! The run directory, the single source of truth of a run: `config.toml`, `metrics.jsonl` (one
 //! object per iteration), `log.txt` (one reference-style JSON line per epoch), `events.jsonl`
 //! (start, pause, resume, checkpoints, skipped files, alarms, stop) and `checkpoints/`.
-//! Everything a TUI shows can be rebuilt from these files.
+//! Everything a TUI shows can be rebuilt from these files. The same metrics and evaluation
+//! results also go to `tb/` as TensorBoard scalars (`run::tensorboard`), for TensorBoard users.
 
 use crate::config::TrainConfig;
 use crate::protocol::{EpochSummary, IterMetrics};
+use crate::run::tensorboard::{self, TbLog};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -28,6 +30,15 @@ pub struct RunDir {
     last_flush: std::time::Instant,
     events: File,
     log: File,
+    tb: Tb,
+}
+
+/// The TensorBoard file, made on the first scalar (a run that never steps leaves none). A
+/// secondary copy of `metrics.jsonl`: when it cannot be written, training goes on without it.
+enum Tb {
+    Pending,
+    Open(TbLog),
+    Off,
 }
 
 fn append(path: &Path) -> Result<File> {
@@ -60,7 +71,39 @@ impl RunDir {
             last_flush: std::time::Instant::now(),
             events: append(&path.join(EVENTS_FILE))?,
             log: append(&path.join(LOG_FILE))?,
+            tb: Tb::Pending,
         })
+    }
+
+    /// No TensorBoard file for this directory (the non-zero ranks of a data-parallel job, whose
+    /// metrics are rank 0's).
+    pub fn without_tensorboard(&mut self) {
+        self.tb = Tb::Off;
+    }
+
+    /// Writes to the TensorBoard file, opening it first when needed; a failure is logged once and
+    /// turns TensorBoard output off for the rest of the run.
+    fn tensorboard(&mut self, write: impl FnOnce(&mut TbLog) -> Result<(), crate::interop::tensorboard::TbError>) {
+        if matches!(self.tb, Tb::Pending) {
+            self.tb = match TbLog::create(&self.path) {
+                Ok(t) => Tb::Open(t),
+                Err(e) => {
+                    tracing::warn!("no TensorBoard scalars for this run: {e}");
+                    Tb::Off
+                }
+            };
+        }
+        if let Tb::Open(t) = &mut self.tb {
+            if let Err(e) = write(t) {
+                tracing::warn!("TensorBoard scalars stop here: {e}");
+                self.tb = Tb::Off;
+            }
+        }
+    }
+
+    /// An evaluation result's accuracies as TensorBoard scalars (the `eval` event is `event`'s).
+    pub fn eval_scalars(&mut self, json: &serde_json::Value) {
+        self.tensorboard(|t| t.eval(json));
     }
 
     pub fn checkpoint_dir(&self) -> PathBuf {
@@ -74,6 +117,7 @@ impl RunDir {
     pub fn metrics(&mut self, m: &IterMetrics) -> Result<()> {
         serde_json::to_writer(&mut self.metrics, m)?;
         self.metrics.write_all(b"\n").context("cannot write metrics.jsonl")?;
+        self.tensorboard(|t| t.metrics(m));
         if self.last_flush.elapsed() >= METRICS_FLUSH_EVERY {
             self.flush()?;
         }
@@ -82,6 +126,12 @@ impl RunDir {
 
     pub fn flush(&mut self) -> Result<()> {
         self.last_flush = std::time::Instant::now();
+        if let Tb::Open(t) = &mut self.tb {
+            if let Err(e) = t.flush() {
+                tracing::warn!("TensorBoard scalars stop here: {e}");
+                self.tb = Tb::Off;
+            }
+        }
         self.metrics.flush().context("cannot write metrics.jsonl")
     }
 
@@ -98,8 +148,12 @@ impl RunDir {
     }
 
     /// Drops metric lines for iterations at or past `iter` (written after the checkpoint a resumed
-    /// run starts from), so `metrics.jsonl` continues without duplicates.
+    /// run starts from), so `metrics.jsonl` continues without duplicates; the TensorBoard files
+    /// lose the same steps (the resumed run writes them again into a new event file).
     pub fn truncate_metrics_from(path: &Path, iter: usize) -> Result<()> {
+        if let Err(e) = tensorboard::truncate_from(path, iter) {
+            tracing::warn!("TensorBoard files keep steps from {iter} on, which the resumed run writes again: {e}");
+        }
         let file = path.join(METRICS_FILE);
         let Ok(text) = std::fs::read_to_string(&file) else { return Ok(()) };
         let kept: String = text
