@@ -281,6 +281,13 @@ fn reference_checkpoint_and_plain_state_dict_give_the_knn_of_safetensors() {
 fn resume_from_maps_the_reference_optimizer_and_pretrained_starts_from_weights() {
     let run = trained("vit_tiny", &[]);
     let Some(refs) = reference_files(&run) else { return };
+    imports_into_a_training_state(&run, &refs);
+    train_commands_take_reference_files(&run, &refs);
+}
+
+/// `train::import` on the files: every AdamW moment at its parameter, problems named, a plain
+/// backbone for both networks.
+fn imports_into_a_training_state(run: &Run, refs: &Path) {
     let config = TrainConfig::from_toml_file(&run.config).unwrap();
     let moments = pth_tensors(&refs.join("moments.pth"));
 
@@ -333,9 +340,11 @@ fn resume_from_maps_the_reference_optimizer_and_pretrained_starts_from_weights()
     .unwrap_err()
     .to_string()
     .contains("--pretrained_weights"));
+}
 
-    // The command: without --config the settings come from the file's args; the run goes on at
-    // epoch 1 = iteration 2 with the optimizer restored.
+/// `dino train --resume_from` / `--pretrained_weights`: without --config the settings come from
+/// the file's args; a continued run goes on at epoch 1 = iteration 2 with the optimizer restored.
+fn train_commands_take_reference_files(run: &Run, refs: &Path) {
     let printed = dino(&os(&[&"train", &"--resume_from", &refs.join("ckpt.pth"), &"--print-config"]));
     for line in ["arch = \"vit_tiny\"", "embed_dim = 24", "patch_size = 4", "epochs = 5", "global_crop_size = 16", "out_dim = 32"] {
         assert!(printed.contains(line), "{line} missing:\n{printed}");

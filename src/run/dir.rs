@@ -101,6 +101,21 @@ impl RunDir {
         }
     }
 
+    /// The run goes back to iteration `iter` (a restored checkpoint): the TensorBoard files lose
+    /// the steps from there on, and the next scalar opens a new file.
+    pub fn tensorboard_from(&mut self, iter: usize) {
+        if matches!(self.tb, Tb::Off) {
+            return;
+        }
+        if let Tb::Open(t) = &mut self.tb {
+            let _ = t.flush();
+        }
+        self.tb = Tb::Pending;
+        if let Err(e) = tensorboard::truncate_from(&self.path, iter) {
+            tracing::warn!("TensorBoard files keep steps from {iter} on, which the run writes again: {e}");
+        }
+    }
+
     /// An evaluation result's accuracies as TensorBoard scalars (the `eval` event is `event`'s).
     pub fn eval_scalars(&mut self, json: &serde_json::Value) {
         self.tensorboard(|t| t.eval(json));
@@ -229,6 +244,52 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
         assert!(!tmp_path(&p).exists());
+    }
+
+    #[test]
+    fn tensorboard_follows_metrics_and_a_run_that_goes_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(d.path(), &TrainConfig::default()).unwrap();
+        let m = |iter: usize, loss: f64| IterMetrics {
+            iter,
+            epoch: 0,
+            loss,
+            lr: 0.1,
+            wd: 0.04,
+            teacher_temp: 0.04,
+            momentum: 0.996,
+            iter_time: 0.5,
+            data_time: 0.1,
+            images_per_s: 16.0,
+            teacher_entropy: 2.0,
+            kl: 1.0,
+            time: now(),
+        };
+        for i in 0..5 {
+            run.metrics(&m(i, 1.0)).unwrap();
+        }
+        run.tensorboard_from(3);
+        for i in 3..6 {
+            run.metrics(&m(i, 2.0)).unwrap();
+        }
+        run.eval_scalars(&serde_json::json!({"iter": 6, "test_acc1": 50.0}));
+        run.flush().unwrap();
+        let files = tensorboard::event_files(d.path());
+        assert_eq!(files.len(), 2);
+        let mut losses: Vec<(i64, f32)> = files
+            .iter()
+            .flat_map(|f| crate::interop::tensorboard::read_scalars(f).unwrap())
+            .filter(|(t, _, _)| t == "train/loss")
+            .map(|(_, s, v)| (s, v))
+            .collect();
+        losses.sort_by_key(|p| p.0);
+        assert_eq!(losses, [(0, 1.0), (1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0), (5, 2.0)]);
+        let evals: Vec<_> = files
+            .iter()
+            .flat_map(|f| crate::interop::tensorboard::read_scalars(f).unwrap())
+            .filter(|(t, _, _)| t.starts_with("eval/"))
+            .collect();
+        assert_eq!(evals, [("eval/linear_top1".to_string(), 6, 50.0)]);
     }
 
     #[test]

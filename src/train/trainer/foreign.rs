@@ -31,7 +31,7 @@ pub(super) fn begin(state: &mut DinoState, config: &TrainConfig, niter: usize) -
             let details = serde_json::json!({
                 "iter": iter,
                 "epoch": r.epoch,
-                "from": path,
+                "checkpoint": path,
                 "reference": true,
                 "optimizer": if r.optimizer_restored { "restored" } else { "fresh" },
                 "notes": file.notes,
