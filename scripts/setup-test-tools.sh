@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need besides the project itself: tmux (the TUI tests run the real
-# binary in a tmux pane), CUDA headers for the NCCL compile check, and Gloo's headers (libgloo-dev: build.rs compiles the c10d shim for
+# binary in a tmux pane), CUDA headers for the NCCL compile check, tensorboard and numpy in the
+# PyTorch venv (the interop tests), and Gloo's headers (libgloo-dev: build.rs compiles the c10d shim for
 # multi-process training only when they exist; the Gloo code that runs is libtorch's own). Uses
 # apt-get when running as root on Debian/Ubuntu; elsewhere it says what is missing and those
 # tests skip with a message.
@@ -14,6 +15,14 @@ if [ ! -f "$CUDA_HEADERS/nvidia/cu13/include/crt/host_config.h" ] && [ -x "$TORC
   echo "[setup-test-tools] installing CUDA 13.0 crt/cccl headers into $CUDA_HEADERS" >&2
   "$TORCH_PY" -m pip install -q --no-deps --target "$CUDA_HEADERS" "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*" >/dev/null 2>&1 \
     || echo "[setup-test-tools] CUDA headers not installed: the NCCL compile check will skip" >&2
+fi
+
+# TensorBoard and NumPy in the same venv: the interop tests read our event files with
+# TensorBoard's own reader and our .npy files with numpy. Best effort, like the rest.
+if [ -x "$TORCH_PY" ] && ! "$TORCH_PY" -c "import tensorboard, numpy" >/dev/null 2>&1; then
+  echo "[setup-test-tools] installing tensorboard and numpy into $(dirname "$(dirname "$TORCH_PY")")" >&2
+  "$TORCH_PY" -m pip install -q tensorboard numpy >/dev/null 2>&1 \
+    || echo "[setup-test-tools] tensorboard/numpy not installed: those checks of the interop tests will skip" >&2
 fi
 
 missing=()

@@ -86,15 +86,15 @@ fn tui_shows_loss_pauses_checkpoints_and_quits() {
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(metric_lines(&run), paused_at, "training went on while paused");
 
-    // c writes a checkpoint at the paused iteration, and the Checkpoints tab lists it.
+    // c writes a checkpoint at the paused iteration, and the Checkpoints tab lists it under its own name.
     tmux.keys("5");
-    let count =
-        |s: &str| -> usize { s.split("checkpoints (").nth(1).and_then(|t| t.split(')').next()).and_then(|n| n.parse().ok()).unwrap_or(0) };
-    let before = count(&tmux.wait_for("the Checkpoints tab", Duration::from_secs(10), |s| s.contains("checkpoints (")));
+    tmux.wait_for("the Checkpoints tab", Duration::from_secs(10), |s| s.contains("checkpoints ("));
+    let pressed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     tmux.keys("c");
-    tmux.wait_for("one more checkpoint listed", Duration::from_secs(10), |s| count(s) == before + 1);
+    let name = format!("checkpoint-it{paused_at:08}.json");
     let ckpt = run.join("checkpoints/checkpoint-latest.json");
-    assert_eq!(dino_tui::run::checkpoint::read_meta(&ckpt).unwrap().iter, paused_at);
+    let fresh = || dino_tui::run::checkpoint::read_meta(&ckpt).is_ok_and(|m| m.iter == paused_at && m.time >= pressed - 1.0);
+    tmux.wait_for("the paused iteration's checkpoint listed", Duration::from_secs(10), |s| s.contains(&name) && fresh());
 
     // p resumes; q then s stops with a checkpoint and restores the terminal.
     tmux.keys("p");

@@ -43,6 +43,10 @@ pub enum Command {
     Eval(EvalCommand),
     /// Score images as outliers, mislabeled or duplicates, and draw the embedding map
     Outliers(crate::cmd::eval_args::OutlierArgs),
+    /// Write a backbone for PyTorch code: the reference ViT, torchvision's ResNet, timm
+    Export(crate::cmd::export::ExportArgs),
+    /// Features of every image of a folder to .npy or .safetensors, with a CSV of path,label
+    Embed(crate::cmd::embed::EmbedArgs),
     /// List runs with their status
     Runs {
         /// Folder holding run directories (default ./runs)
@@ -285,6 +289,15 @@ pub struct RunFlags {
     /// k-NN evaluation of the teacher every N epochs (0: never); training pauses meanwhile
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub eval_knn_every: Option<i64>,
+    /// Start from these weights: a PyTorch .pth (a reference checkpoint.pth: its student and
+    /// teacher; an official pretrained backbone such as dino_deitsmall16_pretrain.pth: both) or a
+    /// safetensors file; without --config the architecture is read from the file
+    #[arg(long, help_heading = "Run")]
+    pub pretrained_weights: Option<PathBuf>,
+    /// Continue a reference run from its checkpoint.pth (networks, optimizer moments, centre,
+    /// epoch); without --config its settings come from the file's args
+    #[arg(long, help_heading = "Run")]
+    pub resume_from: Option<PathBuf>,
 }
 
 /// `--arch`, checked against the architectures the model can build.
@@ -308,7 +321,12 @@ impl TrainArgs {
                 crate::config::preset(&path.to_string_lossy()).unwrap_or_default()
             }
             Some(path) => TrainConfig::from_toml_file(path)?,
-            None => TrainConfig::default(),
+            None => {
+                let mut c = TrainConfig::default();
+                let (pretrained, resume) = (self.run.pretrained_weights.as_deref(), self.run.resume_from.as_deref());
+                super::train_from::overlay(&mut c, pretrained, resume, self.model.arch.as_deref())?;
+                c
+            }
         };
         self.apply(&mut c)?;
         c.validate()?;
@@ -451,6 +469,12 @@ impl RunFlags {
             r.headless = true;
         }
         set_count(&mut r.print_freq, "print_freq", self.print_freq, 1)?;
+        if self.pretrained_weights.is_some() {
+            r.pretrained_weights = self.pretrained_weights.clone();
+        }
+        if self.resume_from.is_some() {
+            r.resume_from = self.resume_from.clone();
+        }
         set_count(&mut r.eval_knn_every, "eval_knn_every", self.eval_knn_every, 0)
     }
 }

@@ -123,5 +123,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Eval(EvalCommand::Linear(a)) => super::eval_linear::run_command(&a),
         Command::Eval(EvalCommand::LabelEfficiency(a)) => super::eval_label_efficiency::run_command(&a),
         Command::Outliers(a) => super::eval::outliers(&a),
+        Command::Export(a) => super::export::run(&a),
+        Command::Embed(a) => super::embed::run(&a),
     }
 }

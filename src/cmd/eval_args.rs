@@ -11,10 +11,11 @@ use std::path::PathBuf;
 #[command(rename_all = "snake_case")]
 pub struct ModelArgs {
     /// Weights to evaluate: a run directory (its latest checkpoint), a checkpoint .json or
-    /// .safetensors, a backbone .safetensors with the reference's names, or `random`
+    /// .safetensors, a backbone .safetensors with the reference's names, a PyTorch .pth (a
+    /// reference checkpoint.pth or an official pretrained state dict), or `random`
     #[arg(long, default_value = "")]
     pub pretrained_weights: String,
-    /// Which network of a DINO checkpoint: teacher or student
+    /// Which network of a DINO checkpoint (ours or the reference's): teacher or student
     #[arg(long, default_value = "teacher", value_parser = CheckpointKey::parse)]
     pub checkpoint_key: CheckpointKey,
     /// Config for weights without one (and for `random`): a TOML file, a preset name or a run directory

@@ -29,6 +29,9 @@ impl Prepared {
         let layout = DataLayout::discover(&data).with_context(|| "set --data_path to a folder with train/CLASS/ and val/CLASS/")?;
         let cache = if m.no_cache { None } else { FeatureCache::for_run_or_user(source.run_dir.as_deref()) };
         crate::say_err!("evaluating {}", source.description);
+        for note in &source.notes {
+            crate::say_err!("  note: {note}");
+        }
         Ok(Self { source, layout, cache, device })
     }
 
@@ -82,6 +85,9 @@ impl Prepared {
         let path = record::write_result(run, kind, &label, &json)?;
         json["file"] = path.display().to_string().into();
         record::append_event(run, &json)?;
+        if let Err(e) = crate::run::tensorboard::append_eval(run, &json) {
+            crate::say_err!("note: result not added to the TensorBoard files: {e}");
+        }
         Ok(Some(path))
     }
 }

@@ -2,6 +2,7 @@
 //! loadable from TOML presets, overridable from the command line with the reference's flag names,
 //! and validated with messages that name the setting and its allowed range.
 
+pub mod infer;
 pub mod schedules;
 pub mod user;
 pub mod validate;
@@ -138,6 +139,13 @@ pub struct RunConfig {
     pub print_freq: usize,
     /// Run the k-NN evaluation of the teacher every this many epochs (0: never).
     pub eval_knn_every: usize,
+    /// Weights a new run starts from (a PyTorch `.pth` or a safetensors file): a reference
+    /// checkpoint's student and teacher, or one backbone for both. Used only while the run
+    /// directory holds no checkpoint of its own.
+    pub pretrained_weights: Option<PathBuf>,
+    /// A reference `checkpoint.pth` this run continues (networks, optimizer moments, centre,
+    /// epoch); like `pretrained_weights`, only until the run has a checkpoint of its own.
+    pub resume_from: Option<PathBuf>,
 }
 
 // The reference's `get_args_parser()` defaults, plus our own settings' defaults.
@@ -213,6 +221,8 @@ impl Default for RunConfig {
             headless: false,
             print_freq: 10,
             eval_knn_every: 0,
+            pretrained_weights: None,
+            resume_from: None,
         }
     }
 }

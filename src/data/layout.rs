@@ -114,6 +114,47 @@ impl DataLayout {
     }
 }
 
+/// Every image under `root`, split as its folders say, for commands that look at all of them
+/// (`dino embed`): the project layout's `pretext/` (unlabeled), `train/CLASS/` and `val/CLASS/`,
+/// each as present and in that order; else an ImageFolder root's class folders (split `images`);
+/// else, when images lie in the root itself or no folder holds any, every image at any depth,
+/// unlabeled.
+pub fn every_image(root: &Path) -> Result<Vec<Split>, DataError> {
+    if !root.is_dir() {
+        return Err(DataError::MissingRoot(root.to_path_buf()));
+    }
+    let mut splits = Vec::new();
+    let pretext = root.join("pretext");
+    if pretext.is_dir() {
+        splits.push(unlabeled(&pretext, "pretext")?);
+    }
+    for name in ["train", "val"] {
+        let dir = root.join(name);
+        if dir.is_dir() {
+            splits.push(discover_classes(&dir, name)?);
+        }
+    }
+    splits.retain(|s| !s.is_empty());
+    if splits.is_empty() {
+        // Images lying in the root itself mean it is not an ImageFolder (which would skip them).
+        let loose = read_dir_sorted(root)?.iter().any(|p| p.is_file() && has_image_extension(p));
+        let classes = if loose { None } else { Some(discover_classes(root, "images")?).filter(|c| !c.is_empty()) };
+        splits.push(match classes {
+            Some(c) => c,
+            None => unlabeled(root, "images")?,
+        });
+    }
+    if splits.iter().all(Split::is_empty) {
+        return Err(DataError::NoImages(root.to_path_buf()));
+    }
+    Ok(splits)
+}
+
+fn unlabeled(dir: &Path, name: &str) -> Result<Split, DataError> {
+    let files = list_images(dir)?;
+    Ok(Split { name: name.into(), root: dir.to_path_buf(), labels: vec![0; files.len()], files, classes: Vec::new() })
+}
+
 fn discover_optional_classes(dir: &Path, name: &str) -> Result<Option<Split>, DataError> {
     if !dir.is_dir() {
         return Ok(None);
@@ -231,6 +272,29 @@ mod tests {
         assert_eq!(l.pretext().classes, ["cats", "dogs"]);
         assert!(l.train().is_none() && l.val().is_none());
         assert!(l.summary().contains("evaluation unavailable"));
+    }
+
+    #[test]
+    fn every_image_follows_whatever_layout_there_is() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in ["train/b/1.jpg", "train/a/2.jpg", "val/a/3.jpg"] {
+            touch(r, f);
+        }
+        let s = every_image(r).unwrap();
+        assert_eq!(s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["train", "val"], "no pretext/ needed");
+        assert_eq!(s[0].classes, ["a", "b"]);
+        touch(r, "pretext/deep/er/4.png");
+        assert_eq!(every_image(r).unwrap()[0].name, "pretext");
+        let loose = tempfile::tempdir().unwrap();
+        touch(loose.path(), "x.jpg");
+        touch(loose.path(), "sub/y.jpg");
+        let s = every_image(loose.path()).unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(!s[0].is_labeled(), "loose images in the root: not an ImageFolder");
+        assert_eq!(s[0].len(), 2);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(every_image(empty.path()).is_err());
     }
 
     #[test]

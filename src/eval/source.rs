@@ -1,16 +1,19 @@
 //! Where the evaluated backbone comes from: a checkpoint of this project (its teacher or student),
 //! a run directory (its latest checkpoint), a bare backbone safetensors file with the reference's
-//! parameter names, or random initialisation (the baseline every result is compared with).
+//! parameter names, a PyTorch file (a reference `checkpoint.pth` or an official pretrained state
+//! dict, see `run::pytorch`), or random initialisation (the baseline every result is compared with).
 //!
 //! The architecture comes from the checkpoint's saved config when there is one, so evaluating a
-//! run never needs the training flags repeated.
+//! run never needs the training flags repeated; for files without one it is read off the tensors
+//! (and a reference checkpoint's `args`) unless `--config`/`--arch` say otherwise.
 
 use super::EvalError;
+use crate::config::infer::{self, ArgScope};
 use crate::config::TrainConfig;
-use crate::model::ResNetStem;
 use crate::model::{weights, Backbone};
 use crate::run::checkpoint::{self, LoadedCheckpoint};
 use crate::run::dir::{CHECKPOINT_DIR, CONFIG_FILE};
+use crate::run::pytorch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Tensor};
@@ -43,8 +46,8 @@ impl CheckpointKey {
 /// What the person asked for on the command line.
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
-    /// A checkpoint sidecar (`.json`), a tensor file (`.safetensors`), a run or checkpoint folder,
-    /// or `random`.
+    /// A checkpoint sidecar (`.json`), a tensor file (`.safetensors`), a PyTorch file (`.pth`), a
+    /// run or checkpoint folder, or `random`.
     pub pretrained_weights: String,
     pub checkpoint_key: CheckpointKey,
     /// Config for files without one (and for `random`): a TOML file, a preset name or a run folder.
@@ -88,6 +91,8 @@ pub struct ModelSource {
     pub iter: Option<usize>,
     /// The checkpoint's content id (see `run::checkpoint`), recorded with every result.
     pub content_id: Option<String>,
+    /// What the weights file held that was not used or had to be guessed, for people.
+    pub notes: Vec<String>,
 }
 
 /// The config a spec names without a checkpoint: `--config` (file, preset or run folder), then
@@ -145,7 +150,7 @@ pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
     let w = spec.pretrained_weights.trim();
     if w.is_empty() {
         return Err(EvalError::Invalid(
-            "give --pretrained_weights: a run directory, a checkpoint (.json or .safetensors), a backbone file, or `random`".into(),
+            "give --pretrained_weights: a run directory, a checkpoint (.json or .safetensors), a backbone file (.safetensors, or a PyTorch .pth: reference checkpoint or state dict), or `random`".into(),
         ));
     }
     if w == "random" {
@@ -171,6 +176,9 @@ pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
         let run_dir = path.parent().and_then(run_dir_of_checkpoint_folder);
         return from_checkpoint(spec, ckpt, run_dir);
     }
+    if pytorch::is_pytorch_file(&path) {
+        return from_pytorch_file(spec, &path);
+    }
     from_tensor_file(spec, &path)
 }
 
@@ -194,6 +202,7 @@ pub fn random_like(config: &TrainConfig, spec: &SourceSpec) -> Result<ModelSourc
         epoch: None,
         iter: None,
         content_id: None,
+        notes: vec![],
     })
 }
 
@@ -214,6 +223,7 @@ fn from_checkpoint(spec: &SourceSpec, ckpt: LoadedCheckpoint, run_dir: Option<Pa
         epoch: Some(ckpt.meta.epoch),
         iter: Some(ckpt.meta.iter),
         content_id: ckpt.meta.content_id(),
+        notes: vec![],
     })
 }
 
@@ -238,8 +248,7 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
         tensors
     };
     let mut config = base_config(spec)?;
-    infer_vit_shape(&mut config, &backbone_tensors);
-    infer_resnet_stem(&mut config, &backbone_tensors);
+    infer::from_backbone(&mut config, &backbone_tensors, user_named_arch(spec));
     let (vs, backbone) = build(&config, spec.device)?;
     weights::load_into(&vs, "", &backbone_tensors, path)?;
     Ok(ModelSource {
@@ -252,6 +261,55 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
         epoch: None,
         iter: None,
         content_id: None,
+        notes: vec![],
+    })
+}
+
+/// Whether the person chose the architecture (`--arch`, or a `--config`), which then stands.
+fn user_named_arch(spec: &SourceSpec) -> bool {
+    spec.arch.is_some() || spec.config.is_some()
+}
+
+/// A `torch.save` file: a reference checkpoint (its `--checkpoint_key` network) or a plain state
+/// dict. Without `--config`/`--arch`, the checkpoint's `args` and then the tensors give the shape.
+fn from_pytorch_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalError> {
+    let file = pytorch::read(path).map_err(|e| EvalError::Source(e.to_string()))?;
+    let key = if spec.checkpoint_key == CheckpointKey::Teacher { "teacher" } else { "student" };
+    let net = file.network(key).map_err(|e| EvalError::Source(e.to_string()))?;
+    let mut config = base_config(spec)?;
+    let mut notes = file.notes.clone();
+    let mut arch_known = user_named_arch(spec);
+    if let (false, Some(args)) = (arch_known, &file.args) {
+        let report = infer::apply_reference_args(&mut config, args, ArgScope::Model);
+        arch_known = report.taken.iter().any(|t| t.starts_with("arch ="));
+        notes.extend(report.refused.iter().map(|r| format!("args.{r}")));
+    }
+    infer::from_backbone(&mut config, &net.backbone, arch_known);
+    if config.is_vit() && !arch_known && config.model.embed_dim.is_some() && config.model.num_heads.is_none() {
+        notes.push(format!(
+            "width {} is no preset's: {} heads assumed (the tensors do not tell; give --config to set num_heads)",
+            config.vit_spec().embed_dim,
+            config.vit_spec().num_heads
+        ));
+    }
+    let (vs, backbone) = build(&config, spec.device)?;
+    weights::load_into(&vs, "", &net.backbone, path)?;
+    let description = match (file.is_checkpoint, file.epoch) {
+        (true, Some(e)) => format!("{key} of {} ({}, epoch {e})", path.display(), config.model.arch),
+        (true, None) => format!("{key} of {} ({})", path.display(), config.model.arch),
+        (false, _) => format!("{} weights from {}", config.model.arch, path.display()),
+    };
+    Ok(ModelSource {
+        identity: identity_of(path, key)?,
+        description,
+        vs,
+        backbone,
+        config,
+        run_dir: None,
+        epoch: file.epoch,
+        iter: None,
+        content_id: None,
+        notes,
     })
 }
 
@@ -265,64 +323,4 @@ fn sidecar_naming(tensor_file: &Path) -> Option<PathBuf> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .find(|p| checkpoint::read_meta(p).is_ok_and(|m| m.tensors == name))
-}
-
-/// A ResNet's stem shows in the size of `conv1`'s kernel (7: torchvision's, 3: the CIFAR one).
-fn infer_resnet_stem(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>) {
-    if config.is_vit() {
-        return;
-    }
-    match tensors.get("conv1.weight").map(|w| w.size()).as_deref() {
-        Some([_, _, 3, 3]) => config.model.resnet_stem = ResNetStem::Cifar,
-        Some([_, _, 7, 7]) => config.model.resnet_stem = ResNetStem::Imagenet,
-        _ => {}
-    }
-}
-
-/// A ViT's width, depth, patch and image size are readable from its tensors; taking them from
-/// there means a bare backbone file loads with only `--arch` (heads still come from the preset).
-fn infer_vit_shape(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>) {
-    if !config.is_vit() {
-        return;
-    }
-    if let Some(w) = tensors.get("patch_embed.proj.weight") {
-        let s = w.size();
-        if s.len() == 4 {
-            config.model.embed_dim = usize::try_from(s[0]).ok();
-            config.model.patch_size = usize::try_from(s[2]).unwrap_or(config.model.patch_size);
-        }
-    }
-    let depth = tensors.keys().filter_map(|k| k.strip_prefix("blocks.")?.split('.').next()?.parse::<usize>().ok()).max().map(|d| d + 1);
-    if depth.is_some() {
-        config.model.depth = depth;
-    }
-    if let Some(p) = tensors.get("pos_embed") {
-        let n = usize::try_from(p.size().get(1).copied().unwrap_or(1) - 1).unwrap_or(0);
-        let side = (n as f64).sqrt().round() as usize;
-        if side * side == n && side > 0 {
-            config.crops.global_crop_size = side * config.model.patch_size;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bare_resnet_file_tells_its_stem_by_conv1() {
-        let mut config = {
-            let mut c = TrainConfig::default();
-            c.model.arch = crate::model::Arch::ResNet18;
-            c
-        };
-        let with_kernel =
-            |k: i64| BTreeMap::from([("conv1.weight".to_string(), Tensor::zeros([64, 3, k, k], (tch::Kind::Float, Device::Cpu)))]);
-        infer_resnet_stem(&mut config, &with_kernel(3));
-        assert_eq!(config.model.resnet_stem, ResNetStem::Cifar);
-        infer_resnet_stem(&mut config, &with_kernel(7));
-        assert_eq!(config.model.resnet_stem, ResNetStem::Imagenet);
-        infer_resnet_stem(&mut config, &BTreeMap::new());
-        assert_eq!(config.model.resnet_stem, ResNetStem::Imagenet, "nothing to read: unchanged");
-    }
 }

@@ -89,14 +89,19 @@ impl EventWriter {
     }
 
     fn record(&mut self, data: &[u8]) -> Result<(), TbError> {
-        let len = (data.len() as u64).to_le_bytes();
-        let mut framed = Vec::with_capacity(data.len() + 16);
-        framed.extend_from_slice(&len);
-        framed.extend_from_slice(&masked_crc(&len).to_le_bytes());
-        framed.extend_from_slice(data);
-        framed.extend_from_slice(&masked_crc(data).to_le_bytes());
-        self.out.write_all(&framed).map_err(|source| TbError::Io { path: self.path.clone(), source })
+        self.out.write_all(&framed(data)).map_err(|source| TbError::Io { path: self.path.clone(), source })
     }
+}
+
+/// One TFRecord: length, its CRC, the data, its CRC.
+fn framed(data: &[u8]) -> Vec<u8> {
+    let len = (data.len() as u64).to_le_bytes();
+    let mut framed = Vec::with_capacity(data.len() + 16);
+    framed.extend_from_slice(&len);
+    framed.extend_from_slice(&masked_crc(&len).to_le_bytes());
+    framed.extend_from_slice(data);
+    framed.extend_from_slice(&masked_crc(data).to_le_bytes());
+    framed
 }
 
 fn create_new(dir: &Path, name: &str) -> Result<(PathBuf, File), TbError> {
@@ -237,6 +242,42 @@ pub fn read_scalars(path: impl AsRef<Path>) -> Result<Vec<(String, i64, f32)>, T
         offset += data.len() as u64 + 16;
     }
     Ok(out)
+}
+
+/// Rewrites an event file keeping the events whose every scalar passes `keep(tag, step)`, and
+/// every event without a summary (the file-version event), wall times included: a resumed run
+/// writes some steps again, and TensorBoard would otherwise show both. A cut-off last record is
+/// dropped. The new content replaces the file by rename, so a crash leaves the old or the new
+/// file whole. Returns the number of events dropped.
+pub fn retain(path: impl AsRef<Path>, keep: impl Fn(&str, i64) -> bool) -> Result<usize, TbError> {
+    let path = path.as_ref();
+    let io_err = |source| TbError::Io { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io_err)?;
+    let file_len = file.metadata().map_err(io_err)?.len();
+    let mut reader = BufReader::new(file);
+    let (mut kept, mut dropped, mut offset) = (Vec::new(), 0usize, 0u64);
+    while let Some(data) = next_record(&mut reader, file_len - offset.min(file_len)).map_err(|what| corrupt(path, offset, what))? {
+        let mut scalars = Vec::new();
+        scalars_of_event(&data, &mut scalars).map_err(|what| corrupt(path, offset, what))?;
+        offset += data.len() as u64 + 16;
+        if scalars.iter().all(|(tag, step, _)| keep(tag, *step)) {
+            kept.extend_from_slice(&framed(&data));
+        } else {
+            dropped += 1;
+        }
+    }
+    if dropped == 0 && offset == file_len {
+        return Ok(0);
+    }
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let tmp_err = |source| TbError::Io { path: tmp.clone(), source };
+    let mut out = File::create(&tmp).map_err(tmp_err)?;
+    out.write_all(&kept).map_err(tmp_err)?;
+    out.sync_all().map_err(tmp_err)?;
+    fs::rename(&tmp, path).map_err(io_err)?;
+    Ok(dropped)
 }
 
 fn corrupt(path: &Path, offset: u64, what: String) -> TbError {

@@ -6,6 +6,7 @@
 pub mod arch;
 pub mod head;
 mod init;
+pub mod names;
 pub mod resnet;
 pub mod vit;
 pub mod weights;

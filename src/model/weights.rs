@@ -41,27 +41,54 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
 
 /// Copies `tensors` (names without `prefix`) into the store's variables under `prefix`. Every
 /// variable under the prefix must be present with the same shape; extra names are an error too
-/// unless they are BatchNorm counters, so a wrong file never loads half-way silently.
+/// unless they are BatchNorm counters, so a wrong file never loads half-way silently. Every
+/// problem is listed (unexpected, missing, shape), each by name, before anything is copied.
 pub fn load_into(vs: &VarStore, prefix: &str, tensors: &BTreeMap<String, Tensor>, source: &Path) -> Result<(), WeightsError> {
-    let mismatch = |message: String| WeightsError::Mismatch { path: source.display().to_string(), message };
     let vars = named_tensors(vs);
     let targets: BTreeMap<&str, &Tensor> = vars.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s, v))).collect();
-    for name in tensors.keys() {
-        if !targets.contains_key(name.as_str()) && !name.ends_with("num_batches_tracked") {
-            return Err(mismatch(format!("unexpected tensor {name}")));
-        }
+    let unexpected: Vec<&str> =
+        tensors.keys().map(String::as_str).filter(|n| !targets.contains_key(n) && !n.ends_with("num_batches_tracked")).collect();
+    let missing: Vec<&str> = targets.keys().copied().filter(|n| !tensors.contains_key(*n)).collect();
+    let shapes: Vec<String> = targets
+        .iter()
+        .filter_map(|(n, var)| {
+            let src = tensors.get(*n)?;
+            (src.size() != var.size()).then(|| format!("{n}: shape {:?} in file, {:?} in model", src.size(), var.size()))
+        })
+        .collect();
+    let mut problems = vec![];
+    if !unexpected.is_empty() {
+        problems.push(listed("unexpected tensor", &unexpected));
+    }
+    if !missing.is_empty() {
+        problems.push(listed("missing tensor", &missing));
+    }
+    problems.extend(shapes);
+    if !problems.is_empty() {
+        return Err(WeightsError::Mismatch { path: source.display().to_string(), message: problems.join("; ") });
     }
     tch::no_grad(|| {
         for (name, var) in &targets {
-            let src = tensors.get(*name).ok_or_else(|| mismatch(format!("missing tensor {name}")))?;
-            if src.size() != var.size() {
-                return Err(mismatch(format!("{name}: shape {:?} in file, {:?} in model", src.size(), var.size())));
+            if let Some(src) = tensors.get(*name) {
+                let mut dst = var.shallow_clone();
+                dst.f_copy_(src)
+                    .map_err(|e| WeightsError::Mismatch { path: source.display().to_string(), message: format!("{name}: {e}") })?;
             }
-            let mut dst = var.shallow_clone();
-            dst.copy_(src);
         }
         Ok(())
     })
+}
+
+/// `what NAME`, or `N whats: A, B, ...` (at most 8 named).
+fn listed(what: &str, names: &[&str]) -> String {
+    match names {
+        [one] => format!("{what} {one}"),
+        _ => {
+            let shown: Vec<&str> = names.iter().take(8).copied().collect();
+            let more = if names.len() > 8 { format!(" and {} more", names.len() - 8) } else { String::new() };
+            format!("{} {what}s: {}{more}", names.len(), shown.join(", "))
+        }
+    }
 }
 
 #[cfg(test)]

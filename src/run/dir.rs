@@ -1,10 +1,12 @@
 //! The run directory, the single source of truth of a run: `config.toml`, `metrics.jsonl` (one
 //! object per iteration), `log.txt` (one reference-style JSON line per epoch), `events.jsonl`
 //! (start, pause, resume, checkpoints, skipped files, alarms, stop) and `checkpoints/`.
-//! Everything a TUI shows can be rebuilt from these files.
+//! Everything a TUI shows can be rebuilt from these files. The same metrics and evaluation
+//! results also go to `tb/` as TensorBoard scalars (`run::tensorboard`), for TensorBoard users.
 
 use crate::config::TrainConfig;
 use crate::protocol::{EpochSummary, IterMetrics};
+use crate::run::tensorboard::{self, TbLog};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -28,6 +30,15 @@ pub struct RunDir {
     last_flush: std::time::Instant,
     events: File,
     log: File,
+    tb: Tb,
+}
+
+/// The TensorBoard file, made on the first scalar (a run that never steps leaves none). A
+/// secondary copy of `metrics.jsonl`: when it cannot be written, training goes on without it.
+enum Tb {
+    Pending,
+    Open(TbLog),
+    Off,
 }
 
 fn append(path: &Path) -> Result<File> {
@@ -60,7 +71,54 @@ impl RunDir {
             last_flush: std::time::Instant::now(),
             events: append(&path.join(EVENTS_FILE))?,
             log: append(&path.join(LOG_FILE))?,
+            tb: Tb::Pending,
         })
+    }
+
+    /// No TensorBoard file for this directory (the non-zero ranks of a data-parallel job, whose
+    /// metrics are rank 0's).
+    pub fn without_tensorboard(&mut self) {
+        self.tb = Tb::Off;
+    }
+
+    /// Writes to the TensorBoard file, opening it first when needed; a failure is logged once and
+    /// turns TensorBoard output off for the rest of the run.
+    fn tensorboard(&mut self, write: impl FnOnce(&mut TbLog) -> Result<(), crate::interop::tensorboard::TbError>) {
+        if matches!(self.tb, Tb::Pending) {
+            self.tb = match TbLog::create(&self.path) {
+                Ok(t) => Tb::Open(t),
+                Err(e) => {
+                    tracing::warn!("no TensorBoard scalars for this run: {e}");
+                    Tb::Off
+                }
+            };
+        }
+        if let Tb::Open(t) = &mut self.tb {
+            if let Err(e) = write(t) {
+                tracing::warn!("TensorBoard scalars stop here: {e}");
+                self.tb = Tb::Off;
+            }
+        }
+    }
+
+    /// The run goes back to iteration `iter` (a restored checkpoint): the TensorBoard files lose
+    /// the steps from there on, and the next scalar opens a new file.
+    pub fn tensorboard_from(&mut self, iter: usize) {
+        if matches!(self.tb, Tb::Off) {
+            return;
+        }
+        if let Tb::Open(t) = &mut self.tb {
+            let _ = t.flush();
+        }
+        self.tb = Tb::Pending;
+        if let Err(e) = tensorboard::truncate_from(&self.path, iter) {
+            tracing::warn!("TensorBoard files keep steps from {iter} on, which the run writes again: {e}");
+        }
+    }
+
+    /// An evaluation result's accuracies as TensorBoard scalars (the `eval` event is `event`'s).
+    pub fn eval_scalars(&mut self, json: &serde_json::Value) {
+        self.tensorboard(|t| t.eval(json));
     }
 
     pub fn checkpoint_dir(&self) -> PathBuf {
@@ -74,6 +132,7 @@ impl RunDir {
     pub fn metrics(&mut self, m: &IterMetrics) -> Result<()> {
         serde_json::to_writer(&mut self.metrics, m)?;
         self.metrics.write_all(b"\n").context("cannot write metrics.jsonl")?;
+        self.tensorboard(|t| t.metrics(m));
         if self.last_flush.elapsed() >= METRICS_FLUSH_EVERY {
             self.flush()?;
         }
@@ -82,6 +141,12 @@ impl RunDir {
 
     pub fn flush(&mut self) -> Result<()> {
         self.last_flush = std::time::Instant::now();
+        if let Tb::Open(t) = &mut self.tb {
+            if let Err(e) = t.flush() {
+                tracing::warn!("TensorBoard scalars stop here: {e}");
+                self.tb = Tb::Off;
+            }
+        }
         self.metrics.flush().context("cannot write metrics.jsonl")
     }
 
@@ -98,8 +163,12 @@ impl RunDir {
     }
 
     /// Drops metric lines for iterations at or past `iter` (written after the checkpoint a resumed
-    /// run starts from), so `metrics.jsonl` continues without duplicates.
+    /// run starts from), so `metrics.jsonl` continues without duplicates; the TensorBoard files
+    /// lose the same steps (the resumed run writes them again into a new event file).
     pub fn truncate_metrics_from(path: &Path, iter: usize) -> Result<()> {
+        if let Err(e) = tensorboard::truncate_from(path, iter) {
+            tracing::warn!("TensorBoard files keep steps from {iter} on, which the resumed run writes again: {e}");
+        }
         let file = path.join(METRICS_FILE);
         let Ok(text) = std::fs::read_to_string(&file) else { return Ok(()) };
         let kept: String = text
@@ -175,6 +244,52 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
         assert!(!tmp_path(&p).exists());
+    }
+
+    #[test]
+    fn tensorboard_follows_metrics_and_a_run_that_goes_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut run = RunDir::open(d.path(), &TrainConfig::default()).unwrap();
+        let m = |iter: usize, loss: f64| IterMetrics {
+            iter,
+            epoch: 0,
+            loss,
+            lr: 0.1,
+            wd: 0.04,
+            teacher_temp: 0.04,
+            momentum: 0.996,
+            iter_time: 0.5,
+            data_time: 0.1,
+            images_per_s: 16.0,
+            teacher_entropy: 2.0,
+            kl: 1.0,
+            time: now(),
+        };
+        for i in 0..5 {
+            run.metrics(&m(i, 1.0)).unwrap();
+        }
+        run.tensorboard_from(3);
+        for i in 3..6 {
+            run.metrics(&m(i, 2.0)).unwrap();
+        }
+        run.eval_scalars(&serde_json::json!({"iter": 6, "test_acc1": 50.0}));
+        run.flush().unwrap();
+        let files = tensorboard::event_files(d.path());
+        assert_eq!(files.len(), 2);
+        let mut losses: Vec<(i64, f32)> = files
+            .iter()
+            .flat_map(|f| crate::interop::tensorboard::read_scalars(f).unwrap())
+            .filter(|(t, _, _)| t == "train/loss")
+            .map(|(_, s, v)| (s, v))
+            .collect();
+        losses.sort_by_key(|p| p.0);
+        assert_eq!(losses, [(0, 1.0), (1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0), (5, 2.0)]);
+        let evals: Vec<_> = files
+            .iter()
+            .flat_map(|f| crate::interop::tensorboard::read_scalars(f).unwrap())
+            .filter(|(t, _, _)| t.starts_with("eval/"))
+            .collect();
+        assert_eq!(evals, [("eval/linear_top1".to_string(), 6, 50.0)]);
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub fn events_line(line: &str, live: bool) -> Vec<Event> {
             vec![Event::Warning { message: format!("skipped unreadable image {}: {}", text(&v, "path"), text(&v, "reason")) }]
         }
         "checkpoint_unusable" => vec![Event::Warning { message: format!("checkpoint unusable: {}", text(&v, "message")) }],
+        "warning" => vec![Event::Warning { message: text(&v, "message") }],
+        "pretrained" => vec![Event::Warning { message: format!("started from the weights of {}", text(&v, "from")) }],
         "eval" => eval_result(v).into_iter().collect(),
         _ => vec![],
     }

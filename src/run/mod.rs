@@ -2,8 +2,11 @@
 //! and the control socket that lets any terminal watch and steer it.
 pub mod checkpoint;
 pub mod dir;
+pub mod export;
 pub mod follow;
 pub mod history;
 pub mod index;
 pub mod lock;
+pub mod pytorch;
 pub mod runs;
+pub mod tensorboard;

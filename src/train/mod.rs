@@ -1,6 +1,7 @@
 //! Training: DINO loss, schedules, optimizers, the training step and loop, checkpoints.
 pub mod checkpoint;
 pub mod evaluator;
+pub mod import;
 pub mod loss;
 pub mod optim;
 pub mod step;

@@ -53,7 +53,14 @@ pub fn apply_event(app: &mut App, ev: Event) {
                 LogLevel::Info,
                 format!("checkpoint saved: {} (epoch {}, it {}, {})", c.path.display(), c.epoch, c.iter, fmt_bytes(c.bytes)),
             );
-            app.checkpoint_tab.rows.push(c);
+            let rows = &mut app.checkpoint_tab.rows;
+            // The same weights written again under the same name (a checkpoint asked for at an
+            // epoch's end) are one row.
+            if let Some(same) = rows.iter_mut().find(|r| r.path == c.path && r.content_id.is_some() && r.content_id == c.content_id) {
+                *same = c;
+                return;
+            }
+            rows.push(c);
             // Keep the same checkpoint selected as a new one is inserted at the top.
             if app.checkpoint_tab.rows.len() > 1 && app.checkpoint_tab.selected > 0 {
                 app.checkpoint_tab.selected += 1;

@@ -41,3 +41,43 @@ pub fn tiny_config(data: &Path, out: &Path) -> TrainConfig {
         c
     }
 }
+
+/// The Python of the PyTorch venv `scripts/setup-libtorch.sh` installs (the tests write fixtures
+/// with the real torch and check our files with the real readers), if it can `import` every one
+/// of `modules`; otherwise `None`, after saying why the Python side of the test is skipped.
+pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
+    let mut candidates = vec![];
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")));
+    if let Some(cache) = cache {
+        candidates.push(cache.join("dino-tui/torch-2.11.0/bin/python"));
+    }
+    // LIBTORCH is VENV/lib/pythonX.Y/site-packages/torch.
+    if let Some(venv) = std::env::var_os("LIBTORCH").and_then(|l| Path::new(&l).ancestors().nth(4).map(Path::to_path_buf)) {
+        candidates.push(venv.join("bin/python"));
+    }
+    let imports = modules.iter().map(|m| format!("import {m}")).collect::<Vec<_>>().join("; ");
+    let found = candidates
+        .iter()
+        .find(|py| py.exists() && std::process::Command::new(py).args(["-c", &imports]).output().is_ok_and(|o| o.status.success()));
+    if found.is_none() {
+        eprintln!("skipping the Python side of this test: no Python with {modules:?} (looked at {candidates:?})");
+    }
+    found.cloned()
+}
+
+/// Runs a Python script with `args` as `sys.argv[1:]`; its stdout. Fails the test with its stderr.
+pub fn run_python(py: &Path, script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(py).arg("-c").arg(script).args(args).output().unwrap();
+    assert!(out.status.success(), "python failed:\n{script}\n--- stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs the `dino` binary; its stdout. Fails the test with both streams when it fails.
+pub fn dino<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dino")).args(args).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(out.status.success(), "dino {args:?} failed:\n{stdout}\n--- stderr ---\n{stderr}");
+    stdout
+}

@@ -127,3 +127,23 @@ w.close()
     want.push(("lr".into(), 4, 0.25));
     assert_eq!(got, want);
 }
+
+#[test]
+fn resumed_steps_are_dropped_and_the_rest_kept_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, points) = sample(dir.path());
+    let before = std::fs::read(&path).unwrap();
+    assert_eq!(retain(&path, |_, _| true).unwrap(), 0);
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing to drop: the file is untouched");
+    let keep = |tag: &str, step: i64| step < 30 || (tag.starts_with("eval/") && step <= 30);
+    let dropped = retain(&path, keep).unwrap();
+    let kept: Vec<_> = points.iter().filter(|p| keep(&p.0, p.1)).cloned().collect();
+    assert!(kept.iter().any(|p| p.0 == "eval/knn_top1" && p.1 == 30));
+    assert_eq!(dropped, points.len() - kept.len());
+    assert_eq!(read_scalars(&path).unwrap(), kept);
+    // The file-version event stays, so the file is still an event file.
+    assert_eq!(retain(&path, |_, _| false).unwrap(), kept.len());
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.windows(13).any(|w| w == b"brain.Event:2"));
+    assert!(read_scalars(&path).unwrap().is_empty());
+}

@@ -27,6 +27,7 @@ impl Trainer {
         resume_from(&mut self.state, &ckpt, &mut self.schedules, self.data.niter)?;
         self.iter = ckpt.meta.iter;
         self.poisoned = false;
+        self.run_dir.tensorboard_from(self.iter);
         self.run_dir.event("restored", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path }))?;
         Ok(None)
     }

@@ -80,6 +80,7 @@ impl Trainer {
             Ok(mut o) => {
                 o.json["seconds"] = o.seconds.into();
                 self.run_dir.event("eval", &o.json)?;
+                self.run_dir.eval_scalars(&o.json);
                 let how = if self.device == Device::Cpu { "training paused meanwhile" } else { "training went on meanwhile" };
                 let summary = format!("{}; {:.0} s, {how}", o.summary, o.seconds);
                 tracing::info!("{summary}");

@@ -9,6 +9,7 @@
 mod commands;
 mod epoch;
 mod evals;
+mod foreign;
 mod setup;
 mod sync;
 

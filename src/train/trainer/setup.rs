@@ -3,13 +3,14 @@
 //! resume from.
 
 use super::evals::EvalQueue;
+use super::foreign::{self, Begun};
 use super::sync::RankSync;
 use super::{resume_from, OnNonFinite, Trainer, TrainingData};
 use crate::config::TrainConfig;
 use crate::data::{DataLayout, Shard};
 use crate::dist::ProcessGroup;
 use crate::protocol::{Command, Event};
-use crate::run::checkpoint as checkpoint_files;
+use crate::run::checkpoint::{self as checkpoint_files, LoadedCheckpoint};
 use crate::run::dir::RunDir;
 use crate::train::evaluator::Evaluator;
 use crate::train::step::DinoState;
@@ -60,7 +61,7 @@ impl Trainer {
             _ => main_run.clone(),
         };
         let mut schedules = crate::config::schedules::build(&config, niter, shard.world);
-        let (mut iter, mut last_loss) = (0, None);
+        let (mut iter, mut last_loss, mut begun) = (0, None, None);
         if let Some(ckpt) = &ckpt {
             resume_from(&mut state, ckpt, &mut schedules, niter)?;
             iter = ckpt.meta.iter;
@@ -68,18 +69,17 @@ impl Trainer {
             // Before the run directory opens metrics.jsonl for appending: the truncation replaces the file.
             RunDir::truncate_metrics_from(&run_path, iter)?;
             tch::manual_seed(config.run.seed as i64 + iter as i64);
+        } else if let Some(b) = foreign::begin(&mut state, &config, niter)? {
+            iter = b.iter;
+            tch::manual_seed(config.run.seed as i64 + iter as i64);
+            begun = Some(b);
         }
         let mut run_dir = RunDir::open(&run_path, &config)?;
-        for p in &problems {
-            run_dir.event("checkpoint_unusable", &serde_json::json!({ "message": p }))?;
-            let _ = events.send(Event::Warning { message: format!("checkpoint unusable, resuming from an older one: {p}") });
+        if group.as_ref().is_some_and(|g| g.rank > 0) {
+            run_dir.without_tensorboard();
         }
-        if let Some(details) = &excluded {
-            run_dir.event("exclude", details)?;
-        }
-        if let Some(ckpt) = &ckpt {
-            run_dir.event("resume", &serde_json::json!({ "iter": iter, "checkpoint": ckpt.path }))?;
-        }
+        let start = StartRecord { problems: &problems, excluded: excluded.as_ref(), ckpt: ckpt.as_ref(), begun: begun.as_ref(), iter };
+        start.write(&mut run_dir, &events)?;
         Ok(Self {
             config,
             device,
@@ -97,6 +97,39 @@ impl Trainer {
             ranks: RankSync::new(group),
             evals: EvalQueue::new(evaluator),
         })
+    }
+}
+
+/// What `events.jsonl` says about how the run started.
+struct StartRecord<'a> {
+    problems: &'a [String],
+    excluded: Option<&'a serde_json::Value>,
+    ckpt: Option<&'a LoadedCheckpoint>,
+    begun: Option<&'a Begun>,
+    iter: usize,
+}
+
+impl StartRecord<'_> {
+    fn write(&self, run_dir: &mut RunDir, events: &Sender<Event>) -> Result<()> {
+        for p in self.problems {
+            run_dir.event("checkpoint_unusable", &serde_json::json!({ "message": p }))?;
+            let _ = events.send(Event::Warning { message: format!("checkpoint unusable, resuming from an older one: {p}") });
+        }
+        if let Some(details) = self.excluded {
+            run_dir.event("exclude", details)?;
+        }
+        if let Some(ckpt) = self.ckpt {
+            run_dir.event("resume", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path }))?;
+        }
+        if let Some(b) = self.begun {
+            run_dir.event(b.kind, &b.details)?;
+            for w in &b.warnings {
+                tracing::warn!("{w}");
+                run_dir.event("warning", &serde_json::json!({ "message": w }))?;
+                let _ = events.send(Event::Warning { message: w.clone() });
+            }
+        }
+        Ok(())
     }
 }
 
