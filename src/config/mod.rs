@@ -136,6 +136,11 @@ pub struct RunConfig {
     pub print_freq: usize,
     /// Run the k-NN evaluation of the teacher every this many epochs (0: never).
     pub eval_knn_every: usize,
+    /// Largest image (width x height) decoded; bigger ones are skipped and named (0: no limit).
+    pub max_image_pixels: u64,
+    /// The run directory readable by its owner only (folders 0700, files 0600); false leaves
+    /// modes to the umask, for runs shared with a group.
+    pub private_files: bool,
 }
 
 // The reference's `get_args_parser()` defaults, plus our own settings' defaults.
@@ -210,6 +215,8 @@ impl Default for RunConfig {
             headless: false,
             print_freq: 10,
             eval_knn_every: 0,
+            max_image_pixels: crate::data::decode::DEFAULT_MAX_IMAGE_PIXELS,
+            private_files: true,
         }
     }
 }

@@ -6,7 +6,7 @@ use super::evals::EvalQueue;
 use super::sync::RankSync;
 use super::{resume_from, OnNonFinite, Trainer, TrainingData};
 use crate::config::TrainConfig;
-use crate::data::{DataLayout, Shard};
+use crate::data::{DataLayout, LeftOut, Shard};
 use crate::dist::ProcessGroup;
 use crate::protocol::{Command, Event};
 use crate::run::checkpoint as checkpoint_files;
@@ -27,7 +27,7 @@ impl Trainer {
         events: Sender<Event>,
         evaluator: Box<dyn Evaluator>,
     ) -> Result<Self> {
-        let (files, excluded) = training_files(&config)?;
+        let (files, excluded, left_out) = training_files(&config)?;
         let device = crate::config::validate::resolve_device(&config.run.device)?;
         let group = join_group(device)?;
         let shard = group.as_ref().map(|g| Shard { rank: g.rank, world: g.world_size }).unwrap_or_default();
@@ -55,10 +55,11 @@ impl Trainer {
             resume_from(&mut state, ckpt, &mut schedules, niter)?;
             iter = ckpt.meta.iter;
             last_loss = ckpt.meta.last_loss;
-            // Before the run directory opens metrics.jsonl for appending: the truncation replaces the file.
-            RunDir::truncate_metrics_from(&run_path, iter)?;
             tch::manual_seed(config.run.seed as i64 + iter as i64);
         }
+        // Before the run directory opens its files for appending (the truncation replaces them):
+        // what was written past the resume point goes, all of it when the run starts from 0.
+        RunDir::truncate_to(&run_path, iter, niter)?;
         let mut run_dir = RunDir::open(&run_path, &config)?;
         for p in &problems {
             run_dir.event("checkpoint_unusable", &serde_json::json!({ "message": p }))?;
@@ -67,8 +68,15 @@ impl Trainer {
         if let Some(details) = &excluded {
             run_dir.event("exclude", details)?;
         }
+        for o in &left_out {
+            let message = format!("skipped {}: {}", o.path.display(), o.reason);
+            tracing::warn!("{message}");
+            // Lossy: a file name need not be UTF-8, and JSON holds only text.
+            run_dir.event("skipped_file", &serde_json::json!({ "path": o.path.to_string_lossy(), "reason": o.reason }))?;
+            let _ = events.send(Event::Warning { message });
+        }
         if let Some(ckpt) = &ckpt {
-            run_dir.event("resume", &serde_json::json!({ "iter": iter, "checkpoint": ckpt.path }))?;
+            run_dir.event("resume", &serde_json::json!({ "iter": iter, "checkpoint": ckpt.path.to_string_lossy() }))?;
         }
         Ok(Self {
             config,
@@ -90,8 +98,9 @@ impl Trainer {
     }
 }
 
-/// The pretext images, minus the `--exclude` list (with what it removed, for `events.jsonl`).
-fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_json::Value>)> {
+/// The pretext images, minus the `--exclude` list (with what it removed, for `events.jsonl`),
+/// and what discovery left out (FIFOs and the like, link loops).
+fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_json::Value>, Vec<LeftOut>)> {
     let layout = DataLayout::discover(&config.run.data_path)?;
     tracing::info!("data: {}", layout.summary());
     let mut files = layout.pretext().files.clone();
@@ -107,7 +116,7 @@ fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_js
             e.unmatched.len()
         );
         files = e.kept;
-        excluded = Some(serde_json::json!({ "file": list, "removed": e.removed, "unmatched": e.unmatched.len() }));
+        excluded = Some(serde_json::json!({ "file": list.to_string_lossy(), "removed": e.removed, "unmatched": e.unmatched.len() }));
     }
     let batch = config.optim.batch_size_per_gpu;
     if files.len() < batch {
@@ -117,7 +126,7 @@ fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_js
             files.len()
         );
     }
-    Ok((files, excluded))
+    Ok((files, excluded, layout.left_out().to_vec()))
 }
 
 /// The process group of a data-parallel job (torchrun / SLURM environment), or None.
