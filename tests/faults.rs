@@ -261,3 +261,104 @@ fn bad_command_lines_name_the_setting_and_leave_no_run_directory() {
     assert!(!o.status.success());
     assert!(text(&o).contains("folder without config.toml"), "{}", text(&o));
 }
+
+/// The newest checkpoint of `dir` that loads whole, by iteration: what a resume must start from.
+fn newest_good_checkpoint(dir: &Path) -> Option<u64> {
+    let sidecars = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json"));
+    sidecars.filter_map(|p| dino_tui::run::checkpoint::load_one(&p).ok()).map(|c| c.meta.iter as u64).max()
+}
+
+/// The tensors of the checkpoint `checkpoint-latest.json` names.
+fn latest_tensors(run: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
+    let dir = run.join("checkpoints");
+    let meta = dino_tui::run::checkpoint::read_meta(&dir.join(dino_tui::run::checkpoint::LATEST)).unwrap();
+    dino_tui::model::weights::read(&dir.join(meta.tensors)).unwrap()
+}
+
+/// Kills with SIGKILL when a checkpoint write is under way (a temporary file in `checkpoints/`)
+/// or, at the latest, after `limit`. Returns whether it caught a write.
+fn kill_during_a_checkpoint_write(child: &mut common::KillOnDrop, dir: &Path, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        let writing =
+            std::fs::read_dir(dir).map(|r| r.flatten().any(|e| e.path().extension().is_some_and(|x| x == "tmp"))).unwrap_or(false);
+        if writing || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            return writing;
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let _ = child.kill();
+    false
+}
+
+#[test]
+fn killed_at_random_moments_20_times_it_ends_with_the_weights_of_an_uninterrupted_run() {
+    use rand::{Rng, SeedableRng};
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8); // 40 images: 5 iterations per epoch
+    let make = |name: &str| {
+        let run = d.path().join(name);
+        let mut c = common::tiny_config(&data, &run);
+        c.optim.epochs = 40;
+        c.model.out_dim = 4096; // checkpoint writes that take a moment to catch
+        let cfg = d.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, c.to_toml()).unwrap();
+        (run, cfg)
+    };
+    let total = 40 * 5;
+    let (reference, ref_cfg) = make("reference");
+    let t0 = Instant::now();
+    train(d.path(), &ref_cfg, Duration::from_secs(600));
+    let whole = t0.elapsed();
+    eprintln!("uninterrupted run: {whole:.1?}");
+
+    let (run, cfg) = make("killed");
+    let ckpts = run.join("checkpoints");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+    let (mut kills, mut caught_writes, mut starts_seen) = (0, 0, 0);
+    let mut expected_starts: Vec<u64> = Vec::new();
+    while kills < 20 {
+        let expected = newest_good_checkpoint(&ckpts).unwrap_or(0);
+        let mut child = common::spawn_guarded(
+            dino(d.path()).args(["train", "--headless", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()),
+        );
+        // A third of the kills aimed at checkpoint writes, the rest anywhere from start-up on.
+        if kills % 3 == 2 {
+            caught_writes += kill_during_a_checkpoint_write(&mut child, &ckpts, whole / 3) as usize;
+        } else {
+            std::thread::sleep(whole.mul_f64(rng.random_range(0.0..0.2)));
+            let _ = child.kill();
+        }
+        let status = child.wait().unwrap();
+        assert!(status.code().is_none() || status.success(), "a run failed on its own: {status}");
+        kills += 1;
+        // Each run that got as far as starting said where it started: the newest good checkpoint.
+        let starts: Vec<u64> = events(&run).iter().filter(|e| e["type"] == "start").map(|e| e["start_iter"].as_u64().unwrap()).collect();
+        if starts.len() > starts_seen {
+            assert_eq!(starts.len(), starts_seen + 1);
+            assert_eq!(starts[starts_seen], expected, "kill {kills}: did not resume from the newest good checkpoint");
+            expected_starts.push(expected);
+            starts_seen += 1;
+        }
+        if metric_iters(&run).len() >= total {
+            break;
+        }
+    }
+    let expected = newest_good_checkpoint(&ckpts).unwrap_or(0);
+    train(d.path(), &cfg, Duration::from_secs(600));
+    let last_start = events(&run).iter().rfind(|e| e["type"] == "start").unwrap()["start_iter"].as_u64().unwrap();
+    assert_eq!(last_start, expected);
+    eprintln!("{kills} kills, {caught_writes} during a checkpoint write; runs started from {expected_starts:?}, last from {last_start}");
+    assert!(kills >= 20, "only {kills} kills before the run ended: make it longer");
+
+    assert_eq!(metric_iters(&run), (0..total as u64).collect::<Vec<u64>>(), "metrics.jsonl: every iteration once, in order");
+    assert_eq!(log_epochs(&run), (0..40).collect::<Vec<u64>>(), "log.txt: every epoch once");
+    let (a, b) = (latest_tensors(&reference), latest_tensors(&run));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs from the uninterrupted run");
+    }
+}
