@@ -65,12 +65,16 @@ impl RunDir {
     /// `private_files` the folders become 0700 and the files written here 0600.
     pub fn open(path: &Path, config: &TrainConfig) -> Result<Self> {
         let private = config.run.private_files;
+        // `--output_dir /tmp` must not make /tmp private: the folder's own mode is changed only
+        // when it is a run directory (or nothing but this run's start in it).
+        let own_folder = is_run_folder(path);
         let checkpoints = path.join(CHECKPOINT_DIR);
         std::fs::create_dir_all(&checkpoints).with_context(|| format!("cannot create run directory {}", path.display()))?;
         if private {
-            for d in [path, checkpoints.as_path()] {
-                set_mode(d, PRIVATE_DIR)?;
+            if own_folder {
+                set_mode(path, PRIVATE_DIR)?;
             }
+            set_mode(&checkpoints, PRIVATE_DIR)?;
         }
         remove_tmp_files(path);
         remove_tmp_files(&checkpoints);
@@ -144,6 +148,16 @@ impl RunDir {
     pub fn truncate_metrics_from(path: &Path, iter: usize) -> Result<()> {
         keep_records_before(&path.join(METRICS_FILE), "iter", iter)
     }
+}
+
+/// Whether `path` is (or is about to be) a run directory: absent, holding a run's config or
+/// events, or holding only what starting a trainer puts there first.
+fn is_run_folder(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else { return true };
+    let names: Vec<std::ffi::OsString> = entries.flatten().map(|e| e.file_name()).collect();
+    let run_file = |n: &std::ffi::OsString| n == CONFIG_FILE || n == EVENTS_FILE;
+    let start_litter = |n: &std::ffi::OsString| n == crate::run::lock::LOCK_FILE || n == SOCKET_FILE || n == "detached.log";
+    names.iter().any(run_file) || names.iter().all(start_litter)
 }
 
 /// Rewrites a JSON-lines file keeping the records whose `key` is below `end`: read from the end,
@@ -305,6 +319,41 @@ mod tests {
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "two");
         assert!(!tmp_path(&p).exists());
+    }
+
+    #[test]
+    fn a_folder_that_is_not_a_run_directory_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let shared = d.path().join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("someone-elses.txt"), b"x").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = TrainConfig::default();
+        c.run.output_dir = Some(shared.clone());
+        drop(RunDir::open(&shared, &c).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&shared), 0o755, "--output_dir pointing at a shared folder");
+        assert_eq!(mode(&shared.join(CHECKPOINT_DIR)), 0o700);
+        assert_eq!(mode(&shared.join(METRICS_FILE)), 0o600);
+        let fresh = d.path().join("fresh");
+        drop(RunDir::open(&fresh, &c).unwrap());
+        assert_eq!(mode(&fresh), 0o700);
+    }
+
+    #[test]
+    fn records_past_the_resume_point_repeated_or_torn_go() {
+        let d = tempfile::tempdir().unwrap();
+        let m = |i: usize| format!("{{\"iter\":{i}}}\n");
+        // An older trainer restarted from 0 without truncating (0..3 then 0..6), then a torn line.
+        let text: String = (0..3).map(m).chain((0..6).map(m)).collect::<String>() + "{\"iter\":6,\"lo";
+        std::fs::write(d.path().join(METRICS_FILE), text).unwrap();
+        std::fs::write(d.path().join(LOG_FILE), "{\"epoch\":0}\n{\"epoch\":1}\n{\"epoch\":1}\n").unwrap();
+        RunDir::truncate_to(d.path(), 4, 2).unwrap();
+        assert_eq!(std::fs::read_to_string(d.path().join(METRICS_FILE)).unwrap(), (0..4).map(m).collect::<String>());
+        assert_eq!(std::fs::read_to_string(d.path().join(LOG_FILE)).unwrap(), "{\"epoch\":0}\n{\"epoch\":1}\n");
+        RunDir::truncate_to(d.path(), 0, 2).unwrap();
+        assert_eq!(std::fs::read_to_string(d.path().join(METRICS_FILE)).unwrap(), "", "from scratch: nothing kept");
     }
 
     #[test]
