@@ -20,11 +20,12 @@ demo: release
 	@./target/release/dino demo
 
 # The gate first (format, lints: no unwrap/expect/panic outside tests, functions <= 80 lines), then
-# every test; tests/layers.rs checks that module dependencies point one way.
+# every test; tests/layers.rs checks that module dependencies point one way. A test binary that
+# dies of a signal is named, and its core kept and its backtrace printed (scripts/test-with-cores.sh).
 test: setup
 	@bash scripts/setup-test-tools.sh
 	@bash scripts/lint.sh
-	@$(LIBTORCH_ENV) && cargo test $(CARGO_FLAGS)
+	@$(LIBTORCH_ENV) && bash scripts/test-with-cores.sh $(CARGO_FLAGS)
 
 bench: release
 	@$(LIBTORCH_ENV) && bash scripts/bench.sh

@@ -74,8 +74,16 @@ fn cpu_seconds() -> f64 {
 /// One warm-up batch, then a timed pass over the rest of the epoch: (images per wall-clock
 /// second, images per CPU-second of the process).
 fn measure(files: &[PathBuf], aug: &AugmentConfig, batch_size: usize, workers: usize) -> anyhow::Result<(f64, f64)> {
-    let config =
-        LoaderConfig { batch_size, num_workers: workers, seed: 0, epoch: 0, start_batch: 0, prefetch: 0, shard: Default::default() };
+    let config = LoaderConfig {
+        batch_size,
+        num_workers: workers,
+        seed: 0,
+        epoch: 0,
+        start_batch: 0,
+        prefetch: 0,
+        shard: Default::default(),
+        decode_limits: Default::default(),
+    };
     let mut loader = MultiCropLoader::new(files.to_vec(), aug.clone(), config)?;
     loader.next_batch().transpose()?;
     let (start, cpu0) = (Instant::now(), cpu_seconds());

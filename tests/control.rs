@@ -327,3 +327,101 @@ fn ctl_and_runs_without_a_trainer() {
     let row = t.lines().find(|l| l.contains("old-run")).unwrap_or_default();
     assert!(row.contains("finished") && row.contains("2/2") && row.contains("2.5000"), "{t}");
 }
+
+#[test]
+fn out_of_range_schedule_edits_are_refused_by_every_front_end_and_never_checkpointed() {
+    let _serial = serial();
+    let env = setup();
+    let mut trainer = start_trainer(&env);
+    wait_serving(&env, &mut trainer, 1);
+
+    // The CLI: refused with the reason, exit 1, before the trainer is bothered.
+    for (set, needle) in [("teacher_temp=0", "(0, 1]"), ("momentum=2", "[0, 1]"), ("lr=-1", ">= 0"), ("wd=-5", ">= 0")] {
+        let o = ctl(&env, &["set", set]);
+        assert_eq!(o.status.code(), Some(1), "{set}: {}", text(&o));
+        assert!(text(&o).contains("schedule edit refused") && text(&o).contains(needle), "{set}: {}", text(&o));
+    }
+    // The socket (the TUI's protocol): the value, then the curve the edit would make (momentum
+    // rises to 1, so scaling it by 1.05 leaves [0, 1] later on).
+    let mut c = Raw::connect(&env);
+    assert!(c.until(|v| v["event"] == "hello").is_some());
+    for (line, needle) in [
+        (r#"{"cmd":"edit_schedule","schedule":"lr","from_iter":0,"kind":"constant","value":-1}"#, ">= 0"),
+        (r#"{"cmd":"edit_schedule","schedule":"teacher_temp","from_iter":0,"kind":"constant","value":-1}"#, "(0, 1]"),
+        (r#"{"cmd":"edit_schedule","schedule":"wd","from_iter":0,"kind":"constant","value":-5}"#, ">= 0"),
+        (r#"{"cmd":"edit_schedule","schedule":"momentum","from_iter":0,"kind":"scale","value":1.05}"#, "at iteration"),
+    ] {
+        c.s.write_all(format!("{line}\n").as_bytes()).expect("write");
+        let msg = c.error().expect("a refusal");
+        assert!(msg.starts_with("schedule edit refused") && msg.contains(needle), "{line}: {msg}");
+    }
+    // The file: refused with its line, nothing applied.
+    std::fs::write(env.run.join("schedule-edits.toml"), "[[edit]]\nschedule = \"momentum\"\nkind = \"constant\"\nvalue = 3\n")
+        .expect("edits");
+    let msg = c.error().expect("the file's error");
+    assert!(msg.contains("schedule-edits.toml line 1") && msg.contains("[0, 1]"), "{msg}");
+    // A good edit still applies.
+    let o = ctl(&env, &["set", "teacher_temp=0.05"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = ctl(&env, &["stop"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(trainer.wait().expect("exit").success());
+    let refused = event_types(&env.run).iter().filter(|t| *t == "schedule_edit_refused").count();
+    assert_eq!(refused, 4, "each socket refusal in events.jsonl");
+    let meta = dino_tui::run::checkpoint::read_meta(&env.run.join("checkpoints/checkpoint-latest.json")).expect("checkpoint");
+    let edits: Vec<_> = meta.schedules.iter().flat_map(|(_, s)| s.edits.clone()).collect();
+    assert_eq!(edits.len(), 1, "only the good edit is checkpointed: {edits:?}");
+    assert!(metrics(&env.run).iter().all(|m| m["lr"].as_f64() >= Some(0.0) && m["momentum"].as_f64() <= Some(1.0)));
+}
+
+#[test]
+fn idle_and_stalled_clients_never_lock_dino_ctl_out() {
+    let _serial = serial();
+    let env = setup();
+    let mut trainer = start_trainer(&env);
+    wait_serving(&env, &mut trainer, 1);
+
+    // More idle connections than there are slots, none of them saying anything.
+    let idle: Vec<UnixStream> = (0..80).map(|_| UnixStream::connect(socket(&env)).expect("connect")).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let o = ctl(&env, &["status"]);
+    assert!(o.status.success(), "dino ctl status with {} idle clients: {}", idle.len(), text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"live\":true"), "{}", text(&o));
+
+    // Every slot busy (each client talking): ctl says busy, with its own exit code.
+    drop(idle);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let talkers: Vec<UnixStream> = (0..64).map(|_| UnixStream::connect(socket(&env)).expect("connect")).collect();
+    let s = stop.clone();
+    let chatter = std::thread::spawn(move || {
+        while !s.load(std::sync::atomic::Ordering::SeqCst) {
+            for mut t in &talkers {
+                let _ = t.write_all(b"\n");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let o = ctl(&env, &["status"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("busy"), "{}", text(&o));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    chatter.join().expect("chatter");
+    std::thread::sleep(Duration::from_secs(3));
+    let o = ctl(&env, &["status"]);
+    assert!(o.status.success(), "once they fall silent, ctl gets through: {}", text(&o));
+
+    // A client stalled in the middle of a message is dropped after the read deadline (with a
+    // free slot: with none, it would be the first to give its slot up).
+    let mut stalled = Raw::connect(&env);
+    stalled.s.write_all(br#"{"cmd":"sta"#).expect("half a message");
+    let stalled_at = Instant::now();
+    let msg = stalled.error().expect("the stalled client is told");
+    assert!(msg.contains("unfinished"), "{msg}");
+    assert!(stalled.until(|_| false).is_none(), "and closed");
+    assert!(stalled_at.elapsed() >= Duration::from_secs(9), "{:?}", stalled_at.elapsed());
+    let o = ctl(&env, &["stop", "--no-checkpoint"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(trainer.wait().expect("exit").success());
+}

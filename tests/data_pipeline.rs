@@ -172,7 +172,16 @@ fn small_aug() -> AugmentConfig {
 }
 
 fn loader_cfg(batch_size: usize, workers: usize, epoch: u64, start_batch: usize) -> LoaderConfig {
-    LoaderConfig { batch_size, num_workers: workers, seed: 5, epoch, start_batch, prefetch: 0, shard: Default::default() }
+    LoaderConfig {
+        batch_size,
+        num_workers: workers,
+        seed: 5,
+        epoch,
+        start_batch,
+        prefetch: 0,
+        shard: Default::default(),
+        decode_limits: Default::default(),
+    }
 }
 
 fn demo(dir: &Path, per_class: usize) -> DataLayout {

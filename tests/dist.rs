@@ -9,6 +9,7 @@
 mod common;
 
 use dino_tui::dist::{DistEnv, ProcessGroup, AVAILABLE};
+use std::os::fd::IntoRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
@@ -20,12 +21,37 @@ fn skip() -> bool {
     !AVAILABLE
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The processes these tests start share two cores: one job at a time keeps the collective
+/// timeouts meaningful (and the in-process groups out of their way).
+static ONE_JOB_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_JOB_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn env(rank: usize, port: u16) -> DistEnv {
-    DistEnv { rank, world_size: 2, local_rank: rank, master_addr: "127.0.0.1".into(), master_port: port, store_is_external: false }
+/// A store port held from the moment it is chosen: a listening socket on a free loopback port,
+/// handed to rank 0's store (picking a port, closing it and binding it again later let another
+/// job take it in between, and two jobs on one store mix their ranks).
+fn store_socket() -> (u16, std::os::fd::OwnedFd) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (l.local_addr().unwrap().port(), l.into())
+}
+
+fn env(rank: usize, port: u16, listen_fd: Option<i32>) -> DistEnv {
+    DistEnv {
+        rank,
+        world_size: 2,
+        local_rank: rank,
+        master_addr: "127.0.0.1".into(),
+        master_port: port,
+        store_is_external: false,
+        listen_fd: if rank == 0 { listen_fd } else { None },
+    }
+}
+
+/// What a job wrote to the file its stderr went to, for failure messages.
+fn output_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 #[test]
@@ -33,12 +59,15 @@ fn two_ranks_all_reduce_broadcast_and_bucket() {
     if skip() {
         return;
     }
-    let port = free_port();
+    let _serial = serial();
+    let (port, socket) = store_socket();
+    // The store takes the descriptor over.
+    let fd = socket.into_raw_fd();
     let results: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|rank| {
                 s.spawn(move || {
-                    let g = ProcessGroup::new(&env(rank, port), false, Duration::from_secs(30)).unwrap();
+                    let g = ProcessGroup::new(&env(rank, port, Some(fd)), false, Duration::from_secs(30)).unwrap();
                     let mut a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]) * (rank as f64 + 1.0);
                     g.all_reduce_sum(&mut a).unwrap();
                     let mut b = Tensor::from_slice(&[rank as f32 * 10.0; 2]);
@@ -72,17 +101,19 @@ fn a_lost_rank_fails_the_other_with_an_error_not_a_hang() {
     if skip() {
         return;
     }
-    let port = free_port();
+    let _serial = serial();
+    let (port, socket) = store_socket();
+    let fd = socket.into_raw_fd();
     let started = Instant::now();
     let err = std::thread::scope(|s| {
         let survivor = s.spawn(move || {
-            let g = ProcessGroup::new(&env(0, port), false, Duration::from_secs(10)).unwrap();
+            let g = ProcessGroup::new(&env(0, port, Some(fd)), false, Duration::from_secs(10)).unwrap();
             g.barrier().unwrap();
             let mut t = Tensor::from_slice(&[1.0f32]);
             g.all_reduce_sum(&mut t).err()
         });
         s.spawn(move || {
-            let g = ProcessGroup::new(&env(1, port), false, Duration::from_secs(10)).unwrap();
+            let g = ProcessGroup::new(&env(1, port, None), false, Duration::from_secs(10)).unwrap();
             g.barrier().unwrap();
             drop(g); // gone before the all-reduce
         });
@@ -102,6 +133,7 @@ fn two_processes_train_like_one_with_the_double_batch() {
     if skip() {
         return;
     }
+    let _serial = serial();
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     common::demo_data(&data, 8);
@@ -203,6 +235,7 @@ fn killing_a_rank_process_ends_the_other_with_an_error() {
     if skip() {
         return;
     }
+    let _serial = serial();
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     common::demo_data(&data, 8);
@@ -211,10 +244,13 @@ fn killing_a_rank_process_ends_the_other_with_an_error() {
     c.optim.batch_size_per_gpu = 4;
     let cfg = d.path().join("c.toml");
     std::fs::write(&cfg, c.to_toml()).unwrap();
-    let port = free_port().to_string();
+    let (port, socket) = store_socket();
+    let port = port.to_string();
+    let fd0 = std::os::fd::AsRawFd::as_raw_fd(&socket);
     let rank = |r: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_dino"))
-            .args(["train", "--headless"])
+        let err = d.path().join(format!("rank{r}.err"));
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dino"));
+        cmd.args(["train", "--headless"])
             .arg("--config")
             .arg(&cfg)
             .envs([
@@ -225,16 +261,35 @@ fn killing_a_rank_process_ends_the_other_with_an_error() {
                 ("DINO_DIST_TIMEOUT", "30"),
             ])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+            .stderr(std::fs::File::create(&err).unwrap());
+        if r == "0" {
+            // Rank 0's store serves on the socket the test holds (the launcher's way).
+            let fd = fd0;
+            cmd.env(dino_tui::dist::LISTEN_FD_VAR, fd.to_string());
+            use std::os::unix::process::CommandExt;
+            // SAFETY: fcntl is async-signal-safe; it clears close-on-exec in the child only.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::fcntl(fd, libc::F_SETFD, 0);
+                    Ok(())
+                });
+            }
+        }
+        (common::spawn_guarded(&mut cmd), err)
     };
-    let mut r0 = rank("0");
-    let mut r1 = rank("1");
+    let (mut r0, r0_err) = rank("0");
+    // Rank 0 has its copy; ours would keep the port open after it died.
+    drop(socket);
+    let (mut r1, r1_err) = rank("1");
     let metrics = d.path().join("run/metrics.jsonl");
     let t0 = Instant::now();
     while std::fs::read_to_string(&metrics).map(|s| s.lines().count()).unwrap_or(0) < 5 {
-        assert!(t0.elapsed() < Duration::from_secs(120), "the two ranks never trained");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the two ranks never trained; rank 0: {}\nrank 1: {}",
+            output_of(&r0_err),
+            output_of(&r1_err)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     r1.kill().unwrap();
@@ -244,14 +299,14 @@ fn killing_a_rank_process_ends_the_other_with_an_error() {
         if let Some(s) = r0.try_wait().unwrap() {
             break s;
         }
-        if killed_at.elapsed() > Duration::from_secs(60) {
-            let _ = r0.kill();
-            panic!("rank 0 still running 60 s after its peer was killed");
-        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "rank 0 still running 60 s after its peer was killed: {}",
+            output_of(&r0_err)
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut err = String::new();
-    std::io::Read::read_to_string(r0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let err = output_of(&r0_err);
     assert!(!status.success(), "{err}");
     assert!(err.contains("c10d") || err.contains("data-parallel"), "the error names the cause: {err}");
     eprintln!("rank 0 exited {:.1} s after rank 1 was killed", killed_at.elapsed().as_secs_f64());
@@ -262,6 +317,7 @@ fn a_pause_longer_than_the_timeout_holds_every_rank_and_stop_ends_them_all() {
     if skip() {
         return;
     }
+    let _serial = serial();
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     common::demo_data(&data, 8);
@@ -272,41 +328,47 @@ fn a_pause_longer_than_the_timeout_holds_every_rank_and_stop_ends_them_all() {
     let cfg = d.path().join("c.toml");
     std::fs::write(&cfg, c.to_toml()).unwrap();
     let dino = env!("CARGO_BIN_EXE_dino");
-    let mut job = std::process::Command::new(dino)
-        .args(["train", "--headless", "--nproc_per_node", "2"])
-        .arg("--config")
-        .arg(&cfg)
-        .env("DINO_DIST_TIMEOUT", "3")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let job_err = d.path().join("job.err");
+    // The collective timeout: the pause below lasts more than twice as long.
+    let timeout = 5u64;
+    let mut job = common::spawn_guarded(
+        std::process::Command::new(dino)
+            .args(["train", "--headless", "--nproc_per_node", "2"])
+            .arg("--config")
+            .arg(&cfg)
+            .env("DINO_DIST_TIMEOUT", timeout.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&job_err).unwrap()),
+    );
+    // Every failure message carries what the job said: under load, the cause is in there.
+    let said = || format!("\njob stderr:\n{}", output_of(&job_err));
     let lines = |p: &Path| std::fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0);
     let metrics = run.join("metrics.jsonl");
     let t0 = Instant::now();
     while lines(&metrics) < 3 {
-        assert!(t0.elapsed() < Duration::from_secs(120), "the job never trained");
+        assert!(t0.elapsed() < Duration::from_secs(120), "the job never trained{}", said());
+        assert!(job.try_wait().unwrap().is_none(), "the job ended before training{}", said());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let ctl = |what: &str| std::process::Command::new(dino).arg("ctl").arg(&run).arg(what).output().unwrap();
-    assert!(ctl("pause").status.success());
+    let ctl = |what: &str| {
+        let o = std::process::Command::new(dino).arg("ctl").arg(&run).arg(what).output().unwrap();
+        assert!(o.status.success(), "dino ctl {what}: {}{}", String::from_utf8_lossy(&o.stderr), said());
+    };
+    ctl("pause");
     let held = lines(&metrics);
-    // Twice the collective timeout: the other rank must still be waiting, not failed.
-    std::thread::sleep(Duration::from_secs(7));
-    assert_eq!(lines(&metrics), held, "paused");
-    assert!(job.try_wait().unwrap().is_none(), "the job is still alive after a pause longer than the timeout");
-    assert!(ctl("resume").status.success());
+    std::thread::sleep(Duration::from_secs(2 * timeout + 1));
+    assert_eq!(lines(&metrics), held, "paused{}", said());
+    assert!(job.try_wait().unwrap().is_none(), "the job is still alive after a pause longer than the timeout{}", said());
+    ctl("resume");
     let rank1 = run.join("ranks/rank1/metrics.jsonl");
     let before = lines(&rank1);
     let t1 = Instant::now();
     while lines(&rank1) <= before + 2 {
-        assert!(t1.elapsed() < Duration::from_secs(60), "rank 1 did not go on after the resume");
+        assert!(t1.elapsed() < Duration::from_secs(60), "rank 1 did not go on after the resume{}", said());
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(ctl("stop").status.success());
+    ctl("stop");
     let status = job.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(status.success(), "{err}");
+    assert!(status.success(), "{}", said());
     assert_eq!(lines(&metrics), lines(&rank1), "both ranks stopped after the same iteration");
 }

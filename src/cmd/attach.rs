@@ -266,11 +266,23 @@ fn connect(run_dir: &Path, events: &Sender<Event>, link: &Arc<Link>) -> Option<s
         .ok()
 }
 
+/// How often an attached TUI tells the server it is still there.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
+
 /// Forwards what only the socket carries; the rest comes from the files.
 fn read_socket(mut client: Client, events: &Sender<Event>, link: &Link) {
+    let mut keepalive = std::time::Instant::now();
     loop {
         if link.stop.load(Ordering::SeqCst) {
             return;
+        }
+        // Shows the server this watcher is there (see control::server on slots).
+        if keepalive.elapsed() >= KEEPALIVE_EVERY {
+            keepalive = std::time::Instant::now();
+            if let Err(e) = client.keepalive() {
+                tracing::info!("attach: {e}");
+                return;
+            }
         }
         match client.recv(Duration::from_millis(250)) {
             Ok(Some(e)) => {

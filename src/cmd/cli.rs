@@ -5,7 +5,7 @@
 use super::flags::bool_flag;
 use crate::config::{Arch, ConfigError, OptimizerKind, ResNetStem, TrainConfig};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -230,13 +230,13 @@ pub struct OptimFlags {
 #[command(rename_all = "snake_case")]
 pub struct CropFlags {
     /// Scale range of the global crops: MIN MAX
-    #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
+    #[arg(long, num_args = 1.., allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
     pub global_crops_scale: Option<Vec<f64>>,
     /// Number of small local views (0 disables them)
     #[arg(long, allow_negative_numbers = true, help_heading = "Multi-crop")]
     pub local_crops_number: Option<i64>,
     /// Scale range of the local crops: MIN MAX
-    #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
+    #[arg(long, num_args = 1.., allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
     pub local_crops_scale: Option<Vec<f64>>,
     /// Side of the global crops in pixels
     #[arg(long, allow_negative_numbers = true, help_heading = "Multi-crop")]
@@ -245,7 +245,7 @@ pub struct CropFlags {
     #[arg(long, allow_negative_numbers = true, help_heading = "Multi-crop")]
     pub local_crop_size: Option<i64>,
     /// Gaussian blur radius range in pixels: MIN MAX (0 0 turns blur off, as is usual for 32 px images)
-    #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
+    #[arg(long, num_args = 1.., allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
     pub blur_sigma: Option<Vec<f64>>,
 }
 
@@ -283,6 +283,12 @@ pub struct RunFlags {
     /// Progress lines instead of the TUI, even on a terminal
     #[arg(long, help_heading = "Run")]
     pub headless: bool,
+    /// Largest image decoded, in pixels (width x height); bigger ones are skipped and named (0: no limit)
+    #[arg(long, help_heading = "Run")]
+    pub max_image_pixels: Option<u64>,
+    /// The run directory private to you (folders 0700, files 0600): true/false
+    #[arg(long, value_parser = bool_flag, help_heading = "Run")]
+    pub private_files: Option<bool>,
     /// Headless progress line every N iterations
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub print_freq: Option<i64>,
@@ -305,10 +311,39 @@ pub fn parse_arch(s: &str) -> Result<Arch, ConfigError> {
     Arch::parse(s).ok_or_else(|| ConfigError::invalid("arch", s, &format!("one of {}", Arch::names())))
 }
 
+/// `--config`: a TOML file; else a preset name (`--config demo` is the preset even where a
+/// `./demo` folder exists, as long as it is not a file); else a run directory's `config.toml`.
+pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigError> {
+    if path.is_file() {
+        return TrainConfig::from_toml_file(path);
+    }
+    if let Some(p) = crate::config::preset(&path.to_string_lossy()) {
+        return Ok(p);
+    }
+    if path.is_dir() {
+        let inner = path.join(crate::run::dir::CONFIG_FILE);
+        if inner.is_file() {
+            return TrainConfig::from_toml_file(&inner);
+        }
+        let presets: Vec<&str> = crate::config::PRESETS.iter().map(|(n, _)| *n).collect();
+        return Err(ConfigError::Io {
+            path: path.to_path_buf(),
+            message: format!("it is a folder without config.toml (not a run directory) and not a preset ({})", presets.join(", ")),
+        });
+    }
+    TrainConfig::from_toml_file(path)
+}
+
 fn pair(setting: &str, v: &[f64]) -> Result<(f64, f64), ConfigError> {
     match v {
         [a, b] => Ok((*a, *b)),
-        _ => Err(ConfigError::invalid(setting, format!("{v:?}"), "two numbers MIN MAX")),
+        // clap takes any count (`num_args = 1..`), so three values are an error naming the flag
+        // rather than a stray argument or a silent cut to two.
+        _ => Err(ConfigError::invalid(
+            setting,
+            v.iter().map(f64::to_string).collect::<Vec<_>>().join(" "),
+            &format!("exactly two numbers MIN MAX (got {})", v.len()),
+        )),
     }
 }
 
@@ -316,11 +351,7 @@ impl TrainArgs {
     /// Starts from `--config` (or the reference defaults), applies every flag given, validates.
     pub fn resolve(&self) -> Result<TrainConfig, ConfigError> {
         let mut c = match &self.config {
-            // A bare preset name (`--config cifar-quick`) uses the embedded copy.
-            Some(path) if !path.exists() && crate::config::preset(&path.to_string_lossy()).is_some() => {
-                crate::config::preset(&path.to_string_lossy()).unwrap_or_default()
-            }
-            Some(path) => TrainConfig::from_toml_file(path)?,
+            Some(path) => load_config(path)?,
             None => {
                 let mut c = TrainConfig::default();
                 let (pretrained, resume) = (self.run.pretrained_weights.as_deref(), self.run.resume_from.as_deref());
@@ -468,6 +499,8 @@ impl RunFlags {
         if self.headless {
             r.headless = true;
         }
+        set(&mut r.max_image_pixels, &self.max_image_pixels);
+        set(&mut r.private_files, &self.private_files);
         set_count(&mut r.print_freq, "print_freq", self.print_freq, 1)?;
         if self.pretrained_weights.is_some() {
             r.pretrained_weights = self.pretrained_weights.clone();

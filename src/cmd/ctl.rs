@@ -3,12 +3,14 @@
 //! state change, the checkpoint saved, the schedule edited, the evaluation's result.
 //!
 //! Exit codes: 0 done, 1 the trainer refused or did not answer in time, 2 usage error,
-//! 3 the run is not live.
+//! 3 the run is not live, 4 a live trainer holds the run but its socket is busy (every
+//! connection taken) or does not answer.
 
 use crate::control::client::{Client, ClientError};
-use crate::protocol::schedule::{EditKind, Schedule, ScheduleEdit, ScheduleName};
+use crate::control::server::BUSY;
+use crate::protocol::schedule::{EditKind, Schedule, ScheduleEdit, ScheduleName, SCHEDULE_EDIT_REFUSED};
 use crate::protocol::{Command, EvalKind, Event, RunState};
-use crate::run::runs;
+use crate::run::{lock, runs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_NOT_LIVE: i32 = 3;
+pub const EXIT_BUSY: i32 = 4;
 
 pub const USAGE: &str = "usage: dino ctl RUN_DIR status | pause | resume | checkpoint | stop [--no-checkpoint] | \
 set KEY=VALUE... [--from_iter N] | eval knn|linear [--checkpoint PATH]   [--timeout SECONDS]
@@ -96,9 +99,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             for p in pairs {
                 let (k, v) = p.split_once('=').ok_or(format!("set {p}: expected KEY=VALUE"))?;
                 let x: f64 = v.parse().map_err(|_| format!("set {p}: {v} is not a number"))?;
-                if !x.is_finite() || x < 0.0 {
-                    return Err(format!("set {p}: the value must be a finite number >= 0"));
-                }
+                // Its range is checked as the trainer checks it (`run`): a refusal, not a usage error.
                 edits.push(set_edit(k, x, from_iter)?);
             }
             Request::Set(edits)
@@ -128,31 +129,58 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
             return EXIT_USAGE;
         }
     };
+    // The same range check as the trainer's, before bothering it.
+    if let Request::Set(edits) = &parsed.request {
+        if let Some(reason) = edits.iter().find_map(|e| e.check_value().err()) {
+            crate::say_err!("dino ctl: {SCHEDULE_EDIT_REFUSED}: {reason}");
+            return EXIT_FAILED;
+        }
+    }
     let mut client = match Client::connect(run_dir) {
         Ok(c) => c,
-        Err(ClientError::NotLive { .. }) => {
+        Err(ClientError::NotLive { .. }) if lock::holder(run_dir).is_none() => {
             crate::say_err!("dino ctl: {}", not_live_message(run_dir));
             if parsed.request == Request::Status {
                 crate::say!("{}", offline_status(run_dir));
             }
             return EXIT_NOT_LIVE;
         }
-        Err(e) => {
-            crate::say_err!("dino ctl: {e}");
-            return EXIT_FAILED;
-        }
+        Err(e) => return busy_or_failed(run_dir, &e.to_string()),
     };
     match execute(&mut client, &parsed) {
         Ok(out) => {
             crate::say!("{out}");
             EXIT_OK
         }
+        Err(CtlFailure::Closed) if lock::holder(run_dir).is_some() => busy_or_failed(run_dir, "the trainer closed the connection"),
         Err(CtlFailure::Closed) => {
             crate::say_err!("dino ctl: the trainer closed the connection; {}", not_live_message(run_dir));
             EXIT_NOT_LIVE
         }
+        Err(CtlFailure::Busy(m)) => {
+            crate::say_err!("dino ctl: busy: {m}");
+            EXIT_BUSY
+        }
         Err(CtlFailure::Failed(m)) => {
             crate::say_err!("dino ctl: {m}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// The socket failed while a trainer holds the run's lock: it is alive, so the run is busy (or
+/// hung), not over. Without a holder the failure is reported as it is.
+fn busy_or_failed(run_dir: &Path, what: &str) -> i32 {
+    match lock::holder(run_dir) {
+        Some(pid) => {
+            crate::say_err!(
+                "dino ctl: busy: the trainer (pid {pid}) holds {} but its socket did not serve us ({what}); try again",
+                run_dir.display()
+            );
+            EXIT_BUSY
+        }
+        None => {
+            crate::say_err!("dino ctl: {what}");
             EXIT_FAILED
         }
     }
@@ -172,6 +200,8 @@ fn offline_status(run_dir: &Path) -> serde_json::Value {
 
 enum CtlFailure {
     Closed,
+    /// The server refused us for want of a free connection.
+    Busy(String),
     Failed(String),
 }
 
@@ -179,8 +209,22 @@ impl From<ClientError> for CtlFailure {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Closed { .. } | ClientError::NotLive { .. } => CtlFailure::Closed,
+            // Writing to a connection the server already closed (a refusal we had not read yet).
+            ClientError::Io { source, .. }
+                if matches!(source.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) =>
+            {
+                CtlFailure::Closed
+            }
             other => CtlFailure::Failed(other.to_string()),
         }
+    }
+}
+
+/// The server's refusal for want of a connection slot, the first line a refused client gets.
+fn busy(e: &Event) -> Option<CtlFailure> {
+    match e {
+        Event::Error { message } if message.starts_with(BUSY) => Some(CtlFailure::Busy(message.clone())),
+        _ => None,
     }
 }
 
@@ -245,6 +289,13 @@ fn execute(client: &mut Client, p: &Parsed) -> Result<String, CtlFailure> {
                     failure = Some(m);
                     return true;
                 }
+                // The trainer's own range check (the curve the edit makes) refused it.
+                if let Event::Error { message } = e {
+                    if message.starts_with(SCHEDULE_EDIT_REFUSED) {
+                        failure = Some(message.clone());
+                        return true;
+                    }
+                }
                 if let Event::ScheduleEdited { edit } = e {
                     if let Some(i) = pending.iter().position(|x| x.schedule == edit.schedule && x.kind == edit.kind) {
                         pending.remove(i);
@@ -289,6 +340,9 @@ fn status(client: &mut Client, timeout: Duration) -> Result<String, CtlFailure> 
                 break;
             }
         };
+        if let Some(b) = busy(&e) {
+            return Err(b);
+        }
         match e {
             Event::Hello { pid, protocol } => {
                 out["pid"] = pid.into();

@@ -97,7 +97,10 @@ fn report(args: &LabelEfficiencyArgs, p: &Prepared, experiment: &Experiment, cel
     }
     if let Some(r) = &p.source.run_dir {
         let path = crate::eval::record::write_result(r, "label-efficiency", &label, &json)?;
-        crate::eval::record::append_event(r, &serde_json::json!({ "kind": "label-efficiency", "file": path, "plot": svg_path }))?;
+        crate::eval::record::append_event(
+            r,
+            &serde_json::json!({ "kind": "label-efficiency", "file": path.to_string_lossy(), "plot": svg_path.to_string_lossy() }),
+        )?;
     }
     Ok(0)
 }

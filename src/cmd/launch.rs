@@ -2,6 +2,11 @@
 //! torchrun's environment (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
 //! `MASTER_PORT`; `OMP_NUM_THREADS` = cores / N unless set), waits for them, and stops them all as
 //! soon as one fails.
+//!
+//! The store's port is bound here and the bound socket handed to rank 0 (`DINO_MASTER_LISTEN_FD`),
+//! so no other job can take the port between choosing and serving it (two jobs on one store
+//! would mix their ranks). Each rank gets SIGTERM when the launcher dies, however it dies, so a
+//! killed launcher leaves no ranks training on.
 
 use anyhow::{Context, Result};
 use std::ffi::OsString;
@@ -32,16 +37,35 @@ fn rank_log(rank: usize) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("dino-{}-rank{rank}.log", std::process::id()))
 }
 
-/// A free TCP port on the loopback interface for the store.
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port for the rendezvous")?;
-    Ok(l.local_addr()?.port())
+/// A listening socket on a free loopback port, for rank 0's store.
+fn store_listener() -> Result<std::net::TcpListener> {
+    std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port for the rendezvous")
+}
+
+/// In the child between fork and exec: SIGTERM when the launcher dies, and `keep_fd` (rank 0's
+/// listening socket) left open across the exec.
+fn prepare_rank(cmd: &mut Command, keep_fd: Option<i32>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl and fcntl are async-signal-safe and touch only this child's own state.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if let Some(fd) = keep_fd {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Runs `n` ranks of this program with `args` (the program name first); returns the exit code.
 pub fn run_local(n: usize, args: &[OsString]) -> Result<i32> {
     let exe = std::env::current_exe().context("cannot find this program to start its ranks")?;
-    let port = free_port()?;
+    let listener = store_listener()?;
+    let port = listener.local_addr()?.port();
+    let mut listener = Some(listener);
     let rest = strip_nproc(&args[1..]);
     // As torchrun: without a setting, each rank's libtorch would start a thread per core.
     let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
@@ -68,7 +92,16 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<i32> {
             let file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
             cmd.stdout(file.try_clone()?).stderr(file);
         }
+        let fd = listener.as_ref().filter(|_| rank == 0).map(std::os::fd::AsRawFd::as_raw_fd);
+        if let Some(fd) = fd {
+            cmd.env(crate::dist::LISTEN_FD_VAR, fd.to_string());
+        }
+        prepare_rank(&mut cmd, fd);
         let child = cmd.spawn().with_context(|| format!("cannot start rank {rank}"))?;
+        if rank == 0 {
+            // Rank 0 holds the socket now; ours would only keep the port open if it died.
+            listener = None;
+        }
         children.push((rank, child));
     }
     loop {

@@ -36,6 +36,7 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
     // Ranks other than 0 of a data-parallel job follow rank 0: no lock, socket or edits file.
     let secondary = crate::dist::DistEnv::from_env()?.is_some_and(|e| !e.is_main());
     // Before the trainer touches anything: a second trainer would truncate the first's metrics.
+    let created = !run_dir.exists();
     let lock = if secondary { None } else { Some(RunLock::acquire(&run_dir)?) };
     if let Some(index) = crate::run::index::default_index_path().filter(|_| !secondary) {
         crate::run::index::record(&index, &run_dir);
@@ -58,6 +59,11 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
         Err(e) => {
             if let Some((_, path)) = &listener {
                 let _ = std::fs::remove_file(path);
+            }
+            // A run that never started (a bad data path, say) leaves no directory of litter.
+            if created && lock.is_some() {
+                drop(lock);
+                crate::run::dir::remove_if_abandoned(&run_dir);
             }
             return Err(e);
         }

@@ -146,6 +146,11 @@ pub struct RunConfig {
     /// A reference `checkpoint.pth` this run continues (networks, optimizer moments, centre,
     /// epoch); like `pretrained_weights`, only until the run has a checkpoint of its own.
     pub resume_from: Option<PathBuf>,
+    /// Largest image (width x height) decoded; bigger ones are skipped and named (0: no limit).
+    pub max_image_pixels: u64,
+    /// The run directory readable by its owner only (folders 0700, files 0600); false leaves
+    /// modes to the umask, for runs shared with a group.
+    pub private_files: bool,
 }
 
 // The reference's `get_args_parser()` defaults, plus our own settings' defaults.
@@ -223,6 +228,8 @@ impl Default for RunConfig {
             eval_knn_every: 0,
             pretrained_weights: None,
             resume_from: None,
+            max_image_pixels: crate::data::decode::DEFAULT_MAX_IMAGE_PIXELS,
+            private_files: true,
         }
     }
 }

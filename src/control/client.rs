@@ -47,6 +47,12 @@ impl Client {
         self.writer.write_all(&line).map_err(|source| ClientError::Io { path: self.path.clone(), source })
     }
 
+    /// An empty line: the server ignores it but counts the client as present, so a watcher that
+    /// sends one now and then keeps its slot when the socket runs out of them.
+    pub fn keepalive(&mut self) -> Result<(), ClientError> {
+        self.writer.write_all(b"\n").map_err(|source| ClientError::Io { path: self.path.clone(), source })
+    }
+
     /// The next event, or None when `timeout` passes first.
     pub fn recv(&mut self, timeout: Duration) -> Result<Option<Event>, ClientError> {
         let deadline = Instant::now() + timeout;

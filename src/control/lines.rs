@@ -19,6 +19,50 @@ pub enum Line {
     TooLong,
 }
 
+/// Bytes received but not yet a whole line, for a reader that reads with a timeout (and so must
+/// not lose half a message when a read times out).
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    pending: Vec<u8>,
+}
+
+impl LineBuffer {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// The next complete line (newline and a `\r` before it stripped), `Line::TooLong` when the
+    /// pending bytes hold no newline within `max`, None when a line is not complete yet.
+    pub fn next_line(&mut self, max: usize) -> Option<Line> {
+        match self.pending.iter().position(|b| *b == b'\n') {
+            Some(pos) if pos <= max => {
+                let mut line: Vec<u8> = self.pending.drain(..=pos).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                Some(Line::Text(line))
+            }
+            Some(_) => Some(Line::TooLong),
+            None if self.pending.len() > max => Some(Line::TooLong),
+            None => None,
+        }
+    }
+
+    /// Whether part of a line is waiting for its end.
+    pub fn has_partial(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
 pub fn read_line(r: &mut impl BufRead, max: usize) -> std::io::Result<Line> {
     let mut buf = Vec::new();
     let n = r.by_ref().take(max as u64 + 1).read_until(b'\n', &mut buf)?;
@@ -41,6 +85,20 @@ pub fn read_line(r: &mut impl BufRead, max: usize) -> std::io::Result<Line> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_buffer_keeps_partial_lines_and_limits_them() {
+        let mut b = LineBuffer::default();
+        b.push(b"{\"a\":1}\r\n{\"b\"");
+        assert_eq!(b.next_line(16), Some(Line::Text(b"{\"a\":1}".to_vec())));
+        assert_eq!(b.next_line(16), None);
+        assert!(b.has_partial());
+        b.push(b":2}\n");
+        assert_eq!(b.next_line(16), Some(Line::Text(b"{\"b\":2}".to_vec())));
+        assert!(!b.has_partial());
+        b.push(&[b'x'; 20]);
+        assert_eq!(b.next_line(16), Some(Line::TooLong));
+    }
 
     #[test]
     fn lines_eof_truncation_and_limit() {

@@ -102,6 +102,8 @@ pub fn parse(text: &str) -> Result<Vec<FileEdit>, String> {
         };
         // 0 means "from the next iteration": the trainer moves edits in the past to its current one.
         let edit = ScheduleEdit { schedule: e.schedule, from_iter: e.from_iter.unwrap_or(0), kind };
+        // The value's range here, the curve's at the trainer (it knows the schedule).
+        edit.check_value().map_err(|r| bad(r.to_string()))?;
         let content = format!("{:?}/{:?}/{}", edit.schedule, edit.kind, e.from_iter.map_or("next".into(), |i| i.to_string()));
         let rank = out.iter().filter(|o| o.key.starts_with(&format!("{content}#"))).count();
         out.push(FileEdit { key: format!("{content}#{rank}"), line, edit });
@@ -120,27 +122,51 @@ fn applied_keys(run_dir: &Path) -> HashSet<String> {
         .collect()
 }
 
+/// How long the file's content must stay the same before it is read as meant: a file written in
+/// pieces (a slow editor, `cat >>`) is neither reported as broken nor half-applied meanwhile.
+pub const SETTLE: Duration = Duration::from_millis(750);
+
 /// The watcher's state, separate from its thread so tests can drive it step by step.
 pub struct EditsFollower {
     run_dir: PathBuf,
     applied: HashSet<String>,
-    /// Last content seen, so an unchanged bad file reports its error once, not every second.
+    settle: Duration,
+    /// The content read last and since when it has not changed.
+    seen: Option<(String, std::time::Instant)>,
+    /// Last content acted on, so an unchanged bad file reports its error once, not every second.
     last_text: Option<String>,
 }
 
 impl EditsFollower {
     pub fn new(run_dir: &Path) -> Self {
-        Self { run_dir: run_dir.to_path_buf(), applied: applied_keys(run_dir), last_text: None }
+        Self::with_settle(run_dir, SETTLE)
     }
 
-    /// Reads the file if it changed; returns the commands to send and the error to report.
+    /// A follower that acts on a content once it has been unchanged for `settle` (zero: at once).
+    pub fn with_settle(run_dir: &Path, settle: Duration) -> Self {
+        Self { run_dir: run_dir.to_path_buf(), applied: applied_keys(run_dir), settle, seen: None, last_text: None }
+    }
+
+    /// Reads the file if it changed and has settled; returns the commands to send and the error
+    /// to report.
     pub fn check(&mut self) -> (Vec<Command>, Option<String>) {
         let Ok(text) = std::fs::read_to_string(self.run_dir.join(EDITS_FILE)) else {
             self.last_text = None;
+            self.seen = None;
             return (vec![], None);
         };
         if self.last_text.as_deref() == Some(text.as_str()) {
             return (vec![], None);
+        }
+        match &self.seen {
+            Some((seen, since)) if *seen == text && since.elapsed() >= self.settle => {}
+            Some((seen, _)) if *seen == text => return (vec![], None),
+            _ => {
+                self.seen = Some((text.clone(), std::time::Instant::now()));
+                if !self.settle.is_zero() {
+                    return (vec![], None);
+                }
+            }
         }
         self.last_text = Some(text.clone());
         let edits = match parse(&text) {
@@ -243,6 +269,34 @@ mod tests {
         assert!(msg.contains("colour"), "{msg}");
         let msg = parse("[[edit]\n").expect_err("syntax");
         assert!(msg.contains("line 1"), "{msg}");
+        // The schedules' ranges, as the config's.
+        let msg = parse("[[edit]]\nschedule = \"momentum\"\nkind = \"constant\"\nvalue = 3\n").expect_err("momentum 3");
+        assert!(msg.contains("line 1") && msg.contains("[0, 1]"), "{msg}");
+        let msg = parse("[[edit]]\nschedule = \"teacher_temp\"\nkind = \"constant\"\nvalue = 0\n").expect_err("temperature 0");
+        assert!(msg.contains("(0, 1]"), "{msg}");
+    }
+
+    #[test]
+    fn a_file_still_being_written_is_neither_reported_nor_applied_until_it_settles() {
+        let d = tempfile::tempdir().expect("tmp");
+        let f = d.path().join(EDITS_FILE);
+        let settle = Duration::from_millis(300);
+        let mut w = EditsFollower::with_settle(d.path(), settle);
+        // Half of an entry: a syntax error if read as complete.
+        std::fs::write(&f, &GOOD[..30]).expect("write");
+        assert_eq!(w.check(), (vec![], None), "just written: wait");
+        std::fs::write(&f, &GOOD[..60]).expect("write");
+        assert_eq!(w.check(), (vec![], None), "still changing");
+        std::fs::write(&f, GOOD).expect("write");
+        assert_eq!(w.check(), (vec![], None));
+        std::thread::sleep(settle + Duration::from_millis(50));
+        assert_eq!(w.check().0.len(), 2, "settled: applied");
+        // A file that stays broken is reported, once, after it settles.
+        std::fs::write(&f, "[[edit]\n").expect("write");
+        assert_eq!(w.check(), (vec![], None));
+        std::thread::sleep(settle + Duration::from_millis(50));
+        assert!(w.check().1.is_some_and(|e| e.contains("line 1")));
+        assert_eq!(w.check(), (vec![], None), "reported once");
     }
 
     #[test]
@@ -250,7 +304,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let f = d.path().join(EDITS_FILE);
         std::fs::write(&f, GOOD).expect("write");
-        let mut w = EditsFollower::new(d.path());
+        let mut w = EditsFollower::with_settle(d.path(), Duration::ZERO);
         assert_eq!(w.check().0.len(), 2);
         assert_eq!(w.check().0.len(), 0, "unchanged file");
         std::fs::write(&f, format!("{GOOD}\n[[edit]]\nschedule = \"lr\"\nkind = \"scale\"\nvalue = 0.5\n")).expect("write");
@@ -263,7 +317,7 @@ mod tests {
         assert!(cmds.is_empty());
         assert!(err.expect("error").contains("line 12"));
         // A new trainer on the same directory remembers what was applied.
-        let mut again = EditsFollower::new(d.path());
+        let mut again = EditsFollower::with_settle(d.path(), Duration::ZERO);
         std::fs::write(&f, GOOD).expect("write");
         assert!(again.check().0.is_empty());
     }

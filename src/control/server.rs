@@ -3,27 +3,42 @@
 //! every event, as JSON lines; each line it sends is a `Command`. A client that sends garbage
 //! gets an error line back (`{"event":"error","message":"bad request: ..."}`) and, after a few,
 //! is dropped; a client that goes away is forgotten. Training never waits for any of them.
+//!
+//! No client can lock the others out: a message begun must end within `READ_DEADLINE`, a client
+//! that does not read its events is dropped after `WRITE_TIMEOUT`, and when all `MAX_CLIENTS`
+//! slots are taken a newcomer (`dino ctl`, say) gets the slot of the client that has been silent
+//! longest (watchers send an empty line now and then to show they are there), so 64 idle
+//! connections cannot keep a person out. Only when every slot heard from its client within
+//! `EVICT_AFTER` is a newcomer refused, with a message starting `BUSY`.
 
 use super::hub::Hub;
-use super::lines::{read_line, Line, MAX_LINE};
+use super::lines::{Line, LineBuffer, MAX_LINE};
 use crate::protocol::{Command, Event};
 use crate::run::dir::SOCKET_FILE;
 use crossbeam_channel::{Receiver, Sender};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bad messages a client may send before it is dropped; one typo from a person at `socat` is
 /// forgiven, a client speaking another protocol is not.
 const MAX_BAD_MESSAGES: usize = 8;
-/// Connections served at once; beyond this, new ones get an error line and are closed.
-const MAX_CLIENTS: usize = 64;
+/// Connections served at once.
+pub const MAX_CLIENTS: usize = 64;
 /// A client that does not read for this long is considered stuck and dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A message begun must be finished within this (a client stalled mid-line holds nothing).
+pub const READ_DEADLINE: Duration = Duration::from_secs(10);
+/// With every slot taken, a client silent for this long gives its slot to a newcomer.
+const EVICT_AFTER: Duration = Duration::from_secs(2);
+/// How often a reader wakes to check its deadline.
+const READ_TICK: Duration = Duration::from_millis(500);
+/// How a refusal for want of slots begins, so clients can tell "busy" from "not live".
+pub const BUSY: &str = "BUSY";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -89,8 +104,60 @@ impl Drop for ControlServer {
     }
 }
 
+/// The connections being served, with when each last sent anything.
+#[derive(Default)]
+struct Slots {
+    /// Every connection's clock starts here; `heard` holds milliseconds since.
+    epoch: Option<Instant>,
+    conns: Mutex<Vec<Slot>>,
+}
+
+struct Slot {
+    id: u64,
+    stream: UnixStream,
+    heard: Arc<AtomicU64>,
+}
+
+impl Slots {
+    fn now_ms(&self) -> u64 {
+        self.epoch.map_or(0, |e| e.elapsed().as_millis() as u64)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a slot for a new connection: a free one, else the one of the client silent longest
+    /// (dropped with an explanation) if it has been silent for `EVICT_AFTER`. None: all busy.
+    fn take(&self, id: u64, stream: &UnixStream) -> Option<Arc<AtomicU64>> {
+        let now = self.now_ms();
+        let mut conns = self.lock();
+        if conns.len() >= MAX_CLIENTS {
+            let (i, quiet) =
+                conns.iter().enumerate().map(|(i, c)| (i, now.saturating_sub(c.heard.load(Ordering::SeqCst)))).max_by_key(|x| x.1)?;
+            if quiet < EVICT_AFTER.as_millis() as u64 {
+                return None;
+            }
+            let old = conns.swap_remove(i);
+            tracing::info!("control client {}: silent for {} s with every slot taken; dropped for a newcomer", old.id, quiet / 1000);
+            // No goodbye line: its writer may be mid-line, and a client that does not read would
+            // block this thread. Shutting the socket down ends both of its threads.
+            let _ = old.stream.shutdown(std::net::Shutdown::Both);
+        }
+        let heard = Arc::new(AtomicU64::new(now));
+        let stream = stream.try_clone().ok()?;
+        conns.push(Slot { id, stream, heard: heard.clone() });
+        Some(heard)
+    }
+
+    fn release(&self, id: u64) {
+        self.lock().retain(|c| c.id != id);
+    }
+}
+
 fn accept_loop(listener: UnixListener, hub: Hub, commands: Sender<Command>, stop: Arc<AtomicBool>) {
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Arc::new(Slots { epoch: Some(Instant::now()), conns: Mutex::default() });
+    let mut next_id = 0u64;
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -104,21 +171,37 @@ fn accept_loop(listener: UnixListener, hub: Hub, commands: Sender<Command>, stop
                 continue;
             }
         };
-        if active.load(Ordering::SeqCst) >= MAX_CLIENTS {
-            let _ = reply(&stream, &Event::Error { message: format!("too many clients (limit {MAX_CLIENTS})") });
+        next_id += 1;
+        let Some(heard) = slots.take(next_id, &stream) else {
+            tracing::warn!("control socket: all {MAX_CLIENTS} connections active; refusing a newcomer");
+            let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+            let message = format!("{BUSY}: all {MAX_CLIENTS} connections of this trainer are active; try again");
+            let _ = reply(&stream, &Event::Error { message });
             continue;
-        }
-        active.fetch_add(1, Ordering::SeqCst);
+        };
         let (id, queue) = hub.subscribe();
         tracing::info!("control client {id} connected");
-        let (commands, active) = (commands.clone(), active.clone());
+        let (commands, slots, slot) = (commands.clone(), slots.clone(), next_id);
+        let clock = Clock { slots: slots.clone(), heard };
         let spawned = std::thread::Builder::new().name(format!("control-client-{id}")).spawn(move || {
-            session(id, stream, queue, commands);
-            active.fetch_sub(1, Ordering::SeqCst);
+            session(id, stream, queue, commands, &clock);
+            slots.release(slot);
         });
         if let Err(e) = spawned {
             tracing::warn!("control client {id}: cannot start its thread: {e}");
         }
+    }
+}
+
+/// Where a session records that its client was heard from.
+struct Clock {
+    slots: Arc<Slots>,
+    heard: Arc<AtomicU64>,
+}
+
+impl Clock {
+    fn heard_now(&self) {
+        self.heard.store(self.slots.now_ms(), Ordering::SeqCst);
     }
 }
 
@@ -130,7 +213,7 @@ fn reply(stream: &UnixStream, e: &Event) -> std::io::Result<()> {
 
 /// One client: this thread reads its commands; a second writes its events. Either side ending
 /// shuts the socket down, which ends the other.
-fn session(id: u64, stream: UnixStream, queue: Receiver<Event>, commands: Sender<Command>) {
+fn session(id: u64, stream: UnixStream, queue: Receiver<Event>, commands: Sender<Command>, clock: &Clock) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let writer_stream = match stream.try_clone() {
         Ok(s) => s,
@@ -162,7 +245,7 @@ fn session(id: u64, stream: UnixStream, queue: Receiver<Event>, commands: Sender
             let _ = w.get_ref().shutdown(std::net::Shutdown::Both);
         }
     });
-    read_commands(id, &stream, &out, &commands);
+    read_commands(id, &stream, &out, &commands, clock);
     done.store(true, Ordering::SeqCst);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     if let Ok(t) = writer {
@@ -181,53 +264,88 @@ fn write_event(out: &Mutex<BufWriter<UnixStream>>, e: &Event, flush: bool) -> st
     Ok(())
 }
 
-fn read_commands(id: u64, stream: &UnixStream, out: &Mutex<BufWriter<UnixStream>>, commands: &Sender<Command>) {
-    let mut reader = BufReader::new(stream);
-    let mut bad = 0usize;
+/// Reads lines with a deadline: each read waits at most `READ_TICK`, so a message begun and not
+/// finished within `READ_DEADLINE` ends the session.
+fn read_commands(id: u64, stream: &UnixStream, out: &Mutex<BufWriter<UnixStream>>, commands: &Sender<Command>, clock: &Clock) {
     let error = |message: String| {
         let _ = write_event(out, &Event::Error { message }, true);
     };
+    if let Err(e) = stream.set_read_timeout(Some(READ_TICK)) {
+        tracing::warn!("control client {id}: {e}; dropped");
+        return;
+    }
+    let mut buf = LineBuffer::default();
+    let mut bad = 0usize;
+    let mut line_since: Option<Instant> = None;
+    let mut chunk = [0u8; 4096];
     loop {
-        let line = match read_line(&mut reader, MAX_LINE) {
-            Ok(Line::Text(l)) => l,
-            Ok(Line::Eof) => {
-                tracing::info!("control client {id} disconnected");
-                return;
-            }
-            Ok(Line::Truncated(rest)) => {
-                tracing::info!("control client {id} disconnected in the middle of a message ({} bytes dropped)", rest.len());
-                return;
-            }
-            Ok(Line::TooLong) => {
+        while let Some(line) = buf.next_line(MAX_LINE) {
+            line_since = None;
+            let Line::Text(line) = line else {
                 tracing::warn!("control client {id} sent a line over {MAX_LINE} bytes; dropped");
                 error(format!("bad request: message longer than {MAX_LINE} bytes; closing the connection"));
                 return;
+            };
+            if !handle_line(id, &line, commands, &error, &mut bad) {
+                return;
             }
+        }
+        let started = *line_since.get_or_insert_with(Instant::now);
+        if buf.has_partial() && started.elapsed() > READ_DEADLINE {
+            tracing::info!("control client {id} left a message unfinished for {READ_DEADLINE:?}; dropped");
+            error(format!("bad request: message unfinished after {} s; closing the connection", READ_DEADLINE.as_secs()));
+            return;
+        }
+        if !buf.has_partial() {
+            line_since = None;
+        }
+        match (&*stream).read(&mut chunk) {
+            Ok(0) if buf.has_partial() => {
+                tracing::info!("control client {id} disconnected in the middle of a message ({} bytes dropped)", buf.len());
+                return;
+            }
+            Ok(0) => {
+                tracing::info!("control client {id} disconnected");
+                return;
+            }
+            Ok(n) => {
+                clock.heard_now();
+                buf.push(&chunk[..n]);
+            }
+            Err(e)
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
             Err(e) => {
                 tracing::info!("control client {id}: read failed ({e}); dropped");
                 return;
             }
-        };
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
         }
-        match parse_command(&line) {
-            Ok(cmd) => {
-                tracing::info!("control client {id}: {cmd:?}");
-                if commands.send(cmd).is_err() {
-                    error("the trainer has ended; the command was not carried out".into());
-                }
+    }
+}
+
+/// One complete line: a command to pass on, a blank keep-alive, or garbage to answer. False when
+/// the client has sent too much garbage and must go.
+fn handle_line(id: u64, line: &[u8], commands: &Sender<Command>, error: &dyn Fn(String), bad: &mut usize) -> bool {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return true;
+    }
+    match parse_command(line) {
+        Ok(cmd) => {
+            tracing::info!("control client {id}: {cmd:?}");
+            if commands.send(cmd).is_err() {
+                error("the trainer has ended; the command was not carried out".into());
             }
-            Err(message) => {
-                bad += 1;
-                tracing::warn!("control client {id}: {message}");
-                error(message);
-                if bad >= MAX_BAD_MESSAGES {
-                    tracing::warn!("control client {id} sent {bad} bad messages; dropped");
-                    error(format!("{bad} bad messages; closing the connection"));
-                    return;
-                }
+            true
+        }
+        Err(message) => {
+            *bad += 1;
+            tracing::warn!("control client {id}: {message}");
+            error(message);
+            if *bad >= MAX_BAD_MESSAGES {
+                tracing::warn!("control client {id} sent {bad} bad messages; dropped");
+                error(format!("{bad} bad messages; closing the connection"));
+                return false;
             }
+            true
         }
     }
 }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub enum DataError {
     #[error("data-set folder {0} does not exist")]
     MissingRoot(PathBuf),
+    #[error("data path {path} is not a folder (it is {kind}); expected a folder with pretext/ or class folders")]
+    NotAFolder { path: PathBuf, kind: &'static str },
     #[error(
         "no training images in {0}: expected a pretext/ folder (images at any depth) or class \
          folders holding images (ImageFolder layout)"

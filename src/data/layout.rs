@@ -1,10 +1,18 @@
 //! Where the images of a data set are. The project layout is `pretext/` (unlabeled, any depth)
 //! for self-supervised training and `train/CLASS/`, `val/CLASS/` for evaluation; a plain
 //! ImageFolder root (class folders only) also trains, on all of its images.
+//!
+//! Only regular files are images: a FIFO, socket or device with an image's name is left out and
+//! named (reading a FIFO blocks for good). Symbolic links to folders are followed once each; one
+//! that leads back to a folder it sits in (`sub -> .`, `up -> ..`) is a loop, left out and named,
+//! so the data set neither multiplies nor takes in `val/` through `pretext/up`.
 
+use super::decode::file_kind;
 use super::DataError;
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"];
@@ -46,37 +54,54 @@ impl Split {
     }
 }
 
+/// Something discovery left out, and why: named in `events.jsonl` like an unreadable image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataLayout {
     root: PathBuf,
     pretext: Split,
     train: Option<Split>,
     val: Option<Split>,
+    left_out: Vec<LeftOut>,
 }
 
 impl DataLayout {
     pub fn discover(root: &Path) -> Result<DataLayout, DataError> {
-        if !root.is_dir() {
-            return Err(DataError::MissingRoot(root.to_path_buf()));
+        match fs::metadata(root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) => return Err(DataError::NotAFolder { path: root.to_path_buf(), kind: file_kind(m.file_type()) }),
+            Err(_) => return Err(DataError::MissingRoot(root.to_path_buf())),
         }
-        let train = discover_optional_classes(&root.join("train"), "train")?;
-        let val = discover_optional_classes(&root.join("val"), "val")?;
+        let mut left_out = Vec::new();
+        let train = discover_optional_classes(&root.join("train"), "train", &mut left_out)?;
+        let val = discover_optional_classes(&root.join("val"), "val", &mut left_out)?;
         let pretext_dir = root.join("pretext");
         let pretext = if pretext_dir.is_dir() {
-            let files = list_images(&pretext_dir)?;
+            let files = list_images(&pretext_dir, &mut left_out)?;
             if files.is_empty() {
                 return Err(DataError::EmptySplit { split: "pretext".into(), path: pretext_dir });
             }
             let labels = vec![0; files.len()];
             Split { name: "pretext".into(), root: pretext_dir, files, labels, classes: Vec::new() }
         } else {
-            let classes = discover_classes(root, "pretext")?;
+            let classes = discover_classes(root, "pretext", &mut left_out)?;
             if classes.is_empty() {
                 return Err(DataError::NoImages(root.to_path_buf()));
             }
             classes
         };
-        Ok(DataLayout { root: root.to_path_buf(), pretext, train, val })
+        Ok(DataLayout { root: root.to_path_buf(), pretext, train, val, left_out })
+    }
+
+    /// Entries with an image's name that are not images (FIFOs, sockets, devices, broken links)
+    /// and symbolic-link loops, in discovery order.
+    pub fn left_out(&self) -> &[LeftOut] {
+        &self.left_out
     }
 
     pub fn root(&self) -> &Path {
@@ -123,26 +148,31 @@ pub fn every_image(root: &Path) -> Result<Vec<Split>, DataError> {
     if !root.is_dir() {
         return Err(DataError::MissingRoot(root.to_path_buf()));
     }
+    // What is left out (FIFOs, link loops) is logged here: these commands have no events file.
+    let mut left_out = Vec::new();
     let mut splits = Vec::new();
     let pretext = root.join("pretext");
     if pretext.is_dir() {
-        splits.push(unlabeled(&pretext, "pretext")?);
+        splits.push(unlabeled(&pretext, "pretext", &mut left_out)?);
     }
     for name in ["train", "val"] {
         let dir = root.join(name);
         if dir.is_dir() {
-            splits.push(discover_classes(&dir, name)?);
+            splits.push(discover_classes(&dir, name, &mut left_out)?);
         }
     }
     splits.retain(|s| !s.is_empty());
     if splits.is_empty() {
         // Images lying in the root itself mean it is not an ImageFolder (which would skip them).
         let loose = read_dir_sorted(root)?.iter().any(|p| p.is_file() && has_image_extension(p));
-        let classes = if loose { None } else { Some(discover_classes(root, "images")?).filter(|c| !c.is_empty()) };
+        let classes = if loose { None } else { Some(discover_classes(root, "images", &mut left_out)?).filter(|c| !c.is_empty()) };
         splits.push(match classes {
             Some(c) => c,
-            None => unlabeled(root, "images")?,
+            None => unlabeled(root, "images", &mut left_out)?,
         });
+    }
+    for o in &left_out {
+        tracing::warn!("left out {}: {}", o.path.display(), o.reason);
     }
     if splits.iter().all(Split::is_empty) {
         return Err(DataError::NoImages(root.to_path_buf()));
@@ -150,16 +180,16 @@ pub fn every_image(root: &Path) -> Result<Vec<Split>, DataError> {
     Ok(splits)
 }
 
-fn unlabeled(dir: &Path, name: &str) -> Result<Split, DataError> {
-    let files = list_images(dir)?;
+fn unlabeled(dir: &Path, name: &str, left_out: &mut Vec<LeftOut>) -> Result<Split, DataError> {
+    let files = list_images(dir, left_out)?;
     Ok(Split { name: name.into(), root: dir.to_path_buf(), labels: vec![0; files.len()], files, classes: Vec::new() })
 }
 
-fn discover_optional_classes(dir: &Path, name: &str) -> Result<Option<Split>, DataError> {
+fn discover_optional_classes(dir: &Path, name: &str, left_out: &mut Vec<LeftOut>) -> Result<Option<Split>, DataError> {
     if !dir.is_dir() {
         return Ok(None);
     }
-    let split = discover_classes(dir, name)?;
+    let split = discover_classes(dir, name, left_out)?;
     if split.is_empty() {
         return Err(DataError::EmptySplit { split: name.into(), path: dir.to_path_buf() });
     }
@@ -168,7 +198,7 @@ fn discover_optional_classes(dir: &Path, name: &str) -> Result<Option<Split>, Da
 
 /// Class folders of `dir`, sorted by name so label indices are the same on every machine. Loose
 /// images directly in `dir` belong to no class and are ignored, as torchvision's ImageFolder does.
-fn discover_classes(dir: &Path, name: &str) -> Result<Split, DataError> {
+fn discover_classes(dir: &Path, name: &str, left_out: &mut Vec<LeftOut>) -> Result<Split, DataError> {
     let mut class_dirs: Vec<(String, PathBuf)> = read_dir_sorted(dir)?
         .into_iter()
         .filter(|p| p.is_dir())
@@ -181,7 +211,7 @@ fn discover_classes(dir: &Path, name: &str) -> Result<Split, DataError> {
     class_dirs.sort();
     let mut split = Split { name: name.into(), root: dir.to_path_buf(), files: Vec::new(), labels: Vec::new(), classes: Vec::new() };
     for (class, path) in class_dirs {
-        let files = list_images(&path)?;
+        let files = list_images(&path, left_out)?;
         if files.is_empty() {
             continue;
         }
@@ -202,9 +232,13 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(entries)
 }
 
-/// Images under `dir` at any depth, in sorted path order.
-fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+/// Images under `dir` at any depth, in sorted path order: regular files with an image's
+/// extension. Each folder is listed once however many links lead to it; a link back to a folder
+/// it sits in is a loop.
+fn list_images(dir: &Path, left_out: &mut Vec<LeftOut>) -> Result<Vec<PathBuf>, DataError> {
     let mut out = Vec::new();
+    let root_meta = fs::metadata(dir).map_err(|e| DataError::io(dir, e))?;
+    let mut listed: HashSet<(u64, u64)> = HashSet::from([(root_meta.dev(), root_meta.ino())]);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for p in read_dir_sorted(&d)? {
@@ -212,15 +246,44 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
             if hidden {
                 continue;
             }
-            if p.is_dir() {
-                stack.push(p);
+            let leave = |reason: String| LeftOut { path: p.clone(), reason };
+            let meta = match fs::metadata(&p) {
+                Ok(m) => m,
+                Err(e) if has_image_extension(&p) => {
+                    left_out.push(leave(format!("cannot read it: {e}")));
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if meta.is_dir() {
+                if let Some(reason) = folder_loop(&d, &p) {
+                    left_out.push(leave(reason));
+                } else if listed.insert((meta.dev(), meta.ino())) {
+                    stack.push(p);
+                }
             } else if has_image_extension(&p) {
-                out.push(p);
+                if meta.is_file() {
+                    out.push(p);
+                } else {
+                    left_out.push(leave(format!("not a regular file ({})", file_kind(meta.file_type()))));
+                }
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// Why the folder `p` (listed in `parent`) would be a loop: a symbolic link to `parent` itself or
+/// to one of its ancestors. None for a plain folder or a link elsewhere.
+fn folder_loop(parent: &Path, p: &Path) -> Option<String> {
+    let is_link = fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return None;
+    }
+    let target = fs::canonicalize(p).ok()?;
+    let here = fs::canonicalize(parent).ok()?;
+    here.starts_with(&target).then(|| format!("symbolic-link loop: it leads back to {}, a folder it sits in", target.display()))
 }
 
 pub(crate) fn has_image_extension(p: &Path) -> bool {
@@ -295,6 +358,42 @@ mod tests {
         assert_eq!(s[0].len(), 2);
         let empty = tempfile::tempdir().unwrap();
         assert!(every_image(empty.path()).is_err());
+    }
+
+    #[test]
+    fn special_files_and_link_loops_are_left_out_and_named() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in ["pretext/a.jpg", "pretext/sub/b.jpg", "val/cat/v.jpg", "train/cat/t.jpg"] {
+            touch(r, f);
+        }
+        let fifo = r.join("pretext/x.jpg");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        std::os::unix::fs::symlink(".", r.join("pretext/sub/again")).unwrap();
+        std::os::unix::fs::symlink("..", r.join("pretext/up")).unwrap();
+        std::os::unix::fs::symlink("nowhere.jpg", r.join("pretext/broken.jpg")).unwrap();
+        // A link to a folder outside is followed, once, however many links lead there.
+        touch(r, "elsewhere/e.jpg");
+        std::os::unix::fs::symlink(r.join("elsewhere"), r.join("pretext/ext1")).unwrap();
+        std::os::unix::fs::symlink(r.join("elsewhere"), r.join("pretext/ext2")).unwrap();
+        let l = DataLayout::discover(r).unwrap();
+        let names: Vec<_> = l.pretext().files.iter().map(|p| p.strip_prefix(r).unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["pretext/a.jpg", "pretext/ext1/e.jpg", "pretext/sub/b.jpg"], "val/ stays out of pretext/");
+        let left: Vec<_> =
+            l.left_out().iter().map(|o| (o.path.file_name().unwrap().to_string_lossy().into_owned(), o.reason.clone())).collect();
+        for (name, why) in [("x.jpg", "FIFO"), ("again", "loop"), ("up", "loop"), ("broken.jpg", "cannot read")] {
+            assert!(left.iter().any(|(n, r)| n == name && r.contains(why)), "{name}: {left:?}");
+        }
+    }
+
+    #[test]
+    fn a_data_path_that_is_a_file_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        touch(d.path(), "data.tar");
+        let e = DataLayout::discover(&d.path().join("data.tar")).unwrap_err().to_string();
+        assert!(e.contains("data.tar") && e.contains("not a folder") && e.contains("regular file"), "{e}");
     }
 
     #[test]

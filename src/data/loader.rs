@@ -7,7 +7,7 @@
 //! at `start_batch` sees exactly the batches the uninterrupted run would have seen.
 
 use super::augment::{AugmentConfig, MultiCropAugment};
-use super::decode::load_rgb;
+use super::decode::{load_rgb_limited, DecodeLimits};
 use super::rng::rng_for;
 use super::DataError;
 use crossbeam_channel::{Receiver, Sender};
@@ -35,6 +35,8 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// This process's share of the epoch in data-parallel training.
     pub shard: Shard,
+    /// Largest image decoded; bigger ones are skipped like unreadable files.
+    pub decode_limits: DecodeLimits,
 }
 
 /// The reference's `DistributedSampler`: the epoch's order (the same on every rank), padded by
@@ -335,7 +337,7 @@ fn load_with_replacement(shared: &Shared, pos: usize, skipped: &mut Vec<SkippedF
         let known = lock(&shared.unreadable).get(&index).cloned();
         let reason = match known {
             Some(reason) => reason,
-            None => match load_rgb(path) {
+            None => match load_rgb_limited(path, &shared.config.decode_limits) {
                 Ok(img) => return Ok((index, img)),
                 Err(e) => {
                     let mut bad = lock(&shared.unreadable);
@@ -390,7 +392,16 @@ mod tests {
     }
 
     fn cfg(workers: usize, epoch: u64, start: usize) -> LoaderConfig {
-        LoaderConfig { batch_size: 4, num_workers: workers, seed: 11, epoch, start_batch: start, prefetch: 0, shard: Shard::default() }
+        LoaderConfig {
+            batch_size: 4,
+            num_workers: workers,
+            seed: 11,
+            epoch,
+            start_batch: start,
+            prefetch: 0,
+            shard: Shard::default(),
+            decode_limits: DecodeLimits::default(),
+        }
     }
 
     fn flat(b: &Batch) -> Vec<Vec<f32>> {

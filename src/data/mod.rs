@@ -13,8 +13,8 @@ mod resample;
 mod rng;
 
 pub use augment::{eval_transform, supervised_train_transform, AugmentConfig, MultiCropAugment};
-pub use decode::{decode_rgb, load_rgb, DecodeError};
+pub use decode::{decode_rgb, load_rgb, load_rgb_limited, DecodeError, DecodeLimits};
 pub use demo::{write_demo_dataset, DemoSummary};
 pub use error::DataError;
-pub use layout::{DataLayout, Split};
+pub use layout::{DataLayout, LeftOut, Split};
 pub use loader::{Batch, LoaderConfig, MultiCropLoader, Shard, SkippedFile};

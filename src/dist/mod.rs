@@ -49,7 +49,14 @@ pub struct DistEnv {
     /// torchrun's agent already hosts the store (`TORCHELASTIC_USE_AGENT_STORE=True`): every rank
     /// connects as a client.
     pub store_is_external: bool,
+    /// A listening socket already bound to `master_port` for rank 0's store
+    /// (`DINO_MASTER_LISTEN_FD`, set by `--nproc_per_node`): the port is held from the moment it
+    /// is chosen, so no other job can take it in between.
+    pub listen_fd: Option<i32>,
 }
+
+/// The variable through which `--nproc_per_node` hands rank 0 its store's listening socket.
+pub const LISTEN_FD_VAR: &str = "DINO_MASTER_LISTEN_FD";
 
 impl DistEnv {
     /// The job from the environment; `None` for a single process.
@@ -83,7 +90,11 @@ impl DistEnv {
         let port = var("MASTER_PORT").unwrap_or_else(|| "29500".into());
         let master_port = port.trim().parse().map_err(|_| DistError::Env(format!("MASTER_PORT={port} is not a port number")))?;
         let store_is_external = var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        Ok(Some(Self { rank, world_size: world, local_rank: local, master_addr, master_port, store_is_external }))
+        let listen_fd = match var(LISTEN_FD_VAR) {
+            Some(v) if rank == 0 => Some(v.trim().parse().map_err(|_| DistError::Env(format!("{LISTEN_FD_VAR}={v} is not a descriptor")))?),
+            _ => None,
+        };
+        Ok(Some(Self { rank, world_size: world, local_rank: local, master_addr, master_port, store_is_external, listen_fd }))
     }
 
     pub fn is_main(&self) -> bool {
@@ -114,6 +125,7 @@ mod ffi {
             rank: c_int,
             world: c_int,
             store_is_external: c_int,
+            listen_fd: c_int,
             timeout_ms: c_int,
             err: *mut c_char,
             err_len: usize,
@@ -153,6 +165,7 @@ impl ProcessGroup {
                     env.rank as i32,
                     env.world_size as i32,
                     env.store_is_external as i32,
+                    env.listen_fd.unwrap_or(-1),
                     timeout.as_millis().min(i32::MAX as u128) as i32,
                     err,
                     len,

@@ -51,9 +51,10 @@ int guarded(char* err, size_t len, F&& f) {
 extern "C" {
 
 // `backend` is "gloo" or "nccl". Rank 0 hosts the store unless `store_is_external` (torchrun's
-// agent already runs one; then every rank connects as a client).
+// agent already runs one; then every rank connects as a client). `listen_fd` >= 0: rank 0's store
+// serves on this socket, already bound to `port` and listening (the store takes it over).
 void* dino_dist_new(const char* backend, const char* host, int port, int rank, int world,
-                    int store_is_external, int timeout_ms, char* err, size_t err_len) {
+                    int store_is_external, int listen_fd, int timeout_ms, char* err, size_t err_len) {
   Group* g = nullptr;
   int rc = guarded(err, err_len, [&] {
     std::chrono::milliseconds timeout(timeout_ms);
@@ -63,6 +64,7 @@ void* dino_dist_new(const char* backend, const char* host, int port, int rank, i
     so.numWorkers = store_is_external ? std::nullopt : std::optional<std::size_t>(world);
     so.waitWorkers = !store_is_external;
     so.timeout = timeout;
+    if (listen_fd >= 0 && so.isServer) so.masterListenFd = listen_fd;
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), so);
     auto out = std::make_unique<Group>();
     out->store = store;

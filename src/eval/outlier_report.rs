@@ -271,9 +271,10 @@ pub fn write_report(report: &OutlierReport, csv: &Path, dups: &Path, map: &Path,
         "num_images": report.rows.len(),
         "num_duplicates": report.duplicates.len(),
         "top": report.rows.iter().take(5).map(|r| serde_json::json!({"path": r.path, "score": r.score(report.score)})).collect::<Vec<_>>(),
-        "csv": csv,
-        "duplicates_csv": dups,
-        "map": map,
+        // Lossy: a path need not be UTF-8, and JSON holds only text.
+        "csv": csv.to_string_lossy(),
+        "duplicates_csv": dups.to_string_lossy(),
+        "map": map.to_string_lossy(),
     }))
 }
 

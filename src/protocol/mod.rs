@@ -7,7 +7,20 @@ pub mod schedule;
 
 use schedule::{Schedule, ScheduleEdit, ScheduleName};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// A path as JSON text, lossily: a path need not be UTF-8 and JSON holds only text (serde's own
+/// `Path` impl fails on such a path, and `serde_json::json!` panics on it).
+pub fn lossy_path<P: AsRef<Path>, S: serde::Serializer>(p: &P, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.as_ref().to_string_lossy())
+}
+
+fn lossy_opt_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => lossy_path(p, s),
+        None => s.serialize_none(),
+    }
+}
 
 /// What a client asks of the trainer; taken between iterations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,7 +43,7 @@ pub enum Command {
     /// Run an evaluation on the current teacher, or on the teacher of a checkpoint of the run.
     Eval {
         kind: EvalKind,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "lossy_opt_path")]
         checkpoint: Option<PathBuf>,
     },
     /// Evaluate the run's architecture with random weights on its data: the baseline its
@@ -118,6 +131,7 @@ pub struct EpochSummary {
 pub struct CheckpointInfo {
     /// The sidecar that names this checkpoint for good (never `checkpoint-latest.json`, which moves on;
     /// runs recorded before stable names may show it).
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     pub epoch: usize,
     /// Iterations completed when it was written.
@@ -134,6 +148,7 @@ pub struct CheckpointInfo {
 /// Static facts about a run, sent once when a client connects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
+    #[serde(serialize_with = "lossy_path")]
     pub run_dir: PathBuf,
     pub name: String,
     pub arch: String,
@@ -263,6 +278,12 @@ mod tests {
             assert_eq!(serde_json::from_str::<Command>(&line).unwrap(), c);
         }
         assert_eq!(serde_json::to_string(&Command::Pause).unwrap(), r#"{"cmd":"pause"}"#);
+        // A path that is not UTF-8 travels lossily instead of failing the event.
+        use std::os::unix::ffi::OsStrExt;
+        let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"runs/caf\xe9/checkpoint-latest.json"));
+        let info = CheckpointInfo { path: odd, epoch: 1, iter: 2, bytes: 3, loss: None, time: 0.0, content_id: None };
+        let line = serde_json::to_string(&Event::CheckpointSaved(info)).unwrap();
+        assert!(line.contains("runs/caf\u{fffd}/checkpoint-latest.json"), "{line}");
         // Clients written before `checkpoint` existed still parse.
         assert_eq!(
             serde_json::from_str::<Command>(r#"{"cmd":"eval","kind":"knn"}"#).unwrap(),

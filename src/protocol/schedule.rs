@@ -17,7 +17,8 @@ pub fn cosine_schedule(
     start_warmup_value: f64,
 ) -> Vec<f64> {
     let total = epochs * niter_per_ep;
-    let warmup_iters = (warmup_epochs * niter_per_ep).min(total);
+    // Saturating: a warm-up edit of absurd length must shorten to the run, not overflow.
+    let warmup_iters = warmup_epochs.saturating_mul(niter_per_ep).min(total);
     let mut out = Vec::with_capacity(total);
     if warmup_epochs > 0 {
         out.extend(linspace(start_warmup_value, base_value, warmup_iters));
@@ -72,6 +73,65 @@ impl ScheduleName {
             Self::Wd => "weight decay",
             Self::TeacherTemp => "teacher temperature",
             Self::Momentum => "teacher momentum",
+        }
+    }
+
+    /// Whether `v` is a value this schedule may take: the config's ranges (a learning rate or
+    /// weight decay >= 0 and finite, a temperature in (0, 1] since a softmax divides by it, a
+    /// momentum in [0, 1] since the teacher is an average).
+    pub fn allows(self, v: f64) -> bool {
+        match self {
+            Self::Lr | Self::Wd => v.is_finite() && v >= 0.0,
+            Self::TeacherTemp => v.is_finite() && v > 0.0 && v <= 1.0,
+            Self::Momentum => (0.0..=1.0).contains(&v),
+        }
+    }
+
+    /// The range of `allows`, for messages.
+    pub fn range_text(self) -> &'static str {
+        match self {
+            Self::Lr | Self::Wd => "a finite number >= 0",
+            Self::TeacherTemp => "a number in (0, 1]",
+            Self::Momentum => "a number in [0, 1]",
+        }
+    }
+}
+
+/// How the trainer's `Event::Error` for a refused edit begins, so a client can tell it apart.
+pub const SCHEDULE_EDIT_REFUSED: &str = "schedule edit refused";
+
+/// Longest warm-up an edit may ask for: the config's bound on epochs.
+pub const MAX_WARMUP_EPOCHS: usize = 1_000_000;
+
+/// Why a schedule edit is refused. Every front-end (the CLI, the socket, the TUI form, the
+/// schedule-edits file) and the trainer check with the same functions, so a value that reaches a
+/// checkpoint has passed them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EditRefused {
+    #[error("{what} {value} for the {label}: expected {expected}")]
+    Value { label: &'static str, what: &'static str, value: String, expected: &'static str },
+    #[error("the edit would take the {label} to {value} at iteration {iter}: expected {expected}")]
+    Curve { label: &'static str, value: f64, iter: usize, expected: &'static str },
+}
+
+impl ScheduleEdit {
+    /// The checks that need no schedule: the value itself in range (a factor finite and >= 0,
+    /// > 0 for a temperature; a warm-up of at most `MAX_WARMUP_EPOCHS`).
+    pub fn check_value(&self) -> Result<(), EditRefused> {
+        let name = self.schedule;
+        let refuse = |what: &'static str, value: String, expected: &'static str| {
+            Err(EditRefused::Value { label: name.label(), what, value, expected })
+        };
+        match self.kind {
+            EditKind::Constant(v) | EditKind::Peak(v) | EditKind::Final(v) if !name.allows(v) => {
+                refuse("value", v.to_string(), name.range_text())
+            }
+            EditKind::Scale(f) if !(f.is_finite() && f >= 0.0) => refuse("factor", f.to_string(), "a finite number >= 0"),
+            EditKind::Scale(f) if f == 0.0 && name == ScheduleName::TeacherTemp => {
+                refuse("factor", f.to_string(), "a number > 0 (a temperature of 0 divides by zero)")
+            }
+            EditKind::WarmupEpochs(w) if w > MAX_WARMUP_EPOCHS => refuse("warm-up", format!("{w} epochs"), "at most 1000000 epochs"),
+            _ => Ok(()),
         }
     }
 }
@@ -214,6 +274,27 @@ impl Schedule {
         self.render_with(std::slice::from_ref(edit))
     }
 
+    /// Whether `edit` may be applied: its value (`ScheduleEdit::check_value`), then the curve it
+    /// makes, at every iteration from its first on (a `scale` of a momentum that rises to 1, or a
+    /// `peak` reached after a warm-up, can leave the range where the value alone does not).
+    pub fn check(&self, edit: &ScheduleEdit) -> Result<(), EditRefused> {
+        edit.check_value()?;
+        let name = edit.schedule;
+        let curve = self.preview(edit);
+        let from = edit.from_iter.min(curve.len());
+        match curve[from..].iter().position(|v| !name.allows(*v)) {
+            Some(i) => Err(EditRefused::Curve { label: name.label(), value: curve[from + i], iter: from + i, expected: name.range_text() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies an edit after `check`; a refused edit changes nothing.
+    pub fn try_apply(&mut self, edit: ScheduleEdit) -> Result<(), EditRefused> {
+        self.check(&edit)?;
+        self.apply(edit);
+        Ok(())
+    }
+
     pub fn apply(&mut self, edit: ScheduleEdit) {
         self.edits.push(edit);
         self.values = self.render_with(&[]);
@@ -292,6 +373,64 @@ mod tests {
         s.undo();
         assert_eq!(s.values(), before);
         assert!(s.undo().is_none());
+    }
+
+    fn lr(epochs: usize) -> Schedule {
+        Schedule::new(CurveSpec::Cosine { base: 1e-3, final_value: 1e-6, warmup_epochs: 1, start_warmup_value: 0.0 }, epochs, 5)
+    }
+
+    fn edit(schedule: ScheduleName, kind: EditKind) -> ScheduleEdit {
+        ScheduleEdit { schedule, from_iter: 3, kind }
+    }
+
+    #[test]
+    fn edits_out_of_the_config_ranges_are_refused_with_the_reason() {
+        use EditKind::*;
+        use ScheduleName::*;
+        for (name, kind, needle) in [
+            (TeacherTemp, Constant(0.0), "(0, 1]"),
+            (TeacherTemp, Constant(-1.0), "(0, 1]"),
+            (TeacherTemp, Constant(1.5), "(0, 1]"),
+            (TeacherTemp, Scale(0.0), "> 0"),
+            (Momentum, Constant(2.0), "[0, 1]"),
+            (Momentum, Final(3.0), "[0, 1]"),
+            (Lr, Constant(-1.0), ">= 0"),
+            (Lr, Constant(f64::INFINITY), ">= 0"),
+            (Lr, Peak(f64::NAN), ">= 0"),
+            (Wd, Constant(-5.0), ">= 0"),
+            (Lr, Scale(-2.0), "factor"),
+            (Lr, WarmupEpochs(usize::MAX), "warm-up"),
+        ] {
+            let e = edit(name, kind).check_value().expect_err(&format!("{name:?} {kind:?}"));
+            assert!(e.to_string().contains(needle) && e.to_string().contains(name.label()), "{e}");
+        }
+        for (name, kind) in
+            [(TeacherTemp, Constant(1.0)), (Momentum, Constant(0.0)), (Lr, Constant(0.0)), (Lr, Constant(1e6)), (Wd, Scale(0.0))]
+        {
+            assert_eq!(edit(name, kind).check_value(), Ok(()), "{name:?} {kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_curve_an_edit_makes_must_stay_in_range_at_every_iteration() {
+        let momentum = Schedule::new(CurveSpec::Cosine { base: 0.9, final_value: 1.0, warmup_epochs: 0, start_warmup_value: 0.0 }, 4, 5);
+        // 0.9 x 1.05 is fine at first, but the curve rises to 1 and the scaled one past it.
+        let e = momentum.check(&edit(ScheduleName::Momentum, EditKind::Scale(1.05))).expect_err("scale past 1");
+        assert!(matches!(e, EditRefused::Curve { iter, value, .. } if iter > 3 && value > 1.0), "{e}");
+        assert!(momentum.check(&edit(ScheduleName::Momentum, EditKind::Scale(1.0))).is_ok());
+        let temp = Schedule::new(CurveSpec::WarmupConstant { start: 0.04, value: 0.5, warmup_epochs: 2 }, 4, 5);
+        assert!(temp.check(&edit(ScheduleName::TeacherTemp, EditKind::Scale(3.0))).is_err(), "0.5 x 3 > 1 after the warm-up");
+        assert!(temp.check(&edit(ScheduleName::TeacherTemp, EditKind::WarmupEpochs(1000))).is_ok(), "a warm-up longer than the run");
+        // A refused edit changes nothing; a good one applies.
+        let mut s = lr(3);
+        let before = s.values();
+        assert!(s.try_apply(edit(ScheduleName::Lr, EditKind::Constant(-1.0))).is_err());
+        assert_eq!(s.values(), before);
+        assert!(s.edits.is_empty());
+        s.try_apply(edit(ScheduleName::Lr, EditKind::Peak(2e-3))).expect("a new peak");
+        assert_eq!(s.edits.len(), 1);
+        // Huge warm-ups are clamped to the run instead of overflowing.
+        assert_eq!(cosine_schedule(1.0, 0.0, 2, 3, usize::MAX, 0.0).len(), 6);
     }
 
     #[test]

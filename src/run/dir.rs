@@ -42,8 +42,18 @@ enum Tb {
 }
 
 fn append(path: &Path) -> Result<File> {
-    OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))
+    append_with_mode(path, 0o666)
 }
+
+/// Opens for appending, creating with `mode` (less the umask) when new.
+fn append_with_mode(path: &Path, mode: u32) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().create(true).append(true).mode(mode).open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Modes of a private run: only its owner reads checkpoints, metrics and events.
+const PRIVATE_DIR: u32 = 0o700;
+const PRIVATE_FILE: u32 = 0o600;
 
 /// The run's control socket (mode 0600; see `control::server`).
 pub fn socket_path(run_dir: &Path) -> PathBuf {
@@ -60,19 +70,46 @@ pub fn now() -> f64 {
 }
 
 impl RunDir {
-    /// Opens (creating when new) the run directory and writes the effective config.
+    /// Opens (creating when new) the run directory and writes the effective config. Leftover
+    /// temporary files of an interrupted write are removed (the caller holds the run's lock, so
+    /// no one else is writing them), a torn last line of `events.jsonl` is cut, and with
+    /// `private_files` the folders become 0700 and the files written here 0600.
     pub fn open(path: &Path, config: &TrainConfig) -> Result<Self> {
-        std::fs::create_dir_all(path.join(CHECKPOINT_DIR)).with_context(|| format!("cannot create run directory {}", path.display()))?;
+        let private = config.run.private_files;
+        // `--output_dir /tmp` must not make /tmp private: the folder's own mode is changed only
+        // when it is a run directory (or nothing but this run's start in it).
+        let own_folder = is_run_folder(path);
+        let checkpoints = path.join(CHECKPOINT_DIR);
+        std::fs::create_dir_all(&checkpoints).with_context(|| format!("cannot create run directory {}", path.display()))?;
+        if private {
+            if own_folder {
+                set_mode(path, PRIVATE_DIR)?;
+            }
+            set_mode(&checkpoints, PRIVATE_DIR)?;
+        }
+        remove_tmp_files(path);
+        remove_tmp_files(&checkpoints);
+        let file_mode = if private { PRIVATE_FILE } else { 0o666 };
         let cfg = path.join(CONFIG_FILE);
         write_atomic(&cfg, config.to_toml().as_bytes())?;
-        Ok(Self {
+        let events = path.join(EVENTS_FILE);
+        cut_torn_tail(&events)?;
+        let files = [cfg.clone(), path.join(METRICS_FILE), events.clone(), path.join(LOG_FILE)];
+        let run = Self {
             path: path.to_path_buf(),
-            metrics: BufWriter::new(append(&path.join(METRICS_FILE))?),
+            metrics: BufWriter::new(append_with_mode(&path.join(METRICS_FILE), file_mode)?),
             last_flush: std::time::Instant::now(),
-            events: append(&path.join(EVENTS_FILE))?,
-            log: append(&path.join(LOG_FILE))?,
+            events: append_with_mode(&events, file_mode)?,
+            log: append_with_mode(&path.join(LOG_FILE), file_mode)?,
             tb: Tb::Pending,
-        })
+        };
+        if private {
+            // Files of older runs (or made before this run's first open) become private too.
+            for f in files {
+                set_mode(&f, PRIVATE_FILE)?;
+            }
+        }
+        Ok(run)
     }
 
     /// No TensorBoard file for this directory (the non-zero ranks of a data-parallel job, whose
@@ -150,10 +187,11 @@ impl RunDir {
         self.metrics.flush().context("cannot write metrics.jsonl")
     }
 
-    /// The reference's `log.txt` line: `{"train_loss": .., "train_lr": .., "train_wd": .., "epoch": ..}`.
+    /// The reference's `log.txt` line: `{"train_loss": .., "train_lr": .., "train_wd": .., "epoch": ..}`,
+    /// in one write so a kill never leaves half a line.
     pub fn epoch(&mut self, e: &EpochSummary) -> Result<()> {
-        let line = serde_json::to_string(e)?;
-        writeln!(self.log, "{line}").context("cannot write log.txt")
+        let line = format!("{}\n", serde_json::to_string(e)?);
+        self.log.write_all(line.as_bytes()).context("cannot write log.txt")
     }
 
     /// An event with a timestamp, written at once (events are rare and must survive a kill).
@@ -162,23 +200,130 @@ impl RunDir {
         self.events.write_all(line.as_bytes()).context("cannot write events.jsonl")
     }
 
-    /// Drops metric lines for iterations at or past `iter` (written after the checkpoint a resumed
-    /// run starts from), so `metrics.jsonl` continues without duplicates; the TensorBoard files
-    /// lose the same steps (the resumed run writes them again into a new event file).
-    pub fn truncate_metrics_from(path: &Path, iter: usize) -> Result<()> {
+    /// Makes `metrics.jsonl` and `log.txt` end where a run resuming at iteration `iter` (0: from
+    /// scratch) continues: records of iterations (epochs) at or past it go, torn lines (a kill or a
+    /// full disk in the middle of a write) go, and of records repeated by an older trainer the
+    /// last run of them stays. Called before the run directory opens the files for appending.
+    /// The TensorBoard files lose the same steps (the resumed run writes them again into a new
+    /// event file).
+    pub fn truncate_to(path: &Path, iter: usize, niter_per_ep: usize) -> Result<()> {
         if let Err(e) = tensorboard::truncate_from(path, iter) {
             tracing::warn!("TensorBoard files keep steps from {iter} on, which the resumed run writes again: {e}");
         }
-        let file = path.join(METRICS_FILE);
-        let Ok(text) = std::fs::read_to_string(&file) else { return Ok(()) };
-        let kept: String = text
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["iter"].as_u64()).is_some_and(|i| (i as usize) < iter)
-            })
-            .flat_map(|l| [l, "\n"])
-            .collect();
-        write_atomic(&file, kept.as_bytes())
+        keep_records_before(&path.join(METRICS_FILE), "iter", iter)?;
+        keep_records_before(&path.join(LOG_FILE), "epoch", iter / niter_per_ep.max(1))
+    }
+
+    /// `truncate_to` for `metrics.jsonl` alone (what older callers did).
+    pub fn truncate_metrics_from(path: &Path, iter: usize) -> Result<()> {
+        keep_records_before(&path.join(METRICS_FILE), "iter", iter)
+    }
+}
+
+/// Whether `path` is (or is about to be) a run directory: absent, holding a run's config or
+/// events, or holding only what starting a trainer puts there first.
+fn is_run_folder(path: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(path) else { return true };
+    let names: Vec<std::ffi::OsString> = entries.flatten().map(|e| e.file_name()).collect();
+    let run_file = |n: &std::ffi::OsString| n == CONFIG_FILE || n == EVENTS_FILE;
+    let start_litter = |n: &std::ffi::OsString| n == crate::run::lock::LOCK_FILE || n == SOCKET_FILE || n == "detached.log";
+    names.iter().any(run_file) || names.iter().all(start_litter)
+}
+
+/// Rewrites a JSON-lines file keeping the records whose `key` is below `end`: read from the end,
+/// a record stays when its key is below every key kept after it, so the file ends strictly
+/// increasing, with the most recent writing of each record. Unparseable lines go. An unchanged
+/// file is not rewritten.
+fn keep_records_before(file: &Path, key: &str, end: usize) -> Result<()> {
+    let text = match std::fs::read(file) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let mut bound = end;
+    let mut kept: Vec<&str> = Vec::new();
+    for line in text.split_inclusive('\n').rev() {
+        let Some(body) = line.strip_suffix('\n') else { continue };
+        let k = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v[key].as_u64()).map(|k| k as usize);
+        if let Some(k) = k.filter(|k| *k < bound) {
+            bound = k;
+            kept.push(line);
+        }
+    }
+    kept.reverse();
+    let out: String = kept.concat();
+    if out != text {
+        write_atomic_like(file, out.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `write_atomic`, keeping the mode of the file it replaces.
+fn write_atomic_like(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o777);
+    write_atomic(path, bytes)?;
+    if let Some(mode) = mode {
+        set_mode(path, mode)?;
+    }
+    Ok(())
+}
+
+/// Cuts a last line that has no newline: half of a record whose write was interrupted, which the
+/// next record would otherwise fuse with.
+fn cut_torn_tail(file: &Path) -> Result<()> {
+    let Ok(bytes) = std::fs::read(file) else { return Ok(()) };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let f = OpenOptions::new().write(true).open(file).with_context(|| format!("cannot repair {}", file.display()))?;
+    f.set_len(keep as u64).with_context(|| format!("cannot repair {}", file.display()))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        r => r.with_context(|| format!("cannot make {} private (mode {mode:o})", path.display())),
+    }
+}
+
+/// Removes the `*.tmp` files of a folder: what a write interrupted by a kill left behind.
+fn remove_tmp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let is_tmp = p.extension().is_some_and(|x| x == "tmp");
+        if is_tmp && e.file_type().is_ok_and(|t| t.is_file()) {
+            match std::fs::remove_file(&p) {
+                Ok(()) => tracing::info!("removed {} (left by an interrupted write)", p.display()),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", p.display()),
+            }
+        }
+    }
+}
+
+/// After a trainer failed before writing anything: removes `run_dir` when it holds nothing but
+/// what starting it made (the lock, temporary files, empty folders), so a typo in a data path
+/// leaves no empty run behind. Anything else in it (a config, metrics, events) keeps it.
+pub fn remove_if_abandoned(run_dir: &Path) {
+    fn only_litter(dir: &Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else { return false };
+        entries.flatten().all(|e| {
+            let name = e.file_name();
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => only_litter(&p),
+                Ok(_) => name == crate::run::lock::LOCK_FILE || name == SOCKET_FILE || p.extension().is_some_and(|x| x == "tmp"),
+                Err(_) => false,
+            }
+        })
+    }
+    if only_litter(run_dir) {
+        if let Err(e) = std::fs::remove_dir_all(run_dir) {
+            tracing::warn!("cannot remove the empty run directory {}: {e}", run_dir.display());
+        }
     }
 }
 
@@ -290,6 +435,41 @@ mod tests {
             .filter(|(t, _, _)| t.starts_with("eval/"))
             .collect();
         assert_eq!(evals, [("eval/linear_top1".to_string(), 6, 50.0)]);
+    }
+
+    #[test]
+    fn a_folder_that_is_not_a_run_directory_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let shared = d.path().join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("someone-elses.txt"), b"x").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut c = TrainConfig::default();
+        c.run.output_dir = Some(shared.clone());
+        drop(RunDir::open(&shared, &c).unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&shared), 0o755, "--output_dir pointing at a shared folder");
+        assert_eq!(mode(&shared.join(CHECKPOINT_DIR)), 0o700);
+        assert_eq!(mode(&shared.join(METRICS_FILE)), 0o600);
+        let fresh = d.path().join("fresh");
+        drop(RunDir::open(&fresh, &c).unwrap());
+        assert_eq!(mode(&fresh), 0o700);
+    }
+
+    #[test]
+    fn records_past_the_resume_point_repeated_or_torn_go() {
+        let d = tempfile::tempdir().unwrap();
+        let m = |i: usize| format!("{{\"iter\":{i}}}\n");
+        // An older trainer restarted from 0 without truncating (0..3 then 0..6), then a torn line.
+        let text: String = (0..3).map(m).chain((0..6).map(m)).collect::<String>() + "{\"iter\":6,\"lo";
+        std::fs::write(d.path().join(METRICS_FILE), text).unwrap();
+        std::fs::write(d.path().join(LOG_FILE), "{\"epoch\":0}\n{\"epoch\":1}\n{\"epoch\":1}\n").unwrap();
+        RunDir::truncate_to(d.path(), 4, 2).unwrap();
+        assert_eq!(std::fs::read_to_string(d.path().join(METRICS_FILE)).unwrap(), (0..4).map(m).collect::<String>());
+        assert_eq!(std::fs::read_to_string(d.path().join(LOG_FILE)).unwrap(), "{\"epoch\":0}\n{\"epoch\":1}\n");
+        RunDir::truncate_to(d.path(), 0, 2).unwrap();
+        assert_eq!(std::fs::read_to_string(d.path().join(METRICS_FILE)).unwrap(), "", "from scratch: nothing kept");
     }
 
     #[test]

@@ -73,6 +73,24 @@ impl RunLock {
     }
 }
 
+/// The process holding the run's lock, when one does: a live trainer, even when its socket does
+/// not answer (every slot busy, or hung). Read from `/proc/locks` (the kernel's list of `flock`
+/// holders, matched by the lock file's inode), without taking the lock: a probe that took it,
+/// even shared, could make a trainer starting at that moment refuse the directory.
+pub fn holder(run_dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(run_dir.join(LOCK_FILE)).ok()?;
+    let (dev, ino) = (meta.dev(), meta.ino());
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let want = format!("{major:02x}:{minor:02x}:{ino}");
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 4424 fe:00:7315470 0 EOF"
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str())).then(|| f.get(4)?.parse().ok()).flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,7 +104,9 @@ mod tests {
         let err = RunLock::acquire(d.path()).expect_err("second lock must fail");
         let msg = err.to_string();
         assert!(msg.contains("in use by another trainer") && msg.contains(&std::process::id().to_string()), "{msg}");
+        assert_eq!(holder(d.path()), Some(std::process::id()), "the holder is found without taking the lock");
         drop(first);
+        assert_eq!(holder(d.path()), None);
         assert!(RunLock::acquire(d.path()).is_ok());
     }
 }

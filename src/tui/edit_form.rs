@@ -1,7 +1,7 @@
 //! The schedule edit form: pick a schedule, pick how to change it, type a value. It only builds a
 //! `ScheduleEdit`; the Schedules tab draws its preview and `update` sends it.
 
-use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
+use crate::protocol::schedule::{EditKind, Schedule, ScheduleEdit, ScheduleName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EditChoice {
@@ -110,13 +110,6 @@ impl EditForm {
             }
             choice => {
                 let v: f64 = text.parse().map_err(|_| format!("`{text}` is not a number"))?;
-                if !v.is_finite() || v < 0.0 {
-                    return Err(format!("{v} must be a finite number ≥ 0"));
-                }
-                let bounded = schedule == ScheduleName::Momentum && choice != EditChoice::Scale;
-                if bounded && v > 1.0 {
-                    return Err("teacher momentum must be ≤ 1".into());
-                }
                 match choice {
                     EditChoice::Constant => EditKind::Constant(v),
                     EditChoice::Scale => EditKind::Scale(v),
@@ -125,7 +118,19 @@ impl EditForm {
                 }
             }
         };
-        Ok(ScheduleEdit { schedule, from_iter, kind })
+        let edit = ScheduleEdit { schedule, from_iter, kind };
+        edit.check_value().map_err(|e| e.to_string())?;
+        Ok(edit)
+    }
+
+    /// `edit`, and the curve it makes checked against the schedule when the trainer sent it: the
+    /// form refuses what the trainer would.
+    pub fn checked_edit(&self, from_iter: usize, schedule: Option<&Schedule>) -> Result<ScheduleEdit, String> {
+        let edit = self.edit(from_iter)?;
+        if let Some(s) = schedule {
+            s.check(&edit).map_err(|e| e.to_string())?;
+        }
+        Ok(edit)
     }
 }
 
@@ -165,5 +170,19 @@ mod tests {
         f.schedule = 3;
         f.value = "1.5".into();
         assert!(f.edit(0).unwrap_err().contains("momentum"));
+        // The teacher temperature: 0 divides by zero.
+        f.schedule = 2;
+        f.value = "0".into();
+        assert!(f.edit(0).unwrap_err().contains("(0, 1]"));
+    }
+
+    #[test]
+    fn the_curve_is_checked_when_the_schedule_is_known() {
+        use crate::protocol::schedule::CurveSpec;
+        let momentum = Schedule::new(CurveSpec::Cosine { base: 0.9, final_value: 1.0, warmup_epochs: 0, start_warmup_value: 0.0 }, 2, 5);
+        let f = EditForm { schedule: 3, kind: 1, value: "1.05".into(), ..EditForm::default() };
+        assert!(f.edit(0).is_ok(), "a factor alone is fine");
+        let why = f.checked_edit(0, Some(&momentum)).unwrap_err();
+        assert!(why.contains("iteration") && why.contains("[0, 1]"), "{why}");
     }
 }

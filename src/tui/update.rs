@@ -360,7 +360,8 @@ fn scroll(app: &mut App, up: bool, n: usize) {
 
 fn apply_form(app: &mut App) {
     let from_iter = app.current_iter().map_or(0, |i| i + 1);
-    match app.schedule_tab.form.edit(from_iter) {
+    let schedule = app.schedule(app.schedule_tab.form.schedule_name()).map(|c| &c.schedule);
+    match app.schedule_tab.form.checked_edit(from_iter, schedule) {
         Ok(edit) => {
             if app.send(Command::EditSchedule(edit)) {
                 app.shell.status = Some(format!("{} edit sent (from iteration {from_iter})", edit.schedule.label()));

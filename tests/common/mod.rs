@@ -81,3 +81,44 @@ pub fn dino<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
     assert!(out.status.success(), "dino {args:?} failed:\n{stdout}\n--- stderr ---\n{stderr}");
     stdout
 }
+
+/// A child process that is killed (and reaped) when the test lets go of it, failed assertions
+/// included: a test that panics must not leave a 10,000-epoch trainer running and loading the
+/// machine for the tests after it.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Spawns `cmd` with `SIGKILL` sent to it if the test process dies (a test binary killed by a
+/// signal runs no destructors), and kills it when the guard is dropped.
+pub fn spawn_guarded(cmd: &mut std::process::Command) -> KillOnDrop {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and changes only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    KillOnDrop(cmd.spawn().expect("spawn"))
+}

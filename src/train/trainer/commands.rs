@@ -3,6 +3,7 @@
 
 use super::evals::Requested;
 use super::{resume_from, OnNonFinite, Trainer};
+use crate::protocol::schedule::{ScheduleEdit, SCHEDULE_EDIT_REFUSED};
 use crate::protocol::{AlarmKind, Command, Event, RunState};
 use crate::run::checkpoint as checkpoint_files;
 use anyhow::{Context, Result};
@@ -28,8 +29,29 @@ impl Trainer {
         self.iter = ckpt.meta.iter;
         self.poisoned = false;
         self.run_dir.tensorboard_from(self.iter);
-        self.run_dir.event("restored", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path }))?;
+        self.run_dir.event("restored", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path.to_string_lossy() }))?;
         Ok(None)
+    }
+
+    /// Every schedule edit passes here, whichever front-end sent it: one that leaves the
+    /// schedule's range is refused (the clients get the reason, `events.jsonl` a
+    /// `schedule_edit_refused` line) and never reaches the schedules, so never a checkpoint.
+    fn edit_schedule(&mut self, edit: ScheduleEdit) -> Result<()> {
+        let edit = ScheduleEdit { from_iter: edit.from_iter.max(self.iter), ..edit };
+        let applied = match self.schedules.get_mut(&edit.schedule) {
+            Some(s) => s.try_apply(edit),
+            None => Ok(()),
+        };
+        if let Err(reason) = applied {
+            tracing::warn!("schedule edit refused: {reason}");
+            self.run_dir.event("schedule_edit_refused", &serde_json::json!({ "edit": edit, "reason": reason.to_string() }))?;
+            self.emit(Event::Error { message: format!("{SCHEDULE_EDIT_REFUSED}: {reason}") });
+            return Ok(());
+        }
+        self.run_dir.event("schedule_edit", &edit)?;
+        self.emit(Event::ScheduleEdited { edit });
+        self.emit_schedules();
+        Ok(())
     }
 
     /// Applies pending commands; blocks while paused. Some(state) when training must stop.
@@ -73,16 +95,7 @@ impl Trainer {
                     }
                     return Ok(Some(RunState::Stopped));
                 }
-                Command::EditSchedule(edit) => {
-                    let from_iter = edit.from_iter.max(self.iter);
-                    let edit = crate::protocol::schedule::ScheduleEdit { from_iter, ..edit };
-                    if let Some(s) = self.schedules.get_mut(&edit.schedule) {
-                        s.apply(edit);
-                    }
-                    self.run_dir.event("schedule_edit", &edit)?;
-                    self.emit(Event::ScheduleEdited { edit });
-                    self.emit_schedules();
-                }
+                Command::EditSchedule(edit) => self.edit_schedule(edit)?,
                 Command::UndoScheduleEdit { schedule } => {
                     let undone = self.schedules.get_mut(&schedule).and_then(|s| s.undo());
                     if undone.is_some() {

@@ -2,6 +2,7 @@
 //! and the clients, and the collapse diagnostics the reference does not have.
 
 use super::{to_device, EpochEnd, Trainer};
+use crate::data::decode::DecodeLimits;
 use crate::data::{LoaderConfig, MultiCropLoader, SkippedFile};
 use crate::protocol::schedule::ScheduleName;
 use crate::protocol::{AlarmKind, EpochSummary, Event, IterMetrics};
@@ -26,6 +27,7 @@ impl Trainer {
             start_batch,
             prefetch: 0,
             shard: self.data.shard,
+            decode_limits: DecodeLimits { max_pixels: self.config.run.max_image_pixels },
         };
         let mut loader = MultiCropLoader::new(self.data.files.clone(), self.config.augment_config(), loader_cfg)?;
         let mut stats = EpochStats::default();
@@ -106,7 +108,8 @@ impl Trainer {
             self.data.skipped_files += 1;
             let message = format!("skipped unreadable image {}: {}", s.path.display(), s.reason);
             tracing::warn!("{message}");
-            self.run_dir.event("skipped_file", &serde_json::json!({ "path": s.path, "reason": s.reason }))?;
+            // Lossy: a file name need not be UTF-8, and JSON holds only text.
+            self.run_dir.event("skipped_file", &serde_json::json!({ "path": s.path.to_string_lossy(), "reason": s.reason }))?;
             self.emit(Event::Warning { message });
         }
         Ok(())

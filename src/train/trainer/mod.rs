@@ -251,7 +251,11 @@ fn resume_from(
     for (name, saved) in &ckpt.meta.schedules {
         if let Some(s) = schedules.get_mut(name) {
             for e in &saved.edits {
-                s.apply(*e);
+                // A checkpoint written before edits were range-checked may hold one that is not
+                // (lr = -1 trains uphill): it is left out, not resumed.
+                if let Err(reason) = s.try_apply(*e) {
+                    tracing::warn!("{}: leaving out a schedule edit it holds: {reason}", ckpt.path.display());
+                }
             }
         }
     }

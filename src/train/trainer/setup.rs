@@ -7,7 +7,7 @@ use super::foreign::{self, Begun};
 use super::sync::RankSync;
 use super::{resume_from, OnNonFinite, Trainer, TrainingData};
 use crate::config::TrainConfig;
-use crate::data::{DataLayout, Shard};
+use crate::data::{DataLayout, LeftOut, Shard};
 use crate::dist::ProcessGroup;
 use crate::protocol::{Command, Event};
 use crate::run::checkpoint::{self as checkpoint_files, LoadedCheckpoint};
@@ -28,7 +28,7 @@ impl Trainer {
         events: Sender<Event>,
         evaluator: Box<dyn Evaluator>,
     ) -> Result<Self> {
-        let (files, excluded) = training_files(&config)?;
+        let (files, excluded, left_out) = training_files(&config)?;
         let device = crate::config::validate::resolve_device(&config.run.device)?;
         let group = join_group(device)?;
         let shard = group.as_ref().map(|g| Shard { rank: g.rank, world: g.world_size }).unwrap_or_default();
@@ -66,19 +66,27 @@ impl Trainer {
             resume_from(&mut state, ckpt, &mut schedules, niter)?;
             iter = ckpt.meta.iter;
             last_loss = ckpt.meta.last_loss;
-            // Before the run directory opens metrics.jsonl for appending: the truncation replaces the file.
-            RunDir::truncate_metrics_from(&run_path, iter)?;
             tch::manual_seed(config.run.seed as i64 + iter as i64);
         } else if let Some(b) = foreign::begin(&mut state, &config, niter)? {
             iter = b.iter;
             tch::manual_seed(config.run.seed as i64 + iter as i64);
             begun = Some(b);
         }
+        // Before the run directory opens its files for appending (the truncation replaces them):
+        // what was written past the resume point goes, all of it when the run starts from 0.
+        RunDir::truncate_to(&run_path, iter, niter)?;
         let mut run_dir = RunDir::open(&run_path, &config)?;
         if group.as_ref().is_some_and(|g| g.rank > 0) {
             run_dir.without_tensorboard();
         }
-        let start = StartRecord { problems: &problems, excluded: excluded.as_ref(), ckpt: ckpt.as_ref(), begun: begun.as_ref(), iter };
+        let start = StartRecord {
+            problems: &problems,
+            excluded: excluded.as_ref(),
+            left_out: &left_out,
+            ckpt: ckpt.as_ref(),
+            begun: begun.as_ref(),
+            iter,
+        };
         start.write(&mut run_dir, &events)?;
         Ok(Self {
             config,
@@ -104,6 +112,7 @@ impl Trainer {
 struct StartRecord<'a> {
     problems: &'a [String],
     excluded: Option<&'a serde_json::Value>,
+    left_out: &'a [LeftOut],
     ckpt: Option<&'a LoadedCheckpoint>,
     begun: Option<&'a Begun>,
     iter: usize,
@@ -118,8 +127,15 @@ impl StartRecord<'_> {
         if let Some(details) = self.excluded {
             run_dir.event("exclude", details)?;
         }
+        for o in self.left_out {
+            let message = format!("skipped {}: {}", o.path.display(), o.reason);
+            tracing::warn!("{message}");
+            // Lossy: a file name need not be UTF-8, and JSON holds only text.
+            run_dir.event("skipped_file", &serde_json::json!({ "path": o.path.to_string_lossy(), "reason": o.reason }))?;
+            let _ = events.send(Event::Warning { message });
+        }
         if let Some(ckpt) = self.ckpt {
-            run_dir.event("resume", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path }))?;
+            run_dir.event("resume", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path.to_string_lossy() }))?;
         }
         if let Some(b) = self.begun {
             run_dir.event(b.kind, &b.details)?;
@@ -133,8 +149,9 @@ impl StartRecord<'_> {
     }
 }
 
-/// The pretext images, minus the `--exclude` list (with what it removed, for `events.jsonl`).
-fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_json::Value>)> {
+/// The pretext images, minus the `--exclude` list (with what it removed, for `events.jsonl`),
+/// and what discovery left out (FIFOs and the like, link loops).
+fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_json::Value>, Vec<LeftOut>)> {
     let layout = DataLayout::discover(&config.run.data_path)?;
     tracing::info!("data: {}", layout.summary());
     let mut files = layout.pretext().files.clone();
@@ -150,7 +167,7 @@ fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_js
             e.unmatched.len()
         );
         files = e.kept;
-        excluded = Some(serde_json::json!({ "file": list, "removed": e.removed, "unmatched": e.unmatched.len() }));
+        excluded = Some(serde_json::json!({ "file": list.to_string_lossy(), "removed": e.removed, "unmatched": e.unmatched.len() }));
     }
     let batch = config.optim.batch_size_per_gpu;
     if files.len() < batch {
@@ -160,7 +177,7 @@ fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_js
             files.len()
         );
     }
-    Ok((files, excluded))
+    Ok((files, excluded, layout.left_out().to_vec()))
 }
 
 /// The process group of a data-parallel job (torchrun / SLURM environment), or None.

@@ -129,7 +129,8 @@ fn draw_form(app: &App, frame: &mut Frame, area: Rect) {
         ]),
     ];
     if f.active {
-        match (f.edit(from_iter), app.schedule(f.schedule_name())) {
+        let curve = app.schedule(f.schedule_name());
+        match (f.checked_edit(from_iter, curve.map(|c| &c.schedule)), curve) {
             (Ok(edit), Some(curve)) => {
                 let new = curve.schedule.preview(&edit);
                 let at = from_iter.min(new.len().saturating_sub(1));

@@ -1,0 +1,364 @@
+//! Hostile input and faults (issue 16): a data folder holding a FIFO, a decompression bomb, a
+//! truncated JPEG, a file whose name is not UTF-8 and symbolic-link loops trains to the end and
+//! names each; the run files stay consistent across a kill during the epoch-end checkpoint, torn
+//! lines, a restart before the first checkpoint and temporary-file litter, and stay private; bad
+//! command lines fail with the setting named and leave no run directory behind; and (long,
+//! ignored) a run killed at random moments 20 times ends with the weights of an uninterrupted one.
+// Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
+// assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Trainers are separate processes on few cores: one at a time keeps the timeouts sane.
+static ONE_TRAINER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_TRAINER_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn dino(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dino"));
+    // The run index and log go into the test's folder, not the user's home.
+    c.env("XDG_DATA_HOME", home.join("xdg-data")).env("XDG_STATE_HOME", home.join("xdg-state")).current_dir(home);
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Runs `dino train --headless --config CFG` to its end, failing the test (instead of hanging it)
+/// when it takes longer than `limit`.
+fn train(home: &Path, cfg: &Path, limit: Duration) -> String {
+    let out = home.join("train.out");
+    let mut child = common::spawn_guarded(
+        dino(home)
+            .args(["train", "--headless", "--config"])
+            .arg(cfg)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&out).unwrap())),
+    );
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "training still running after {limit:?} (hung?): {}",
+            std::fs::read_to_string(&out).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(status.success(), "training failed ({status}): {said}");
+    said
+}
+
+fn json_lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: a line that is not JSON ({e}): {l:?}", p.display())))
+        .collect()
+}
+
+fn events(run: &Path) -> Vec<serde_json::Value> {
+    json_lines(&run.join("events.jsonl"))
+}
+
+fn metric_iters(run: &Path) -> Vec<u64> {
+    json_lines(&run.join("metrics.jsonl")).iter().map(|m| m["iter"].as_u64().unwrap()).collect()
+}
+
+fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo {}", p.display());
+}
+
+/// A PNG that is only a header declaring `w` x `h` RGB pixels and the start of its pixel data.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for b in bytes {
+            c ^= u32::from(*b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let body = [kind, data].concat();
+        [&(data.len() as u32).to_be_bytes()[..], &body, &crc32(&body).to_be_bytes()].concat()
+    };
+    let ihdr = [&w.to_be_bytes()[..], &h.to_be_bytes()[..], &[8, 2, 0, 0, 0]].concat();
+    let idat = [0x78, 0x01, 0x00, 0x00, 0x80, 0xFF, 0x7F];
+    [&b"\x89PNG\r\n\x1a\n"[..], &chunk(b"IHDR", &ihdr), &chunk(b"IDAT", &idat), &chunk(b"IEND", &[])].concat()
+}
+
+#[test]
+fn a_hostile_data_folder_trains_to_the_end_and_every_skipped_file_is_named() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8); // 40 pretext images: 5 iterations of 8
+    let pretext = data.join("pretext");
+    let good = dino_tui::data::DataLayout::discover(&data).unwrap().pretext().len();
+    // A FIFO named like an image: reading it would block for good.
+    mkfifo(&pretext.join("x.jpg"));
+    // A decompression bomb: a header declaring 30000 x 30000 (2.7 GB of RGB).
+    std::fs::write(pretext.join("bomb.png"), png_header(30000, 30000)).unwrap();
+    // A truncated JPEG: the image crate would decode it, grey where the data is missing.
+    let img = image::RgbImage::from_fn(48, 48, |x, y| image::Rgb([(x * 5) as u8, (y * 5) as u8, 60]));
+    let mut jpeg = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+    std::fs::write(pretext.join("cut.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    // An unreadable file whose name is not UTF-8.
+    let odd = pretext.join(std::ffi::OsStr::from_bytes(b"caf\xe9.jpg"));
+    std::fs::write(&odd, b"not an image").unwrap();
+    // Symbolic-link loops: followed, the set would multiply and take in val/.
+    std::os::unix::fs::symlink(".", pretext.join("sub")).unwrap();
+    std::os::unix::fs::symlink("..", pretext.join("up")).unwrap();
+
+    let run = d.path().join("run");
+    let mut c = common::tiny_config(&data, &run);
+    c.optim.epochs = 2;
+    c.run.num_workers = 2;
+    // One batch of every file, so each unreadable one comes up (and is named) in each epoch.
+    c.optim.batch_size_per_gpu = good + 3;
+    let cfg = d.path().join("c.toml");
+    std::fs::write(&cfg, c.to_toml()).unwrap();
+    let said = train(d.path(), &cfg, Duration::from_secs(180));
+
+    let ev = events(&run);
+    let start = ev.iter().find(|e| e["type"] == "start").expect("start event");
+    // The good images plus the three unreadable files (skipped as they come up), no FIFO, no loops.
+    assert_eq!(start["num_images"].as_u64(), Some(good as u64 + 3), "{start}");
+    let skipped: Vec<(String, String)> = ev
+        .iter()
+        .filter(|e| e["type"] == "skipped_file")
+        .map(|e| (e["path"].as_str().unwrap().to_string(), e["reason"].as_str().unwrap().to_string()))
+        .collect();
+    for (name, why) in [
+        ("x.jpg", "FIFO"),
+        ("bomb.png", "max_image_pixels"),
+        ("cut.jpg", "truncated JPEG"),
+        ("caf\u{fffd}.jpg", "not an image"),
+        ("pretext/sub", "loop"),
+        ("pretext/up", "loop"),
+    ] {
+        assert!(skipped.iter().any(|(p, r)| p.ends_with(name) && r.contains(why)), "{name} ({why}) not named: {skipped:?}\n{said}");
+    }
+    assert_eq!(metric_iters(&run), [0, 1]);
+}
+
+/// Demo data and a tiny config, 5 iterations per epoch, a checkpoint every epoch.
+fn small_run(d: &Path, epochs: usize) -> (PathBuf, PathBuf) {
+    let data = d.join("data");
+    common::demo_data(&data, 8);
+    let run = d.join("run");
+    let mut c = common::tiny_config(&data, &run);
+    c.optim.epochs = epochs;
+    let cfg = d.join("c.toml");
+    std::fs::write(&cfg, c.to_toml()).unwrap();
+    (run, cfg)
+}
+
+fn log_epochs(run: &Path) -> Vec<u64> {
+    json_lines(&run.join("log.txt")).iter().map(|m| m["epoch"].as_u64().unwrap()).collect()
+}
+
+fn append(p: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    std::fs::OpenOptions::new().append(true).open(p).unwrap().write_all(bytes).unwrap();
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn run_files_stay_consistent_and_private_across_every_interruption() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let (run, cfg) = small_run(d.path(), 2);
+    let ckpts = run.join("checkpoints");
+
+    // Killed before the first checkpoint: metrics of 3 iterations and an epoch row, no checkpoint.
+    let metric = |i: usize| format!("{{\"iter\":{i},\"epoch\":0,\"loss\":1.0}}\n");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("metrics.jsonl"), (0..3).map(metric).collect::<String>()).unwrap();
+    std::fs::write(run.join("log.txt"), "{\"epoch\":0,\"train_loss\":1.0,\"train_lr\":0.0,\"train_wd\":0.0}\n").unwrap();
+    train(d.path(), &cfg, Duration::from_secs(120));
+    assert_eq!(metric_iters(&run), (0..10).collect::<Vec<u64>>(), "restarted from 0: nothing of before kept");
+    assert_eq!(log_epochs(&run), [0, 1]);
+
+    // Killed during the epoch-end checkpoint of epoch 1: its log row is written, the checkpoint
+    // is not (latest still names the end of epoch 0). Torn lines (a full disk) on top, and the
+    // temporary files of an interrupted write.
+    std::fs::copy(ckpts.join("checkpoint-previous.json"), ckpts.join("checkpoint-latest.json")).unwrap();
+    append(&run.join("metrics.jsonl"), b"{\"iter\":10,\"epo");
+    append(&run.join("log.txt"), b"{\"epoch\":2,\"tr");
+    append(&run.join("events.jsonl"), b"{\"type\":\"chec");
+    std::fs::write(ckpts.join("state-it00000010.safetensors.tmp"), b"half a tensor file").unwrap();
+    std::fs::write(run.join("config.toml.tmp"), b"half a config").unwrap();
+    std::fs::set_permissions(run.join("metrics.jsonl"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let said = train(d.path(), &cfg, Duration::from_secs(120));
+    assert!(said.contains("from iteration 5"), "{said}");
+    assert_eq!(metric_iters(&run), (0..10).collect::<Vec<u64>>(), "no duplicated or fused records");
+    assert_eq!(log_epochs(&run), [0, 1], "epoch 1's row once");
+    assert!(events(&run).iter().filter(|e| e["type"] == "start").count() == 2, "events.jsonl parses whole");
+    assert!(!ckpts.join("state-it00000010.safetensors.tmp").exists() && !run.join("config.toml.tmp").exists(), "litter removed");
+
+    // Private to the user.
+    for dir in [&run, &ckpts] {
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    }
+    for f in ["metrics.jsonl", "log.txt", "events.jsonl", "config.toml"] {
+        assert_eq!(mode(&run.join(f)), 0o600, "{f}");
+    }
+}
+
+#[test]
+fn bad_command_lines_name_the_setting_and_leave_no_run_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    std::fs::write(home.join("afile"), b"x").unwrap();
+    for (args, needle) in [
+        (vec!["train", "--global_crops_scale", "0.1", "0.5", "0.9", "--print-config"], "--global_crops_scale"),
+        (vec!["train", "--min_lr", "0.1", "--lr", "0.01", "--print-config"], "--min_lr"),
+        (vec!["train", "--out_dim", "100000000000", "--print-config"], "--out_dim"),
+        (vec!["train", "--num_workers", "100000", "--print-config"], "--num_workers"),
+        (vec!["train", "--headless", "--data_path", "afile", "--output_dir", "runs/never"], "not a folder"),
+        (vec!["train", "--headless", "--data_path", "/nonexistent/dino-data", "--output_dir", "runs/never"], "does not exist"),
+    ] {
+        let o = dino(home).args(&args).output().unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "{args:?} should fail: {t}");
+        assert_ne!(o.status.code(), Some(101), "{args:?} panicked: {t}");
+        assert!(t.contains(needle), "{args:?}: message does not say {needle}:\n{t}");
+    }
+    assert!(!home.join("runs/never").exists(), "a run that never started leaves no directory");
+
+    // A preset's name wins over a folder of that name that is not a config.
+    std::fs::create_dir_all(home.join("demo/data")).unwrap();
+    let o = dino(home).args(["train", "--config", "demo", "--print-config"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let c = dino_tui::config::TrainConfig::from_toml_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(c, dino_tui::config::preset("demo").unwrap());
+    // A folder that is neither says what it found.
+    std::fs::create_dir_all(home.join("notes")).unwrap();
+    let o = dino(home).args(["train", "--config", "notes", "--print-config"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("folder without config.toml"), "{}", text(&o));
+}
+
+/// The newest checkpoint of `dir` that loads whole, by iteration: what a resume must start from.
+fn newest_good_checkpoint(dir: &Path) -> Option<u64> {
+    let sidecars = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json"));
+    sidecars.filter_map(|p| dino_tui::run::checkpoint::load_one(&p).ok()).map(|c| c.meta.iter as u64).max()
+}
+
+/// The tensors of the checkpoint `checkpoint-latest.json` names.
+fn latest_tensors(run: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
+    let dir = run.join("checkpoints");
+    let meta = dino_tui::run::checkpoint::read_meta(&dir.join(dino_tui::run::checkpoint::LATEST)).unwrap();
+    dino_tui::model::weights::read(&dir.join(meta.tensors)).unwrap()
+}
+
+/// Kills with SIGKILL when a checkpoint write is under way (a temporary file in `checkpoints/`)
+/// or, at the latest, after `limit`. Returns whether it caught a write.
+fn kill_during_a_checkpoint_write(child: &mut common::KillOnDrop, dir: &Path, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        let writing =
+            std::fs::read_dir(dir).map(|r| r.flatten().any(|e| e.path().extension().is_some_and(|x| x == "tmp"))).unwrap_or(false);
+        if writing || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            return writing;
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let _ = child.kill();
+    false
+}
+
+#[test]
+fn killed_at_random_moments_20_times_it_ends_with_the_weights_of_an_uninterrupted_run() {
+    use rand::{Rng, SeedableRng};
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8); // 40 images: 5 iterations per epoch
+    let make = |name: &str| {
+        let run = d.path().join(name);
+        let mut c = common::tiny_config(&data, &run);
+        c.optim.epochs = 40;
+        c.model.out_dim = 4096; // checkpoint writes that take a moment to catch
+        let cfg = d.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, c.to_toml()).unwrap();
+        (run, cfg)
+    };
+    let total = 40 * 5;
+    let (reference, ref_cfg) = make("reference");
+    let t0 = Instant::now();
+    train(d.path(), &ref_cfg, Duration::from_secs(600));
+    let whole = t0.elapsed();
+    eprintln!("uninterrupted run: {whole:.1?}");
+
+    let (run, cfg) = make("killed");
+    let ckpts = run.join("checkpoints");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+    let (mut kills, mut caught_writes, mut starts_seen) = (0, 0, 0);
+    let mut expected_starts: Vec<u64> = Vec::new();
+    while kills < 20 {
+        let expected = newest_good_checkpoint(&ckpts).unwrap_or(0);
+        let mut child = common::spawn_guarded(
+            dino(d.path()).args(["train", "--headless", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()),
+        );
+        // A third of the kills aimed at checkpoint writes, the rest anywhere from start-up on.
+        if kills % 3 == 2 {
+            caught_writes += kill_during_a_checkpoint_write(&mut child, &ckpts, whole / 3) as usize;
+        } else {
+            std::thread::sleep(whole.mul_f64(rng.random_range(0.0..0.2)));
+            let _ = child.kill();
+        }
+        let status = child.wait().unwrap();
+        assert!(status.code().is_none() || status.success(), "a run failed on its own: {status}");
+        kills += 1;
+        // Each run that got as far as starting said where it started: the newest good checkpoint.
+        let starts: Vec<u64> = events(&run).iter().filter(|e| e["type"] == "start").map(|e| e["start_iter"].as_u64().unwrap()).collect();
+        if starts.len() > starts_seen {
+            assert_eq!(starts.len(), starts_seen + 1);
+            assert_eq!(starts[starts_seen], expected, "kill {kills}: did not resume from the newest good checkpoint");
+            expected_starts.push(expected);
+            starts_seen += 1;
+        }
+        if metric_iters(&run).len() >= total {
+            break;
+        }
+    }
+    let expected = newest_good_checkpoint(&ckpts).unwrap_or(0);
+    train(d.path(), &cfg, Duration::from_secs(600));
+    let last_start = events(&run).iter().rfind(|e| e["type"] == "start").unwrap()["start_iter"].as_u64().unwrap();
+    assert_eq!(last_start, expected);
+    eprintln!("{kills} kills, {caught_writes} during a checkpoint write; runs started from {expected_starts:?}, last from {last_start}");
+    assert!(kills >= 20, "only {kills} kills before the run ended: make it longer");
+
+    assert_eq!(metric_iters(&run), (0..total as u64).collect::<Vec<u64>>(), "metrics.jsonl: every iteration once, in order");
+    assert_eq!(log_epochs(&run), (0..40).collect::<Vec<u64>>(), "log.txt: every epoch once");
+    let (a, b) = (latest_tensors(&reference), latest_tensors(&run));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, t) in &a {
+        assert!(t.equal(&b[name]), "{name} differs from the uninterrupted run");
+    }
+}
