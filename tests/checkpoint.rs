@@ -54,6 +54,25 @@ fn crash_while_writing_leaves_the_previous_checkpoint_usable() {
 }
 
 #[test]
+fn a_kill_before_latest_moved_on_resumes_from_the_newer_stable_sidecar() {
+    let d = tempfile::tempdir().unwrap();
+    let s = state();
+    checkpoint::save(d.path(), &s, &meta(5), None, &keep2()).unwrap();
+    checkpoint::save(d.path(), &s, &meta(10), None, &keep2()).unwrap();
+    // As if killed after `checkpoint-it00000010.json` was written but before latest moved on:
+    // latest and previous still name iteration 5.
+    std::fs::copy(d.path().join(PREVIOUS), d.path().join(LATEST)).unwrap();
+    let (ckpt, problems) = files::load_latest(d.path());
+    assert!(problems.is_empty(), "{problems:?}");
+    let ckpt = ckpt.unwrap();
+    assert_eq!(ckpt.meta.iter, 10);
+    assert!(ckpt.path.ends_with("checkpoint-it00000010.json"), "{}", ckpt.path.display());
+    // Of equal iterations, latest is the one named.
+    checkpoint::save(d.path(), &s, &meta(15), None, &keep2()).unwrap();
+    assert!(files::load_latest(d.path()).0.unwrap().path.ends_with(LATEST));
+}
+
+#[test]
 fn truncated_latest_falls_back_to_previous_and_names_the_file() {
     let d = tempfile::tempdir().unwrap();
     let s = state();
@@ -67,8 +86,10 @@ fn truncated_latest_falls_back_to_previous_and_names_the_file() {
     f.set_len(len / 2).unwrap();
     let (ckpt, problems) = files::load_latest(d.path());
     assert_eq!(ckpt.expect("previous checkpoint").meta.iter, 5);
-    assert_eq!(problems.len(), 1);
+    // The latest tensors, and the numbered copy of the same bytes (tried before the older one).
+    assert_eq!(problems.len(), 2, "{problems:?}");
     assert!(problems[0].contains(&latest.tensors) && problems[0].contains("truncated"), "{problems:?}");
+    assert!(problems[1].contains("checkpoint0002") && problems[1].contains("truncated"), "{problems:?}");
     // The numbered copy is a separate name for the same bytes: it is damaged too, and says so.
     assert!(files::load_one(&d.path().join("checkpoint0002.json")).is_err());
 }
@@ -81,7 +102,10 @@ fn corrupt_sidecar_is_reported_and_skipped() {
     checkpoint::save(d.path(), &s, &meta(10), None, &keep2()).unwrap();
     std::fs::write(d.path().join(LATEST), b"{ not json").unwrap();
     let (ckpt, problems) = files::load_latest(d.path());
-    assert_eq!(ckpt.unwrap().meta.iter, 5);
+    // The same checkpoint under its stable name.
+    let ckpt = ckpt.unwrap();
+    assert_eq!(ckpt.meta.iter, 10);
+    assert!(ckpt.path.ends_with("checkpoint-it00000010.json"));
     assert!(problems[0].contains(LATEST) && problems[0].contains("corrupt"), "{problems:?}");
 }
 

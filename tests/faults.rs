@@ -205,7 +205,14 @@ fn run_files_stay_consistent_and_private_across_every_interruption() {
     // Killed during the epoch-end checkpoint of epoch 1: its log row is written, the checkpoint
     // is not (latest still names the end of epoch 0). Torn lines (a full disk) on top, and the
     // temporary files of an interrupted write.
+    // (killed before its own sidecar was written, which comes before latest moves on).
     std::fs::copy(ckpts.join("checkpoint-previous.json"), ckpts.join("checkpoint-latest.json")).unwrap();
+    for e in std::fs::read_dir(&ckpts).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "json") && dino_tui::run::checkpoint::read_meta(&p).unwrap().iter == 10 {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
     append(&run.join("metrics.jsonl"), b"{\"iter\":10,\"epo");
     append(&run.join("log.txt"), b"{\"epoch\":2,\"tr");
     append(&run.join("events.jsonl"), b"{\"type\":\"chec");

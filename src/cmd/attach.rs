@@ -18,7 +18,7 @@ use crate::tui::{self, TuiExit, TuiOptions};
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use notify::Watcher;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,33 +101,27 @@ pub fn run(run_dir: Option<PathBuf>) -> Result<i32> {
     Ok(0)
 }
 
-/// No run directory given: the most recent live run; with several and a person at the terminal,
-/// a numbered choice. None (after saying why) when there is nothing to attach to.
+/// No run directory given: at a terminal, a picker of every known run (`./runs` and the run
+/// index; Enter attaches); with no one to ask, the most recently active live run. None (after
+/// saying why) when there is nothing to attach to or the person left the picker.
 fn pick() -> Result<Option<PathBuf>> {
     let index = crate::run::index::default_index_path();
     let all = runs::list(Path::new("runs"), index.as_deref());
-    let live: Vec<_> = all.iter().filter(|r| r.status.is_live()).collect();
-    match live.as_slice() {
-        [] => {
+    if all.is_empty() {
+        crate::say_err!("dino attach: no runs in ./runs or the run index; give a run directory");
+        return Ok(None);
+    }
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        let theme = crate::tui::theme::Theme::default_theme();
+        return tui::picker::pick(all, &theme).context("the run picker failed");
+    }
+    match all.iter().find(|r| r.status.is_live()) {
+        Some(r) => Ok(Some(r.path.clone())),
+        None => {
             crate::say_err!("dino attach: no live run found in ./runs or the run index; give a run directory:");
-            if !all.is_empty() {
-                eprint!("{}", runs::table(&all));
-            }
+            eprint!("{}", runs::table(&all));
             Ok(None)
         }
-        [one] => Ok(Some(one.path.clone())),
-        several if std::io::stdin().is_terminal() => {
-            for (i, r) in several.iter().enumerate() {
-                crate::say_err!("{:>3}  {}  {}  {}", i + 1, r.name, r.status.label(), r.path.display());
-            }
-            eprint!("attach to which run? [1] ");
-            let mut answer = String::new();
-            std::io::stdin().lock().read_line(&mut answer).context("reading the choice")?;
-            let n = answer.trim().parse::<usize>().unwrap_or(1).clamp(1, several.len());
-            Ok(Some(several[n - 1].path.clone()))
-        }
-        // No one to ask: the most recently active.
-        several => Ok(Some(several[0].path.clone())),
     }
 }
 

@@ -47,10 +47,17 @@ pub enum Command {
     Export(crate::cmd::export::ExportArgs),
     /// Features of every image of a folder to .npy or .safetensors, with a CSV of path,label
     Embed(crate::cmd::embed::EmbedArgs),
-    /// List runs with their status
+    /// List runs with their status, epoch, loss and best k-NN top-1 (k = 20)
     Runs {
-        /// Folder holding run directories (default ./runs)
+        /// Folder holding run directories (default ./runs); runs in the run index are listed too
         dir: Option<PathBuf>,
+        /// One JSON array of the runs instead of the table (for scripts)
+        #[arg(long)]
+        json: bool,
+        /// Order: modified (most recently active first), name, knn (best first), loss (lowest
+        /// first) or status (live first)
+        #[arg(long, default_value_t = crate::run::runs::SortBy::Modified, value_parser = runs_sort)]
+        sort: crate::run::runs::SortBy,
     },
     /// Generate a synthetic data set and train on it (the quick demo)
     Demo(DemoArgs),
@@ -313,6 +320,11 @@ pub fn parse_arch(s: &str) -> Result<Arch, ConfigError> {
 
 /// `--config`: a TOML file; else a preset name (`--config demo` is the preset even where a
 /// `./demo` folder exists, as long as it is not a file); else a run directory's `config.toml`.
+fn runs_sort(s: &str) -> Result<crate::run::runs::SortBy, String> {
+    use strum::VariantNames;
+    s.parse().map_err(|_| format!("expected one of {}", crate::run::runs::SortBy::VARIANTS.join(", ")))
+}
+
 pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigError> {
     if path.is_file() {
         return TrainConfig::from_toml_file(path);

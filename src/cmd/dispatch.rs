@@ -108,11 +108,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Attach { run_dir } => super::attach::run(run_dir),
         Command::Ctl { run_dir, command } => Ok(super::ctl::run(&run_dir, &command)),
-        Command::Runs { dir } => {
+        Command::Runs { dir, json, sort } => {
             let dir = dir.unwrap_or_else(|| "runs".into());
             let index = crate::run::index::default_index_path();
-            let runs = crate::run::runs::list(&dir, index.as_deref());
-            if runs.is_empty() {
+            let mut runs = crate::run::runs::list(&dir, index.as_deref());
+            crate::run::runs::sort(&mut runs, sort);
+            if json {
+                crate::say!("{}", serde_json::to_string_pretty(&runs)?);
+            } else if runs.is_empty() {
                 crate::say!("no runs in {} or in the run index", dir.display());
             } else {
                 crate::say!("{}", crate::run::runs::table(&runs).trim_end());

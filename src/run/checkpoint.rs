@@ -297,14 +297,20 @@ pub fn load_one(sidecar: &Path) -> Result<LoadedCheckpoint> {
     Ok(LoadedCheckpoint { meta, tensors, path: sidecar.to_path_buf() })
 }
 
-/// The newest usable checkpoint of a folder: latest, else previous, else every other sidecar,
-/// newest first. Returns the problems met on the way (to report) alongside; None with no
-/// problems means the folder holds no checkpoint at all.
+/// The newest usable checkpoint of a folder: every sidecar by iteration, newest first, and of
+/// equal iterations latest before previous before the stable names. A kill between writing a
+/// checkpoint's own sidecar and moving `checkpoint-latest.json` on leaves the newer one under its
+/// stable name only; it is the one to resume from. Returns the problems met on the way (to
+/// report) alongside; None with no problems means the folder holds no checkpoint at all.
 pub fn load_latest(dir: &Path) -> (Option<LoadedCheckpoint>, Vec<String>) {
-    let (others, mut problems) = list(dir);
-    let mut order: Vec<PathBuf> = [LATEST, PREVIOUS].iter().map(|n| dir.join(n)).filter(|p| p.exists()).collect();
-    let rest: Vec<PathBuf> = others.into_iter().map(|(p, _)| p).filter(|p| !order.contains(p)).collect();
-    order.extend(rest);
+    let (mut all, mut problems) = list(dir);
+    let rank = |p: &Path| match p.file_name().and_then(|n| n.to_str()) {
+        Some(LATEST) => 0,
+        Some(PREVIOUS) => 1,
+        _ => 2,
+    };
+    all.sort_by(|a, b| b.1.iter.cmp(&a.1.iter).then_with(|| rank(&a.0).cmp(&rank(&b.0))));
+    let order: Vec<PathBuf> = all.into_iter().map(|(p, _)| p).collect();
     let mut failed_tensors = BTreeSet::new();
     for p in order {
         // Two sidecars naming the same damaged tensors fail the same way: report it once.

@@ -107,15 +107,26 @@ pub fn last_metrics(run_dir: &Path) -> Option<IterMetrics> {
     tail.lines().rev().find_map(|l| serde_json::from_str(l).ok())
 }
 
-/// An accuracy in a k-NN result, whatever its producer called it.
-fn accuracy_in(v: &serde_json::Value) -> Option<f64> {
+/// The headline top-1 (k = 20) of a k-NN result, whatever its producer wrote: the `results`
+/// list of this project's records, else a top-level or nested accuracy field (older records and
+/// hand-written files).
+fn knn_accuracy(v: &serde_json::Value) -> Option<f64> {
     const KEYS: [&str; 5] = ["top1", "top1_accuracy", "knn_top1", "accuracy", "acc"];
+    if v["results"].is_array() {
+        return crate::protocol::headline_top1(v);
+    }
     KEYS.iter()
-        .find_map(|k| v.get(*k).and_then(|x| x.as_f64()))
-        .or_else(|| v.as_object()?.values().filter(|x| x.is_object()).find_map(accuracy_in))
+        .find_map(|k| v.get(*k).and_then(serde_json::Value::as_f64))
+        .or_else(|| v.as_object()?.values().filter(|x| x.is_object()).find_map(knn_accuracy))
 }
 
-/// Best k-NN accuracy recorded in `evals/knn-*.json` or in evaluation events.
+/// Whether a record evaluated random weights (the baseline), which says nothing of the run.
+fn is_baseline(v: &serde_json::Value) -> bool {
+    v["random_weights"].as_bool().unwrap_or(false)
+}
+
+/// Best k-NN top-1 of the run's checkpoints, from `evals/knn-*.json` and the `eval` events (a
+/// result whose file was removed still counts); the random-weights baseline does not.
 pub fn best_knn(run_dir: &Path) -> Option<f64> {
     let mut found: Vec<f64> = Vec::new();
     if let Ok(entries) = std::fs::read_dir(run_dir.join("evals")) {
@@ -123,23 +134,24 @@ pub fn best_knn(run_dir: &Path) -> Option<f64> {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with("knn") && name.ends_with(".json") {
                 let v = std::fs::read_to_string(e.path()).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-                found.extend(v.as_ref().and_then(accuracy_in));
+                found.extend(v.as_ref().filter(|v| !is_baseline(v)).and_then(knn_accuracy));
             }
         }
     }
     let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
     for v in events.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
-        if v["type"].as_str().is_some_and(|t| t.starts_with("eval")) && v["kind"] == "knn" {
-            found.extend(accuracy_in(&v));
+        if v["type"].as_str().is_some_and(|t| t.starts_with("eval")) && v["kind"] == "knn" && !is_baseline(&v) {
+            found.extend(knn_accuracy(&v));
         }
     }
     found.into_iter().filter(|x| x.is_finite()).reduce(f64::max)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct RunSummary {
     pub name: String,
     pub path: PathBuf,
+    #[serde(serialize_with = "status_label")]
     pub status: Status,
     /// (current epoch, 1-based; epochs planned)
     pub epoch: Option<(usize, usize)>,
@@ -147,6 +159,53 @@ pub struct RunSummary {
     pub best_knn: Option<f64>,
     /// Last activity (modification time of its logs), for ordering.
     pub modified: f64,
+}
+
+fn status_label<S: serde::Serializer>(s: &Status, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.label())
+}
+
+/// Orders for `dino runs --sort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::EnumString, strum::Display, strum::VariantNames)]
+#[strum(serialize_all = "lowercase")]
+pub enum SortBy {
+    /// Most recently active first.
+    #[default]
+    Modified,
+    Name,
+    /// Best k-NN first; runs without one last.
+    Knn,
+    /// Lowest loss first; runs without one last.
+    Loss,
+    /// Live runs first, then finished, stopped, failed, crashed.
+    Status,
+}
+
+/// Sorts `runs` in place; ties keep the most recently active first.
+pub fn sort(runs: &mut [RunSummary], by: SortBy) {
+    runs.sort_by(|a, b| b.modified.total_cmp(&a.modified));
+    let missing_last = |x: Option<f64>, y: Option<f64>, desc: bool| match (x, y) {
+        (Some(x), Some(y)) if desc => y.total_cmp(&x),
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    };
+    let rank = |s: Status| match s {
+        Status::Live { .. } => 0,
+        Status::Finished => 1,
+        Status::Stopped => 2,
+        Status::Failed => 3,
+        Status::Crashed => 4,
+        Status::Unknown => 5,
+    };
+    match by {
+        SortBy::Modified => {}
+        SortBy::Name => runs.sort_by(|a, b| a.name.cmp(&b.name)),
+        SortBy::Knn => runs.sort_by(|a, b| missing_last(a.best_knn, b.best_knn, true)),
+        SortBy::Loss => runs.sort_by(|a, b| missing_last(a.last_loss, b.last_loss, false)),
+        SortBy::Status => runs.sort_by_key(|r| rank(r.status)),
+    }
 }
 
 fn modified(run_dir: &Path) -> f64 {
@@ -208,7 +267,7 @@ pub fn table(runs: &[RunSummary]) -> String {
             ]
         })
         .collect();
-    let header = ["NAME", "STATUS", "EPOCH", "LOSS", "KNN", "PATH"].map(String::from);
+    let header = ["NAME", "STATUS", "EPOCH", "LOSS", "KNN@20", "PATH"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -256,7 +315,27 @@ mod tests {
         std::fs::write(r.join("evals/knn-0003.json"), r#"{"top1": 71.5, "top5": 90}"#).expect("knn");
         std::fs::write(r.join("evals/knn-0001.json"), r#"{"result": {"top1": 40.0}}"#).expect("knn");
         assert_eq!(best_knn(&r), Some(71.5));
+        // This project's records: a list of k, the headline at k = 20; the baseline does not count.
+        std::fs::write(
+            r.join("evals/knn-ep0002-it00000010-data-abcdef.json"),
+            r#"{"kind":"knn","results":[{"k":10,"top1":80.0},{"k":20,"top1":75.25}]}"#,
+        )
+        .expect("knn");
+        std::fs::write(
+            r.join("evals/knn-random-data-abcdef.json"),
+            r#"{"kind":"knn","random_weights":true,"results":[{"k":20,"top1":99.0}]}"#,
+        )
+        .expect("baseline");
+        assert_eq!(best_knn(&r), Some(75.25));
         let t = table(&list(d.path(), None));
-        assert!(t.starts_with("NAME") && t.contains("crashed") && t.contains("2/3") && t.contains("3.2500") && t.contains("71.50"), "{t}");
+        assert!(t.starts_with("NAME") && t.contains("crashed") && t.contains("2/3") && t.contains("3.2500") && t.contains("75.25"), "{t}");
+        let mut two = vec![summarize(&r), RunSummary { name: "b".into(), best_knn: Some(80.0), modified: 0.0, ..summarize(&r) }];
+        sort(&mut two, SortBy::Knn);
+        assert_eq!(two[0].name, "b");
+        sort(&mut two, SortBy::Name);
+        assert_eq!(two[0].name, "a");
+        let json = serde_json::to_value(&two).expect("json");
+        assert_eq!(json[0]["status"], "crashed");
+        assert_eq!(json[0]["best_knn"], 75.25);
     }
 }

@@ -18,6 +18,7 @@ pub mod keymap;
 pub mod layout;
 pub mod log_view;
 pub mod outlier_view;
+pub mod picker;
 pub mod store;
 mod terminal;
 pub mod theme;
