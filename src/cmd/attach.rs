@@ -162,7 +162,9 @@ fn answer_offline(run_dir: &Path, cmd: &Command) -> Event {
 fn feed(run_dir: &Path, events: &Sender<Event>, link: &Arc<Link>) {
     let (changed_tx, changed) = crossbeam_channel::unbounded::<()>();
     let _watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // Only writes, creations and removals: our own reads of the files raise open and close
+        // (access) events, and waking on those re-read the files in a loop (most of a core).
+        if res.is_ok_and(|e| !e.kind.is_access() && !e.kind.is_other()) {
             let _ = changed_tx.send(());
         }
     })
@@ -288,6 +290,7 @@ fn read_socket(mut client: Client, events: &Sender<Event>, link: &Link) {
                         | Event::Epoch(_)
                         | Event::Error { .. }
                         | Event::Warning { .. }
+                        | Event::Resources(_)
                         | Event::EvalProgress { .. }
                         | Event::EvalResult { .. }
                 );

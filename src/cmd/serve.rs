@@ -69,6 +69,9 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
         }
     };
     let (hub, events, fanout) = Hub::start(handle.events).context("cannot start the event hub")?;
+    if !secondary {
+        report_resources(hub.clone());
+    }
     let server = match listener {
         Some((l, path)) => Some(ControlServer::start(l, path, hub.clone(), handle.commands.clone())?),
         None => None,
@@ -83,6 +86,25 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
         }
     };
     Ok(ServedTrainer { run_dir, commands: handle.commands, events, hub, thread: handle.thread, fanout, watch, server, lock })
+}
+
+/// How often the trainer reports its own CPU, memory and threads to its viewers.
+const RESOURCES_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Publishes the trainer process's resources (`Event::Resources`) about once a second until the
+/// hub closes: a viewer in another process shows them as the trainer's. One read of `/proc` per
+/// second; a thread that cannot start only costs the viewers that line.
+fn report_resources(hub: Hub) {
+    let started = std::thread::Builder::new().name("resources".into()).spawn(move || {
+        let mut monitor = crate::telemetry::ProcessMonitor::new();
+        while !hub.is_closed() {
+            std::thread::sleep(RESOURCES_EVERY);
+            hub.publish(Event::Resources(monitor.sample()));
+        }
+    });
+    if let Err(e) = started {
+        tracing::warn!("cannot start the resources reporter: {e}");
+    }
 }
 
 impl ServedTrainer {

@@ -133,6 +133,11 @@ impl Hub {
         (id, rx)
     }
 
+    /// Whether the trainer's events ended (nothing more will be published).
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     pub fn clients(&self) -> usize {
         self.lock().clients.len()
     }

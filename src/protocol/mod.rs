@@ -223,6 +223,23 @@ pub enum Event {
     Error {
         message: String,
     },
+    /// The trainer's own process, about once a second while a client is connected: a viewer in
+    /// another process shows these as the trainer's, beside its own machine's.
+    Resources(ProcessSample),
+}
+
+/// What one process uses: CPU (percent of one core, so 150 is one and a half cores), resident
+/// memory, threads, and on CUDA its GPU memory and SM utilisation summed over devices.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ProcessSample {
+    pub pid: u32,
+    pub cpu_percent: f32,
+    pub rss: u64,
+    pub threads: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_mem: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_util: Option<u32>,
 }
 
 /// A finished evaluation: the full record (written to `evals/`) and a line for people.

@@ -73,6 +73,31 @@ impl GpuMonitor {
     }
 }
 
+impl GpuMonitor {
+    /// GPU memory (bytes) and SM utilisation (percent) of process `pid`, summed over the devices
+    /// it runs on; None for each where NVML is missing or the process uses no GPU. `seen` is the
+    /// timestamp of the utilisation samples already counted.
+    pub fn process_usage(&self, pid: u32, seen: &mut Option<u64>) -> (Option<u64>, Option<u32>) {
+        let Ok(nvml) = &self.nvml else { return (None, None) };
+        let (mut mem, mut util, mut newest) = (None::<u64>, None::<u32>, *seen);
+        for index in 0..nvml.device_count().unwrap_or(0) {
+            let Ok(d) = nvml.device_by_index(index) else { continue };
+            for p in d.running_compute_processes().unwrap_or_default().into_iter().filter(|p| p.pid == pid) {
+                if let nvml_wrapper::enums::device::UsedGpuMemory::Used(b) = p.used_gpu_memory {
+                    mem = Some(mem.unwrap_or(0) + b);
+                }
+            }
+            // NOT_FOUND (no sample since `seen`) is the normal answer of an idle process.
+            for u in d.process_utilization_stats(*seen).unwrap_or_default().into_iter().filter(|u| u.pid == pid) {
+                util = Some(util.unwrap_or(0) + u.sm_util);
+                newest = newest.max(Some(u.timestamp));
+            }
+        }
+        *seen = newest;
+        (mem, util)
+    }
+}
+
 impl Default for GpuMonitor {
     fn default() -> Self {
         Self::new()

@@ -4,9 +4,11 @@
 
 pub mod gpu;
 pub mod host;
+pub mod process;
 
 pub use gpu::{GpuMonitor, GpuSample, GpuStatus};
 pub use host::{HostMonitor, HostSample};
+pub use process::ProcessMonitor;
 
 /// Everything the UI shows about the machine at one moment.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -171,7 +171,11 @@ pub struct TrainerView {
     pub store: MetricStore,
     /// The latest collapse or non-finite-loss alarm, shown on the dashboard.
     pub last_alarm: Option<String>,
+    /// This machine, sampled by the viewer.
     pub telemetry: Telemetry,
+    /// The trainer's own process, as it reports itself (`Event::Resources`): in `dino attach`
+    /// the viewer is another process, whose own memory says nothing of training.
+    pub process: Option<crate::protocol::ProcessSample>,
 }
 
 /// The frame around the tabs: which tab, keys, theme, chart view, dialogs, the footer line.
@@ -244,6 +248,7 @@ impl App {
                 store: MetricStore::default(),
                 last_alarm: None,
                 telemetry: Telemetry::default(),
+                process: None,
             },
             shell: Shell {
                 keymap,

@@ -20,6 +20,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
     match ev {
         Event::Schedules { .. } | Event::ScheduleEdited { .. } | Event::ScheduleUndone { .. } => apply_schedule_event(app, ev),
         Event::EvalProgress { .. } | Event::EvalResult { .. } => apply_eval_event(app, ev),
+        Event::Resources(p) => app.trainer.process = Some(p),
         Event::Hello { pid, .. } => app.log_line(LogLevel::Info, format!("connected to the trainer (pid {pid})")),
         Event::Started(info) => {
             app.log_line(

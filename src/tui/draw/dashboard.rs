@@ -273,6 +273,34 @@ fn draw_collapse(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
+/// The trainer's process as it reports itself, while it runs; and this viewer's memory when it
+/// is another process (`dino attach`), labelled so neither passes for the other.
+fn process_lines(app: &App, bar_w: usize) -> Vec<Line<'static>> {
+    let t = &app.shell.theme;
+    let own = app.trainer.telemetry.host.process_mem;
+    let running = matches!(app.trainer.state, RunState::Starting | RunState::Running | RunState::Paused);
+    let Some(p) = app.trainer.process.as_ref().filter(|_| running) else {
+        return vec![Line::from(vec![Span::styled("self ", t.muted()), Span::styled(fmt_bytes(own), t.text())])];
+    };
+    let cores = app.trainer.telemetry.host.cpu_count.max(1) as f64;
+    let mut spans = vec![
+        Span::styled("trainer ", t.muted()),
+        Span::styled(bar(bar_w.saturating_sub(3).max(4), p.cpu_percent as f64 / 100.0 / cores), t.gauge()),
+        Span::styled(format!(" {:.0}% cpu {} {} threads", p.cpu_percent, fmt_bytes(p.rss), p.threads), t.text()),
+    ];
+    if let Some(m) = p.gpu_mem {
+        spans.push(Span::styled(format!(" gpu {}", fmt_bytes(m)), t.text()));
+    }
+    if let Some(u) = p.gpu_util {
+        spans.push(Span::styled(format!(" {u}%"), t.text()));
+    }
+    let mut lines = vec![Line::from(spans)];
+    if p.pid != std::process::id() {
+        lines.push(Line::from(vec![Span::styled("viewer ", t.muted()), Span::styled(fmt_bytes(own), t.text())]));
+    }
+    lines
+}
+
 fn draw_system(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.shell.theme;
     let block = Block::bordered().title(Span::styled(" system ", t.title())).border_style(t.border());
@@ -319,6 +347,6 @@ fn draw_system(app: &App, frame: &mut Frame, area: Rect) {
         Span::styled(bar(bar_w, ram), t.gauge()),
         Span::styled(format!(" {:.1}/{:.1} GiB", gib(h.ram_used), gib(h.ram_total)), if ram > 0.95 { t.warning() } else { t.text() }),
     ]));
-    lines.push(Line::from(vec![Span::styled("self ", t.muted()), Span::styled(fmt_bytes(h.process_mem), t.text())]));
+    lines.extend(process_lines(app, bar_w));
     frame.render_widget(Paragraph::new(lines), inner);
 }

@@ -264,3 +264,21 @@ fn evaluation_tab_charts_levels_and_a_table_per_k() {
     let six = wide.lines().find(|l| l.contains("epoch 6 (it 600)")).unwrap_or_default();
     assert!(six.contains("57.0") && six.contains("58.0") && six.contains("58.5") && six.contains("61.0"), "{wide}");
 }
+
+#[test]
+fn attached_view_shows_the_trainers_resources_beside_its_own() {
+    let (mut app, _rx) = fixtures::app(300);
+    // As `dino attach` receives them: another process's CPU, memory, threads and GPU.
+    app.trainer.process = Some(crate::protocol::ProcessSample {
+        pid: u32::MAX,
+        cpu_percent: 187.5,
+        rss: 534 << 20,
+        threads: 23,
+        gpu_mem: Some(3 << 30),
+        gpu_util: Some(71),
+    });
+    let screen = render(&app, 160, 48);
+    assert!(screen.contains("trainer") && screen.contains("188% cpu 534.0 MiB 23 threads gpu 3.0 GiB 71%"), "{screen}");
+    assert!(screen.contains("viewer"), "the viewer's own memory, labelled as such");
+    insta::assert_snapshot!("dashboard_attached_160x48", screen);
+}
