@@ -6,46 +6,9 @@
 
 mod common;
 
+use common::tmux::Tmux;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> String {
-        let o = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs");
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.cmd(&["capture-pane", "-p", "-t", "dino"])
-    }
-
-    fn keys(&self, keys: &str) {
-        self.cmd(&["send-keys", "-t", "dino", keys]);
-    }
-
-    fn wait_for(&self, what: &str, timeout: Duration, f: impl Fn(&str) -> bool) -> String {
-        let t0 = Instant::now();
-        loop {
-            let s = self.screen();
-            if f(&s) {
-                return s;
-            }
-            assert!(t0.elapsed() < timeout, "timed out waiting for {what}; screen:\n{s}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").arg("-L").arg(&self.socket).arg("kill-server").output();
-    }
-}
+use std::time::Duration;
 
 fn metric_lines(run: &Path) -> usize {
     std::fs::read_to_string(run.join("metrics.jsonl")).map(|s| s.lines().count()).unwrap_or(0)
@@ -53,10 +16,7 @@ fn metric_lines(run: &Path) -> usize {
 
 #[test]
 fn tui_shows_loss_pauses_checkpoints_and_quits() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed (make test installs it where it can)");
-        return;
-    }
+    let Some(tmux) = Tmux::start("pause") else { return };
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     common::demo_data(&data, 16);
@@ -67,7 +27,6 @@ fn tui_shows_loss_pauses_checkpoints_and_quits() {
     let cfg = d.path().join("tiny.toml");
     std::fs::write(&cfg, c.to_toml()).unwrap();
 
-    let tmux = Tmux { socket: format!("dino-test-{}", std::process::id()) };
     let command =
         format!("{} tui --config {} --theme high-contrast; echo DINO-EXIT=$?; sleep 60", env!("CARGO_BIN_EXE_dino"), cfg.display());
     tmux.cmd(&["new-session", "-d", "-s", "dino", "-x", "120", "-y", "36", &command]);

@@ -133,6 +133,11 @@ async fn run_inner(
             },
             _ = tick.tick() => {
                 dirty |= drain_events(app, events);
+                // New rows are checked against the disk before they are drawn, not up to a
+                // second later: until then a rotated-away checkpoint would look present.
+                if app.checkpoint_tab.files.len() != app.checkpoint_tab.rows.len() {
+                    dirty |= super::checkpoint_files::refresh(app);
+                }
                 if let Some(w) = &reload.watch {
                     if w.changed(&reload.file_name) {
                         reload_theme(app, reload);

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use dino_tui::config::TrainConfig;
 use std::path::Path;
 
