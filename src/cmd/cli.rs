@@ -121,6 +121,8 @@ pub struct TrainArgs {
     pub crops: CropFlags,
     #[command(flatten)]
     pub run: RunFlags,
+    #[command(flatten)]
+    pub start: StartFlags,
     /// Train in the background, detached from this terminal (output in RUN_DIR/detached.log);
     /// prints the run directory and pid
     #[arg(long, help_heading = "Run")]
@@ -302,15 +304,31 @@ pub struct RunFlags {
     /// k-NN evaluation of the teacher every N epochs (0: never); training pauses meanwhile
     #[arg(long, allow_negative_numbers = true, help_heading = "Run")]
     pub eval_knn_every: Option<i64>,
+}
+
+/// What a new run starts from instead of random weights (read while the run has no checkpoint).
+#[derive(Debug, Clone, Default, Args)]
+pub struct StartFlags {
     /// Start from these weights: a PyTorch .pth (a reference checkpoint.pth: its student and
     /// teacher; an official pretrained backbone such as dino_deitsmall16_pretrain.pth: both) or a
     /// safetensors file; without --config the architecture is read from the file
-    #[arg(long, help_heading = "Run")]
+    #[arg(long, help_heading = "Start from")]
     pub pretrained_weights: Option<PathBuf>,
     /// Continue a reference run from its checkpoint.pth (networks, optimizer moments, centre,
     /// epoch); without --config its settings come from the file's args
-    #[arg(long, help_heading = "Run")]
+    #[arg(long, help_heading = "Start from")]
     pub resume_from: Option<PathBuf>,
+}
+
+impl StartFlags {
+    fn apply(&self, s: &mut crate::config::StartConfig) {
+        if self.pretrained_weights.is_some() {
+            s.pretrained_weights = self.pretrained_weights.clone();
+        }
+        if self.resume_from.is_some() {
+            s.resume_from = self.resume_from.clone();
+        }
+    }
 }
 
 /// `--arch`, checked against the architectures the model can build.
@@ -318,13 +336,14 @@ pub fn parse_arch(s: &str) -> Result<Arch, ConfigError> {
     Arch::parse(s).ok_or_else(|| ConfigError::invalid("arch", s, &format!("one of {}", Arch::names())))
 }
 
-/// `--config`: a TOML file; else a preset name (`--config demo` is the preset even where a
-/// `./demo` folder exists, as long as it is not a file); else a run directory's `config.toml`.
+/// `dino runs --sort`, naming the orders when the word is none of them.
 fn runs_sort(s: &str) -> Result<crate::run::runs::SortBy, String> {
     use strum::VariantNames;
     s.parse().map_err(|_| format!("expected one of {}", crate::run::runs::SortBy::VARIANTS.join(", ")))
 }
 
+/// `--config`: a TOML file; else a preset name (`--config demo` is the preset even where a
+/// `./demo` folder exists, as long as it is not a file); else a run directory's `config.toml`.
 pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigError> {
     if path.is_file() {
         return TrainConfig::from_toml_file(path);
@@ -366,7 +385,7 @@ impl TrainArgs {
             Some(path) => load_config(path)?,
             None => {
                 let mut c = TrainConfig::default();
-                let (pretrained, resume) = (self.run.pretrained_weights.as_deref(), self.run.resume_from.as_deref());
+                let (pretrained, resume) = (self.start.pretrained_weights.as_deref(), self.start.resume_from.as_deref());
                 super::train_from::overlay(&mut c, pretrained, resume, self.model.arch.as_deref())?;
                 c
             }
@@ -382,6 +401,7 @@ impl TrainArgs {
         self.teacher.apply(&mut c.teacher)?;
         self.optim.apply(&mut c.optim)?;
         self.crops.apply(&mut c.crops)?;
+        self.start.apply(&mut c.start);
         self.run.apply(&mut c.run)
     }
 }
@@ -514,12 +534,6 @@ impl RunFlags {
         set(&mut r.max_image_pixels, &self.max_image_pixels);
         set(&mut r.private_files, &self.private_files);
         set_count(&mut r.print_freq, "print_freq", self.print_freq, 1)?;
-        if self.pretrained_weights.is_some() {
-            r.pretrained_weights = self.pretrained_weights.clone();
-        }
-        if self.resume_from.is_some() {
-            r.resume_from = self.resume_from.clone();
-        }
         set_count(&mut r.eval_knn_every, "eval_knn_every", self.eval_knn_every, 0)
     }
 }

@@ -52,6 +52,8 @@ pub struct TrainConfig {
     pub crops: CropConfig,
     #[serde(flatten)]
     pub run: RunConfig,
+    #[serde(flatten)]
+    pub start: StartConfig,
     /// Keys no group took: an error (`from_toml_str`), so a typo never goes unseen. serde cannot
     /// deny unknown fields across flattened groups, so they are collected here and refused.
     #[serde(flatten, skip_serializing)]
@@ -139,13 +141,6 @@ pub struct RunConfig {
     pub print_freq: usize,
     /// Run the k-NN evaluation of the teacher every this many epochs (0: never).
     pub eval_knn_every: usize,
-    /// Weights a new run starts from (a PyTorch `.pth` or a safetensors file): a reference
-    /// checkpoint's student and teacher, or one backbone for both. Used only while the run
-    /// directory holds no checkpoint of its own.
-    pub pretrained_weights: Option<PathBuf>,
-    /// A reference `checkpoint.pth` this run continues (networks, optimizer moments, centre,
-    /// epoch); like `pretrained_weights`, only until the run has a checkpoint of its own.
-    pub resume_from: Option<PathBuf>,
     /// Largest image (width x height) decoded; bigger ones are skipped and named (0: no limit).
     pub max_image_pixels: u64,
     /// The run directory readable by its owner only (folders 0700, files 0600); false leaves
@@ -211,6 +206,19 @@ impl Default for CropConfig {
     }
 }
 
+/// What a new run starts from instead of random weights; both are read only while the run
+/// directory holds no checkpoint of its own (after that, the run resumes from its own).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StartConfig {
+    /// Weights a new run starts from (a PyTorch `.pth` or a safetensors file): a reference
+    /// checkpoint's student and teacher, or one backbone for both.
+    pub pretrained_weights: Option<PathBuf>,
+    /// A reference `checkpoint.pth` this run continues (networks, optimizer moments, centre,
+    /// epoch).
+    pub resume_from: Option<PathBuf>,
+}
+
 impl Default for RunConfig {
     fn default() -> Self {
         Self {
@@ -226,8 +234,6 @@ impl Default for RunConfig {
             headless: false,
             print_freq: 10,
             eval_knn_every: 0,
-            pretrained_weights: None,
-            resume_from: None,
             max_image_pixels: crate::data::decode::DEFAULT_MAX_IMAGE_PIXELS,
             private_files: true,
         }

@@ -20,7 +20,7 @@ pub(super) struct Begun {
 
 /// Loads what `--resume_from` / `--pretrained_weights` name into `state`; `None` when neither is set.
 pub(super) fn begin(state: &mut DinoState, config: &TrainConfig, niter: usize) -> Result<Option<Begun>> {
-    match (&config.run.resume_from, &config.run.pretrained_weights) {
+    match (&config.start.resume_from, &config.start.pretrained_weights) {
         (Some(_), Some(_)) => {
             bail!("give --resume_from (continue a reference run) or --pretrained_weights (start from its weights), not both")
         }
