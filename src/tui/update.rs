@@ -136,12 +136,7 @@ fn run_action(app: &mut App, action: Action) {
             }
         }
         Action::TogglePause => toggle_pause(app),
-        Action::Checkpoint => {
-            if app.send(Command::Checkpoint) {
-                app.shell.pending.push(Pending::Checkpoint);
-                app.shell.status = Some("checkpoint requested".into());
-            }
-        }
+        Action::Checkpoint => request_checkpoint(app),
         Action::EvalKnn => request_eval(app, EvalKind::Knn, Tab::Evaluation),
         Action::EvalLinear => request_eval(app, EvalKind::Linear, Tab::Evaluation),
         Action::EvalAll => evaluate_all(app),
@@ -154,6 +149,14 @@ fn run_action(app: &mut App, action: Action) {
             }
         }
         _ => {}
+    }
+}
+
+/// `c`: a checkpoint now; the footer waits for the saved one.
+fn request_checkpoint(app: &mut App) {
+    if app.send(Command::Checkpoint) {
+        app.shell.pending.push(Pending::Checkpoint);
+        app.shell.status = Some("checkpoint requested".into());
     }
 }
 
