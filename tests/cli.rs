@@ -147,7 +147,7 @@ fn resumes_after_kill_9_mid_epoch() {
     let o = dino().args(args).output().unwrap();
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert!(t.contains(&format!("from it {}", meta.iter)), "did not resume from {}:\n{t}", meta.iter);
+    assert!(t.contains(&format!("from iteration {}", meta.iter)), "did not resume from {}:\n{t}", meta.iter);
     assert!(t.contains("finished at it 30"), "{t}");
     assert_eq!(metric_iters(&out), (0..30).collect::<Vec<u64>>());
 }

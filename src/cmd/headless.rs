@@ -81,7 +81,7 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
         match event {
             Event::Started(i) => {
                 crate::say!(
-                    "dino: training {} ({}) on {}: {} images, {} iterations/epoch x {} epochs, from it {}; run directory {}",
+                    "dino: training {} ({}) on {}: {} images, {} iterations/epoch x {} epochs, from iteration {}; run directory {}",
                     i.name,
                     i.arch,
                     i.device,
