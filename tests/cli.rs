@@ -148,6 +148,6 @@ fn resumes_after_kill_9_mid_epoch() {
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains(&format!("from iteration {}", meta.iter)), "did not resume from {}:\n{t}", meta.iter);
-    assert!(t.contains("training finished after 30 iterations"), "{t}");
+    assert!(t.contains("finished at it 30"), "{t}");
     assert_eq!(metric_iters(&out), (0..30).collect::<Vec<u64>>());
 }

@@ -68,3 +68,63 @@ fn tui_shows_loss_pauses_checkpoints_and_quits() {
     let meta = dino_tui::run::checkpoint::read_meta(&ckpt).unwrap();
     assert!(meta.iter > paused_at, "the stop checkpoint is older than the pause");
 }
+
+/// The number after `key` on the screen (`epoch 3/10` → 3 for "epoch ").
+fn number_after(screen: &str, key: &str) -> Option<usize> {
+    let at = screen.find(key)?;
+    let digits: String = screen[at + key.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+#[test]
+fn one_numbering_in_the_header_the_log_tab_and_ctl_status_after_a_pause() {
+    let Some(tmux) = Tmux::start("numbering") else { return };
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 16);
+    let run = d.path().join("run");
+    let mut c = common::tiny_config(&data, &run);
+    c.optim.epochs = 200;
+    c.run.saveckp_freq = 0;
+    let cfg = d.path().join("tiny.toml");
+    std::fs::write(&cfg, c.to_toml()).unwrap();
+    let dino = env!("CARGO_BIN_EXE_dino");
+    let command = format!("{dino} tui --config {}; echo DINO-EXIT=$?; sleep 60", cfg.display());
+    tmux.cmd(&["new-session", "-d", "-s", "dino", "-x", "120", "-y", "36", &command]);
+
+    // Past the first epoch (10 iterations each), so epoch and iteration differ from 0.
+    tmux.wait_for("training past epoch 0", Duration::from_secs(90), |s| number_after(s, " it ").is_some_and(|i| i >= 13));
+    tmux.keys("p");
+    let screen = tmux.wait_for("the pause's outcome in the footer", Duration::from_secs(20), |s| s.contains("paused at it "));
+    let header = screen.lines().nth(1).unwrap_or_default();
+    let epoch = number_after(header, "epoch ").unwrap();
+    let it = number_after(header, " it ").unwrap();
+    assert_eq!(number_after(&screen, "paused at it "), Some(it), "footer and header disagree:\n{screen}");
+
+    // The Log tab names the same moment and epoch.
+    tmux.keys("6");
+    let log = tmux.wait_for("the Log tab", Duration::from_secs(10), |s| s.contains("log ("));
+    let line = format!("paused at it {it} (epoch {epoch})");
+    assert!(log.contains(&line), "Log tab lacks `{line}`:\n{log}");
+
+    // So does `dino ctl status`, and the run's files.
+    let o = std::process::Command::new(dino).args(["ctl", &run.display().to_string(), "status"]).output().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)));
+    assert_eq!(status["state"], "paused", "{status}");
+    assert_eq!(status["iter"].as_u64(), Some(it as u64), "{status}");
+    assert_eq!(status["epoch"].as_u64(), Some(epoch as u64), "{status}");
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let pause = events.lines().rev().find(|l| l.contains("\"pause\"")).unwrap();
+    assert!(pause.contains(&format!("\"iter\":{it}")), "{pause}");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(last["iter"].as_u64(), Some(it as u64 - 1), "the last iteration done is the one before");
+    assert_eq!(last["epoch"].as_u64(), Some(epoch as u64));
+
+    tmux.keys("q");
+    tmux.wait_for("the quit dialog", Duration::from_secs(10), |s| s.contains("stop training and checkpoint"));
+    tmux.keys("s");
+    let screen = tmux.wait_for("the program to exit", Duration::from_secs(30), |s| s.contains("DINO-EXIT="));
+    assert!(screen.contains("DINO-EXIT=0"), "{screen}");
+}

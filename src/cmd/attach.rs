@@ -55,7 +55,7 @@ impl Link {
     }
 }
 
-pub fn run(run_dir: Option<PathBuf>) -> Result<i32> {
+pub fn run(run_dir: Option<PathBuf>, theme: Option<String>) -> Result<i32> {
     let run_dir = match run_dir {
         Some(d) => d,
         None => match pick()? {
@@ -69,7 +69,8 @@ pub fn run(run_dir: Option<PathBuf>) -> Result<i32> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("dino attach needs a terminal; use `dino ctl {} status` in scripts", run_dir.display());
     }
-    let log = crate::cmd::logging::init_default_file_logging();
+    let (log, user) = crate::cmd::logging::init_from_user_config();
+    let theme = theme.or(user.theme);
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
     let link = Arc::new(Link::default());
@@ -81,7 +82,7 @@ pub fn run(run_dir: Option<PathBuf>) -> Result<i32> {
         let (dir, tx, link) = (run_dir.clone(), ev_tx, link.clone());
         std::thread::Builder::new().name("attach-commands".into()).spawn(move || forward_commands(&dir, cmd_rx, &tx, &link))?
     };
-    let opts = TuiOptions { run_dir: Some(run_dir.clone()), ..Default::default() };
+    let opts = TuiOptions { theme, run_dir: Some(run_dir.clone()), can_relaunch: true, ..Default::default() };
     let exit = tui::run_tui(opts, cmd_tx, ev_rx);
     // The command thread ends once the TUI's sender is gone, after writing what it was given
     // (a final "stop" must reach the trainer).

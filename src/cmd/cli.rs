@@ -29,6 +29,9 @@ pub enum Command {
     Attach {
         /// Run directory (default: pick from `dino runs`)
         run_dir: Option<PathBuf>,
+        /// TUI colour theme: dark, light, high-contrast, a user theme name or a .toml path
+        #[arg(long)]
+        theme: Option<String>,
     },
     /// Send a command to a live run: status, pause, resume, checkpoint, stop, set KEY=VALUE, eval knn|linear
     #[command(after_help = crate::cmd::ctl::USAGE)]

@@ -350,7 +350,12 @@ fn status(client: &mut Client, timeout: Duration) -> Result<String, CtlFailure> 
             }
             Event::Started(info) => out["run"] = serde_json::to_value(info).unwrap_or_default(),
             Event::Schedules { schedules: s } => schedules = s,
-            Event::Metrics(m) => out["last_metrics"] = serde_json::to_value(m).unwrap_or_default(),
+            Event::Metrics(m) => {
+                // The 0-based epoch of the last iteration done, as the TUI's header and log.txt
+                // name it; `iter` below is the iterations done (the next one's 0-based index).
+                out["epoch"] = m.epoch.into();
+                out["last_metrics"] = serde_json::to_value(m).unwrap_or_default();
+            }
             Event::State { state, iter } => {
                 out["state"] = serde_json::to_value(state).unwrap_or_default();
                 out["iter"] = iter.into();

@@ -106,7 +106,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             crate::say!("{summary}");
             Ok(0)
         }
-        Command::Attach { run_dir } => super::attach::run(run_dir),
+        Command::Attach { run_dir, theme } => super::attach::run(run_dir, theme),
         Command::Ctl { run_dir, command } => Ok(super::ctl::run(&run_dir, &command)),
         Command::Runs { dir, json, sort } => {
             let dir = dir.unwrap_or_else(|| "runs".into());

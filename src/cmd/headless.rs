@@ -26,12 +26,13 @@ fn install_signal_handlers() {
     }
 }
 
-/// One progress line, as printed every `--print_freq` iterations.
+/// One progress line, as printed every `--print_freq` iterations. Numbers as in the TUI and
+/// `log.txt` (README, "The TUI"): the 0-based epoch, and the iterations done.
 pub fn progress_line(info: &RunInfo, m: &IterMetrics, eta_secs: f64) -> String {
     let total = info.epochs * info.niter_per_ep;
     format!(
         "epoch {}/{} it {}/{} loss {:.4} lr {:.3e} wd {:.4} temp {:.4} mom {:.4} {:.1} img/s data {:.0}% eta {}",
-        m.epoch + 1,
+        m.epoch,
         info.epochs,
         m.iter + 1,
         total,
@@ -61,6 +62,7 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
     let mut iter_time_ema: Option<f64> = None;
     let mut stop_sent = false;
     let mut final_state = RunState::Failed;
+    let mut last_state: Option<RunState> = None;
     loop {
         if STOP_REQUESTED.load(Ordering::SeqCst) && !stop_sent {
             crate::say_err!("dino: stop requested; checkpointing and stopping after this iteration");
@@ -72,6 +74,10 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
+        let paused_before = last_state == Some(RunState::Paused);
+        if let Event::State { state, .. } = &event {
+            last_state = Some(*state);
+        }
         match event {
             Event::Started(i) => {
                 crate::say!(
@@ -99,21 +105,23 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
                     }
                 }
             }
-            Event::Epoch(e) => crate::say!("dino: epoch {} done, train_loss {:.4}", e.epoch + 1, e.train_loss),
+            Event::Epoch(e) => crate::say!("dino: epoch {} done, train_loss {:.4}", e.epoch, e.train_loss),
             Event::CheckpointSaved(c) => {
-                crate::say!("dino: checkpoint {} (iteration {}, {:.1} MB)", c.path.display(), c.iter, c.bytes as f64 / 1e6)
+                crate::say!("dino: checkpoint saved at it {}, {}: {}", c.iter, crate::human::fmt_bytes(c.bytes), c.path.display())
             }
             Event::Alarm { message, .. } => crate::say_err!("dino: ALARM: {message}"),
             Event::Warning { message } => crate::say_err!("dino: warning: {message}"),
             Event::Error { message } => crate::say_err!("dino: error: {message}"),
+            Event::State { state: RunState::Paused, iter } => crate::say!("dino: paused at it {iter}"),
+            Event::State { state: RunState::Running, iter } if paused_before => crate::say!("dino: resumed at it {iter}"),
             Event::State { state, iter } if state.is_over() => {
                 final_state = state;
                 match state {
-                    RunState::Finished => crate::say!("dino: training finished after {iter} iterations"),
+                    RunState::Finished => crate::say!("dino: finished at it {iter}"),
                     RunState::Stopped => {
-                        crate::say!("dino: stopped at iteration {iter}; run the same command again to resume")
+                        crate::say!("dino: stopped at it {iter}; run the same command again to resume")
                     }
-                    _ => crate::say_err!("dino: training failed at iteration {iter}"),
+                    _ => crate::say_err!("dino: failed at it {iter}"),
                 }
             }
             _ => {}

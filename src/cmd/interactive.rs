@@ -38,7 +38,9 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
         Ok(TuiExit::LeaveRunning) => {
             let _ = handle.commands.send(crate::protocol::Command::Stop { checkpoint: true });
             let state = handle.join()?;
-            if state == RunState::Failed {
+            // Only a run our stop ended is handed over: one that finished or failed while the
+            // quit dialog was open has nothing left to run in the background.
+            if state != RunState::Stopped {
                 return Ok(Outcome::Ended(state));
             }
             let (child, out) = crate::cmd::detach::spawn_detached(&run_dir)?;

@@ -135,4 +135,13 @@ mod tests {
         assert_eq!(Action::Tab1.name(), "tab1");
         assert_eq!(Action::from_name("spacebar"), None);
     }
+
+    #[test]
+    fn the_readme_lists_every_action_name() {
+        let readme = include_str!("../../README.md");
+        let tui = readme.split("### The TUI").nth(1).unwrap_or_default();
+        for a in Action::all() {
+            assert!(tui.contains(&format!("`{}`", a.name())), "README's TUI section does not list `{}`", a.name());
+        }
+    }
 }

@@ -60,12 +60,16 @@ impl Tab {
     }
 }
 
-/// Zoom levels for the time-series charts: the whole run, then the last N iterations.
-pub const ZOOM_LEVELS: [Option<usize>; 5] = [None, Some(100_000), Some(10_000), Some(1_000), Some(100)];
+/// Zoom steps for the time-series charts: the whole run, then a quarter of it, a sixteenth, ...:
+/// relative to the run's length, so every step shows something new on a short run as on a long
+/// one.
+pub const ZOOM_STEPS: usize = 5;
+/// The narrowest zoom window, in iterations.
+pub const MIN_ZOOM_WINDOW: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChartView {
-    /// Index into `ZOOM_LEVELS`.
+    /// Zoom step, 0 (whole run) to `ZOOM_STEPS - 1`.
     pub zoom: usize,
     /// The last iteration shown while frozen; new data is stored but not shown.
     pub frozen_at: Option<usize>,
@@ -73,16 +77,34 @@ pub struct ChartView {
 }
 
 impl ChartView {
-    pub fn window(&self) -> Option<usize> {
-        ZOOM_LEVELS[self.zoom.min(ZOOM_LEVELS.len() - 1)]
+    /// The iterations shown for a run of `run_len` iterations: None for the whole run.
+    pub fn window(&self, run_len: usize) -> Option<usize> {
+        let zoom = self.zoom.min(ZOOM_STEPS - 1) as u32;
+        if zoom == 0 {
+            return None;
+        }
+        let n = (run_len / 4usize.pow(zoom)).max(MIN_ZOOM_WINDOW);
+        (n < run_len).then_some(n)
     }
 
-    pub fn label(&self) -> String {
-        match self.window() {
+    pub fn label(&self, run_len: usize) -> String {
+        match self.window(run_len) {
             None => "whole run".into(),
             Some(n) => format!("last {n} it"),
         }
     }
+}
+
+/// A request whose outcome the footer waits to report (`checkpoint requested` becomes
+/// `checkpoint saved at it 57, 14.8 MiB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    Pause,
+    Resume,
+    Checkpoint,
+    Eval(EvalKind),
+    Edit(ScheduleName),
+    Undo(ScheduleName),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,8 +208,16 @@ pub struct Shell {
     pub view: ChartView,
     pub help: bool,
     pub quit_dialog: Option<QuitChoice>,
-    /// A one-line message in the footer until the next key.
+    /// A one-line message in the footer until the next key, a newer message, or (the event
+    /// loop's clock) a few seconds once nothing is pending.
     pub status: Option<String>,
+    /// Requests sent whose outcome has not arrived yet; the events that answer them replace the
+    /// footer's "requested" with what happened.
+    pub pending: Vec<Pending>,
+    /// Help page: 0 the keys by topic, 1 every action's `keys.toml` name.
+    pub help_page: u8,
+    /// `p` on a stopped or failed run starts a detached trainer on it (`dino attach`).
+    pub can_relaunch: bool,
     /// Text to put on the clipboard (OSC 52); the event loop writes it after drawing.
     pub clipboard: Option<String>,
     pub exit: Option<TuiExit>,
@@ -258,6 +288,9 @@ impl App {
                 help: false,
                 quit_dialog: None,
                 status: None,
+                pending: Vec::new(),
+                help_page: 0,
+                can_relaunch: false,
                 clipboard: None,
                 exit: None,
                 size: (80, 24),
@@ -279,6 +312,31 @@ impl App {
         self.trainer.info.as_ref().map(|r| r.epochs * r.niter_per_ep)
     }
 
+    /// Where the run stands between iterations, as every view names it: the number of
+    /// iterations done, which is also the 0-based `iter` of the next one to run (the `iter` of
+    /// `events.jsonl`'s pause, checkpoint and stop lines and of `dino ctl status`).
+    pub fn position(&self) -> Option<usize> {
+        self.trainer.store.last().map(|m| m.iter + 1).or_else(|| self.trainer.info.as_ref().map(|r| r.start_iter))
+    }
+
+    /// The 0-based epoch (`log.txt`'s) of the last iteration done: the one in progress, or just
+    /// finished.
+    pub fn epoch(&self) -> Option<usize> {
+        self.trainer.store.last().map(|m| m.epoch)
+    }
+
+    /// The run's length in iterations for zooming: the planned total, else what is recorded.
+    pub fn run_len(&self) -> usize {
+        self.total_iters().filter(|n| *n > 0).unwrap_or_else(|| self.trainer.store.len().max(1))
+    }
+
+    /// Forgets a pending request; true when it was pending.
+    pub fn resolve(&mut self, p: Pending) -> bool {
+        let before = self.shell.pending.len();
+        self.shell.pending.retain(|x| *x != p);
+        self.shell.pending.len() != before
+    }
+
     /// Whether quitting needs no confirmation: the run is over or its trainer is gone.
     pub fn training_over(&self) -> bool {
         self.trainer.state.is_over() || self.trainer.gone
@@ -295,7 +353,7 @@ impl App {
             LogLevel::Warn => tracing::warn!("{text}"),
             LogLevel::Error => tracing::error!("{text}"),
         }
-        let iter = self.trainer.store.last().map(|m| m.iter);
+        let iter = self.trainer.store.last().map(|m| m.iter + 1);
         self.log_tab.entries.push(LogEntry { level, iter, text });
         if self.log_tab.entries.len() > LOG_CAPACITY {
             let drop = self.log_tab.entries.len() - LOG_CAPACITY;

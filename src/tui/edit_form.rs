@@ -74,12 +74,14 @@ impl EditForm {
         };
     }
 
-    /// Left/Right: cycles the focused choice.
+    /// Left/Right: cycles the focused choice; the value field has none (one key, one job per
+    /// field).
     pub fn cycle(&mut self, forward: bool) {
         let step = |i: usize, n: usize| if forward { (i + 1) % n } else { (i + n - 1) % n };
         match self.field {
             FormField::Schedule => self.schedule = step(self.schedule, ScheduleName::ALL.len()),
-            FormField::Kind | FormField::Value => self.kind = step(self.kind, EditChoice::ALL.len()),
+            FormField::Kind => self.kind = step(self.kind, EditChoice::ALL.len()),
+            FormField::Value => {}
         }
     }
 
@@ -146,6 +148,9 @@ mod tests {
         }
         assert!(!f.type_char('x'));
         assert_eq!(f.edit(11), Ok(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 11, kind: EditKind::Constant(2.5e-4) }));
+        f.cycle(true);
+        assert_eq!(f.choice(), EditChoice::Constant, "←/→ in the value field leave the kind alone");
+        f.field = FormField::Kind;
         f.cycle(true);
         assert_eq!(f.edit(11).map(|e| e.kind), Ok(EditKind::Scale(2.5e-4)));
         f.field = FormField::Schedule;

@@ -27,6 +27,35 @@ const FRAME: Duration = Duration::from_millis(100);
 const TELEMETRY: Duration = Duration::from_secs(1);
 /// How long the input thread blocks before checking whether it should stop.
 const INPUT_POLL: Duration = Duration::from_millis(50);
+/// How long a footer message stays once nothing it talks about is pending.
+const NOTICE_TTL: Duration = Duration::from_secs(8);
+
+/// When the footer's message was set, so an answered or stale one goes (the key hints come back)
+/// while one waiting for an outcome stays.
+#[derive(Default)]
+struct NoticeClock {
+    text: Option<String>,
+    since: Option<std::time::Instant>,
+}
+
+impl NoticeClock {
+    /// Clears the footer message when it has stood unchanged for `NOTICE_TTL` with nothing
+    /// pending; true when it did.
+    fn expire(&mut self, app: &mut App, now: std::time::Instant) -> bool {
+        if app.shell.status != self.text {
+            self.text = app.shell.status.clone();
+            self.since = Some(now);
+            return false;
+        }
+        let old = self.since.is_some_and(|t| now.duration_since(t) >= NOTICE_TTL);
+        if app.shell.status.is_some() && old && app.shell.pending.is_empty() {
+            app.shell.status = None;
+            self.text = None;
+            return true;
+        }
+        false
+    }
+}
 
 /// What the loop needs to reload the theme when its file changes.
 pub struct ThemeReload {
@@ -117,6 +146,7 @@ async fn run_inner(
     // NVML is loaded once, here, not per sample.
     let mut sampler = TelemetrySampler::new();
     let mut signals = Signals::new();
+    let mut notice = NoticeClock::default();
     let mut dirty = true;
     loop {
         tokio::select! {
@@ -138,6 +168,7 @@ async fn run_inner(
                 if app.checkpoint_tab.files.len() != app.checkpoint_tab.rows.len() {
                     dirty |= super::checkpoint_files::refresh(app);
                 }
+                dirty |= notice.expire(app, std::time::Instant::now());
                 if let Some(w) = &reload.watch {
                     if w.changed(&reload.file_name) {
                         reload_theme(app, reload);
@@ -274,6 +305,22 @@ mod tests {
         assert!(drain_events(&mut app, &events));
         assert!(app.trainer.gone);
         assert!(app.training_over());
+    }
+
+    #[test]
+    fn footer_messages_expire_unless_an_outcome_is_pending() {
+        let (mut app, _rx) = fixtures::app(10);
+        let mut clock = NoticeClock::default();
+        let t0 = std::time::Instant::now();
+        app.shell.status = Some("copied: x".into());
+        assert!(!clock.expire(&mut app, t0));
+        assert!(!clock.expire(&mut app, t0 + Duration::from_secs(1)));
+        assert!(clock.expire(&mut app, t0 + NOTICE_TTL + Duration::from_secs(1)));
+        assert_eq!(app.shell.status, None);
+        app.shell.status = Some("checkpoint requested".into());
+        app.shell.pending.push(crate::tui::app::Pending::Checkpoint);
+        clock.expire(&mut app, t0);
+        assert!(!clock.expire(&mut app, t0 + NOTICE_TTL * 3), "a request waiting for its outcome stays");
     }
 
     #[test]

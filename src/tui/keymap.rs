@@ -198,37 +198,56 @@ impl KeyMap {
         keys
     }
 
-    /// The defaults with `text`'s bindings applied; `file` names the source in errors.
-    pub fn from_toml(file: &str, text: &str) -> Result<KeyMap, KeyMapError> {
+    /// The defaults with `text`'s bindings applied; `file` names the source in errors. Every
+    /// valid entry is applied and every bad one reported (an action whose keys are all bad keeps
+    /// its defaults): one typo must not cost the person all their other bindings.
+    pub fn from_toml(file: &str, text: &str) -> (KeyMap, Vec<KeyMapError>) {
         let err = |message: String| KeyMapError { file: file.into(), message };
-        let table: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         let mut km = KeyMap::default();
+        let table: toml::Table = match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => return (km, vec![err(e.to_string())]),
+        };
+        let mut errors = Vec::new();
         for (name, value) in &table {
-            let action = Action::from_name(name).ok_or_else(|| {
-                err(format!("unknown action `{name}` (actions: {})", Action::all().map(|a| a.name()).collect::<Vec<_>>().join(", ")))
-            })?;
-            let names: Vec<&str> = match value {
-                toml::Value::String(s) => vec![s.as_str()],
-                toml::Value::Array(a) => {
-                    a.iter().map(|v| v.as_str().ok_or_else(|| err(format!("`{name}`: keys must be strings")))).collect::<Result<_, _>>()?
-                }
-                _ => return Err(err(format!("`{name}`: expected a key name or a list of key names"))),
+            let Some(action) = Action::from_name(name) else {
+                errors
+                    .push(err(format!("unknown action `{name}` (the action names are listed under `?` `?` in the TUI and in the README)")));
+                continue;
             };
-            let keys = names.iter().map(|k| Key::parse(k).map_err(|m| err(format!("`{name}`: {m}")))).collect::<Result<Vec<_>, _>>()?;
+            let names: Vec<Option<&str>> = match value {
+                toml::Value::String(s) => vec![Some(s.as_str())],
+                toml::Value::Array(a) => a.iter().map(|v| v.as_str()).collect(),
+                _ => {
+                    errors.push(err(format!("`{name}`: expected a key name or a list of key names")));
+                    continue;
+                }
+            };
+            let mut keys = Vec::new();
+            for n in names {
+                match n.map(Key::parse) {
+                    Some(Ok(k)) => keys.push(k),
+                    Some(Err(m)) => errors.push(err(format!("`{name}`: {m}"))),
+                    None => errors.push(err(format!("`{name}`: keys must be strings"))),
+                }
+            }
+            if keys.is_empty() {
+                continue;
+            }
             km.map.retain(|_, a| *a != action);
             for k in keys {
                 km.map.insert(k, action);
             }
         }
-        Ok(km)
+        (km, errors)
     }
 
-    /// Loads `path` when it exists; a missing file means the defaults.
-    pub fn load(path: &Path) -> Result<KeyMap, KeyMapError> {
+    /// Loads `path` when it exists (a missing file means the defaults), with every problem found.
+    pub fn load(path: &Path) -> (KeyMap, Vec<KeyMapError>) {
         match std::fs::read_to_string(path) {
             Ok(text) => KeyMap::from_toml(&path.display().to_string(), &text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyMap::default()),
-            Err(e) => Err(KeyMapError { file: path.display().to_string(), message: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (KeyMap::default(), vec![]),
+            Err(e) => (KeyMap::default(), vec![KeyMapError { file: path.display().to_string(), message: e.to_string() }]),
         }
     }
 }
@@ -280,7 +299,8 @@ mod tests {
 
     #[test]
     fn keys_toml_rebinds() {
-        let km = KeyMap::from_toml("keys.toml", "toggle_pause = \"space\"\nquit = [\"x\", \"ctrl-q\"]\n").expect("valid");
+        let (km, errors) = KeyMap::from_toml("keys.toml", "toggle_pause = \"space\"\nquit = [\"x\", \"ctrl-q\"]\n");
+        assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(km.action(Key::plain(' ')), Some(Action::TogglePause));
         assert_eq!(km.action(Key::plain('p')), None, "old binding removed");
         assert_eq!(km.action(Key::plain('x')), Some(Action::Quit));
@@ -291,20 +311,38 @@ mod tests {
 
     #[test]
     fn unknown_key_name_is_rejected_clearly() {
-        let err = KeyMap::from_toml("/home/u/.config/dino-tui/keys.toml", "quit = \"ctrl-banana\"\n").expect_err("bad key");
-        let msg = err.to_string();
+        let (km, errors) = KeyMap::from_toml("/home/u/.config/dino-tui/keys.toml", "quit = \"ctrl-banana\"\n");
+        let msg = errors[0].to_string();
+        assert_eq!(km.action(Key::plain('q')), Some(Action::Quit), "an action whose keys are all bad keeps its defaults");
         assert!(msg.contains("keys.toml") && msg.contains("quit") && msg.contains("ctrl-banana"), "{msg}");
     }
 
     #[test]
     fn unknown_action_is_rejected_clearly() {
-        let err = KeyMap::from_toml("keys.toml", "explode = \"x\"\n").expect_err("bad action");
-        assert!(err.to_string().contains("unknown action `explode`"), "{err}");
+        let (_, errors) = KeyMap::from_toml("keys.toml", "explode = \"x\"\n");
+        assert!(errors[0].to_string().contains("unknown action `explode`"), "{errors:?}");
+    }
+
+    #[test]
+    fn one_bad_entry_keeps_the_good_ones_and_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, "toggle_pause = \"space\"\nfoo_bar = \"x\"\ncheckpoint = [\"w\", \"spacebar\"]\n").expect("write");
+        let (km, errors) = KeyMap::load(&path);
+        assert_eq!(km.action(Key::plain(' ')), Some(Action::TogglePause), "first good entry applied");
+        assert_eq!(km.action(Key::plain('w')), Some(Action::Checkpoint), "second good entry applied");
+        assert_eq!(km.action(Key::plain('c')), None, "its default replaced");
+        assert_eq!(km.action(Key::plain('x')), Some(Action::MarkExclude), "the bad entry changes nothing");
+        let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(all.len(), 2, "every bad one reported: {all:?}");
+        assert!(all.iter().any(|e| e.contains("keys.toml") && e.contains("unknown action `foo_bar`") && e.contains("README")), "{all:?}");
+        assert!(all.iter().any(|e| e.contains("`checkpoint`") && e.contains("spacebar")), "{all:?}");
     }
 
     #[test]
     fn missing_key_file_means_defaults() {
-        let km = KeyMap::load(Path::new("/nonexistent/keys.toml")).expect("defaults");
+        let (km, errors) = KeyMap::load(Path::new("/nonexistent/keys.toml"));
+        assert!(errors.is_empty());
         assert_eq!(km.action(Key::plain('p')), Some(Action::TogglePause));
     }
 }

@@ -50,6 +50,9 @@ pub struct TuiOptions {
     pub config_dir: Option<PathBuf>,
     /// Colour off; None: on unless `NO_COLOR` is set.
     pub no_color: Option<bool>,
+    /// Whether `p` on a stopped or failed run starts a trainer on it again (`dino attach` does;
+    /// in-process the trainer is gone for good), so the footer can say what the key will do.
+    pub can_relaunch: bool,
 }
 
 /// Why the TUI returned, so the caller knows what to do with the trainer.
@@ -80,17 +83,19 @@ pub fn build_app(opts: &TuiOptions, commands: Sender<Command>) -> App {
     let no_color = opts.no_color.unwrap_or_else(theme::no_color_from_env);
     let (t, theme_err) = theme::load_or_default(&name, theme_dir.as_deref());
     let keys_path = opts.keys_path.clone().or_else(|| config_dir.as_ref().map(|d| d.join("keys.toml")));
-    let (keymap, keys_err) = match keys_path.as_deref().map(KeyMap::load) {
-        Some(Ok(k)) => (k, None),
-        Some(Err(e)) => (KeyMap::default(), Some(e)),
-        None => (KeyMap::default(), None),
-    };
+    let (keymap, keys_errors) = keys_path.as_deref().map(KeyMap::load).unwrap_or_default();
     let mut app = App::new(commands, t.with_no_color(no_color), keymap);
+    app.shell.can_relaunch = opts.can_relaunch;
     if let Some(e) = theme_err {
         app.log_line(LogLevel::Error, format!("{e}; using the default theme"));
     }
-    if let Some(e) = keys_err {
-        app.log_line(LogLevel::Error, format!("{e}; using the default keys"));
+    for e in &keys_errors {
+        app.log_line(LogLevel::Error, format!("{e}; entry ignored"));
+    }
+    if let Some(first) = keys_errors.first() {
+        let n = keys_errors.len();
+        let s = if n == 1 { "entry" } else { "entries" };
+        app.shell.status = Some(format!("{}: {n} bad {s} ignored, the others applied (Log tab: 6)", first.file));
     }
     if let Some(dir) = &opts.run_dir {
         app.log_line(LogLevel::Info, format!("run directory: {}", dir.display()));

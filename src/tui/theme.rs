@@ -186,7 +186,9 @@ fn fallback_palette() -> Palette {
 }
 
 /// A colour name as theme files write it: an ANSI name (`light_blue`, `dark_gray`, `reset`) so
-/// 16-colour terminals show it, or `#rrggbb` for terminals with true colour.
+/// 16-colour terminals show it, a 256-colour palette index (`"240"`: the grey ramp 232-255 has
+/// mid greys that read on white, where ANSI 7 and the washed-out bright colours do not), or
+/// `#rrggbb` for terminals with true colour.
 pub fn parse_color(s: &str) -> Result<Color, String> {
     let t = s.trim().to_ascii_lowercase().replace(['-', ' '], "_");
     let named = match t.as_str() {
@@ -207,6 +209,10 @@ pub fn parse_color(s: &str) -> Result<Color, String> {
         "light_magenta" => Color::LightMagenta,
         "light_cyan" => Color::LightCyan,
         "white" => Color::White,
+        n if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => match n.parse::<u8>() {
+            Ok(i) => Color::Indexed(i),
+            Err(_) => return Err(format!("`{s}` is not a colour: a palette index is 0 to 255")),
+        },
         hex if hex.starts_with('#') => {
             let h = &hex[1..];
             if h.len() != 6 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -218,7 +224,7 @@ pub fn parse_color(s: &str) -> Result<Color, String> {
         _ => {
             return Err(format!(
                 "`{s}` is not a colour: use an ANSI name (black, red, green, yellow, blue, magenta, cyan, gray, \
-                 dark_gray, light_red, ..., white, reset) or `#rrggbb`"
+                 dark_gray, light_red, ..., white, reset), a palette index 0-255 or `#rrggbb`"
             ))
         }
     };
@@ -392,5 +398,17 @@ mod tests {
         let (theme, err) = load_or_default("nope", None);
         assert_eq!(theme.name, "dark");
         assert!(matches!(err, Some(ThemeError::NotFound { .. })));
+    }
+
+    #[test]
+    fn palette_indices_parse_and_the_light_theme_avoids_pale_greys() {
+        assert_eq!(parse_color("240"), Ok(Color::Indexed(240)));
+        assert!(parse_color("256").is_err());
+        let (light, err) = load_or_default("light", None);
+        assert!(err.is_none(), "{err:?}");
+        let p = light.palette;
+        for (slot, c) in [("muted", p.muted), ("border", p.border), ("foreground", p.foreground)] {
+            assert!(!matches!(c, Color::Gray | Color::White | Color::DarkGray), "light theme {slot} is {c:?}: pale on white");
+        }
     }
 }

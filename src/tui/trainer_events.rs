@@ -1,6 +1,13 @@
-//! Folding the trainer's `Event`s into the UI's state.
+//! Folding the trainer's `Event`s into the UI's state, and turning the ones that answer a
+//! request into the footer's outcome (`paused at it 57`, `checkpoint saved at it 57, 14.8 MiB`,
+//! `k-NN 22.7% (+1.3 vs previous)`).
+//!
+//! Numbers follow one rule (README, "The TUI"): epochs and iterations are 0-based, as in
+//! `log.txt` and `metrics.jsonl`; a moment between iterations is named by the next iteration to
+//! run, which is also the number done.
 
-use super::app::{App, EvalRecord, ScheduleCurve};
+use super::action::Action;
+use super::app::{App, EvalRecord, Pending, ScheduleCurve};
 use super::format::{fmt_bytes, fmt_value};
 use super::log_view::LogLevel;
 use crate::protocol::{EvalKind, Event, RunState};
@@ -42,18 +49,13 @@ pub fn apply_event(app: &mut App, ev: Event) {
             LogLevel::Info,
             format!("epoch {} done: loss {} lr {} wd {}", s.epoch, fmt_value(s.train_loss), fmt_value(s.train_lr), fmt_value(s.train_wd)),
         ),
-        Event::State { state, iter } => {
-            if state != app.trainer.state {
-                let level = if state == RunState::Failed { LogLevel::Error } else { LogLevel::Info };
-                app.log_line(level, format!("state: {} → {} at iteration {iter}", state_label(app.trainer.state), state_label(state)));
-            }
-            app.trainer.state = state;
-        }
+        Event::State { state, iter } => apply_state(app, state, iter),
         Event::CheckpointSaved(c) => {
-            app.log_line(
-                LogLevel::Info,
-                format!("checkpoint saved: {} (epoch {}, it {}, {})", c.path.display(), c.epoch, c.iter, fmt_bytes(c.bytes)),
-            );
+            let what = format!("checkpoint saved at it {}, {}", c.iter, fmt_bytes(c.bytes));
+            app.log_line(LogLevel::Info, format!("{what}: {}", c.path.display()));
+            if app.resolve(Pending::Checkpoint) {
+                app.shell.status = Some(what);
+            }
             let rows = &mut app.checkpoint_tab.rows;
             // The same weights written again under the same name (a checkpoint asked for at an
             // epoch's end) are one row.
@@ -72,11 +74,60 @@ pub fn apply_event(app: &mut App, ev: Event) {
             app.shell.status = Some(format!("alarm: {message}"));
             app.trainer.last_alarm = Some(format!("it {iter}: {message}"));
         }
-        Event::Warning { message } => app.log_line(LogLevel::Warn, message),
+        Event::Warning { message } => {
+            let level = if routine(&message) { LogLevel::Info } else { LogLevel::Warn };
+            app.log_line(level, message)
+        }
         Event::Error { message } => {
             app.log_line(LogLevel::Error, message.clone());
+            // A refused edit answers the edit; a failed evaluation or command answers the rest.
+            app.shell.pending.clear();
             app.shell.status = Some(format!("error: {message}"));
         }
+    }
+}
+
+/// Messages that come as warnings on the wire but are the normal course of things (a run handed
+/// to a detached trainer resumes from its checkpoint; a finished run is shown read-only).
+fn routine(message: &str) -> bool {
+    ["resumed from ", "resuming: ", "read-only: ", "started from the weights", "the trainer closed the connection"]
+        .iter()
+        .any(|p| message.starts_with(p))
+}
+
+/// A state change, in the Log and, as the outcome of a pause or resume (whoever asked: a key
+/// here, `dino ctl`, another TUI), in the footer.
+fn apply_state(app: &mut App, state: RunState, iter: usize) {
+    let before = app.trainer.state;
+    if state == before {
+        return;
+    }
+    let level = if state == RunState::Failed { LogLevel::Error } else { LogLevel::Info };
+    let what = match (before, state) {
+        (RunState::Paused, RunState::Running) => format!("resumed at it {iter}"),
+        (_, RunState::Running) => format!("running from it {iter}"),
+        (_, s) => format!("{} at it {iter}", state_label(s)),
+    };
+    let epoch = app.epoch().map(|e| format!(" (epoch {e})")).unwrap_or_default();
+    app.log_line(level, format!("{what}{epoch}"));
+    app.resolve(Pending::Pause);
+    app.resolve(Pending::Resume);
+    app.trainer.state = state;
+    let status = match state {
+        RunState::Paused => {
+            let key = app.shell.keymap.keys_for(Action::TogglePause).first().map(|k| k.label()).unwrap_or_else(|| "-".into());
+            Some(format!("{what} — {key} resumes"))
+        }
+        RunState::Running if before != RunState::Starting => Some(what),
+        s if s.is_over() => {
+            // Nothing pending can be answered any more.
+            app.shell.pending.clear();
+            Some(what)
+        }
+        _ => None,
+    };
+    if status.is_some() {
+        app.shell.status = status;
     }
 }
 
@@ -93,16 +144,20 @@ fn apply_schedule_event(app: &mut App, ev: Event) {
         }
         Event::ScheduleEdited { edit } => {
             app.schedule_tab.edit_history.push(edit.schedule);
-            app.log_line(
-                LogLevel::Info,
-                format!("schedule edited: {} from iteration {}: {:?}", edit.schedule.label(), edit.from_iter, edit.kind),
-            );
+            let what = format!("{} edit applied from it {}", edit.schedule.label(), edit.from_iter);
+            app.log_line(LogLevel::Info, format!("{what}: {:?}", edit.kind));
+            if app.resolve(Pending::Edit(edit.schedule)) {
+                app.shell.status = Some(what);
+            }
         }
         Event::ScheduleUndone { schedule } => {
             if let Some(pos) = app.schedule_tab.edit_history.iter().rposition(|s| *s == schedule) {
                 app.schedule_tab.edit_history.remove(pos);
             }
             app.log_line(LogLevel::Info, format!("schedule edit undone: {}", schedule.label()));
+            if app.resolve(Pending::Undo(schedule)) {
+                app.shell.status = Some(format!("last {} edit undone", schedule.label()));
+            }
         }
         _ => {}
     }
@@ -125,6 +180,15 @@ fn apply_eval_event(app: &mut App, ev: Event) {
                 load_outliers(app, &json);
             }
             let top1 = crate::protocol::headline_top1(&json);
+            let random = json["random_weights"].as_bool().unwrap_or(false);
+            let asked = app.resolve(Pending::Eval(kind));
+            if let (Some(v), false, EvalKind::Knn | EvalKind::Linear) = (top1, random, kind) {
+                let previous = app.eval_tab.records.iter().rev().find(|r| r.kind == kind && !r.random).and_then(|r| r.top1);
+                let delta = previous.map(|p| format!(" ({:+.1} vs previous)", v - p)).unwrap_or_default();
+                app.shell.status = Some(format!("{} {v:.1}%{delta}", kind.label()));
+            } else if asked {
+                app.shell.status = Some(format!("{} done: {summary}", kind.label()));
+            }
             let per_k = json["results"]
                 .as_array()
                 .map(|rs| rs.iter().filter_map(|r| Some((r["k"].as_u64()? as usize, r["top1"].as_f64()?))).collect())
@@ -136,7 +200,7 @@ fn apply_eval_event(app: &mut App, ev: Event) {
                 epoch: number("epoch"),
                 top1,
                 content_id: json["content_id"].as_str().map(String::from),
-                random: json["random_weights"].as_bool().unwrap_or(false),
+                random,
                 per_k,
                 num_classes: number("num_classes"),
             });

@@ -3,7 +3,7 @@
 //! the key map does.
 
 use super::action::Action;
-use super::app::{App, FileState, QuitChoice, Tab, ZOOM_LEVELS};
+use super::app::{App, FileState, Pending, QuitChoice, Tab, ZOOM_STEPS};
 use super::edit_form::FormField;
 use super::keymap::Key;
 use super::layout::tab_at;
@@ -48,8 +48,14 @@ pub fn handle_key(app: &mut App, key: KeyEvent) {
     }
 
     if app.shell.help {
-        // Any key closes the help; Ctrl-C and quit still do their job.
+        // The help key again turns to the page of action names; any other key closes the help,
+        // and Ctrl-C and quit still do their job.
+        if action == Some(Action::Help) && app.shell.help_page == 0 {
+            app.shell.help_page = 1;
+            return;
+        }
         app.shell.help = false;
+        app.shell.help_page = 0;
         if matches!(action, Some(Action::Interrupt | Action::Quit)) {
             update(app, action.unwrap_or(Action::Cancel));
         }
@@ -65,6 +71,8 @@ pub fn handle_key(app: &mut App, key: KeyEvent) {
             }
             (_, Some(Action::Up)) | (KeyCode::BackTab, _) => app.schedule_tab.form.next_field(false),
             (_, Some(Action::Down)) | (KeyCode::Tab, _) => app.schedule_tab.form.next_field(true),
+            // ←/→ change the focused choice; in the value field they do nothing, so a person
+            // fixing a typo cannot change the kind of edit by accident.
             (_, Some(Action::Left)) => app.schedule_tab.form.cycle(false),
             (_, Some(Action::Right)) => app.schedule_tab.form.cycle(true),
             (_, Some(Action::Confirm)) => apply_form(app),
@@ -127,27 +135,8 @@ fn run_action(app: &mut App, action: Action) {
                 app.shell.quit_dialog = Some(QuitChoice::StopAndCheckpoint);
             }
         }
-        Action::TogglePause => match app.trainer.state {
-            RunState::Paused => {
-                if app.send(Command::Resume) {
-                    app.shell.status = Some("resume requested".into());
-                }
-            }
-            RunState::Finished => app.shell.status = Some("training is over".into()),
-            // A stopped or failed run shown by `dino attach` can be continued: its client turns
-            // this into a detached trainer. In-process, the trainer is gone and says so.
-            s if s.is_over() => {
-                if app.send(Command::Resume) {
-                    app.shell.status = Some("resume requested".into());
-                }
-            }
-            _ => {
-                if app.send(Command::Pause) {
-                    app.shell.status = Some("pause requested (takes effect between iterations)".into());
-                }
-            }
-        },
-        Action::Checkpoint => send_with_status(app, Command::Checkpoint, "checkpoint requested"),
+        Action::TogglePause => toggle_pause(app),
+        Action::Checkpoint => request_checkpoint(app),
         Action::EvalKnn => request_eval(app, EvalKind::Knn, Tab::Evaluation),
         Action::EvalLinear => request_eval(app, EvalKind::Linear, Tab::Evaluation),
         Action::EvalAll => evaluate_all(app),
@@ -155,10 +144,50 @@ fn run_action(app: &mut App, action: Action) {
         Action::UndoScheduleEdit => {
             let schedule = app.schedule_tab.edit_history.last().copied().unwrap_or_else(|| app.schedule_tab.form.schedule_name());
             if app.send(Command::UndoScheduleEdit { schedule }) {
+                app.shell.pending.push(Pending::Undo(schedule));
                 app.shell.status = Some(format!("undo of the last {} edit requested", schedule.label()));
             }
         }
         _ => {}
+    }
+}
+
+/// `c`: a checkpoint now; the footer waits for the saved one.
+fn request_checkpoint(app: &mut App) {
+    if app.send(Command::Checkpoint) {
+        app.shell.pending.push(Pending::Checkpoint);
+        app.shell.status = Some("checkpoint requested".into());
+    }
+}
+
+/// `p`: pause or resume, and on a run that is over, what can be done instead.
+fn toggle_pause(app: &mut App) {
+    let at = app.position().map(|i| format!(" at it {i}")).unwrap_or_default();
+    match app.trainer.state {
+        RunState::Paused => {
+            if app.send(Command::Resume) {
+                app.shell.pending.push(Pending::Resume);
+                app.shell.status = Some("resume requested".into());
+            }
+        }
+        RunState::Finished => app.shell.status = Some(format!("training finished{at}: nothing to resume")),
+        // A stopped or failed run shown by `dino attach` can be continued: its client turns
+        // this into a detached trainer. In-process, the trainer is gone for good.
+        s if s.is_over() && app.shell.can_relaunch => {
+            if app.send(Command::Resume) {
+                app.shell.status = Some(format!("starting a trainer in the background to continue it{at}…"));
+            }
+        }
+        s if s.is_over() => {
+            app.shell.status = Some("this trainer has ended; run the same command again to resume from its checkpoint".into())
+        }
+        _ if app.trainer.gone => app.shell.status = Some("the trainer is gone".into()),
+        _ => {
+            if app.send(Command::Pause) {
+                app.shell.pending.push(Pending::Pause);
+                app.shell.status = Some("pause requested (between iterations)".into());
+            }
+        }
     }
 }
 
@@ -172,10 +201,13 @@ fn view_action(app: &mut App, action: Action) {
                 None => Some(app.current_iter().unwrap_or(0)),
             };
         }
-        Action::ZoomIn => app.shell.view.zoom = (app.shell.view.zoom + 1).min(ZOOM_LEVELS.len() - 1),
+        Action::ZoomIn => app.shell.view.zoom = (app.shell.view.zoom + 1).min(ZOOM_STEPS - 1),
         Action::ZoomOut => app.shell.view.zoom = app.shell.view.zoom.saturating_sub(1),
         Action::ToggleLogScale => app.shell.view.log_scale = !app.shell.view.log_scale,
-        Action::Help => app.shell.help = !app.shell.help,
+        Action::Help => {
+            app.shell.help = !app.shell.help;
+            app.shell.help_page = 0;
+        }
         Action::NextTab => app.shell.tab = Tab::from_index(app.shell.tab.index() + 1),
         Action::PrevTab => app.shell.tab = Tab::from_index(app.shell.tab.index() + Tab::ALL.len() - 1),
         Action::Tab1 => app.shell.tab = Tab::Dashboard,
@@ -244,13 +276,6 @@ fn tab_action(app: &mut App, action: Action) {
     }
 }
 
-/// Sends a command and, when it went out, says so in the footer.
-fn send_with_status(app: &mut App, cmd: Command, status: &str) {
-    if app.send(cmd) {
-        app.shell.status = Some(status.into());
-    }
-}
-
 /// Evaluates the selected checkpoint when the Checkpoints tab is open, else the live teacher.
 fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
     let on_row = app.shell.tab == Tab::Checkpoints && kind != EvalKind::Outliers;
@@ -274,6 +299,7 @@ fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
         None => String::new(),
     };
     if app.send(Command::Eval { kind, checkpoint }) {
+        app.shell.pending.push(Pending::Eval(kind));
         app.shell.status = Some(format!("{what}{of} requested"));
         app.log_line(LogLevel::Info, format!("{what}{of} requested"));
     }
@@ -281,6 +307,12 @@ fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
 
 fn choose_quit(app: &mut App, choice: QuitChoice) {
     app.shell.quit_dialog = None;
+    // The run may have ended while the dialog was open: then there is nothing to stop or to
+    // leave running, and nothing is sent.
+    if app.training_over() && choice != QuitChoice::Cancel {
+        app.shell.exit = Some(TuiExit::TrainingOver);
+        return;
+    }
     match choice {
         QuitChoice::StopAndCheckpoint => {
             app.send(Command::Stop { checkpoint: true });
@@ -359,12 +391,15 @@ fn scroll(app: &mut App, up: bool, n: usize) {
 }
 
 fn apply_form(app: &mut App) {
-    let from_iter = app.current_iter().map_or(0, |i| i + 1);
+    // The trainer starts the edit at the next iteration it runs, which may be later than this
+    // (it moves on while the edit travels); its answer names the iteration, and the footer says it.
+    let from_iter = app.position().unwrap_or(0);
     let schedule = app.schedule(app.schedule_tab.form.schedule_name()).map(|c| &c.schedule);
     match app.schedule_tab.form.checked_edit(from_iter, schedule) {
         Ok(edit) => {
             if app.send(Command::EditSchedule(edit)) {
-                app.shell.status = Some(format!("{} edit sent (from iteration {from_iter})", edit.schedule.label()));
+                app.shell.pending.push(Pending::Edit(edit.schedule));
+                app.shell.status = Some(format!("{} edit sent; it applies from the next iteration", edit.schedule.label()));
                 app.log_line(LogLevel::Info, format!("schedule edit requested: {edit:?}"));
                 app.schedule_tab.form.value.clear();
                 app.schedule_tab.form.active = false;
@@ -519,11 +554,23 @@ mod tests {
     #[test]
     fn view_keys_zoom_freeze_and_log_scale() {
         let (mut app, _rx) = fixtures::app(300);
+        // Steps relative to the run's 500 iterations: a quarter, a sixteenth, then the floor.
+        let run = app.run_len();
+        assert_eq!(run, 500);
         press(&mut app, KeyCode::Char('+'));
-        assert_eq!(app.shell.view.window(), Some(100_000));
+        assert_eq!(app.shell.view.window(run), Some(125));
+        press(&mut app, KeyCode::Char('+'));
+        assert_eq!(app.shell.view.window(run), Some(31));
+        press(&mut app, KeyCode::Char('+'));
+        assert_eq!(app.shell.view.window(run), Some(10));
         press(&mut app, KeyCode::Char('-'));
         press(&mut app, KeyCode::Char('-'));
-        assert_eq!(app.shell.view.window(), None);
+        press(&mut app, KeyCode::Char('-'));
+        press(&mut app, KeyCode::Char('-'));
+        assert_eq!(app.shell.view.window(run), None);
+        // A short run still zooms: 40 iterations become the last 10.
+        let short = crate::tui::app::ChartView { zoom: 1, ..Default::default() };
+        assert_eq!(short.window(40), Some(10));
         press(&mut app, KeyCode::Char('g'));
         assert!(app.shell.view.log_scale);
         press(&mut app, KeyCode::Char('f'));
@@ -605,6 +652,73 @@ mod tests {
         press(&mut app, KeyCode::Right);
         press(&mut app, KeyCode::Enter);
         assert_eq!(app.shell.exit, None, "cancel selected");
+    }
+
+    #[test]
+    fn quit_dialog_rechecks_the_run_when_the_choice_is_made() {
+        let (mut app, rx) = fixtures::app(10);
+        press(&mut app, KeyCode::Char('q'));
+        assert!(app.shell.quit_dialog.is_some());
+        // The run finishes while the dialog says it is running.
+        apply_event(&mut app, Event::State { state: RunState::Finished, iter: 500 });
+        press(&mut app, KeyCode::Char('l'));
+        assert_eq!(app.shell.exit, Some(TuiExit::TrainingOver), "nothing to leave running");
+        assert!(rx.try_recv().is_err(), "nothing sent");
+    }
+
+    #[test]
+    fn requests_resolve_into_outcomes() {
+        let (mut app, _rx) = fixtures::app(57);
+        press(&mut app, KeyCode::Char('p'));
+        assert!(app.shell.status.as_deref().is_some_and(|s| s.contains("pause requested")));
+        apply_event(&mut app, Event::State { state: RunState::Paused, iter: 57 });
+        assert_eq!(app.shell.status.as_deref(), Some("paused at it 57 — p resumes"));
+        // A resume from elsewhere (`dino ctl resume`) replaces it.
+        apply_event(&mut app, Event::State { state: RunState::Running, iter: 57 });
+        assert_eq!(app.shell.status.as_deref(), Some("resumed at it 57"));
+        press(&mut app, KeyCode::Char('c'));
+        assert_eq!(app.shell.status.as_deref(), Some("checkpoint requested"));
+        let c = crate::protocol::CheckpointInfo {
+            path: "runs/demo/checkpoints/checkpoint-it00000058.json".into(),
+            epoch: 1,
+            iter: 58,
+            bytes: 15_518_924,
+            loss: None,
+            time: 0.0,
+            content_id: None,
+        };
+        apply_event(&mut app, Event::CheckpointSaved(c));
+        assert_eq!(app.shell.status.as_deref(), Some("checkpoint saved at it 58, 14.8 MiB"));
+        press(&mut app, KeyCode::Char('k'));
+        let json = serde_json::json!({"kind": "knn", "iter": 58, "results": [{"k": 20, "top1": 47.3}]});
+        apply_event(&mut app, Event::EvalResult { kind: EvalKind::Knn, summary: "k-NN".into(), json });
+        // The fixture's last k-NN (epoch 1's) was 46.0.
+        assert_eq!(app.shell.status.as_deref(), Some("k-NN 47.3% (+1.3 vs previous)"));
+        assert!(app.shell.pending.is_empty());
+    }
+
+    #[test]
+    fn arrows_in_the_value_field_leave_the_kind_alone() {
+        let (mut app, _rx) = fixtures::app(30);
+        press(&mut app, KeyCode::Char('e'));
+        chars(&mut app, "3");
+        press(&mut app, KeyCode::Right);
+        press(&mut app, KeyCode::Left);
+        assert_eq!(app.schedule_tab.form.choice(), crate::tui::edit_form::EditChoice::Constant);
+        assert_eq!(app.schedule_tab.form.value, "3");
+    }
+
+    #[test]
+    fn p_on_a_stopped_run_says_what_it_does() {
+        let (mut app, rx) = fixtures::app(10);
+        apply_event(&mut app, Event::State { state: RunState::Stopped, iter: 10 });
+        press(&mut app, KeyCode::Char('p'));
+        assert!(rx.try_recv().is_err(), "in-process, the trainer is gone: nothing to send");
+        assert!(app.shell.status.as_deref().is_some_and(|s| s.contains("run the same command again")));
+        app.shell.can_relaunch = true;
+        press(&mut app, KeyCode::Char('p'));
+        assert_eq!(rx.try_recv(), Ok(Command::Resume));
+        assert!(app.shell.status.as_deref().is_some_and(|s| s.contains("background")));
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct ChartSpec<'a> {
     pub block: Block<'a>,
     pub series: Vec<ChartSeries>,
     pub x_bounds: [f64; 2],
-    /// Axis labels shown (off for the small charts, which show their value in the title).
+    /// Axis labels (the x and y ranges) shown when the chart has room for them.
     pub labels: bool,
     /// Formats a y value for the labels (log-scale charts undo the log here).
     pub y_fmt: fn(f64) -> String,
@@ -67,7 +67,11 @@ pub fn y_bounds(series: &[ChartSeries]) -> Option<[f64; 2]> {
     } else {
         1.0
     };
-    Some([lo - pad, hi + pad])
+    // The headroom never crosses a bound the data respects: a learning rate or an accuracy
+    // (never below 0) gets no negative axis, a momentum (in [0, 1]) no axis above 1.
+    let floor = if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+    let ceiling = if lo >= 0.0 && hi <= 1.0 && hi > lo { 1.0 } else { f64::INFINITY };
+    Some([(lo - pad).max(floor), (hi + pad).min(ceiling)])
 }
 
 pub fn render(frame: &mut Frame, area: Rect, spec: ChartSpec<'_>) {
@@ -78,14 +82,21 @@ pub fn render(frame: &mut Frame, area: Rect, spec: ChartSpec<'_>) {
     let [x0, x1] = spec.x_bounds;
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
     let marker_pts = spec.marker_x.map(|(x, _)| vec![(x, y0), (x, y1)]).unwrap_or_default();
-    let mut datasets: Vec<Dataset> =
-        spec.series.iter().map(|s| Dataset::default().marker(s.marker).graph_type(s.graph).style(s.style).data(&s.points)).collect();
+    // A line through one point draws nothing: a lone point is drawn as a visible mark.
+    let mut datasets: Vec<Dataset> = spec
+        .series
+        .iter()
+        .map(|s| {
+            let (marker, graph) = if s.points.len() == 1 { (Marker::Block, GraphType::Scatter) } else { (s.marker, s.graph) };
+            Dataset::default().marker(marker).graph_type(graph).style(s.style).data(&s.points)
+        })
+        .collect();
     if let Some((_, style)) = spec.marker_x {
         datasets.push(Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(style).data(&marker_pts));
     }
     let mut x_axis = Axis::default().bounds([x0, x1]).style(spec.axis_style);
     let mut y_axis = Axis::default().bounds([y0, y1]).style(spec.axis_style);
-    if spec.labels && area.height >= 6 && area.width >= 20 {
+    if spec.labels && area.height >= 6 && area.width >= 24 {
         x_axis = x_axis.labels([Line::from(format!("{}", x0.round() as i64)), Line::from(format!("{}", x1.round() as i64))]);
         y_axis = y_axis.labels([Line::from((spec.y_fmt)(y0)), Line::from((spec.y_fmt)(y1))]);
     }
@@ -99,4 +110,18 @@ pub fn bar(width: usize, fraction: f64) -> String {
     let full = ((width as f64) * f).round() as usize;
     let full = full.min(width);
     "█".repeat(full) + &"░".repeat(width - full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headroom_stays_inside_the_range_the_data_keeps() {
+        let s = |pts: &[f64]| vec![ChartSeries::new(pts.iter().map(|y| (0.0, *y)).collect(), Style::default())];
+        assert_eq!(y_bounds(&s(&[1e-6, 5e-4])).map(|b| b[0]), Some(0.0), "a learning rate gets no negative axis");
+        assert_eq!(y_bounds(&s(&[0.996, 1.0])).map(|b| b[1]), Some(1.0), "a momentum stays at most 1");
+        let loss = y_bounds(&s(&[-1.0, 3.0])).unwrap_or_default();
+        assert!(loss[0] < -1.0 && loss[1] > 3.0, "{loss:?}");
+    }
 }

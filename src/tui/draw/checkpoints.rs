@@ -45,7 +45,8 @@ fn delta(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 const COLUMNS: [Column; 11] = [
-    Column { header: "epoch", width: 5, rank: 1, cell: |r| r.c.epoch.to_string() },
+    // The checkpoint's own `epoch` (the reference's): epochs done, hence the plural.
+    Column { header: "epochs", width: 6, rank: 1, cell: |r| r.c.epoch.to_string() },
     Column { header: "iter", width: 8, rank: 3, cell: |r| r.c.iter.to_string() },
     Column {
         header: "file",
@@ -168,7 +169,7 @@ mod tests {
         let all: u16 = COLUMNS.iter().map(|c| c.width + 1).sum();
         assert_eq!(fitting(all).len(), COLUMNS.len());
         let narrow: Vec<&str> = fitting(40).iter().map(|c| c.header).collect();
-        assert!(narrow.contains(&"epoch") && narrow.contains(&"k-NN") && narrow.contains(&"file"), "{narrow:?}");
+        assert!(narrow.contains(&"epochs") && narrow.contains(&"k-NN") && narrow.contains(&"file"), "{narrow:?}");
         assert!(!narrow.contains(&"path") && !narrow.contains(&"time (UTC)"), "{narrow:?}");
         assert!(fitting(40).iter().map(|c| c.width + 1).sum::<u16>() <= 40);
     }

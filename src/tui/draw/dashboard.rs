@@ -24,13 +24,16 @@ const ENTROPY_FLOOR: f64 = 0.1;
 /// Student and teacher this close (KL) learn nothing from each other.
 const KL_FLOOR: f64 = 1e-3;
 
+/// What a small terminal gives up, first to last: the system and collapse boxes shrink to one
+/// summary line (below 22 rows), then the four small charts move under the loss as one row
+/// (below 70 columns) and finally go (below 14 rows); the loss chart and the progress lines stay.
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let bottom_h = if area.height >= 30 {
         9
-    } else if area.height >= 18 {
+    } else if area.height >= 22 {
         7
     } else {
-        0
+        1
     };
     let [progress, middle, bottom] =
         Layout::vertical([Constraint::Length(2), Constraint::Min(3), Constraint::Length(bottom_h)]).areas(area);
@@ -39,14 +42,44 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
         let [loss, minis] = Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(middle);
         draw_loss(app, frame, loss);
         draw_minis(app, frame, minis);
+    } else if middle.height >= 11 {
+        let [loss, minis] = Layout::vertical([Constraint::Min(5), Constraint::Length(5)]).areas(middle);
+        draw_loss(app, frame, loss);
+        draw_minis_row(app, frame, minis);
     } else {
         draw_loss(app, frame, middle);
     }
-    if bottom_h > 0 {
+    if bottom_h > 1 {
         let [collapse, system] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
         draw_collapse(app, frame, collapse);
         draw_system(app, frame, system);
+    } else {
+        draw_summary_line(app, frame, bottom);
     }
+}
+
+/// The collapse indicators and the machine in one line, for terminals too short for their boxes.
+fn draw_summary_line(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.shell.theme;
+    let Some(m) = app.trainer.store.last() else { return };
+    let mut spans = vec![];
+    if app.trainer.last_alarm.is_some() {
+        spans.push(Span::styled("ALARM (Log tab)  ", t.danger()));
+    }
+    if let Some(ln_k) = app.trainer.info.as_ref().filter(|r| r.out_dim > 1).map(|r| (r.out_dim as f64).ln()) {
+        let share = m.loss / ln_k;
+        let style = if share >= UNIFORM_LOSS_SHARE { t.danger() } else { t.ok() };
+        spans.push(Span::styled("loss/lnK ", t.muted()));
+        spans.push(Span::styled(format!("{:.0}%  ", share * 100.0), style));
+    }
+    let low = m.teacher_entropy < ENTROPY_FLOOR;
+    spans.push(Span::styled("entropy ", t.muted()));
+    spans.push(Span::styled(format!("{}  ", fmt_value(m.teacher_entropy)), if low { t.danger() } else { t.ok() }));
+    spans.push(Span::styled("KL ", t.muted()));
+    spans.push(Span::styled(format!("{}  ", fmt_value(m.kl)), if m.kl < KL_FLOOR { t.warning() } else { t.ok() }));
+    let h = &app.trainer.telemetry.host;
+    spans.push(Span::styled(format!("CPU {:.0}%", h.cpu_percent), t.text()));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 /// The iterations the time-series charts show: the zoom window ending at the latest (or frozen)
@@ -54,7 +87,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
 pub fn visible_range(app: &App) -> Option<(usize, usize)> {
     let latest = app.trainer.store.last()?.iter;
     let end = app.shell.view.frozen_at.unwrap_or(latest).min(latest);
-    let start = match app.shell.view.window() {
+    let start = match app.shell.view.window(app.run_len()) {
         Some(n) => end.saturating_sub(n - 1),
         // Everything held: this session's iterations in-process, the full history when attached.
         None => app.trainer.store.first_iter().unwrap_or(0).min(end),
@@ -62,37 +95,51 @@ pub fn visible_range(app: &App) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
+/// The header line: its parts in reading order, each with a rank; when the line does not fit,
+/// parts are left out from the highest rank down (data wait, speed, the run's name, the ETA)
+/// rather than the line being cut.
 fn draw_progress(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.shell.theme;
-    let mut spans = Vec::new();
-    let sep = || Span::styled("  ", t.muted());
+    let mut parts: Vec<(u8, Span)> = Vec::new();
     let last = app.trainer.store.last();
+    // Numbers as everywhere (README, "The TUI"): the 0-based epoch of log.txt, and the
+    // iterations done, which is the 0-based `iter` of the next one to run.
     match (&app.trainer.info, last) {
         (Some(run), _) => {
-            let epoch = last.map_or(0, |m| m.epoch);
-            spans.push(Span::styled(format!("{} ", run.name), t.title()));
-            spans.push(Span::styled(format!("epoch {}/{}", epoch + 1, run.epochs), t.text()));
-            spans.push(sep());
-            let done = last.map_or(run.start_iter, |m| m.iter + 1);
-            spans.push(Span::styled(format!("it {done}/{}", run.epochs * run.niter_per_ep), t.text()));
+            let epoch = last.map_or(run.start_iter / run.niter_per_ep.max(1), |m| m.epoch);
+            let done = app.position().unwrap_or(run.start_iter);
+            parts.push((3, Span::styled(run.name.clone(), t.title())));
+            parts.push((0, Span::styled(format!("epoch {epoch}/{}", run.epochs), t.text())));
+            parts.push((0, Span::styled(format!("it {done}/{}", run.epochs * run.niter_per_ep), t.text())));
         }
-        (None, Some(m)) => spans.push(Span::styled(format!("epoch {}  it {}", m.epoch + 1, m.iter + 1), t.text())),
-        (None, None) => spans.push(Span::styled("waiting for the trainer…", t.muted())),
+        (None, Some(m)) => parts.push((0, Span::styled(format!("epoch {}  it {}", m.epoch, m.iter + 1), t.text()))),
+        (None, None) => parts.push((0, Span::styled("waiting for the trainer…", t.muted()))),
     }
-    if let Some(eta) = eta_seconds(app) {
-        spans.push(sep());
+    if let Some(eta) = eta_seconds(app).filter(|_| !app.training_over()) {
         let eta = if app.trainer.state == RunState::Paused { "paused".into() } else { fmt_duration(eta) };
-        spans.push(Span::styled(format!("ETA {eta}"), t.accent()));
+        parts.push((2, Span::styled(format!("ETA {eta}"), t.accent())));
     }
     if let Some(ips) = app.trainer.store.recent_mean(Col::ImagesPerS, RECENT) {
-        spans.push(sep());
-        spans.push(Span::styled(format!("{ips:.0} img/s"), t.text()));
+        parts.push((4, Span::styled(format!("{ips:.0} img/s"), t.text())));
     }
     if let Some(share) = data_wait_share(app) {
-        spans.push(sep());
         // A loader that holds the GPU up a third of the time or more is worth a look.
         let style = if share >= 0.33 { t.warning() } else { t.text() };
-        spans.push(Span::styled(format!("data wait {:.0}%", share * 100.0), style));
+        parts.push((5, Span::styled(format!("data wait {:.0}%", share * 100.0), style)));
+    }
+    let width = |p: &[(u8, Span)]| p.iter().map(|(_, s)| s.content.chars().count() + 2).sum::<usize>().saturating_sub(2);
+    while width(&parts) > area.width as usize {
+        let Some(worst) = parts.iter().enumerate().filter(|(_, (r, _))| *r > 0).max_by_key(|(_, (r, _))| *r).map(|(i, _)| i) else {
+            break;
+        };
+        parts.remove(worst);
+    }
+    let mut spans = Vec::new();
+    for (i, (_, p)) in parts.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled("  ", t.muted()));
+        }
+        spans.push(p);
     }
     let fraction = match (&app.trainer.info, last) {
         (Some(run), Some(m)) if run.epochs * run.niter_per_ep > 0 => (m.iter + 1) as f64 / (run.epochs * run.niter_per_ep) as f64,
@@ -135,7 +182,7 @@ fn draw_loss(app: &App, frame: &mut Frame, area: Rect) {
             title.push(Span::styled(fmt_value(ema as f64), t.series(t.palette.loss_ema)));
         }
     }
-    let mut flags = format!(" · {}", app.shell.view.label());
+    let mut flags = format!(" · {}", app.shell.view.label(app.run_len()));
     if app.shell.view.log_scale {
         flags.push_str(" · log");
     }
@@ -171,44 +218,60 @@ fn draw_loss(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn draw_minis(app: &App, frame: &mut Frame, area: Rect) {
-    let t = &app.shell.theme;
     let [top, bottom] = Layout::vertical([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(area);
     let [a, b] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(top);
     let [c, d] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(bottom);
+    for (r, col) in [a, b, c, d].into_iter().zip(MINIS) {
+        draw_mini(app, frame, r, col);
+    }
+}
+
+/// The four small charts side by side, for narrow terminals.
+fn draw_minis_row(app: &App, frame: &mut Frame, area: Rect) {
+    let areas: [Rect; 4] = Layout::horizontal([Constraint::Ratio(1, 4); 4]).areas(area);
+    for (r, col) in areas.into_iter().zip(MINIS) {
+        draw_mini(app, frame, r, col);
+    }
+}
+
+const MINIS: [Col; 4] = [Col::Lr, Col::Wd, Col::TeacherTemp, Col::Momentum];
+
+fn draw_mini(app: &App, frame: &mut Frame, r: Rect, col: Col) {
+    let t = &app.shell.theme;
     let last = app.trainer.store.last();
-    let minis = [
-        (a, "lr", Col::Lr, t.palette.lr, last.map(|m| m.lr)),
-        (b, "wd", Col::Wd, t.palette.wd, last.map(|m| m.wd)),
-        (c, "t-temp", Col::TeacherTemp, t.palette.teacher_temp, last.map(|m| m.teacher_temp)),
-        (d, "momentum", Col::Momentum, t.palette.momentum, last.map(|m| m.momentum)),
-    ];
-    for (r, name, col, color, value) in minis {
-        let style = t.series(color);
-        let value = value.map(fmt_value).unwrap_or_else(|| "–".into());
-        let title = Line::from(vec![
-            Span::styled(format!(" {name} "), t.muted()),
-            Span::styled(format!("{value} "), style.add_modifier(ratatui::style::Modifier::BOLD)),
-        ]);
-        let block = Block::bordered().title(title).border_style(t.border());
-        match visible_range(app) {
-            Some((from, to)) => {
-                let pts = app.trainer.store.downsample(col, from, to, r.width.max(2) as usize, |v| v);
-                chart::render(
-                    frame,
-                    r,
-                    ChartSpec {
-                        block,
-                        series: vec![ChartSeries::new(pts, style)],
-                        x_bounds: [from as f64, to as f64],
-                        labels: false,
-                        y_fmt: fmt_value,
-                        marker_x: None,
-                        axis_style: t.muted(),
-                    },
-                );
-            }
-            None => frame.render_widget(block, r),
+    let (name, short, color, value) = match col {
+        Col::Lr => ("lr", "lr", t.palette.lr, last.map(|m| m.lr)),
+        Col::Wd => ("wd", "wd", t.palette.wd, last.map(|m| m.wd)),
+        Col::TeacherTemp => ("t-temp", "temp", t.palette.teacher_temp, last.map(|m| m.teacher_temp)),
+        _ => ("momentum", "mom", t.palette.momentum, last.map(|m| m.momentum)),
+    };
+    // A narrow chart keeps its value whole by shortening its name.
+    let name = if r.width < 20 { short } else { name };
+    let style = t.series(color);
+    let value = value.map(fmt_value).unwrap_or_else(|| "–".into());
+    let title = Line::from(vec![
+        Span::styled(format!(" {name} "), t.muted()),
+        Span::styled(format!("{value} "), style.add_modifier(ratatui::style::Modifier::BOLD)),
+    ]);
+    let block = Block::bordered().title(title).border_style(t.border());
+    match visible_range(app) {
+        Some((from, to)) => {
+            let pts = app.trainer.store.downsample(col, from, to, r.width.max(2) as usize, |v| v);
+            chart::render(
+                frame,
+                r,
+                ChartSpec {
+                    block,
+                    series: vec![ChartSeries::new(pts, style)],
+                    x_bounds: [from as f64, to as f64],
+                    labels: true,
+                    y_fmt: fmt_value,
+                    marker_x: None,
+                    axis_style: t.muted(),
+                },
+            );
         }
+        None => frame.render_widget(block, r),
     }
 }
 

@@ -99,22 +99,62 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
         let style = if msg.starts_with("error") || msg.starts_with("alarm") { t.danger() } else { t.accent() };
         Line::from(Span::styled(msg.clone(), style))
     } else if app.training_over() {
-        let what = if app.trainer.gone && !app.trainer.state.is_over() { "trainer gone" } else { "training is over" };
-        let q = key_label(app, Action::Quit);
-        Line::from(vec![Span::styled(format!("{what} — "), t.warning()), Span::styled(q, t.accent()), Span::styled(" quits", t.muted())])
+        over_hint(app, area.width)
     } else {
         let mut spans = Vec::new();
+        let mut used = 0usize;
         for (action, what) in FOOTER {
             let mut key = key_label(app, action);
             if action == Action::ZoomIn {
                 key = format!("{key}/{}", key_label(app, Action::ZoomOut));
             }
+            // Whole hints only: one that does not fit is left out, not cut.
+            used += key.chars().count() + what.chars().count() + 1;
+            if used > area.width as usize {
+                break;
+            }
+            used += 2;
             spans.push(Span::styled(key, t.accent()));
             spans.push(Span::styled(format!(" {what}  "), t.muted()));
         }
         Line::from(spans)
     };
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// What the keys do on a run that is over: `q` quits, and on a stopped or failed run `dino
+/// attach` can start a trainer on it again with `p`.
+fn over_hint(app: &App, width: u16) -> Line<'static> {
+    let t = &app.shell.theme;
+    let at = app.position().map(|i| format!(" at it {i}")).unwrap_or_default();
+    let (what, relaunch) = match app.trainer.state {
+        _ if app.trainer.gone && !app.trainer.state.is_over() => ("trainer gone".to_string(), false),
+        RunState::Finished => (format!("finished{at}"), false),
+        RunState::Failed => (format!("failed{at}"), app.shell.can_relaunch),
+        _ => (format!("stopped{at}"), app.shell.can_relaunch),
+    };
+    let (p, q) = (key_label(app, Action::TogglePause), key_label(app, Action::Quit));
+    let resumable = !relaunch && app.trainer.state != RunState::Finished && !app.trainer.gone;
+    // The long form when it fits the footer, else the short one.
+    let build = |long: bool| {
+        let mut spans = vec![Span::styled(format!("{what} — "), t.warning())];
+        if relaunch {
+            spans.push(Span::styled(p.clone(), t.accent()));
+            spans.push(Span::styled(if long { " continues it in the background, " } else { " resumes, " }, t.muted()));
+        }
+        spans.push(Span::styled(q.clone(), t.accent()));
+        spans.push(Span::styled(" quits", t.muted()));
+        if resumable && long {
+            spans.push(Span::styled("; the same command resumes it", t.muted()));
+        }
+        Line::from(spans)
+    };
+    let long = build(true);
+    if long.width() <= width as usize {
+        long
+    } else {
+        build(false)
+    }
 }
 
 /// The first key bound to an action, for hints.

@@ -10,12 +10,17 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
 pub fn draw_help(app: &App, frame: &mut Frame, area: Rect) {
+    if app.shell.help_page == 1 {
+        return draw_action_names(app, frame, area);
+    }
     let t = &app.shell.theme;
     let w = area.width.saturating_sub(4).min(100);
     let h = area.height.saturating_sub(2).min(HELP_ORDER.len().div_ceil(2) as u16 + 2);
     let r = centered(area, w, h);
     frame.render_widget(Clear, r);
-    let block = Block::bordered().title(Span::styled(" Keys — any key closes ", t.title())).border_style(t.border());
+    let more = key_label(app, Action::Help);
+    let title = format!(" Keys — {more} again: keys.toml names · any key closes ");
+    let block = Block::bordered().title(Span::styled(title, t.title())).border_style(t.border());
     let inner = block.inner(r);
     frame.render_widget(block, r);
     // Related keys share a line so the whole list fits an 80x24 terminal in two columns.
@@ -53,6 +58,40 @@ pub fn draw_help(app: &App, frame: &mut Frame, area: Rect) {
     }
 }
 
+/// The second help page: every action under the name `keys.toml` binds it by, with its keys, in
+/// as many columns as fit.
+fn draw_action_names(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.shell.theme;
+    let entries: Vec<(String, String)> = Action::all()
+        .map(|a| (a.name().to_string(), app.shell.keymap.keys_for(a).iter().map(|k| k.label()).collect::<Vec<_>>().join(" ")))
+        .collect();
+    let col_w = entries.iter().map(|(n, k)| n.chars().count() + k.chars().count() + 2).max().unwrap_or(20) as u16;
+    let w = area.width.saturating_sub(2).min(130);
+    let cols = ((w.saturating_sub(2)) / col_w).max(1) as usize;
+    let rows = entries.len().div_ceil(cols);
+    let h = area.height.saturating_sub(2).min(rows as u16 + 2);
+    let r = centered(area, w, h);
+    frame.render_widget(Clear, r);
+    let title = " keys.toml action names (e.g. toggle_pause = \"space\") — any key closes ";
+    let block = Block::bordered().title(Span::styled(title, t.title())).border_style(t.border());
+    let inner = block.inner(r);
+    frame.render_widget(block, r);
+    for c in 0..cols {
+        let x = inner.x + c as u16 * col_w;
+        if x >= inner.x + inner.width {
+            break;
+        }
+        let lines: Vec<Line> = entries
+            .iter()
+            .skip(c * rows)
+            .take(rows)
+            .map(|(name, keys)| Line::from(vec![Span::styled(format!("{name} "), t.text()), Span::styled(keys.clone(), t.accent())]))
+            .collect();
+        let width = col_w.min(inner.x + inner.width - x);
+        frame.render_widget(Paragraph::new(lines), Rect { x, width, ..inner });
+    }
+}
+
 pub fn draw_quit(app: &App, frame: &mut Frame, area: Rect, choice: QuitChoice) {
     let t = &app.shell.theme;
     let r = centered(area, 46, 8);
@@ -64,8 +103,15 @@ pub fn draw_quit(app: &App, frame: &mut Frame, area: Rect, choice: QuitChoice) {
         let style = if c == choice { t.selected() } else { t.text() };
         Line::from(vec![Span::styled(format!(" [{key}] "), t.accent()), Span::styled(text.to_string(), style)])
     };
+    let state = if app.training_over() {
+        " The run has ended: nothing to stop."
+    } else if app.trainer.state == crate::protocol::RunState::Paused {
+        " Training is paused."
+    } else {
+        " Training is still running."
+    };
     let lines = vec![
-        Line::from(Span::styled(" Training is still running.", t.text())),
+        Line::from(Span::styled(state, t.text())),
         option(QuitChoice::StopAndCheckpoint, "s", "stop training and checkpoint"),
         option(QuitChoice::LeaveRunning, "l", "leave training running"),
         option(QuitChoice::Cancel, "c", "cancel"),

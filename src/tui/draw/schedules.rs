@@ -57,7 +57,7 @@ fn draw_charts(app: &App, frame: &mut Frame, area: Rect) {
     let [a, b] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(top);
     let [c, d] = Layout::horizontal([Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)]).areas(bottom);
     let current = app.current_iter();
-    let from_iter = current.map_or(0, |i| i + 1);
+    let from_iter = app.position().unwrap_or(0);
     let preview = if app.schedule_tab.form.active { app.schedule_tab.form.edit(from_iter).ok() } else { None };
     for (r, name) in [a, b, c, d].into_iter().zip(ScheduleName::ALL) {
         let Some(ScheduleCurve { schedule, values, .. }) = app.schedule(name) else {
@@ -71,7 +71,8 @@ fn draw_charts(app: &App, frame: &mut Frame, area: Rect) {
             title.push(Span::styled(fmt_value(v as f64), style.add_modifier(ratatui::style::Modifier::BOLD)));
         }
         if !schedule.edits.is_empty() {
-            title.push(Span::styled(format!(" ({} edits)", schedule.edits.len()), t.muted()));
+            let n = schedule.edits.len();
+            title.push(Span::styled(format!(" ({n} edit{})", if n == 1 { "" } else { "s" }), t.muted()));
         }
         let buckets = r.width.max(4) as usize;
         let mut series = Vec::new();
@@ -110,22 +111,27 @@ fn draw_form(app: &App, frame: &mut Frame, area: Rect) {
     let block = Block::bordered().title(Span::styled(title, t.title())).border_style(if f.active { t.accent() } else { t.border() });
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    // Focus shows without colour too: a ▶ before the focused field and the selection style.
     let field_style = |field: FormField| if f.active && f.field == field { t.selected() } else { t.text() };
-    let from_iter = app.current_iter().map_or(0, |i| i + 1);
+    let mark = |field: FormField| if f.active && f.field == field { "▶ " } else { "  " };
+    let from_iter = app.position().unwrap_or(0);
     let cursor = if f.active { "▏" } else { "" };
     let mut lines = vec![
         Line::from(vec![
+            Span::styled(mark(FormField::Schedule), t.accent()),
             Span::styled("schedule ", t.muted()),
             Span::styled(format!("◂ {} ▸", f.schedule_name().label()), field_style(FormField::Schedule)),
         ]),
         Line::from(vec![
+            Span::styled(mark(FormField::Kind), t.accent()),
             Span::styled("change   ", t.muted()),
             Span::styled(format!("◂ {} ▸", f.choice().label()), field_style(FormField::Kind)),
         ]),
         Line::from(vec![
+            Span::styled(mark(FormField::Value), t.accent()),
             Span::styled("value    ", t.muted()),
-            Span::styled(format!("{}{cursor}", f.value), field_style(FormField::Value)),
-            Span::styled(format!("  from it {from_iter}"), t.muted()),
+            Span::styled(format!("[{}{cursor}]", f.value), field_style(FormField::Value)),
+            Span::styled(" from the next it", t.muted()),
         ]),
     ];
     if f.active {
@@ -149,10 +155,10 @@ fn draw_form(app: &App, frame: &mut Frame, area: Rect) {
             (Ok(_), None) => lines.push(Line::from(Span::styled("no such schedule from the trainer yet", t.muted()))),
             (Err(why), _) => lines.push(Line::from(Span::styled(why, t.muted()))),
         }
-        lines.push(Line::from(Span::styled(
-            format!("↑↓ field ←→ choose {} apply {} close", key_label(app, Action::Confirm), key_label(app, Action::Cancel)),
-            t.muted(),
-        )));
+        // What the keys do in the focused field, in pieces that wrap whole.
+        let first = if f.field == FormField::Value { "type a number" } else { "←→ change" };
+        let hint = format!("{first} · ↑↓ field · {} apply · {} close", key_label(app, Action::Confirm), key_label(app, Action::Cancel));
+        lines.push(Line::from(Span::styled(hint, t.muted())));
     } else {
         lines.push(Line::from(vec![
             Span::styled(key_label(app, Action::EditSchedule), t.accent()),
@@ -161,5 +167,5 @@ fn draw_form(app: &App, frame: &mut Frame, area: Rect) {
             Span::styled(" undo last edit", t.muted()),
         ]));
     }
-    frame.render_widget(Paragraph::new(lines), inner);
+    frame.render_widget(Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }), inner);
 }

@@ -1,5 +1,5 @@
-//! Rendering tests on ratatui's `TestBackend`: snapshots of each tab at two sizes from a recorded
-//! run, and no panic at any size.
+//! Rendering tests on ratatui's `TestBackend`: snapshots of each tab, the edit form and a
+//! stopped run at 60x20, 80x24 and 160x48 from a recorded run, and no panic at any size.
 
 use super::draw;
 use crate::telemetry::GpuStatus;
@@ -24,9 +24,13 @@ fn render(app: &App, w: u16, h: u16) -> String {
 fn snapshot_tab(tab: Tab, name: &str) {
     let (mut app, _rx) = fixtures::app(300);
     app.shell.tab = tab;
-    insta::assert_snapshot!(format!("{name}_80x24"), render(&app, 80, 24));
-    insta::assert_snapshot!(format!("{name}_160x48"), render(&app, 160, 48));
+    for (w, h) in SIZES {
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), render(&app, w, h));
+    }
 }
+
+/// The sizes every screen is checked at: a small split pane, the classic terminal, a big one.
+const SIZES: [(u16, u16); 3] = [(60, 20), (80, 24), (160, 48)];
 
 #[test]
 fn dashboard_snapshots() {
@@ -66,7 +70,73 @@ fn schedule_edit_preview_snapshot() {
         app.schedule_tab.form.type_char(c);
     }
     app.schedule_tab.form.kind = 1; // scale by factor
-    insta::assert_snapshot!("schedules_preview_160x48", render(&app, 160, 48));
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        // Focus shows without colour, and the hint is whole.
+        assert!(screen.contains("▶ value"), "{screen}");
+        assert!(screen.contains("close"), "hint cut at {w}x{h}\n{screen}");
+        insta::assert_snapshot!(format!("schedules_preview_{w}x{h}"), screen);
+    }
+}
+
+#[test]
+fn stopped_run_snapshots_say_what_the_keys_do() {
+    use crate::protocol::{Event, RunState};
+    let (mut app, _rx) = fixtures::app(300);
+    app.shell.can_relaunch = true;
+    crate::tui::trainer_events::apply_event(&mut app, Event::State { state: RunState::Stopped, iter: 300 });
+    app.shell.status = None;
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(!screen.contains("ETA"), "a stopped run has no ETA\n{screen}");
+        assert!(screen.contains("stopped at it 300"), "{screen}");
+        insta::assert_snapshot!(format!("stopped_{w}x{h}"), screen);
+    }
+    let wide = render(&app, 160, 48);
+    assert!(wide.contains("p continues it in the background") && wide.contains("q quits"), "{wide}");
+    app.shell.tab = Tab::Log;
+    let log = render(&app, 80, 24);
+    assert!(log.contains("it     300 info  stopped at it 300 (epoch 5)"), "{log}");
+}
+
+#[test]
+fn one_numbering_in_the_header_and_the_log() {
+    use crate::protocol::{Event, RunState};
+    let (mut app, _rx) = fixtures::app(57);
+    crate::tui::trainer_events::apply_event(&mut app, Event::State { state: RunState::Paused, iter: 57 });
+    let dash = render(&app, 120, 30);
+    // 57 iterations done (0..=56), in epoch 1 (iterations 50..=99), 0-based like log.txt.
+    assert!(dash.contains("epoch 1/10") && dash.contains("it 57/500"), "{dash}");
+    assert!(dash.contains("paused at it 57"), "the footer gives the outcome\n{dash}");
+    app.shell.tab = Tab::Log;
+    let log = render(&app, 120, 30);
+    assert!(log.contains("it      57 info  paused at it 57 (epoch 1)"), "{log}");
+    assert!(log.contains("it      50 info  epoch 0 done"), "{log}");
+}
+
+#[test]
+fn long_log_entries_wrap_instead_of_being_cut() {
+    let (mut app, _rx) = fixtures::app(10);
+    let long = format!("key file keys.toml: unknown action `foo_bar` {}", "and more words ".repeat(8));
+    app.log_line(crate::tui::log_view::LogLevel::Error, long.trim().to_string());
+    app.shell.tab = Tab::Log;
+    let screen = render(&app, 60, 20);
+    assert!(screen.contains("and more words and more words") && screen.contains("foo_bar"), "{screen}");
+    let tail: String = screen.lines().rev().find(|l| l.contains("words")).unwrap_or_default().to_string();
+    assert!(tail.contains("words"), "{screen}");
+}
+
+#[test]
+fn help_second_page_lists_every_action_name() {
+    let (mut app, _rx) = fixtures::app(10);
+    update(&mut app, Action::Help);
+    crate::tui::update::handle_key(&mut app, crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char('?')));
+    assert!(app.shell.help && app.shell.help_page == 1);
+    let screen = render(&app, 120, 40);
+    for a in Action::all() {
+        assert!(screen.contains(a.name()), "{} missing\n{screen}", a.name());
+    }
+    insta::assert_snapshot!("help_names_80x24", render(&app, 80, 24));
 }
 
 #[test]
@@ -88,7 +158,8 @@ fn dashboard_log_scale_and_zoom_render() {
     update(&mut app, Action::ZoomIn);
     update(&mut app, Action::Freeze);
     let screen = render(&app, 120, 40);
-    assert!(screen.contains("last 100 it") && screen.contains("log") && screen.contains("FROZEN"), "{screen}");
+    // 500 iterations planned: four steps in, 500 / 4^4 is under the 10-iteration floor.
+    assert!(screen.contains("last 10 it") && screen.contains("log") && screen.contains("FROZEN"), "{screen}");
 }
 
 #[test]
@@ -235,7 +306,7 @@ fn reviewed_run() -> App {
 fn checkpoint_history_shows_files_deltas_and_the_baseline() {
     let mut app = reviewed_run();
     app.shell.tab = Tab::Checkpoints;
-    for (w, h) in [(60, 20), (80, 24), (160, 48)] {
+    for (w, h) in SIZES {
         insta::assert_snapshot!(format!("checkpoint_history_{w}x{h}"), render(&app, w, h));
     }
     let wide = render(&app, 160, 48);
