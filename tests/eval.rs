@@ -48,6 +48,7 @@ fn opts(crop: i64) -> ExtractOptions {
         num_workers: 1,
         device: tch::Device::Cpu,
         kind: FeatureKind::Cls,
+        tta: false,
     }
 }
 
@@ -252,4 +253,29 @@ fn cifar_vehicles_random_knn_when_present() {
     let rep = dino_tui::eval::knn::knn_report(&f, &f, &[20], 0.07);
     assert_eq!(rep.num_val, 40);
     assert!(rep.results[0].top5.is_none());
+}
+
+/// One unreadable image in `val/` is skipped and named in the periodic k-NN's `eval` entry of
+/// `events.jsonl` (it used to fail every epoch with no entry at all).
+#[test]
+fn an_unreadable_val_image_is_skipped_and_named_by_the_periodic_knn() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8);
+    let class = std::fs::read_dir(data.join("val")).unwrap().flatten().map(|e| e.path()).find(|p| p.is_dir()).unwrap();
+    std::fs::write(class.join("broken.png"), b"not a png at all").unwrap();
+    let out = d.path().join("run");
+    let mut c = common::tiny_config(&data, &out);
+    c.optim.epochs = 1;
+    c.run.eval_knn_every = 1;
+    drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
+    let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["type"] == "eval").collect();
+    assert_eq!(evals.len(), 1, "{log}");
+    assert_eq!(evals[0]["num_val"], 10, "the 10 readable val images");
+    let unreadable = evals[0]["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1);
+    assert!(unreadable[0].as_str().unwrap().contains("broken.png"), "{unreadable:?}");
 }

@@ -81,13 +81,14 @@ pub fn run(a: &EmbedArgs) -> Result<i32> {
         if f.from_cache {
             crate::say_err!("features {}: {} images from the cache", split.name, f.len());
         }
-        rows.extend(
-            split
-                .files
-                .iter()
-                .zip(&split.labels)
-                .map(|(p, &l)| (p.display().to_string(), split.classes.get(l).cloned().unwrap_or_default())),
-        );
+        if !f.skipped.is_empty() {
+            crate::say_err!("warning: {}: {}", split.name, crate::eval::features::Unreadable::summary(&f.skipped, 5));
+        }
+        // One row per embedded image: the unreadable ones have none.
+        rows.extend(f.kept.iter().map(|&i| {
+            let label = split.classes.get(split.labels[i]).cloned().unwrap_or_default();
+            (split.files[i].display().to_string(), label)
+        }));
         parts.push(f.features);
     }
     let features = Tensor::cat(&parts, 0);

@@ -40,9 +40,7 @@ fn load_features(dir: &Path) -> Result<(LabeledFeatures, LabeledFeatures)> {
             (0..=max).map(|i| i.to_string()).collect()
         }
     };
-    let f = |feat: &str, lab: &str| -> Result<LabeledFeatures> {
-        Ok(LabeledFeatures { features: get(feat)?, labels: get(lab)?, classes: classes.clone(), from_cache: true })
-    };
+    let f = |feat: &str, lab: &str| -> Result<LabeledFeatures> { Ok(LabeledFeatures::new(get(feat)?, get(lab)?, classes.clone(), true)) };
     Ok((f("trainfeat", "trainlabels")?, f("testfeat", "testlabels")?))
 }
 
@@ -69,7 +67,8 @@ pub fn knn(args: &KnnArgs) -> Result<i32> {
         dump_features(dir, &train, &val)?;
         crate::say_err!("features saved in {}", dir.display());
     }
-    let report = knn_report(&train, &val, &args.nb_knn, args.temperature);
+    let warnings = prepared.as_ref().map(|p| p.layout.warnings().to_vec()).unwrap_or_default();
+    let report = crate::eval::KnnReport { warnings, ..knn_report(&train, &val, &args.nb_knn, args.temperature) };
     let json = serde_json::to_value(&report)?;
     if args.json {
         crate::say!("{json}");
@@ -91,31 +90,51 @@ pub fn knn(args: &KnnArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub fn outliers(args: &OutlierArgs) -> Result<i32> {
-    use crate::eval::outlier_report::{run_files, score_split, write_report, OutlierParams, ScoreKind};
+/// The flags of `dino outliers` that need no model, checked before one is loaded.
+fn check_outlier_args(args: &OutlierArgs) -> Result<()> {
     if !(args.temperature > 0.0 && args.temperature.is_finite()) {
         anyhow::bail!("invalid value {} for --temperature: expected a number > 0", args.temperature);
     }
     if args.k == 0 {
         anyhow::bail!("--k must be at least 1");
     }
-    if !["train", "val", "pretext"].contains(&args.split.as_str()) {
-        anyhow::bail!("invalid --split {}: use train, val or pretext", args.split);
+    if args.folds < 2 {
+        anyhow::bail!("--folds must be at least 2");
     }
+    for (flag, v) in [("--split", &args.split), ("--reference", &args.reference)] {
+        if let Some(v) = v.as_deref().filter(|v| !["train", "val", "pretext"].contains(v)) {
+            anyhow::bail!("invalid {flag} {v}: use train, val or pretext");
+        }
+    }
+    Ok(())
+}
+
+pub fn outliers(args: &OutlierArgs) -> Result<i32> {
+    use crate::eval::outlier_report::{run_files, score_split, write_report, OutlierParams};
+    check_outlier_args(args)?;
     let m = &args.model;
-    let p = Prepared::new(m)?;
-    let split = p.split(&args.split)?;
-    let score = args.score.unwrap_or_else(|| ScoreKind::default_for(split));
-    if score == ScoreKind::Disagreement && !split.is_labeled() {
-        anyhow::bail!("--score disagreement needs labels; {} has no class folders (use --score isolation)", args.split);
+    let p = Prepared::new_any_layout(m)?;
+    let name = args.split.clone().unwrap_or_else(|| if p.layout.split_named("train").is_some() { "train" } else { "pretext" }.into());
+    let split = p.split(&name)?;
+    if args.score.needs_labels() && !split.is_labeled() {
+        anyhow::bail!("--score {} needs labels; {name} has no class folders (use --score stranger or auto)", args.score.name());
     }
-    let params =
-        OutlierParams { k: args.k, temperature: args.temperature, duplicate_threshold: args.duplicate_threshold, score, seed: m.seed };
-    let bar = Progress::new(format!("features {}", args.split));
+    let reference = match args.reference.as_deref() {
+        Some(r) if r != name => Some(p.split(r)?),
+        _ => None,
+    };
+    let params = OutlierParams {
+        k: args.k,
+        temperature: args.temperature,
+        duplicate_threshold: args.duplicate_threshold,
+        folds: args.folds,
+        ..OutlierParams::new(args.score, m.seed)
+    };
+    let bar = Progress::new(format!("features {name}"));
     let cache = p.cache.as_ref().map(|c| (c, p.source.identity.as_str()));
-    let opts = p.options(m, FeatureKind::Cls);
-    let report = score_split(&p.source.backbone, split, p.layout.root(), &opts, cache, &params, &mut |d, t| bar.update(d, t))?;
-    let label = format!("{}-{}", args.split, record::result_label(p.source.epoch, p.source.iter, p.layout.root()));
+    let opts = crate::eval::ExtractOptions { tta: args.tta, ..p.options(m, FeatureKind::Cls) };
+    let report = score_split(&p.source.backbone, split, reference, p.layout.root(), &opts, cache, &params, &mut |d, t| bar.update(d, t))?;
+    let label = format!("{name}-{}", record::result_label(p.source.epoch, p.source.iter, p.layout.root()));
     let (csv, dups, map) = match &p.source.run_dir {
         Some(run) => run_files(run, &label),
         None => (PathBuf::from("outliers.csv"), PathBuf::from("outliers-duplicates.csv"), PathBuf::from("outliers-map.png")),
@@ -142,14 +161,56 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
 }
 
 fn print_outliers(report: &crate::eval::outlier_report::OutlierReport, top: usize) {
+    use crate::eval::outlier_report::ScoreKind;
     let label_of: std::collections::HashMap<&str, &str> = report.rows.iter().map(|r| (r.path.as_str(), r.label.as_str())).collect();
     let score = report.score;
-    crate::say!("{} images of {} by {} (highest first):", report.rows.len(), report.split, score.name());
-    crate::say!("{:>4}  {:>7}  {:>7}  {:<12} {:<12} path  [neighbour labels]", "#", "score", "isol.", "label", "predicted");
+    crate::say!(
+        "{} images of {} by {} (highest first; strangers against {}):",
+        report.rows.len(),
+        report.split,
+        score.name(),
+        report.reference
+    );
+    if !report.skipped.is_empty() {
+        crate::say!("{}", crate::eval::features::Unreadable::summary(&report.skipped, 10));
+    }
+    crate::say!(
+        "{:>4}  {:>7}  {:<8}  {:>7}  {:>7}  {:>7}  {:>7}  {:<12} {:<12} path  [neighbour labels]",
+        "#",
+        "auto",
+        "kind",
+        "mislab.",
+        "strang.",
+        "disagr.",
+        "isol.",
+        "label",
+        "voted"
+    );
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:>7.4}")).unwrap_or_else(|| format!("{:>7}", "-"));
     for (i, r) in report.rows.iter().take(top).enumerate() {
         let nb: Vec<&str> = r.neighbour_paths().map(|p| label_of.get(p).copied().unwrap_or("?")).collect();
         let nb = if r.label.is_empty() { String::new() } else { format!("  [{}]", nb.join(" ")) };
-        crate::say!("{:>4}  {:>7.4}  {:>7.4}  {:<12} {:<12} {}{nb}", i + 1, r.score(score), r.isolation, r.label, r.predicted, r.path);
+        let suggested = if r.suggested.is_empty() { String::new() } else { format!("  likely {}", r.suggested) };
+        crate::say!(
+            "{:>4}  {:>7.4}  {:<8}  {}  {}  {}  {:>7.4}  {:<12} {:<12} {}{nb}{suggested}",
+            i + 1,
+            r.score(ScoreKind::Auto),
+            r.kind,
+            opt(r.mislabel),
+            opt(r.stranger),
+            opt(r.disagreement),
+            r.isolation,
+            r.label,
+            r.predicted,
+            r.path
+        );
+    }
+    if let Some(joint) = &report.confident_joint {
+        crate::say!("confident joint (rows: folder label, columns: likely class); {} likely label errors:", report.likely_label_errors());
+        crate::say!("{:<12} {}", "", report.classes.iter().map(|c| format!("{c:>10.10}")).collect::<Vec<_>>().join(" "));
+        for (c, row) in report.classes.iter().zip(joint) {
+            crate::say!("{c:<12.12} {}", row.iter().map(|n| format!("{n:>10}")).collect::<Vec<_>>().join(" "));
+        }
     }
     if report.duplicates.is_empty() {
         crate::say!("no near-duplicate pairs");

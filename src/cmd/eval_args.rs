@@ -156,15 +156,26 @@ pub struct LabelEfficiencyArgs {
 pub struct OutlierArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Split to score: train, val or pretext
-    #[arg(long, default_value = "train")]
-    pub split: String,
+    /// Split to score: train, val or pretext (default: train, or the class folders of an
+    /// ImageFolder root; pretext, that is every image, on a folder without labels)
+    #[arg(long)]
+    pub split: Option<String>,
     /// Rows to print (and ring on the map)
     #[arg(long, default_value_t = crate::eval::live::OUTLIER_TOP)]
     pub top: usize,
-    /// Score that orders the list: isolation or disagreement (default: disagreement on labeled splits, isolation on pretext)
-    #[arg(long, value_parser = crate::eval::outlier_report::ScoreKind::parse)]
-    pub score: Option<crate::eval::outlier_report::ScoreKind>,
+    /// Score that orders the list: auto (mislabels and strangers together), mislabel, stranger,
+    /// disagreement or isolation
+    #[arg(long, default_value = "auto", value_parser = crate::eval::outlier_report::ScoreKind::parse)]
+    pub score: crate::eval::outlier_report::ScoreKind,
+    /// Set the stranger score measures distances to: the scored split itself, train or pretext
+    #[arg(long)]
+    pub reference: Option<String>,
+    /// Folds of the cross-validated probe behind the mislabel score
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Test-time augmentation: average the features of 3 crops and their mirror images
+    #[arg(long)]
+    pub tta: bool,
     /// Nearest neighbours per image
     #[arg(long, default_value_t = crate::eval::live::OUTLIER_K)]
     pub k: usize,

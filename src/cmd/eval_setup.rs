@@ -23,10 +23,27 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(m: &ModelArgs) -> Result<Self> {
+        Self::with_layout(m, DataLayout::discover, "set --data_path to a folder with train/CLASS/ and val/CLASS/")
+    }
+
+    /// As `new`, for commands that take any folder of images (`dino outliers`): an ImageFolder,
+    /// train/ + val/ with or without pretext/, or images with no class folders at all.
+    pub fn new_any_layout(m: &ModelArgs) -> Result<Self> {
+        Self::with_layout(m, DataLayout::discover_any, "set --data_path to a folder of images (class folders, train/ and val/, or none)")
+    }
+
+    fn with_layout(
+        m: &ModelArgs,
+        discover: fn(&std::path::Path) -> Result<DataLayout, crate::data::DataError>,
+        hint: &str,
+    ) -> Result<Self> {
         let device = resolve_device(&m.device)?;
         let source = source::load(&m.spec(device))?;
         let data = m.data_path.clone().unwrap_or_else(|| source.config.run.data_path.clone());
-        let layout = DataLayout::discover(&data).with_context(|| "set --data_path to a folder with train/CLASS/ and val/CLASS/")?;
+        let layout = discover(&data).with_context(|| hint.to_string())?;
+        for w in layout.warnings() {
+            crate::say_err!("warning: {w}");
+        }
         let cache = if m.no_cache { None } else { FeatureCache::for_run_or_user(source.run_dir.as_deref()) };
         crate::say_err!("evaluating {}", source.description);
         for note in &source.notes {
@@ -36,11 +53,7 @@ impl Prepared {
     }
 
     pub fn split(&self, name: &str) -> Result<&Split, EvalError> {
-        let s = match name {
-            "train" => self.layout.train(),
-            "pretext" => Some(self.layout.pretext()),
-            _ => self.layout.val(),
-        };
+        let s = self.layout.split_named(name);
         s.ok_or_else(|| EvalError::NoLabeledSplit { root: self.layout.root().to_path_buf(), split: name.into() })
     }
 
@@ -63,6 +76,9 @@ impl Prepared {
         let f = extract_split(&self.source.backbone, s, &opts, cache, &mut |d, t| bar.update(d, t))?;
         if f.from_cache {
             crate::say_err!("features {split}: {} images from the cache", f.len());
+        }
+        if !f.skipped.is_empty() {
+            crate::say_err!("warning: {split}: {}", crate::eval::features::Unreadable::summary(&f.skipped, 5));
         }
         Ok(f)
     }

@@ -26,6 +26,8 @@ pub enum DataError {
     AllUnreadable { count: usize, last: String },
     #[error("data set of {images} images is smaller than one batch of {batch_size} (drop_last)")]
     TooFewImages { images: usize, batch_size: usize },
+    #[error("no class of {val} matches a class of {train} by name: val/ has {val_classes}, train/ has {train_classes}")]
+    NoCommonClass { train: PathBuf, val: PathBuf, train_classes: String, val_classes: String },
     #[error("invalid data setting: {0}")]
     Invalid(String),
     #[error("a loader worker stopped unexpectedly: {0}")]

@@ -6,6 +6,9 @@
 //! named (reading a FIFO blocks for good). Symbolic links to folders are followed once each; one
 //! that leads back to a folder it sits in (`sub -> .`, `up -> ..`) is a loop, left out and named,
 //! so the data set neither multiplies nor takes in `val/` through `pretext/up`.
+//!
+//! A labeled folder without `pretext/` (`train/CLASS/`, `val/CLASS/`) trains on `train/`'s images,
+//! and `val/`'s classes are matched to `train/`'s by name (`classes`).
 
 use super::decode::file_kind;
 use super::DataError;
@@ -68,6 +71,8 @@ pub struct DataLayout {
     train: Option<Split>,
     val: Option<Split>,
     left_out: Vec<LeftOut>,
+    /// Classes found on one side of train/val only, named.
+    warnings: Vec<String>,
 }
 
 impl DataLayout {
@@ -80,6 +85,13 @@ impl DataLayout {
         let mut left_out = Vec::new();
         let train = discover_optional_classes(&root.join("train"), "train", &mut left_out)?;
         let val = discover_optional_classes(&root.join("val"), "val", &mut left_out)?;
+        let (val, warnings) = match (&train, val) {
+            (Some(t), Some(v)) => {
+                let (v, w) = super::classes::match_by_name(t, v)?;
+                (Some(v), w)
+            }
+            (_, v) => (v, Vec::new()),
+        };
         let pretext_dir = root.join("pretext");
         let pretext = if pretext_dir.is_dir() {
             let files = list_images(&pretext_dir, &mut left_out)?;
@@ -90,12 +102,48 @@ impl DataLayout {
             Split { name: "pretext".into(), root: pretext_dir, files, labels, classes: Vec::new() }
         } else {
             let classes = discover_classes(root, "pretext", &mut left_out)?;
-            if classes.is_empty() {
-                return Err(DataError::NoImages(root.to_path_buf()));
+            match (&train, classes.is_empty()) {
+                (_, false) => classes,
+                // train/ + val/ without pretext/: the self-supervised images are train/'s, unlabeled.
+                (Some(t), true) => Split { name: "pretext".into(), labels: vec![0; t.len()], classes: Vec::new(), ..t.clone() },
+                (None, true) => return Err(DataError::NoImages(root.to_path_buf())),
             }
-            classes
         };
-        Ok(DataLayout { root: root.to_path_buf(), pretext, train, val, left_out })
+        Ok(DataLayout { root: root.to_path_buf(), pretext, train, val, left_out, warnings })
+    }
+
+    /// As `discover`, and a folder of images with no class folders (at any depth, loose images in
+    /// the root included) is one unlabeled `pretext` split: what scoring strangers needs.
+    pub fn discover_any(root: &Path) -> Result<DataLayout, DataError> {
+        // Images lying in the root itself mean it is not an ImageFolder (as `every_image` reads it).
+        let project = ["pretext", "train"].iter().any(|s| root.join(s).is_dir());
+        let loose = !project && root.is_dir() && read_dir_sorted(root)?.iter().any(|p| p.is_file() && has_image_extension(p));
+        match Self::discover(root) {
+            Err(DataError::NoImages(_)) | Ok(_) if loose => {
+                let mut left_out = Vec::new();
+                let pretext = unlabeled(root, "pretext", &mut left_out)?;
+                if pretext.is_empty() {
+                    return Err(DataError::NoImages(root.to_path_buf()));
+                }
+                Ok(DataLayout { root: root.to_path_buf(), pretext, train: None, val: None, left_out, warnings: Vec::new() })
+            }
+            other => other,
+        }
+    }
+
+    /// A split by name: `train` is an ImageFolder root's class folders when there is no `train/`.
+    pub fn split_named(&self, name: &str) -> Option<&Split> {
+        match name {
+            "train" => self.train.as_ref().or(Some(&self.pretext).filter(|p| p.is_labeled())),
+            "val" => self.val.as_ref(),
+            "pretext" => Some(&self.pretext),
+            _ => None,
+        }
+    }
+
+    /// Classes present in train/ or val/ only, one warning each side, with their names.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Entries with an image's name that are not images (FIFOs, sockets, devices, broken links)
@@ -134,6 +182,9 @@ impl DataLayout {
         }
         if self.train.is_none() || self.val.is_none() {
             s.push_str("  (no train/ or val/ class folders: k-NN and linear evaluation unavailable)\n");
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "  warning: {w}");
         }
         s
     }
@@ -321,6 +372,39 @@ mod tests {
         assert_eq!(l.val().unwrap().labels, [0, 1]);
         let s = l.summary();
         assert!(s.contains("pretext") && s.contains("3 images") && s.contains("ant 2, zebra 1"), "{s}");
+    }
+
+    #[test]
+    fn a_labeled_folder_without_pretext_trains_on_train_and_matches_val_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in ["train/car/1.jpg", "train/ship/2.jpg", "val/boat/3.jpg", "val/car/4.jpg", "val/ship/5.jpg"] {
+            touch(r, f);
+        }
+        let l = DataLayout::discover(r).unwrap();
+        assert_eq!(l.pretext().len(), 2, "pretext/ is train/'s images");
+        assert!(!l.pretext().is_labeled());
+        let v = l.val().unwrap();
+        assert_eq!(v.classes, ["car", "ship"]);
+        assert_eq!(v.labels, [0, 1], "val/car is train's class 0 whatever val/boat shifts");
+        assert!(l.warnings()[0].contains("boat"), "{:?}", l.warnings());
+        assert!(l.summary().contains("warning"), "{}", l.summary());
+        assert_eq!(l.split_named("train").unwrap().name, "train");
+    }
+
+    #[test]
+    fn discover_any_takes_an_unlabeled_folder_and_split_named_an_image_folder() {
+        let d = tempfile::tempdir().unwrap();
+        touch(d.path(), "x.jpg");
+        touch(d.path(), "deep/y.jpg");
+        let l = DataLayout::discover_any(d.path()).unwrap();
+        assert_eq!(l.pretext().len(), 2);
+        assert!(l.split_named("train").is_none(), "no labels");
+        let f = tempfile::tempdir().unwrap();
+        touch(f.path(), "cats/a.jpg");
+        touch(f.path(), "dogs/b.jpg");
+        let l = DataLayout::discover_any(f.path()).unwrap();
+        assert_eq!(l.split_named("train").unwrap().classes, ["cats", "dogs"], "an ImageFolder's classes");
     }
 
     #[test]

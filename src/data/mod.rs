@@ -3,6 +3,7 @@
 //! synthetic demo set (`demo`).
 
 pub mod augment;
+pub mod classes;
 pub mod decode;
 pub mod demo;
 mod error;

@@ -2,6 +2,11 @@
 //! CenterCrop 224, scaled to the model's crop size), batched forward passes on CPU or CUDA with a
 //! progress callback, and an on-disk cache keyed by (weights identity, split, transform, kind) so a
 //! second evaluation of the same checkpoint is instant and a changed checkpoint is never served stale.
+//!
+//! An image that cannot be decoded is skipped, counted and named (`LabeledFeatures::skipped`):
+//! one bad file among a hundred thousand must not stop an evaluation. Optional test-time
+//! augmentation averages the normalised features of a few views (whole image, centre crop,
+//! closer crop, each also flipped) for features too weak to be stable under a small shift.
 
 use super::EvalError;
 use crate::data::{eval_transform, load_rgb, Split};
@@ -35,7 +40,7 @@ pub enum FeatureKind {
 }
 
 impl FeatureKind {
-    fn tag(self) -> String {
+    pub(crate) fn tag(self) -> String {
         match self {
             Self::Cls => "cls".into(),
             Self::LastBlocks { n, avgpool } => format!("last{n}{}", if avgpool { "-avgpool" } else { "" }),
@@ -69,7 +74,13 @@ pub struct ExtractOptions {
     pub num_workers: usize,
     pub device: Device,
     pub kind: FeatureKind,
+    /// Test-time augmentation: average the features of `TTA_VIEWS` views of each image.
+    pub tta: bool,
 }
+
+/// Views of an image test-time augmentation averages: resize before the centre crop as a share
+/// of the plain view's resize (1: the evaluation view), each also flipped left to right.
+pub const TTA_SCALES: [f64; 3] = [1.0, 0.875, 1.15];
 
 impl ExtractOptions {
     /// Centre crops of `crop` pixels in batches of `batch_size`, decoded by `num_workers` threads
@@ -81,7 +92,33 @@ impl ExtractOptions {
             num_workers: num_workers.max(1),
             device,
             kind,
+            tta: false,
         }
+    }
+
+    fn tag(&self) -> String {
+        format!("{}{}", self.kind.tag(), if self.tta { "-tta" } else { "" })
+    }
+}
+
+/// An image left out of an evaluation because it cannot be read or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl Unreadable {
+    /// `N unreadable image(s) skipped: a.jpg (why), ...` with at most `max` named, for logs.
+    pub fn summary(list: &[Unreadable], max: usize) -> String {
+        let named: Vec<String> = list.iter().take(max).map(|u| format!("{} ({})", u.path.display(), u.reason)).collect();
+        let more = if list.len() > max { format!(" and {} more", list.len() - max) } else { String::new() };
+        format!("{} unreadable image(s) skipped: {}{more}", list.len(), named.join(", "))
+    }
+
+    /// JSON list of paths (lossy: JSON holds only text) for `events.jsonl`.
+    pub fn json(list: &[Unreadable]) -> serde_json::Value {
+        list.iter().map(|u| serde_json::json!({"path": u.path.to_string_lossy(), "reason": u.reason})).collect()
     }
 }
 
@@ -94,9 +131,18 @@ pub struct LabeledFeatures {
     pub labels: Tensor,
     pub classes: Vec<String>,
     pub from_cache: bool,
+    /// Index in the split of each row (every image but the unreadable ones).
+    pub kept: Vec<usize>,
+    pub skipped: Vec<Unreadable>,
 }
 
 impl LabeledFeatures {
+    /// Features of every image of a set, none skipped.
+    pub fn new(features: Tensor, labels: Tensor, classes: Vec<String>, from_cache: bool) -> Self {
+        let n = labels.size().first().copied().unwrap_or(0).max(0) as usize;
+        Self { features, labels, classes, from_cache, kept: (0..n).collect(), skipped: Vec::new() }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.size()[0] as usize
     }
@@ -117,35 +163,46 @@ impl LabeledFeatures {
             labels: self.labels.index_select(0, &idx),
             classes: self.classes.clone(),
             from_cache: self.from_cache,
+            kept: indices.iter().filter_map(|&i| self.kept.get(i).copied()).collect(),
+            skipped: self.skipped.clone(),
         }
     }
 }
 
-/// Decodes and transforms a batch of files on `workers` threads, in order.
-fn load_batch(files: &[PathBuf], t: EvalTransform, workers: usize) -> Result<Vec<f32>, EvalError> {
+/// The views of one image: the evaluation view, or with `tta` every `TTA_SCALES` view.
+fn views(img: &image::RgbImage, t: EvalTransform, tta: bool) -> Vec<f32> {
+    if !tta {
+        return eval_transform(img, t.resize, t.crop);
+    }
+    TTA_SCALES.iter().flat_map(|s| eval_transform(img, ((t.resize as f64 * s).round() as usize).max(1), t.crop)).collect()
+}
+
+/// Decodes and transforms a batch of files on `workers` threads, in order: each file's views,
+/// or why it cannot be read.
+fn load_views(files: &[PathBuf], t: EvalTransform, workers: usize, tta: bool) -> Vec<Result<Vec<f32>, String>> {
     let per = files.len().div_ceil(workers.max(1)).max(1);
-    let parts: Vec<Result<Vec<f32>, EvalError>> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = files
             .chunks(per)
             .map(|chunk| {
-                s.spawn(move || {
-                    let mut out = Vec::with_capacity(chunk.len() * 3 * t.crop * t.crop);
-                    for f in chunk {
-                        let img = load_rgb(f).map_err(crate::data::DataError::from)?;
-                        out.extend(eval_transform(&img, t.resize, t.crop));
-                    }
-                    Ok(out)
-                })
+                let h = s.spawn(move || {
+                    chunk.iter().map(|f| load_rgb(f).map(|img| views(&img, t, tta)).map_err(|e| e.to_string())).collect::<Vec<_>>()
+                });
+                (chunk.len(), h)
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(EvalError::Invalid("an image decoding thread panicked".into()))))
+            .flat_map(|(n, h)| h.join().unwrap_or_else(|_| vec![Err("the image decoding thread panicked".to_string()); n]))
             .collect()
-    });
+    })
+}
+
+/// As `load_views` without test-time augmentation, failing on the first unreadable file.
+fn load_batch(files: &[PathBuf], t: EvalTransform, workers: usize) -> Result<Vec<f32>, EvalError> {
     let mut all = Vec::with_capacity(files.len() * 3 * t.crop * t.crop);
-    for p in parts {
-        all.extend(p?);
+    for (f, v) in files.iter().zip(load_views(files, t, workers, false)) {
+        all.extend(v.map_err(|reason| EvalError::Invalid(format!("cannot read {}: {reason}", f.display())))?);
     }
     Ok(all)
 }
@@ -157,32 +214,74 @@ pub fn eval_pixels(files: &[PathBuf], t: EvalTransform, workers: usize) -> Resul
     Ok(Tensor::from_slice(&pixels).reshape([files.len() as i64, 3, t.crop as i64, t.crop as i64]))
 }
 
-/// Runs the frozen backbone over every image of `files`; `progress(done, total)` after each batch.
+/// The features of a batch of decoded views: one forward pass, or with test-time augmentation
+/// the mean of the L2-normalised features of every view (and its mirror image).
+fn batch_features(backbone: &Backbone, pixels: &[f32], n: i64, opts: &ExtractOptions) -> Tensor {
+    let c = opts.transform.crop as i64;
+    let nviews = if opts.tta { TTA_SCALES.len() as i64 } else { 1 };
+    let x = Tensor::from_slice(pixels).reshape([n, nviews, 3, c, c]).to_device(opts.device);
+    tch::no_grad(|| {
+        if !opts.tta {
+            return forward_features(backbone, &x.select(1, 0), opts.kind).to_kind(Kind::Float);
+        }
+        let mut sum: Option<Tensor> = None;
+        for v in 0..nviews {
+            let view = x.select(1, v);
+            for flipped in [false, true] {
+                let input = if flipped { view.flip([3]) } else { view.shallow_clone() };
+                let f = l2_normalize(&forward_features(backbone, &input, opts.kind).to_kind(Kind::Float));
+                sum = Some(match sum {
+                    Some(s) => s + f,
+                    None => f,
+                });
+            }
+        }
+        sum.map(|s| s / (2 * nviews) as f64).unwrap_or_else(|| Tensor::zeros([n, 0], (Kind::Float, opts.device)))
+    })
+}
+
+/// Runs the frozen backbone over every readable image of `files`; `progress(done, total)` after
+/// each batch. Returns the features, the index of each row in `files`, and the unreadable files.
 pub fn extract_files(
     backbone: &Backbone,
     files: &[PathBuf],
     opts: &ExtractOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Tensor, EvalError> {
-    let c = opts.transform.crop as i64;
-    let mut out = vec![];
+) -> Result<(Tensor, Vec<usize>, Vec<Unreadable>), EvalError> {
+    let (mut out, mut kept, mut skipped) = (vec![], vec![], vec![]);
     let mut done = 0;
     for batch in files.chunks(opts.batch_size.max(1)) {
-        let pixels = load_batch(batch, opts.transform, opts.num_workers)?;
-        let x = Tensor::from_slice(&pixels).reshape([batch.len() as i64, 3, c, c]).to_device(opts.device);
-        let f = tch::no_grad(|| forward_features(backbone, &x, opts.kind));
-        out.push(f.to_kind(Kind::Float).to_device(Device::Cpu));
+        let mut pixels = Vec::new();
+        let mut n = 0;
+        for (i, v) in load_views(batch, opts.transform, opts.num_workers, opts.tta).into_iter().enumerate() {
+            match v {
+                Ok(v) => {
+                    pixels.extend(v);
+                    kept.push(done + i);
+                    n += 1;
+                }
+                Err(reason) => skipped.push(Unreadable { path: batch[i].clone(), reason }),
+            }
+        }
+        if n > 0 {
+            out.push(batch_features(backbone, &pixels, n, opts).to_device(Device::Cpu));
+        }
         done += batch.len();
         progress(done, files.len());
     }
-    if out.is_empty() {
-        return Ok(Tensor::zeros([0, 0], (Kind::Float, Device::Cpu)));
+    if kept.is_empty() && !files.is_empty() {
+        let last = skipped.last().map(|u| format!("{}: {}", u.path.display(), u.reason)).unwrap_or_default();
+        return Err(EvalError::Invalid(format!("every one of the {} images is unreadable (last: {last})", files.len())));
     }
-    Ok(Tensor::cat(&out, 0))
+    if out.is_empty() {
+        return Ok((Tensor::zeros([0, 0], (Kind::Float, Device::Cpu)), kept, skipped));
+    }
+    Ok((Tensor::cat(&out, 0), kept, skipped))
 }
 
 /// Features and labels of a split (all labels 0 and no classes when it is unlabeled, as
-/// `pretext/`), through the cache when one is given.
+/// `pretext/`), through the cache when one is given. Unreadable images are left out of the rows
+/// and listed in `skipped`.
 pub fn extract_split(
     backbone: &Backbone,
     split: &Split,
@@ -190,24 +289,35 @@ pub fn extract_split(
     cache: Option<(&FeatureCache, &str)>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LabeledFeatures, EvalError> {
-    let labels = Tensor::from_slice(&split.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
     let key = cache.map(|(c, identity)| (c, FeatureCache::key(identity, split, opts)));
     if let Some((c, key)) = &key {
-        if let Some(features) = c.load(key) {
-            if features.size().first() == Some(&(split.len() as i64)) {
-                progress(split.len(), split.len());
-                return Ok(LabeledFeatures { features, labels, classes: split.classes.clone(), from_cache: true });
-            }
+        if let Some((features, kept)) = c.load(key, split.len()) {
+            progress(split.len(), split.len());
+            return Ok(labeled(split, features, kept, None));
         }
     }
-    let features = extract_files(backbone, &split.files, opts, progress)?;
+    let (features, kept, skipped) = extract_files(backbone, &split.files, opts, progress)?;
     if let Some((c, key)) = &key {
         // A cache that cannot be written only costs time next run; say so in the log, go on.
-        if let Err(e) = c.store(key, &features) {
+        if let Err(e) = c.store(key, &features, &kept) {
             tracing::warn!("feature cache not written: {e}");
         }
     }
-    Ok(LabeledFeatures { features, labels, classes: split.classes.clone(), from_cache: false })
+    Ok(labeled(split, features, kept, Some(skipped)))
+}
+
+/// The rows `kept` of a split with their features; `skipped` None when they come from the cache
+/// (which keeps which rows, not why the others were left out).
+fn labeled(split: &Split, features: Tensor, kept: Vec<usize>, skipped: Option<Vec<Unreadable>>) -> LabeledFeatures {
+    let labels = Tensor::from_slice(&kept.iter().map(|&i| split.labels.get(i).copied().unwrap_or(0) as i64).collect::<Vec<_>>());
+    let from_cache = skipped.is_none();
+    let skipped = skipped.unwrap_or_else(|| {
+        let mut is_kept = vec![false; split.len()];
+        kept.iter().for_each(|&i| is_kept[i] = true);
+        let reason = "unreadable when its features were cached".to_string();
+        (0..split.len()).filter(|&i| !is_kept[i]).map(|i| Unreadable { path: split.files[i].clone(), reason: reason.clone() }).collect()
+    });
+    LabeledFeatures { features, labels, classes: split.classes.clone(), from_cache, kept, skipped }
 }
 
 /// Rows scaled to unit L2 norm (the reference's `nn.functional.normalize(x, dim=1, p=2)`).
@@ -248,32 +358,43 @@ impl FeatureCache {
             split.name,
             opts.transform.resize,
             opts.transform.crop,
-            opts.kind.tag(),
+            opts.tag(),
             split.len()
         );
         for (f, l) in split.files.iter().zip(&split.labels) {
             text.push_str(&format!("{}:{l}\n", f.display()));
         }
-        format!("{}-{}-{:016x}", split.name, opts.kind.tag(), fnv1a(text.as_bytes()))
+        format!("{}-{}-{:016x}", split.name, opts.tag(), fnv1a(text.as_bytes()))
     }
 
     fn path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.safetensors"))
     }
 
-    pub fn load(&self, key: &str) -> Option<Tensor> {
+    /// The cached features of a split of `n` images and the rows they are (all of them in a
+    /// cache written before unreadable images were skipped); None when absent or not matching.
+    pub fn load(&self, key: &str, n: usize) -> Option<(Tensor, Vec<usize>)> {
         let p = self.path(key);
         if !p.exists() {
             return None;
         }
-        Tensor::read_safetensors(&p).ok()?.into_iter().find(|(n, _)| n == "features").map(|(_, t)| t)
+        let tensors = Tensor::read_safetensors(&p).ok()?;
+        let get = |name: &str| tensors.iter().find(|(t, _)| t == name).map(|(_, t)| t.shallow_clone());
+        let features = get("features")?;
+        let kept: Vec<usize> = match get("kept") {
+            Some(k) => Vec::<i64>::try_from(k).ok()?.into_iter().map(|i| i as usize).collect(),
+            None => (0..n).collect(),
+        };
+        let rows = features.size().first().copied().unwrap_or(-1);
+        (rows == kept.len() as i64 && kept.iter().all(|&i| i < n)).then_some((features, kept))
     }
 
-    pub fn store(&self, key: &str, features: &Tensor) -> Result<(), EvalError> {
+    pub fn store(&self, key: &str, features: &Tensor, kept: &[usize]) -> Result<(), EvalError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| EvalError::io(&self.dir, e))?;
         let p = self.path(key);
         let tmp = crate::run::dir::tmp_path(&p);
-        Tensor::write_safetensors(&[("features", features.contiguous())], &tmp)?;
+        let kept = Tensor::from_slice(&kept.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        Tensor::write_safetensors(&[("features", features.contiguous()), ("kept", kept)], &tmp)?;
         std::fs::rename(&tmp, &p).map_err(|e| EvalError::io(&p, e))
     }
 }

@@ -72,6 +72,12 @@ pub struct KnnReport {
     pub num_train: usize,
     pub num_val: usize,
     pub results: Vec<KnnResult>,
+    /// Images of either split left out because they cannot be read: `path: why`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
+    /// Classes on one side of train/val only (set by the caller, which knows the layout).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl KnnReport {
@@ -98,7 +104,11 @@ impl KnnReport {
     /// A one-line summary for the TUI and logs: the k=20 result, or the first one.
     pub fn summary(&self) -> String {
         match self.result(20).or(self.results.first()) {
-            Some(r) => format!("k-NN top-1 {:.2}% (k={}, {} val images)", r.top1, r.k, self.num_val),
+            Some(r) => {
+                let skipped =
+                    if self.unreadable.is_empty() { String::new() } else { format!(", {} unreadable skipped", self.unreadable.len()) };
+                format!("k-NN top-1 {:.2}% (k={}, {} val images{skipped})", r.top1, r.k, self.num_val)
+            }
             None => "k-NN: no result".into(),
         }
     }
@@ -110,7 +120,8 @@ pub fn knn_report(train: &LabeledFeatures, val: &LabeledFeatures, ks: &[usize], 
     let (tf, vf) = (l2_normalize(&train.features), l2_normalize(&val.features));
     let results =
         tch::no_grad(|| ks.iter().map(|&k| knn_classifier(&tf, &train.labels, &vf, &val.labels, k, temperature, num_classes)).collect());
-    KnnReport { num_classes, num_train: train.len(), num_val: val.len(), results }
+    let unreadable = train.skipped.iter().chain(&val.skipped).map(|u| format!("{}: {}", u.path.display(), u.reason)).collect();
+    KnnReport { num_classes, num_train: train.len(), num_val: val.len(), results, unreadable, warnings: Vec::new() }
 }
 
 #[cfg(test)]
@@ -217,7 +228,14 @@ mod tests {
 
     #[test]
     fn report_serialises_to_the_documented_object() {
-        let r = KnnReport { num_classes: 4, num_train: 10, num_val: 3, results: vec![KnnResult { k: 20, top1: 81.25, top5: None }] };
+        let no_notes = || KnnReport { num_classes: 0, num_train: 0, num_val: 0, results: vec![], unreadable: vec![], warnings: vec![] };
+        let r = KnnReport {
+            num_classes: 4,
+            num_train: 10,
+            num_val: 3,
+            results: vec![KnnResult { k: 20, top1: 81.25, top5: None }],
+            ..no_notes()
+        };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v, serde_json::json!({"num_classes": 4, "num_train": 10, "num_val": 3, "results": [{"k": 20, "top1": 81.25}]}));
         assert!(r.table().contains("81.25%"));

@@ -200,6 +200,8 @@ fn normalised(f: &LabeledFeatures) -> LabeledFeatures {
         labels: f.labels.shallow_clone(),
         classes: f.classes.clone(),
         from_cache: f.from_cache,
+        kept: f.kept.clone(),
+        skipped: f.skipped.clone(),
     }
 }
 

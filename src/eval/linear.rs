@@ -292,11 +292,8 @@ mod tests {
         let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(4);
         let centres = Tensor::eye(8, (Kind::Float, Device::Cpu)).narrow(0, 0, 4) * 6.0;
         let x = centres.index_select(0, &labels) + Tensor::randn([n, 8], (Kind::Float, Device::Cpu)) * 0.5;
-        let feats = |x: &Tensor, y: &Tensor| LabeledFeatures {
-            features: x.shallow_clone(),
-            labels: y.shallow_clone(),
-            classes: (0..4).map(|c| c.to_string()).collect(),
-            from_cache: false,
+        let feats = |x: &Tensor, y: &Tensor| {
+            LabeledFeatures::new(x.shallow_clone(), y.shallow_clone(), (0..4).map(|c| c.to_string()).collect(), false)
         };
         let train_f = feats(&x.narrow(0, 0, 300), &labels.narrow(0, 0, 300));
         let val_f = feats(&x.narrow(0, 300, 100), &labels.narrow(0, 300, 100));

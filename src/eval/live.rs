@@ -25,13 +25,14 @@ pub const LINEAR_LAST_BLOCKS: usize = 4;
 /// Progress of an evaluation: `(done, total)` in images of both splits together.
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 
-fn splits(config: &TrainConfig) -> Result<(Split, Split), EvalError> {
+/// `train/` and `val/` (val's classes matched to train's by name) and the layout's warnings.
+fn splits(config: &TrainConfig) -> Result<(Split, Split, Vec<String>), EvalError> {
     let layout = DataLayout::discover(&config.run.data_path)?;
     let root = layout.root().to_path_buf();
     let missing = |split: &str| EvalError::NoLabeledSplit { root: root.clone(), split: split.into() };
     let train = layout.train().ok_or_else(|| missing("train"))?.clone();
     let val = layout.val().ok_or_else(|| missing("val"))?.clone();
-    Ok((train, val))
+    Ok((train, val, layout.warnings().to_vec()))
 }
 
 /// Features of `train/` and `val/` through `backbone`, with the evaluation transform of the
@@ -42,20 +43,20 @@ fn features(
     device: Device,
     kind: FeatureKind,
     progress: Progress,
-) -> Result<(LabeledFeatures, LabeledFeatures), EvalError> {
-    let (train, val) = splits(config)?;
+) -> Result<(LabeledFeatures, LabeledFeatures, Vec<String>), EvalError> {
+    let (train, val, warnings) = splits(config)?;
     let opts = ExtractOptions::new(config.crops.global_crop_size, DEFAULT_BATCH, config.run.num_workers, device, kind);
     let total = train.len() + val.len();
     let n_train = train.len();
     let tf = extract_split(backbone, &train, &opts, None, &mut |d, _| progress(d, total))?;
     let vf = extract_split(backbone, &val, &opts, None, &mut |d, _| progress(n_train + d, total))?;
-    Ok((tf, vf))
+    Ok((tf, vf, warnings))
 }
 
 /// k-NN on the config's `train/` and `val/` splits.
 pub fn knn_of_backbone(backbone: &Backbone, config: &TrainConfig, device: Device, progress: Progress) -> Result<KnnReport, EvalError> {
-    let (tf, vf) = features(backbone, config, device, FeatureKind::Cls, progress)?;
-    Ok(knn_report(&tf, &vf, &DEFAULT_KS, DEFAULT_TEMPERATURE))
+    let (tf, vf, warnings) = features(backbone, config, device, FeatureKind::Cls, progress)?;
+    Ok(KnnReport { warnings, ..knn_report(&tf, &vf, &DEFAULT_KS, DEFAULT_TEMPERATURE) })
 }
 
 /// What the quick linear probe reports.
@@ -66,6 +67,9 @@ pub struct LinearReport {
     pub num_train: usize,
     pub num_val: usize,
     pub test_acc1: f64,
+    /// Images left out because they cannot be read: `path: why`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 impl LinearReport {
@@ -86,7 +90,7 @@ pub fn linear_of_backbone(
     progress: Progress,
 ) -> Result<LinearReport, EvalError> {
     let kind = FeatureKind::LastBlocks { n: LINEAR_LAST_BLOCKS, avgpool: false };
-    let (mut tf, mut vf) = features(backbone, config, device, kind, progress)?;
+    let (mut tf, mut vf, _) = features(backbone, config, device, kind, progress)?;
     tf.features = l2_normalize(&tf.features);
     vf.features = l2_normalize(&vf.features);
     let test_acc1 = probe_accuracy(&tf, &vf, LINEAR_EPOCHS, seed, device)?;
@@ -96,6 +100,7 @@ pub fn linear_of_backbone(
         num_train: tf.len(),
         num_val: vf.len(),
         test_acc1,
+        unreadable: tf.skipped.iter().chain(&vf.skipped).map(|u| format!("{}: {}", u.path.display(), u.reason)).collect(),
     })
 }
 
@@ -112,16 +117,10 @@ pub fn outliers_of_backbone(
 ) -> Result<(serde_json::Value, String), EvalError> {
     use super::outlier_report::{run_files, score_split, write_report, OutlierParams, ScoreKind};
     let layout = DataLayout::discover(&config.run.data_path)?;
-    let split = layout.train().unwrap_or(layout.pretext()).clone();
+    let split = layout.split_named("train").unwrap_or(layout.pretext()).clone();
     let opts = ExtractOptions::new(config.crops.global_crop_size, DEFAULT_BATCH, config.run.num_workers, device, FeatureKind::Cls);
-    let params = OutlierParams {
-        k: OUTLIER_K,
-        temperature: DEFAULT_TEMPERATURE,
-        duplicate_threshold: DUPLICATE_THRESHOLD,
-        score: ScoreKind::default_for(&split),
-        seed: config.run.seed,
-    };
-    let report = score_split(backbone, &split, layout.root(), &opts, None, &params, progress)?;
+    let params = OutlierParams::new(ScoreKind::Auto, config.run.seed);
+    let report = score_split(backbone, &split, None, layout.root(), &opts, None, &params, progress)?;
     let (csv, dups, map) = run_files(run_dir, &format!("{}-{label}", split.name));
     let mut json = write_report(&report, &csv, &dups, &map, OUTLIER_TOP)?;
     json["data_root"] = layout.root().display().to_string().into();
@@ -130,7 +129,4 @@ pub fn outliers_of_backbone(
     Ok((json, summary))
 }
 
-/// `dino outliers` defaults the live scoring uses too.
-pub const OUTLIER_K: usize = 10;
-pub const OUTLIER_TOP: usize = 50;
-pub const DUPLICATE_THRESHOLD: f32 = 0.995;
+pub use super::outlier_report::{DUPLICATE_THRESHOLD, OUTLIER_K, OUTLIER_TOP};

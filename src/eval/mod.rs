@@ -4,6 +4,7 @@
 //! Every entry point takes a backbone already built (from a checkpoint, a weights file or random
 //! initialisation, see `source`), so the CLI, the trainer thread and the tests share one code path.
 
+pub mod confident;
 mod error;
 pub mod features;
 pub mod figure;
@@ -12,6 +13,7 @@ pub mod label_efficiency;
 pub mod linear;
 pub mod live;
 pub mod outlier_report;
+pub mod outlier_row;
 pub mod outliers;
 pub mod plot;
 pub mod record;

@@ -2,10 +2,16 @@
 //! person needs to review the data: a CSV sorted by the chosen score, the near-duplicate pairs,
 //! and a picture of the map coloured by class with the top outliers ringed. The trainer's `o`
 //! (Outliers tab) runs the same `score_split` on the live teacher.
+//!
+//! Scores (docs/outliers.md says when each is the right one): `mislabel` (confident learning on
+//! out-of-fold probe probabilities), `stranger` (k-th nearest-neighbour distance to a reference
+//! set), `disagreement` (vote margin), `isolation`, and `auto`, which combines the first two.
 
-use super::features::{extract_split, l2_normalize, ExtractOptions, FeatureCache};
+use super::confident::{confident_joint, out_of_fold_probs, self_confidence, ProbeParams};
+use super::features::{extract_split, l2_normalize, ExtractOptions, FeatureCache, Unreadable};
 use super::figure::{draw_error, font, Figure};
-use super::outliers::{duplicates, score};
+use super::outlier_row::{auto_scores, compare, percentiles};
+use super::outliers::{duplicates, kth_distance, score};
 use super::umap::{umap, UmapParams};
 use super::EvalError;
 use crate::data::Split;
@@ -13,72 +19,11 @@ use crate::model::Backbone;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use tch::Tensor;
 
-/// Which score orders the list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScoreKind {
-    Isolation,
-    Disagreement,
-}
-
-impl ScoreKind {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "isolation" => Ok(Self::Isolation),
-            "disagreement" => Ok(Self::Disagreement),
-            other => Err(format!("invalid --score {other}: use isolation or disagreement")),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Isolation => "isolation",
-            Self::Disagreement => "disagreement",
-        }
-    }
-
-    /// Disagreement where there are labels, isolation otherwise (`pretext/`).
-    pub fn default_for(split: &Split) -> Self {
-        if split.is_labeled() {
-            Self::Disagreement
-        } else {
-            Self::Isolation
-        }
-    }
-}
-
-/// One image: a row of the CSV, in its column order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutlierRow {
-    /// Relative to the data set root.
-    pub path: String,
-    pub split: String,
-    /// Folder label; empty on unlabeled splits.
-    pub label: String,
-    pub isolation: f64,
-    pub disagreement: Option<f64>,
-    /// The class the neighbours vote for; empty on unlabeled splits.
-    pub predicted: String,
-    /// Paths of the nearest neighbours, nearest first, separated by `;`.
-    pub neighbours: String,
-    pub umap_x: f32,
-    pub umap_y: f32,
-}
-
-impl OutlierRow {
-    pub fn score(&self, kind: ScoreKind) -> f64 {
-        match kind {
-            ScoreKind::Isolation => self.isolation,
-            ScoreKind::Disagreement => self.disagreement.unwrap_or(self.isolation),
-        }
-    }
-
-    pub fn neighbour_paths(&self) -> impl Iterator<Item = &str> {
-        self.neighbours.split(';').filter(|s| !s.is_empty())
-    }
-}
+pub use super::outlier_row::{OutlierRow, ScoreKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DuplicatePair {
@@ -87,6 +32,11 @@ pub struct DuplicatePair {
     pub similarity: f32,
 }
 
+/// `dino outliers` defaults the live scoring uses too.
+pub const OUTLIER_K: usize = 10;
+pub const OUTLIER_TOP: usize = 50;
+pub const DUPLICATE_THRESHOLD: f32 = 0.995;
+
 #[derive(Debug, Clone)]
 pub struct OutlierParams {
     pub k: usize,
@@ -94,6 +44,22 @@ pub struct OutlierParams {
     pub duplicate_threshold: f32,
     pub score: ScoreKind,
     pub seed: u64,
+    /// Out-of-fold probe of the mislabel score (K folds, seeded by `seed`).
+    pub folds: usize,
+}
+
+impl OutlierParams {
+    /// The defaults of `dino outliers` with the given score and seed.
+    pub fn new(score: ScoreKind, seed: u64) -> Self {
+        Self { k: OUTLIER_K, temperature: 0.07, duplicate_threshold: DUPLICATE_THRESHOLD, score, seed, folds: 5 }
+    }
+}
+
+/// The set the stranger score measures distances to: normalised features and their files.
+pub struct Reference<'a> {
+    pub name: &'a str,
+    pub normed: &'a Tensor,
+    pub files: &'a [PathBuf],
 }
 
 /// Rows sorted by the chosen score (highest first) and the duplicate pairs.
@@ -103,16 +69,42 @@ pub struct OutlierReport {
     pub score: ScoreKind,
     pub rows: Vec<OutlierRow>,
     pub duplicates: Vec<DuplicatePair>,
+    /// Images of the split left out because they cannot be read.
+    pub skipped: Vec<Unreadable>,
+    /// Which set the stranger score measured against.
+    pub reference: String,
+    /// Confident joint `[given][likely]` (labeled splits), in `classes` order.
+    pub confident_joint: Option<Vec<Vec<usize>>>,
+    pub classes: Vec<String>,
+}
+
+impl OutlierReport {
+    /// Images confident learning counts under another class than their label.
+    pub fn likely_label_errors(&self) -> usize {
+        self.rows.iter().filter(|r| !r.suggested.is_empty()).count()
+    }
 }
 
 fn relative(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
 }
 
-/// Features of `split` through `backbone`, then every score and the map.
+/// The rows `kept` of a split (its readable images), in order.
+pub fn kept_split(split: &Split, kept: &[usize]) -> Split {
+    Split {
+        files: kept.iter().map(|&i| split.files[i].clone()).collect(),
+        labels: kept.iter().map(|&i| split.labels[i]).collect(),
+        ..split.clone()
+    }
+}
+
+/// Features of `split` through `backbone` (and of the reference split, when one other than the
+/// split itself is given), then every score and the map. Unreadable images are skipped and named.
+#[allow(clippy::too_many_arguments)]
 pub fn score_split(
     backbone: &Backbone,
     split: &Split,
+    reference: Option<&Split>,
     data_root: &Path,
     opts: &ExtractOptions,
     cache: Option<(&FeatureCache, &str)>,
@@ -122,14 +114,45 @@ pub fn score_split(
     if split.is_empty() {
         return Err(EvalError::Invalid(format!("{} holds no images to score", split.root.display())));
     }
-    let f = extract_split(backbone, split, opts, cache, progress)?;
-    Ok(report_from_features(&l2_normalize(&f.features), split, data_root, p))
+    let total = split.len() + reference.map_or(0, Split::len);
+    let f = extract_split(backbone, split, opts, cache, &mut |d, _| progress(d, total))?;
+    let scored = kept_split(split, &f.kept);
+    let normed = l2_normalize(&f.features);
+    let mut report = match reference {
+        Some(r) => {
+            let rf = extract_split(backbone, r, opts, cache, &mut |d, _| progress(split.len() + d, total))?;
+            let files = kept_split(r, &rf.kept).files;
+            let rn = l2_normalize(&rf.features);
+            report_from_features(&normed, &scored, data_root, Some(&Reference { name: &r.name, normed: &rn, files: &files }), p)?
+        }
+        None => report_from_features(&normed, &scored, data_root, None, p)?,
+    };
+    report.skipped = f.skipped;
+    Ok(report)
 }
 
-/// The scores and map of already-normalised features, rows in `split` order before sorting.
-pub fn report_from_features(normed: &tch::Tensor, split: &Split, data_root: &Path, p: &OutlierParams) -> OutlierReport {
+/// Every score of already-normalised features (rows in `split` order), the map and the order.
+pub fn report_from_features(
+    normed: &Tensor,
+    split: &Split,
+    data_root: &Path,
+    reference: Option<&Reference>,
+    p: &OutlierParams,
+) -> Result<OutlierReport, EvalError> {
     let labels = split.is_labeled().then_some((split.labels.as_slice(), split.classes.len()));
     let s = score(normed, labels, p.k, p.temperature);
+    let stranger = stranger_scores(normed, split, reference, p.k);
+    let probe = ProbeParams { folds: p.folds, seed: p.seed, ..ProbeParams::default() };
+    let (mislabel, joint) = match labels {
+        Some((l, c)) => {
+            let probs = out_of_fold_probs(normed, l, c, &probe)?;
+            (Some(self_confidence(&probs, l)), Some(confident_joint(&probs, l, c)))
+        }
+        None => (None, None),
+    };
+    let u_s = percentiles(&stranger, &s.isolation);
+    let u_m = mislabel.as_ref().zip(s.disagreement.as_ref()).map(|(m, d)| percentiles(m, d));
+    let auto = auto_scores(u_m.as_deref(), &u_s);
     let map = umap(normed, &UmapParams { seed: p.seed, ..Default::default() });
     let rel: Vec<String> = split.files.iter().map(|f| relative(data_root, f)).collect();
     let class = |i: usize| split.classes.get(i).cloned().unwrap_or_default();
@@ -138,27 +161,48 @@ pub fn report_from_features(normed: &tch::Tensor, split: &Split, data_root: &Pat
             path: rel[i].clone(),
             split: split.name.clone(),
             label: if split.is_labeled() { class(split.labels[i]) } else { String::new() },
+            auto: Some(auto[i].0),
+            kind: auto[i].1.to_string(),
+            mislabel: mislabel.as_ref().map(|m| m[i]),
+            stranger: Some(stranger[i]),
             isolation: s.isolation[i],
             disagreement: s.disagreement.as_ref().map(|d| d[i]),
             predicted: s.predicted.as_ref().map(|pr| class(pr[i])).unwrap_or_default(),
+            suggested: joint.as_ref().and_then(|j| j.suggested[i]).map(class).unwrap_or_default(),
             neighbours: s.neighbours.index[i].iter().map(|&j| rel[j].as_str()).collect::<Vec<_>>().join(";"),
             umap_x: map.get(i).map(|m| m[0]).unwrap_or(0.0),
             umap_y: map.get(i).map(|m| m[1]).unwrap_or(0.0),
         })
         .collect();
-    let score = if split.is_labeled() { p.score } else { ScoreKind::Isolation };
-    // Equal disagreement (often 1: no neighbour shares the label) ranks the image sitting deeper
-    // inside another class's cluster first, the likelier mislabel.
-    let tie = |a: &OutlierRow, b: &OutlierRow| match score {
-        ScoreKind::Disagreement => a.isolation.total_cmp(&b.isolation),
-        ScoreKind::Isolation => std::cmp::Ordering::Equal,
-    };
-    rows.sort_by(|a, b| b.score(score).total_cmp(&a.score(score)).then_with(|| tie(a, b)).then_with(|| a.path.cmp(&b.path)));
+    let score = if split.is_labeled() || !p.score.needs_labels() { p.score } else { ScoreKind::Auto };
+    rows.sort_by(|a, b| compare(score, a, b));
     let duplicates = duplicates(&s.neighbours, p.duplicate_threshold)
         .into_iter()
         .map(|(i, j, similarity)| DuplicatePair { path_a: rel[i].clone(), path_b: rel[j].clone(), similarity })
         .collect();
-    OutlierReport { split: split.name.clone(), score, rows, duplicates }
+    Ok(OutlierReport {
+        split: split.name.clone(),
+        score,
+        rows,
+        duplicates,
+        skipped: Vec::new(),
+        reference: reference.map_or_else(|| split.name.clone(), |r| r.name.to_string()),
+        confident_joint: joint.map(|j| j.counts),
+        classes: split.classes.clone(),
+    })
+}
+
+/// k-th nearest-neighbour distance of every image to the reference set (the split itself when
+/// none is given); an image that is also in the reference is not its own neighbour.
+fn stranger_scores(normed: &Tensor, split: &Split, reference: Option<&Reference>, k: usize) -> Vec<f64> {
+    match reference {
+        None => kth_distance(normed, normed, k, &(0..split.len()).map(Some).collect::<Vec<_>>()),
+        Some(r) => {
+            let at: HashMap<&Path, usize> = r.files.iter().enumerate().map(|(i, f)| (f.as_path(), i)).collect();
+            let same: Vec<Option<usize>> = split.files.iter().map(|f| at.get(f.as_path()).copied()).collect();
+            kth_distance(normed, r.normed, k, &same)
+        }
+    }
 }
 
 fn csv_error(path: &Path, e: impl ToString) -> EvalError {
@@ -270,6 +314,12 @@ pub fn write_report(report: &OutlierReport, csv: &Path, dups: &Path, map: &Path,
         "score": report.score.name(),
         "num_images": report.rows.len(),
         "num_duplicates": report.duplicates.len(),
+        "reference": report.reference,
+        "likely_label_errors": report.likely_label_errors(),
+        "confident_joint": report.confident_joint,
+        "classes": report.classes,
+        "unreadable": report.skipped.len(),
+        "unreadable_files": Unreadable::json(&report.skipped),
         "top": report.rows.iter().take(5).map(|r| serde_json::json!({"path": r.path, "score": r.score(report.score)})).collect::<Vec<_>>(),
         // Lossy: a path need not be UTF-8, and JSON holds only text.
         "csv": csv.to_string_lossy(),
@@ -295,7 +345,7 @@ mod tests {
     }
 
     fn params() -> OutlierParams {
-        OutlierParams { k: 3, temperature: 0.07, duplicate_threshold: 0.999, score: ScoreKind::Disagreement, seed: 0 }
+        OutlierParams { k: 3, duplicate_threshold: 0.999, folds: 2, ..OutlierParams::new(ScoreKind::Disagreement, 0) }
     }
 
     /// Two tight clusters on the unit circle; image 2 sits in cluster 0 with label 1; images 5 and
@@ -309,7 +359,7 @@ mod tests {
     #[test]
     fn report_rows_are_sorted_by_score_and_name_neighbours_and_duplicates() {
         let s = split(vec![0, 0, 1, 0, 1, 1, 1, 1]);
-        let r = report_from_features(&features(), &s, Path::new("/data"), &params());
+        let r = report_from_features(&features(), &s, Path::new("/data"), None, &params()).unwrap();
         assert_eq!(r.rows[0].path, "train/c1/img2.png", "the mislabeled image first");
         assert_eq!(r.rows[0].label, "dog");
         assert_eq!(r.rows[0].predicted, "cat");
@@ -323,13 +373,25 @@ mod tests {
     fn csv_has_the_documented_columns_and_round_trips() {
         let d = tempfile::tempdir().unwrap();
         let s = split(vec![0, 0, 1, 0, 1, 1, 1, 1]);
-        let r = report_from_features(&features(), &s, Path::new("/data"), &params());
+        let r = report_from_features(&features(), &s, Path::new("/data"), None, &params()).unwrap();
         let (csv, dups, map) = run_files(d.path(), "ep0001-it00000010");
         let json = write_report(&r, &csv, &dups, &map, 2).unwrap();
         assert_eq!(json["num_images"], 8);
         let text = std::fs::read_to_string(&csv).unwrap();
-        assert_eq!(text.lines().next().unwrap(), "path,split,label,isolation,disagreement,predicted,neighbours,umap_x,umap_y");
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "path,split,label,auto,kind,mislabel,stranger,isolation,disagreement,predicted,suggested,neighbours,umap_x,umap_y"
+        );
         assert_eq!(read_rows(&csv).unwrap(), r.rows);
+        // A report written before the mislabel, stranger and auto columns still loads.
+        let old = d.path().join("old.csv");
+        std::fs::write(
+            &old,
+            "path,split,label,isolation,disagreement,predicted,neighbours,umap_x,umap_y\na.png,train,cat,0.5,1.0,dog,b.png,0.1,0.2\n",
+        )
+        .unwrap();
+        let rows = read_rows(&old).unwrap();
+        assert_eq!((rows[0].auto, rows[0].score(ScoreKind::Auto)), (None, 1.0));
         assert!(std::fs::read_to_string(&dups).unwrap().starts_with("path_a,path_b,similarity"));
         let img = image::open(&map).unwrap();
         assert_eq!((img.width(), img.height()), (800, 800));
@@ -343,9 +405,39 @@ mod tests {
         let mut s = split(vec![0; 8]);
         s.classes.clear();
         s.name = "pretext".into();
-        let r = report_from_features(&features(), &s, Path::new("/data"), &params());
-        assert_eq!(r.score, ScoreKind::Isolation);
-        assert!(r.rows.iter().all(|row| row.label.is_empty() && row.disagreement.is_none() && row.predicted.is_empty()));
-        assert!(r.rows.windows(2).all(|w| w[0].isolation >= w[1].isolation));
+        let r = report_from_features(&features(), &s, Path::new("/data"), None, &params()).unwrap();
+        assert_eq!(r.score, ScoreKind::Auto, "disagreement needs labels: the stranger score ranks");
+        assert!(r.rows.iter().all(|row| row.label.is_empty() && row.disagreement.is_none() && row.mislabel.is_none()));
+        assert!(r.rows.iter().all(|row| row.kind == "stranger" && row.predicted.is_empty()));
+        assert!(r.rows.windows(2).all(|w| w[0].stranger >= w[1].stranger));
+    }
+
+    /// No two of the top 100 rows of any score tie unless their features are equal: 300 random
+    /// features in 2 classes, 10 of them duplicated (the only ties allowed). A tie is equal
+    /// values of both the score and its tie-breaker (two images can be each other's k-th
+    /// neighbour and share a stranger score; their isolation then orders them).
+    #[test]
+    fn no_two_of_the_top_100_of_any_score_tie_unless_their_features_are_equal() {
+        tch::manual_seed(7);
+        let base = Tensor::randn([290, 16], (Kind::Float, Device::Cpu));
+        let x = crate::eval::features::l2_normalize(&Tensor::cat(&[&base, &base.narrow(0, 0, 10)], 0));
+        let mut s = split((0..300).map(|i| i % 2).collect());
+        s.files = (0..300).map(|i| PathBuf::from(format!("/data/train/c/img{i:03}.png"))).collect();
+        let p = OutlierParams { k: 10, ..OutlierParams::new(ScoreKind::Auto, 0) };
+        let r = report_from_features(&x, &s, Path::new("/data"), None, &p).unwrap();
+        let twin = |a: &str, b: &str| {
+            let n = |p: &str| p.trim_start_matches("train/c/img").trim_end_matches(".png").parse::<usize>().unwrap() % 290;
+            n(a) == n(b)
+        };
+        for kind in ScoreKind::ALL {
+            let mut rows = r.rows.clone();
+            rows.sort_by(|a, b| compare(kind, a, b));
+            for (i, a) in rows.iter().take(100).enumerate() {
+                for b in rows.iter().take(100).skip(i + 1) {
+                    let key = |r: &OutlierRow| (r.score(kind), r.score(kind.tie_breaker()));
+                    assert!(key(a) != key(b) || twin(&a.path, &b.path), "{}: {} and {} tie at {:?}", kind.name(), a.path, b.path, key(a));
+                }
+            }
+        }
     }
 }

@@ -1,7 +1,9 @@
-//! Outlier scores from frozen features: how unlike its neighbours an image is (isolation), how
-//! little its neighbours agree with its folder label (disagreement), and near-identical pairs
-//! (duplicates). Neighbours are exact, found block by block so memory stays bounded whatever the
-//! number of images.
+//! Outlier scores from frozen features: how unlike its neighbours an image is (isolation), the
+//! distance to its k-th nearest neighbour in a reference set (the stranger score of Sun et al.
+//! 2022, "Out-of-distribution detection with deep nearest neighbors"), how much more the nearest
+//! images of another class vote for it than those of its own label (disagreement, a margin that
+//! does not saturate), and near-identical pairs (duplicates). Neighbours are exact, found block by
+//! block so memory stays bounded whatever the number of images.
 
 use tch::{Kind, Tensor};
 
@@ -55,15 +57,15 @@ pub fn nearest_neighbours(normed: &Tensor, k: usize, rows_per_block: usize) -> N
 pub struct Scores {
     /// Mean cosine distance to the k nearest neighbours.
     pub isolation: Vec<f64>,
-    /// 1 - the weighted k-NN vote's probability for the image's own label (labeled splits).
+    /// Weighted-vote margin (labeled splits): the best other class's share of the vote minus the
+    /// own label's, in [-1, 1], each class voting with its own k nearest images.
     pub disagreement: Option<Vec<f64>>,
-    /// The class the neighbours vote for (labeled splits).
+    /// The class of the largest vote (labeled splits).
     pub predicted: Option<Vec<usize>>,
     pub neighbours: Neighbours,
 }
 
-/// Isolation for every image and, given labels, disagreement with the weighted vote of its
-/// neighbours (weights `exp(sim / temperature)`, as the k-NN classifier).
+/// Isolation for every image and, given labels, the vote margin against its label.
 pub fn score(normed: &Tensor, labels: Option<(&[usize], usize)>, k: usize, temperature: f64) -> Scores {
     let n = normed.size()[0] as usize;
     let neighbours = nearest_neighbours(normed, k, block_rows(n));
@@ -74,26 +76,102 @@ pub fn score(normed: &Tensor, labels: Option<(&[usize], usize)>, k: usize, tempe
         .collect();
     let (disagreement, predicted) = match labels {
         Some((labels, num_classes)) => {
-            let (mut dis, mut pred) = (Vec::with_capacity(n), Vec::with_capacity(n));
-            for i in 0..n {
-                let mut votes = vec![0.0f64; num_classes.max(1)];
-                for (&j, &s) in neighbours.index[i].iter().zip(&neighbours.sim[i]) {
-                    if let Some(v) = votes.get_mut(labels[j]) {
-                        *v += (s as f64 / temperature).exp();
-                    }
-                }
-                let total: f64 = votes.iter().sum();
-                let own = votes.get(labels[i]).copied().unwrap_or(0.0);
-                dis.push(if total > 0.0 { 1.0 - own / total } else { 1.0 });
-                // Ties go to the lower class index, as in the k-NN classifier.
-                let best = votes.iter().enumerate().fold(0, |b, (c, &v)| if v > votes[b] { c } else { b });
-                pred.push(best);
-            }
-            (Some(dis), Some(pred))
+            let (d, p) = class_margin(normed, labels, num_classes, k, temperature);
+            (Some(d), Some(p))
         }
         None => (None, None),
     };
     Scores { isolation, disagreement, predicted, neighbours }
+}
+
+/// Log of each class's vote for every row: log sum over the class's `k` most similar images (the
+/// row itself excluded) of exp(similarity / T), [N][C]; -inf for a class with no other image.
+pub fn class_log_votes(normed: &Tensor, labels: &[usize], num_classes: usize, k: usize, temperature: f64) -> Vec<Vec<f64>> {
+    let n = normed.size()[0];
+    let members: Vec<Tensor> = (0..num_classes)
+        .map(|c| Tensor::from_slice(&(0..labels.len()).filter(|&i| labels[i] == c).map(|i| i as i64).collect::<Vec<_>>()))
+        .collect();
+    let mut out = Vec::with_capacity(n as usize);
+    tch::no_grad(|| {
+        let rows_per_block = block_rows(n as usize) as i64;
+        let mut start = 0i64;
+        while start < n {
+            let len = rows_per_block.min(n - start);
+            let mut s = normed.narrow(0, start, len).matmul(&normed.tr()).to_kind(Kind::Double);
+            let rows = Tensor::arange(len, (Kind::Int64, normed.device()));
+            let _ = s.index_put_(&[Some(&rows), Some(&(&rows + start))], &Tensor::from(f64::NEG_INFINITY), false);
+            let mut block = vec![vec![f64::NEG_INFINITY; num_classes]; len as usize];
+            for (c, idx) in members.iter().enumerate() {
+                let m = idx.size()[0];
+                if m == 0 {
+                    continue;
+                }
+                let (top, _) = s.index_select(1, &idx.to_device(normed.device())).topk((k as i64).clamp(1, m), 1, true, true);
+                let v: Vec<f64> = Vec::try_from((top / temperature).logsumexp([1], false).to_device(tch::Device::Cpu)).unwrap_or_default();
+                for (r, x) in v.into_iter().enumerate() {
+                    block[r][c] = x;
+                }
+            }
+            out.extend(block);
+            start += len;
+        }
+    });
+    out
+}
+
+/// The vote margin and voted class of every row (see `Scores::disagreement`); ties of the vote
+/// go to the lower class index, as in the k-NN classifier.
+pub fn class_margin(normed: &Tensor, labels: &[usize], num_classes: usize, k: usize, temperature: f64) -> (Vec<f64>, Vec<usize>) {
+    let votes = class_log_votes(normed, labels, num_classes, k, temperature);
+    votes
+        .iter()
+        .zip(labels)
+        .map(|(v, &own)| {
+            let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if !max.is_finite() {
+                return (0.0, own);
+            }
+            let p: Vec<f64> = v.iter().map(|x| (x - max).exp()).collect();
+            let total: f64 = p.iter().sum();
+            let mine = p.get(own).copied().unwrap_or(0.0) / total;
+            let other = p.iter().enumerate().filter(|(c, _)| *c != own).map(|(_, x)| x / total).fold(0.0, f64::max);
+            let best = (0..v.len()).fold(0, |b, c| if v[c] > v[b] { c } else { b });
+            (other - mine, best)
+        })
+        .unzip()
+}
+
+/// Euclidean distance from every query row to its `k`-th nearest row of `reference` (both
+/// L2-normalised, so the distance is sqrt(2 - 2 cos)); `same[i]` names the reference row that is
+/// query i itself, left out of its neighbours.
+pub fn kth_distance(query: &Tensor, reference: &Tensor, k: usize, same: &[Option<usize>]) -> Vec<f64> {
+    let (n, m) = (query.size()[0], reference.size()[0]);
+    let excluded = same.iter().any(Option::is_some) as i64;
+    let k = (k as i64).clamp(1, (m - excluded).max(1));
+    let mut out = Vec::with_capacity(n as usize);
+    if m == 0 {
+        return vec![0.0; n as usize];
+    }
+    tch::no_grad(|| {
+        let rows_per_block = block_rows(m as usize) as i64;
+        let mut start = 0i64;
+        while start < n {
+            let len = rows_per_block.min(n - start);
+            let mut s = query.narrow(0, start, len).matmul(&reference.tr()).to_kind(Kind::Double);
+            let pairs: Vec<(i64, i64)> =
+                (0..len).filter_map(|r| same.get((start + r) as usize).copied().flatten().map(|j| (r, j as i64))).collect();
+            if !pairs.is_empty() {
+                let rows = Tensor::from_slice(&pairs.iter().map(|p| p.0).collect::<Vec<_>>()).to_device(query.device());
+                let cols = Tensor::from_slice(&pairs.iter().map(|p| p.1).collect::<Vec<_>>()).to_device(query.device());
+                let _ = s.index_put_(&[Some(&rows), Some(&cols)], &Tensor::from(f64::NEG_INFINITY), false);
+            }
+            let (top, _) = s.topk(k, 1, true, true);
+            let kth: Vec<f64> = Vec::try_from(top.select(1, k - 1).to_device(tch::Device::Cpu)).unwrap_or_default();
+            out.extend(kth.into_iter().map(|c| (2.0 - 2.0 * c.min(1.0)).max(0.0).sqrt()));
+            start += len;
+        }
+    });
+    out
 }
 
 /// Pairs `(i, j, similarity)` with `i < j` and similarity at least `threshold`, most similar
@@ -143,21 +221,41 @@ mod tests {
     }
 
     #[test]
-    fn disagreement_is_one_minus_the_weighted_vote_for_the_own_label() {
-        // Cluster A at 0..20 degrees, cluster B at 80..100; image 2 sits in A but is labelled B.
+    fn disagreement_is_the_vote_margin_of_each_class_s_own_nearest() {
+        // Cluster A at 0..15 degrees, cluster B at 80..100; image 2 sits in A but is labelled B.
         let x = at(&[0.0, 5.0, 10.0, 15.0, 80.0, 90.0, 100.0]);
         let labels = [0, 0, 1, 0, 1, 1, 1];
         let t = 0.07;
-        let s = score(&x, Some((&labels, 2)), 3, t);
+        let s = score(&x, Some((&labels, 2)), 2, t);
         let dis = s.disagreement.as_ref().unwrap();
         let top = (0..7).max_by(|&a, &b| dis[a].total_cmp(&dis[b])).unwrap();
         assert_eq!(top, 2, "the mislabeled image disagrees most: {dis:?}");
         assert_eq!(s.predicted.as_ref().unwrap()[2], 0);
-        // By hand for image 0: neighbours 5 (A), 10 (B, the mislabeled one), 15 (A) degrees.
+        // By hand for image 0 (label A), k = 2: A votes with images at 5 and 15 degrees, B with
+        // its 2 nearest labelled B: 10 (the mislabeled one) and 80 degrees.
         let w = |deg: f64| (deg.to_radians().cos() / t).exp();
-        let expected = 1.0 - (w(5.0) + w(15.0)) / (w(5.0) + w(10.0) + w(15.0));
-        assert!((dis[0] - expected).abs() < 1e-5, "{} vs {expected}", dis[0]);
-        assert!(dis[5] < 1e-3, "the close neighbours of image 5 agree with it: {}", dis[5]);
+        let (a, b) = (w(5.0) + w(15.0), w(10.0) + w(80.0));
+        // Similarities are float32: agreement to 1e-6.
+        assert!((dis[0] - (b - a) / (a + b)).abs() < 1e-6, "{} vs {}", dis[0], (b - a) / (a + b));
+        // Image 2 (label B) against its own class: 80 and 90 degrees are B's nearest (70, 80 away).
+        let (a2, b2) = (w(5.0) + w(5.0), w(70.0) + w(80.0));
+        assert!((dis[2] - (a2 - b2) / (a2 + b2)).abs() < 1e-6);
+        assert!(dis[5] < -0.9, "image 5 sits deep in its own class: {}", dis[5]);
+        assert!(dis.iter().all(|d| (-1.0..=1.0).contains(d)));
+    }
+
+    #[test]
+    fn kth_distance_is_the_euclidean_distance_to_the_kth_nearest_reference() {
+        let q = at(&[0.0, 45.0]);
+        let r = at(&[0.0, 10.0, 30.0, 90.0]);
+        let chord = |deg: f64| (2.0 - 2.0 * deg.to_radians().cos()).sqrt();
+        // Query 0 is reference 0 itself (left out): its 2nd nearest is 30 degrees away.
+        let d = kth_distance(&q, &r, 2, &[Some(0), None]);
+        assert!((d[0] - chord(30.0)).abs() < 1e-6, "{d:?}");
+        // Query 1 at 45: nearest 30 (15 away), then 10 (35 away).
+        assert!((d[1] - chord(35.0)).abs() < 1e-6, "{d:?}");
+        let d1 = kth_distance(&q, &r, 1, &[None, None]);
+        assert!(d1[0].abs() < 1e-3 && (d1[1] - chord(15.0)).abs() < 1e-6, "{d1:?}");
     }
 
     #[test]

@@ -91,9 +91,12 @@ pub enum Action {
     /// Outliers tab: show one split's rows, then the next, then all.
     #[strum(message = "outliers: next split")]
     CycleSplit,
-    /// Outliers tab: sort by disagreement or isolation.
+    /// Outliers tab: sort by the next score kind (auto, mislabel, stranger, disagreement, isolation).
     #[strum(message = "outliers: sort by score")]
     ToggleScore,
+    /// Outliers tab: show the rows `auto` flags as likely mislabels, then strangers, then all.
+    #[strum(message = "outliers: filter by kind")]
+    CycleKind,
 }
 
 impl Action {
@@ -130,7 +133,7 @@ mod tests {
             assert!(!a.description().is_empty(), "{a:?} has no help text");
             n += 1;
         }
-        assert_eq!(n, 40);
+        assert_eq!(n, 41);
         assert_eq!(Action::TogglePause.name(), "toggle_pause");
         assert_eq!(Action::Tab1.name(), "tab1");
         assert_eq!(Action::from_name("spacebar"), None);

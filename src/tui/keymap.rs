@@ -167,6 +167,7 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("x", Action::MarkExclude),
     ("v", Action::CycleSplit),
     ("d", Action::ToggleScore),
+    ("t", Action::CycleKind),
     ("up", Action::Up),
     ("down", Action::Down),
     ("left", Action::Left),

@@ -3,6 +3,7 @@
 //! the preview of the selected image in whatever graphics the terminal supports.
 
 use crate::eval::outlier_report::{read_rows, OutlierRow, ScoreKind};
+use crate::eval::outlier_row::compare;
 use ratatui::layout::Size;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
@@ -44,6 +45,8 @@ pub struct OutlierView {
     pub score: ScoreKind,
     pub class: Option<String>,
     pub split: Option<String>,
+    /// Only the rows `auto` flags as this kind (`mislabel`, `stranger`).
+    pub kind: Option<String>,
     /// Row in the filtered, sorted list.
     pub selected: usize,
     pub marks: BTreeMap<String, Mark>,
@@ -58,9 +61,10 @@ impl Default for OutlierView {
             rows: Vec::new(),
             data_root: None,
             run_dir: None,
-            score: ScoreKind::Disagreement,
+            score: ScoreKind::Auto,
             class: None,
             split: None,
+            kind: None,
             selected: 0,
             marks: BTreeMap::new(),
             picker: Picker::halfblocks(),
@@ -119,10 +123,10 @@ impl OutlierView {
         let rows = read_rows(csv).map_err(|e| e.to_string())?;
         let split = rows.first().map(|r| r.split.clone());
         self.rows.retain(|r| Some(&r.split) != split.as_ref());
-        if rows.iter().all(|r| r.disagreement.is_none()) && self.rows.is_empty() {
-            self.score = ScoreKind::Isolation;
-        }
         self.rows.extend(rows);
+        if !self.available().contains(&self.score) {
+            self.score = self.available().first().copied().unwrap_or(ScoreKind::Isolation);
+        }
         if data_root.is_some() {
             self.data_root = data_root;
         }
@@ -144,10 +148,26 @@ impl OutlierView {
             .iter()
             .filter(|r| self.class.as_ref().is_none_or(|c| &r.label == c))
             .filter(|r| self.split.as_ref().is_none_or(|s| &r.split == s))
+            .filter(|r| self.kind.as_ref().is_none_or(|k| &r.kind == k))
             .collect();
-        let k = self.score;
-        v.sort_by(|a, b| b.score(k).total_cmp(&a.score(k)).then_with(|| a.path.cmp(&b.path)));
+        // The order of `dino outliers` and its CSV, tie-breakers included.
+        v.sort_by(|a, b| compare(self.score, a, b));
         v
+    }
+
+    /// The score kinds the loaded rows carry (older reports: disagreement and isolation only).
+    pub fn available(&self) -> Vec<ScoreKind> {
+        let has = |f: fn(&OutlierRow) -> bool| self.rows.iter().any(f);
+        ScoreKind::ALL
+            .into_iter()
+            .filter(|k| match k {
+                ScoreKind::Auto => has(|r| r.auto.is_some()),
+                ScoreKind::Mislabel => has(|r| r.mislabel.is_some()),
+                ScoreKind::Stranger => has(|r| r.stranger.is_some()),
+                ScoreKind::Disagreement => has(|r| r.disagreement.is_some()),
+                ScoreKind::Isolation => true,
+            })
+            .collect()
     }
 
     pub fn selected_row(&self) -> Option<&OutlierRow> {
@@ -193,13 +213,20 @@ impl OutlierView {
         self.select(0);
     }
 
+    /// The next score kind the rows carry, round.
     pub fn toggle_score(&mut self) {
-        let labeled = self.rows.iter().any(|r| r.disagreement.is_some());
-        self.score = match self.score {
-            ScoreKind::Disagreement => ScoreKind::Isolation,
-            ScoreKind::Isolation if labeled => ScoreKind::Disagreement,
-            ScoreKind::Isolation => ScoreKind::Isolation,
-        };
+        let kinds = self.available();
+        let at = kinds.iter().position(|k| *k == self.score);
+        self.score = at.and_then(|i| kinds.get(i + 1)).or(kinds.first()).copied().unwrap_or(ScoreKind::Isolation);
+        self.select(0);
+    }
+
+    /// All rows, then the likely mislabels, then the likely strangers (as `auto` calls them).
+    pub fn cycle_kind(&mut self) {
+        let mut kinds: Vec<String> = self.rows.iter().map(|r| r.kind.clone()).filter(|k| !k.is_empty()).collect();
+        kinds.sort();
+        kinds.dedup();
+        self.kind = cycle(&kinds, self.kind.take(), true);
         self.select(0);
     }
 

@@ -238,6 +238,7 @@ fn tab_action(app: &mut App, action: Action) {
         Action::MarkExclude => mark(app, Mark::Exclude),
         Action::CycleSplit => app.outliers.cycle_split(),
         Action::ToggleScore => app.outliers.toggle_score(),
+        Action::CycleKind => app.outliers.cycle_kind(),
         Action::Up => move_selection(app, true, 1),
         Action::Down => move_selection(app, false, 1),
         Action::PageUp => move_selection(app, true, PAGE),
@@ -814,7 +815,17 @@ mod tests {
         }
         assert_eq!(app.outliers.class, None);
         press(&mut app, KeyCode::Char('d'));
-        assert_eq!(app.outliers.score, crate::eval::outlier_report::ScoreKind::Isolation);
+        assert_eq!(app.outliers.score, crate::eval::outlier_report::ScoreKind::Mislabel, "auto, then mislabel");
+        press(&mut app, KeyCode::Char('t'));
+        assert_eq!(app.outliers.kind.as_deref(), Some("mislabel"));
+        assert!(app.outliers.visible().iter().all(|r| r.kind == "mislabel"));
+        press(&mut app, KeyCode::Char('t'));
+        press(&mut app, KeyCode::Char('t'));
+        assert_eq!(app.outliers.kind, None, "all kinds again");
+        for _ in 0..4 {
+            press(&mut app, KeyCode::Char('d'));
+        }
+        assert_eq!(app.outliers.score, crate::eval::outlier_report::ScoreKind::Auto, "round the five kinds");
         press(&mut app, KeyCode::Char('y'));
         assert!(app.shell.clipboard.as_deref().unwrap().ends_with(".png"));
     }

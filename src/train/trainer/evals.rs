@@ -74,6 +74,7 @@ impl Trainer {
     pub(super) fn poll_eval(&mut self, wait: bool) -> Result<()> {
         let Some(worker) = &self.evals.running else { return Ok(()) };
         let outcome = if wait { Some(worker.wait()) } else { worker.try_finish() };
+        let worker_kind = worker.kind();
         let Some(outcome) = outcome else { return Ok(()) };
         self.evals.running = None;
         match outcome {
@@ -88,6 +89,8 @@ impl Trainer {
             }
             Err(message) => {
                 tracing::warn!("{message}");
+                // A failure every epoch must leave a trace in the run directory, not only on screen.
+                self.run_dir.event("eval_failed", &serde_json::json!({ "eval": worker_kind.label(), "message": message }))?;
                 self.emit(Event::Error { message });
             }
         }

@@ -1,9 +1,10 @@
 //! The Outliers tab: images sorted by a score with their paths, the selected one shown in the
 //! terminal with its neighbours, and the 2-D map with classes coloured and the selection marked.
+//! Every score kind has its column, side by side, whichever one orders the list.
 
 use super::evaluation::draw_outliers_empty;
 use super::key_label;
-use crate::eval::outlier_report::{map_bounds, OutlierRow, CLASS_COLOURS};
+use crate::eval::outlier_report::{map_bounds, OutlierRow, ScoreKind, CLASS_COLOURS};
 use crate::tui::action::Action;
 use crate::tui::app::App;
 use crate::tui::outlier_view::{protocol_name, PREVIEW};
@@ -46,10 +47,11 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
     let v = &app.outliers;
     let rows = v.visible();
     let title = format!(
-        " {} of {} images · by {} · class {} · split {} ",
+        " {} of {} images · by {} · kind {} · class {} · split {} ",
         rows.len(),
         v.rows.len(),
         v.score.name(),
+        v.kind.as_deref().unwrap_or("all"),
         v.class.as_deref().unwrap_or("all"),
         v.split.as_deref().unwrap_or("all")
     );
@@ -63,6 +65,7 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
         (Action::Right, "class"),
         (Action::CycleSplit, "split"),
         (Action::ToggleScore, "score"),
+        (Action::CycleKind, "kind"),
         (Action::MarkReviewed, "seen"),
         (Action::MarkKeep, "keep"),
         (Action::MarkExclude, "exclude"),
@@ -73,7 +76,7 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
         hint.extend(keys(a, what));
     }
     frame.render_widget(Paragraph::new(Line::from(hint)).wrap(Wrap { trim: true }), hint_area);
-    let score = v.score;
+    let kinds = v.available();
     let table_rows: Vec<Row> = rows
         .iter()
         .enumerate()
@@ -86,21 +89,43 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
             } else {
                 r.label.clone()
             };
-            Row::new(vec![
-                Cell::from(format!("{}", i + 1)),
-                Cell::from(format!("{:.3}", r.score(score))),
-                Cell::from(label),
-                Cell::from(mark),
-                Cell::from(r.path.clone()),
-            ])
-            .style(t.text())
+            let mut cells = vec![Cell::from(format!("{}", i + 1))];
+            for k in &kinds {
+                let cell = Cell::from(format!("{:.3}", r.score(*k)));
+                cells.push(if *k == v.score { cell.style(t.accent()) } else { cell });
+            }
+            cells.extend([Cell::from(short_kind(&r.kind)), Cell::from(label), Cell::from(mark), Cell::from(r.path.clone())]);
+            Row::new(cells).style(t.text())
         })
         .collect();
-    let widths = [Constraint::Length(5), Constraint::Length(6), Constraint::Length(22), Constraint::Length(4), Constraint::Min(10)];
-    let header = Row::new(["#", "score", "label→voted", "mark", "path"]).style(t.title());
+    let mut widths = vec![Constraint::Length(4)];
+    widths.extend(kinds.iter().map(|_| Constraint::Length(6)));
+    widths.extend([Constraint::Length(4), Constraint::Length(14), Constraint::Length(4), Constraint::Min(10)]);
+    let mut header = vec!["#"];
+    header.extend(kinds.iter().map(|k| column_name(*k)));
+    header.extend(["kind", "label→voted", "mark", "path"]);
+    let header = Row::new(header).style(t.title());
     let table = Table::new(table_rows, widths).header(header).row_highlight_style(t.selected()).column_spacing(1);
     let mut state = TableState::default().with_selected((!rows.is_empty()).then_some(v.selected.min(rows.len() - 1)));
     frame.render_stateful_widget(table, table_area, &mut state);
+}
+
+fn column_name(k: ScoreKind) -> &'static str {
+    match k {
+        ScoreKind::Auto => "auto",
+        ScoreKind::Mislabel => "mislab",
+        ScoreKind::Stranger => "strang",
+        ScoreKind::Disagreement => "disagr",
+        ScoreKind::Isolation => "isol",
+    }
+}
+
+fn short_kind(kind: &str) -> &'static str {
+    match kind {
+        "mislabel" => "mis",
+        "stranger" => "str",
+        _ => "",
+    }
 }
 
 fn draw_preview(app: &App, frame: &mut Frame, area: Rect) {
@@ -123,6 +148,8 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow) -> Vec<Line<'a>> {
     let t = &app.shell.theme;
     let v = &app.outliers;
     let label_of = |p: &str| v.rows.iter().find(|r| r.path == p).map(|r| r.label.as_str()).unwrap_or("?");
+    let opt = |x: Option<f64>| x.map(|d| format!("{d:.3}")).unwrap_or_else(|| "–".into());
+    let likely = if row.suggested.is_empty() { String::new() } else { format!("  likely {}", row.suggested) };
     let mut lines = vec![
         Line::from(Span::styled(row.path.as_str(), t.accent())),
         Line::from(vec![
@@ -130,10 +157,17 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow) -> Vec<Line<'a>> {
             Span::styled(row.label.as_str(), t.text()),
             Span::styled("  voted ", t.muted()),
             Span::styled(row.predicted.as_str(), t.text()),
+            Span::styled(likely, t.accent()),
+        ]),
+        Line::from(vec![
+            Span::styled("mislabel ", t.muted()),
+            Span::styled(opt(row.mislabel), t.text()),
+            Span::styled("  stranger ", t.muted()),
+            Span::styled(opt(row.stranger), t.text()),
         ]),
         Line::from(vec![
             Span::styled("disagreement ", t.muted()),
-            Span::styled(row.disagreement.map(|d| format!("{d:.3}")).unwrap_or_else(|| "–".into()), t.text()),
+            Span::styled(opt(row.disagreement), t.text()),
             Span::styled("  isolation ", t.muted()),
             Span::styled(format!("{:.3}", row.isolation), t.text()),
         ]),

@@ -128,7 +128,7 @@ enum HelpEntry {
     Group(&'static [Action], &'static str),
 }
 
-const HELP_ORDER: [HelpEntry; 28] = [
+const HELP_ORDER: [HelpEntry; 29] = [
     HelpEntry::One(Action::TogglePause),
     HelpEntry::One(Action::Checkpoint),
     HelpEntry::One(Action::EvalKnn),
@@ -146,6 +146,7 @@ const HELP_ORDER: [HelpEntry; 28] = [
     HelpEntry::Group(&[Action::MarkReviewed, Action::MarkKeep, Action::MarkExclude], "mark seen / keep / exclude"),
     HelpEntry::One(Action::CycleSplit),
     HelpEntry::One(Action::ToggleScore),
+    HelpEntry::One(Action::CycleKind),
     HelpEntry::Group(&[Action::Tab1, Action::Tab2, Action::Tab3, Action::Tab4, Action::Tab5, Action::Tab6], "tabs"),
     HelpEntry::One(Action::NextTab),
     HelpEntry::One(Action::PrevTab),
