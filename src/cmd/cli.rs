@@ -631,6 +631,28 @@ mod tests {
     }
 
     #[test]
+    fn recipe_auto_counts_the_images_and_leaves_flags_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        // 5 classes x 20: 100 pretext images, batch 10, 10 epochs: 100 steps.
+        crate::data::write_demo_dataset(dir.path(), 20, 0, 16).unwrap();
+        let line = format!("dino train --data_path {} --batch_size_per_gpu 10 --epochs 10 --recipe auto", dir.path().display());
+        let (c, report) = parse(&line).resolve_explained().unwrap();
+        assert_eq!(report.plan.map(|p| (p.images, p.total_steps())), Some((100, 100)));
+        assert_eq!(c.model.out_dim, 64);
+        assert!(crate::config::recipe::warnings(&c, &report.plan.unwrap()).is_empty());
+        let explained = super::super::recipe::explain(&c, &report).join("\n");
+        assert!(explained.contains("out_dim = 64") && explained.contains("momentum_teacher"), "{explained}");
+        let (c, report) = parse(&format!("{line} --out_dim 4096 --momentum_teacher 0.996")).resolve_explained().unwrap();
+        assert_eq!((c.model.out_dim, c.teacher.momentum_teacher), (4096, 0.996));
+        let explained = super::super::recipe::explain(&c, &report).join("\n");
+        assert!(explained.contains("warning: out_dim 4096") && explained.contains("warning: momentum_teacher 0.996"), "{explained}");
+        // Without --recipe the reference's values stay.
+        let c = parse(&line.replace(" --recipe auto", "")).resolve().unwrap();
+        assert_eq!(c.model.out_dim, 65536);
+        assert!(parse(&line.replace("--recipe auto", "--recipe fast")).resolve().is_err());
+    }
+
+    #[test]
     fn flags_override_a_preset() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.toml");

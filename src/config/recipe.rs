@@ -127,11 +127,12 @@ pub fn apply_auto(c: &mut TrainConfig, plan: &Plan, pinned: &[&str]) -> Vec<Deri
         c.teacher.warmup_teacher_temp = warm_temp;
     }
     let temp_warm = if warm_temp == temp { 0 } else { epochs_within((0.3 * steps as f64).min(30.0 * spe as f64), spe, 0) };
-    if set(
-        "warmup_teacher_temp_epochs",
-        temp_warm.to_string(),
-        format!("{} steps: 30 % of the run's {steps} at most (the paper's 30 epochs)", temp_warm * spe),
-    ) {
+    let why = if temp_warm == 0 && warm_temp == temp {
+        "no warm-up: the temperature is constant".to_string()
+    } else {
+        format!("{} steps: 30 % of the run's {steps} at most (the paper's 30 epochs)", temp_warm * spe)
+    };
+    if set("warmup_teacher_temp_epochs", temp_warm.to_string(), why) {
         c.teacher.warmup_teacher_temp_epochs = temp_warm;
     }
 
