@@ -21,13 +21,14 @@ pub fn text(app: &App) -> Option<(String, bool)> {
     let pct = |n: f64| if steps == 0 { 0.0 } else { 100.0 * n / steps as f64 };
     let (lr, temp) = (warm(ScheduleName::Lr), warm(ScheduleName::TeacherTemp));
     let bad = half > steps as f64 || lr >= steps.max(1) || temp >= steps.max(1);
+    // What decides whether the plan works comes first: a narrow terminal cuts the end.
     let text = format!(
-        "plan: {steps} steps ({} images, out_dim {}) · teacher EMA half-life {half:.0} steps ({:.0} %) · lr warm-up {lr} ({:.0} %) · teacher temp warm-up {temp} ({:.0} %)",
-        info.num_images,
-        info.out_dim,
+        "{steps} steps · EMA half-life {half:.0} ({:.0}%) · lr warm-up {lr} ({:.0}%) · temp warm-up {temp} ({:.0}%) · {} images · out_dim {}",
         pct(half),
         pct(lr as f64),
-        pct(temp as f64)
+        pct(temp as f64),
+        info.num_images,
+        info.out_dim
     );
     Some((text, bad))
 }
