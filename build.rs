@@ -8,18 +8,25 @@
 //! several processes says what to install. The NCCL half is compiled in too when the NCCL and CUDA
 //! headers of the `nvidia-*` wheels are there (`scripts/setup-test-tools.sh` adds the two that
 //! libtorch's wheel lacks).
+//!
+//! Always compiles the autocast shim (`src/model/autocast.cpp`: CPU bfloat16 and CUDA bfloat16
+//! autocast, which tch cannot switch) and sets `cfg(dino_autocast)`; it needs only libtorch's own
+//! headers.
 use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE");
     println!("cargo:rerun-if-changed=src/dist/shim.cpp");
+    println!("cargo:rerun-if-changed=src/model/autocast.cpp");
     println!("cargo::rustc-check-cfg=cfg(dino_dist)");
+    println!("cargo::rustc-check-cfg=cfg(dino_autocast)");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     if Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
+    compile_autocast(Path::new(&lib));
     if std::env::var_os("CARGO_FEATURE_DIST").is_none() {
         return;
     }
@@ -52,6 +59,23 @@ fn main() {
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
     println!("cargo:rustc-cfg=dino_dist");
+}
+
+/// The autocast shim: libtorch's headers are all it needs.
+fn compile_autocast(lib: &Path) {
+    let include = lib.join("../include");
+    cc::Build::new()
+        .cpp(true)
+        .file("src/model/autocast.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .flag("-std=c++17")
+        .warnings(false)
+        .compile("dino_autocast");
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-cfg=dino_autocast");
 }
 
 /// NCCL's and the CUDA runtime's headers: the `nvidia-*` wheels beside libtorch's, plus the CUDA

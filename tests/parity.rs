@@ -161,18 +161,14 @@ fn head_output_matches_reference() {
     assert_close("head output", &out, &t["output"], 1e-5, 1e-6);
 }
 
-#[test]
-fn three_training_steps_match_reference() {
-    let Some(dir) = parity_dir() else { return };
-    let t = load(&dir, "train_steps.safetensors");
-    let s = scalars(&dir);
+/// The reference's three-step configuration (`scalars.json` `train_steps.args`), in float32.
+fn parity_step_config(t: &BTreeMap<String, Tensor>, s: &serde_json::Value) -> TrainConfig {
     let a = &s["train_steps.args"];
     let v = &s["vit.args"];
     let h = &s["head.args"];
     let f = |k: &str| a[k].as_f64().unwrap();
-    let u = |k: &str| a[k].as_u64().unwrap() as usize;
     let batch = t["step0.crop0"].size()[0];
-    let config = {
+    {
         let mut c = TrainConfig::default();
         c.model.arch = dino_tui::config::Arch::VitTiny;
         c.model.patch_size = v["patch_size"].as_u64().unwrap() as usize;
@@ -198,7 +194,18 @@ fn three_training_steps_match_reference() {
         c.optim.optimizer = OptimizerKind::Adamw;
         c.optim.use_fp16 = false;
         c
-    };
+    }
+}
+
+#[test]
+fn three_training_steps_match_reference() {
+    let Some(dir) = parity_dir() else { return };
+    let t = load(&dir, "train_steps.safetensors");
+    let s = scalars(&dir);
+    let a = &s["train_steps.args"];
+    let f = |k: &str| a[k].as_f64().unwrap();
+    let u = |k: &str| a[k].as_u64().unwrap() as usize;
+    let config = parity_step_config(&t, &s);
     config.validate().unwrap();
     let (epochs, niter) = (u("epochs"), u("niter_per_ep"));
     // The vectors were made with the base value already scaled (0.001 is the peak itself).
@@ -242,4 +249,68 @@ fn three_training_steps_match_reference() {
             assert_close(&format!("{prefix}{name} (tight)"), &ours[name], &expected[name], 1e-5, 1e-6);
         }
     }
+}
+
+/// Largest |a - b| over every tensor the two name maps share.
+fn max_abs_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> (f64, String) {
+    let mut worst = (0.0, String::new());
+    for (name, x) in a {
+        let d = (x.to_kind(Kind::Double) - b[name].to_kind(Kind::Double)).abs().max().double_value(&[]);
+        if d > worst.0 {
+            worst = (d, name.clone());
+        }
+    }
+    worst
+}
+
+/// The same three reference steps under CPU bfloat16 autocast (`use_fp16` on a CPU with bfloat16
+/// instructions). bfloat16 keeps 8 bits of mantissa, so the numbers are not the reference's; the
+/// tolerances say how far they may drift: each loss within 1 % of float32's, the centre within
+/// 1e-3, and every weight within 3 AdamW steps' worth of change (3 x lr): AdamW's update is about
+/// lr per step whatever the gradient's size, so a gradient whose sign the rounding flips moves a
+/// weight by up to 2 lr the other way. Skipped on a CPU without bfloat16 instructions.
+#[test]
+fn three_bf16_training_steps_stay_close_to_float32() {
+    let Some(dir) = parity_dir() else { return };
+    let t = load(&dir, "train_steps.safetensors");
+    let s = scalars(&dir);
+    let a = &s["train_steps.args"];
+    let f = |k: &str| a[k].as_f64().unwrap();
+    let u = |k: &str| a[k].as_u64().unwrap() as usize;
+    let mut config = parity_step_config(&t, &s);
+    config.optim.use_fp16 = true;
+    let choice = dino_tui::train::precision::choose(&config, Device::Cpu);
+    if choice.autocast.is_none() {
+        eprintln!("SKIPPED: {}", choice.note.unwrap_or_default());
+        return;
+    }
+    let (epochs, niter) = (u("epochs"), u("niter_per_ep"));
+    let lr = cosine_schedule(f("lr"), f("min_lr"), epochs, niter, u("warmup_epochs"), 0.0);
+    let wd = cosine_schedule(f("wd"), f("wd_end"), epochs, niter, 0, 0.0);
+    let mom = cosine_schedule(f("momentum_teacher"), 1.0, epochs, niter, 0, 0.0);
+    let mut state = DinoState::new(&config, Device::Cpu).unwrap();
+    assert!(state.autocast.is_some() && state.amp.is_none(), "bf16 needs no loss scaler");
+    let init = with_prefix(&t, "student_init.");
+    let src = dir.join("train_steps.safetensors");
+    weights::load_into(&state.student_vs, "", &init, &src).unwrap();
+    weights::load_into(&state.teacher_vs, "", &init, &src).unwrap();
+    let losses = a["losses"].as_array().unwrap();
+    for step in 0..losses.len() {
+        let crops: Vec<Tensor> = (0..config.ncrops()).map(|j| t[&format!("step{step}.crop{j}")].shallow_clone()).collect();
+        let p = StepParams { epoch: step / niter, lr: lr[step], wd: wd[step], momentum: mom[step], teacher_temp: f("teacher_temp") };
+        let out = state.step(&crops, p).unwrap();
+        assert!(out.applied);
+        let expected = t[&format!("step{step}.loss")].double_value(&[0]);
+        let rel = ((out.loss - expected) / expected).abs();
+        eprintln!("bf16 step {step}: loss {} vs float32 {expected} (relative {rel:.2e})", out.loss);
+        assert!(rel < 1e-2, "step {step}: bf16 loss {} vs float32 {expected}", out.loss);
+        assert_close(&format!("bf16 center after step {step}"), &state.loss.center, &t[&format!("step{step}.center_after")], 0.0, 1e-3);
+    }
+    let peak = lr.iter().cloned().fold(0.0, f64::max);
+    for (prefix, vs) in [("student_final.", &state.student_vs), ("teacher_final.", &state.teacher_vs)] {
+        let (d, name) = max_abs_diff(&weights::named_tensors(vs), &with_prefix(&t, prefix));
+        eprintln!("bf16 {prefix}: largest weight difference {d:.2e} ({name}); 3 x lr = {:.2e}", 3.0 * peak);
+        assert!(d <= 3.0 * peak, "{prefix}{name}: {d:e} from float32 after three bf16 steps");
+    }
+    assert!(!dino_tui::model::autocast::is_enabled(false), "autocast is left off after the steps");
 }

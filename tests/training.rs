@@ -252,3 +252,44 @@ fn checkpoint_events_name_a_file_of_their_own_with_the_content_id() {
         assert_eq!(meta.content_id(), info.content_id, "{name}");
     }
 }
+
+/// A short run under CPU bfloat16 autocast (`use_fp16` on a CPU with bfloat16 instructions)
+/// follows the float32 run's loss curve: same data, seed and crops, each iteration's loss within
+/// 2 % and the mean over the run within 0.5 %. A precision warning is sent only where the CPU
+/// lacks bfloat16 (then the two runs are the same float32 run and the test says so).
+#[test]
+fn a_short_bf16_run_follows_the_float32_loss_curve() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8);
+    let run = |name: &str, fp16: bool| {
+        let mut c = common::tiny_config(&data, &d.path().join(name));
+        c.model.embed_dim = Some(48);
+        c.model.num_heads = Some(3);
+        c.model.depth = Some(2);
+        c.optim.epochs = 2;
+        c.optim.use_fp16 = fp16;
+        let (events, state) = drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
+        assert_eq!(state, RunState::Finished);
+        let warned = events.iter().any(|e| matches!(e, Event::Warning { message } if message.contains("use_fp16")));
+        (losses(&events), warned)
+    };
+    let (fp32, fp32_warned) = run("fp32", false);
+    let (bf16, bf16_warned) = run("bf16", true);
+    assert!(!fp32_warned);
+    if dino_tui::model::autocast::cpu_has_bf16() && dino_tui::model::autocast::AVAILABLE {
+        assert!(!bf16_warned, "a CPU with bfloat16 runs it without a warning");
+    } else {
+        assert!(bf16_warned, "a CPU without bfloat16 says so");
+        eprintln!("SKIPPED (bf16 part): this CPU has no bfloat16 instructions");
+    }
+    assert_eq!(fp32.len(), bf16.len());
+    let mean = |l: &[(usize, f64)]| l.iter().map(|(_, v)| v).sum::<f64>() / l.len() as f64;
+    for ((i, a), (_, b)) in bf16.iter().zip(&fp32) {
+        assert!((a - b).abs() <= 0.02 * b.abs(), "iteration {i}: bf16 loss {a} vs float32 {b}");
+    }
+    let (ma, mb) = (mean(&bf16), mean(&fp32));
+    eprintln!("mean loss over {} iterations: bf16 {ma:.5}, float32 {mb:.5}", fp32.len());
+    assert!((ma - mb).abs() <= 0.005 * mb.abs(), "mean loss: bf16 {ma} vs float32 {mb}");
+}

@@ -111,9 +111,15 @@ pub struct TrainArgs {
     /// demo); flags given here override it
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Print the effective config as TOML and exit
+    /// Print the effective config as TOML and exit (with the plan: steps, the teacher's EMA
+    /// half-life, what --recipe auto chose and why, and settings known to fail)
     #[arg(long = "print-config")]
     pub print_config: bool,
+    /// reference (default: the config's values as they are) or auto: out_dim, teacher
+    /// temperature and momentum, warm-ups and last-layer freeze derived from the number of
+    /// images in --data_path and the planned steps; flags given still win
+    #[arg(long)]
+    pub recipe: Option<String>,
     #[command(flatten)]
     pub model: ModelFlags,
     #[command(flatten)]
@@ -202,9 +208,13 @@ pub struct TeacherFlags {
 #[derive(Debug, Clone, Default, Args)]
 #[command(rename_all = "snake_case")]
 pub struct OptimFlags {
-    /// Mixed precision on CUDA (true/false); CPU always runs float32
+    /// Mixed precision (true/false): CUDA autocast in --amp_dtype; bf16 autocast on a CPU with
+    /// bfloat16 instructions (AVX512-BF16, AMX), float32 on other CPUs
     #[arg(long, value_parser = bool_flag, help_heading = "Optimisation")]
     pub use_fp16: Option<bool>,
+    /// CUDA mixed-precision dtype: fp16 (the reference's, loss-scaled) or bf16; the CPU uses bf16
+    #[arg(long, help_heading = "Optimisation")]
+    pub amp_dtype: Option<String>,
     /// Initial weight decay (cosine schedule to --weight_decay_end)
     #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub weight_decay: Option<f64>,
@@ -384,7 +394,41 @@ fn pair(setting: &str, v: &[f64]) -> Result<(f64, f64), ConfigError> {
 impl TrainArgs {
     /// Starts from `--config` (or the reference defaults), applies every flag given, validates.
     pub fn resolve(&self) -> Result<TrainConfig, ConfigError> {
-        let mut c = match &self.config {
+        self.resolve_explained().map(|(c, _)| c)
+    }
+
+    /// `resolve`, with what `--recipe auto` chose and why.
+    pub fn resolve_explained(&self) -> Result<(TrainConfig, super::recipe::RecipeReport), ConfigError> {
+        let mut c = self.start_config()?;
+        self.apply(&mut c)?;
+        let mut report = super::recipe::RecipeReport::default();
+        if super::recipe::is_auto(self.recipe.as_deref())? {
+            report = super::recipe::apply_auto(&mut c, &self.pinned(), super::recipe::world_size(self.nproc_per_node))?;
+        }
+        c.validate()?;
+        Ok((c, report))
+    }
+
+    /// The settings given as flags, which `--recipe auto` leaves alone.
+    fn pinned(&self) -> Vec<&'static str> {
+        let (m, t, o) = (&self.model, &self.teacher, &self.optim);
+        [
+            ("out_dim", m.out_dim.is_some()),
+            ("teacher_temp", t.teacher_temp.is_some()),
+            ("warmup_teacher_temp", t.warmup_teacher_temp.is_some()),
+            ("warmup_teacher_temp_epochs", t.warmup_teacher_temp_epochs.is_some()),
+            ("momentum_teacher", t.momentum_teacher.is_some()),
+            ("warmup_epochs", o.warmup_epochs.is_some()),
+            ("freeze_last_layer", o.freeze_last_layer.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+
+    /// `--config` (or the reference defaults, or what `--pretrained_weights`/`--resume_from` say).
+    fn start_config(&self) -> Result<TrainConfig, ConfigError> {
+        Ok(match &self.config {
             Some(path) => load_config(path)?,
             None => {
                 let mut c = TrainConfig::default();
@@ -392,10 +436,7 @@ impl TrainArgs {
                 super::train_from::overlay(&mut c, pretrained, resume, self.model.arch.as_deref())?;
                 c
             }
-        };
-        self.apply(&mut c)?;
-        c.validate()?;
-        Ok(c)
+        })
     }
 
     /// Applies the flags that were given on top of `c`.
@@ -480,6 +521,9 @@ impl TeacherFlags {
 impl OptimFlags {
     fn apply(&self, o: &mut crate::config::OptimConfig) -> Result<(), ConfigError> {
         set(&mut o.use_fp16, &self.use_fp16);
+        if let Some(v) = &self.amp_dtype {
+            o.amp_dtype = crate::config::AmpDtype::parse(v).ok_or_else(|| ConfigError::invalid("amp_dtype", v, "bf16 or fp16"))?;
+        }
         set(&mut o.weight_decay, &self.weight_decay);
         set(&mut o.weight_decay_end, &self.weight_decay_end);
         set(&mut o.clip_grad, &self.clip_grad);
@@ -594,6 +638,10 @@ mod tests {
         let c = parse("dino train --norm_last_layer false --use_fp16 0 --use_bn_in_head true").resolve().unwrap();
         assert!(!c.model.norm_last_layer && !c.optim.use_fp16 && c.model.use_bn_in_head);
         assert!(Cli::try_parse_from(["dino", "train", "--use_fp16", "maybe"]).is_err());
+        let c = parse("dino train --amp_dtype bf16").resolve().unwrap();
+        assert_eq!(c.optim.amp_dtype, crate::config::AmpDtype::Bf16);
+        let err = parse("dino train --amp_dtype fp8").resolve().unwrap_err().to_string();
+        assert!(err.contains("amp_dtype") && err.contains("bf16 or fp16"), "{err}");
     }
 
     #[test]
@@ -609,6 +657,28 @@ mod tests {
         assert_eq!(parse("dino train --arch resnet18 --resnet_stem cifar").resolve().unwrap().model.resnet_stem, ResNetStem::Cifar);
         let e = parse("dino train --local_crops_scale 0.05 1.4").resolve().unwrap_err().to_string();
         assert!(e.contains("--local_crops_scale"), "{e}");
+    }
+
+    #[test]
+    fn recipe_auto_counts_the_images_and_leaves_flags_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        // 5 classes x 20: 100 pretext images, batch 10, 10 epochs: 100 steps.
+        crate::data::write_demo_dataset(dir.path(), 20, 0, 16).unwrap();
+        let line = format!("dino train --data_path {} --batch_size_per_gpu 10 --epochs 10 --recipe auto", dir.path().display());
+        let (c, report) = parse(&line).resolve_explained().unwrap();
+        assert_eq!(report.plan.map(|p| (p.images, p.total_steps())), Some((100, 100)));
+        assert_eq!(c.model.out_dim, 64);
+        assert!(crate::config::recipe::warnings(&c, &report.plan.unwrap()).is_empty());
+        let explained = super::super::recipe::explain(&c, &report).join("\n");
+        assert!(explained.contains("out_dim = 64") && explained.contains("momentum_teacher"), "{explained}");
+        let (c, report) = parse(&format!("{line} --out_dim 4096 --momentum_teacher 0.996")).resolve_explained().unwrap();
+        assert_eq!((c.model.out_dim, c.teacher.momentum_teacher), (4096, 0.996));
+        let explained = super::super::recipe::explain(&c, &report).join("\n");
+        assert!(explained.contains("warning: out_dim 4096") && explained.contains("warning: momentum_teacher 0.996"), "{explained}");
+        // Without --recipe the reference's values stay.
+        let c = parse(&line.replace(" --recipe auto", "")).resolve().unwrap();
+        assert_eq!(c.model.out_dim, 65536);
+        assert!(parse(&line.replace("--recipe auto", "--recipe fast")).resolve().is_err());
     }
 
     #[test]

@@ -41,6 +41,22 @@ fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Re
 /// `dino train --detach`: how long to wait for the trainer to serve before reporting it started.
 const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// `--print-config`: the TOML, then the plan as comments (the data counted even without
+/// `--recipe auto`, when it can be).
+fn print_config(config: &TrainConfig, report: super::recipe::RecipeReport, nproc_per_node: Option<usize>) {
+    crate::say!("{}", config.to_toml().trim_end());
+    let report = match report.plan {
+        Some(_) => report,
+        None => super::recipe::RecipeReport {
+            plan: super::recipe::plan(config, super::recipe::world_size(nproc_per_node)).ok(),
+            derived: vec![],
+        },
+    };
+    for line in super::recipe::explain(config, &report) {
+        crate::say!("{line}");
+    }
+}
+
 fn detach(config: TrainConfig) -> Result<i32> {
     let d = super::detach::start(config, DETACH_WAIT)?;
     let how = if d.serving { "training" } else { "still starting (slow to build its model?)" };
@@ -73,7 +89,7 @@ fn demo(args: DemoArgs) -> Result<i32> {
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Train(args) => {
-            let config = args.resolve()?;
+            let (config, report) = args.resolve_explained()?;
             if let Some(n) = args.nproc_per_node.filter(|&n| n > 1) {
                 if std::env::var_os("RANK").is_some() {
                     anyhow::bail!("--nproc_per_node starts the ranks itself; under torchrun or srun leave it out");
@@ -85,7 +101,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 return super::launch::run_local(n, &args);
             }
             if args.print_config {
-                crate::say!("{}", config.to_toml().trim_end());
+                print_config(&config, report, args.nproc_per_node);
                 return Ok(0);
             }
             if args.detach {

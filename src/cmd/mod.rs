@@ -23,5 +23,6 @@ pub mod launch;
 pub mod logging;
 pub mod offline_eval;
 pub mod progress;
+pub mod recipe;
 pub mod serve;
 pub mod train_from;

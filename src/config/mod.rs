@@ -3,6 +3,7 @@
 //! and validated with messages that name the setting and its allowed range.
 
 pub mod infer;
+pub mod recipe;
 pub mod schedules;
 pub mod user;
 pub mod validate;
@@ -10,6 +11,7 @@ pub mod validate;
 pub use validate::ConfigError;
 
 use crate::data::AugmentConfig;
+pub use crate::model::autocast::AmpDtype;
 pub use crate::model::{Arch, ResNetStem};
 use crate::model::{BackboneSpec, HeadSpec, ResNetDepth, VitSpec};
 use serde::{Deserialize, Serialize};
@@ -93,7 +95,12 @@ pub struct TeacherConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OptimConfig {
+    /// Mixed precision: autocast on CUDA (in `amp_dtype`), bfloat16 autocast on a CPU that has
+    /// bfloat16 instructions; float32 elsewhere.
     pub use_fp16: bool,
+    /// The CUDA autocast dtype: fp16 (the reference's, with loss scaling) or bf16 (none needed).
+    /// Not a reference flag; the CPU always uses bf16.
+    pub amp_dtype: AmpDtype,
     pub weight_decay: f64,
     pub weight_decay_end: f64,
     pub clip_grad: f64,
@@ -179,6 +186,7 @@ impl Default for OptimConfig {
     fn default() -> Self {
         Self {
             use_fp16: true,
+            amp_dtype: AmpDtype::Fp16,
             weight_decay: 0.04,
             weight_decay_end: 0.4,
             clip_grad: 3.0,

@@ -4,6 +4,7 @@
 //! (`backbone.*`, `head.*`), so its state dict reads the same as the reference's checkpoints.
 
 pub mod arch;
+pub mod autocast;
 pub mod head;
 mod init;
 pub mod names;

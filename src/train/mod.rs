@@ -4,5 +4,6 @@ pub mod evaluator;
 pub mod import;
 pub mod loss;
 pub mod optim;
+pub mod precision;
 pub mod step;
 pub mod trainer;

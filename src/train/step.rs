@@ -3,7 +3,9 @@
 
 use super::loss::DinoLoss;
 use super::optim::Optimizer;
+pub use super::precision::LossScaler;
 use crate::config::TrainConfig;
+use crate::model::autocast::Autocast;
 use crate::model::{weights::named_tensors, DinoModel};
 use tch::{nn::VarStore, Device, Tensor};
 
@@ -19,8 +21,11 @@ pub struct DinoState {
     ema_pairs: Vec<(Tensor, Tensor)>,
     pub clip_grad: f64,
     pub freeze_last_layer: usize,
-    /// Mixed precision (CUDA only): autocast with dynamic loss scaling.
+    /// Dynamic loss scaling, for float16 autocast (CUDA) only.
     pub amp: Option<LossScaler>,
+    /// Mixed precision of the forward passes (`super::precision::choose`); loss and softmax stay
+    /// float32 either way.
+    pub autocast: Option<Autocast>,
     head_has_bn: bool,
     /// The other processes of a data-parallel job: gradients and the centre are averaged over them.
     group: Option<std::sync::Arc<crate::dist::ProcessGroup>>,
@@ -51,6 +56,8 @@ pub enum StepError {
     NonFiniteLoss(f64),
     #[error("data-parallel step failed (another process gone?): {0}")]
     Distributed(#[from] crate::dist::DistError),
+    #[error("mixed precision (use_fp16): {0}")]
+    Autocast(#[from] crate::model::autocast::AutocastError),
 }
 
 fn is_buffer(name: &str) -> bool {
@@ -74,7 +81,8 @@ impl DinoState {
             .filter(|(k, _)| !is_buffer(k))
             .filter_map(|(k, s)| teacher_vars.get(&k).map(|t| (s, t.shallow_clone())))
             .collect();
-        let amp = (c.optim.use_fp16 && device.is_cuda()).then(LossScaler::new);
+        let autocast = super::precision::choose(c, device).autocast;
+        let amp = autocast.filter(|a| a.dtype == crate::config::AmpDtype::Fp16).map(|_| LossScaler::new());
         Ok(Self {
             loss: DinoLoss::new(c.model.out_dim as i64, c.ncrops() as i64, device),
             student_vs,
@@ -86,6 +94,7 @@ impl DinoState {
             clip_grad: c.optim.clip_grad,
             freeze_last_layer: c.optim.freeze_last_layer,
             amp,
+            autocast,
             head_has_bn: c.model.use_bn_in_head,
             group: None,
         })
@@ -127,15 +136,13 @@ impl DinoState {
     /// One iteration on `crops` (global views first). The teacher sees the two global views.
     pub fn step(&mut self, crops: &[Tensor], p: StepParams) -> Result<StepOutput, StepError> {
         self.optimizer.zero_grad();
-        let amp = self.amp.is_some();
         let scale = self.amp.as_ref().map(|a| a.scale).unwrap_or(1.0);
-        let teacher_out =
-            tch::autocast(amp, || tch::no_grad(|| self.teacher.forward_multicrop(&crops[..2], true))).to_kind(tch::Kind::Float);
+        let teacher_out = self.mixed(|s| tch::no_grad(|| s.teacher.forward_multicrop(&crops[..2], true)))?.to_kind(tch::Kind::Float);
         let targets = self.loss.teacher_targets(&teacher_out, p.teacher_temp);
         let mut loss_value = 0.0;
         for range in self.view_chunks(crops) {
             let first = range.start;
-            let student_out = tch::autocast(amp, || self.student.forward_multicrop(&crops[range], true));
+            let student_out = self.mixed(|s| s.student.forward_multicrop(&crops[range], true))?;
             let Some(part) = self.loss.student_terms(&student_out.to_kind(tch::Kind::Float), first, &targets) else {
                 continue;
             };
@@ -171,6 +178,15 @@ impl DinoState {
         Ok(out)
     }
 
+    /// `f` under this state's autocast (none: as it is). The backward pass runs outside, as
+    /// PyTorch's AMP recipe has it: autograd replays each op in the dtype its forward used.
+    fn mixed<T>(&self, f: impl FnOnce(&Self) -> T) -> Result<T, StepError> {
+        match self.autocast {
+            Some(a) => Ok(a.run(|| f(self))?),
+            None => Ok(f(self)),
+        }
+    }
+
     /// Joins a data-parallel job: every rank takes rank 0's student (parameters and BatchNorm
     /// statistics, in name order) and the teacher restarts as its copy.
     pub fn join_group(&mut self, g: std::sync::Arc<crate::dist::ProcessGroup>) -> Result<(), crate::dist::DistError> {
@@ -190,55 +206,6 @@ impl DinoState {
                 let _ = t.g_add_(&(s.detach() * (1.0 - m)));
             }
         });
-    }
-}
-
-/// Dynamic loss scaling for fp16 autocast, as `torch.cuda.amp.GradScaler`: grow the scale after
-/// 2000 clean steps, halve it and skip the step on overflow.
-#[derive(Debug, Clone)]
-pub struct LossScaler {
-    pub scale: f64,
-    clean_steps: u32,
-}
-
-impl LossScaler {
-    const GROWTH_INTERVAL: u32 = 2000;
-
-    pub fn new() -> Self {
-        Self { scale: 65536.0, clean_steps: 0 }
-    }
-
-    /// Divides gradients by the scale; false (and a smaller scale) when any is not finite.
-    fn unscale_and_check(&mut self, opt: &Optimizer) -> bool {
-        let mut finite = true;
-        tch::no_grad(|| {
-            for (_, p) in opt.params() {
-                let mut g = p.grad();
-                if g.defined() {
-                    let _ = g.g_mul_scalar_(1.0 / self.scale);
-                    if finite && !bool::try_from(g.isfinite().all()).unwrap_or(false) {
-                        finite = false;
-                    }
-                }
-            }
-        });
-        if finite {
-            self.clean_steps += 1;
-            if self.clean_steps >= Self::GROWTH_INTERVAL {
-                self.scale *= 2.0;
-                self.clean_steps = 0;
-            }
-        } else {
-            self.scale /= 2.0;
-            self.clean_steps = 0;
-        }
-        finite
-    }
-}
-
-impl Default for LossScaler {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

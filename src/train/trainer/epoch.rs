@@ -75,7 +75,7 @@ impl Trainer {
                     None => EpochEnd::Restored,
                 }));
             }
-            Err(e @ StepError::Distributed(_)) => return Err(e.into()),
+            Err(e @ (StepError::Distributed(_) | StepError::Autocast(_))) => return Err(e.into()),
         };
         let out = self.averaged_over_ranks(out)?;
         let iter_time = t0.elapsed().as_secs_f64();

@@ -111,9 +111,11 @@ impl Trainer {
 
     fn run(&mut self) -> Result<RunState> {
         let c = &self.config;
-        if self.device == Device::Cpu && c.optim.use_fp16 {
-            tracing::info!("--use_fp16 applies to CUDA only; training in float32 on the CPU");
-            self.run_dir.event("note", &serde_json::json!({ "message": "use_fp16 ignored on CPU: float32" }))?;
+        let precision = crate::train::precision::choose(c, self.device);
+        tracing::info!("precision: {}", precision.describe());
+        if let Some(note) = &precision.note {
+            self.run_dir.event("note", &serde_json::json!({ "message": note }))?;
+            self.emit(Event::Warning { message: note.clone() });
         }
         let info = RunInfo {
             run_dir: self.run_dir.path.clone(),

@@ -6,7 +6,7 @@ use super::evals::EvalQueue;
 use super::foreign::{self, Begun};
 use super::sync::RankSync;
 use super::{resume_from, OnNonFinite, Trainer, TrainingData};
-use crate::config::TrainConfig;
+use crate::config::{recipe, TrainConfig};
 use crate::data::{DataLayout, LeftOut, Shard};
 use crate::dist::ProcessGroup;
 use crate::protocol::{Command, Event};
@@ -86,6 +86,10 @@ impl Trainer {
             ckpt: ckpt.as_ref(),
             begun: begun.as_ref(),
             iter,
+            plan_warnings: recipe::warnings(
+                &config,
+                &recipe::Plan { images: files.len(), steps_per_epoch: niter, epochs: config.optim.epochs },
+            ),
         };
         start.write(&mut run_dir, &events)?;
         Ok(Self {
@@ -116,6 +120,8 @@ struct StartRecord<'a> {
     ckpt: Option<&'a LoadedCheckpoint>,
     begun: Option<&'a Begun>,
     iter: usize,
+    /// Settings that make this plan fail (`config::recipe::warnings`).
+    plan_warnings: Vec<String>,
 }
 
 impl StartRecord<'_> {
@@ -133,6 +139,11 @@ impl StartRecord<'_> {
             // Lossy: a file name need not be UTF-8, and JSON holds only text.
             run_dir.event("skipped_file", &serde_json::json!({ "path": o.path.to_string_lossy(), "reason": o.reason }))?;
             let _ = events.send(Event::Warning { message });
+        }
+        for w in &self.plan_warnings {
+            tracing::warn!("{w}");
+            run_dir.event("warning", &serde_json::json!({ "message": w }))?;
+            let _ = events.send(Event::Warning { message: w.clone() });
         }
         if let Some(ckpt) = self.ckpt {
             run_dir.event("resume", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path.to_string_lossy() }))?;

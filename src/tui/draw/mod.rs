@@ -8,6 +8,7 @@ mod evaluation;
 mod log;
 mod outliers;
 mod overlays;
+mod plan;
 mod schedules;
 
 use super::action::Action;

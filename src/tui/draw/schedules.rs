@@ -16,6 +16,14 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
+    let area = match super::plan::line(app) {
+        Some(line) if area.height > 8 => {
+            let [top, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+            frame.render_widget(Paragraph::new(line), top);
+            rest
+        }
+        _ => area,
+    };
     let (charts, form) = if area.width >= 100 {
         let [c, f] = Layout::horizontal([Constraint::Min(40), Constraint::Length(38)]).areas(area);
         (c, f)
