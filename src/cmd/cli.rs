@@ -321,6 +321,7 @@ pub struct RunFlags {
 
 /// What a new run starts from instead of random weights (read while the run has no checkpoint).
 #[derive(Debug, Clone, Default, Args)]
+#[command(rename_all = "snake_case")]
 pub struct StartFlags {
     /// Start from these weights: a PyTorch .pth (a reference checkpoint.pth: its student and
     /// teacher; an official pretrained backbone such as dino_deitsmall16_pretrain.pth: both) or a
