@@ -14,18 +14,25 @@ fn metric_lines(run: &Path) -> usize {
     std::fs::read_to_string(run.join("metrics.jsonl")).map(|s| s.lines().count()).unwrap_or(0)
 }
 
+/// A tiny run long enough to be steered (200 epochs, no numbered checkpoints): its run directory
+/// and config file under `d`.
+fn long_tiny_run(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = d.join("data");
+    common::demo_data(&data, 16);
+    let run = d.join("run");
+    let mut c = common::tiny_config(&data, &run);
+    c.optim.epochs = 200;
+    c.run.saveckp_freq = 0;
+    let cfg = d.join("tiny.toml");
+    std::fs::write(&cfg, c.to_toml()).unwrap();
+    (run, cfg)
+}
+
 #[test]
 fn tui_shows_loss_pauses_checkpoints_and_quits() {
     let Some(tmux) = Tmux::start("pause") else { return };
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("data");
-    common::demo_data(&data, 16);
-    let run = d.path().join("run");
-    let mut c = common::tiny_config(&data, &run);
-    c.optim.epochs = 200;
-    c.run.saveckp_freq = 0;
-    let cfg = d.path().join("tiny.toml");
-    std::fs::write(&cfg, c.to_toml()).unwrap();
+    let (run, cfg) = long_tiny_run(d.path());
 
     let command =
         format!("{} tui --config {} --theme high-contrast; echo DINO-EXIT=$?; sleep 60", env!("CARGO_BIN_EXE_dino"), cfg.display());
@@ -80,14 +87,7 @@ fn number_after(screen: &str, key: &str) -> Option<usize> {
 fn one_numbering_in_the_header_the_log_tab_and_ctl_status_after_a_pause() {
     let Some(tmux) = Tmux::start("numbering") else { return };
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("data");
-    common::demo_data(&data, 16);
-    let run = d.path().join("run");
-    let mut c = common::tiny_config(&data, &run);
-    c.optim.epochs = 200;
-    c.run.saveckp_freq = 0;
-    let cfg = d.path().join("tiny.toml");
-    std::fs::write(&cfg, c.to_toml()).unwrap();
+    let (run, cfg) = long_tiny_run(d.path());
     let dino = env!("CARGO_BIN_EXE_dino");
     let command = format!("{dino} tui --config {}; echo DINO-EXIT=$?; sleep 60", cfg.display());
     tmux.cmd(&["new-session", "-d", "-s", "dino", "-x", "120", "-y", "36", &command]);
