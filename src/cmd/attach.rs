@@ -89,7 +89,9 @@ pub fn run(run_dir: Option<PathBuf>, theme: Option<String>) -> Result<i32> {
     let _ = commander.join();
     link.stop.store(true, Ordering::SeqCst);
     let _ = feeder.join();
-    let live = link.live.load(Ordering::SeqCst);
+    // Asked of the run, not of our socket reader: that one ends as soon as the TUI stops reading
+    // (its next send fails), which made "training goes on" depend on an event's timing.
+    let live = runs::status(&run_dir).is_live();
     match exit {
         Ok(TuiExit::StopTraining) => crate::say!("dino: asked the trainer to checkpoint and stop; see `dino runs`"),
         Ok(_) if live => crate::say!("dino: training goes on; `dino attach {}` to watch it again", run_dir.display()),
