@@ -100,8 +100,9 @@ fn review(tmux: &Tmux, run: &Path, epoch: usize) {
 
 #[test]
 fn a_finished_run_is_reviewed_in_attach_and_in_the_foreground_tui() {
-    let Some(tmux) = Tmux::start("review") else { return };
+    // The directory first, so it is removed after the tmux server (and the dino in it) is gone.
     let d = tempfile::tempdir().unwrap();
+    let Some(tmux) = Tmux::start("review") else { return };
     let dino = env!("CARGO_BIN_EXE_dino");
 
     // Trained to the end elsewhere, then attached to.

@@ -30,8 +30,9 @@ fn long_tiny_run(d: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 
 #[test]
 fn tui_shows_loss_pauses_checkpoints_and_quits() {
-    let Some(tmux) = Tmux::start("pause") else { return };
+    // The directory first, so it is removed after the tmux server (and the dino in it) is gone.
     let d = tempfile::tempdir().unwrap();
+    let Some(tmux) = Tmux::start("pause") else { return };
     let (run, cfg) = long_tiny_run(d.path());
 
     let command =
@@ -85,8 +86,9 @@ fn number_after(screen: &str, key: &str) -> Option<usize> {
 
 #[test]
 fn one_numbering_in_the_header_the_log_tab_and_ctl_status_after_a_pause() {
-    let Some(tmux) = Tmux::start("numbering") else { return };
+    // The directory first, so it is removed after the tmux server (and the dino in it) is gone.
     let d = tempfile::tempdir().unwrap();
+    let Some(tmux) = Tmux::start("numbering") else { return };
     let (run, cfg) = long_tiny_run(d.path());
     let dino = env!("CARGO_BIN_EXE_dino");
     let command = format!("{dino} tui --config {}; echo DINO-EXIT=$?; sleep 60", cfg.display());

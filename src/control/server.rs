@@ -55,6 +55,9 @@ pub enum ServerError {
 pub struct ControlServer {
     pub path: PathBuf,
     stop: Arc<AtomicBool>,
+    /// The listening socket itself (a second handle), to wake the blocking accept on drop
+    /// without going through the socket file, which may be gone (run directory removed).
+    wake: Option<UnixListener>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -87,15 +90,24 @@ impl ControlServer {
     pub fn start(listener: UnixListener, path: PathBuf, hub: Hub, commands: Sender<Command>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let wake = listener.try_clone().ok();
         let thread = std::thread::Builder::new().name("control-socket".into()).spawn(move || accept_loop(listener, hub, commands, s))?;
-        Ok(Self { path, stop, thread: Some(thread) })
+        Ok(Self { path, stop, wake, thread: Some(thread) })
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocking accept; it sees the flag and returns.
+        // Wakes the blocking accept; it sees the flag and returns. Shutting the listening socket
+        // down makes Linux end the accept with an error, socket file or not; connecting is the
+        // fallback where it does not. Without a wake the join below would wait forever.
+        if let Some(l) = &self.wake {
+            // SAFETY: shutdown on a file descriptor this struct owns (the listener's clone).
+            unsafe {
+                libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(l), libc::SHUT_RDWR);
+            }
+        }
         let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -377,5 +389,24 @@ mod tests {
         assert!(parse_command(b"[1,2]").unwrap_err().contains("\"cmd\""));
         assert!(parse_command(br#"{"cmd":"dance"}"#).unwrap_err().contains("unknown command \"dance\""));
         assert!(parse_command(br#"{"cmd":"stop"}"#).unwrap_err().contains("invalid \"stop\""));
+    }
+
+    /// The run directory removed under a live trainer (or its socket file deleted): stopping the
+    /// server must not wait forever on an accept nobody can reach through the path any more.
+    #[test]
+    fn dropping_the_server_returns_when_the_socket_file_is_gone() {
+        let d = tempfile::tempdir().unwrap();
+        let (listener, path) = bind(d.path()).unwrap();
+        let (_tx, trainer_events) = crossbeam_channel::unbounded();
+        let (hub, _local, _hub_thread) = Hub::start(trainer_events).unwrap();
+        let (commands, _rx) = crossbeam_channel::unbounded();
+        let server = ControlServer::start(listener, path.clone(), hub, commands).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            drop(server);
+            let _ = done_tx.send(());
+        });
+        assert!(done.recv_timeout(Duration::from_secs(10)).is_ok(), "the server's drop hung in accept");
     }
 }
