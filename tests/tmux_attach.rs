@@ -145,6 +145,7 @@ fn leave_running_then_attach_shows_history_and_live_updates() {
     s.tmux(&["send-keys", "-t", "dino:1", "6"]);
     let log = s.wait_screen("dino:1", "the log tab", Duration::from_secs(20), |t| t.contains("started"));
     assert!(log.contains("run tmux-run started"), "{log}");
+    assert!(log.contains("handed over at iteration"), "the stop and restart read as the hand-over they are:\n{log}");
     // Quitting an attached TUI leaves training running.
     s.tmux(&["send-keys", "-t", "dino:1", "q"]);
     s.wait_screen("dino:1", "the quit dialog", Duration::from_secs(20), |t| t.contains("leave training running"));

@@ -43,6 +43,13 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
             if state != RunState::Stopped {
                 return Ok(Outcome::Ended(state));
             }
+            // Said in the run's own record, so a viewer (and `dino attach` later) reads the stop
+            // and restart that follow as the hand-over they are. Written before the new trainer
+            // exists: nobody else writes events.jsonl now.
+            let iter = crate::run::runs::file_state(&run_dir).iter.unwrap_or(0);
+            if let Err(e) = crate::run::dir::append_event(&run_dir, "handover", &serde_json::json!({ "iter": iter })) {
+                tracing::warn!("cannot record the hand-over: {e:#}");
+            }
             let (child, out) = crate::cmd::detach::spawn_detached(&run_dir)?;
             Ok(Outcome::Detached { pid: child.id(), log: out })
         }

@@ -56,6 +56,9 @@ pub fn events_line(line: &str, live: bool) -> Vec<Event> {
             Ok(kind) => vec![Event::Alarm { kind, message: text(&v, "message"), iter: iter_of(&v) }],
             Err(_) => vec![],
         },
+        "handover" => vec![Event::Warning {
+            message: format!("handed over at iteration {}: the TUI left training running in a background trainer", iter_of(&v)),
+        }],
         "restored" => vec![Event::Warning { message: format!("went back to {} (iteration {})", text(&v, "checkpoint"), iter_of(&v)) }],
         "error" | "schedule_file_error" => vec![Event::Error { message: text(&v, "message") }],
         "skipped_file" => {
@@ -127,6 +130,12 @@ mod tests {
         assert_eq!(events_line(err, false).len(), 1);
         assert!(events_line(err, true).is_empty(), "the socket delivers it while live");
         assert!(events_line("garbage", false).is_empty());
+        let handover = r#"{"type":"handover","iter":532,"time":1}"#;
+        assert!(
+            matches!(&events_line(handover, false)[..], [Event::Warning { message }] if message.starts_with("handed over at iteration 532")),
+            "{:?}",
+            events_line(handover, false)
+        );
         assert!(events_line(r#"{"type":"note","message":"x"}"#, false).is_empty());
         let eval = r#"{"type":"eval","kind":"knn","epoch":3,"iter":30,"results":[{"k":20,"top1":61.5}],"time":1}"#;
         match &events_line(eval, false)[..] {

@@ -346,6 +346,12 @@ impl App {
         self.schedule_tab.curves.iter().find(|s| s.name == name)
     }
 
+    /// The terminal's new size, and what depends on it outside the frame (the encoded preview).
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.shell.size = (cols, rows);
+        self.outliers.resize(cols, rows);
+    }
+
     pub fn log_line(&mut self, level: LogLevel, text: impl Into<String>) {
         let text = text.into();
         match level {

@@ -69,7 +69,7 @@ pub struct ThemeReload {
 
 pub async fn run(app: &mut App, term: &mut Term, events: &Receiver<Event>, mut reload: ThemeReload) -> anyhow::Result<TuiExit> {
     let size = term.size()?;
-    app.shell.size = (size.width, size.height);
+    app.resize(size.width, size.height);
     let (input_tx, mut input_rx) = mpsc::unbounded_channel::<TermEvent>();
     let stop = Arc::new(AtomicBool::new(false));
     let input_thread = spawn_input_thread(input_tx, stop.clone());
@@ -153,7 +153,7 @@ async fn run_inner(
             ev = input_rx.recv() => match ev {
                 Some(TermEvent::Key(k)) => { handle_key(app, k); dirty = true; }
                 Some(TermEvent::Mouse(m)) => { handle_mouse(app, m); dirty = true; }
-                Some(TermEvent::Resize(w, h)) => { app.shell.size = (w, h); dirty = true; }
+                Some(TermEvent::Resize(w, h)) => { app.resize(w, h); dirty = true; }
                 Some(_) => {}
                 None => {
                     // The input thread ended: no way to steer any more, but training goes on.

@@ -13,8 +13,20 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-/// Cells the preview takes (the layout reserves exactly this).
+/// Cells the preview takes on a terminal of 80 columns or fewer.
 pub const PREVIEW: Size = Size { width: 24, height: 12 };
+/// The widest preview: beyond it, a 32 px image only gets blurrier.
+const PREVIEW_MAX_WIDTH: u16 = 64;
+
+/// Cells the preview takes on a `cols` x `rows` terminal (the layout reserves exactly this):
+/// half of the side panel's 45 % of the width, within 24..=64 columns, and half as many rows as
+/// columns (a cell is about twice as tall as wide, so a square image stays square), as long as
+/// the map below keeps a dozen rows.
+pub fn preview_size(cols: u16, rows: u16) -> Size {
+    let width = (cols * 45 / 100 / 2).clamp(PREVIEW.width, PREVIEW_MAX_WIDTH);
+    let height = (width / 2).min(rows.saturating_sub(24)).max(PREVIEW.height);
+    Size { width: height * 2, height }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,6 +65,8 @@ pub struct OutlierView {
     pub picker: Picker,
     /// The selected image, encoded for the terminal: (its path, the protocol).
     pub preview: Option<(String, Protocol)>,
+    /// The cells it is encoded for (`preview_size` of the terminal).
+    pub preview_cells: Size,
 }
 
 impl Default for OutlierView {
@@ -69,6 +83,7 @@ impl Default for OutlierView {
             marks: BTreeMap::new(),
             picker: Picker::halfblocks(),
             preview: None,
+            preview_cells: PREVIEW,
         }
     }
 }
@@ -265,7 +280,17 @@ impl OutlierView {
         }
     }
 
-    /// Decodes the selected image and encodes it for the terminal (once per selection).
+    /// The terminal is now `cols` x `rows`: a preview of another size is encoded again.
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        let cells = preview_size(cols, rows);
+        if cells != self.preview_cells {
+            self.preview_cells = cells;
+            self.preview = None;
+            self.refresh_preview();
+        }
+    }
+
+    /// Decodes the selected image and encodes it for the terminal (once per selection and size).
     pub fn refresh_preview(&mut self) {
         let Some(rel) = self.selected_row().map(|r| r.path.clone()) else {
             self.preview = None;
@@ -276,7 +301,7 @@ impl OutlierView {
         }
         self.preview = image::open(self.absolute(&rel))
             .ok()
-            .and_then(|img| self.picker.new_protocol(img, PREVIEW, Resize::Scale(None)).ok())
+            .and_then(|img| self.picker.new_protocol(img, self.preview_cells, Resize::Scale(None)).ok())
             .map(|proto| (rel, proto));
     }
 }

@@ -90,7 +90,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
 /// Messages that come as warnings on the wire but are the normal course of things (a run handed
 /// to a detached trainer resumes from its checkpoint; a finished run is shown read-only).
 fn routine(message: &str) -> bool {
-    ["resumed from ", "resuming: ", "read-only: ", "started from the weights", "the trainer closed the connection"]
+    ["handed over ", "resumed from ", "resuming: ", "read-only: ", "started from the weights", "the trainer closed the connection"]
         .iter()
         .any(|p| message.starts_with(p))
 }

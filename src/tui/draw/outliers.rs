@@ -7,7 +7,7 @@ use super::key_label;
 use crate::eval::outlier_report::{map_bounds, OutlierRow, ScoreKind, CLASS_COLOURS};
 use crate::tui::action::Action;
 use crate::tui::app::App;
-use crate::tui::outlier_view::{protocol_name, PREVIEW};
+use crate::tui::outlier_view::protocol_name;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::symbols::Marker;
@@ -24,7 +24,8 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     }
     let [list, side] = Layout::horizontal([Constraint::Min(40), Constraint::Percentage(45)]).areas(area);
     draw_list(app, frame, list);
-    let [preview, map] = Layout::vertical([Constraint::Length(PREVIEW.height + 2), Constraint::Min(6)]).areas(side);
+    let cells = app.outliers.preview_cells;
+    let [preview, map] = Layout::vertical([Constraint::Length(cells.height + 2), Constraint::Min(6)]).areas(side);
     draw_preview(app, frame, preview);
     draw_map(app, frame, map);
 }
@@ -135,23 +136,35 @@ fn draw_preview(app: &App, frame: &mut Frame, area: Rect) {
     let block = Block::bordered().title(Span::styled(title, t.title())).border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [image_area, info_area] = Layout::horizontal([Constraint::Length(PREVIEW.width + 1), Constraint::Min(10)]).areas(inner);
+    let [image_area, info_area] = Layout::horizontal([Constraint::Length(v.preview_cells.width + 1), Constraint::Min(10)]).areas(inner);
     let Some(row) = v.selected_row() else { return };
     match &v.preview {
         Some((path, proto)) if *path == row.path => frame.render_widget(Image::new(proto), image_area),
         _ => frame.render_widget(Paragraph::new(Span::styled("(image not readable)", t.muted())), image_area),
     }
-    frame.render_widget(Paragraph::new(info_lines(app, row)).wrap(Wrap { trim: false }), info_area);
+    frame.render_widget(Paragraph::new(info_lines(app, row, info_area.width as usize)).wrap(Wrap { trim: false }), info_area);
 }
 
-fn info_lines<'a>(app: &'a App, row: &'a OutlierRow) -> Vec<Line<'a>> {
+/// `path` in at most `width` columns: its end (the file name and its folders) kept, the start cut
+/// to `…`, so a neighbour takes one line however deep its folder is.
+fn fit_path(path: &str, width: usize) -> String {
+    let n = path.chars().count();
+    if n <= width {
+        return path.to_string();
+    }
+    let keep = width.saturating_sub(1);
+    let tail: String = path.chars().skip(n - keep).collect();
+    format!("…{tail}")
+}
+
+fn info_lines<'a>(app: &'a App, row: &'a OutlierRow, width: usize) -> Vec<Line<'a>> {
     let t = &app.shell.theme;
     let v = &app.outliers;
     let label_of = |p: &str| v.rows.iter().find(|r| r.path == p).map(|r| r.label.as_str()).unwrap_or("?");
     let opt = |x: Option<f64>| x.map(|d| format!("{d:.3}")).unwrap_or_else(|| "–".into());
     let likely = if row.suggested.is_empty() { String::new() } else { format!("  likely {}", row.suggested) };
     let mut lines = vec![
-        Line::from(Span::styled(row.path.as_str(), t.accent())),
+        Line::from(Span::styled(fit_path(&row.path, width), t.accent())),
         Line::from(vec![
             Span::styled("label ", t.muted()),
             Span::styled(row.label.as_str(), t.text()),
@@ -174,7 +187,9 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow) -> Vec<Line<'a>> {
         Line::from(Span::styled("nearest neighbours:", t.muted())),
     ];
     for p in row.neighbour_paths().take(8) {
-        lines.push(Line::from(vec![Span::styled(format!("{:<11}", label_of(p)), t.text()), Span::styled(p, t.muted())]));
+        let label = format!("{:<11}", label_of(p));
+        let path = fit_path(p, width.saturating_sub(label.chars().count()));
+        lines.push(Line::from(vec![Span::styled(label, t.text()), Span::styled(path, t.muted())]));
     }
     lines
 }

@@ -7,8 +7,9 @@ use crate::protocol::schedule::{CurveSpec, ScheduleName};
 use crate::tui::app::App;
 use ratatui::text::{Line, Span};
 
-/// The plan's sentence, or None before the trainer has said how long the run is.
-pub fn text(app: &App) -> Option<(String, bool)> {
+/// The plan's items, most important first, and whether the plan is known to fail; None before
+/// the trainer has said how long the run is.
+pub fn items(app: &App) -> Option<(Vec<String>, bool)> {
     let info = app.trainer.info.as_ref()?;
     let niter = info.niter_per_ep;
     let steps = info.epochs * niter;
@@ -21,20 +22,30 @@ pub fn text(app: &App) -> Option<(String, bool)> {
     let pct = |n: f64| if steps == 0 { 0.0 } else { 100.0 * n / steps as f64 };
     let (lr, temp) = (warm(ScheduleName::Lr), warm(ScheduleName::TeacherTemp));
     let bad = half > steps as f64 || lr >= steps.max(1) || temp >= steps.max(1);
-    // What decides whether the plan works comes first: a narrow terminal cuts the end.
-    let text = format!(
-        "{steps} steps · EMA half-life {half:.0} ({:.0}%) · lr warm-up {lr} ({:.0}%) · temp warm-up {temp} ({:.0}%) · {} images · out_dim {}",
-        pct(half),
-        pct(lr as f64),
-        pct(temp as f64),
-        info.num_images,
-        info.out_dim
-    );
-    Some((text, bad))
+    let items = vec![
+        format!("{steps} steps"),
+        format!("EMA half-life {half:.0} ({:.0}%)", pct(half)),
+        format!("lr warm-up {lr} ({:.0}%)", pct(lr as f64)),
+        format!("temp warm-up {temp} ({:.0}%)", pct(temp as f64)),
+        format!("{} images", info.num_images),
+        format!("out_dim {}", info.out_dim),
+    ];
+    Some((items, bad))
 }
 
-pub fn line(app: &App) -> Option<Line<'static>> {
+/// As many whole items as fit in `width` columns, in order: a narrow terminal drops the last
+/// ones rather than cutting one in the middle.
+pub fn line(app: &App, width: u16) -> Option<Line<'static>> {
     let t = &app.shell.theme;
-    let (text, bad) = text(app)?;
+    let (items, bad) = items(app)?;
+    let mut text = String::new();
+    for item in items {
+        let sep = if text.is_empty() { "" } else { " · " };
+        if text.chars().count() + sep.chars().count() + item.chars().count() > width as usize {
+            break;
+        }
+        text.push_str(sep);
+        text.push_str(&item);
+    }
     Some(Line::from(Span::styled(text, if bad { t.warning() } else { t.muted() })))
 }

@@ -16,7 +16,7 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
-    let area = match super::plan::line(app) {
+    let area = match super::plan::line(app, area.width) {
         Some(line) if area.height > 8 => {
             let [top, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
             frame.render_widget(Paragraph::new(line), top);

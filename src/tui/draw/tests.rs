@@ -263,6 +263,32 @@ fn outliers_with_a_report_snapshot() {
     insta::assert_snapshot!("outliers_report_160x48", screen);
 }
 
+/// A wide terminal gets a bigger preview (encoded again on the resize), and a neighbour in a deep
+/// folder keeps to its line, its file name shown.
+#[test]
+fn outliers_preview_grows_with_the_terminal_and_long_paths_keep_to_one_line() {
+    let (mut app, _rx) = fixtures::app(300);
+    let _data = fixtures::with_outliers(&mut app);
+    app.shell.tab = Tab::Outliers;
+    let deep = "train/ship/a/very/deep/folder/of/images/that/goes/on/and/on/and/on/0001.png";
+    for r in app.outliers.rows.iter_mut() {
+        r.neighbours = format!("{deep};train/ship/0002.png");
+    }
+    let narrow = render(&app, 160, 48);
+    app.resize(220, 60);
+    assert!(app.outliers.preview_cells.width > 24, "{:?}", app.outliers.preview_cells);
+    assert!(app.outliers.preview.is_some(), "re-encoded for the new size");
+    let wide = render(&app, 220, 60);
+    let half_blocks = |s: &str| s.chars().filter(|c| matches!(c, '▀' | '▄')).count();
+    assert!(half_blocks(&wide) > 2 * half_blocks(&narrow), "preview\n{wide}");
+    for screen in [&narrow, &wide] {
+        let line = screen.lines().find(|l| l.contains("0001.png") && l.contains('…')).unwrap_or_else(|| panic!("{screen}"));
+        assert!(line.contains("…/and/on/0001.png") || line.contains("on/0001.png"), "{line}");
+        assert!(!screen.lines().any(|l| l.contains("train/ship/a/very")), "the path's start is cut, not wrapped\n{screen}");
+    }
+    insta::assert_snapshot!("outliers_report_220x60", wide);
+}
+
 /// A reviewed run: six checkpoints (two removed by retention, one kept), k-NN of four of them by
 /// content id, a linear probe, and the random-weights baseline.
 fn reviewed_run() -> App {
