@@ -2,10 +2,11 @@
 //! one ordering every front-end uses (`dino outliers`, its CSV and the TUI's Outliers tab), with
 //! each kind's tie-breaker, so the three never disagree on which image comes first.
 //!
-//! `auto` combines the mislabel and stranger scores without their units: each becomes a percentile
+//! `auto` combines a mislabel and a stranger ranking without their units: each becomes a percentile
 //! (its rank among the split's images), and an image scores the higher of its two percentiles. An
 //! image is as suspicious as its most suspicious score; the top of the list interleaves the most
-//! likely mislabels and the most likely strangers.
+//! likely mislabels and the most likely strangers. (The mislabel side ranks by the vote margin,
+//! `outlier_report` says why.)
 
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;

@@ -23,6 +23,36 @@ pub fn block_rows(n: usize) -> usize {
     (MAX_BLOCK_ENTRIES / n.max(1)).clamp(1, n.max(1))
 }
 
+/// Walks the similarities of `query` rows to every `reference` row, `rows_per_block` query rows
+/// at a time, so no N x M matrix is ever whole: `f(block)` gets each block of rows in order (as
+/// `kind`), with each query row's own image in the reference (`same(i)`) set to -inf so that it
+/// is nobody's neighbour.
+fn similarity_blocks(
+    query: &Tensor,
+    reference: &Tensor,
+    rows_per_block: usize,
+    kind: Kind,
+    same: impl Fn(usize) -> Option<usize>,
+    mut f: impl FnMut(Tensor),
+) {
+    let n = query.size()[0];
+    tch::no_grad(|| {
+        let mut start = 0i64;
+        while start < n {
+            let len = (rows_per_block.max(1) as i64).min(n - start);
+            let mut s = query.narrow(0, start, len).matmul(&reference.tr()).to_kind(kind);
+            let pairs: Vec<(i64, i64)> = (0..len).filter_map(|r| same((start + r) as usize).map(|j| (r, j as i64))).collect();
+            if !pairs.is_empty() {
+                let rows = Tensor::from_slice(&pairs.iter().map(|p| p.0).collect::<Vec<_>>()).to_device(query.device());
+                let cols = Tensor::from_slice(&pairs.iter().map(|p| p.1).collect::<Vec<_>>()).to_device(query.device());
+                let _ = s.index_put_(&[Some(&rows), Some(&cols)], &Tensor::from(f64::NEG_INFINITY).to_kind(kind), false);
+            }
+            f(s);
+            start += len;
+        }
+    });
+}
+
 /// Exact cosine neighbours of L2-normalised rows, `rows_per_block` queries at a time.
 pub fn nearest_neighbours(normed: &Tensor, k: usize, rows_per_block: usize) -> Neighbours {
     let n = normed.size()[0];
@@ -31,22 +61,14 @@ pub fn nearest_neighbours(normed: &Tensor, k: usize, rows_per_block: usize) -> N
     if k == 0 {
         return Neighbours { index: vec![vec![]; n as usize], sim: vec![vec![]; n as usize] };
     }
-    tch::no_grad(|| {
-        let mut start = 0i64;
-        while start < n {
-            let len = (rows_per_block as i64).min(n - start);
-            let mut s = normed.narrow(0, start, len).matmul(&normed.tr());
-            // An image is not its own neighbour.
-            let rows = Tensor::arange(len, (Kind::Int64, normed.device()));
-            let _ = s.index_put_(&[Some(&rows), Some(&(&rows + start))], &Tensor::from(f32::NEG_INFINITY), false);
-            let (vals, idx) = s.topk(k as i64, 1, true, true);
-            let vals: Vec<f32> = Vec::try_from(vals.to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
-            let idx: Vec<i64> = Vec::try_from(idx.flatten(0, -1)).unwrap_or_default();
-            for r in 0..len as usize {
-                sim.push(vals[r * k..(r + 1) * k].to_vec());
-                index.push(idx[r * k..(r + 1) * k].iter().map(|&i| i as usize).collect());
-            }
-            start += len;
+    similarity_blocks(normed, normed, rows_per_block, Kind::Float, Some, |s| {
+        let len = s.size()[0] as usize;
+        let (vals, idx) = s.topk(k as i64, 1, true, true);
+        let vals: Vec<f32> = Vec::try_from(vals.flatten(0, -1)).unwrap_or_default();
+        let idx: Vec<i64> = Vec::try_from(idx.flatten(0, -1)).unwrap_or_default();
+        for r in 0..len {
+            sim.push(vals[r * k..(r + 1) * k].to_vec());
+            index.push(idx[r * k..(r + 1) * k].iter().map(|&i| i as usize).collect());
         }
     });
     Neighbours { index, sim }
@@ -92,29 +114,20 @@ pub fn class_log_votes(normed: &Tensor, labels: &[usize], num_classes: usize, k:
         .map(|c| Tensor::from_slice(&(0..labels.len()).filter(|&i| labels[i] == c).map(|i| i as i64).collect::<Vec<_>>()))
         .collect();
     let mut out = Vec::with_capacity(n as usize);
-    tch::no_grad(|| {
-        let rows_per_block = block_rows(n as usize) as i64;
-        let mut start = 0i64;
-        while start < n {
-            let len = rows_per_block.min(n - start);
-            let mut s = normed.narrow(0, start, len).matmul(&normed.tr()).to_kind(Kind::Double);
-            let rows = Tensor::arange(len, (Kind::Int64, normed.device()));
-            let _ = s.index_put_(&[Some(&rows), Some(&(&rows + start))], &Tensor::from(f64::NEG_INFINITY), false);
-            let mut block = vec![vec![f64::NEG_INFINITY; num_classes]; len as usize];
-            for (c, idx) in members.iter().enumerate() {
-                let m = idx.size()[0];
-                if m == 0 {
-                    continue;
-                }
-                let (top, _) = s.index_select(1, &idx.to_device(normed.device())).topk((k as i64).clamp(1, m), 1, true, true);
-                let v: Vec<f64> = Vec::try_from((top / temperature).logsumexp([1], false).to_device(tch::Device::Cpu)).unwrap_or_default();
-                for (r, x) in v.into_iter().enumerate() {
-                    block[r][c] = x;
-                }
+    similarity_blocks(normed, normed, block_rows(n as usize), Kind::Double, Some, |s| {
+        let mut block = vec![vec![f64::NEG_INFINITY; num_classes]; s.size()[0] as usize];
+        for (c, idx) in members.iter().enumerate() {
+            let m = idx.size()[0];
+            if m == 0 {
+                continue;
             }
-            out.extend(block);
-            start += len;
+            let (top, _) = s.index_select(1, &idx.to_device(normed.device())).topk((k as i64).clamp(1, m), 1, true, true);
+            let v: Vec<f64> = Vec::try_from((top / temperature).logsumexp([1], false).to_device(tch::Device::Cpu)).unwrap_or_default();
+            for (r, x) in v.into_iter().enumerate() {
+                block[r][c] = x;
+            }
         }
+        out.extend(block);
     });
     out
 }
@@ -152,24 +165,10 @@ pub fn kth_distance(query: &Tensor, reference: &Tensor, k: usize, same: &[Option
     if m == 0 {
         return vec![0.0; n as usize];
     }
-    tch::no_grad(|| {
-        let rows_per_block = block_rows(m as usize) as i64;
-        let mut start = 0i64;
-        while start < n {
-            let len = rows_per_block.min(n - start);
-            let mut s = query.narrow(0, start, len).matmul(&reference.tr()).to_kind(Kind::Double);
-            let pairs: Vec<(i64, i64)> =
-                (0..len).filter_map(|r| same.get((start + r) as usize).copied().flatten().map(|j| (r, j as i64))).collect();
-            if !pairs.is_empty() {
-                let rows = Tensor::from_slice(&pairs.iter().map(|p| p.0).collect::<Vec<_>>()).to_device(query.device());
-                let cols = Tensor::from_slice(&pairs.iter().map(|p| p.1).collect::<Vec<_>>()).to_device(query.device());
-                let _ = s.index_put_(&[Some(&rows), Some(&cols)], &Tensor::from(f64::NEG_INFINITY), false);
-            }
-            let (top, _) = s.topk(k, 1, true, true);
-            let kth: Vec<f64> = Vec::try_from(top.select(1, k - 1).to_device(tch::Device::Cpu)).unwrap_or_default();
-            out.extend(kth.into_iter().map(|c| (2.0 - 2.0 * c.min(1.0)).max(0.0).sqrt()));
-            start += len;
-        }
+    similarity_blocks(query, reference, block_rows(m as usize), Kind::Double, |i| same.get(i).copied().flatten(), |s| {
+        let (top, _) = s.topk(k, 1, true, true);
+        let kth: Vec<f64> = Vec::try_from(top.select(1, k - 1).to_device(tch::Device::Cpu)).unwrap_or_default();
+        out.extend(kth.into_iter().map(|c| (2.0 - 2.0 * c.min(1.0)).max(0.0).sqrt()));
     });
     out
 }
