@@ -165,11 +165,18 @@ pub fn kth_distance(query: &Tensor, reference: &Tensor, k: usize, same: &[Option
     if m == 0 {
         return vec![0.0; n as usize];
     }
-    similarity_blocks(query, reference, block_rows(m as usize), Kind::Double, |i| same.get(i).copied().flatten(), |s| {
-        let (top, _) = s.topk(k, 1, true, true);
-        let kth: Vec<f64> = Vec::try_from(top.select(1, k - 1).to_device(tch::Device::Cpu)).unwrap_or_default();
-        out.extend(kth.into_iter().map(|c| (2.0 - 2.0 * c.min(1.0)).max(0.0).sqrt()));
-    });
+    similarity_blocks(
+        query,
+        reference,
+        block_rows(m as usize),
+        Kind::Double,
+        |i| same.get(i).copied().flatten(),
+        |s| {
+            let (top, _) = s.topk(k, 1, true, true);
+            let kth: Vec<f64> = Vec::try_from(top.select(1, k - 1).to_device(tch::Device::Cpu)).unwrap_or_default();
+            out.extend(kth.into_iter().map(|c| (2.0 - 2.0 * c.min(1.0)).max(0.0).sqrt()));
+        },
+    );
     out
 }
 

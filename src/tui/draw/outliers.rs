@@ -78,18 +78,23 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
     }
     frame.render_widget(Paragraph::new(Line::from(hint)).wrap(Wrap { trim: true }), hint_area);
     let kinds = v.available();
+    let label_of = |r: &OutlierRow| {
+        if r.label.is_empty() {
+            "–".to_string()
+        } else if r.predicted != r.label {
+            format!("{}→{}", r.label, r.predicted)
+        } else {
+            r.label.clone()
+        }
+    };
+    // As wide as the longest "label→voted" (`automobile→truck` is 16), where the path keeps room.
+    let label_width = rows.iter().map(|r| label_of(r).chars().count()).max().unwrap_or(0).clamp(11, 24) as u16;
     let table_rows: Vec<Row> = rows
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let mark = v.marks.get(&r.path).map(|m| m.symbol()).unwrap_or("");
-            let label = if r.label.is_empty() {
-                "–".to_string()
-            } else if r.predicted != r.label {
-                format!("{}→{}", r.label, r.predicted)
-            } else {
-                r.label.clone()
-            };
+            let label = label_of(r);
             let mut cells = vec![Cell::from(format!("{}", i + 1))];
             for k in &kinds {
                 let cell = Cell::from(format!("{:.3}", r.score(*k)));
@@ -101,7 +106,7 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
         .collect();
     let mut widths = vec![Constraint::Length(4)];
     widths.extend(kinds.iter().map(|_| Constraint::Length(6)));
-    widths.extend([Constraint::Length(4), Constraint::Length(14), Constraint::Length(4), Constraint::Min(10)]);
+    widths.extend([Constraint::Length(4), Constraint::Length(label_width), Constraint::Length(4), Constraint::Min(10)]);
     let mut header = vec!["#"];
     header.extend(kinds.iter().map(|k| column_name(*k)));
     header.extend(["kind", "label→voted", "mark", "path"]);
