@@ -23,7 +23,7 @@ const PREVIEW_MAX_WIDTH: u16 = 64;
 /// columns (a cell is about twice as tall as wide, so a square image stays square), as long as
 /// the map below keeps a dozen rows.
 pub fn preview_size(cols: u16, rows: u16) -> Size {
-    let width = (cols * 45 / 100 / 2).clamp(PREVIEW.width, PREVIEW_MAX_WIDTH);
+    let width = (u32::from(cols) * 45 / 200).clamp(PREVIEW.width.into(), PREVIEW_MAX_WIDTH.into()) as u16;
     let height = (width / 2).min(rows.saturating_sub(24)).max(PREVIEW.height);
     Size { width: height * 2, height }
 }
@@ -333,6 +333,21 @@ fn save_marks(run: &Path, marks: &BTreeMap<String, Mark>) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_preview_grows_with_the_terminal_within_its_bounds() {
+        let cells = |c, r| {
+            let s = preview_size(c, r);
+            (s.width, s.height)
+        };
+        assert_eq!(cells(80, 24), (24, 12));
+        assert_eq!(cells(60, 20), (24, 12), "never below the small-terminal size");
+        assert_eq!(cells(160, 48), (36, 18));
+        assert_eq!(cells(220, 60), (48, 24));
+        assert_eq!(cells(220, 30), (24, 12), "a short terminal keeps the map's rows");
+        assert_eq!(cells(u16::MAX, u16::MAX), (64, 32), "no overflow, capped");
+        assert_eq!(cells(0, 0), (24, 12));
+    }
 
     #[test]
     fn without_a_terminal_the_preview_uses_half_blocks() {
