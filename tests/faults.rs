@@ -282,22 +282,33 @@ fn latest_tensors(run: &Path) -> std::collections::BTreeMap<String, tch::Tensor>
     dino_tui::model::weights::read(&dir.join(meta.tensors)).unwrap()
 }
 
-/// Kills with SIGKILL when a checkpoint write is under way (a temporary file in `checkpoints/`)
-/// or, at the latest, after `limit`. Returns whether it caught a write.
-fn kill_during_a_checkpoint_write(child: &mut common::KillOnDrop, dir: &Path, limit: Duration) -> bool {
+/// Waits until `metrics.jsonl` of `run` holds `lines` records, the child has exited, or `stop()`
+/// says so; at the latest after `limit`.
+fn wait_for_progress(child: &mut common::KillOnDrop, run: &Path, lines: usize, limit: Duration, stop: impl Fn() -> bool) {
     let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        let writing =
-            std::fs::read_dir(dir).map(|r| r.flatten().any(|e| e.path().extension().is_some_and(|x| x == "tmp"))).unwrap_or(false);
-        if writing || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            return writing;
-        }
+    while t0.elapsed() < limit && !stop() && child.try_wait().unwrap().is_none() && metric_iters(run).len() < lines {
         std::thread::sleep(Duration::from_micros(300));
     }
-    let _ = child.kill();
-    false
 }
+
+/// Kills with SIGKILL when a checkpoint write is under way (a temporary file in `checkpoints/`)
+/// or, at the latest, once the run has gone `MAX_ADVANCE` iterations past `from` records without
+/// one being seen. Returns whether it caught a write.
+fn kill_during_a_checkpoint_write(child: &mut common::KillOnDrop, run: &Path, from: usize, limit: Duration) -> bool {
+    let dir = run.join("checkpoints");
+    let writing =
+        || std::fs::read_dir(&dir).map(|r| r.flatten().any(|e| e.path().extension().is_some_and(|x| x == "tmp"))).unwrap_or(false);
+    wait_for_progress(child, run, from + MAX_ADVANCE, limit, writing);
+    let caught = writing();
+    let _ = child.kill();
+    caught
+}
+
+/// The most iterations a run may make past the previous one's records before it is killed: the
+/// kills are placed by the run's progress, not by wall time, so that at least 20 of them fall
+/// within the 200 iterations however loaded the machine is (placed by wall time, a run under the
+/// load of a second suite once finished after 16).
+const MAX_ADVANCE: usize = 8;
 
 #[test]
 fn killed_at_random_moments_20_times_it_ends_with_the_weights_of_an_uninterrupted_run() {
@@ -321,6 +332,7 @@ fn killed_at_random_moments_20_times_it_ends_with_the_weights_of_an_uninterrupte
     train(d.path(), &ref_cfg, Duration::from_secs(600));
     let whole = t0.elapsed();
     eprintln!("uninterrupted run: {whole:.1?}");
+    let per_iteration = whole / total as u32;
 
     let (run, cfg) = make("killed");
     let ckpts = run.join("checkpoints");
@@ -332,11 +344,14 @@ fn killed_at_random_moments_20_times_it_ends_with_the_weights_of_an_uninterrupte
         let mut child = common::spawn_guarded(
             dino(d.path()).args(["train", "--headless", "--config"]).arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()),
         );
-        // A third of the kills aimed at checkpoint writes, the rest anywhere from start-up on.
+        // A third of the kills aimed at checkpoint writes, the rest anywhere from start-up on:
+        // after 0 to MAX_ADVANCE - 1 more iterations, somewhere within the next one.
+        let from = metric_iters(&run).len();
         if kills % 3 == 2 {
-            caught_writes += kill_during_a_checkpoint_write(&mut child, &ckpts, whole / 3) as usize;
+            caught_writes += kill_during_a_checkpoint_write(&mut child, &run, from, whole) as usize;
         } else {
-            std::thread::sleep(whole.mul_f64(rng.random_range(0.0..0.2)));
+            wait_for_progress(&mut child, &run, from + rng.random_range(0..MAX_ADVANCE), whole, || false);
+            std::thread::sleep(per_iteration.mul_f64(rng.random_range(0.0..1.0)));
             let _ = child.kill();
         }
         let status = child.wait().unwrap();
