@@ -114,12 +114,13 @@ fn a_finished_run_is_reviewed_in_attach_and_in_the_foreground_tui() {
     tmux.cmd(&["new-session", "-d", "-s", "dino", "-x", "160", "-y", "48", &command]);
     tmux.wait_for("the finished run", Duration::from_secs(30), |s| s.contains("FINISHED"));
     review(&tmux, &run, 2);
-    tmux.cmd(&["kill-session", "-t", "dino"]);
 
     // The foreground TUI, once its own training has finished.
     let (run, cfg) = config(d.path(), "foreground", 2);
     let command = format!("{dino} tui --config {}; sleep 60", cfg.display());
-    tmux.cmd(&["new-session", "-d", "-s", "dino", "-x", "160", "-y", "48", &command]);
+    // The same pane, its command replaced: killing the session and making a new one raced the
+    // tmux server's exit once it had no session left (the new session was lost, the screen empty).
+    tmux.cmd(&["respawn-pane", "-k", "-t", "dino", &command]);
     tmux.wait_for("FINISHED", Duration::from_secs(120), |s| s.contains("FINISHED"));
     review(&tmux, &run, 2);
 }
