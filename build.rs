@@ -19,6 +19,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE");
     println!("cargo:rerun-if-changed=src/dist/shim.cpp");
     println!("cargo:rerun-if-changed=src/model/autocast.cpp");
+    println!("cargo:rerun-if-changed=src/shim_guard.hpp");
     println!("cargo::rustc-check-cfg=cfg(dino_dist)");
     println!("cargo::rustc-check-cfg=cfg(dino_autocast)");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };

@@ -9,6 +9,8 @@
 #endif
 
 #include <chrono>
+#include "../shim_guard.hpp"
+
 #include <cstring>
 #include <string>
 #include <vector>
@@ -20,12 +22,6 @@ struct Group {
   c10::intrusive_ptr<c10d::Backend> backend;
 };
 
-void set_error(char* err, size_t len, const std::string& msg) {
-  if (err == nullptr || len == 0) return;
-  std::strncpy(err, msg.c_str(), len - 1);
-  err[len - 1] = '\0';
-}
-
 std::vector<at::Tensor> tensors_of(void** ptrs, size_t n) {
   std::vector<at::Tensor> v;
   v.reserve(n);
@@ -35,15 +31,7 @@ std::vector<at::Tensor> tensors_of(void** ptrs, size_t n) {
 
 template <typename F>
 int guarded(char* err, size_t len, F&& f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    set_error(err, len, e.what());
-  } catch (...) {
-    set_error(err, len, "unknown C++ exception in c10d");
-  }
-  return 1;
+  return dino_shim::guarded("c10d", err, len, std::forward<F>(f));
 }
 
 }  // namespace

@@ -4,16 +4,12 @@
 // and returned as its message, so Rust sees errors, never an abort.
 #include <ATen/autocast_mode.h>
 
+#include "../shim_guard.hpp"
+
 #include <cstring>
 #include <string>
 
 namespace {
-
-void set_error(char* err, size_t len, const std::string& msg) {
-  if (err == nullptr || len == 0) return;
-  std::strncpy(err, msg.c_str(), len - 1);
-  err[len - 1] = '\0';
-}
 
 at::DeviceType device_of(int device) { return device == 1 ? at::kCUDA : at::kCPU; }
 
@@ -33,15 +29,7 @@ at::ScalarType scalar_of(int code, at::ScalarType fallback) {
 
 template <typename F>
 int guarded(char* err, size_t len, F&& f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    set_error(err, len, e.what());
-  } catch (...) {
-    set_error(err, len, "unknown C++ exception in autocast");
-  }
-  return 1;
+  return dino_shim::guarded("autocast", err, len, std::forward<F>(f));
 }
 
 }  // namespace
