@@ -162,6 +162,17 @@ fn head_output_matches_reference() {
 }
 
 /// The reference's three-step configuration (`scalars.json` `train_steps.args`), in float32.
+/// The training state the reference's steps start from: student and teacher both loaded with its
+/// `student_init.` weights.
+fn reference_start(config: &TrainConfig, t: &BTreeMap<String, Tensor>, dir: &std::path::Path) -> DinoState {
+    let state = DinoState::new(config, Device::Cpu).unwrap();
+    let init = with_prefix(t, "student_init.");
+    let src = dir.join("train_steps.safetensors");
+    weights::load_into(&state.student_vs, "", &init, &src).unwrap();
+    weights::load_into(&state.teacher_vs, "", &init, &src).unwrap();
+    state
+}
+
 fn parity_step_config(t: &BTreeMap<String, Tensor>, s: &serde_json::Value) -> TrainConfig {
     let a = &s["train_steps.args"];
     let v = &s["vit.args"];
@@ -218,11 +229,7 @@ fn three_training_steps_match_reference() {
         }
     }
 
-    let mut state = DinoState::new(&config, Device::Cpu).unwrap();
-    let init = with_prefix(&t, "student_init.");
-    let src = dir.join("train_steps.safetensors");
-    weights::load_into(&state.student_vs, "", &init, &src).unwrap();
-    weights::load_into(&state.teacher_vs, "", &init, &src).unwrap();
+    let mut state = reference_start(&config, &t, &dir);
 
     let losses = a["losses"].as_array().unwrap();
     for step in 0..losses.len() {
@@ -288,12 +295,8 @@ fn three_bf16_training_steps_stay_close_to_float32() {
     let lr = cosine_schedule(f("lr"), f("min_lr"), epochs, niter, u("warmup_epochs"), 0.0);
     let wd = cosine_schedule(f("wd"), f("wd_end"), epochs, niter, 0, 0.0);
     let mom = cosine_schedule(f("momentum_teacher"), 1.0, epochs, niter, 0, 0.0);
-    let mut state = DinoState::new(&config, Device::Cpu).unwrap();
+    let mut state = reference_start(&config, &t, &dir);
     assert!(state.autocast.is_some() && state.amp.is_none(), "bf16 needs no loss scaler");
-    let init = with_prefix(&t, "student_init.");
-    let src = dir.join("train_steps.safetensors");
-    weights::load_into(&state.student_vs, "", &init, &src).unwrap();
-    weights::load_into(&state.teacher_vs, "", &init, &src).unwrap();
     let losses = a["losses"].as_array().unwrap();
     for step in 0..losses.len() {
         let crops: Vec<Tensor> = (0..config.ncrops()).map(|j| t[&format!("step{step}.crop{j}")].shallow_clone()).collect();
