@@ -12,6 +12,7 @@
 #include "../shim_guard.hpp"
 
 #include <cstring>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@ namespace {
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
+  bool is_gloo = false;
 };
 
 std::vector<at::Tensor> tensors_of(void** ptrs, size_t n) {
@@ -27,6 +29,23 @@ std::vector<at::Tensor> tensors_of(void** ptrs, size_t n) {
   v.reserve(n);
   for (size_t i = 0; i < n; ++i) v.push_back(*static_cast<at::Tensor*>(ptrs[i]));
   return v;
+}
+
+// libtorch's flight recorder (a process-wide singleton, on by default) registers a group in a
+// std::map the first time it records one of the group's collectives, before it takes its own lock
+// (FlightRecorderDetail.hpp, `recordWithResetEnabled`). Two groups of one process enqueueing their
+// first collectives at once corrupt that map: the SIGSEGV in `_Rb_tree_insert_and_rebalance` that
+// tests/dist.rs (ranks as threads) hit under load. Gloo collectives are therefore enqueued under
+// one lock. Enqueueing only queues the work, so the lock is held for microseconds and never across
+// the wait. NCCL is left out: its first collective may create the communicator, which blocks until
+// every rank joins, and the product runs one NCCL rank per process anyway.
+std::mutex gloo_enqueue;
+
+template <typename Enqueue>
+c10::intrusive_ptr<c10d::Work> enqueued(const Group& g, Enqueue&& enqueue) {
+  if (!g.is_gloo) return enqueue(*g.backend);
+  std::lock_guard<std::mutex> hold(gloo_enqueue);
+  return enqueue(*g.backend);
 }
 
 template <typename F>
@@ -61,6 +80,7 @@ void* dino_dist_new(const char* backend, const char* host, int port, int rank, i
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
       opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       out->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+      out->is_gloo = true;
     } else if (b == "nccl") {
 #ifdef USE_C10D_NCCL
       auto opts = c10d::ProcessGroupNCCL::Options::create();
@@ -80,7 +100,7 @@ void* dino_dist_new(const char* backend, const char* host, int port, int rank, i
 int dino_dist_all_reduce_sum(void* group, void** tensors, size_t n, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
     auto v = tensors_of(tensors, n);
-    static_cast<Group*>(group)->backend->allreduce(v)->wait();
+    enqueued(*static_cast<Group*>(group), [&](c10d::Backend& b) { return b.allreduce(v); })->wait();
   });
 }
 
@@ -89,12 +109,14 @@ int dino_dist_broadcast(void* group, void** tensors, size_t n, int root, char* e
     auto v = tensors_of(tensors, n);
     c10d::BroadcastOptions o;
     o.rootRank = root;
-    static_cast<Group*>(group)->backend->broadcast(v, o)->wait();
+    enqueued(*static_cast<Group*>(group), [&](c10d::Backend& b) { return b.broadcast(v, o); })->wait();
   });
 }
 
 int dino_dist_barrier(void* group, char* err, size_t err_len) {
-  return guarded(err, err_len, [&] { static_cast<Group*>(group)->backend->barrier()->wait(); });
+  return guarded(err, err_len, [&] {
+    enqueued(*static_cast<Group*>(group), [](c10d::Backend& b) { return b.barrier(); })->wait();
+  });
 }
 
 void dino_dist_free(void* group) { delete static_cast<Group*>(group); }
