@@ -3,7 +3,8 @@
 # dumps are enabled, and on failure every test binary that died of a signal is named with its
 # signal, its core (when the kernel's core_pattern put one in a folder we can see) is moved to
 # target/cores/, and its backtrace printed with gdb when gdb is installed. (A core is how the
-# SIGSEGV of tests/dist.rs under load was traced to libtorch's flight recorder: src/dist/shim.cpp.) Arguments go to `cargo test`.
+# SIGSEGV of tests/dist.rs under load was traced to libtorch's flight recorder: src/dist/shim.cpp.)
+# Arguments go to `cargo test`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
