@@ -4,7 +4,10 @@
 //! 16 px local crops (2 + 6), batch 64, out_dim 4096, float32 on CPU. The reference PyTorch code
 //! measured 9.7 s per iteration (6.6 images/s) and 4.7 GB peak RSS on the same 2-core machine kind.
 //!
-//! cargo run --release --example bench_step -- [ITERS] [BATCH]
+//! cargo run --release --example bench_step -- [ITERS] [BATCH] [fp32|bf16]
+//!
+//! `bf16`: mixed precision as `--use_fp16 true` gives it (CPU bfloat16 autocast where the CPU has
+//! bf16 instructions, CUDA autocast on a GPU).
 
 use dino_tui::config::TrainConfig;
 use dino_tui::train::step::{DinoState, StepParams};
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let iters: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let batch: i64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let mixed = args.get(3).is_some_and(|s| s == "bf16");
     let device = if std::env::var("BENCH_CUDA").is_ok() && tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     let c = {
         let mut c = TrainConfig::default();
@@ -46,7 +50,7 @@ fn main() -> anyhow::Result<()> {
         c.crops.local_crops_number = 6;
         c.optim.batch_size_per_gpu = batch as usize;
         c.model.out_dim = 4096;
-        c.optim.use_fp16 = device.is_cuda();
+        c.optim.use_fp16 = device.is_cuda() || mixed;
         c
     };
     c.validate()?;
@@ -60,8 +64,9 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let p = StepParams { epoch: 1, lr: 1e-4, wd: 0.04, momentum: 0.996, teacher_temp: 0.04 };
     println!(
-        "bench_step: vit_tiny/4, 32px x2 + 16px x6, batch {batch}, out_dim 4096, {:?}, {} torch threads",
+        "bench_step: vit_tiny/4, 32px x2 + 16px x6, batch {batch}, out_dim 4096, {:?}, {}, {} torch threads",
         device,
+        dino_tui::train::precision::choose(&c, device).describe(),
         tch::get_num_threads()
     );
     state.step(&crops, p)?; // warm-up: allocations, first-touch

@@ -272,10 +272,14 @@ fn max_abs_diff(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> (
 
 /// The same three reference steps under CPU bfloat16 autocast (`use_fp16` on a CPU with bfloat16
 /// instructions). bfloat16 keeps 8 bits of mantissa, so the numbers are not the reference's; the
-/// tolerances say how far they may drift: each loss within 1 % of float32's, the centre within
-/// 1e-3, and every weight within 3 AdamW steps' worth of change (3 x lr): AdamW's update is about
-/// lr per step whatever the gradient's size, so a gradient whose sign the rounding flips moves a
-/// weight by up to 2 lr the other way. Skipped on a CPU without bfloat16 instructions.
+/// tolerances say how far they may drift: every weight within 3 AdamW steps' worth of change
+/// (3 x lr): AdamW's update is about lr per step whatever the gradient's size, so a gradient whose
+/// sign the rounding flips moves a weight by up to 2 lr the other way. The first loss (no update
+/// yet: the forward's rounding alone) within 1 % of float32's, later ones within 5 %: after those
+/// sign flips the loss drifts by a few percent, whatever the attention does (step 2, measured:
+/// 0.6 % with libtorch's fused bf16 attention, 2.0 % with the attention wholly in float32, 2.6 %
+/// with the explicit bf16 path of src/model/vit.rs). The centre within 1e-3. Skipped on a CPU
+/// without bfloat16 instructions.
 #[test]
 fn three_bf16_training_steps_stay_close_to_float32() {
     let Some(dir) = parity_dir() else { return };
@@ -306,7 +310,8 @@ fn three_bf16_training_steps_stay_close_to_float32() {
         let expected = t[&format!("step{step}.loss")].double_value(&[0]);
         let rel = ((out.loss - expected) / expected).abs();
         eprintln!("bf16 step {step}: loss {} vs float32 {expected} (relative {rel:.2e})", out.loss);
-        assert!(rel < 1e-2, "step {step}: bf16 loss {} vs float32 {expected}", out.loss);
+        let tolerance = if step == 0 { 1e-2 } else { 5e-2 };
+        assert!(rel < tolerance, "step {step}: bf16 loss {} vs float32 {expected}", out.loss);
         assert_close(&format!("bf16 center after step {step}"), &state.loss.center, &t[&format!("step{step}.center_after")], 0.0, 1e-3);
     }
     let peak = lr.iter().cloned().fold(0.0, f64::max);

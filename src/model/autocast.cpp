@@ -60,6 +60,16 @@ int dino_autocast_exit(int device, int prev_enabled, int prev_dtype, char* err, 
   });
 }
 
+// Sets whether autocast is on for `device` on this thread and returns whether it was (1/0): one op
+// that needs float32 inside an autocast region runs between two calls. Flipping a thread-local
+// flag cannot throw.
+int dino_autocast_set_enabled(int device, int enabled) {
+  auto d = device_of(device);
+  int was = at::autocast::is_autocast_enabled(d) ? 1 : 0;
+  at::autocast::set_autocast_enabled(d, enabled != 0);
+  return was;
+}
+
 // Whether autocast is on for `device` on this thread (1/0), for tests.
 int dino_autocast_is_enabled(int device) { return at::autocast::is_autocast_enabled(device_of(device)) ? 1 : 0; }
 

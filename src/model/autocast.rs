@@ -96,6 +96,7 @@ extern "C" {
     fn dino_autocast_enter(device: i32, dtype: i32, prev_enabled: *mut i32, prev_dtype: *mut i32, err: *mut c_char, len: usize) -> i32;
     fn dino_autocast_exit(device: i32, prev_enabled: i32, prev_dtype: i32, err: *mut c_char, len: usize) -> i32;
     fn dino_autocast_is_enabled(device: i32) -> i32;
+    fn dino_autocast_set_enabled(device: i32, enabled: i32) -> i32;
 }
 
 const ERR_LEN: usize = 1024;
@@ -159,6 +160,31 @@ pub fn is_enabled(cuda: bool) -> bool {
     }
 }
 
+/// `f` with autocast off for the CPU (`cuda` false) or CUDA on this thread, whatever region it
+/// runs in: for an op whose float32 inputs must stay float32. Its backward runs in float32 too
+/// (autograd replays the dtypes of the forward).
+pub fn suspended<T>(cuda: bool, f: impl FnOnce() -> T) -> T {
+    #[cfg(dino_autocast)]
+    {
+        struct Restore(i32, i32);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: flips a thread-local flag.
+                unsafe { dino_autocast_set_enabled(self.0, self.1) };
+            }
+        }
+        let device = i32::from(cuda);
+        // SAFETY: flips a thread-local flag.
+        let _restore = Restore(device, unsafe { dino_autocast_set_enabled(device, 0) });
+        f()
+    }
+    #[cfg(not(dino_autocast))]
+    {
+        let _ = cuda;
+        f()
+    }
+}
+
 impl Drop for AutocastGuard {
     fn drop(&mut self) {
         #[cfg(dino_autocast)]
@@ -199,6 +225,20 @@ mod tests {
         assert!(is_enabled(false));
         drop(outer);
         assert!(!is_enabled(false));
+    }
+
+    #[test]
+    fn suspended_autocast_runs_float32_and_comes_back_on() {
+        if !AVAILABLE {
+            eprintln!("SKIPPED: built without the autocast shim");
+            return;
+        }
+        let a = Tensor::randn([4, 8], (Kind::Float, Device::Cpu));
+        let ac = Autocast { cuda: false, dtype: AmpDtype::Bf16 };
+        let (inside, after) = ac.run(|| (suspended(false, || a.matmul(&a.tr()).kind()), a.matmul(&a.tr()).kind())).unwrap();
+        assert_eq!((inside, after), (Kind::Float, Kind::BFloat16));
+        assert!(!suspended(false, || is_enabled(false)));
+        assert!(!is_enabled(false), "suspending outside a region leaves autocast off");
     }
 
     #[test]
