@@ -4,10 +4,12 @@
 //! 16 px local crops (2 + 6), batch 64, out_dim 4096, float32 on CPU. The reference PyTorch code
 //! measured 9.7 s per iteration (6.6 images/s) and 4.7 GB peak RSS on the same 2-core machine kind.
 //!
-//! cargo run --release --example bench_step -- [ITERS] [BATCH] [fp32|bf16]
+//! cargo run --release --example bench_step -- [ITERS] [BATCH] [fp32|bf16] [vit_tiny4|cifar-quick]
 //!
 //! `bf16`: mixed precision as `--use_fp16 true` gives it (CPU bfloat16 autocast where the CPU has
-//! bf16 instructions, CUDA autocast on a GPU).
+//! bf16 instructions, CUDA autocast on a GPU). `cifar-quick`: the CPU preset's step instead
+//! (ResNet-18, batch norm in the head, out_dim 256, 32 px x2 + 16 px x4, its momentum and
+//! teacher temperature), the preset scripts/peer-step.py compares with as `cifar-quick`.
 
 use dino_tui::config::TrainConfig;
 use dino_tui::train::step::{DinoState, StepParams};
@@ -40,31 +42,43 @@ fn main() -> anyhow::Result<()> {
     let iters: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let batch: i64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let mixed = args.get(3).is_some_and(|s| s == "bf16");
+    let which = args.get(4).map(String::as_str).unwrap_or("vit_tiny4");
     let device = if std::env::var("BENCH_CUDA").is_ok() && tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
-    let c = {
-        let mut c = TrainConfig::default();
-        c.model.arch = dino_tui::config::Arch::VitTiny;
-        c.model.patch_size = 4;
-        c.crops.global_crop_size = 32;
-        c.crops.local_crop_size = 16;
-        c.crops.local_crops_number = 6;
-        c.optim.batch_size_per_gpu = batch as usize;
-        c.model.out_dim = 4096;
-        c.optim.use_fp16 = device.is_cuda() || mixed;
-        c
+    let (mut c, p) = match which {
+        "vit_tiny4" => {
+            let mut c = TrainConfig::default();
+            c.model.arch = dino_tui::config::Arch::VitTiny;
+            c.model.patch_size = 4;
+            c.crops.global_crop_size = 32;
+            c.crops.local_crop_size = 16;
+            c.crops.local_crops_number = 6;
+            c.model.out_dim = 4096;
+            (c, StepParams { epoch: 1, lr: 1e-4, wd: 0.04, momentum: 0.996, teacher_temp: 0.04 })
+        }
+        "cifar-quick" => {
+            let c = dino_tui::config::preset("cifar-quick").ok_or_else(|| anyhow::anyhow!("the cifar-quick preset does not load"))?;
+            let p = StepParams { epoch: 1, lr: 1e-3, wd: 0.04, momentum: c.teacher.momentum_teacher, teacher_temp: c.teacher.teacher_temp };
+            (c, p)
+        }
+        other => anyhow::bail!("bench_step: unknown configuration {other:?} (vit_tiny4 or cifar-quick)"),
     };
+    c.optim.batch_size_per_gpu = batch as usize;
+    c.optim.use_fp16 = device.is_cuda() || mixed;
     c.validate()?;
     tch::manual_seed(0);
     let mut state = DinoState::new(&c, device)?;
+    let (global, local) = (c.crops.global_crop_size, c.crops.local_crop_size);
     let crops: Vec<Tensor> = (0..c.ncrops())
         .map(|i| {
-            let s = if i < 2 { 32 } else { 16 };
+            let s = if i < 2 { global } else { local } as i64;
             Tensor::randn([batch, 3, s, s], (Kind::Float, device))
         })
         .collect();
-    let p = StepParams { epoch: 1, lr: 1e-4, wd: 0.04, momentum: 0.996, teacher_temp: 0.04 };
     println!(
-        "bench_step: vit_tiny/4, 32px x2 + 16px x6, batch {batch}, out_dim 4096, {:?}, {}, {} torch threads",
+        "bench_step: {which} ({:?}), {global}px x2 + {local}px x{}, batch {batch}, out_dim {}, {:?}, {}, {} torch threads",
+        c.model.arch,
+        c.crops.local_crops_number,
+        c.model.out_dim,
         device,
         dino_tui::train::precision::choose(&c, device).describe(),
         tch::get_num_threads()

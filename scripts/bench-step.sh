@@ -2,30 +2,33 @@
 # The training step, side by side in one run: examples/bench_step.rs (dino-tui's DinoState::step)
 # and scripts/peer-step.py (the reference's step in PyTorch eager, on the same libtorch), each in
 # float32 and CPU bfloat16 autocast, on the vit_tiny/4 micro-benchmark configuration (32 px x2 +
-# 16 px x6, batch 64, out_dim 4096). Runs are interleaved (ours, peer, ours, peer, ...) so a
+# 16 px x6, batch 64, out_dim 4096), or with CONFIG=cifar-quick on the CPU preset's step (ResNet-18,
+# batch norm in the head, 32 px x2 + 16 px x4, out_dim 256). Runs are interleaved (ours, peer, ours, peer, ...) so a
 # change in the machine's speed hits both; prints each run and the medians. A benchmark, not a test.
 #
 #   bash scripts/bench-step.sh              # after `cargo build --release --example bench_step`
 #   REPEAT=3 ITERS=3 bash scripts/bench-step.sh
+#   CONFIG=cifar-quick ITERS=16 bash scripts/bench-step.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${REPEAT:-3}
 ITERS=${ITERS:-3}
+CONFIG=${CONFIG:-vit_tiny4}
 BENCH=${BENCH:-target/release/examples/bench_step}
 # The python of the venv scripts/setup-libtorch.sh installs PyTorch into.
 PYTHON=${PYTHON:-${DINO_TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/dino-tui/torch-2.11.0}/bin/python}
 [ -x "$BENCH" ] || { echo "bench-step: $BENCH not built (cargo build --release --example bench_step)" >&2; exit 1; }
 [ -n "$PYTHON" ] && [ -x "$PYTHON" ] || { echo "bench-step: no python with torch (set PYTHON)" >&2; exit 1; }
-echo "bench-step: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $REPEAT runs of $ITERS timed iterations each"
+echo "bench-step: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $CONFIG, $REPEAT runs of $ITERS timed iterations each"
 declare -A runs
 for r in $(seq "$REPEAT"); do
   for mode in fp32 bf16; do
-    ours=$("$BENCH" "$ITERS" 64 "$mode" | tail -1)
-    peer=$("$PYTHON" scripts/peer-step.py "$mode" "$ITERS" 64)
+    ours=$("$BENCH" "$ITERS" 64 "$mode" "$CONFIG" | tail -1)
+    peer=$("$PYTHON" scripts/peer-step.py "$mode" "$ITERS" 64 "$CONFIG")
     echo "  run $r $mode: dino-tui $ours"
     echo "  run $r $mode: $peer"
     runs[ours-$mode]+="$(echo "$ours" | awk '{print $1}') "
-    runs[peer-$mode]+="$(echo "$peer" | awk '{print $3}') "
+    runs[peer-$mode]+="$(echo "$peer" | awk '{print $4}') "
   done
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }

@@ -9,7 +9,12 @@ AdamW over its two parameter groups, per-parameter gradient clipping at 3.0, and
 One forward over all crops, then one backward, as the reference. `bf16` runs the same step under
 CPU bfloat16 autocast, which the reference does not offer (its use_fp16 is CUDA's GradScaler).
 
-    python scripts/peer-step.py fp32|bf16 [ITERS] [BATCH]
+    python scripts/peer-step.py fp32|bf16 [ITERS] [BATCH] [vit_tiny4|cifar-quick]
+
+`cifar-quick` is the CPU preset's step instead: torchvision's ResNet-18 (its layout, written out
+here because the venv has no torchvision) with `fc` replaced by identity as the reference does,
+DINOHead with batch norm (use_bn_in_head), out_dim 256, hidden 1024, 32 px x2 + 16 px x4, teacher
+momentum 0.99 and temperature 0.02. Both networks stay in training mode, as in the reference.
 
 Prints "peer fp32: S s/iteration, I images/s, peak RSS M MB". Uses the PyTorch that
 scripts/setup-libtorch.sh installs (its venv's python).
@@ -93,11 +98,45 @@ class ViT(nn.Module):
         return self.norm(t)[:, 0]
 
 
-class Head(nn.Module):
-    def __init__(self, dim, out_dim, hidden=2048, bottleneck=256, norm_last_layer=True):
+class BasicBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
         super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out)
+        self.conv2, self.bn2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:
+            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet18(nn.Module):
+    """torchvision's resnet18() with fc = nn.Identity(): the pooled 512-d feature."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        stages, c_in = [], 64
+        for c_out, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+            stages.append(nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1)))
+            c_in = c_out
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+
+    def forward(self, x):
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+class Head(nn.Module):
+    def __init__(self, dim, out_dim, hidden=2048, bottleneck=256, norm_last_layer=True, use_bn=False):
+        super().__init__()
+        bn = (lambda: [nn.BatchNorm1d(hidden)]) if use_bn else (lambda: [])
         self.mlp = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, bottleneck)
+            nn.Linear(dim, hidden), *bn(), nn.GELU(), nn.Linear(hidden, hidden), *bn(), nn.GELU(), nn.Linear(hidden, bottleneck)
         )
         self.last_layer = nn.utils.weight_norm(nn.Linear(bottleneck, out_dim, bias=False))
         self.last_layer.weight_g.data.fill_(1)
@@ -127,10 +166,19 @@ def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "fp32"
     iters = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     batch = int(sys.argv[3]) if len(sys.argv) > 3 else 64
-    out_dim, ncrops = 4096, 8
+    which = sys.argv[4] if len(sys.argv) > 4 else "vit_tiny4"
     torch.manual_seed(0)
-    student = MultiCrop(ViT(), Head(192, out_dim, norm_last_layer=False))
-    teacher = MultiCrop(ViT(drop_path_rate=0.0), Head(192, out_dim))
+    if which == "vit_tiny4":
+        out_dim, nlocal, momentum, teacher_temp = 4096, 6, 0.996, 0.04
+        student = MultiCrop(ViT(), Head(192, out_dim, norm_last_layer=False))
+        teacher = MultiCrop(ViT(drop_path_rate=0.0), Head(192, out_dim))
+    elif which == "cifar-quick":
+        out_dim, nlocal, momentum, teacher_temp = 256, 4, 0.99, 0.02
+        head = lambda: Head(512, out_dim, hidden=1024, use_bn=True)  # noqa: E731
+        student, teacher = MultiCrop(ResNet18(), head()), MultiCrop(ResNet18(), head())
+    else:
+        sys.exit(f"peer-step: unknown configuration {which!r} (vit_tiny4 or cifar-quick)")
+    ncrops = 2 + nlocal
     teacher.load_state_dict(student.state_dict())
     for p in teacher.parameters():
         p.requires_grad = False
@@ -141,7 +189,7 @@ def main():
     ]
     opt = torch.optim.AdamW(groups, lr=1e-4)
     center = torch.zeros(1, out_dim)
-    crops = [torch.randn(batch, 3, 32, 32) for _ in range(2)] + [torch.randn(batch, 3, 16, 16) for _ in range(6)]
+    crops = [torch.randn(batch, 3, 32, 32) for _ in range(2)] + [torch.randn(batch, 3, 16, 16) for _ in range(nlocal)]
 
     def step():
         nonlocal center
@@ -149,7 +197,7 @@ def main():
             teacher_out = teacher(crops[:2]).float()
             student_out = student(crops).float()
         s = (student_out / 0.1).chunk(ncrops)
-        t = F.softmax((teacher_out - center) / 0.04, dim=-1).detach().chunk(2)
+        t = F.softmax((teacher_out - center) / teacher_temp, dim=-1).detach().chunk(2)
         loss, terms = 0, 0
         for iq, q in enumerate(t):
             for v in range(ncrops):
@@ -166,7 +214,7 @@ def main():
         opt.step()
         with torch.no_grad():
             for ps, pt in zip(student.parameters(), teacher.parameters()):
-                pt.data.mul_(0.996).add_((1 - 0.996) * ps.detach().data)
+                pt.data.mul_(momentum).add_((1 - momentum) * ps.detach().data)
             center = center * 0.9 + teacher_out.sum(dim=0, keepdim=True) / len(teacher_out) * 0.1
 
     step()  # warm-up, as bench_step
@@ -175,7 +223,7 @@ def main():
         step()
     dt = (time.time() - t0) / iters
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peer {mode}: {dt:.3f} s/iteration, {batch / dt:.1f} images/s, peak RSS {rss:.0f} MB, {torch.get_num_threads()} threads")
+    print(f"peer {which} {mode}: {dt:.3f} s/iteration, {batch / dt:.1f} images/s, peak RSS {rss:.0f} MB, {torch.get_num_threads()} threads")
 
 
 if __name__ == "__main__":
