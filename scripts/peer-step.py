@@ -16,7 +16,7 @@ here because the venv has no torchvision) with `fc` replaced by identity as the 
 DINOHead with batch norm (use_bn_in_head), out_dim 256, hidden 1024, 32 px x2 + 16 px x4, teacher
 momentum 0.99 and temperature 0.02. Both networks stay in training mode, as in the reference.
 
-Prints "peer fp32: S s/iteration, I images/s, peak RSS M MB". Uses the PyTorch that
+Prints "peer vit_tiny4 fp32: S s/iteration, I images/s, peak RSS M MB". Uses the PyTorch that
 scripts/setup-libtorch.sh installs (its venv's python).
 """
 import math

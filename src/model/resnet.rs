@@ -47,11 +47,11 @@ fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> nn::Conv2D {
 /// 3x3 convolution of a 1x1 map runs as its centre tap, a 1x1 convolution: the same function for
 /// any stride, since the eight other taps see only padding. Why: libtorch 2.11's (oneDNN's) bf16
 /// weight gradient of a 3x3, stride-2, padding-1 convolution of a 1x1 map is non-finite in about
-/// half the calls (measured with a 128 x 256 x 1 x 1 input and 512 filters: 9 of 20 calls; float32
-/// 0 of 20; 2x2 maps and stride 1 unaffected). A 16 px crop reaches `layer4.0.conv1` as such a
-/// map through the ImageNet stem, so `--use_fp16 true` runs of the cifar-quick preset stopped with
-/// "loss is NaN" within a few steps. Float32 keeps libtorch's convolution, so its numbers stay the
-/// reference's to the bit.
+/// half the calls on two threads, a race (measured with a 128 x 256 x 1 x 1 input and 512
+/// filters: 9 of 20 calls; one thread 0 of 20; float32 0 of 20; 2x2 maps and stride 1
+/// unaffected). A 16 px crop reaches `layer4.0.conv1` as such a map through the ImageNet stem, so
+/// `--use_fp16 true` runs of the cifar-quick preset stopped with "loss is NaN" within a few steps.
+/// Float32 keeps libtorch's convolution, so its results are unchanged.
 fn conv_forward(c: &nn::Conv2D, x: &Tensor) -> Tensor {
     let (s, k) = (x.size(), c.ws.size());
     let bf16 = x.kind() == Kind::BFloat16 || autocast::is_enabled(false);
