@@ -272,7 +272,7 @@ mod tests {
                 Tensor::randn([16, 3, side, side], (Kind::Float, Device::Cpu))
             })
             .collect();
-        let p = StepParams { epoch: 1, lr: 1e-3, wd: 0.04, momentum: 0.99, teacher_temp: 0.02 };
+        let p = StepParams { epoch: 1, lr: 1e-3, wd: 0.04, momentum: c.teacher.momentum_teacher, teacher_temp: c.teacher.teacher_temp };
         for step in 0..40 {
             let out = state.step(&crops, p).unwrap_or_else(|e| panic!("step {step}: {e}"));
             assert!(out.loss.is_finite() && out.applied, "step {step}: loss {}", out.loss);
