@@ -210,6 +210,64 @@ fn dino_eval_knn_matches_classes_by_name_and_skips_an_unreadable_image() {
     assert!(!out.status.success() && stderr.contains("dog") && stderr.contains("cat"), "{stderr}");
 }
 
+#[test]
+fn dino_eval_linear_and_label_efficiency_skip_unreadable_images() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    colour_set(&data, &[]);
+    // First in file order: a skipped row that shifted the labels of every later one would show.
+    broken(&data.join("train/blue/aa-broken.png"));
+    broken(&data.join("val/green/broken.png"));
+    let cfg = d.path().join("tiny.toml");
+    std::fs::write(&cfg, tiny().to_toml()).unwrap();
+    // The reference protocol decodes the train images every epoch.
+    let lin = d.path().join("linear");
+    let args = ["eval", "linear", "--epochs", "2", "--json", "--output_dir", lin.to_str().unwrap()];
+    let out = dino(&args, &cfg, &data);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("warning: train: 1 unreadable image(s) skipped") && stderr.contains("aa-broken.png"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(json["unreadable"], 2, "{json}");
+    assert_eq!(json["epochs"], 2);
+    // A resumed probe meets the unreadable image again in its first epoch.
+    let out = dino(&["eval", "linear", "--epochs", "3", "--json", "--output_dir", lin.to_str().unwrap()], &cfg, &data);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!((json["epochs"].as_u64(), json["unreadable"].as_u64()), (Some(3), Some(2)), "{json}");
+    // Label efficiency: k-NN, probe and the supervised baseline on the 60 readable train images.
+    let le = d.path().join("le");
+    let args = [
+        "eval",
+        "label-efficiency",
+        "--per_class",
+        "2",
+        "all",
+        "--seeds",
+        "1",
+        "--supervised_epochs",
+        "1",
+        "--linear_epochs",
+        "2",
+        "--nb_knn",
+        "5",
+        "--json",
+        "--output_dir",
+        le.to_str().unwrap(),
+    ];
+    let out = dino(&args, &cfg, &data);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("aa-broken.png") && stderr.contains("broken.png"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(json["unreadable"], 2, "{json}");
+    let cells = json["cells"].as_array().unwrap();
+    let all = cells.iter().find(|c| c["per_class"].is_null() && c["method"] == "supervised").unwrap();
+    assert_eq!(all["per_class_actual"], 20.0, "every readable train image of each class: {all}");
+    let knn = cells.iter().find(|c| c["per_class"].is_null() && c["method"] == "DINO k-NN").map(|c| c["mean"].as_f64().unwrap());
+    assert!(knn.is_some_and(|a| a > 90.0), "labels stay with their images: {knn:?} {cells:?}");
+}
+
 const CIFAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cifar-vehicles");
 
 const STRANGERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/strangers");

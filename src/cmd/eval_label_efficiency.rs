@@ -4,7 +4,7 @@
 use super::eval_args::LabelEfficiencyArgs;
 use super::eval_setup::Prepared;
 use super::progress::Progress;
-use crate::eval::features::{eval_pixels, FeatureKind};
+use crate::eval::features::{eval_pixels, FeatureKind, Unreadable};
 use crate::eval::label_efficiency::{parse_per_class, table, Cell, Experiment, FeatureSet, Method, SupervisedData};
 use crate::eval::plot::{self, AccuracyCurve, PALETTE};
 use crate::eval::source::{self, SourceSpec};
@@ -26,19 +26,25 @@ pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
     // The baseline: the same architecture with random weights.
     let random = source::random_like(&p.source.config, &SourceSpec::teacher("random", p.device, m.seed))?;
     let random = features(&Prepared { source: random, layout: p.layout.clone(), cache: p.cache.clone(), device: p.device })?;
-    let train_split = p.split("train")?;
+    // Every method works on the images both feature passes could read (the rows of the features):
+    // labels are drawn among them and the supervised baseline decodes only them.
+    if (&dino.train.kept, &dino.val.kept) != (&random.train.kept, &random.val.kept) {
+        anyhow::bail!("the images readable for the trained and the random weights differ: did files change during the run?");
+    }
+    let train_split = p.split("train")?.subset(&dino.train.kept);
     let supervised = if args.supervised_epochs > 0 {
         let opts = p.options(m, FeatureKind::Cls);
         Some(SupervisedData {
             arch: &p.source.config,
             config: SupervisedConfig { epochs: args.supervised_epochs as usize, device: p.device, ..Default::default() },
             train_images: supervised::load_images(&train_split.files)?,
-            val_x: eval_pixels(&p.split("val")?.files, opts.transform, opts.num_workers)?,
+            val_x: eval_pixels(&p.split("val")?.subset(&dino.val.kept).files, opts.transform, opts.num_workers)?,
             val_y: dino.val.labels.shallow_clone(),
         })
     } else {
         None
     };
+    let unreadable: Vec<Unreadable> = dino.train.skipped.iter().chain(&dino.val.skipped).cloned().collect();
     let experiment = Experiment {
         dino,
         random,
@@ -55,11 +61,18 @@ pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
     let started = std::time::Instant::now();
     let bar = Progress::new("label draws");
     let cells = experiment.run(&mut |d, t| bar.update(d, t))?;
-    report(args, &p, &experiment, &cells, started.elapsed().as_secs_f64() / 60.0)
+    report(args, &p, &experiment, &cells, &unreadable, started.elapsed().as_secs_f64() / 60.0)
 }
 
 /// Writes the table, the SVG plot and the result record, and prints them.
-fn report(args: &LabelEfficiencyArgs, p: &Prepared, experiment: &Experiment, cells: &[Cell], minutes: f64) -> Result<i32> {
+fn report(
+    args: &LabelEfficiencyArgs,
+    p: &Prepared,
+    experiment: &Experiment,
+    cells: &[Cell],
+    unreadable: &[Unreadable],
+    minutes: f64,
+) -> Result<i32> {
     let methods = experiment.methods();
     let table = table(cells, &experiment.per_class, &methods, args.seeds);
     let series = series(cells, &methods);
@@ -87,6 +100,8 @@ fn report(args: &LabelEfficiencyArgs, p: &Prepared, experiment: &Experiment, cel
         "minutes": minutes,
         "cells": cells,
         "plot": svg_path,
+        "unreadable": unreadable.len(),
+        "unreadable_files": Unreadable::json(unreadable),
     });
     if args.json {
         crate::say!("{json}");

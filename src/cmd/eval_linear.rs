@@ -4,7 +4,7 @@
 use super::eval_args::LinearArgs;
 use super::eval_setup::Prepared;
 use super::progress::Progress;
-use crate::eval::features::{FeatureKind, LabeledFeatures};
+use crate::eval::features::{FeatureKind, LabeledFeatures, Unreadable};
 use crate::eval::linear::{
     load_state, save_state, train, AugmentedBatches, CachedBatches, EpochLog, Evaluation, LinearHead, ProbeConfig, ProbeState,
     TrainBatches, LOG, STATE_TENSORS,
@@ -41,20 +41,30 @@ pub fn run_command(args: &LinearArgs) -> Result<i32> {
     let cached = if args.cached_features { Some(p.features(&args.model, "train", probe.kind)?) } else { None };
     let mut batches: Box<dyn TrainBatches> = match &cached {
         Some(features) => Box::new(CachedBatches { features, batch_size: probe.cfg.batch_size, seed: args.model.seed, device: p.device }),
-        None => Box::new(AugmentedBatches {
-            backbone: &p.source.backbone,
-            split: p.split("train")?,
-            size: p.source.config.crops.global_crop_size.max(1),
-            kind: probe.kind,
-            batch_size: probe.cfg.batch_size,
-            seed: args.model.seed,
-            device: p.device,
-        }),
+        None => Box::new(AugmentedBatches::new(
+            &p.source.backbone,
+            p.split("train")?,
+            p.source.config.crops.global_crop_size.max(1),
+            probe.kind,
+            probe.cfg.batch_size,
+            args.model.seed,
+            p.device,
+        )),
     };
     let (best, last) = probe.train(batches.as_mut(), args.json)?;
+    if !args.cached_features && !batches.skipped().is_empty() {
+        crate::say_err!("warning: train: {}", Unreadable::summary(batches.skipped(), 5));
+    }
     let e = probe.head.evaluate(&probe.val.features, &probe.val.labels);
-    print_result(args.json, probe.protocol, &e, best, &probe.state);
-    let json = result_json(probe.protocol, &e, best, &probe.state, last.as_ref());
+    let unreadable: Vec<Unreadable> = batches.skipped().iter().chain(&probe.val.skipped).cloned().collect();
+    let mut json = result_json(probe.protocol, &e, best, &probe.state, last.as_ref());
+    json["unreadable"] = unreadable.len().into();
+    json["unreadable_files"] = Unreadable::json(&unreadable);
+    if args.json {
+        crate::say!("{json}");
+    } else {
+        print_result(false, probe.protocol, &e, best, &probe.state);
+    }
     if let Some(path) = p.record("linear", &json)? {
         crate::say_err!("result written to {}", path.display());
     }

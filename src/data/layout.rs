@@ -55,6 +55,15 @@ impl Split {
         }
         counts
     }
+
+    /// The images at `rows`, in that order (the readable images of an evaluation, a draw of labels).
+    pub fn subset(&self, rows: &[usize]) -> Split {
+        Split {
+            files: rows.iter().map(|&i| self.files[i].clone()).collect(),
+            labels: rows.iter().map(|&i| self.labels[i]).collect(),
+            ..self.clone()
+        }
+    }
 }
 
 /// Something discovery left out, and why: named in `events.jsonl` like an unreadable image.

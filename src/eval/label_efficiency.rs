@@ -107,7 +107,7 @@ pub struct Experiment<'a> {
     pub dino: FeatureSet,
     pub random: FeatureSet,
     pub supervised: Option<SupervisedData<'a>>,
-    /// Labels of train/ in file order (the rows of the train features).
+    /// Labels of the rows of the train features: train/'s readable images, in file order.
     pub train_labels: &'a [usize],
     pub per_class: Vec<Option<usize>>,
     pub seeds: u64,

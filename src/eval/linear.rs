@@ -6,7 +6,7 @@
 //! Two protocols: the reference's (RandomResizedCrop + flip on train, features recomputed every
 //! epoch through the frozen backbone) and a fast one on fixed centre-crop features extracted once.
 
-use super::features::{forward_features, FeatureKind, LabeledFeatures};
+use super::features::{forward_features, FeatureKind, LabeledFeatures, Unreadable};
 use super::EvalError;
 use crate::data::{load_rgb, supervised_train_transform, Split};
 use crate::model::Backbone;
@@ -150,6 +150,9 @@ pub fn cosine_lr(base: f64, epoch: usize, epochs: usize) -> f64 {
 /// What the classifier trains on each epoch: batches of (features, labels).
 pub trait TrainBatches {
     fn for_each_batch(&mut self, epoch: usize, f: &mut dyn FnMut(&Tensor, &Tensor)) -> Result<(), EvalError>;
+
+    /// Training images left out because they cannot be decoded.
+    fn skipped(&self) -> &[Unreadable];
 }
 
 /// The fast protocol: fixed features, reshuffled every epoch.
@@ -172,9 +175,15 @@ impl TrainBatches for CachedBatches<'_> {
         }
         Ok(())
     }
+
+    fn skipped(&self) -> &[Unreadable] {
+        &self.features.skipped
+    }
 }
 
-/// The reference protocol: every epoch, new random crops through the frozen backbone.
+/// The reference protocol: every epoch, new random crops through the frozen backbone. An image
+/// that cannot be decoded is skipped from the epoch that meets it on (the first, or the first
+/// after a resume), and named once in `skipped`.
 pub struct AugmentedBatches<'a> {
     pub backbone: &'a Backbone,
     pub split: &'a Split,
@@ -183,6 +192,23 @@ pub struct AugmentedBatches<'a> {
     pub batch_size: usize,
     pub seed: u64,
     pub device: Device,
+    skipped: Vec<Unreadable>,
+    /// Split indices of `skipped`, so later epochs do not try them again.
+    unreadable: std::collections::HashSet<usize>,
+}
+
+impl<'a> AugmentedBatches<'a> {
+    pub fn new(
+        backbone: &'a Backbone,
+        split: &'a Split,
+        size: usize,
+        kind: FeatureKind,
+        batch_size: usize,
+        seed: u64,
+        device: Device,
+    ) -> Self {
+        Self { backbone, split, size, kind, batch_size, seed, device, skipped: vec![], unreadable: Default::default() }
+    }
 }
 
 impl TrainBatches for AugmentedBatches<'_> {
@@ -190,20 +216,47 @@ impl TrainBatches for AugmentedBatches<'_> {
         let mut order: Vec<usize> = (0..self.split.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9)));
         let s = self.size as i64;
+        let mut batches = 0usize;
         for chunk in order.chunks(self.batch_size.max(1)) {
             let mut pixels = Vec::with_capacity(chunk.len() * 3 * self.size * self.size);
+            let mut labels: Vec<i64> = Vec::with_capacity(chunk.len());
             for &i in chunk {
-                let img = load_rgb(&self.split.files[i]).map_err(crate::data::DataError::from)?;
+                if self.unreadable.contains(&i) {
+                    continue;
+                }
+                let img = match load_rgb(&self.split.files[i]) {
+                    Ok(img) => img,
+                    Err(e) => {
+                        self.unreadable.insert(i);
+                        self.skipped.push(Unreadable { path: self.split.files[i].clone(), reason: e.to_string() });
+                        continue;
+                    }
+                };
                 // One stream per (seed, epoch, image): the crops do not depend on batch order.
                 let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ ((epoch as u64) << 32) ^ i as u64);
                 pixels.extend(supervised_train_transform(&img, self.size, &mut rng));
+                labels.push(self.split.labels[i] as i64);
             }
-            let x = Tensor::from_slice(&pixels).reshape([chunk.len() as i64, 3, s, s]).to_device(self.device);
+            if labels.is_empty() {
+                continue;
+            }
+            let x = Tensor::from_slice(&pixels).reshape([labels.len() as i64, 3, s, s]).to_device(self.device);
             let feats = tch::no_grad(|| forward_features(self.backbone, &x, self.kind));
-            let labels: Vec<i64> = chunk.iter().map(|&i| self.split.labels[i] as i64).collect();
             f(&feats, &Tensor::from_slice(&labels).to_device(self.device));
+            batches += 1;
+        }
+        if batches == 0 {
+            return Err(EvalError::Invalid(format!(
+                "no readable training image in {}: {}",
+                self.split.root.display(),
+                Unreadable::summary(&self.skipped, 5)
+            )));
         }
         Ok(())
+    }
+
+    fn skipped(&self) -> &[Unreadable] {
+        &self.skipped
     }
 }
 

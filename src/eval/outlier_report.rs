@@ -89,15 +89,6 @@ fn relative(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
 }
 
-/// The rows `kept` of a split (its readable images), in order.
-pub fn kept_split(split: &Split, kept: &[usize]) -> Split {
-    Split {
-        files: kept.iter().map(|&i| split.files[i].clone()).collect(),
-        labels: kept.iter().map(|&i| split.labels[i]).collect(),
-        ..split.clone()
-    }
-}
-
 /// Features of `split` through `backbone` (and of the reference split, when one other than the
 /// split itself is given), then every score and the map. Unreadable images are skipped and named.
 #[allow(clippy::too_many_arguments)]
@@ -116,12 +107,12 @@ pub fn score_split(
     }
     let total = split.len() + reference.map_or(0, Split::len);
     let f = extract_split(backbone, split, opts, cache, &mut |d, _| progress(d, total))?;
-    let scored = kept_split(split, &f.kept);
+    let scored = split.subset(&f.kept);
     let normed = l2_normalize(&f.features);
     let mut report = match reference {
         Some(r) => {
             let rf = extract_split(backbone, r, opts, cache, &mut |d, _| progress(split.len() + d, total))?;
-            let files = kept_split(r, &rf.kept).files;
+            let files = r.subset(&rf.kept).files;
             let rn = l2_normalize(&rf.features);
             report_from_features(&normed, &scored, data_root, Some(&Reference { name: &r.name, normed: &rn, files: &files }), p)?
         }
