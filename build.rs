@@ -1,17 +1,21 @@
 //! Embeds the libtorch library folder as an rpath, so `dino` starts without LD_LIBRARY_PATH, and
-//! keeps libtorch_cuda linked even though no symbol of it is referenced directly: without it the
-//! linker's --as-needed drops the library and libtorch never registers its CUDA backend.
+//! hands it to the code as `DINO_LIBTORCH_LIB`. libtorch_cuda is left out of the link (no symbol
+//! of it is referenced, and the linker's --as-needed drops what torch-sys asks for): it costs
+//! every process ~350 MB and 0.3 s at start, GPU or not, so `src/model/cuda_backend.rs` loads it
+//! at run time where there is a driver.
 //!
 //! Also compiles the c10d shim (`src/dist/shim.cpp`, multi-process training) when the `dist`
 //! feature is on (default) and Gloo's headers are installed (`libgloo-dev`, or `GLOO_INCLUDE`),
 //! and sets `cfg(dino_dist)`; without them `dino` builds and trains single-process, and asking for
-//! several processes says what to install. The NCCL half is compiled in too when the NCCL and CUDA
-//! headers of the `nvidia-*` wheels are there (`scripts/setup-test-tools.sh` adds the two that
-//! libtorch's wheel lacks).
+//! several processes says what to install. When the NCCL and CUDA headers of the `nvidia-*`
+//! wheels are there (`scripts/setup-test-tools.sh` adds the two that libtorch's wheel lacks),
+//! the NCCL process group (`src/dist/nccl.cpp`, which needs libtorch_cuda) becomes a shared
+//! object of its own, `DINO_NCCL_SO`, that `src/dist/nccl.rs` embeds and opens when asked for,
+//! and sets `cfg(dino_nccl)`.
 //!
 //! Always compiles the autocast shim (`src/model/autocast.cpp`: CPU bfloat16 and CUDA bfloat16
-//! autocast, which tch cannot switch) and sets `cfg(dino_autocast)`; it needs only libtorch's own
-//! headers.
+//! autocast, which tch cannot switch) and the CUDA-backend probe (`src/model/cuda_backend.cpp`),
+//! and sets `cfg(dino_autocast)`; they need only libtorch's own headers.
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -22,11 +26,15 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim_guard.hpp");
     println!("cargo::rustc-check-cfg=cfg(dino_dist)");
     println!("cargo::rustc-check-cfg=cfg(dino_autocast)");
-    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    if Path::new(&lib).join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    println!("cargo::rustc-check-cfg=cfg(dino_nccl)");
+    println!("cargo:rerun-if-changed=src/model/cuda_backend.cpp");
+    println!("cargo:rerun-if-changed=src/dist/nccl.cpp");
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").unwrap_or_default();
+    println!("cargo:rustc-env=DINO_LIBTORCH_LIB={lib}");
+    if lib.is_empty() {
+        return;
     }
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     compile_autocast(Path::new(&lib));
     if std::env::var_os("CARGO_FEATURE_DIST").is_none() {
         return;
@@ -51,10 +59,7 @@ fn main() {
         .flag("-std=c++17")
         .warnings(false);
     if let Some(dirs) = nccl_includes(Path::new(&lib)) {
-        build.define("USE_C10D_NCCL", None);
-        for d in dirs {
-            build.include(d);
-        }
+        compile_nccl(&build, Path::new(&lib), &dirs);
     }
     build.compile("dino_dist");
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
@@ -62,12 +67,35 @@ fn main() {
     println!("cargo:rustc-cfg=dino_dist");
 }
 
-/// The autocast shim: libtorch's headers are all it needs.
+/// `src/dist/nccl.cpp` as a shared object linked to libtorch_cuda (`OUT_DIR/libdino_nccl.so`),
+/// with the shim's compiler and flags plus the NCCL and CUDA headers; `DINO_NCCL_SO` names it.
+fn compile_nccl(shim: &cc::Build, lib: &Path, includes: &[PathBuf]) {
+    let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else { return };
+    let so = out.join("libdino_nccl.so");
+    let mut build = shim.clone();
+    build.define("USE_C10D_NCCL", None).pic(true);
+    for d in includes {
+        build.include(d);
+    }
+    let mut cmd = build.get_compiler().to_command();
+    cmd.arg("-shared").arg("src/dist/nccl.cpp").arg("-o").arg(&so).arg(format!("-L{}", lib.display()));
+    cmd.args(["-ltorch_cuda", "-ltorch_cpu", "-lc10"]).arg(format!("-Wl,-rpath,{}", lib.display()));
+    match cmd.status() {
+        Ok(s) if s.success() => {
+            println!("cargo:rustc-env=DINO_NCCL_SO={}", so.display());
+            println!("cargo:rustc-cfg=dino_nccl");
+        }
+        other => println!("cargo:warning=building src/dist/nccl.cpp failed ({other:?}): building without NCCL"),
+    }
+}
+
+/// The autocast shim and the CUDA-backend probe: libtorch's headers are all they need.
 fn compile_autocast(lib: &Path) {
     let include = lib.join("../include");
     cc::Build::new()
         .cpp(true)
         .file("src/model/autocast.cpp")
+        .file("src/model/cuda_backend.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .define("_GLIBCXX_USE_CXX11_ABI", "1")

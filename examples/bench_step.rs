@@ -43,7 +43,8 @@ fn main() -> anyhow::Result<()> {
     let batch: i64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let mixed = args.get(3).is_some_and(|s| s == "bf16");
     let which = args.get(4).map(String::as_str).unwrap_or("vit_tiny4");
-    let device = if std::env::var("BENCH_CUDA").is_ok() && tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
+    let cuda = std::env::var("BENCH_CUDA").is_ok() && dino_tui::config::validate::resolve_device("auto")?.is_cuda();
+    let device = if cuda { Device::Cuda(0) } else { Device::Cpu };
     let (mut c, p) = match which {
         "vit_tiny4" => {
             let mut c = TrainConfig::default();

@@ -22,6 +22,32 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// libtorch_cuda and the CUDA libraries behind it (~350 MB and 0.3 s of every start) are opened
+/// only where an NVIDIA driver is, or with DINO_CUDA=1 (src/model/cuda_backend.rs); glibc's loader
+/// names every library it opens under LD_DEBUG=libs. `--version` says what became of the backend.
+#[test]
+fn the_cuda_backend_is_opened_only_with_a_driver_or_when_asked() {
+    let version = |cuda: Option<&str>| {
+        let mut c = dino();
+        c.arg("--version").env("LD_DEBUG", "libs").env_remove("DINO_CUDA");
+        if let Some(v) = cuda {
+            c.env("DINO_CUDA", v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let opened = String::from_utf8_lossy(&o.stderr).lines().any(|l| l.contains("libtorch_cuda.so") && l.contains("calling init"));
+        (String::from_utf8_lossy(&o.stdout).into_owned(), opened)
+    };
+    let (said, opened) = version(Some("0"));
+    assert!(said.contains("CUDA backend not loaded: DINO_CUDA=0") && !opened, "{said}");
+    let (said, opened) = version(Some("1"));
+    assert!(said.contains("CUDA backend loaded (CUDA 13.0)") && opened, "{said}");
+    let driver = ["/proc/driver/nvidia/version", "/dev/nvidiactl"].iter().any(|f| Path::new(f).exists());
+    let (said, opened) = version(None);
+    assert_eq!(opened, driver, "{said}");
+    assert_eq!(said.contains("no NVIDIA driver"), !driver, "{said}");
+}
+
 #[test]
 fn help_lists_every_command_and_reference_flag() {
     let o = run(&["--help"]);

@@ -179,6 +179,8 @@ pub enum DeviceRequest {
 /// The device a `--device` value names, falling back from `auto` to the CPU; a CUDA index past the
 /// devices libtorch sees is an error naming the setting. Training and evaluation both resolve here.
 pub fn resolve_device(s: &str) -> Result<tch::Device, ConfigError> {
+    // libtorch answers CUDA questions once: its CUDA backend has to be loaded before the first.
+    let backend = crate::model::cuda_backend::load();
     Ok(match parse_device(s)? {
         DeviceRequest::Auto => {
             if tch::Cuda::is_available() {
@@ -191,7 +193,8 @@ pub fn resolve_device(s: &str) -> Result<tch::Device, ConfigError> {
         DeviceRequest::Cuda(i) => {
             let n = tch::Cuda::device_count().max(0) as usize;
             if i >= n {
-                return Err(ConfigError::invalid("device", format!("cuda:{i}"), &format!("a CUDA device libtorch sees ({n} here)")));
+                let seen = format!("a CUDA device libtorch sees ({n} here; {})", backend.describe());
+                return Err(ConfigError::invalid("device", format!("cuda:{i}"), &seen));
             }
             tch::Device::Cuda(i)
         }

@@ -7,6 +7,8 @@
 //! Every collective walks tensors in one fixed order (the optimizer's parameter list): Gloo pairs
 //! the n-th call of every rank, so a per-process order (a HashMap's) would mismatch sizes.
 
+pub mod nccl;
+
 use std::time::Duration;
 use tch::Tensor;
 
@@ -127,6 +129,7 @@ mod ffi {
             store_is_external: c_int,
             listen_fd: c_int,
             timeout_ms: c_int,
+            nccl_new: *mut c_void,
             err: *mut c_char,
             err_len: usize,
         ) -> *mut c_void;
@@ -155,6 +158,7 @@ impl ProcessGroup {
         use std::ffi::CString;
         let backend = CString::new(if cuda { "nccl" } else { "gloo" }).unwrap_or_default();
         let host = CString::new(env.master_addr.clone()).map_err(|_| DistError::Env("MASTER_ADDR holds a NUL byte".into()))?;
+        let nccl_new = if cuda { nccl::constructor()? } else { std::ptr::null_mut() };
         let mut handle = std::ptr::null_mut();
         checked(|err, len| {
             handle = unsafe {
@@ -167,6 +171,7 @@ impl ProcessGroup {
                     env.store_is_external as i32,
                     env.listen_fd.unwrap_or(-1),
                     timeout.as_millis().min(i32::MAX as u128) as i32,
+                    nccl_new,
                     err,
                     len,
                 )

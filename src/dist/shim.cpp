@@ -4,9 +4,6 @@
 // caught here and returned as its message, so Rust sees errors, never an abort.
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef USE_C10D_NCCL
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
 
 #include <chrono>
 #include "../shim_guard.hpp"
@@ -57,11 +54,17 @@ int guarded(char* err, size_t len, F&& f) {
 
 extern "C" {
 
+// nccl.cpp's `dino_nccl_new`: the NCCL group lives in libtorch_cuda, which this binary does not
+// link (src/model/cuda_backend.rs), so it comes from a shared object opened at run time.
+typedef void* (*NcclNew)(void* store, int rank, int world, int timeout_ms, char* err, size_t err_len);
+
 // `backend` is "gloo" or "nccl". Rank 0 hosts the store unless `store_is_external` (torchrun's
 // agent already runs one; then every rank connects as a client). `listen_fd` >= 0: rank 0's store
 // serves on this socket, already bound to `port` and listening (the store takes it over).
+// `nccl_new`: nccl.cpp's constructor, null where this build has no NCCL.
 void* dino_dist_new(const char* backend, const char* host, int port, int rank, int world,
-                    int store_is_external, int listen_fd, int timeout_ms, char* err, size_t err_len) {
+                    int store_is_external, int listen_fd, int timeout_ms, void* nccl_new, char* err,
+                    size_t err_len) {
   Group* g = nullptr;
   int rc = guarded(err, err_len, [&] {
     std::chrono::milliseconds timeout(timeout_ms);
@@ -82,13 +85,13 @@ void* dino_dist_new(const char* backend, const char* host, int port, int rank, i
       out->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
       out->is_gloo = true;
     } else if (b == "nccl") {
-#ifdef USE_C10D_NCCL
-      auto opts = c10d::ProcessGroupNCCL::Options::create();
-      opts->timeout = timeout;
-      out->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, opts);
-#else
-      throw std::runtime_error("this build of dino has no NCCL support (built without USE_C10D_NCCL)");
-#endif
+      if (nccl_new == nullptr) {
+        throw std::runtime_error("this build of dino has no NCCL support (built without NCCL's headers)");
+      }
+      char why[1024] = {0};
+      void* pg = reinterpret_cast<NcclNew>(nccl_new)(store.get(), rank, world, timeout_ms, why, sizeof why);
+      if (pg == nullptr) throw std::runtime_error(why);
+      out->backend = c10::intrusive_ptr<c10d::Backend>::reclaim(static_cast<c10d::Backend*>(pg));
     } else {
       throw std::runtime_error("unknown backend " + b + " (use gloo or nccl)");
     }

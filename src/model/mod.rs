@@ -5,6 +5,7 @@
 
 pub mod arch;
 pub mod autocast;
+pub mod cuda_backend;
 pub mod head;
 mod init;
 pub mod names;
