@@ -28,9 +28,8 @@ mod imp {
     static OPENED: OnceLock<Result<usize, String>> = OnceLock::new();
 
     pub fn constructor() -> Result<*mut c_void, DistError> {
-        // NCCL runs on CUDA tensors, so the backend is loaded already; asking again costs nothing
-        // and makes sure libtorch_cuda's hooks are registered before the object pulls it in.
-        crate::model::cuda_backend::load();
+        // NCCL runs on CUDA tensors, so resolving the device (config::validate::resolve_device)
+        // has opened libtorch_cuda already; the object's own dependency on it finds it loaded.
         OPENED.get_or_init(open).clone().map(|a| a as *mut c_void).map_err(DistError::C10d)
     }
 
