@@ -80,12 +80,19 @@ fn compile_nccl(shim: &cc::Build, lib: &Path, includes: &[PathBuf]) {
     let mut cmd = build.get_compiler().to_command();
     cmd.arg("-shared").arg("src/dist/nccl.cpp").arg("-o").arg(&so).arg(format!("-L{}", lib.display()));
     cmd.args(["-ltorch_cuda", "-ltorch_cpu", "-lc10"]).arg(format!("-Wl,-rpath,{}", lib.display()));
-    match cmd.status() {
-        Ok(s) if s.success() => {
+    match cmd.output() {
+        Ok(o) if o.status.success() => {
             println!("cargo:rustc-env=DINO_NCCL_SO={}", so.display());
             println!("cargo:rustc-cfg=dino_nccl");
         }
-        other => println!("cargo:warning=building src/dist/nccl.cpp failed ({other:?}): building without NCCL"),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            println!("cargo:warning=compiling src/dist/nccl.cpp failed ({}): building without NCCL", o.status);
+            for line in err.lines().filter(|l| l.contains("error")).take(5) {
+                println!("cargo:warning=  {line}");
+            }
+        }
+        Err(e) => println!("cargo:warning=cannot run the C++ compiler for src/dist/nccl.cpp ({e}): building without NCCL"),
     }
 }
 

@@ -250,6 +250,8 @@ fn nccl_object_opens_and_without_a_gpu_refuses_with_an_error() {
         return;
     }
     let _one = serial();
+    // As `dino` does before anything asks libtorch about CUDA (it keeps its first answer).
+    dino_tui::model::cuda_backend::load();
     if !dino_tui::dist::nccl::AVAILABLE {
         // build.rs's condition: NCCL's header in the nvidia wheel, the CUDA crt headers in the cache.
         let torch = std::env::var_os("LIBTORCH").map(std::path::PathBuf::from).unwrap_or_default();
@@ -258,7 +260,9 @@ fn nccl_object_opens_and_without_a_gpu_refuses_with_an_error() {
             .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
         let nccl = torch.join("../nvidia/nccl/include/nccl.h");
         let crt = cache.join("dino-tui/cuda-headers-13.0/nvidia/cu13/include/crt/host_config.h");
-        assert!(!(nccl.exists() && crt.exists()), "{} and {} are there, yet no NCCL object was built", nccl.display(), crt.display());
+        let cuda = torch.join("lib/libtorch_cuda.so");
+        let headers = nccl.exists() && crt.exists() && cuda.exists() && std::env::var_os("DINO_CUDA_HEADERS").is_none();
+        assert!(!headers, "{}, {} and {} are there, yet no NCCL object was built", nccl.display(), crt.display(), cuda.display());
         eprintln!("skipping: built without NCCL's or the CUDA runtime's headers");
         return;
     }

@@ -29,7 +29,10 @@ pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
     // Every method works on the images both feature passes could read (the rows of the features):
     // labels are drawn among them and the supervised baseline decodes only them.
     if (&dino.train.kept, &dino.val.kept) != (&random.train.kept, &random.val.kept) {
-        anyhow::bail!("the images readable for the trained and the random weights differ: did files change during the run?");
+        anyhow::bail!(
+            "the images readable for the trained and the random weights differ: files changed during the run, \
+             or cached features are stale (--no_cache)"
+        );
     }
     let train_split = p.split("train")?.subset(&dino.train.kept);
     let supervised = if args.supervised_epochs > 0 {

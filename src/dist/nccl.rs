@@ -1,7 +1,8 @@
 //! The NCCL process group's constructor, from `nccl.cpp`'s shared object: build.rs compiles it
 //! apart because it needs libtorch_cuda, which the `dino` binary does not link (see
-//! `model::cuda_backend`). The object is embedded in the binary, so a copied `dino` keeps NCCL,
-//! and opened from an anonymous in-memory file (`memfd_create`), so nothing is written to disk.
+//! `model::cuda_backend`). The object is embedded in the binary, so it cannot go missing beside
+//! it, and opened from an anonymous in-memory file (`memfd_create`; a temporary file where the
+//! kernel forbids executable ones).
 
 use super::DistError;
 use std::ffi::c_void;
@@ -29,32 +30,63 @@ mod imp {
 
     pub fn constructor() -> Result<*mut c_void, DistError> {
         // NCCL runs on CUDA tensors, so resolving the device (config::validate::resolve_device)
-        // has opened libtorch_cuda already; the object's own dependency on it finds it loaded.
+        // has opened libtorch_cuda already, before anything asked libtorch about CUDA; the
+        // object's own dependency on it finds it loaded.
         OPENED.get_or_init(open).clone().map(|a| a as *mut c_void).map_err(DistError::C10d)
     }
 
     fn open() -> Result<usize, String> {
-        let name = c"dino-nccl";
-        // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new descriptor.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` was just created and is owned by this File from here on.
-        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-        file.write_all(OBJECT).map_err(|e| format!("writing the NCCL object to memory: {e}"))?;
-        let path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(|e| e.to_string())?;
-        // SAFETY: dlopen takes a NUL-terminated path; the handle stays open for the process's life.
-        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        if handle.is_null() {
-            return Err(format!("opening the NCCL object: {}", last_dl_error()));
-        }
+        let handle = match open_from_memory() {
+            Ok(h) => h,
+            // A kernel or policy that forbids executable memory files (vm.memfd_noexec, SELinux):
+            // a temporary file, removed once open.
+            Err(memory) => open_from_temp_file().map_err(|file| format!("{memory}; {file}"))?,
+        };
         // SAFETY: dlsym on a live handle with a NUL-terminated symbol name.
         let f = unsafe { libc::dlsym(handle, c"dino_nccl_new".as_ptr()) };
         if f.is_null() {
             return Err(format!("the NCCL object has no dino_nccl_new: {}", last_dl_error()));
         }
         Ok(f as usize)
+    }
+
+    fn open_from_memory() -> Result<*mut c_void, String> {
+        // MFD_EXEC (Linux 6.3) keeps the file executable where memfd_noexec would seal it; older
+        // kernels refuse the flag, and their memory files are executable anyway.
+        const MFD_EXEC: libc::c_uint = 0x10;
+        let create = |flags| {
+            // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new descriptor.
+            unsafe { libc::memfd_create(c"dino-nccl".as_ptr(), flags) }
+        };
+        let mut fd = create(libc::MFD_CLOEXEC | MFD_EXEC);
+        if fd < 0 {
+            fd = create(libc::MFD_CLOEXEC);
+        }
+        if fd < 0 {
+            return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just created and is owned by this File from here on.
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        file.write_all(OBJECT).map_err(|e| format!("writing the NCCL object to memory: {e}"))?;
+        dl_open(&format!("/proc/self/fd/{}", file.as_raw_fd()))
+    }
+
+    fn open_from_temp_file() -> Result<*mut c_void, String> {
+        let path = std::env::temp_dir().join(format!("dino-nccl-{}.so", std::process::id()));
+        std::fs::write(&path, OBJECT).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        let opened = dl_open(&path.to_string_lossy());
+        let _ = std::fs::remove_file(&path);
+        opened
+    }
+
+    fn dl_open(path: &str) -> Result<*mut c_void, String> {
+        let c = CString::new(path).map_err(|e| e.to_string())?;
+        // SAFETY: dlopen takes a NUL-terminated path; the handle stays open for the process's life.
+        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if handle.is_null() {
+            return Err(format!("opening the NCCL object from {path}: {}", last_dl_error()));
+        }
+        Ok(handle)
     }
 
     fn last_dl_error() -> String {

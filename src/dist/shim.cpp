@@ -86,10 +86,13 @@ void* dino_dist_new(const char* backend, const char* host, int port, int rank, i
       out->is_gloo = true;
     } else if (b == "nccl") {
       if (nccl_new == nullptr) {
-        throw std::runtime_error("this build of dino has no NCCL support (built without NCCL's headers)");
+        throw std::runtime_error(
+            "this build of dino has no NCCL support (NCCL's or the CUDA runtime's headers were missing at build "
+            "time, or compiling src/dist/nccl.cpp failed: see the build's warnings)");
       }
       char why[1024] = {0};
-      void* pg = reinterpret_cast<NcclNew>(nccl_new)(store.get(), rank, world, timeout_ms, why, sizeof why);
+      c10d::Store* base = out->store.get();  // as nccl.cpp casts it back: a Store*, not a TCPStore*
+      void* pg = reinterpret_cast<NcclNew>(nccl_new)(base, rank, world, timeout_ms, why, sizeof why);
       if (pg == nullptr) throw std::runtime_error(why);
       out->backend = c10::intrusive_ptr<c10d::Backend>::reclaim(static_cast<c10d::Backend*>(pg));
     } else {

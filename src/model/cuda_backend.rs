@@ -3,10 +3,11 @@
 //! every `dino` process about 350 MB of memory and 0.3 s of CPU before `main`, on a machine with
 //! no GPU too (measured: a program linked to libtorch_cpu alone peaks at 115 MB, with
 //! libtorch_cuda at 469 MB). So `build.rs` leaves libtorch_cuda out of the link, and `load` opens
-//! it (`dlopen`, global symbols, so its static initialisers register the CUDA hooks libtorch_cpu
-//! asks) when an NVIDIA driver is present. It must run before libtorch is first asked about CUDA:
-//! libtorch keeps the first answer. `config::validate::resolve_device`, where every `--device` is resolved,
-//! and `main` call it first.
+//! it from libtorch_cpu's folder (`dlopen`, global symbols, so its static initialisers register
+//! the CUDA hooks libtorch_cpu asks) when an NVIDIA driver is present. It must run before
+//! libtorch is first asked about CUDA (`tch::Cuda`, and `manual_seed` too): libtorch keeps the
+//! first answer. `config::validate::resolve_device`, where every `--device` is resolved, and
+//! `main` call it first.
 
 use std::ffi::CString;
 use std::path::Path;
@@ -31,7 +32,10 @@ impl CudaBackend {
     pub fn describe(&self) -> String {
         match self {
             Self::Loaded { cuda_runtime } => format!("CUDA backend loaded (CUDA {}.{})", cuda_runtime / 1000, cuda_runtime % 1000 / 10),
-            Self::NoDriver => format!("CUDA backend not loaded: no NVIDIA driver ({DRIVER_FILES}); DINO_CUDA=1 loads it anyway"),
+            Self::NoDriver => format!(
+                "CUDA backend not loaded: no NVIDIA driver here (no {}, no libcuda.so.1); DINO_CUDA=1 loads it anyway",
+                DRIVER_FILES.join(", ")
+            ),
             Self::Disabled => "CUDA backend not loaded: DINO_CUDA=0".into(),
             Self::NotBuilt => "CUDA backend not available: this libtorch is a CPU build".into(),
             Self::Failed(why) => format!("CUDA backend failed to load: {why}"),
@@ -39,11 +43,12 @@ impl CudaBackend {
     }
 }
 
-/// Files an NVIDIA driver provides, one of which is there wherever CUDA can run (containers
-/// given a GPU included).
-const DRIVER_FILES: &str = "/proc/driver/nvidia/version, /dev/nvidiactl";
+/// Files an NVIDIA driver provides, one of which is there wherever CUDA can run: Linux (containers
+/// given a GPU included) and WSL2's `/dev/dxg`. Failing them, the driver's library is looked for.
+const DRIVER_FILES: [&str; 3] = ["/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg"];
 
-/// The libtorch library folder `build.rs` linked against (empty without libtorch at build time).
+/// The libtorch library folder `build.rs` linked against (empty without libtorch at build time),
+/// for when the running libtorch_cpu cannot be located.
 const LIBTORCH_LIB: &str = env!("DINO_LIBTORCH_LIB");
 
 static STATE: OnceLock<CudaBackend> = OnceLock::new();
@@ -53,13 +58,37 @@ pub fn load() -> &'static CudaBackend {
     STATE.get_or_init(|| match std::env::var("DINO_CUDA").as_deref() {
         Ok("0") => CudaBackend::Disabled,
         Ok("1") => open(),
-        _ if DRIVER_FILES.split(", ").any(|f| Path::new(f).exists()) => open(),
+        _ if driver_present() => open(),
         _ => CudaBackend::NoDriver,
     })
 }
 
+fn driver_present() -> bool {
+    DRIVER_FILES.iter().any(|f| Path::new(f).exists()) || {
+        // SAFETY: dlopen with a NUL-terminated name; the probe's handle is closed at once.
+        let h = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
+        if !h.is_null() {
+            // SAFETY: `h` is a live handle from dlopen.
+            unsafe { libc::dlclose(h) };
+        }
+        !h.is_null()
+    }
+}
+
+/// The folder of the libtorch_cpu this process runs on, else the one it was built against.
+fn libtorch_folder() -> std::path::PathBuf {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: fills `buf` (its length given) with a NUL-terminated path; 0 on success.
+    let found = unsafe { ffi::dino_libtorch_cpu_file(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let file = std::ffi::CStr::from_bytes_until_nul(&buf).ok().map(|c| std::path::PathBuf::from(c.to_string_lossy().into_owned()));
+    match (found, file.as_deref().and_then(Path::parent)) {
+        (true, Some(dir)) => dir.to_path_buf(),
+        _ => std::path::PathBuf::from(LIBTORCH_LIB),
+    }
+}
+
 fn open() -> CudaBackend {
-    let lib = Path::new(LIBTORCH_LIB).join("libtorch_cuda.so");
+    let lib = libtorch_folder().join("libtorch_cuda.so");
     if !lib.exists() {
         return CudaBackend::NotBuilt;
     }
@@ -81,15 +110,32 @@ fn open() -> CudaBackend {
     }
     match runtime_version() {
         v if v > 0 => CudaBackend::Loaded { cuda_runtime: v },
-        _ => CudaBackend::Failed(format!("{} loaded but registered no CUDA hooks", lib.display())),
+        // Also what a CUDA question asked before `load` leaves behind: libtorch kept the stub.
+        _ => CudaBackend::Failed(format!("{} loaded, but libtorch still answers with its CUDA stub", lib.display())),
     }
 }
 
 /// The CUDA runtime version of the registered CUDA hooks, -1 while they are libtorch's stub.
 pub(crate) fn runtime_version() -> i64 {
-    extern "C" {
-        fn dino_cuda_runtime_version() -> std::ffi::c_long;
-    }
     // SAFETY: a C function of cuda_backend.cpp taking nothing; it catches every C++ exception.
-    unsafe { dino_cuda_runtime_version() as i64 }
+    unsafe { ffi::dino_cuda_runtime_version() as i64 }
+}
+
+#[cfg(dino_autocast)]
+mod ffi {
+    extern "C" {
+        pub fn dino_cuda_runtime_version() -> std::ffi::c_long;
+        pub fn dino_libtorch_cpu_file(buf: *mut std::ffi::c_char, len: usize) -> std::ffi::c_int;
+    }
+}
+
+/// Without libtorch's location at build time (so no C++ shims), there is no backend to probe.
+#[cfg(not(dino_autocast))]
+mod ffi {
+    pub unsafe fn dino_cuda_runtime_version() -> std::ffi::c_long {
+        -1
+    }
+    pub unsafe fn dino_libtorch_cpu_file(_buf: *mut std::ffi::c_char, _len: usize) -> std::ffi::c_int {
+        1
+    }
 }

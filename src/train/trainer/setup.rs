@@ -29,8 +29,11 @@ impl Trainer {
         evaluator: Box<dyn Evaluator>,
     ) -> Result<Self> {
         let (files, excluded, left_out) = training_files(&config)?;
+        let dist = crate::dist::DistEnv::from_env()?;
         let device = crate::config::validate::resolve_device(&config.run.device)?;
-        let group = join_group(device)?;
+        let gpus = if device.is_cuda() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+        let device = rank_device(device, &config.run.device, dist.as_ref().map(|e| e.local_rank), gpus)?;
+        let group = join_group(dist, device)?;
         let shard = group.as_ref().map(|g| Shard { rank: g.rank, world: g.world_size }).unwrap_or_default();
         let batch = config.optim.batch_size_per_gpu;
         let niter = shard.len(files.len()) / batch;
@@ -192,9 +195,43 @@ fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_js
 }
 
 /// The process group of a data-parallel job (torchrun / SLURM environment), or None.
-fn join_group(device: Device) -> Result<Option<Arc<ProcessGroup>>> {
-    let Some(env) = crate::dist::DistEnv::from_env()? else { return Ok(None) };
+/// The GPU of a process of a multi-process job: its `LOCAL_RANK`'s, as torchrun jobs and the
+/// reference's `init_distributed_mode` (`torch.cuda.set_device(args.gpu)`) do, unless `--device`
+/// names one (`cuda:N`). One process or the CPU: the device as resolved.
+fn rank_device(device: Device, asked: &str, local_rank: Option<usize>, gpus: usize) -> Result<Device> {
+    match (device, local_rank) {
+        (Device::Cuda(_), Some(rank)) if !asked.starts_with("cuda:") => {
+            if rank >= gpus {
+                anyhow::bail!("LOCAL_RANK {rank} has no GPU of its own: this machine has {gpus} (one process per GPU)");
+            }
+            Ok(Device::Cuda(rank))
+        }
+        _ => Ok(device),
+    }
+}
+
+fn join_group(env: Option<crate::dist::DistEnv>, device: Device) -> Result<Option<Arc<ProcessGroup>>> {
+    let Some(env) = env else { return Ok(None) };
     let timeout = crate::dist::timeout_from_env();
     tracing::info!("rank {} of {}: joining {}:{} (timeout {timeout:?})", env.rank, env.world_size, env.master_addr, env.master_port);
     Ok(Some(Arc::new(ProcessGroup::new(&env, device.is_cuda(), timeout)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_process_of_a_cuda_job_takes_the_gpu_of_its_local_rank() {
+        let cuda = |i| Device::Cuda(i);
+        assert_eq!(rank_device(cuda(0), "cuda", Some(1), 2).unwrap(), cuda(1));
+        assert_eq!(rank_device(cuda(0), "auto", Some(0), 2).unwrap(), cuda(0));
+        // Named on the command line: kept.
+        assert_eq!(rank_device(cuda(1), "cuda:1", Some(0), 2).unwrap(), cuda(1));
+        // One process, or the CPU: as resolved.
+        assert_eq!(rank_device(cuda(0), "cuda", None, 2).unwrap(), cuda(0));
+        assert_eq!(rank_device(Device::Cpu, "cpu", Some(3), 0).unwrap(), Device::Cpu);
+        let err = rank_device(cuda(0), "cuda", Some(2), 2).unwrap_err().to_string();
+        assert!(err.contains("LOCAL_RANK 2") && err.contains("2"), "{err}");
+    }
 }
