@@ -59,9 +59,11 @@ impl Split {
     /// The images at `rows`, in that order (the readable images of an evaluation, a draw of labels).
     pub fn subset(&self, rows: &[usize]) -> Split {
         Split {
+            name: self.name.clone(),
+            root: self.root.clone(),
             files: rows.iter().map(|&i| self.files[i].clone()).collect(),
             labels: rows.iter().map(|&i| self.labels[i]).collect(),
-            ..self.clone()
+            classes: self.classes.clone(),
         }
     }
 }
