@@ -14,8 +14,9 @@
 //! and sets `cfg(dino_nccl)`.
 //!
 //! Always compiles the autocast shim (`src/model/autocast.cpp`: CPU bfloat16 and CUDA bfloat16
-//! autocast, which tch cannot switch) and the CUDA-backend probe (`src/model/cuda_backend.cpp`),
-//! and sets `cfg(dino_autocast)`; they need only libtorch's own headers.
+//! autocast, which tch cannot switch), the CUDA-backend probe (`src/model/cuda_backend.cpp`) and
+//! the gradient reset (`src/model/grads.cpp`), and sets `cfg(dino_autocast)`; they need only
+//! libtorch's own headers.
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -23,6 +24,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=GLOO_INCLUDE");
     println!("cargo:rerun-if-changed=src/dist/shim.cpp");
     println!("cargo:rerun-if-changed=src/model/autocast.cpp");
+    println!("cargo:rerun-if-changed=src/model/grads.cpp");
     println!("cargo:rerun-if-changed=src/shim_guard.hpp");
     println!("cargo::rustc-check-cfg=cfg(dino_dist)");
     println!("cargo::rustc-check-cfg=cfg(dino_autocast)");
@@ -96,13 +98,15 @@ fn compile_nccl(shim: &cc::Build, lib: &Path, includes: &[PathBuf]) {
     }
 }
 
-/// The autocast shim and the CUDA-backend probe: libtorch's headers are all they need.
+/// The autocast shim, the CUDA-backend probe and the gradient reset: libtorch's headers are all
+/// they need.
 fn compile_autocast(lib: &Path) {
     let include = lib.join("../include");
     cc::Build::new()
         .cpp(true)
         .file("src/model/autocast.cpp")
         .file("src/model/cuda_backend.cpp")
+        .file("src/model/grads.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .define("_GLIBCXX_USE_CXX11_ABI", "1")

@@ -6,6 +6,7 @@
 pub mod arch;
 pub mod autocast;
 pub mod cuda_backend;
+pub mod grads;
 pub mod head;
 mod init;
 pub mod names;

@@ -46,14 +46,10 @@ impl Optimizer {
         &self.params
     }
 
-    /// Sets every gradient to zero before a new backward pass.
+    /// Drops every gradient before a new backward pass, as PyTorch's `zero_grad()` (set to none):
+    /// the next backward's gradients are the step's, and their memory is free meanwhile.
     pub fn zero_grad(&self) {
-        for (_, p) in &self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
-        }
+        crate::model::grads::clear(self.params.iter().map(|(_, p)| p));
     }
 
     /// The reference's `clip_gradients`: each parameter's gradient is scaled to norm at most `clip`
@@ -107,13 +103,21 @@ fn adamw(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, lr: f64, wd: f64) {
     let _ = exp_avg.lerp_(grad, 1.0 - BETA1);
     let exp_avg_sq = st.buf2.get_or_insert_with(|| grad.zeros_like());
     let _ = exp_avg_sq.g_mul_scalar_(BETA2);
-    let _ = exp_avg_sq.g_add_(&(grad * grad * (1.0 - BETA2)));
+    // torch's arithmetic, operation for operation, in two scratch tensors instead of a new one per
+    // operation (six): each is a parameter-sized allocation and first touch, per parameter and step.
+    let mut scratch = grad * grad;
+    let _ = scratch.g_mul_scalar_(1.0 - BETA2);
+    let _ = exp_avg_sq.g_add_(&scratch);
     let step = st.step as f64;
     let bias_correction1 = 1.0 - BETA1.powf(step);
     let bias_correction2 = 1.0 - BETA2.powf(step);
     let step_size = lr / bias_correction1;
-    let denom = exp_avg_sq.sqrt() / bias_correction2.sqrt() + EPS;
-    let _ = p.g_add_(&(&*exp_avg / denom * (-step_size)));
+    let mut denom = exp_avg_sq.sqrt();
+    let _ = denom.g_div_scalar_(bias_correction2.sqrt());
+    let _ = denom.g_add_scalar_(EPS);
+    let _ = exp_avg.div_out(&scratch, &denom);
+    let _ = scratch.g_mul_scalar_(-step_size);
+    let _ = p.g_add_(&scratch);
 }
 
 fn sgd(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, lr: f64, wd: f64) {
@@ -213,6 +217,31 @@ mod tests {
         opt.step(0.1, 0.5, |_| false);
         assert_eq!(opt.state["head.last_layer.weight_v"].step, 1);
         assert!(!w.equal(&Tensor::ones([2, 2], (Kind::Float, Device::Cpu))));
+    }
+
+    /// The in-place AdamW is torch's single-tensor AdamW written as plain expressions (a new
+    /// tensor per operation), bit for bit, over three steps.
+    #[test]
+    fn adamw_in_place_is_the_expression_form_bit_for_bit() {
+        tch::manual_seed(3);
+        let p = Tensor::randn([16, 8, 3, 3], (Kind::Float, Device::Cpu));
+        let (mut expected, mut m, mut v) = (p.copy(), p.zeros_like(), p.zeros_like());
+        let mut opt = Optimizer::new(OptimizerKind::Adamw, vec![("w".into(), p.shallow_clone())]);
+        let (lr, wd) = (0.01, 0.04);
+        for step in 1..=3 {
+            let g = Tensor::randn([16, 8, 3, 3], (Kind::Float, Device::Cpu));
+            expected = &expected * (1.0 - lr * wd);
+            m = m.lerp(&g, 1.0 - BETA1);
+            v = &v * BETA2 + &g * &g * (1.0 - BETA2);
+            let (bc1, bc2) = (1.0 - BETA1.powi(step), 1.0 - BETA2.powi(step));
+            expected = &expected + &m / (v.sqrt() / bc2.sqrt() + EPS) * (-lr / bc1);
+            tch::no_grad(|| {
+                let mut state = opt.state.remove("w").unwrap_or_default();
+                adamw(&mut p.shallow_clone(), &g, &mut state, lr, wd);
+                opt.state.insert("w".into(), state);
+            });
+            assert!(p.equal(&expected), "step {step} differs");
+        }
     }
 
     #[test]
