@@ -46,10 +46,19 @@ impl Optimizer {
         &self.params
     }
 
-    /// Drops every gradient before a new backward pass, as PyTorch's `zero_grad()` (set to none):
-    /// the next backward's gradients are the step's, and their memory is free meanwhile.
-    pub fn zero_grad(&self) {
-        crate::model::grads::clear(self.params.iter().map(|(_, p)| p));
+    /// Readies the gradients for a new backward pass: dropped (`drop`, PyTorch's default
+    /// `set_to_none`: their memory is free during the forward pass) or zeroed in place.
+    pub fn zero_grad(&self, drop: bool) {
+        if drop {
+            crate::model::grads::clear(self.params.iter().map(|(_, p)| p));
+            return;
+        }
+        for (_, p) in &self.params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
     }
 
     /// The reference's `clip_gradients`: each parameter's gradient is scaled to norm at most `clip`
@@ -180,7 +189,7 @@ mod tests {
         // d = g + wd*p = [0.51, -0.98]; buf = d; p -= 0.1*buf
         let v: Vec<f32> = Vec::try_from(leaf.flatten(0, -1)).unwrap();
         assert!((v[0] - (1.0 - 0.051)).abs() < 1e-6 && (v[1] - (2.0 + 0.098)).abs() < 1e-6, "{v:?}");
-        opt.zero_grad();
+        opt.zero_grad(true);
         set_grad(&leaf, &[0.5, -1.0]);
         opt.step(0.1, 0.0, |_| false);
         // buf = 0.9*[0.51,-0.98] + [0.5,-1.0]

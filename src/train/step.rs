@@ -135,12 +135,18 @@ impl DinoState {
 
     /// One iteration on `crops` (global views first). The teacher sees the two global views.
     pub fn step(&mut self, crops: &[Tensor], p: StepParams) -> Result<StepOutput, StepError> {
-        self.optimizer.zero_grad();
+        let chunks = self.view_chunks(crops);
+        // One backward pass (ResNets, a BatchNorm head): gradients dropped, so they never sit beside
+        // the forward's activations (ResNet-18 cifar-quick step: peak RSS 653 -> 615 MB). Several
+        // (ViT chunks): the gradients must outlive the first chunk anyway, and re-allocating them
+        // every step amid the activations raised the vit_tiny/4 step's peak by 80-115 MB, so
+        // they stay allocated and are zeroed (examples/bench_step, both ways, 2 runs each).
+        self.optimizer.zero_grad(chunks.len() == 1);
         let scale = self.amp.as_ref().map(|a| a.scale).unwrap_or(1.0);
         let teacher_out = self.mixed(|s| tch::no_grad(|| s.teacher.forward_multicrop(&crops[..2], true)))?.to_kind(tch::Kind::Float);
         let targets = self.loss.teacher_targets(&teacher_out, p.teacher_temp);
         let mut loss_value = 0.0;
-        for range in self.view_chunks(crops) {
+        for range in chunks {
             let first = range.start;
             let student_out = self.mixed(|s| s.student.forward_multicrop(&crops[range], true))?;
             let Some(part) = self.loss.student_terms(&student_out.to_kind(tch::Kind::Float), first, &targets) else {
