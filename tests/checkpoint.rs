@@ -237,3 +237,41 @@ fn retention_keeps_n_rolling_plus_numbered_plus_protected_each_under_its_own_nam
     assert!(files::read_keep(d.path()).contains(&ids[3]));
     assert!(!files::toggle_keep(d.path(), &ids[3]).unwrap());
 }
+
+/// A ResNet's convolution weights are channels-last on the CPU and checkpoint files hold C order:
+/// a restored state has the saved values in the parameters' layout, optimizer moments included,
+/// and its next step gives the same weights as the state that was saved.
+#[test]
+fn a_channels_last_resnet_restores_its_layout_and_continues_identically() {
+    use dino_tui::train::step::StepParams;
+    use tch::{Kind, Tensor};
+    let mut c = dino_tui::config::preset("cifar-quick").unwrap();
+    c.optim.batch_size_per_gpu = 4;
+    c.crops.local_crops_number = 1;
+    let crops = || -> Vec<Tensor> {
+        tch::manual_seed(1);
+        [32, 32, 16].iter().map(|&s| Tensor::randn([4, 3, s, s], (Kind::Float, Device::Cpu))).collect()
+    };
+    let p = StepParams { epoch: 1, lr: 1e-3, wd: 0.04, momentum: 0.99, teacher_temp: 0.02 };
+    tch::manual_seed(0);
+    let mut saved = DinoState::new(&c, Device::Cpu).unwrap();
+    saved.step(&crops(), p).unwrap();
+    let mut m = meta(1);
+    m.optimizer_steps = saved.optimizer.state.iter().map(|(k, v)| (k.clone(), v.step)).collect();
+    let d = tempfile::tempdir().unwrap();
+    checkpoint::save(d.path(), &saved, &m, None, &keep2()).unwrap();
+    let mut resumed = DinoState::new(&c, Device::Cpu).unwrap();
+    checkpoint::restore(&mut resumed, &files::load_latest(d.path()).0.unwrap()).unwrap();
+    let name = "backbone.layer2.0.conv1.weight";
+    let param = &dino_tui::model::weights::named_tensors(&resumed.student_vs)[name];
+    let moment = resumed.optimizer.state[name].buf2.as_ref().unwrap();
+    assert_eq!(param.stride(), vec![576, 1, 192, 64], "channels-last");
+    assert_eq!(moment.stride(), param.stride(), "the moment in the parameter's layout");
+    assert!(moment.equal(saved.optimizer.state[name].buf2.as_ref().unwrap()));
+    saved.step(&crops(), p).unwrap();
+    resumed.step(&crops(), p).unwrap();
+    let (a, b) = (dino_tui::model::weights::named_tensors(&saved.student_vs), dino_tui::model::weights::named_tensors(&resumed.student_vs));
+    for (k, v) in &a {
+        assert!(v.equal(&b[k]), "{k} differs after the resumed step");
+    }
+}

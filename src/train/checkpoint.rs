@@ -47,8 +47,19 @@ pub fn restore(state: &mut DinoState, ckpt: &LoadedCheckpoint) -> Result<()> {
     let center = ckpt.tensors.get("loss.center").with_context(|| format!("{}: no loss.center", ckpt.path.display()))?;
     state.loss.center = center.to_device(device);
     state.optimizer.state.clear();
+    let params: BTreeMap<String, Tensor> = state.optimizer.params().iter().map(|(k, p)| (k.clone(), p.shallow_clone())).collect();
     for (name, steps) in &ckpt.meta.optimizer_steps {
-        let buf = |i: u8| ckpt.tensors.get(&format!("optim.{name}.buf{i}")).map(|t| t.to_device(device));
+        // In the parameter's memory layout (a ResNet's convolutions are channels-last on the CPU;
+        // files hold C order), so the optimizer's element-wise updates run on matching strides.
+        let like_param = |t: &Tensor| match params.get(name) {
+            Some(p) if p.size() == t.size() => {
+                let mut b = p.empty_like();
+                b.copy_(t);
+                b
+            }
+            _ => t.to_device(device),
+        };
+        let buf = |i: u8| ckpt.tensors.get(&format!("optim.{name}.buf{i}")).map(like_param);
         state.optimizer.state.insert(name.clone(), ParamState { step: *steps, buf1: buf(1), buf2: buf(2) });
     }
     if let (Some(scale), Some(amp)) = (ckpt.meta.loss_scale, state.amp.as_mut()) {
