@@ -1,8 +1,8 @@
-//! Dropping gradients between steps instead of zeroing them, as PyTorch's `zero_grad()` does by
-//! default (`set_to_none=True`), through the C++ shim `grads.cpp`. Two effects: the gradients'
-//! memory is free during the next forward pass, which is where activations peak, so a step's peak
-//! is activations or gradients rather than both; and autograd's first accumulation into an
-//! undefined gradient takes over the incoming buffer instead of adding it to zeros.
+//! Readying gradients for the next step: dropped, as PyTorch's `zero_grad()` does by default
+//! (`set_to_none=True`, through the C++ shim `grads.cpp`), or zeroed in place. Dropped, their
+//! memory is free during the next forward pass, where activations peak, and autograd's first
+//! accumulation takes over the incoming buffer instead of adding it to zeros; which of the two a
+//! step uses is `train::step`'s choice (it depends on how many backward passes a step makes).
 
 use tch::Tensor;
 
@@ -23,11 +23,16 @@ pub fn clear<'a>(params: impl IntoIterator<Item = &'a Tensor>) {
             unsafe { dino_grad_reset(p.as_mut_ptr().cast()) }
         }
         #[cfg(not(dino_autocast))]
-        {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.zero_();
-            }
+        zero([p]);
+    }
+}
+
+/// Zeroes each tensor's gradient in place, where it has one (its memory stays allocated).
+pub fn zero<'a>(params: impl IntoIterator<Item = &'a Tensor>) {
+    for p in params {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.zero_();
         }
     }
 }
