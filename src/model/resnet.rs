@@ -238,33 +238,41 @@ mod tests {
     }
 
     /// Channels-last weights on the CPU compute what C-order ones do (the same network read out
-    /// with its weights re-laid in C order and `channels_last` off), forward and backward.
+    /// with its weights re-laid in C order and `channels_last` off), forward and backward, for
+    /// three initialisations.
     #[test]
     fn channels_last_weights_compute_the_same_function() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Imagenet);
-        let w = &vs.variables()["layer2.0.conv1.weight"];
-        assert_eq!(w.stride(), vec![576, 1, 192, 64], "N, H, W, C in memory");
-        let plain_vs = nn::VarStore::new(Device::Cpu);
-        let mut plain = ResNet::new(plain_vs.root(), ResNetDepth::R18, ResNetStem::Imagenet);
-        tch::no_grad(|| {
-            for (name, mut t) in plain_vs.variables() {
-                t.set_data(&vs.variables()[&name].contiguous());
-            }
-        });
-        plain.channels_last = false;
-        assert!(plain_vs.variables()["layer2.0.conv1.weight"].is_contiguous());
-        let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
-        let (y, y_plain) = (r.forward_t(&x, true), plain.forward_t(&x, true));
-        // Relative to the largest value. Float32 sums taken in another order differ by ~1e-7, and
-        // training-mode BatchNorm over 4 images (at `layer4`, 4 values a channel) amplifies that to
-        // ~1e-4; a weight read in the wrong layout differs by O(1).
+        // Relative to the largest value; a weight read in the wrong layout differs by O(1).
+        // Outputs: float32 sums taken in another order, measured up to 8e-6 (training mode) and
+        // 6e-7 (eval mode) over 20 initialisations. The gradient is looser: where a ReLU input or a
+        // max-pool near-tie falls the other way, one element's gradient takes another route, and
+        // at `layer4` (1x1 maps, one value per image and channel) that moves the stem's weight
+        // gradient by up to 4e-3 (1 initialisation of 20; the others within 1.2e-6).
         let diff = |a: &Tensor, b: &Tensor| f64::try_from((a - b).abs().max()).unwrap() / f64::try_from(b.abs().max()).unwrap();
-        assert!(diff(&y, &y_plain) < 1e-3, "forward differs by {}", diff(&y, &y_plain));
-        y.square().sum(Kind::Float).backward();
-        y_plain.square().sum(Kind::Float).backward();
-        let (g, g_plain) = (vs.variables()["conv1.weight"].grad(), plain_vs.variables()["conv1.weight"].grad());
-        assert!(diff(&g, &g_plain) < 1e-3, "weight gradient differs by {}", diff(&g, &g_plain));
+        for seed in 0..8 {
+            tch::manual_seed(seed);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Imagenet);
+            assert_eq!(vs.variables()["layer2.0.conv1.weight"].stride(), vec![576, 1, 192, 64], "N, H, W, C in memory");
+            let plain_vs = nn::VarStore::new(Device::Cpu);
+            let mut plain = ResNet::new(plain_vs.root(), ResNetDepth::R18, ResNetStem::Imagenet);
+            tch::no_grad(|| {
+                for (name, mut t) in plain_vs.variables() {
+                    t.set_data(&vs.variables()[&name].contiguous());
+                }
+            });
+            plain.channels_last = false;
+            assert!(plain_vs.variables()["layer2.0.conv1.weight"].is_contiguous());
+            let x = Tensor::randn([16, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let train = tch::no_grad(|| diff(&r.forward_t(&x, true), &plain.forward_t(&x, true)));
+            assert!(train < 1e-3, "seed {seed}: training-mode forward differs by {train}");
+            let (y, y_plain) = (r.forward_t(&x, false), plain.forward_t(&x, false));
+            assert!(diff(&y, &y_plain) < 1e-4, "seed {seed}: forward differs by {}", diff(&y, &y_plain));
+            y.square().sum(Kind::Float).backward();
+            y_plain.square().sum(Kind::Float).backward();
+            let (g, g_plain) = (vs.variables()["conv1.weight"].grad(), plain_vs.variables()["conv1.weight"].grad());
+            assert!(diff(&g, &g_plain) < 5e-2, "seed {seed}: weight gradient differs by {}", diff(&g, &g_plain));
+        }
     }
 
     #[test]
