@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example bench_loader [-- --images N]`
 
-use dino_tui::data::{write_demo_dataset, AugmentConfig, DataLayout, LoaderConfig, MultiCropLoader};
+use dino_tui::data::{write_demo_dataset, AugmentConfig, ColourAugment, DataLayout, LoaderConfig, MultiCropLoader};
 use image::codecs::jpeg::JpegEncoder;
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
         local_scale: (0.05, 0.4),
         local_crops_number: 6,
         blur_sigma: (0.1, 2.0),
+        colour: ColourAugment::dino(),
     };
     let small_files: Vec<PathBuf> = small_files.into_iter().take(images).collect();
 
@@ -45,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         local_scale: (0.05, 0.4),
         local_crops_number: 8,
         blur_sigma: (0.1, 2.0),
+        colour: ColourAugment::dino(),
     };
 
     println!("(a) 32/16 px, 2+6 crops, {} images of {small_name}, batch 64", small_files.len());

@@ -122,11 +122,46 @@ fn print_config_shows_the_effective_values() {
 }
 
 #[test]
+fn colour_flags_reach_the_config() {
+    let o = run(&[
+        "train",
+        "--color_jitter",
+        "0.3",
+        "0.2",
+        "0.1",
+        "0",
+        "--color_jitter_prob",
+        "0.5",
+        "--grayscale_prob",
+        "0",
+        "--solarize_prob",
+        "0.1",
+        "--print-config",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let c = dino_tui::config::TrainConfig::from_toml_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(
+        (c.crops.color_jitter, c.crops.color_jitter_prob, c.crops.grayscale_prob, c.crops.solarize_prob),
+        ([0.3, 0.2, 0.1, 0.0], 0.5, 0.0, 0.1)
+    );
+    // Without the flags: the reference's hard-coded values.
+    let o = run(&["train", "--print-config"]);
+    let c = dino_tui::config::TrainConfig::from_toml_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    assert_eq!(
+        (c.crops.color_jitter, c.crops.color_jitter_prob, c.crops.grayscale_prob, c.crops.solarize_prob),
+        ([0.4, 0.4, 0.2, 0.1], 0.8, 0.2, 0.2)
+    );
+}
+
+#[test]
 fn bad_values_fail_with_the_setting_named() {
     for (args, needle) in [
         (vec!["train", "--lr", "-0.1", "--print-config"], "--lr"),
         (vec!["train", "--arch", "nonsense", "--print-config"], "--arch"),
         (vec!["train", "--global_crops_scale", "0.4", "1.2", "--print-config"], "--global_crops_scale"),
+        (vec!["train", "--color_jitter", "0.4", "0.4", "0.2", "--print-config"], "--color_jitter"),
+        (vec!["train", "--color_jitter", "0.4", "0.4", "0.2", "0.7", "--print-config"], "--color_jitter"),
+        (vec!["train", "--grayscale_prob", "2", "--print-config"], "--grayscale_prob"),
         (vec!["train", "--headless", "--data_path", "/nonexistent/dino-data"], "/nonexistent/dino-data"),
         (vec!["train", "--config", "/nonexistent/preset.toml"], "/nonexistent/preset.toml"),
     ] {

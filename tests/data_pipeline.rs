@@ -4,7 +4,7 @@
 // assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use dino_tui::data::{load_rgb, write_demo_dataset, AugmentConfig, DataError, DataLayout, LoaderConfig, MultiCropLoader};
+use dino_tui::data::{load_rgb, write_demo_dataset, AugmentConfig, ColourAugment, DataError, DataLayout, LoaderConfig, MultiCropLoader};
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage, Rgba};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,7 @@ fn small_aug() -> AugmentConfig {
         local_scale: (0.05, 0.4),
         local_crops_number: 2,
         blur_sigma: (0.1, 2.0),
+        colour: ColourAugment::dino(),
     }
 }
 
@@ -339,6 +340,7 @@ fn cifar_vehicles_loads_if_present() {
         local_scale: (0.05, 0.4),
         local_crops_number: 6,
         blur_sigma: (0.1, 2.0),
+        colour: ColourAugment::dino(),
     };
     let mut loader = MultiCropLoader::new(l.pretext().files.clone(), aug, loader_cfg(64, 2, 0, 0)).unwrap();
     assert_eq!(loader.batches_per_epoch(), 62);

@@ -269,6 +269,18 @@ pub struct CropFlags {
     /// Gaussian blur radius range in pixels: MIN MAX (0 0 turns blur off, as is usual for 32 px images)
     #[arg(long, num_args = 1.., allow_negative_numbers = true, value_names = ["MIN", "MAX"], help_heading = "Multi-crop")]
     pub blur_sigma: Option<Vec<f64>>,
+    /// Probability of colour jitter (the reference: 0.8)
+    #[arg(long, allow_negative_numbers = true, value_name = "P", help_heading = "Multi-crop")]
+    pub color_jitter_prob: Option<f64>,
+    /// Colour jitter strengths: BRIGHTNESS CONTRAST SATURATION HUE (the reference: 0.4 0.4 0.2 0.1)
+    #[arg(long, num_args = 1.., allow_negative_numbers = true, value_names = ["B", "C", "S", "H"], help_heading = "Multi-crop")]
+    pub color_jitter: Option<Vec<f64>>,
+    /// Probability of a grey crop (the reference: 0.2)
+    #[arg(long, allow_negative_numbers = true, value_name = "P", help_heading = "Multi-crop")]
+    pub grayscale_prob: Option<f64>,
+    /// Probability of solarizing the second global crop (the reference: 0.2)
+    #[arg(long, allow_negative_numbers = true, value_name = "P", help_heading = "Multi-crop")]
+    pub solarize_prob: Option<f64>,
 }
 
 /// The run: flags of `TrainConfig::run`.
@@ -555,6 +567,18 @@ impl CropFlags {
         if let Some(v) = &self.blur_sigma {
             c.blur_sigma = pair("blur_sigma", v)?;
         }
+        if let Some(v) = &self.color_jitter {
+            c.color_jitter = <[f64; 4]>::try_from(v.as_slice()).map_err(|_| {
+                ConfigError::invalid(
+                    "color_jitter",
+                    v.iter().map(f64::to_string).collect::<Vec<_>>().join(" "),
+                    &format!("exactly four numbers BRIGHTNESS CONTRAST SATURATION HUE (got {})", v.len()),
+                )
+            })?;
+        }
+        c.color_jitter_prob = self.color_jitter_prob.unwrap_or(c.color_jitter_prob);
+        c.grayscale_prob = self.grayscale_prob.unwrap_or(c.grayscale_prob);
+        c.solarize_prob = self.solarize_prob.unwrap_or(c.solarize_prob);
         Ok(())
     }
 }

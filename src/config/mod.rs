@@ -10,7 +10,7 @@ pub mod validate;
 
 pub use validate::ConfigError;
 
-use crate::data::AugmentConfig;
+use crate::data::{AugmentConfig, ColourAugment};
 pub use crate::model::autocast::AmpDtype;
 pub use crate::model::{Arch, ResNetStem};
 use crate::model::{BackboneSpec, HeadSpec, ResNetDepth, VitSpec};
@@ -113,6 +113,9 @@ pub struct OptimConfig {
     pub optimizer: OptimizerKind,
 }
 
+/// The reference's colour augmentation, the defaults of the colour settings.
+const DINO_COLOUR: ColourAugment = ColourAugment::dino();
+
 /// The multi-crop augmentation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -126,6 +129,15 @@ pub struct CropConfig {
     /// Not a reference flag: the reference hard-codes 0.1..2.0, made for 224 px crops, which
     /// wipes out most of a 32 px image.
     pub blur_sigma: (f64, f64),
+    /// Probability of colour jitter (the reference: 0.8). Not a reference flag, nor are the next
+    /// three: the reference hard-codes them.
+    pub color_jitter_prob: f64,
+    /// `ColorJitter` strengths: brightness, contrast, saturation, hue (the reference: 0.4 0.4 0.2 0.1).
+    pub color_jitter: [f64; 4],
+    /// Probability of turning a crop grey (the reference: 0.2).
+    pub grayscale_prob: f64,
+    /// Probability of solarizing the second global crop (the reference: 0.2).
+    pub solarize_prob: f64,
 }
 
 /// Where the data is, where the run goes, and how it runs.
@@ -210,6 +222,10 @@ impl Default for CropConfig {
             global_crop_size: 224,
             local_crop_size: 96,
             blur_sigma: (0.1, 2.0),
+            color_jitter_prob: DINO_COLOUR.jitter_p,
+            color_jitter: DINO_COLOUR.jitter,
+            grayscale_prob: DINO_COLOUR.grayscale_p,
+            solarize_prob: DINO_COLOUR.solarize_p,
         }
     }
 }
@@ -325,6 +341,12 @@ impl TrainConfig {
             local_scale: c.local_crops_scale,
             local_crops_number: c.local_crops_number,
             blur_sigma: c.blur_sigma,
+            colour: ColourAugment {
+                jitter_p: c.color_jitter_prob,
+                jitter: c.color_jitter,
+                grayscale_p: c.grayscale_prob,
+                solarize_p: c.solarize_prob,
+            },
         }
     }
 
@@ -411,7 +433,8 @@ mod tests {
                 global_scale: (0.5, 1.0),
                 local_scale: c.crops.local_crops_scale,
                 local_crops_number: 6,
-                blur_sigma: (0.1, 2.0)
+                blur_sigma: (0.1, 2.0),
+                colour: DINO_COLOUR,
             }
         );
         assert_eq!((a.num_crops(), a.crop_size(1), a.crop_size(2)), (8, 32, 16));

@@ -152,6 +152,17 @@ impl TrainConfig {
                 "two numbers MIN MAX with 0 <= MIN <= MAX <= 100 (0 0: no blur)",
             ));
         }
+        unit_interval("color_jitter_prob", c.color_jitter_prob)?;
+        let [bright, contrast, saturation, hue] = c.color_jitter;
+        if ![bright, contrast, saturation].iter().all(|x| x.is_finite() && (0.0..=10.0).contains(x)) || !(0.0..=0.5).contains(&hue) {
+            return Err(ConfigError::invalid(
+                "color_jitter",
+                format!("{bright} {contrast} {saturation} {hue}"),
+                "four numbers BRIGHTNESS CONTRAST SATURATION HUE: the first three in [0, 10] (factors drawn from [1 - x, 1 + x]), the hue shift in [0, 0.5]",
+            ));
+        }
+        unit_interval("grayscale_prob", c.grayscale_prob)?;
+        unit_interval("solarize_prob", c.solarize_prob)?;
         count("local_crops_number", c.local_crops_number, 0, 64)?;
         count("global_crop_size", c.global_crop_size, 1, MAX_PIXELS)?;
         count("local_crop_size", c.local_crop_size, 1, MAX_PIXELS)
@@ -235,6 +246,23 @@ mod tests {
     fn unknown_arch_lists_the_choices() {
         let e = TrainConfig::from_toml_str("arch = \"nonsense\"").unwrap_err().to_string();
         assert!(e.contains("arch") && e.contains("vit_small") && e.contains("resnet50"), "{e}");
+    }
+
+    #[test]
+    fn colour_settings_out_of_range_name_the_flag() {
+        let e = err_of(|c| c.crops.color_jitter = [0.4, 0.4, 0.2, 0.6]);
+        assert!(e.contains("--color_jitter") && e.contains("0.6"), "{e}");
+        let e = err_of(|c| c.crops.color_jitter = [f64::NAN, 0.4, 0.2, 0.1]);
+        assert!(e.contains("--color_jitter"), "{e}");
+        let e = err_of(|c| c.crops.color_jitter = [0.4, -0.1, 0.2, 0.1]);
+        assert!(e.contains("--color_jitter"), "{e}");
+        for (setting, e) in [
+            ("--color_jitter_prob", err_of(|c| c.crops.color_jitter_prob = 1.5)),
+            ("--grayscale_prob", err_of(|c| c.crops.grayscale_prob = -0.1)),
+            ("--solarize_prob", err_of(|c| c.crops.solarize_prob = f64::NAN)),
+        ] {
+            assert!(e.contains(setting), "{e}");
+        }
     }
 
     #[test]

@@ -25,6 +25,31 @@ pub struct AugmentConfig {
     pub local_crops_number: usize,
     /// Blur radius range; a zero maximum turns blur off.
     pub blur_sigma: (f64, f64),
+    pub colour: ColourAugment,
+}
+
+/// The colour steps of the augmentation and how likely each is. The reference hard-codes
+/// [`ColourAugment::dino`]; for small images whose classes differ by colour (sky, water) weaker
+/// colour changes keep that cue in the features (docs/evaluation.md).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColourAugment {
+    /// Probability of colour jitter (`RandomApply([ColorJitter], p)`).
+    pub jitter_p: f64,
+    /// torchvision's `ColorJitter(brightness, contrast, saturation, hue)`: factors drawn from
+    /// `[1 - x, 1 + x]` for the first three, a hue shift from `[-x, x]` (x <= 0.5) for the last.
+    pub jitter: [f64; 4],
+    /// Probability of `RandomGrayscale`.
+    pub grayscale_p: f64,
+    /// Probability of solarization for the second global crop (the only crop the reference
+    /// solarizes).
+    pub solarize_p: f64,
+}
+
+impl ColourAugment {
+    /// `DataAugmentationDINO`'s values.
+    pub const fn dino() -> Self {
+        Self { jitter_p: 0.8, jitter: [0.4, 0.4, 0.2, 0.1], grayscale_p: 0.2, solarize_p: 0.2 }
+    }
 }
 
 impl AugmentConfig {
@@ -70,18 +95,20 @@ struct CropRecipe {
 pub struct MultiCropAugment {
     config: AugmentConfig,
     recipes: Vec<CropRecipe>,
+    jitter: ColorJitter,
     norm: NormalizeLut,
 }
 
 impl MultiCropAugment {
     pub fn new(config: AugmentConfig) -> Self {
         let global = |blur_p, solarize_p| CropRecipe { size: config.global_size, scale: config.global_scale, blur_p, solarize_p };
-        let mut recipes = vec![global(1.0, 0.0), global(0.1, 0.2)];
+        let mut recipes = vec![global(1.0, 0.0), global(0.1, config.colour.solarize_p)];
         recipes.extend(std::iter::repeat_n(
             CropRecipe { size: config.local_size, scale: config.local_scale, blur_p: 0.5, solarize_p: 0.0 },
             config.local_crops_number,
         ));
-        Self { config, recipes, norm: NormalizeLut::imagenet() }
+        let jitter = ColorJitter::new(config.colour.jitter);
+        Self { config, recipes, jitter, norm: NormalizeLut::imagenet() }
     }
 
     pub fn config(&self) -> &AugmentConfig {
@@ -111,10 +138,12 @@ impl MultiCropAugment {
         if rng.random::<f64>() < 0.5 {
             hflip(&mut img);
         }
-        if rng.random::<f64>() <= 0.8 {
-            ColorJitter::dino().sample(rng).apply(&mut img);
+        let colour = &self.config.colour;
+        // `RandomApply` applies when `p >= rand`; p = 0 must mean never, a draw of exactly 0 too.
+        if rng.random::<f64>() <= colour.jitter_p && colour.jitter_p > 0.0 {
+            self.jitter.sample(rng).apply(&mut img);
         }
-        if rng.random::<f64>() < 0.2 {
+        if rng.random::<f64>() < colour.grayscale_p {
             grayscale(&mut img);
         }
         let (lo, hi) = self.config.blur_sigma;
@@ -220,6 +249,7 @@ impl JitterParams {
 }
 
 /// `ColorJitter(brightness, contrast, saturation, hue)` ranges.
+#[derive(Debug, Clone)]
 struct ColorJitter {
     brightness: (f64, f64),
     contrast: (f64, f64),
@@ -228,11 +258,15 @@ struct ColorJitter {
 }
 
 impl ColorJitter {
-    fn dino() -> Self {
-        Self { brightness: (0.6, 1.4), contrast: (0.6, 1.4), saturation: (0.8, 1.2), hue: (-0.1, 0.1) }
+    /// torchvision's ranges for `ColorJitter(b, c, s, h)`: `[max(0, 1 - x), 1 + x]` and `[-h, h]`.
+    fn new([b, c, s, h]: [f64; 4]) -> Self {
+        let factor = |x: f64| ((1.0 - x).max(0.0), 1.0 + x);
+        Self { brightness: factor(b), contrast: factor(c), saturation: factor(s), hue: (-h, h) }
     }
 
-    /// Same draw order as torchvision's `get_params`: permutation first, then the factors.
+    /// Same draw order as torchvision's `get_params`: permutation first, then the factors. A
+    /// zero range still draws (torchvision skips it), so changing one strength leaves the
+    /// others' random draws, and every other crop's, where they were.
     fn sample<R: Rng>(&self, rng: &mut R) -> JitterParams {
         let mut order = [0u8, 1, 2, 3];
         order.shuffle(rng);
@@ -591,6 +625,7 @@ mod tests {
             local_scale: (0.05, 0.4),
             local_crops_number: n,
             blur_sigma: (0.1, 2.0),
+            colour: ColourAugment::dino(),
         }
     }
 
@@ -606,6 +641,45 @@ mod tests {
         assert!(crops.iter().flatten().all(|v| v.is_finite()));
         assert_eq!(crops, aug.apply(&img, &mut rng(1)), "same stream, same crops");
         assert_ne!(crops, aug.apply(&img, &mut rng(2)));
+    }
+
+    /// A uniform image in a colour of its own (not grey): a crop of it, flipped or not, is that
+    /// colour again, so any other value comes from a colour step.
+    fn coloured_crops(colour: ColourAugment, seeds: std::ops::Range<u64>) -> Vec<Vec<f32>> {
+        let img = RgbImage::from_pixel(40, 40, image::Rgb([200, 30, 90]));
+        let aug = MultiCropAugment::new(AugmentConfig { blur_sigma: (0.0, 0.0), colour, ..cfg(16, 8, 2) });
+        seeds.flat_map(|s| aug.apply(&img, &mut rng(s))).collect()
+    }
+
+    #[test]
+    fn colour_steps_follow_their_settings() {
+        let off = ColourAugment { jitter_p: 0.0, jitter: [0.4, 0.4, 0.2, 0.1], grayscale_p: 0.0, solarize_p: 0.0 };
+        let untouched = NormalizeLut::imagenet().to_chw(&Rgb8 { w: 1, h: 1, data: vec![200, 30, 90] });
+        let is_untouched = |c: &Vec<f32>| c.chunks(c.len() / 3).zip(&untouched).all(|(plane, &v)| plane.iter().all(|&x| x == v));
+        let crops = coloured_crops(off, 0..50);
+        assert!(crops.iter().all(is_untouched), "no colour step may run at probability 0");
+        // Zero strengths: the jitter runs and changes nothing.
+        let crops = coloured_crops(ColourAugment { jitter_p: 1.0, jitter: [0.0; 4], ..off }, 0..50);
+        assert!(crops.iter().all(is_untouched), "zero strengths are the identity");
+        // Grey at probability 1: three equal planes in every crop.
+        let crops = coloured_crops(ColourAugment { grayscale_p: 1.0, ..off }, 0..20);
+        for c in &crops {
+            let n = c.len() / 3;
+            // Equal luma in the three planes, normalised by each channel's own mean and std.
+            let grey = |i: usize, v: f32| v * IMAGENET_STD[i] + IMAGENET_MEAN[i];
+            assert!((grey(0, c[0]) - grey(1, c[n])).abs() < 1e-6 && (grey(1, c[n]) - grey(2, c[2 * n])).abs() < 1e-6);
+        }
+        // The reference's colour steps change most crops of the same image.
+        let changed = coloured_crops(ColourAugment::dino(), 0..50).iter().filter(|c| !is_untouched(c)).count();
+        assert!(changed > 100, "{changed} of 200 crops changed by the reference's colour steps");
+    }
+
+    #[test]
+    fn colour_jitter_ranges_are_torchvisions() {
+        let j = ColorJitter::new(ColourAugment::dino().jitter);
+        assert_eq!((j.brightness, j.contrast, j.saturation, j.hue), ((0.6, 1.4), (0.6, 1.4), (0.8, 1.2), (-0.1, 0.1)));
+        let j = ColorJitter::new([1.5, 0.0, 1.0, 0.5]);
+        assert_eq!((j.brightness, j.contrast, j.saturation, j.hue), ((0.0, 2.5), (1.0, 1.0), (0.0, 2.0), (-0.5, 0.5)));
     }
 
     #[test]

@@ -388,6 +388,7 @@ mod tests {
             local_scale: (0.05, 0.4),
             local_crops_number: 2,
             blur_sigma: (0.1, 2.0),
+            colour: crate::data::ColourAugment::dino(),
         }
     }
 
