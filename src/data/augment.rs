@@ -29,8 +29,9 @@ pub struct AugmentConfig {
 }
 
 /// The colour steps of the augmentation and how likely each is. The reference hard-codes
-/// [`ColourAugment::dino`]; for small images whose classes differ by colour (sky, water) weaker
-/// colour changes keep that cue in the features (docs/evaluation.md).
+/// [`ColourAugment::dino`]. They are settings because the right strength depends on whether
+/// colour tells the data's classes apart; on cifar-vehicles (sky, water) neither weaker nor
+/// stronger colour steps beat the reference's (docs/evaluation.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ColourAugment {
     /// Probability of colour jitter (`RandomApply([ColorJitter], p)`).
