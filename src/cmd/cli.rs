@@ -392,16 +392,19 @@ pub fn load_config(path: &Path) -> Result<TrainConfig, ConfigError> {
 }
 
 fn pair(setting: &str, v: &[f64]) -> Result<(f64, f64), ConfigError> {
-    match v {
-        [a, b] => Ok((*a, *b)),
-        // clap takes any count (`num_args = 1..`), so three values are an error naming the flag
-        // rather than a stray argument or a silent cut to two.
-        _ => Err(ConfigError::invalid(
+    exactly(setting, v, "two numbers MIN MAX").map(|[a, b]| (a, b))
+}
+
+/// The `N` values of a multi-value flag. clap takes any count (`num_args = 1..`), so a wrong count
+/// is an error naming the flag rather than a stray argument or a silent cut.
+fn exactly<const N: usize>(setting: &str, v: &[f64], what: &str) -> Result<[f64; N], ConfigError> {
+    <[f64; N]>::try_from(v).map_err(|_| {
+        ConfigError::invalid(
             setting,
             v.iter().map(f64::to_string).collect::<Vec<_>>().join(" "),
-            &format!("exactly two numbers MIN MAX (got {})", v.len()),
-        )),
-    }
+            &format!("exactly {what} (got {})", v.len()),
+        )
+    })
 }
 
 impl TrainArgs {
@@ -568,13 +571,7 @@ impl CropFlags {
             c.blur_sigma = pair("blur_sigma", v)?;
         }
         if let Some(v) = &self.color_jitter {
-            c.color_jitter = <[f64; 4]>::try_from(v.as_slice()).map_err(|_| {
-                ConfigError::invalid(
-                    "color_jitter",
-                    v.iter().map(f64::to_string).collect::<Vec<_>>().join(" "),
-                    &format!("exactly four numbers BRIGHTNESS CONTRAST SATURATION HUE (got {})", v.len()),
-                )
-            })?;
+            c.color_jitter = exactly("color_jitter", v, "four numbers BRIGHTNESS CONTRAST SATURATION HUE")?;
         }
         c.color_jitter_prob = self.color_jitter_prob.unwrap_or(c.color_jitter_prob);
         c.grayscale_prob = self.grayscale_prob.unwrap_or(c.grayscale_prob);
