@@ -154,7 +154,7 @@ impl TrainConfig {
         }
         unit_interval("color_jitter_prob", c.color_jitter_prob)?;
         let [bright, contrast, saturation, hue] = c.color_jitter;
-        if ![bright, contrast, saturation].iter().all(|x| x.is_finite() && (0.0..=10.0).contains(x)) || !(0.0..=0.5).contains(&hue) {
+        if ![bright, contrast, saturation].iter().all(|x| (0.0..=10.0).contains(x)) || !(0.0..=0.5).contains(&hue) {
             return Err(ConfigError::invalid(
                 "color_jitter",
                 format!("{bright} {contrast} {saturation} {hue}"),
