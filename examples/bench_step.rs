@@ -10,6 +10,8 @@
 //! bf16 instructions, CUDA autocast on a GPU). `cifar-quick`: the CPU preset's step instead
 //! (ResNet-18, batch norm in the head, out_dim 256, 32 px x2 + 16 px x4, its momentum and
 //! teacher temperature), the preset scripts/peer-step.py compares with as `cifar-quick`.
+//! `STEP_AFTER_BACKWARD=1`: the optimizer steps after the backward pass instead of inside it
+//! (`DinoState::optimizer_in_backward`), for A/B runs of the same binary.
 
 use dino_tui::config::TrainConfig;
 use dino_tui::train::step::{DinoState, StepParams};
@@ -68,6 +70,7 @@ fn main() -> anyhow::Result<()> {
     c.validate()?;
     tch::manual_seed(0);
     let mut state = DinoState::new(&c, device)?;
+    state.optimizer_in_backward = std::env::var_os("STEP_AFTER_BACKWARD").is_none();
     let (global, local) = (c.crops.global_crop_size, c.crops.local_crop_size);
     let crops: Vec<Tensor> = (0..c.ncrops())
         .map(|i| {
@@ -76,13 +79,14 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     println!(
-        "bench_step: {which} ({:?}), {global}px x2 + {local}px x{}, batch {batch}, out_dim {}, {:?}, {}, {} torch threads",
+        "bench_step: {which} ({:?}), {global}px x2 + {local}px x{}, batch {batch}, out_dim {}, {:?}, {}, {} torch threads, optimizer {} the backward pass",
         c.model.arch,
         c.crops.local_crops_number,
         c.model.out_dim,
         device,
         dino_tui::train::precision::choose(&c, device).describe(),
-        tch::get_num_threads()
+        tch::get_num_threads(),
+        if state.optimizer_in_backward { "in" } else { "after" }
     );
     state.step(&crops, p)?; // warm-up: allocations, first-touch
     let t0 = Instant::now();

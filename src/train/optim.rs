@@ -60,23 +60,7 @@ impl Optimizer {
     /// The reference's `clip_gradients`: each parameter's gradient is scaled to norm at most `clip`
     /// on its own (not a global norm). Returns the norms before clipping.
     pub fn clip_gradients(&self, clip: f64) -> Vec<f64> {
-        let mut norms = Vec::with_capacity(self.params.len());
-        tch::no_grad(|| {
-            for (_, p) in &self.params {
-                let mut g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
-                let norm = g.norm();
-                norms.push(norm.double_value(&[]));
-                // clip / (norm + 1e-6) computed as the reference does: in float32 on the tensor.
-                let coef = (norm + 1e-6).reciprocal() * clip;
-                if coef.double_value(&[]) < 1.0 {
-                    let _ = g.g_mul_(&coef);
-                }
-            }
-        });
-        norms
+        tch::no_grad(|| self.params.iter().filter_map(|(_, p)| clip_one(&p.grad(), clip)).collect())
     }
 
     /// One step with the group-0 weight decay `wd` and learning rate `lr`; parameters for which
@@ -85,19 +69,72 @@ impl Optimizer {
         tch::no_grad(|| {
             for (name, p) in &self.params {
                 let grad = p.grad();
-                if !grad.defined() || skip(name) {
-                    continue;
-                }
-                let decay = if is_regularized(name, p) { wd } else { 0.0 };
-                let state = self.state.entry(name.clone()).or_default();
-                let mut p = p.shallow_clone();
-                match self.kind {
-                    OptimizerKind::Adamw => adamw(&mut p, &grad, state, lr, decay),
-                    OptimizerKind::Sgd => sgd(&mut p, &grad, state, lr, decay),
-                    OptimizerKind::Lars => lars(&mut p, &grad, state, lr, decay),
+                if grad.defined() && !skip(name) {
+                    step_one(self.kind, &mut self.state, name, p, &grad, lr, wd);
                 }
             }
         });
+    }
+
+    /// Runs `backward` (one backward pass over gradients that [`Self::zero_grad`] dropped) and
+    /// does the work of [`Self::clip_gradients`] (`clip` > 0) and [`Self::step`] on each parameter
+    /// the moment its gradient is complete, then drops that gradient: PyTorch's "optimizer step
+    /// in backward". Every parameter gets the same arithmetic as the two calls after the pass,
+    /// since both are per parameter (the reference clips each gradient on its own), so the result
+    /// is the same to the bit; but the whole network's gradients never exist at once, beside the
+    /// activations the pass has yet to free (the cifar-quick step: 54 MB of them). `Err` (no shim
+    /// in this build, or the hook refused): nothing ran, and the caller takes the two calls.
+    pub fn step_in_backward(
+        &mut self,
+        clip: f64,
+        lr: f64,
+        wd: f64,
+        skip: impl Fn(&str) -> bool,
+        backward: impl FnOnce(),
+    ) -> Result<(), String> {
+        let Self { kind, params, state } = self;
+        let leaves: Vec<&Tensor> = params.iter().map(|(_, p)| p).collect();
+        let mut ready = |i: usize| {
+            let (name, p) = &params[i];
+            tch::no_grad(|| {
+                let grad = p.grad();
+                if clip > 0.0 {
+                    clip_one(&grad, clip);
+                }
+                if grad.defined() && !skip(name) {
+                    step_one(*kind, state, name, p, &grad, lr, wd);
+                }
+            });
+            crate::model::grads::clear([p]);
+        };
+        crate::model::grads::with_ready_hooks(&leaves, &mut ready, backward)
+    }
+}
+
+/// `clip_gradients` for one gradient (in place); its norm before clipping, `None` when undefined.
+fn clip_one(grad: &Tensor, clip: f64) -> Option<f64> {
+    if !grad.defined() {
+        return None;
+    }
+    let norm = grad.norm();
+    let before = norm.double_value(&[]);
+    // clip / (norm + 1e-6) computed as the reference does: in float32 on the tensor.
+    let coef = (norm + 1e-6).reciprocal() * clip;
+    if coef.double_value(&[]) < 1.0 {
+        let _ = grad.shallow_clone().g_mul_(&coef);
+    }
+    Some(before)
+}
+
+/// The optimizer's update of one parameter from its gradient; its state is created on first use.
+fn step_one(kind: OptimizerKind, states: &mut BTreeMap<String, ParamState>, name: &str, p: &Tensor, grad: &Tensor, lr: f64, wd: f64) {
+    let decay = if is_regularized(name, p) { wd } else { 0.0 };
+    let state = states.entry(name.to_string()).or_default();
+    let mut p = p.shallow_clone();
+    match kind {
+        OptimizerKind::Adamw => adamw(&mut p, grad, state, lr, decay),
+        OptimizerKind::Sgd => sgd(&mut p, grad, state, lr, decay),
+        OptimizerKind::Lars => lars(&mut p, grad, state, lr, decay),
     }
 }
 
@@ -242,6 +279,47 @@ mod tests {
             expected = &expected + &m / (v.sqrt() / bc2.sqrt() + EPS) * (-lr / bc1);
             adamw(&mut p.shallow_clone(), &g, &mut state, lr, wd);
             assert!(p.equal(&expected), "step {step} differs");
+        }
+    }
+
+    /// `step_in_backward` against `clip_gradients` + `step` after the pass, for each optimizer:
+    /// a weight that two forward passes use (its gradient is the sum of both, complete only
+    /// after the second), a bias, a skipped parameter, and gradients large enough to clip.
+    #[test]
+    fn step_in_backward_is_clip_and_step_after_the_pass() {
+        for kind in [OptimizerKind::Adamw, OptimizerKind::Sgd, OptimizerKind::Lars] {
+            let run = |in_backward: bool| {
+                tch::manual_seed(11);
+                let w = Tensor::randn([4, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+                let b = Tensor::randn([4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+                let last = Tensor::randn([2, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+                let (x1, x2) = (Tensor::randn([5, 3], (Kind::Float, Device::Cpu)), Tensor::randn([7, 3], (Kind::Float, Device::Cpu)));
+                let params = vec![("w".to_string(), w.shallow_clone()), ("b".into(), b.shallow_clone()), ("last_layer.w".into(), last.shallow_clone())];
+                let mut opt = Optimizer::new(kind, params);
+                for step in 0..3 {
+                    opt.zero_grad(true);
+                    let h1 = (x1.matmul(&w.tr()) + &b).relu().matmul(&last.tr());
+                    let h2 = (x2.matmul(&w.tr()) + &b).tanh().matmul(&last.tr());
+                    let loss = (h1.pow_tensor_scalar(2).sum(Kind::Float) + h2.sum(Kind::Float)) * 10.0;
+                    let skip = |name: &str| step == 0 && name.starts_with("last_layer");
+                    if in_backward {
+                        if opt.step_in_backward(0.5, 0.1, 0.04, skip, || loss.backward()).is_err() {
+                            return None; // a build without the shim
+                        }
+                        assert!(opt.params().iter().all(|(_, p)| !p.grad().defined()), "gradients dropped in the pass");
+                    } else {
+                        loss.backward();
+                        let norms = opt.clip_gradients(0.5);
+                        assert!(norms.iter().any(|&n| n > 0.5), "the test must clip something");
+                        opt.step(0.1, 0.04, skip);
+                    }
+                }
+                Some([w, b, last])
+            };
+            let (Some(a), Some(b)) = (run(true), run(false)) else { return };
+            for (x, y) in a.iter().zip(&b) {
+                assert!(x.equal(y), "{kind:?}: in-backward step differs");
+            }
         }
     }
 
