@@ -65,8 +65,8 @@ struct Ready<'a> {
 #[cfg(dino_autocast)]
 unsafe extern "C" fn on_ready(ctx: *mut c_void, index: usize) {
     // SAFETY: the hooks that pass `ctx` live only while `with_ready_hooks` runs `body`, whose
-    // frame owns the `Ready`; autograd runs a CPU graph's hooks on the thread that called
-    // backward, inside that call, so nothing else touches it meanwhile.
+    // frame owns the `Ready`. Autograd runs a CPU graph's nodes, and so its hooks, one at a
+    // time on the thread that called backward, inside that call: nothing else touches it.
     let ready = unsafe { &mut *ctx.cast::<Ready>() };
     if ready.panic.is_some() {
         return;
@@ -98,7 +98,8 @@ impl Drop for Hooked<'_> {
 /// pass that `body` runs: after autograd has summed every contribution into `.grad` (a weight
 /// used by several forward passes included) and before the pass goes on. By then no later node
 /// of the pass reads the parameter, so `ready` may update it in place and drop its gradient.
-/// `params` must be leaf tensors that require gradients. A panic in `ready` is re-raised once
+/// `params` must be leaf CPU tensors that require gradients (on CUDA autograd would call `ready`
+/// from its device thread). A panic in `ready` is re-raised once
 /// `body` has returned (later calls are skipped). `Err` (the shim's message, or that this build
 /// has no shim) means `body` did not run: the caller takes a path without hooks.
 pub fn with_ready_hooks<R>(params: &[&Tensor], ready: &mut dyn FnMut(usize), body: impl FnOnce() -> R) -> Result<R, String> {
@@ -163,8 +164,10 @@ mod tests {
         let b = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let mut seen = vec![];
         let mut ready = |i: usize| seen.push((i, [&a, &b][i].grad().sum(Kind::Float).double_value(&[])));
-        with_ready_hooks(&[&a, &b], &mut ready, || ((&a * 2.0).sum(Kind::Float) + (&a * 3.0).sum(Kind::Float) + b.sum(Kind::Float)).backward())
-            .unwrap();
+        with_ready_hooks(&[&a, &b], &mut ready, || {
+            ((&a * 2.0).sum(Kind::Float) + (&a * 3.0).sum(Kind::Float) + b.sum(Kind::Float)).backward()
+        })
+        .unwrap();
         seen.sort_by_key(|s| s.0);
         assert_eq!(seen, vec![(0, 10.0), (1, 3.0)]);
         clear([&a, &b]);

@@ -288,13 +288,20 @@ mod tests {
     #[test]
     fn step_in_backward_is_clip_and_step_after_the_pass() {
         for kind in [OptimizerKind::Adamw, OptimizerKind::Sgd, OptimizerKind::Lars] {
+            // One draw for both runs (tests share the global generator).
+            let init: Vec<Tensor> = [vec![4, 3], vec![4], vec![2, 4], vec![5, 3], vec![7, 3]]
+                .iter()
+                .map(|shape| Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)))
+                .collect();
             let run = |in_backward: bool| {
-                tch::manual_seed(11);
-                let w = Tensor::randn([4, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-                let b = Tensor::randn([4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-                let last = Tensor::randn([2, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-                let (x1, x2) = (Tensor::randn([5, 3], (Kind::Float, Device::Cpu)), Tensor::randn([7, 3], (Kind::Float, Device::Cpu)));
-                let params = vec![("w".to_string(), w.shallow_clone()), ("b".into(), b.shallow_clone()), ("last_layer.w".into(), last.shallow_clone())];
+                let leaf = |i: usize| init[i].copy().set_requires_grad(true);
+                let (w, b, last) = (leaf(0), leaf(1), leaf(2));
+                let (x1, x2) = (&init[3], &init[4]);
+                let params = vec![
+                    ("w".to_string(), w.shallow_clone()),
+                    ("b".into(), b.shallow_clone()),
+                    ("last_layer.w".into(), last.shallow_clone()),
+                ];
                 let mut opt = Optimizer::new(kind, params);
                 for step in 0..3 {
                     opt.zero_grad(true);
