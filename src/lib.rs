@@ -1,4 +1,5 @@
 //! dino-tui: DINO self-supervised training on libtorch, watched and steered from a terminal.
+pub mod allocator;
 pub mod cmd;
 pub mod config;
 pub mod control;

@@ -46,6 +46,8 @@ impl EvalWorker {
             if result.is_err() {
                 progress(1, 1);
             }
+            // The features and batches are freed; without this the process would keep their pages.
+            crate::allocator::release_free_memory();
             let _ = tx.send(result.map_err(|e| format!("{} evaluation failed: {e}", kind.label())));
         })?;
         Ok(Self { kind, done })
