@@ -99,9 +99,11 @@ extern "C" {
     fn dino_autocast_set_enabled(device: i32, enabled: i32) -> i32;
 }
 
-const ERR_LEN: usize = 1024;
+/// The error buffer the shims of this library (autocast.cpp, grads.cpp) fill through
+/// `src/shim_guard.hpp`: its size, and the message it holds.
+pub(super) const ERR_LEN: usize = 1024;
 
-fn message(buf: &[c_char]) -> String {
+pub(super) fn message(buf: &[c_char]) -> String {
     let bytes: Vec<u8> = buf.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }

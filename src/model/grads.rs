@@ -86,7 +86,7 @@ impl Drop for Hooked<'_> {
     fn drop(&mut self) {
         for t in &self.0 {
             let mut t = t.shallow_clone();
-            let mut err: Vec<c_char> = vec![0; 256];
+            let mut err: Vec<c_char> = vec![0; super::autocast::ERR_LEN];
             // SAFETY: a live tensor handle; a null hook removes the tensor's hook and cannot fail
             // in a way that leaves a pointer to the `Ready` behind.
             unsafe { dino_grad_on_ready(t.as_mut_ptr().cast(), None, std::ptr::null_mut(), 0, err.as_mut_ptr(), err.len()) };
@@ -110,13 +110,12 @@ pub fn with_ready_hooks<R>(params: &[&Tensor], ready: &mut dyn FnMut(usize), bod
         let mut hooked = Hooked(Vec::with_capacity(params.len()));
         for (i, p) in params.iter().enumerate() {
             let mut t = p.shallow_clone();
-            let mut err: Vec<c_char> = vec![0; 1024];
+            let mut err: Vec<c_char> = vec![0; super::autocast::ERR_LEN];
             // SAFETY: a live tensor handle, a function of the right signature, and `ctx`, which
             // outlives the hook: `hooked` removes it before `state` goes out of scope.
             let rc = unsafe { dino_grad_on_ready(t.as_mut_ptr().cast(), Some(on_ready), ctx.cast(), i, err.as_mut_ptr(), err.len()) };
             if rc != 0 {
-                let bytes: Vec<u8> = err.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-                return Err(format!("post-accumulate-grad hook: {}", String::from_utf8_lossy(&bytes)));
+                return Err(format!("post-accumulate-grad hook: {}", super::autocast::message(&err)));
             }
             hooked.0.push(p);
         }

@@ -179,7 +179,9 @@ impl DinoState {
                         continue;
                     }
                     Err(why) => {
+                        // Not retried each step: the shim is missing or refuses these tensors.
                         tracing::debug!("optimizer step after the backward pass: {why}");
+                        self.optimizer_in_backward = false;
                         in_backward = false;
                     }
                 }
