@@ -84,9 +84,9 @@ struct Hooked<'a>(Vec<&'a Tensor>);
 #[cfg(dino_autocast)]
 impl Drop for Hooked<'_> {
     fn drop(&mut self) {
+        let mut err: Vec<c_char> = vec![0; super::autocast::ERR_LEN];
         for t in &self.0 {
             let mut t = t.shallow_clone();
-            let mut err: Vec<c_char> = vec![0; super::autocast::ERR_LEN];
             // SAFETY: a live tensor handle; a null hook removes the tensor's hook and cannot fail
             // in a way that leaves a pointer to the `Ready` behind.
             unsafe { dino_grad_on_ready(t.as_mut_ptr().cast(), None, std::ptr::null_mut(), 0, err.as_mut_ptr(), err.len()) };
@@ -99,18 +99,18 @@ impl Drop for Hooked<'_> {
 /// used by several forward passes included) and before the pass goes on. By then no later node
 /// of the pass reads the parameter, so `ready` may update it in place and drop its gradient.
 /// `params` must be leaf CPU tensors that require gradients (on CUDA autograd would call `ready`
-/// from its device thread). A panic in `ready` is re-raised once
-/// `body` has returned (later calls are skipped). `Err` (the shim's message, or that this build
-/// has no shim) means `body` did not run: the caller takes a path without hooks.
+/// from its device thread). A panic in `ready` is re-raised once `body` has returned (later
+/// calls are skipped). `Err` (the shim's message, or that this build has no shim) means `body`
+/// did not run: the caller takes a path without hooks.
 pub fn with_ready_hooks<R>(params: &[&Tensor], ready: &mut dyn FnMut(usize), body: impl FnOnce() -> R) -> Result<R, String> {
     #[cfg(dino_autocast)]
     {
         let mut state = Ready { callback: ready, panic: None };
         let ctx: *mut Ready = &mut state;
         let mut hooked = Hooked(Vec::with_capacity(params.len()));
+        let mut err: Vec<c_char> = vec![0; super::autocast::ERR_LEN];
         for (i, p) in params.iter().enumerate() {
             let mut t = p.shallow_clone();
-            let mut err: Vec<c_char> = vec![0; super::autocast::ERR_LEN];
             // SAFETY: a live tensor handle, a function of the right signature, and `ctx`, which
             // outlives the hook: `hooked` removes it before `state` goes out of scope.
             let rc = unsafe { dino_grad_on_ready(t.as_mut_ptr().cast(), Some(on_ready), ctx.cast(), i, err.as_mut_ptr(), err.len()) };
