@@ -186,6 +186,10 @@ fn cached_features_are_reused_and_invalidated_when_the_checkpoint_changes() {
     let student = source::load(&s).unwrap();
     assert_eq!(student.epoch, Some(1));
     assert_ne!(student.identity, src2.identity);
+    // Their results get files of their own: a student's k-NN must not replace the teacher's.
+    let teacher = source::load(&spec(&out.join("checkpoints").join("checkpoint0001.json"))).unwrap();
+    let root = layout.root();
+    assert_eq!(student.result_label(root), format!("{}-student", teacher.result_label(root)));
 }
 
 #[test]

@@ -166,6 +166,9 @@ pub struct ModelFlags {
     /// ResNet stem: imagenet (torchvision's 7x7 stride 2 + max-pool) or cifar (3x3 stride 1, no max-pool: for 32 px images)
     #[arg(long, help_heading = "Model")]
     pub resnet_stem: Option<String>,
+    /// ResNet width: channels of the stem and layer1, doubled at each later stage (torchvision: 64)
+    #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
+    pub resnet_width: Option<i64>,
     /// Dimensionality of the DINO head output
     #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub out_dim: Option<i64>,
@@ -224,6 +227,9 @@ pub struct OptimFlags {
     /// Maximal gradient norm per parameter (0 disables clipping)
     #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub clip_grad: Option<f64>,
+    /// Weight of DINOv2's KoLeo term, which spreads the student's features of each global view over the sphere (0: off, as DINO)
+    #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
+    pub koleo_loss_weight: Option<f64>,
     /// Images per device per step
     #[arg(long, allow_negative_numbers = true, help_heading = "Optimisation")]
     pub batch_size_per_gpu: Option<i64>,
@@ -515,6 +521,7 @@ impl ModelFlags {
                 )
             })?;
         }
+        set_count(&mut m.resnet_width, "resnet_width", self.resnet_width, 1)?;
         set_count(&mut m.out_dim, "out_dim", self.out_dim, 1)?;
         set(&mut m.norm_last_layer, &self.norm_last_layer);
         set(&mut m.use_bn_in_head, &self.use_bn_in_head);
@@ -543,6 +550,7 @@ impl OptimFlags {
         set(&mut o.weight_decay, &self.weight_decay);
         set(&mut o.weight_decay_end, &self.weight_decay_end);
         set(&mut o.clip_grad, &self.clip_grad);
+        set(&mut o.koleo_loss_weight, &self.koleo_loss_weight);
         set_count(&mut o.batch_size_per_gpu, "batch_size_per_gpu", self.batch_size_per_gpu, 1)?;
         set_count(&mut o.epochs, "epochs", self.epochs, 1)?;
         set_count(&mut o.freeze_last_layer, "freeze_last_layer", self.freeze_last_layer, 0)?;
@@ -677,6 +685,11 @@ mod tests {
         let e = parse("dino train --resnet_stem small").resolve().unwrap_err().to_string();
         assert!(e.contains("--resnet_stem") && e.contains("cifar"), "{e}");
         assert_eq!(parse("dino train --arch resnet18 --resnet_stem cifar").resolve().unwrap().model.resnet_stem, ResNetStem::Cifar);
+        for bad in ["0", "-16", "257"] {
+            let e = parse(&format!("dino train --arch resnet18 --resnet_width {bad}")).resolve().unwrap_err().to_string();
+            assert!(e.contains("resnet_width"), "{bad}: {e}");
+        }
+        assert_eq!(parse("dino train --arch resnet18 --resnet_width 16").resolve().unwrap().model.resnet_width, 16);
         let e = parse("dino train --local_crops_scale 0.05 1.4").resolve().unwrap_err().to_string();
         assert!(e.contains("--local_crops_scale"), "{e}");
     }

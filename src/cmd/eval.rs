@@ -134,7 +134,7 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
     let cache = p.cache.as_ref().map(|c| (c, p.source.identity.as_str()));
     let opts = crate::eval::ExtractOptions { tta: args.tta, ..p.options(m, FeatureKind::Cls) };
     let report = score_split(&p.source.backbone, split, reference, p.layout.root(), &opts, cache, &params, &mut |d, t| bar.update(d, t))?;
-    let label = format!("{name}-{}", record::result_label(p.source.epoch, p.source.iter, p.layout.root()));
+    let label = format!("{name}-{}", p.source.result_label(p.layout.root()));
     let (csv, dups, map) = match &p.source.run_dir {
         Some(run) => run_files(run, &label),
         None => (PathBuf::from("outliers.csv"), PathBuf::from("outliers-duplicates.csv"), PathBuf::from("outliers-map.png")),

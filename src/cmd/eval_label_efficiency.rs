@@ -84,7 +84,7 @@ fn report(
         None => PathBuf::from("label-efficiency"),
     });
     std::fs::create_dir_all(&out)?;
-    let label = crate::eval::record::result_label(p.source.epoch, p.source.iter, p.layout.root());
+    let label = p.source.result_label(p.layout.root());
     let num_val = experiment.dino.val.len();
     let svg_path = out.join(format!("label-efficiency-{label}.svg"));
     let title = format!("{}: top-1 on {num_val} val images, mean ± std over {} draws", p.source.config.model.arch, args.seeds);

@@ -87,7 +87,7 @@ impl Prepared {
     pub fn record(&self, kind: &str, json: &serde_json::Value) -> Result<Option<PathBuf>> {
         let Some(run) = &self.source.run_dir else { return Ok(None) };
         let root = self.layout.root();
-        let label = record::result_label(self.source.epoch, self.source.iter, root);
+        let label = self.source.result_label(root);
         let mut json = json.clone();
         if let Some(o) = json.as_object_mut() {
             o.insert("kind".into(), kind.into());
@@ -95,6 +95,9 @@ impl Prepared {
             o.insert("epoch".into(), self.source.epoch.into());
             o.insert("iter".into(), self.source.iter.into());
             o.insert("content_id".into(), self.source.content_id.clone().into());
+            if let Some(network) = self.source.network {
+                o.insert("network".into(), network.name().into());
+            }
             o.insert("data".into(), root.display().to_string().into());
             o.insert("data_tag".into(), record::data_tag(root).into());
         }

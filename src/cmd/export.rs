@@ -56,13 +56,33 @@ fn loader_hint(backbone: &Backbone, names: Names) -> String {
             )
         }
         (Backbone::ResNet(r), names) => {
-            let which = if r.embed_dim() == 2048 { "resnet50" } else { "resnet18" };
+            let which = if r.depth() == crate::model::ResNetDepth::R50 { "resnet50" } else { "resnet18" };
             match names {
                 Names::Reference => format!("m = torchvision.models.{which}(); m.fc = nn.Identity(); m.load_state_dict(sd, strict=True)"),
                 Names::Timm => format!("timm.create_model(\"{which}\", num_classes=0).load_state_dict(sd, strict=True)"),
             }
         }
     }
+}
+
+/// What torchvision's constructor does not build by itself: the CIFAR stem, another width.
+fn resnet_caveats(r: &crate::model::ResNet) -> Vec<String> {
+    let mut lines = vec![];
+    if r.width() != 64 {
+        lines.push(format!(
+            "this ResNet is {} channels wide at layer1 (torchvision's: 64): build the same network with every width scaled by {}/64 \
+             (the tensor names are torchvision's)",
+            r.width(),
+            r.width()
+        ));
+    }
+    if r.stem() == crate::model::ResNetStem::Cifar {
+        lines.push(format!(
+            "this ResNet has the cifar stem: set m.conv1 = nn.Conv2d(3, {}, 3, 1, 1, bias=False) and m.maxpool = nn.Identity() first",
+            r.width()
+        ));
+    }
+    lines
 }
 
 pub fn run(a: &ExportArgs) -> Result<i32> {
@@ -79,7 +99,7 @@ pub fn run(a: &ExportArgs) -> Result<i32> {
     for note in &source.notes {
         crate::say_err!("note: {note}");
     }
-    let key = if a.checkpoint_key == CheckpointKey::Teacher { "teacher" } else { "student" };
+    let key = a.checkpoint_key.name();
     let tensors = export::backbone_tensors(&source.vs, "", a.names);
     let path = a.output.clone().unwrap_or_else(|| export::default_path(source.run_dir.as_deref(), key, source.epoch, a.format));
     export::write(&path, &tensors, a.format)?;
@@ -89,10 +109,10 @@ pub fn run(a: &ExportArgs) -> Result<i32> {
         path.display(),
         loader_hint(&source.backbone, a.names)
     );
-    if matches!(source.backbone, Backbone::ResNet(_)) && source.config.model.resnet_stem == crate::model::ResNetStem::Cifar {
-        crate::say!(
-            "this ResNet has the cifar stem: set m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False) and m.maxpool = nn.Identity() first"
-        );
+    if let Backbone::ResNet(r) = &source.backbone {
+        for line in resnet_caveats(r) {
+            crate::say!("{line}");
+        }
     }
     Ok(0)
 }

@@ -19,7 +19,7 @@ pub fn from_backbone(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor
         }
     }
     vit_shape(config, tensors);
-    resnet_stem(config, tensors);
+    resnet_stem_and_width(config, tensors);
 }
 
 /// The family a backbone's tensors show: a ViT by its patch projection (the preset whose width
@@ -37,15 +37,23 @@ pub fn arch_of(tensors: &BTreeMap<String, Tensor>) -> Option<Arch> {
     tensors.contains_key("layer1.0.conv1.weight").then_some(Arch::ResNet18)
 }
 
-/// A ResNet's stem shows in the size of `conv1`'s kernel (7: torchvision's, 3: the CIFAR one).
-fn resnet_stem(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>) {
+/// A ResNet's stem shows in the size of `conv1`'s kernel (7: torchvision's, 3: the CIFAR one), its
+/// width in `conv1`'s number of filters.
+fn resnet_stem_and_width(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>) {
     if config.is_vit() {
         return;
     }
-    match tensors.get("conv1.weight").map(|w| w.size()).as_deref() {
-        Some([_, _, 3, 3]) => config.model.resnet_stem = ResNetStem::Cifar,
-        Some([_, _, 7, 7]) => config.model.resnet_stem = ResNetStem::Imagenet,
+    let Some(shape) = tensors.get("conv1.weight").map(|w| w.size()) else {
+        return;
+    };
+    match shape[..] {
+        [_, _, 3, 3] => config.model.resnet_stem = ResNetStem::Cifar,
+        [_, _, 7, 7] => config.model.resnet_stem = ResNetStem::Imagenet,
         _ => {}
+    }
+    // Its width shows in `conv1`'s number of filters (64 in torchvision's).
+    if let Some(&width) = shape.first().filter(|&&w| w > 0) {
+        config.model.resnet_width = width as usize;
     }
 }
 
@@ -190,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bare_resnet_file_tells_its_depth_and_stem() {
+    fn a_bare_resnet_file_tells_its_depth_stem_and_width() {
         let mut config = TrainConfig::default();
         let with_kernel = |k: i64| {
             BTreeMap::from([
@@ -200,8 +208,12 @@ mod tests {
         };
         from_backbone(&mut config, &with_kernel(3), false);
         assert_eq!((config.model.arch, config.model.resnet_stem), (Arch::ResNet18, ResNetStem::Cifar));
+        assert_eq!(config.model.resnet_width, 64);
         from_backbone(&mut config, &with_kernel(7), true);
         assert_eq!(config.model.resnet_stem, ResNetStem::Imagenet);
+        let narrow = BTreeMap::from([("conv1.weight".to_string(), zeros(&[16, 3, 3, 3]))]);
+        from_backbone(&mut config, &narrow, true);
+        assert_eq!((config.model.resnet_stem, config.model.resnet_width), (ResNetStem::Cifar, 16));
         let mut r50 = with_kernel(7);
         r50.insert("layer1.0.conv3.weight".into(), zeros(&[256, 64, 1, 1]));
         from_backbone(&mut config, &r50, false);

@@ -73,6 +73,8 @@ pub struct ModelConfig {
     pub depth: Option<usize>,
     pub num_heads: Option<usize>,
     pub resnet_stem: ResNetStem,
+    /// Channels of a ResNet's stem and `layer1` (torchvision: 64); each later stage doubles them.
+    pub resnet_width: usize,
     pub out_dim: usize,
     pub norm_last_layer: bool,
     pub use_bn_in_head: bool,
@@ -104,6 +106,9 @@ pub struct OptimConfig {
     pub weight_decay: f64,
     pub weight_decay_end: f64,
     pub clip_grad: f64,
+    /// Weight of DINOv2's KoLeo term on the student's backbone features of each global view (0:
+    /// off, as in DINO; DINOv2 uses 0.1). Not a reference flag.
+    pub koleo_loss_weight: f64,
     pub batch_size_per_gpu: usize,
     pub epochs: usize,
     pub freeze_last_layer: usize,
@@ -178,6 +183,7 @@ impl Default for ModelConfig {
             depth: None,
             num_heads: None,
             resnet_stem: ResNetStem::Imagenet,
+            resnet_width: 64,
             out_dim: 65536,
             norm_last_layer: true,
             use_bn_in_head: false,
@@ -202,6 +208,7 @@ impl Default for OptimConfig {
             weight_decay: 0.04,
             weight_decay_end: 0.4,
             clip_grad: 3.0,
+            koleo_loss_weight: 0.0,
             batch_size_per_gpu: 64,
             epochs: 100,
             freeze_last_layer: 1,
@@ -312,7 +319,7 @@ impl TrainConfig {
     /// The backbone to build; `drop_path` is the student's rate (the teacher and evaluations use 0).
     pub fn backbone_spec(&self, drop_path: f64) -> BackboneSpec {
         match ResNetDepth::from_arch(self.model.arch) {
-            Some(depth) => BackboneSpec::ResNet { depth, stem: self.model.resnet_stem },
+            Some(depth) => BackboneSpec::ResNet { depth, stem: self.model.resnet_stem, width: self.model.resnet_width as i64 },
             None => BackboneSpec::Vit(VitSpec { drop_path_rate: drop_path, ..self.vit_spec() }),
         }
     }

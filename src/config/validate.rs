@@ -108,6 +108,9 @@ impl TrainConfig {
                 }
             }
         }
+        // 4x torchvision's 64: a ResNet-50's last stage is then 8,192 channels wide (about 400M
+        // parameters); more is a typo, not a network.
+        count("resnet_width", m.resnet_width, 1, 256)?;
         count("out_dim", m.out_dim, 1, MAX_DIM)?;
         count("head_hidden_dim", m.head_hidden_dim, 1, MAX_WIDTH)?;
         count("head_bottleneck_dim", m.head_bottleneck_dim, 1, MAX_WIDTH)?;
@@ -126,6 +129,7 @@ impl TrainConfig {
         non_negative("weight_decay", o.weight_decay)?;
         non_negative("weight_decay_end", o.weight_decay_end)?;
         non_negative("clip_grad", o.clip_grad)?;
+        non_negative("koleo_loss_weight", o.koleo_loss_weight)?;
         count("batch_size_per_gpu", o.batch_size_per_gpu, 1, MAX_WIDTH)?;
         count("epochs", o.epochs, 1, MAX_EPOCHS)?;
         count("freeze_last_layer", o.freeze_last_layer, 0, MAX_EPOCHS)?;

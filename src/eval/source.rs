@@ -35,6 +35,13 @@ impl CheckpointKey {
         }
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Teacher => "teacher",
+            Self::Student => "student",
+        }
+    }
+
     pub fn prefix(self) -> &'static str {
         match self {
             Self::Teacher => "teacher.",
@@ -91,8 +98,24 @@ pub struct ModelSource {
     pub iter: Option<usize>,
     /// The checkpoint's content id (see `run::checkpoint`), recorded with every result.
     pub content_id: Option<String>,
+    /// The network of a DINO checkpoint that was loaded (`--checkpoint_key`); `None` for other
+    /// weights.
+    pub network: Option<CheckpointKey>,
     /// What the weights file held that was not used or had to be guessed, for people.
     pub notes: Vec<String>,
+}
+
+impl ModelSource {
+    /// The label of this source's result files in its run (`record::result_label`): a student's
+    /// carry `-student`, so they sit beside the teacher's of the same checkpoint instead of
+    /// replacing them.
+    pub fn result_label(&self, data_root: &Path) -> String {
+        let label = super::record::result_label(self.epoch, self.iter, data_root);
+        match self.network {
+            Some(CheckpointKey::Student) => format!("{label}-student"),
+            _ => label,
+        }
+    }
 }
 
 /// The config a spec names without a checkpoint: `--config` (file, preset or run folder), then
@@ -202,6 +225,7 @@ pub fn random_like(config: &TrainConfig, spec: &SourceSpec) -> Result<ModelSourc
         epoch: None,
         iter: None,
         content_id: None,
+        network: None,
         notes: vec![],
     })
 }
@@ -212,7 +236,7 @@ fn from_checkpoint(spec: &SourceSpec, ckpt: LoadedCheckpoint, run_dir: Option<Pa
     let prefix = format!("{}backbone.", spec.checkpoint_key.prefix());
     weights::load_into(&vs, "", &strip(&ckpt.tensors, &prefix), &ckpt.path)?;
     let tensor_file = ckpt.path.with_file_name(&ckpt.meta.tensors);
-    let key = if spec.checkpoint_key == CheckpointKey::Teacher { "teacher" } else { "student" };
+    let key = spec.checkpoint_key.name();
     Ok(ModelSource {
         identity: identity_of(&tensor_file, key)?,
         description: format!("{key} of {} (epoch {}, iteration {})", ckpt.path.display(), ckpt.meta.epoch, ckpt.meta.iter),
@@ -223,6 +247,7 @@ fn from_checkpoint(spec: &SourceSpec, ckpt: LoadedCheckpoint, run_dir: Option<Pa
         epoch: Some(ckpt.meta.epoch),
         iter: Some(ckpt.meta.iter),
         content_id: ckpt.meta.content_id(),
+        network: Some(spec.checkpoint_key),
         notes: vec![],
     })
 }
@@ -261,6 +286,7 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
         epoch: None,
         iter: None,
         content_id: None,
+        network: None,
         notes: vec![],
     })
 }
@@ -274,7 +300,7 @@ fn user_named_arch(spec: &SourceSpec) -> bool {
 /// dict. Without `--config`/`--arch`, the checkpoint's `args` and then the tensors give the shape.
 fn from_pytorch_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalError> {
     let file = pytorch::read(path).map_err(|e| EvalError::Source(e.to_string()))?;
-    let key = if spec.checkpoint_key == CheckpointKey::Teacher { "teacher" } else { "student" };
+    let key = spec.checkpoint_key.name();
     let net = file.network(key).map_err(|e| EvalError::Source(e.to_string()))?;
     let mut config = base_config(spec)?;
     let mut notes = file.notes.clone();
@@ -309,6 +335,7 @@ fn from_pytorch_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, Eval
         epoch: file.epoch,
         iter: None,
         content_id: None,
+        network: None,
         notes,
     })
 }

@@ -26,7 +26,8 @@ use tch::{nn, nn::VarStore, Tensor};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BackboneSpec {
     Vit(VitSpec),
-    ResNet { depth: ResNetDepth, stem: ResNetStem },
+    /// `width`: channels of `layer1` (64 in torchvision's; `--resnet_width`).
+    ResNet { depth: ResNetDepth, stem: ResNetStem, width: i64 },
 }
 
 #[derive(Debug)]
@@ -39,7 +40,7 @@ impl Backbone {
     pub fn new(p: nn::Path, spec: &BackboneSpec) -> Self {
         match *spec {
             BackboneSpec::Vit(v) => Self::Vit(VisionTransformer::new(p, v)),
-            BackboneSpec::ResNet { depth, stem } => Self::ResNet(ResNet::new(p, depth, stem)),
+            BackboneSpec::ResNet { depth, stem, width } => Self::ResNet(ResNet::new(p, depth, stem, width)),
         }
     }
 
@@ -87,6 +88,11 @@ impl DinoModel {
     /// One backbone pass per run of consecutive same-resolution crops, then one head pass over
     /// all of them, concatenated in crop order.
     pub fn forward_multicrop(&self, crops: &[Tensor], train: bool) -> Tensor {
+        self.forward_multicrop_with_features(crops, train).0
+    }
+
+    /// [`Self::forward_multicrop`], and the backbone features the head saw (same row order).
+    pub fn forward_multicrop_with_features(&self, crops: &[Tensor], train: bool) -> (Tensor, Tensor) {
         let mut feats = vec![];
         let mut start = 0;
         while start < crops.len() {
@@ -97,6 +103,6 @@ impl DinoModel {
             start = end;
         }
         let feats = if feats.len() == 1 { feats.remove(0) } else { Tensor::cat(&feats, 0) };
-        self.head.forward_t(&feats, train)
+        (self.head.forward_t(&feats, train), feats)
     }
 }

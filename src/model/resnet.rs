@@ -108,7 +108,9 @@ impl Unit {
 
 #[derive(Debug)]
 pub struct ResNet {
+    depth: ResNetDepth,
     stem: ResNetStem,
+    width: i64,
     conv1: nn::Conv2D,
     bn1: nn::BatchNorm,
     units: Vec<Unit>,
@@ -118,21 +120,23 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    pub fn new(p: nn::Path, depth: ResNetDepth, stem: ResNetStem) -> Self {
+    /// `width`: channels of the stem and `layer1` (torchvision: 64); each later stage doubles it.
+    pub fn new(p: nn::Path, depth: ResNetDepth, stem: ResNetStem, width: i64) -> Self {
         let (counts, bottleneck): ([i64; 4], bool) = match depth {
             ResNetDepth::R18 => ([2, 2, 2, 2], false),
             ResNetDepth::R50 => ([3, 4, 6, 3], true),
         };
         let expansion = if bottleneck { 4 } else { 1 };
         let conv1 = match stem {
-            ResNetStem::Imagenet => conv(&p / "conv1", 3, 64, 7, 2),
-            ResNetStem::Cifar => conv(&p / "conv1", 3, 64, 3, 1),
+            ResNetStem::Imagenet => conv(&p / "conv1", 3, width, 7, 2),
+            ResNetStem::Cifar => conv(&p / "conv1", 3, width, 3, 1),
         };
-        let bn1 = bn(&p / "bn1", 64);
+        let bn1 = bn(&p / "bn1", width);
         let mut units = vec![];
-        let mut c_in = 64;
+        let mut c_in = width;
+        let base = width;
         for (li, &n) in counts.iter().enumerate() {
-            let width = 64 << li;
+            let width = base << li;
             let layer = &p / format!("layer{}", li + 1);
             for bi in 0..n {
                 let b = &layer / bi;
@@ -160,7 +164,7 @@ impl ResNet {
             }
         }
         let channels_last = p.device() == Device::Cpu;
-        let r = Self { stem, conv1, bn1, units, out_dim: c_in, channels_last };
+        let r = Self { depth, stem, width, conv1, bn1, units, out_dim: c_in, channels_last };
         if channels_last {
             r.convolution_weights_to_channels_last();
         }
@@ -182,7 +186,20 @@ impl ResNet {
         self.out_dim
     }
 
-    /// Pooled features [B, 512] (ResNet-18) or [B, 2048] (ResNet-50).
+    pub fn depth(&self) -> ResNetDepth {
+        self.depth
+    }
+
+    pub fn stem(&self) -> ResNetStem {
+        self.stem
+    }
+
+    /// Channels of the stem and `layer1` (torchvision's: 64).
+    pub fn width(&self) -> i64 {
+        self.width
+    }
+
+    /// Pooled features [B, 8 width] (ResNet-18: 512) or [B, 32 width] (ResNet-50: 2048).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let x = if self.channels_last { channels_last(x) } else { x.shallow_clone() };
         let mut y = self.bn1.forward_t(&conv_forward(&self.conv1, &x), train);
@@ -204,7 +221,7 @@ mod tests {
 
     fn names(depth: ResNetDepth) -> (nn::VarStore, ResNet) {
         let vs = nn::VarStore::new(Device::Cpu);
-        let r = ResNet::new(vs.root(), depth, ResNetStem::Imagenet);
+        let r = ResNet::new(vs.root(), depth, ResNetStem::Imagenet, 64);
         (vs, r)
     }
 
@@ -226,7 +243,7 @@ mod tests {
     #[test]
     fn cifar_stem_keeps_full_resolution_into_layer1() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Cifar);
+        let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Cifar, 64);
         let vars = vs.variables();
         assert_eq!(vars["conv1.weight"].size(), vec![64, 3, 3, 3]);
         // Same names and count as torchvision's, so checkpoints differ only in conv1's kernel.
@@ -235,6 +252,25 @@ mod tests {
         let stem = r.bn1.forward_t(&x.apply(&r.conv1), false).relu();
         assert_eq!(stem.size(), vec![2, 64, 32, 32], "no stride, no max-pool");
         assert_eq!(r.forward_t(&x, true).size(), vec![2, 512]);
+    }
+
+    /// `--resnet_width`: the same names and tensor count, every stage scaled, the output 8x the
+    /// width (ResNet-18) or 32x (ResNet-50).
+    #[test]
+    fn width_scales_every_stage_and_keeps_the_names() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Cifar, 16);
+        let vars = vs.variables();
+        assert_eq!(vars["conv1.weight"].size(), vec![16, 3, 3, 3]);
+        assert_eq!(vars["layer2.0.downsample.0.weight"].size(), vec![32, 16, 1, 1]);
+        assert_eq!(vars["layer4.1.conv2.weight"].size(), vec![128, 128, 3, 3]);
+        assert_eq!(vs.trainable_variables().len(), 60);
+        assert_eq!((r.width(), r.embed_dim()), (16, 128));
+        assert_eq!(r.forward_t(&Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu)), true).size(), vec![2, 128]);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let r = ResNet::new(vs.root(), ResNetDepth::R50, ResNetStem::Imagenet, 32);
+        assert_eq!(vs.variables()["layer1.0.conv3.weight"].size(), vec![128, 32, 1, 1]);
+        assert_eq!(r.embed_dim(), 1024);
     }
 
     /// Channels-last weights on the CPU compute what C-order ones do (the same network read out
@@ -252,10 +288,10 @@ mod tests {
         for seed in 0..8 {
             tch::manual_seed(seed);
             let vs = nn::VarStore::new(Device::Cpu);
-            let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Imagenet);
+            let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Imagenet, 64);
             assert_eq!(vs.variables()["layer2.0.conv1.weight"].stride(), vec![576, 1, 192, 64], "N, H, W, C in memory");
             let plain_vs = nn::VarStore::new(Device::Cpu);
-            let mut plain = ResNet::new(plain_vs.root(), ResNetDepth::R18, ResNetStem::Imagenet);
+            let mut plain = ResNet::new(plain_vs.root(), ResNetDepth::R18, ResNetStem::Imagenet, 64);
             tch::no_grad(|| {
                 for (name, mut t) in plain_vs.variables() {
                     t.set_data(&vs.variables()[&name].contiguous());

@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn resnet_exports_carry_batchnorm_counters_in_torchvision_order() {
         let vs = VarStore::new(tch::Device::Cpu);
-        let _r = ResNet::new(vs.root() / "backbone", ResNetDepth::R18, ResNetStem::Imagenet);
+        let _r = ResNet::new(vs.root() / "backbone", ResNetDepth::R18, ResNetStem::Imagenet, 64);
         let t = backbone_tensors(&vs, "backbone.", Names::Reference);
         let names: Vec<&str> = t.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(

@@ -31,6 +31,26 @@ pub struct TeacherTargets {
     pub entropy: f64,
 }
 
+/// DINOv2's KoLeo regulariser (Sablayrolles et al. 2019): minus the mean log distance from each
+/// L2-normalised feature to its nearest neighbour in the batch, a differential-entropy estimate
+/// whose gradient pushes close features apart, so a batch spreads over the sphere. `features`
+/// [B, D], B >= 2; float32 whatever the input's dtype, as DINOv2 computes it outside autocast.
+pub fn koleo(features: &Tensor) -> Tensor {
+    const EPS: f64 = 1e-8;
+    let x = features.to_kind(Kind::Float);
+    let x = &x / x.norm_scalaropt_dim(2, [-1], true).clamp_min(EPS);
+    let n = x.size()[0];
+    let nearest = tch::no_grad(|| {
+        let dots = x.mm(&x.tr());
+        // Not itself: the diagonal below any other similarity (cosines are >= -1).
+        let eye = Tensor::eye(n, (Kind::Bool, x.device()));
+        dots.masked_fill(&eye, -2.0).argmax(1, false)
+    });
+    // `pairwise_distance` adds EPS to the difference as torch.nn.PairwiseDistance does.
+    let d = Tensor::pairwise_distance(&x, &x.index_select(0, &nearest), 2.0, EPS, false);
+    -(d + EPS).log().mean(Kind::Float)
+}
+
 impl DinoLoss {
     pub fn new(out_dim: i64, ncrops: i64, device: tch::Device) -> Self {
         Self { ncrops, center: Tensor::zeros([1, out_dim], (Kind::Float, device)) }
@@ -93,5 +113,33 @@ impl DinoLoss {
         tch::no_grad(|| {
             self.center = &self.center * CENTER_MOMENTUM + (sum / n) * (1.0 - CENTER_MOMENTUM);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// Three points on the unit circle at 0, 0.1 and 1 rad, given at other lengths (the term
+    /// normalises): the first two are each other's nearest, the third's is the second; chord
+    /// lengths 2 sin(0.05) and 2 sin(0.45). Its gradient moves the close pair apart.
+    #[test]
+    fn koleo_is_minus_the_mean_log_nearest_neighbour_distance() {
+        let angles = [0.0f32, 0.1, 1.0];
+        let lengths = [1.0f32, 3.0, 0.5];
+        let xy: Vec<f32> = angles.iter().zip(lengths).flat_map(|(a, l)| [l * a.cos(), l * a.sin()]).collect();
+        let x = Tensor::from_slice(&xy).view([3, 2]).set_requires_grad(true);
+        let loss = koleo(&x);
+        let (near, far) = ((2.0 * 0.05f64.sin()).ln(), (2.0 * 0.45f64.sin()).ln());
+        let expected = -(2.0 * near + far) / 3.0;
+        assert!((loss.double_value(&[]) - expected).abs() < 1e-5, "{} against {expected}", loss.double_value(&[]));
+        loss.backward();
+        // Along the circle (perpendicular to the point), the first point is pushed away from the
+        // second (towards negative angles), the second towards the third.
+        let g = x.grad();
+        let tangential = |i: i64, a: f32| -g.double_value(&[i, 0]) * f64::from(a.sin()) + g.double_value(&[i, 1]) * f64::from(a.cos());
+        assert!(tangential(0, 0.0) > 0.0 && tangential(1, 0.1) < 0.0, "descent spreads the pair");
+        assert_eq!(koleo(&Tensor::ones([4, 8], (Kind::BFloat16, Device::Cpu))).kind(), Kind::Float);
     }
 }

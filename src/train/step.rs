@@ -27,6 +27,8 @@ pub struct DinoState {
     /// float32 either way.
     pub autocast: Option<Autocast>,
     head_has_bn: bool,
+    /// Weight of the KoLeo term on the student's global-view features (`loss::koleo`; 0: off).
+    pub koleo_weight: f64,
     /// Whether a step with one backward pass clips and steps each parameter inside that pass
     /// (`Optimizer::step_in_backward`; on by default). The same arithmetic either way; off, the
     /// gradients all exist at once after the pass, as in the reference. For A/B measurements.
@@ -47,7 +49,10 @@ pub struct StepParams {
 
 #[derive(Debug, Clone, Copy)]
 pub struct StepOutput {
+    /// The DINO loss (without the KoLeo term).
     pub loss: f64,
+    /// The KoLeo term, summed over the global views, before its weight (0 when off).
+    pub koleo: f64,
     pub teacher_entropy: f64,
     pub kl: f64,
     /// False when the step was skipped (mixed precision overflow).
@@ -100,6 +105,7 @@ impl DinoState {
             amp,
             autocast,
             head_has_bn: c.model.use_bn_in_head,
+            koleo_weight: c.optim.koleo_loss_weight,
             optimizer_in_backward: true,
             group: None,
         })
@@ -161,10 +167,12 @@ impl DinoState {
         let teacher_out = self.mixed(|s| tch::no_grad(|| s.teacher.forward_multicrop(&crops[..2], true)))?.to_kind(tch::Kind::Float);
         let targets = self.loss.teacher_targets(&teacher_out, p.teacher_temp);
         let mut loss_value = 0.0;
+        let mut koleo_value = 0.0;
+        let batch = crops[0].size()[0];
         for range in chunks {
             let first = range.start;
-            let student_out = self.mixed(|s| s.student.forward_multicrop(&crops[range], true))?;
-            let Some(part) = self.loss.student_terms(&student_out.to_kind(tch::Kind::Float), first, &targets) else {
+            let (student_out, feats) = self.mixed(|s| s.student.forward_multicrop_with_features(&crops[range.clone()], true))?;
+            let Some(mut part) = self.loss.student_terms(&student_out.to_kind(tch::Kind::Float), first, &targets) else {
                 continue;
             };
             let v = part.double_value(&[]);
@@ -172,6 +180,18 @@ impl DinoState {
                 return Err(StepError::NonFiniteLoss(v));
             }
             loss_value += v;
+            if self.koleo_weight > 0.0 {
+                // As DINOv2: one term per global view, over that view's batch.
+                for view in range.clone().filter(|&v| v < 2) {
+                    let term = super::loss::koleo(&feats.narrow(0, (view - first) as i64 * batch, batch));
+                    let k = term.double_value(&[]);
+                    if !k.is_finite() {
+                        return Err(StepError::NonFiniteLoss(k));
+                    }
+                    koleo_value += k;
+                    part = part + term * self.koleo_weight;
+                }
+            }
             if in_backward {
                 match self.optimizer.step_in_backward(self.clip_grad, p.lr, p.wd, skip, || part.backward()) {
                     Ok(()) => {
@@ -198,7 +218,7 @@ impl DinoState {
         } else {
             self.loss.update_center(&teacher_out);
         }
-        let out = StepOutput { loss: loss_value, teacher_entropy: targets.entropy, kl: loss_value - targets.entropy, applied: true };
+        let out = StepOutput { loss: loss_value, koleo: koleo_value, teacher_entropy: targets.entropy, kl: loss_value - targets.entropy, applied: true };
         if let Some(amp) = &mut self.amp {
             if !amp.unscale_and_check(&self.optimizer) {
                 return Ok(StepOutput { applied: false, ..out });
