@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
                 images_per_s: 210.0,
                 teacher_entropy: 5.0,
                 kl: 0.3,
+                koleo: None,
                 time: x,
             }),
         );

@@ -71,6 +71,7 @@ fn fake_trainer(commands: crossbeam_channel::Receiver<Command>, events: crossbea
             images_per_s: 640.0,
             teacher_entropy: 5.0,
             kl: 0.3,
+            koleo: None,
             time: 1.7e9 + x * 0.05,
         }));
         if !ok {

@@ -29,6 +29,7 @@ fn metrics(i: usize) -> IterMetrics {
         images_per_s: 640.0,
         teacher_entropy: 3.0,
         kl: 0.2,
+        koleo: None,
         time: 1.0e9 + i as f64,
     }
 }

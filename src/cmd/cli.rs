@@ -205,6 +205,9 @@ pub struct TeacherFlags {
     /// Epochs of teacher temperature warm-up
     #[arg(long, allow_negative_numbers = true, help_heading = "Temperature")]
     pub warmup_teacher_temp_epochs: Option<i64>,
+    /// Teacher targets: ema (DINO's centring) or sinkhorn_knopp (DINOv2's: every prototype equally used per batch)
+    #[arg(long, help_heading = "Temperature")]
+    pub centering: Option<String>,
 }
 
 /// Optimisation: flags of `TrainConfig::optim`.
@@ -537,6 +540,9 @@ impl TeacherFlags {
         set(&mut t.momentum_teacher, &self.momentum_teacher);
         set(&mut t.warmup_teacher_temp, &self.warmup_teacher_temp);
         set(&mut t.teacher_temp, &self.teacher_temp);
+        if let Some(c) = &self.centering {
+            t.centering = crate::config::Centering::parse(c)?;
+        }
         set_count(&mut t.warmup_teacher_temp_epochs, "warmup_teacher_temp_epochs", self.warmup_teacher_temp_epochs, 0)
     }
 }
@@ -685,6 +691,9 @@ mod tests {
         let e = parse("dino train --resnet_stem small").resolve().unwrap_err().to_string();
         assert!(e.contains("--resnet_stem") && e.contains("cifar"), "{e}");
         assert_eq!(parse("dino train --arch resnet18 --resnet_stem cifar").resolve().unwrap().model.resnet_stem, ResNetStem::Cifar);
+        let e = parse("dino train --centering sinkhorn").resolve().unwrap_err().to_string();
+        assert!(e.contains("--centering") && e.contains("sinkhorn_knopp"), "{e}");
+        assert_eq!(parse("dino train --centering sinkhorn_knopp").resolve().unwrap().teacher.centering, crate::config::Centering::SinkhornKnopp);
         for bad in ["0", "-16", "257"] {
             let e = parse(&format!("dino train --arch resnet18 --resnet_width {bad}")).resolve().unwrap_err().to_string();
             assert!(e.contains("resnet_width"), "{bad}: {e}");

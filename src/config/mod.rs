@@ -83,6 +83,27 @@ pub struct ModelConfig {
     pub drop_path_rate: f64,
 }
 
+/// How the teacher's outputs become targets (`--centering`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Centering {
+    /// DINO's: subtract an EMA of the teacher's batch mean, then a sharp softmax.
+    #[default]
+    Ema,
+    /// DINOv2's: three Sinkhorn-Knopp iterations make every prototype equally used in the batch.
+    SinkhornKnopp,
+}
+
+impl Centering {
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "ema" => Ok(Self::Ema),
+            "sinkhorn_knopp" => Ok(Self::SinkhornKnopp),
+            other => Err(ConfigError::invalid("centering", other, "ema (DINO's) or sinkhorn_knopp (DINOv2's)")),
+        }
+    }
+}
+
 /// The teacher: its momentum and the temperature of its softmax.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -91,6 +112,8 @@ pub struct TeacherConfig {
     pub warmup_teacher_temp: f64,
     pub teacher_temp: f64,
     pub warmup_teacher_temp_epochs: usize,
+    /// Not a reference flag: DINO's centring (the default) or DINOv2's Sinkhorn-Knopp.
+    pub centering: Centering,
 }
 
 /// Optimisation of the student.
@@ -196,7 +219,7 @@ impl Default for ModelConfig {
 
 impl Default for TeacherConfig {
     fn default() -> Self {
-        Self { momentum_teacher: 0.996, warmup_teacher_temp: 0.04, teacher_temp: 0.04, warmup_teacher_temp_epochs: 0 }
+        Self { momentum_teacher: 0.996, warmup_teacher_temp: 0.04, teacher_temp: 0.04, warmup_teacher_temp_epochs: 0, centering: Centering::Ema }
     }
 }
 

@@ -114,6 +114,10 @@ pub struct IterMetrics {
     pub teacher_entropy: f64,
     /// Mean KL(teacher || student) over the loss's view pairs.
     pub kl: f64,
+    /// The KoLeo term before its weight, summed over the global views, when it is on
+    /// (`--koleo_loss_weight`); `loss` is the DINO loss without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub koleo: Option<f64>,
     /// Unix time in seconds.
     pub time: f64,
 }

@@ -408,6 +408,7 @@ mod tests {
             images_per_s: 16.0,
             teacher_entropy: 2.0,
             kl: 1.0,
+            koleo: None,
             time: now(),
         };
         for i in 0..5 {

@@ -166,6 +166,7 @@ mod tests {
             images_per_s: 16.0,
             teacher_entropy: 2.0,
             kl: 1.0,
+            koleo: None,
             time: 1_700_000_000.0 + iter as f64,
         };
         let mut first = TbLog::create(d.path()).unwrap();

@@ -13,7 +13,11 @@ pub const CENTER_MOMENTUM: f64 = 0.9;
 
 pub struct DinoLoss {
     pub ncrops: i64,
+    /// DINO's centre, an EMA of the teacher's batch mean. Kept up to date under Sinkhorn-Knopp
+    /// too (unused there), so a checkpoint can switch back.
     pub center: Tensor,
+    /// Teacher targets by Sinkhorn-Knopp (DINOv2) instead of centring.
+    pub sinkhorn: bool,
 }
 
 /// The loss and two collapse diagnostics computed from the same softmaxes.
@@ -51,9 +55,24 @@ pub fn koleo(features: &Tensor) -> Tensor {
     -(d + EPS).log().mean(Kind::Float)
 }
 
+/// DINOv2's teacher targets: `exp(logits / temp)` rescaled by three Sinkhorn-Knopp iterations so
+/// that each of the K prototypes carries 1/K of the batch's mass and each of the B rows sums to 1.
+/// In the log domain: at a temperature of 0.02 the logits span up to 100 nats, where `exp`
+/// underflows and DINOv2's plain version divides zero by zero. `logits` [B, K]; single process
+/// (DINOv2 all-reduces the sums).
+pub fn sinkhorn_knopp(logits: &Tensor, temp: f64) -> Tensor {
+    let (b, k) = (logits.size()[0] as f64, logits.size()[1] as f64);
+    let mut log_q = logits.to_kind(Kind::Float) / temp;
+    for _ in 0..3 {
+        log_q = &log_q - log_q.logsumexp([0], true) - k.ln();
+        log_q = &log_q - log_q.logsumexp([1], true) - b.ln();
+    }
+    (log_q + b.ln()).exp()
+}
+
 impl DinoLoss {
     pub fn new(out_dim: i64, ncrops: i64, device: tch::Device) -> Self {
-        Self { ncrops, center: Tensor::zeros([1, out_dim], (Kind::Float, device)) }
+        Self { ncrops, center: Tensor::zeros([1, out_dim], (Kind::Float, device)), sinkhorn: false }
     }
 
     /// Number of (teacher view, student view) pairs with different views.
@@ -63,7 +82,11 @@ impl DinoLoss {
 
     pub fn teacher_targets(&self, teacher_output: &Tensor, teacher_temp: f64) -> TeacherTargets {
         tch::no_grad(|| {
-            let q = ((teacher_output - &self.center) / teacher_temp).softmax(-1, Kind::Float);
+            let q = if self.sinkhorn {
+                sinkhorn_knopp(teacher_output, teacher_temp)
+            } else {
+                ((teacher_output - &self.center) / teacher_temp).softmax(-1, Kind::Float)
+            };
             let entropy = (-(&q * q.clamp_min(1e-30).log())).sum_dim_intlist(-1, false, Kind::Float).mean(Kind::Float).double_value(&[]);
             TeacherTargets { probs: q.chunk(2, 0), entropy }
         })
@@ -141,5 +164,36 @@ mod tests {
         let tangential = |i: i64, a: f32| -g.double_value(&[i, 0]) * f64::from(a.sin()) + g.double_value(&[i, 1]) * f64::from(a.cos());
         assert!(tangential(0, 0.0) > 0.0 && tangential(1, 0.1) < 0.0, "descent spreads the pair");
         assert_eq!(koleo(&Tensor::ones([4, 8], (Kind::BFloat16, Device::Cpu))).kind(), Kind::Float);
+    }
+
+    /// DINOv2's Sinkhorn-Knopp written as it is (plain `exp`, three iterations, float64 here so
+    /// nothing underflows) gives the same targets; rows sum to 1 and the prototypes share the
+    /// batch almost equally (three iterations do not converge fully); at a temperature whose
+    /// logits span 100 nats the log-domain version stays finite.
+    #[test]
+    fn sinkhorn_knopp_is_dinov2s_and_balances_the_prototypes() {
+        tch::manual_seed(3);
+        let logits = Tensor::randn([16, 8], (Kind::Float, Device::Cpu)) + Tensor::arange(8, (Kind::Float, Device::Cpu)) * 0.3;
+        let temp = 0.5;
+        let mut q = (logits.to_kind(Kind::Double) / temp).exp().tr();
+        q = &q / q.sum(Kind::Double);
+        for _ in 0..3 {
+            q = &q / q.sum_dim_intlist(1, true, Kind::Double) / 8.0;
+            q = &q / q.sum_dim_intlist(0, true, Kind::Double) / 16.0;
+        }
+        let reference = (q * 16.0).tr();
+        let ours = sinkhorn_knopp(&logits, temp);
+        let diff = f64::try_from((ours.to_kind(Kind::Double) - &reference).abs().max()).unwrap();
+        assert!(diff < 1e-5, "{diff}");
+        let rows = ours.sum_dim_intlist(1, false, Kind::Float);
+        assert!(rows.allclose(&Tensor::ones([16], (Kind::Float, Device::Cpu)), 1e-5, 1e-5, false));
+        let mass = ours.sum_dim_intlist(0, false, Kind::Float) / 16.0;
+        let (lo, hi) = (mass.min().double_value(&[]), mass.max().double_value(&[]));
+        assert!(lo > 0.1 && hi < 0.15, "each prototype near 1/8 of the batch: {lo}..{hi}");
+        // The softmax alone gives the last prototypes more than twice their share.
+        let plain = (&logits / temp).softmax(-1, Kind::Float).sum_dim_intlist(0, false, Kind::Float) / 16.0;
+        assert!(plain.max().double_value(&[]) > 0.25);
+        let sharp = sinkhorn_knopp(&(logits * 2.0), 0.02);
+        assert!(bool::try_from(sharp.isfinite().all()).unwrap(), "no 0/0 at temperature 0.02");
     }
 }

@@ -93,7 +93,7 @@ impl DinoState {
         let autocast = super::precision::choose(c, device).autocast;
         let amp = autocast.filter(|a| a.dtype == crate::config::AmpDtype::Fp16).map(|_| LossScaler::new());
         Ok(Self {
-            loss: DinoLoss::new(c.model.out_dim as i64, c.ncrops() as i64, device),
+            loss: DinoLoss { sinkhorn: c.teacher.centering == crate::config::Centering::SinkhornKnopp, ..DinoLoss::new(c.model.out_dim as i64, c.ncrops() as i64, device) },
             student_vs,
             teacher_vs,
             student,
@@ -246,6 +246,10 @@ impl DinoState {
     /// Joins a data-parallel job: every rank takes rank 0's student (parameters and BatchNorm
     /// statistics, in name order) and the teacher restarts as its copy.
     pub fn join_group(&mut self, g: std::sync::Arc<crate::dist::ProcessGroup>) -> Result<(), crate::dist::DistError> {
+        if self.loss.sinkhorn {
+            // Its sums would have to be all-reduced over the processes, which `sinkhorn_knopp` does not do.
+            return Err(crate::dist::DistError::C10d("--centering sinkhorn_knopp runs in one process only; use ema with several".into()));
+        }
         let vars: Vec<Tensor> = named_tensors(&self.student_vs).into_values().collect();
         g.broadcast_all(&vars)?;
         tch::no_grad(|| self.teacher_vs.copy(&self.student_vs)).map_err(|e| crate::dist::DistError::C10d(e.to_string()))?;
@@ -346,6 +350,41 @@ mod tests {
         let steps = |s: &DinoState| s.optimizer.state.iter().map(|(k, v)| (k.clone(), v.step)).collect::<Vec<_>>();
         assert_eq!(steps(&fused), steps(&after));
         assert!(fused.optimizer.state.keys().all(|k| fused.optimizer.state[k].step == if k.contains("last_layer") { 2 } else { 3 }));
+    }
+
+    /// The KoLeo term and Sinkhorn-Knopp targets change the step (the same start, other weights
+    /// after it); the KoLeo value is reported as the term before its weight (DINOv2's on the
+    /// global views' backbone features, recomputed here), the DINO loss without it.
+    #[test]
+    fn koleo_and_sinkhorn_knopp_change_the_step() {
+        let first = state(crate::config::Arch::ResNet18, true);
+        let crops: Vec<Tensor> = crops().iter().map(|c| c.randn_like()).collect();
+        let p = StepParams { epoch: 1, lr: 0.01, wd: 0.04, momentum: 0.9, teacher_temp: 0.04 };
+        let run = |koleo: f64, sinkhorn: bool| {
+            let mut s = state(crate::config::Arch::ResNet18, true);
+            tch::no_grad(|| {
+                s.student_vs.copy(&first.student_vs).unwrap();
+                s.teacher_vs.copy(&first.teacher_vs).unwrap();
+            });
+            s.koleo_weight = koleo;
+            s.loss.sinkhorn = sinkhorn;
+            let expected = tch::no_grad(|| {
+                let (_, feats) = s.student.forward_multicrop_with_features(&crops[..2], true);
+                feats.chunk(2, 0).iter().map(|f| super::super::loss::koleo(f).double_value(&[])).sum::<f64>()
+            });
+            let out = s.step(&crops, p).unwrap();
+            (s, out, expected)
+        };
+        let (plain, plain_out, _) = run(0.0, false);
+        assert_eq!(plain_out.koleo, 0.0);
+        let (with_koleo, out, expected) = run(0.5, false);
+        assert!((out.koleo - expected).abs() < 1e-4 * expected.abs().max(1.0), "{} against {expected}", out.koleo);
+        assert!((out.loss - plain_out.loss).abs() < 1e-4, "the DINO loss is reported without the term");
+        let (with_sk, sk_out, _) = run(0.0, true);
+        assert!(sk_out.loss.is_finite() && (sk_out.loss - plain_out.loss).abs() > 1e-6);
+        let weight = |s: &DinoState| named_tensors(&s.student_vs)["backbone.conv1.weight"].copy();
+        assert!(!weight(&with_koleo).equal(&weight(&plain)));
+        assert!(!weight(&with_sk).equal(&weight(&plain)));
     }
 
     /// The cifar-quick preset in CPU bfloat16: 40 steps without a non-finite loss. Before the

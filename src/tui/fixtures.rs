@@ -56,6 +56,7 @@ pub fn metrics(i: usize, scheds: &[(ScheduleName, Schedule)]) -> IterMetrics {
         images_per_s: 256.0,
         teacher_entropy: 6.0 - 2.0 * (1.0 - (-x / 120.0).exp()),
         kl: 0.4 + 0.1 * (x * 0.3).cos(),
+        koleo: None,
         time: 1_700_000_000.0 + x * 0.25,
     }
 }

@@ -219,6 +219,7 @@ mod tests {
             images_per_s: 640.0,
             teacher_entropy: 5.0,
             kl: 0.5,
+            koleo: None,
             time: 0.0,
         }
     }

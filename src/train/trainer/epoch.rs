@@ -92,6 +92,7 @@ impl Trainer {
             images_per_s: self.config.optim.batch_size_per_gpu as f64 / iter_time.max(1e-9),
             teacher_entropy: out.teacher_entropy,
             kl: out.kl,
+            koleo: (self.config.optim.koleo_loss_weight > 0.0).then_some(out.koleo),
             time: now(),
         };
         self.run_dir.metrics(&m)?;
