@@ -163,7 +163,7 @@ pub struct ModelFlags {
     /// Custom ViT number of heads (overrides the arch preset)
     #[arg(long, allow_negative_numbers = true, help_heading = "Model")]
     pub num_heads: Option<i64>,
-    /// ResNet stem: imagenet (torchvision's 7x7 stride 2 + max-pool) or cifar (3x3 stride 1, no max-pool: for 32 px images)
+    /// ResNet stem: imagenet (torchvision's 7x7 stride 2 + max-pool), mid (the same without the max-pool) or cifar (3x3 stride 1, no max-pool: for 32 px images)
     #[arg(long, help_heading = "Model")]
     pub resnet_stem: Option<String>,
     /// ResNet width: channels of the stem and layer1, doubled at each later stage (torchvision: 64)
@@ -520,7 +520,7 @@ impl ModelFlags {
                 ConfigError::invalid(
                     "resnet_stem",
                     s,
-                    "imagenet (7x7 stride 2 + max-pool, torchvision) or cifar (3x3 stride 1, for 32 px images)",
+                    "imagenet (7x7 stride 2 + max-pool, torchvision), mid (7x7 stride 2, no max-pool) or cifar (3x3 stride 1, for 32 px images)",
                 )
             })?;
         }
@@ -693,7 +693,10 @@ mod tests {
         assert_eq!(parse("dino train --arch resnet18 --resnet_stem cifar").resolve().unwrap().model.resnet_stem, ResNetStem::Cifar);
         let e = parse("dino train --centering sinkhorn").resolve().unwrap_err().to_string();
         assert!(e.contains("--centering") && e.contains("sinkhorn_knopp"), "{e}");
-        assert_eq!(parse("dino train --centering sinkhorn_knopp").resolve().unwrap().teacher.centering, crate::config::Centering::SinkhornKnopp);
+        assert_eq!(
+            parse("dino train --centering sinkhorn_knopp").resolve().unwrap().teacher.centering,
+            crate::config::Centering::SinkhornKnopp
+        );
         for bad in ["0", "-16", "257"] {
             let e = parse(&format!("dino train --arch resnet18 --resnet_width {bad}")).resolve().unwrap_err().to_string();
             assert!(e.contains("resnet_width"), "{bad}: {e}");

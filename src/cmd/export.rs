@@ -76,6 +76,9 @@ fn resnet_caveats(r: &crate::model::ResNet) -> Vec<String> {
             r.width()
         ));
     }
+    if r.stem() == crate::model::ResNetStem::Mid {
+        lines.push("this ResNet has the mid stem: set m.maxpool = nn.Identity() first".to_string());
+    }
     if r.stem() == crate::model::ResNetStem::Cifar {
         lines.push(format!(
             "this ResNet has the cifar stem: set m.conv1 = nn.Conv2d(3, {}, 3, 1, 1, bias=False) and m.maxpool = nn.Identity() first",

@@ -219,7 +219,13 @@ impl Default for ModelConfig {
 
 impl Default for TeacherConfig {
     fn default() -> Self {
-        Self { momentum_teacher: 0.996, warmup_teacher_temp: 0.04, teacher_temp: 0.04, warmup_teacher_temp_epochs: 0, centering: Centering::Ema }
+        Self {
+            momentum_teacher: 0.996,
+            warmup_teacher_temp: 0.04,
+            teacher_temp: 0.04,
+            warmup_teacher_temp_epochs: 0,
+            centering: Centering::Ema,
+        }
     }
 }
 

@@ -71,6 +71,10 @@ pub enum ResNetStem {
     Imagenet,
     /// 3x3 stride-1 convolution, no max-pool: `layer1` sees the crop at full resolution.
     Cifar,
+    /// torchvision's 7x7 stride-2 convolution without the max-pool: `layer1` sees half the crop's
+    /// resolution (16x16 for a 32 px crop), four times the ImageNet stem's compute in the blocks.
+    /// Its tensors are torchvision's, so a bare weights file cannot tell it from `imagenet`.
+    Mid,
 }
 
 impl ResNetStem {
@@ -78,6 +82,7 @@ impl ResNetStem {
         match s {
             "imagenet" => Some(Self::Imagenet),
             "cifar" => Some(Self::Cifar),
+            "mid" => Some(Self::Mid),
             _ => None,
         }
     }

@@ -27,7 +27,11 @@ use tch::{nn, nn::VarStore, Tensor};
 pub enum BackboneSpec {
     Vit(VitSpec),
     /// `width`: channels of `layer1` (64 in torchvision's; `--resnet_width`).
-    ResNet { depth: ResNetDepth, stem: ResNetStem, width: i64 },
+    ResNet {
+        depth: ResNetDepth,
+        stem: ResNetStem,
+        width: i64,
+    },
 }
 
 #[derive(Debug)]

@@ -128,7 +128,7 @@ impl ResNet {
         };
         let expansion = if bottleneck { 4 } else { 1 };
         let conv1 = match stem {
-            ResNetStem::Imagenet => conv(&p / "conv1", 3, width, 7, 2),
+            ResNetStem::Imagenet | ResNetStem::Mid => conv(&p / "conv1", 3, width, 7, 2),
             ResNetStem::Cifar => conv(&p / "conv1", 3, width, 3, 1),
         };
         let bn1 = bn(&p / "bn1", width);
@@ -241,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn cifar_stem_keeps_full_resolution_into_layer1() {
+    fn cifar_and_mid_stems_keep_more_resolution_into_layer1() {
         let vs = nn::VarStore::new(Device::Cpu);
         let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Cifar, 64);
         let vars = vs.variables();
@@ -252,6 +252,16 @@ mod tests {
         let stem = r.bn1.forward_t(&x.apply(&r.conv1), false).relu();
         assert_eq!(stem.size(), vec![2, 64, 32, 32], "no stride, no max-pool");
         assert_eq!(r.forward_t(&x, true).size(), vec![2, 512]);
+        // The mid stem: torchvision's tensors, half the resolution into layer1 (no max-pool).
+        let vs = nn::VarStore::new(Device::Cpu);
+        let r = ResNet::new(vs.root(), ResNetDepth::R18, ResNetStem::Mid, 64);
+        assert_eq!(vs.variables()["conv1.weight"].size(), vec![64, 3, 7, 7]);
+        let mut y = r.bn1.forward_t(&x.apply(&r.conv1), false).relu();
+        assert_eq!(y.size(), vec![2, 64, 16, 16]);
+        for u in &r.units {
+            y = u.forward_t(&y, false);
+        }
+        assert_eq!(y.size(), vec![2, 512, 2, 2], "layer4 sees 2x2, not 1x1");
     }
 
     /// `--resnet_width`: the same names and tensor count, every stage scaled, the output 8x the

@@ -93,7 +93,10 @@ impl DinoState {
         let autocast = super::precision::choose(c, device).autocast;
         let amp = autocast.filter(|a| a.dtype == crate::config::AmpDtype::Fp16).map(|_| LossScaler::new());
         Ok(Self {
-            loss: DinoLoss { sinkhorn: c.teacher.centering == crate::config::Centering::SinkhornKnopp, ..DinoLoss::new(c.model.out_dim as i64, c.ncrops() as i64, device) },
+            loss: DinoLoss {
+                sinkhorn: c.teacher.centering == crate::config::Centering::SinkhornKnopp,
+                ..DinoLoss::new(c.model.out_dim as i64, c.ncrops() as i64, device)
+            },
             student_vs,
             teacher_vs,
             student,
@@ -189,7 +192,7 @@ impl DinoState {
                         return Err(StepError::NonFiniteLoss(k));
                     }
                     koleo_value += k;
-                    part = part + term * self.koleo_weight;
+                    part += term * self.koleo_weight;
                 }
             }
             if in_backward {
@@ -218,7 +221,13 @@ impl DinoState {
         } else {
             self.loss.update_center(&teacher_out);
         }
-        let out = StepOutput { loss: loss_value, koleo: koleo_value, teacher_entropy: targets.entropy, kl: loss_value - targets.entropy, applied: true };
+        let out = StepOutput {
+            loss: loss_value,
+            koleo: koleo_value,
+            teacher_entropy: targets.entropy,
+            kl: loss_value - targets.entropy,
+            applied: true,
+        };
         if let Some(amp) = &mut self.amp {
             if !amp.unscale_and_check(&self.optimizer) {
                 return Ok(StepOutput { applied: false, ..out });
