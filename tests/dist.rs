@@ -418,3 +418,19 @@ fn a_pause_longer_than_the_timeout_holds_every_rank_and_stop_ends_them_all() {
     assert!(status.success(), "{}", said());
     assert_eq!(lines(&metrics), lines(&rank1), "both ranks stopped after the same iteration");
 }
+
+/// Sinkhorn-Knopp targets are computed per process: a job of several is refused before any
+/// process starts, naming the setting (whether or not Gloo is built in).
+#[test]
+fn sinkhorn_knopp_centering_is_refused_for_several_processes() {
+    let d = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dino"))
+        .args(["train", "--headless", "--nproc_per_node", "2", "--centering", "sinkhorn_knopp", "--data_path"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("centering") && err.contains("ema"), "{err}");
+    assert!(!d.path().join("runs").exists() && std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written");
+}

@@ -90,6 +90,15 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Train(args) => {
             let (config, report) = args.resolve_explained()?;
+            if super::recipe::world_size(args.nproc_per_node) > 1 && config.teacher.centering == crate::config::Centering::SinkhornKnopp {
+                // Refused before any process starts; the step would refuse it at the join anyway.
+                return Err(crate::config::ConfigError::invalid(
+                    "centering",
+                    "sinkhorn_knopp",
+                    "ema with several processes (Sinkhorn-Knopp runs in one)",
+                )
+                .into());
+            }
             if let Some(n) = args.nproc_per_node.filter(|&n| n > 1) {
                 if std::env::var_os("RANK").is_some() {
                     anyhow::bail!("--nproc_per_node starts the ranks itself; under torchrun or srun leave it out");
