@@ -65,7 +65,7 @@ fn loader_hint(backbone: &Backbone, names: Names) -> String {
     }
 }
 
-/// What torchvision's constructor does not build by itself: the CIFAR stem, another width.
+/// What torchvision's constructor does not build by itself: another width, the mid or CIFAR stem.
 fn resnet_caveats(r: &crate::model::ResNet) -> Vec<String> {
     let mut lines = vec![];
     if r.width() != 64 {

@@ -37,8 +37,8 @@ pub fn arch_of(tensors: &BTreeMap<String, Tensor>) -> Option<Arch> {
     tensors.contains_key("layer1.0.conv1.weight").then_some(Arch::ResNet18)
 }
 
-/// A ResNet's stem shows in the size of `conv1`'s kernel (7: torchvision's, 3: the CIFAR one), its
-/// width in `conv1`'s number of filters.
+/// A ResNet's stem shows in the size of `conv1`'s kernel (7: torchvision's or the mid one, 3: the
+/// CIFAR one), its width in `conv1`'s number of filters.
 fn resnet_stem_and_width(config: &mut TrainConfig, tensors: &BTreeMap<String, Tensor>) {
     if config.is_vit() {
         return;
@@ -48,7 +48,8 @@ fn resnet_stem_and_width(config: &mut TrainConfig, tensors: &BTreeMap<String, Te
     };
     match shape[..] {
         [_, _, 3, 3] => config.model.resnet_stem = ResNetStem::Cifar,
-        [_, _, 7, 7] => config.model.resnet_stem = ResNetStem::Imagenet,
+        // The mid stem has torchvision's tensors: a config that names it stands.
+        [_, _, 7, 7] if config.model.resnet_stem != ResNetStem::Mid => config.model.resnet_stem = ResNetStem::Imagenet,
         _ => {}
     }
     // Its width shows in `conv1`'s number of filters (64 in torchvision's).
@@ -211,6 +212,10 @@ mod tests {
         assert_eq!(config.model.resnet_width, 64);
         from_backbone(&mut config, &with_kernel(7), true);
         assert_eq!(config.model.resnet_stem, ResNetStem::Imagenet);
+        config.model.resnet_stem = ResNetStem::Mid;
+        from_backbone(&mut config, &with_kernel(7), true);
+        assert_eq!(config.model.resnet_stem, ResNetStem::Mid, "torchvision's tensors fit the mid stem a config names");
+        config.model.resnet_stem = ResNetStem::Imagenet;
         let narrow = BTreeMap::from([("conv1.weight".to_string(), zeros(&[16, 3, 3, 3]))]);
         from_backbone(&mut config, &narrow, true);
         assert_eq!((config.model.resnet_stem, config.model.resnet_width), (ResNetStem::Cifar, 16));
