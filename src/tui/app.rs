@@ -132,6 +132,9 @@ pub struct EvalRecord {
     pub content_id: Option<String>,
     /// Evaluated with random weights: the baseline, not a checkpoint.
     pub random: bool,
+    /// The student of a checkpoint (`dino eval knn --checkpoint_key student`): listed, but not the
+    /// checkpoint's result nor a point of the run's curve, which are the teacher's.
+    pub student: bool,
     /// k-NN top-1 for every k evaluated.
     pub per_k: Vec<(usize, f64)>,
     /// Classes of the data set (chance is 100 / this).
@@ -139,10 +142,10 @@ pub struct EvalRecord {
 }
 
 impl EvalRecord {
-    /// Whether this result is about the weights of `c`: by content id when both have one, else by
+    /// Whether this result is about the teacher of `c`: by content id when both have one, else by
     /// iteration (live evaluations, and runs recorded before content ids).
     pub fn is_of(&self, c: &CheckpointInfo) -> bool {
-        if self.random {
+        if self.random || self.student {
             return false;
         }
         match (&self.content_id, &c.content_id) {

@@ -181,11 +181,14 @@ fn apply_eval_event(app: &mut App, ev: Event) {
             }
             let top1 = crate::protocol::headline_top1(&json);
             let random = json["random_weights"].as_bool().unwrap_or(false);
+            let student = json["network"].as_str() == Some("student");
             let asked = app.resolve(Pending::Eval(kind));
             if let (Some(v), false, EvalKind::Knn | EvalKind::Linear) = (top1, random, kind) {
-                let previous = app.eval_tab.records.iter().rev().find(|r| r.kind == kind && !r.random).and_then(|r| r.top1);
-                let delta = previous.map(|p| format!(" ({:+.1} vs previous)", v - p)).unwrap_or_default();
-                app.shell.status = Some(format!("{} {v:.1}%{delta}", kind.label()));
+                // Teachers are compared with the previous teacher; a student's result stands alone.
+                let previous = app.eval_tab.records.iter().rev().find(|r| r.kind == kind && !r.random && !r.student).and_then(|r| r.top1);
+                let delta = previous.filter(|_| !student).map(|p| format!(" ({:+.1} vs previous)", v - p)).unwrap_or_default();
+                let whose = if student { " (student)" } else { "" };
+                app.shell.status = Some(format!("{}{whose} {v:.1}%{delta}", kind.label()));
             } else if asked {
                 app.shell.status = Some(format!("{} done: {summary}", kind.label()));
             }
@@ -201,6 +204,7 @@ fn apply_eval_event(app: &mut App, ev: Event) {
                 top1,
                 content_id: json["content_id"].as_str().map(String::from),
                 random,
+                student,
                 per_k,
                 num_classes: number("num_classes"),
             });

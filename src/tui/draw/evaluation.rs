@@ -47,8 +47,13 @@ fn levels(app: &App) -> (Option<f64>, Option<f64>) {
 fn draw_accuracy_chart(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.shell.theme;
     let points = |kind: EvalKind| -> Vec<(f64, f64)> {
-        let mut p: Vec<(f64, f64)> =
-            app.eval_tab.records.iter().filter(|r| r.kind == kind && !r.random).filter_map(|r| Some((r.epoch? as f64, r.top1?))).collect();
+        let mut p: Vec<(f64, f64)> = app
+            .eval_tab
+            .records
+            .iter()
+            .filter(|r| r.kind == kind && !r.random && !r.student)
+            .filter_map(|r| Some((r.epoch? as f64, r.top1?)))
+            .collect();
         p.sort_by(|a, b| a.0.total_cmp(&b.0));
         p
     };
@@ -103,9 +108,10 @@ fn per_k_table(app: &App) -> Vec<TableRow> {
         let label = if r.random {
             "random weights".to_string()
         } else {
+            let student = if r.student { ", student" } else { "" };
             match (r.epoch, r.iter) {
-                (Some(e), Some(i)) => format!("epoch {e} (it {i})"),
-                _ => "–".into(),
+                (Some(e), Some(i)) => format!("epoch {e} (it {i}){student}"),
+                _ => format!("–{student}"),
             }
         };
         let row = match rows.iter_mut().find(|x| x.label == label) {
@@ -148,7 +154,9 @@ fn draw_per_k(app: &App, frame: &mut Frame, area: Rect, rows: &[TableRow]) {
             Row::new(cells).style(if r.label == "random weights" { t.muted() } else { t.text() })
         })
         .collect();
-    let mut widths = vec![Constraint::Length(22)];
+    // As wide as the longest label ("epoch 12 (it 744), student"), within 22..=30 columns.
+    let label_w = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0).clamp(22, 30) as u16;
+    let mut widths = vec![Constraint::Length(label_w)];
     widths.extend(ks.iter().map(|_| Constraint::Length(7)));
     widths.push(Constraint::Length(7));
     let table = Table::new(body, widths)

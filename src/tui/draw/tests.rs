@@ -362,6 +362,30 @@ fn evaluation_tab_charts_levels_and_a_table_per_k() {
     assert!(six.contains("57.0") && six.contains("58.0") && six.contains("58.5") && six.contains("61.0"), "{wide}");
 }
 
+/// A student's k-NN of a checkpoint (`dino eval knn --checkpoint_key student`) gets a row of its
+/// own in the per-k table and is neither the checkpoint's result nor a point of the curve.
+#[test]
+fn a_students_result_is_listed_apart_from_the_teachers() {
+    use crate::protocol::{EvalKind, Event};
+    use crate::tui::trainer_events::apply_event;
+    let mut app = reviewed_run();
+    let json = serde_json::json!({"kind": "knn", "epoch": 6, "iter": 600, "content_id": "c0ffee000006", "network": "student",
+        "num_classes": 5, "results": [{"k": 20, "top1": 71.5}]});
+    apply_event(&mut app, Event::EvalResult { kind: EvalKind::Knn, summary: "k-NN 71.5".into(), json });
+    app.shell.tab = Tab::Checkpoints;
+    let history = render(&app, 160, 48);
+    let six = history.lines().find(|l| l.starts_with("\"│6 ")).unwrap_or_default();
+    assert!(six.contains("58.0") && !six.contains("71.5"), "{history}");
+    app.shell.tab = Tab::Evaluation;
+    let wide = render(&app, 160, 48);
+    let student = wide.lines().find(|l| l.contains("epoch 6 (it 600), student")).unwrap_or_default();
+    assert!(student.contains("71.5"), "{wide}");
+    let teacher = wide.lines().find(|l| l.contains("epoch 6 (it 600)") && !l.contains("student")).unwrap_or_default();
+    assert!(teacher.contains("58.0") && !teacher.contains("71.5"), "{wide}");
+    let status = app.shell.status.clone().unwrap_or_default();
+    assert!(status.contains("(student) 71.5%") && !status.contains("vs previous"), "{status}");
+}
+
 #[test]
 fn attached_view_shows_the_trainers_resources_beside_its_own() {
     let (mut app, _rx) = fixtures::app(300);
