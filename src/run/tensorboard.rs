@@ -75,24 +75,27 @@ pub fn metric_scalars(m: &IterMetrics) -> [(&'static str, f64); 10] {
 }
 
 /// An evaluation record's step (the evaluated weights' iteration) and accuracies:
-/// `eval/knn_top1_kK`, `eval/knn_top5_kK` per k, `eval/linear_top1`, `eval/linear_top5`. `None`
+/// `eval/knn_top1_kK`, `eval/knn_top5_kK` per k, `eval/linear_top1`, `eval/linear_top5`; a
+/// checkpoint's student (`"network": "student"`) under `eval_student/`, a curve of its own. `None`
 /// when the record has no iteration or no accuracy (outlier scores).
 pub fn eval_scalars(json: &serde_json::Value) -> Option<(i64, Vec<(String, f64)>)> {
     let step = json["iter"].as_i64()?;
+    // Starts with EVAL too, so `truncate_from` treats it as an evaluation.
+    let group = if json["network"].as_str() == Some("student") { "eval_student" } else { EVAL };
     let mut out = vec![];
     if let Some(results) = json["results"].as_array() {
         for r in results {
             let Some(k) = r["k"].as_u64() else { continue };
             for which in ["top1", "top5"] {
                 if let Some(v) = r[which].as_f64() {
-                    out.push((format!("{EVAL}/knn_{which}_k{k}"), v));
+                    out.push((format!("{group}/knn_{which}_k{k}"), v));
                 }
             }
         }
     }
     for (field, name) in [("test_acc1", "linear_top1"), ("test_acc5", "linear_top5")] {
         if let Some(v) = json[field].as_f64() {
-            out.push((format!("{EVAL}/{name}"), v));
+            out.push((format!("{group}/{name}"), v));
         }
     }
     (!out.is_empty()).then_some((step, out))
@@ -148,6 +151,8 @@ mod tests {
         assert_eq!(eval_scalars(&linear), Some((7, vec![("eval/linear_top1".into(), 61.25)])));
         assert_eq!(eval_scalars(&serde_json::json!({"iter": null, "test_acc1": 1.0})), None, "no step: nothing to draw");
         assert_eq!(eval_scalars(&serde_json::json!({"iter": 3, "kind": "outliers"})), None);
+        let student = serde_json::json!({"iter": 40, "network": "student", "results": [{"k": 20, "top1": 41.0}]});
+        assert_eq!(eval_scalars(&student), Some((40, vec![("eval_student/knn_top1_k20".into(), 41.0)])));
     }
 
     #[test]
