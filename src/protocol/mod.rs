@@ -268,6 +268,16 @@ pub fn headline_top1(json: &serde_json::Value) -> Option<f64> {
     json["test_acc1"].as_f64()
 }
 
+/// The `network` of an evaluation record of a checkpoint's student (`dino eval knn
+/// --checkpoint_key student`); a record without the field is of the teacher.
+pub const STUDENT_NETWORK: &str = "student";
+
+/// Whether an evaluation record is of a checkpoint's student. The teacher's results stand for the
+/// run (its curve, its best, "vs previous"); a student's are listed apart.
+pub fn is_student_result(json: &serde_json::Value) -> bool {
+    json["network"].as_str() == Some(STUDENT_NETWORK)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +291,13 @@ mod tests {
         assert_eq!(headline_top1(&serde_json::json!({"test_acc1": 61.25})), Some(61.25));
         assert_eq!(headline_top1(&serde_json::json!({"results": []})), None);
         assert_eq!(headline_top1(&serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn a_record_is_the_teachers_unless_it_names_the_student() {
+        assert!(is_student_result(&serde_json::json!({"network": "student", "results": []})));
+        assert!(!is_student_result(&serde_json::json!({"network": "teacher", "results": []})));
+        assert!(!is_student_result(&serde_json::json!({"results": []})));
     }
     use schedule::EditKind;
 

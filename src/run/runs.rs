@@ -121,12 +121,15 @@ fn knn_accuracy(v: &serde_json::Value) -> Option<f64> {
 }
 
 /// Whether a record evaluated random weights (the baseline), which says nothing of the run.
-fn is_baseline(v: &serde_json::Value) -> bool {
-    v["random_weights"].as_bool().unwrap_or(false)
+/// Whether a record is a teacher's result of one of the run's checkpoints: not the random-weights
+/// baseline, not a student's.
+fn is_the_runs_result(v: &serde_json::Value) -> bool {
+    !v["random_weights"].as_bool().unwrap_or(false) && !crate::protocol::is_student_result(v)
 }
 
-/// Best k-NN top-1 of the run's checkpoints, from `evals/knn-*.json` and the `eval` events (a
-/// result whose file was removed still counts); the random-weights baseline does not.
+/// Best k-NN top-1 of the run's checkpoints (their teachers, which stand for the run, as on the
+/// TUI's curve), from `evals/knn-*.json` and the `eval` events (a result whose file was removed
+/// still counts); the random-weights baseline and a student's results do not.
 pub fn best_knn(run_dir: &Path) -> Option<f64> {
     let mut found: Vec<f64> = Vec::new();
     if let Ok(entries) = std::fs::read_dir(run_dir.join("evals")) {
@@ -134,13 +137,13 @@ pub fn best_knn(run_dir: &Path) -> Option<f64> {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with("knn") && name.ends_with(".json") {
                 let v = std::fs::read_to_string(e.path()).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-                found.extend(v.as_ref().filter(|v| !is_baseline(v)).and_then(knn_accuracy));
+                found.extend(v.as_ref().filter(|v| is_the_runs_result(v)).and_then(knn_accuracy));
             }
         }
     }
     let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
     for v in events.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
-        if v["type"].as_str().is_some_and(|t| t.starts_with("eval")) && v["kind"] == "knn" && !is_baseline(&v) {
+        if v["type"].as_str().is_some_and(|t| t.starts_with("eval")) && v["kind"] == "knn" && is_the_runs_result(&v) {
             found.extend(knn_accuracy(&v));
         }
     }
@@ -326,6 +329,11 @@ mod tests {
             r#"{"kind":"knn","random_weights":true,"results":[{"k":20,"top1":99.0}]}"#,
         )
         .expect("baseline");
+        std::fs::write(
+            r.join("evals/knn-ep0002-it00000010-data-abcdef-student.json"),
+            r#"{"kind":"knn","network":"student","results":[{"k":20,"top1":77.0}]}"#,
+        )
+        .expect("student");
         assert_eq!(best_knn(&r), Some(75.25));
         let t = table(&list(d.path(), None));
         assert!(t.starts_with("NAME") && t.contains("crashed") && t.contains("2/3") && t.contains("3.2500") && t.contains("75.25"), "{t}");

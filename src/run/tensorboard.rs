@@ -58,9 +58,9 @@ impl TbLog {
 }
 
 /// The metrics of an iteration as (name, value), in `metrics.jsonl`'s order; the tags are
-/// `train/NAME`.
-pub fn metric_scalars(m: &IterMetrics) -> [(&'static str, f64); 10] {
-    [
+/// `train/NAME`. `koleo` only when the run has the term on, as in `metrics.jsonl`.
+pub fn metric_scalars(m: &IterMetrics) -> Vec<(&'static str, f64)> {
+    let mut out = vec![
         ("loss", m.loss),
         ("lr", m.lr),
         ("wd", m.wd),
@@ -71,7 +71,9 @@ pub fn metric_scalars(m: &IterMetrics) -> [(&'static str, f64); 10] {
         ("images_per_s", m.images_per_s),
         ("teacher_entropy", m.teacher_entropy),
         ("kl", m.kl),
-    ]
+    ];
+    out.extend(m.koleo.map(|v| ("koleo", v)));
+    out
 }
 
 /// An evaluation record's step (the evaluated weights' iteration) and accuracies:
@@ -81,7 +83,7 @@ pub fn metric_scalars(m: &IterMetrics) -> [(&'static str, f64); 10] {
 pub fn eval_scalars(json: &serde_json::Value) -> Option<(i64, Vec<(String, f64)>)> {
     let step = json["iter"].as_i64()?;
     // Starts with EVAL too, so `truncate_from` treats it as an evaluation.
-    let group = if json["network"].as_str() == Some("student") { "eval_student" } else { EVAL };
+    let group = if crate::protocol::is_student_result(json) { "eval_student" } else { EVAL };
     let mut out = vec![];
     if let Some(results) = json["results"].as_array() {
         for r in results {
@@ -153,6 +155,40 @@ mod tests {
         assert_eq!(eval_scalars(&serde_json::json!({"iter": 3, "kind": "outliers"})), None);
         let student = serde_json::json!({"iter": 40, "network": "student", "results": [{"k": 20, "top1": 41.0}]});
         assert_eq!(eval_scalars(&student), Some((40, vec![("eval_student/knn_top1_k20".into(), 41.0)])));
+    }
+
+    #[test]
+    fn koleo_is_a_curve_only_when_the_run_has_the_term() {
+        let mut m = IterMetrics {
+            iter: 3,
+            epoch: 0,
+            loss: 5.0,
+            lr: 0.1,
+            wd: 0.04,
+            teacher_temp: 0.04,
+            momentum: 0.996,
+            iter_time: 0.5,
+            data_time: 0.1,
+            images_per_s: 16.0,
+            teacher_entropy: 2.0,
+            kl: 1.0,
+            koleo: None,
+            time: 1_700_000_000.0,
+        };
+        assert!(metric_scalars(&m).iter().all(|(name, _)| *name != "koleo"));
+        m.koleo = Some(-1.25);
+        assert_eq!(metric_scalars(&m).last(), Some(&("koleo", -1.25)));
+        let d = tempfile::tempdir().unwrap();
+        let mut log = TbLog::create(d.path()).unwrap();
+        log.metrics(&m).unwrap();
+        log.flush().unwrap();
+        let koleo: Vec<(i64, f32)> = event_files(d.path())
+            .iter()
+            .flat_map(|f| tensorboard::read_scalars(f).unwrap())
+            .filter(|(t, _, _)| t == "train/koleo")
+            .map(|(_, s, v)| (s, v))
+            .collect();
+        assert_eq!(koleo, vec![(3, -1.25)]);
     }
 
     #[test]

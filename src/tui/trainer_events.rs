@@ -181,7 +181,7 @@ fn apply_eval_event(app: &mut App, ev: Event) {
             }
             let top1 = crate::protocol::headline_top1(&json);
             let random = json["random_weights"].as_bool().unwrap_or(false);
-            let student = json["network"].as_str() == Some("student");
+            let student = crate::protocol::is_student_result(&json);
             let asked = app.resolve(Pending::Eval(kind));
             if let (Some(v), false, EvalKind::Knn | EvalKind::Linear) = (top1, random, kind) {
                 // Teachers are compared with the previous teacher; a student's result stands alone.
