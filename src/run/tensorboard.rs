@@ -142,6 +142,36 @@ pub fn append_eval(run_dir: &Path, json: &serde_json::Value) -> Result<(), TbErr
 mod tests {
     use super::*;
 
+    /// An iteration's metrics, its loss the iteration's number (to tell the steps apart).
+    fn metrics_at(iter: usize) -> IterMetrics {
+        IterMetrics {
+            iter,
+            epoch: 0,
+            loss: iter as f64,
+            lr: 0.1,
+            wd: 0.04,
+            teacher_temp: 0.04,
+            momentum: 0.996,
+            iter_time: 0.5,
+            data_time: 0.1,
+            images_per_s: 16.0,
+            teacher_entropy: 2.0,
+            kl: 1.0,
+            koleo: None,
+            time: 1_700_000_000.0 + iter as f64,
+        }
+    }
+
+    /// One tag's (step, value) pairs over every event file of the run, in file order.
+    fn curve(run_dir: &Path, tag: &str) -> Vec<(i64, f32)> {
+        event_files(run_dir)
+            .iter()
+            .flat_map(|f| tensorboard::read_scalars(f).unwrap())
+            .filter(|(t, _, _)| t == tag)
+            .map(|(_, s, v)| (s, v))
+            .collect()
+    }
+
     #[test]
     fn evaluation_records_become_accuracy_curves() {
         let knn = serde_json::json!({"iter": 40, "results": [{"k": 10, "top1": 40.5, "top5": 90.0}, {"k": 20, "top1": 45.5}]});
@@ -159,22 +189,7 @@ mod tests {
 
     #[test]
     fn koleo_is_a_curve_only_when_the_run_has_the_term() {
-        let mut m = IterMetrics {
-            iter: 3,
-            epoch: 0,
-            loss: 5.0,
-            lr: 0.1,
-            wd: 0.04,
-            teacher_temp: 0.04,
-            momentum: 0.996,
-            iter_time: 0.5,
-            data_time: 0.1,
-            images_per_s: 16.0,
-            teacher_entropy: 2.0,
-            kl: 1.0,
-            koleo: None,
-            time: 1_700_000_000.0,
-        };
+        let mut m = metrics_at(3);
         assert!(metric_scalars(&m).iter().all(|(name, _)| *name != "koleo"));
         m.koleo = Some(-1.25);
         assert_eq!(metric_scalars(&m).last(), Some(&("koleo", -1.25)));
@@ -182,51 +197,24 @@ mod tests {
         let mut log = TbLog::create(d.path()).unwrap();
         log.metrics(&m).unwrap();
         log.flush().unwrap();
-        let koleo: Vec<(i64, f32)> = event_files(d.path())
-            .iter()
-            .flat_map(|f| tensorboard::read_scalars(f).unwrap())
-            .filter(|(t, _, _)| t == "train/koleo")
-            .map(|(_, s, v)| (s, v))
-            .collect();
-        assert_eq!(koleo, vec![(3, -1.25)]);
+        assert_eq!(curve(d.path(), "train/koleo"), vec![(3, -1.25)]);
     }
 
     #[test]
     fn a_resume_cuts_every_file_at_the_checkpoint() {
         let d = tempfile::tempdir().unwrap();
-        let m = |iter: usize| IterMetrics {
-            iter,
-            epoch: 0,
-            loss: iter as f64,
-            lr: 0.1,
-            wd: 0.04,
-            teacher_temp: 0.04,
-            momentum: 0.996,
-            iter_time: 0.5,
-            data_time: 0.1,
-            images_per_s: 16.0,
-            teacher_entropy: 2.0,
-            kl: 1.0,
-            koleo: None,
-            time: 1_700_000_000.0 + iter as f64,
-        };
         let mut first = TbLog::create(d.path()).unwrap();
         for i in 0..6 {
-            first.metrics(&m(i)).unwrap();
+            first.metrics(&metrics_at(i)).unwrap();
         }
         first.flush().unwrap();
         truncate_from(d.path(), 4).unwrap();
         let mut second = TbLog::create(d.path()).unwrap();
         for i in 4..8 {
-            second.metrics(&m(i)).unwrap();
+            second.metrics(&metrics_at(i)).unwrap();
         }
         second.flush().unwrap();
-        let mut losses: Vec<(i64, f32)> = event_files(d.path())
-            .iter()
-            .flat_map(|f| tensorboard::read_scalars(f).unwrap())
-            .filter(|(t, _, _)| t == "train/loss")
-            .map(|(_, s, v)| (s, v))
-            .collect();
+        let mut losses = curve(d.path(), "train/loss");
         losses.sort_by_key(|p| p.0);
         assert_eq!(losses, (0..8).map(|i| (i, i as f32)).collect::<Vec<_>>());
     }
