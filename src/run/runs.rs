@@ -120,7 +120,6 @@ fn knn_accuracy(v: &serde_json::Value) -> Option<f64> {
         .or_else(|| v.as_object()?.values().filter(|x| x.is_object()).find_map(knn_accuracy))
 }
 
-/// Whether a record evaluated random weights (the baseline), which says nothing of the run.
 /// Whether a record is a teacher's result of one of the run's checkpoints: not the random-weights
 /// baseline, not a student's.
 fn is_the_runs_result(v: &serde_json::Value) -> bool {
