@@ -122,6 +122,30 @@ pub struct IterMetrics {
     pub time: f64,
 }
 
+#[cfg(test)]
+impl IterMetrics {
+    /// An iteration's metrics for tests of what stores and draws them: the given step, loss and
+    /// time, the rest plausible constants.
+    pub(crate) fn sample(iter: usize, loss: f64, time: f64) -> Self {
+        Self {
+            iter,
+            epoch: 0,
+            loss,
+            lr: 0.1,
+            wd: 0.04,
+            teacher_temp: 0.04,
+            momentum: 0.996,
+            iter_time: 0.5,
+            data_time: 0.1,
+            images_per_s: 16.0,
+            teacher_entropy: 2.0,
+            kl: 1.0,
+            koleo: None,
+            time,
+        }
+    }
+}
+
 /// Reference-style per-epoch summary (`log.txt`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochSummary {

@@ -395,22 +395,7 @@ mod tests {
     fn tensorboard_follows_metrics_and_a_run_that_goes_back() {
         let d = tempfile::tempdir().unwrap();
         let mut run = RunDir::open(d.path(), &TrainConfig::default()).unwrap();
-        let m = |iter: usize, loss: f64| IterMetrics {
-            iter,
-            epoch: 0,
-            loss,
-            lr: 0.1,
-            wd: 0.04,
-            teacher_temp: 0.04,
-            momentum: 0.996,
-            iter_time: 0.5,
-            data_time: 0.1,
-            images_per_s: 16.0,
-            teacher_entropy: 2.0,
-            kl: 1.0,
-            koleo: None,
-            time: now(),
-        };
+        let m = |iter: usize, loss: f64| IterMetrics::sample(iter, loss, now());
         for i in 0..5 {
             run.metrics(&m(i, 1.0)).unwrap();
         }

@@ -144,22 +144,7 @@ mod tests {
 
     /// An iteration's metrics, its loss the iteration's number (to tell the steps apart).
     fn metrics_at(iter: usize) -> IterMetrics {
-        IterMetrics {
-            iter,
-            epoch: 0,
-            loss: iter as f64,
-            lr: 0.1,
-            wd: 0.04,
-            teacher_temp: 0.04,
-            momentum: 0.996,
-            iter_time: 0.5,
-            data_time: 0.1,
-            images_per_s: 16.0,
-            teacher_entropy: 2.0,
-            kl: 1.0,
-            koleo: None,
-            time: 1_700_000_000.0 + iter as f64,
-        }
+        IterMetrics::sample(iter, iter as f64, 1_700_000_000.0 + iter as f64)
     }
 
     /// One tag's (step, value) pairs over every event file of the run, in file order.
