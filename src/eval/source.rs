@@ -351,3 +351,17 @@ fn sidecar_naming(tensor_file: &Path) -> Option<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .find(|p| checkpoint::read_meta(p).is_ok_and(|m| m.tensors == name))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result records its network by this name (`cmd::eval_setup`); the TUI, TensorBoard and
+    /// `dino runs` tell a student's result apart by `protocol::STUDENT_NETWORK`.
+    #[test]
+    fn a_students_name_is_the_one_its_readers_look_for() {
+        assert_eq!(CheckpointKey::Student.name(), crate::protocol::STUDENT_NETWORK);
+        assert_ne!(CheckpointKey::Teacher.name(), crate::protocol::STUDENT_NETWORK);
+        assert_eq!(CheckpointKey::parse(CheckpointKey::Student.name()), Ok(CheckpointKey::Student));
+    }
+}
