@@ -142,10 +142,16 @@ pub struct EvalRecord {
 }
 
 impl EvalRecord {
+    /// Whether this is a teacher's result of a checkpoint, which stands for the run (its curve,
+    /// "vs previous", a checkpoint's row): not the random-weights baseline, not a student's.
+    pub fn stands_for_the_run(&self) -> bool {
+        !self.random && !self.student
+    }
+
     /// Whether this result is about the teacher of `c`: by content id when both have one, else by
     /// iteration (live evaluations, and runs recorded before content ids).
     pub fn is_of(&self, c: &CheckpointInfo) -> bool {
-        if self.random || self.student {
+        if !self.stands_for_the_run() {
             return false;
         }
         match (&self.content_id, &c.content_id) {

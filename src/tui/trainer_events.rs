@@ -185,7 +185,7 @@ fn apply_eval_event(app: &mut App, ev: Event) {
             let asked = app.resolve(Pending::Eval(kind));
             if let (Some(v), false, EvalKind::Knn | EvalKind::Linear) = (top1, random, kind) {
                 // Teachers are compared with the previous teacher; a student's result stands alone.
-                let previous = app.eval_tab.records.iter().rev().find(|r| r.kind == kind && !r.random && !r.student).and_then(|r| r.top1);
+                let previous = app.eval_tab.records.iter().rev().find(|r| r.kind == kind && r.stands_for_the_run()).and_then(|r| r.top1);
                 let delta = previous.filter(|_| !student).map(|p| format!(" ({:+.1} vs previous)", v - p)).unwrap_or_default();
                 let whose = if student { " (student)" } else { "" };
                 app.shell.status = Some(format!("{}{whose} {v:.1}%{delta}", kind.label()));

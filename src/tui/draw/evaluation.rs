@@ -51,7 +51,7 @@ fn draw_accuracy_chart(app: &App, frame: &mut Frame, area: Rect) {
             .eval_tab
             .records
             .iter()
-            .filter(|r| r.kind == kind && !r.random && !r.student)
+            .filter(|r| r.kind == kind && r.stands_for_the_run())
             .filter_map(|r| Some((r.epoch? as f64, r.top1?)))
             .collect();
         p.sort_by(|a, b| a.0.total_cmp(&b.0));
