@@ -3,8 +3,10 @@
 SHELL := /bin/bash
 LIBTORCH_ENV = eval "$$(bash scripts/setup-libtorch.sh --env)"
 CARGO_FLAGS ?=
+# `make install`: where the binary, completions and man pages go.
+PREFIX ?= $(HOME)/.local
 
-.PHONY: setup build release demo test bench clean-demo
+.PHONY: setup build release demo test bench clean-demo install uninstall
 
 setup:
 	@bash scripts/setup-libtorch.sh --env >/dev/null
@@ -26,6 +28,16 @@ test: setup
 	@bash scripts/setup-test-tools.sh
 	@bash scripts/lint.sh
 	@$(LIBTORCH_ENV) && bash scripts/test-with-cores.sh $(CARGO_FLAGS)
+
+# The binary into $(PREFIX)/bin, shell completions (bash, zsh, fish) and man pages under
+# $(PREFIX)/share; the binary keeps finding libtorch through its rpath (scripts/install.sh).
+install: release
+	@bash scripts/install.sh target/release/dino "$(PREFIX)"
+
+uninstall:
+	rm -f "$(PREFIX)/bin/dino" "$(PREFIX)/share/bash-completion/completions/dino" \
+	  "$(PREFIX)/share/zsh/site-functions/_dino" "$(PREFIX)/share/fish/vendor_completions.d/dino.fish" \
+	  "$(PREFIX)"/share/man/man1/dino.1 "$(PREFIX)"/share/man/man1/dino-*.1
 
 bench: release
 	@$(LIBTORCH_ENV) && bash scripts/bench.sh

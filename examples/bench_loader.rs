@@ -1,4 +1,4 @@
-//! Loader throughput (images per second) for the two settings of docs/benchmarks-data.md:
+//! Loader throughput (images per second) for the two settings of docs/benchmarks.md (Data loader):
 //! (a) 32/16 px crops, 2 + 6, on cifar-vehicles/pretext (demo data when it is absent) and
 //! (b) 224/96 px crops, 2 + 8, on 200 generated photo-like 500x375 JPEGs.
 //!
@@ -18,7 +18,8 @@ fn main() -> anyhow::Result<()> {
         args.iter().position(|a| a == "--images").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(2048);
     let tmp = tempfile::tempdir()?;
 
-    let cifar = Path::new("/work/shared/data/cifar-vehicles");
+    // The shared data beside the repository, wherever it was cloned.
+    let cifar = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar-vehicles");
     let (small_files, small_name) = if cifar.join("pretext").is_dir() {
         (DataLayout::discover(cifar)?.pretext().files.clone(), "cifar-vehicles/pretext (32x32 JPEG)")
     } else {

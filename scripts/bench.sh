@@ -60,6 +60,6 @@ for mode in false true; do
 done
 awk -v a="${ips[bf16]}" -v b="${ips[fp32]}" 'BEGIN {printf "bench: bf16 / fp32 = %.2fx\n", a / b}'
 # The physical limit: FLOPs of the step (scripts/flops.py counts them layer by layer) at the
-# measured rates; the README compares them with the CPU's nominal peak.
+# measured rates; docs/benchmarks.md compares them with the CPU's nominal peak.
 python3 scripts/flops.py vit_tiny4="${ips[fp32]}" | grep '^vit_tiny4' | sed 's/^/bench: fp32 /'
 python3 scripts/flops.py vit_tiny4="${ips[bf16]}" | grep '^vit_tiny4' | sed 's/^/bench: bf16 /'

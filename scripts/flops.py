@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """FLOPs of one DINO training step per image, counted layer by layer (multiply-adds x 2), for the
-README's physical-limit figures (issue 21). Standard library only.
+docs/benchmarks.md's physical-limit figures (issue 21). Standard library only.
 
 Counts the matrix products and convolutions: patch embedding, attention (qkv, QK^T, AV, proj), MLP,
 the DINO head, ResNet convolutions. Norms, activations, softmax, the loss and the optimizer are
@@ -51,7 +51,7 @@ def step(backbone, feat_dim, head, global_px, local_px, n_local):
 
 
 CONFIGS = {
-    # The micro-benchmark of issue 21 and README: vit_tiny/4, 2 x 32 px + 6 x 16 px, out_dim 4096.
+    # The micro-benchmark of issue 21 and docs/benchmarks.md: vit_tiny/4, 2 x 32 px + 6 x 16 px, out_dim 4096.
     "vit_tiny4": step(vit_forward, 192, (2048, 256, 4096), 32, 16, 6),
     # cifar-quick: ResNet-18, 2 x 32 px + 4 x 16 px, BN head 1024/256, out_dim 256.
     "cifar-quick": step(lambda px: resnet18_forward(px)[0], 512, (1024, 256, 256), 32, 16, 4),

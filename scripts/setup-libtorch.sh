@@ -41,6 +41,22 @@ else
     log "error: $VENV holds no usable torch; remove it and run again"
     exit 1
   fi
+  # NCCL (multi-GPU training) is compiled wherever this torch has CUDA. The nccl and cu13 header
+  # wheels come with torch; the CUDA runtime's crt/ and cccl/ headers do not: two header-only
+  # wheels, into the cache beside the venv (build.rs reads them there). Headers, no GPU needed.
+  CUDA_HEADERS="$CACHE_ROOT/cuda-headers-13.0"
+  if [ -f "$SITE/lib/libtorch_cuda.so" ] && [ ! -f "$CUDA_HEADERS/nvidia/cu13/include/crt/host_config.h" ]; then
+    log "installing the CUDA 13.0 crt/cccl headers NCCL's build needs into $CUDA_HEADERS"
+    rm -rf "$CUDA_HEADERS.partial"
+    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
+      --target "$CUDA_HEADERS.partial" "nvidia-cuda-crt==13.0.*" "nvidia-cuda-cccl==13.0.*" >&2; then
+      log "error: could not install the CUDA headers NCCL needs (above); to build without NCCL:"
+      log "       cargo build --no-default-features --features dist"
+      exit 1
+    fi
+    rm -rf "$CUDA_HEADERS"
+    mv "$CUDA_HEADERS.partial" "$CUDA_HEADERS"
+  fi
 fi
 
 if [ "${1:-}" = "--env" ]; then

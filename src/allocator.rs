@@ -4,7 +4,7 @@
 //! Why not glibc's malloc: a DINO step allocates and frees the same activations and gradients
 //! every iteration, tens of tensors of 1-10 MB mixed with small ones, and glibc's heap keeps the
 //! holes this leaves (a third of the step's resident memory was free heap between steps). Side by
-//! side on the same binary (README, Figures): vit_tiny/4 peak RSS 1.55 GB against 1.89-1.92 GB,
+//! side on the same binary (docs/benchmarks.md): vit_tiny/4 peak RSS 1.55 GB against 1.89-1.92 GB,
 //! the ResNet cifar-quick step 560 against 590-610 MB, and that step 5-8 % faster. jemalloc's
 //! decay is off (.cargo/config.toml): handing freed pages back to the kernel every few seconds
 //! made the ResNet step 20-30 % slower, since the next step faults them straight back in.

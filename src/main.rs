@@ -6,7 +6,7 @@ use clap::{CommandFactory, FromArgMatches};
 fn main() {
     // Before anything asks libtorch about CUDA (it keeps its first answer).
     let cuda = dino_tui::model::cuda_backend::load();
-    let version = format!("{} ({})", env!("CARGO_PKG_VERSION"), cuda.describe());
+    let version = dino_tui::cmd::build_info::long_version(cuda);
     // clap keeps &'static strings; one string per process.
     let matches = dino_tui::cmd::cli::Cli::command().long_version(&*Box::leak(version.into_boxed_str())).get_matches();
     let cli = dino_tui::cmd::cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

@@ -220,3 +220,53 @@ fn resumes_after_kill_9_mid_epoch() {
     assert!(t.contains("finished at it 30"), "{t}");
     assert_eq!(metric_iters(&out), (0..30).collect::<Vec<u64>>());
 }
+
+/// Shell completions and man pages are generated from the clap definitions, so every flag is in
+/// them (a flag added later is too).
+#[test]
+fn completions_and_man_pages_are_generated_from_the_flags() {
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef dino"), ("fish", "complete -c dino")] {
+        let out = run(&["completions", shell]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains(marker), "{shell}: {text:.300}");
+        for flag in ["nproc_per_node", "pretrained_weights", "teacher_temp"] {
+            assert!(text.contains(flag), "{shell} completion lacks --{flag}");
+        }
+    }
+    assert!(!run(&["completions", "tcsh"]).status.success(), "an unknown shell is refused");
+    let d = tempfile::tempdir().unwrap();
+    let pages = d.path().join("man1");
+    let out = dino().args(["man", "--output_dir"]).arg(&pages).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for page in ["dino.1", "dino-train.1", "dino-eval-knn.1", "dino-ctl.1"] {
+        let text = std::fs::read_to_string(pages.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is not a man page: {text:.200}");
+    }
+    let train = std::fs::read_to_string(pages.join("dino-train.1")).unwrap();
+    assert!(train.contains("batch_size_per_gpu"), "dino-train.1 lists the training flags");
+}
+
+/// `make install`'s script: a copy of the binary under PREFIX that starts from another folder
+/// with no library path set (its rpath finds libtorch), with completions and man pages beside it.
+#[test]
+fn install_puts_a_working_dino_with_completions_and_man_pages_under_a_prefix() {
+    let d = tempfile::tempdir().unwrap();
+    let prefix = d.path().join("prefix");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh");
+    let out = Command::new("bash").arg(&script).arg(env!("CARGO_BIN_EXE_dino")).arg(&prefix).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let installed = prefix.join("bin/dino");
+    let help =
+        Command::new(&installed).arg("--help").current_dir(d.path()).env_remove("LD_LIBRARY_PATH").env_remove("LIBTORCH").output().unwrap();
+    assert!(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("Usage: dino"));
+    for f in [
+        "share/bash-completion/completions/dino",
+        "share/zsh/site-functions/_dino",
+        "share/fish/vendor_completions.d/dino.fish",
+        "share/man/man1/dino.1",
+        "share/man/man1/dino-train.1",
+    ] {
+        let len = std::fs::metadata(prefix.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 100, "{f} missing or empty under the prefix");
+    }
+}

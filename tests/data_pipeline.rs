@@ -4,12 +4,14 @@
 // assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use dino_tui::data::{load_rgb, write_demo_dataset, AugmentConfig, ColourAugment, DataError, DataLayout, LoaderConfig, MultiCropLoader};
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb, RgbImage, Rgba};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-const CIFAR: &str = "/work/shared/data/cifar-vehicles";
+const CIFAR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/cifar-vehicles");
 
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
@@ -326,7 +328,7 @@ fn demo_generator_writes_decodable_images_in_the_project_layout() {
 fn cifar_vehicles_loads_if_present() {
     let root = Path::new(CIFAR);
     if !root.is_dir() {
-        eprintln!("skipping: {CIFAR} not present");
+        common::prerequisite(false, &format!("the shared data {CIFAR} is not there"));
         return;
     }
     let l = DataLayout::discover(root).unwrap();

@@ -15,10 +15,7 @@ use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
 
 fn skip() -> bool {
-    if !AVAILABLE {
-        eprintln!("skipping: built without the c10d shim (apt-get install libgloo-dev, then rebuild)");
-    }
-    !AVAILABLE
+    !common::prerequisite(AVAILABLE, "this build has no c10d shim (built with --no-default-features)")
 }
 
 /// The processes these tests start share two cores: one job at a time keeps the collective
@@ -263,7 +260,8 @@ fn nccl_object_opens_and_without_a_gpu_refuses_with_an_error() {
         let cuda = torch.join("lib/libtorch_cuda.so");
         let headers = nccl.exists() && crt.exists() && cuda.exists() && std::env::var_os("DINO_CUDA_HEADERS").is_none();
         assert!(!headers, "{}, {} and {} are there, yet no NCCL object was built", nccl.display(), crt.display(), cuda.display());
-        eprintln!("skipping: built without NCCL's or the CUDA runtime's headers");
+        // A CPU-only libtorch has no NCCL to build (build.rs); a CUDA one must have it.
+        common::prerequisite(!cuda.exists(), "this libtorch has CUDA, yet the build has no NCCL");
         return;
     }
     let (port, fd) = store_socket();
@@ -433,4 +431,37 @@ fn sinkhorn_knopp_centering_is_refused_for_several_processes() {
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("centering") && err.contains("ema"), "{err}");
     assert!(!d.path().join("runs").exists() && std::fs::read_dir(d.path()).unwrap().next().is_none(), "nothing written");
+}
+
+/// What every build must have (issue 31): `dino --version` lists Gloo as built in, and the demo
+/// preset trains on two processes end to end through `--nproc_per_node 2`. Not gated on the
+/// build: a `dino` without Gloo fails here.
+#[test]
+fn the_binary_has_gloo_and_trains_the_demo_config_on_two_processes() {
+    let version = common::dino(&["--version"]);
+    let gloo = version.lines().find(|l| l.trim_start().starts_with("Gloo")).unwrap_or_default();
+    assert!(gloo.contains("yes"), "dino --version does not list Gloo as built in:\n{version}");
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let make: [&std::ffi::OsStr; 4] = ["make-demo-data".as_ref(), data.as_os_str(), "--per_class".as_ref(), "16".as_ref()];
+    common::dino(&make);
+    let out = d.path().join("run");
+    let done = std::process::Command::new(env!("CARGO_BIN_EXE_dino"))
+        .args(["train", "--headless", "--config", "demo", "--nproc_per_node", "2", "--epochs", "1"])
+        .args(["--batch_size_per_gpu", "8", "--num_workers", "1", "--data_path"])
+        .arg(&data)
+        .arg("--output_dir")
+        .arg(&out)
+        .env("DINO_DIST_TIMEOUT", "120")
+        .output()
+        .unwrap();
+    let said = format!("{}\n{}", String::from_utf8_lossy(&done.stdout), String::from_utf8_lossy(&done.stderr));
+    assert!(done.status.success(), "two-process demo run failed:\n{said}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let losses: Vec<f64> =
+        metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect();
+    assert!(!losses.is_empty() && losses.iter().all(|l| l.is_finite()), "{metrics}\n{said}");
+    assert!(out.join("ranks/rank1/metrics.jsonl").exists(), "rank 1 logs beside the run");
+    assert!(out.join("checkpoints").join(dino_tui::run::checkpoint::LATEST).exists(), "{said}");
 }

@@ -230,8 +230,7 @@ fn random_baseline_and_bare_backbone_files_load() {
 #[test]
 fn cifar_vehicles_random_knn_when_present() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar-vehicles");
-    if !root.join("val").is_dir() {
-        eprintln!("skipping: {} not present", root.display());
+    if !common::prerequisite(root.join("val").is_dir(), &format!("the shared data {} is not there", root.display())) {
         return;
     }
     let mut s = spec(Path::new("random"));

@@ -1,5 +1,5 @@
 //! The architecture as a test: the module dependency graph, derived from the `crate::` and
-//! `super::` paths in `src/`, must point one way, down the layers the README's "Layout" section
+//! `super::` paths in `src/`, must point one way, down the layers docs/development.md's "Layout" section
 //! lists, and no two files may depend on each other through any chain. Test code (`#[cfg(test)]`
 //! modules and files) is left out: a test may build its fixtures from any layer.
 //!
@@ -470,4 +470,29 @@ fn no_struct_has_more_than_fifteen_fields() {
     }
     assert!(big.is_empty(), "structs over {MAX_STRUCT_FIELDS} fields (group them):\n{}", big.join("\n"));
     assert_eq!(struct_fields("pub struct A { a: u8, pub b: Vec<(u8, u8)>, c: fn(u8) }"), vec![("A".into(), 3)]);
+}
+
+/// No machine's paths in the code: shared data is found relative to the manifest (`../shared`),
+/// so a clone anywhere runs the tests, examples and scripts.
+#[test]
+fn no_absolute_paths_of_one_machine() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Built at run time, so this file does not match itself.
+    let markers: Vec<String> =
+        ["work", "root"].iter().flat_map(|d| [format!("\"/{d}/"), format!("'/{d}/")]).chain([format!(" /{}/shared", "work")]).collect();
+    let mut found = vec![];
+    let mut stack: Vec<std::path::PathBuf> = ["src", "tests", "examples", "scripts"].iter().map(|d| root.join(d)).collect();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&p) else { continue };
+        for (i, line) in text.lines().enumerate() {
+            if markers.iter().any(|m| line.contains(m.as_str())) {
+                found.push(format!("{}:{}: {}", p.strip_prefix(root).unwrap().display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "absolute paths of one machine:\n{}", found.join("\n"));
 }

@@ -4,6 +4,8 @@
 // assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use dino_tui::config::TrainConfig;
 use dino_tui::data::{DataLayout, Split};
 use dino_tui::eval::features::{EvalTransform, ExtractOptions, FeatureKind};
@@ -376,8 +378,8 @@ fn recall_table(
 #[test]
 #[ignore = "long: about 2 minutes on 2 cores per feature set; run with --ignored --nocapture"]
 fn planted_misfiled_and_stranger_images_recall_per_score() {
-    if !Path::new(CIFAR).join("train").exists() || !Path::new(STRANGERS).exists() {
-        eprintln!("skipped: {CIFAR} or {STRANGERS} is absent");
+    let present = Path::new(CIFAR).join("train").exists() && Path::new(STRANGERS).exists();
+    if !common::prerequisite(present, &format!("the shared data {CIFAR} or {STRANGERS} is not there")) {
         return;
     }
     let d = tempfile::tempdir().unwrap();

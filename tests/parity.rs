@@ -4,6 +4,8 @@
 // assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use dino_tui::config::{OptimizerKind, TrainConfig};
 use dino_tui::model::{weights, DinoHead, HeadSpec, VisionTransformer, VitSpec};
 use dino_tui::protocol::schedule::{cosine_schedule, teacher_temp_schedule};
@@ -17,12 +19,8 @@ fn parity_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("DINO_PARITY_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/parity"));
-    if dir.join("scalars.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: parity vectors not found at {} (set DINO_PARITY_DIR)", dir.display());
-        None
-    }
+    let what = format!("parity vectors not found at {} (set DINO_PARITY_DIR)", dir.display());
+    common::prerequisite(dir.join("scalars.json").exists(), &what).then_some(dir)
 }
 
 fn load(dir: &std::path::Path, file: &str) -> BTreeMap<String, Tensor> {
@@ -321,4 +319,28 @@ fn three_bf16_training_steps_stay_close_to_float32() {
         assert!(d <= 3.0 * peak, "{prefix}{name}: {d:e} from float32 after three bf16 steps");
     }
     assert!(!dino_tui::model::autocast::is_enabled(false), "autocast is left off after the steps");
+}
+
+/// The mechanism behind "no silent skips in CI": this very test binary, run again on one parity
+/// test with the parity files taken away, skips outside CI and fails under `CI=true`, naming
+/// what is missing.
+#[test]
+fn a_missing_prerequisite_skips_here_and_fails_under_ci() {
+    if std::env::var_os("DINO_PARITY_CHILD").is_some() {
+        return; // the child's own copy of this test
+    }
+    let run = |ci: &str| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "schedules_match_reference", "--nocapture", "--test-threads", "1"])
+            .env("DINO_PARITY_DIR", "/nonexistent/parity")
+            .env("DINO_PARITY_CHILD", "1")
+            .env("CI", ci);
+        let out = cmd.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (passed, said) = run("false");
+    assert!(passed && said.contains("SKIPPED: parity vectors not found at /nonexistent/parity"), "{said}");
+    let (passed, said) = run("true");
+    assert!(!passed, "under CI=true a missing prerequisite must fail:\n{said}");
+    assert!(said.contains("prerequisite missing under CI=true: parity vectors not found at /nonexistent/parity"), "{said}");
 }

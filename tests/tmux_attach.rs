@@ -87,8 +87,7 @@ fn shown_iteration(screen: &str) -> Option<usize> {
 
 #[test]
 fn leave_running_then_attach_shows_history_and_live_updates() {
-    if !tmux_available() {
-        eprintln!("SKIPPED leave_running_then_attach_shows_history_and_live_updates: tmux is not installed");
+    if !common::prerequisite(tmux_available(), "tmux is not installed (make test installs it where it can)") {
         return;
     }
     let d = tempfile::tempdir().expect("tmp");

@@ -76,6 +76,14 @@ pub enum Command {
         #[arg(long, default_value_t = 48)]
         size: u32,
     },
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell): `dino completions bash > ~/.local/share/bash-completion/completions/dino`
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (dino.1 and one per subcommand) into a folder
+    Man {
+        /// Where to write them (e.g. ~/.local/share/man/man1)
+        #[arg(long = "output_dir")]
+        output_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

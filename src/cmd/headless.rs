@@ -27,7 +27,7 @@ fn install_signal_handlers() {
 }
 
 /// One progress line, as printed every `--print_freq` iterations. Numbers as in the TUI and
-/// `log.txt` (README, "The TUI"): the 0-based epoch, and the iterations done.
+/// `log.txt` (docs/tui.md, "Numbers"): the 0-based epoch, and the iterations done.
 pub fn progress_line(info: &RunInfo, m: &IterMetrics, eta_secs: f64) -> String {
     let total = info.epochs * info.niter_per_ep;
     format!(

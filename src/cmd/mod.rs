@@ -4,7 +4,9 @@
 //! this layer talks to people on stdout and stderr.
 
 pub mod attach;
+pub mod build_info;
 pub mod cli;
+pub mod completions;
 pub mod ctl;
 pub mod detach;
 pub mod dispatch;

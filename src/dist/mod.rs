@@ -12,7 +12,7 @@ pub mod nccl;
 use std::time::Duration;
 use tch::Tensor;
 
-/// Whether this build has the c10d shim (it needs Gloo's headers at build time).
+/// Whether this build has the c10d shim: always, unless built with `--no-default-features`.
 pub const AVAILABLE: bool = cfg!(dino_dist);
 
 /// Gradients are all-reduced in buckets of about this many bytes, as DDP's default.
@@ -24,7 +24,7 @@ pub enum DistError {
     Env(String),
     #[error("c10d: {0}")]
     C10d(String),
-    #[error("this dino was built without multi-process support: install Gloo's headers (apt-get install libgloo-dev) and rebuild")]
+    #[error("this dino was built without multi-process support (cargo's --no-default-features); rebuild with the default features (make release)")]
     NotBuilt,
 }
 

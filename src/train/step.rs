@@ -158,7 +158,7 @@ impl DinoState {
         self.optimizer.zero_grad(chunks.len() == 1);
         // One backward pass, no loss scaler and no gradient all-reduce: each parameter is clipped
         // and stepped inside the pass (`Optimizer::step_in_backward`), which lowers the ResNet
-        // cifar-quick step's peak RSS (README, Figures); the same arithmetic either way. On the
+        // cifar-quick step's peak RSS (docs/benchmarks.md); the same arithmetic either way. On the
         // CPU only for now: on CUDA autograd calls the hooks from its device thread, which no
         // test here has run (no GPU on the machines this was written on).
         let cpu = self.student_vs.device() == Device::Cpu;

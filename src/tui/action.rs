@@ -140,11 +140,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_action_name() {
-        let readme = include_str!("../../README.md");
-        let tui = readme.split("### The TUI").nth(1).unwrap_or_default();
+    fn the_tui_page_lists_every_action_name() {
+        let page = include_str!("../../docs/tui.md");
+        let keys = page.split("## `keys.toml`").nth(1).unwrap_or_default();
         for a in Action::all() {
-            assert!(tui.contains(&format!("`{}`", a.name())), "README's TUI section does not list `{}`", a.name());
+            assert!(keys.contains(&format!("`{}`", a.name())), "docs/tui.md's keys.toml section does not list `{}`", a.name());
         }
     }
 }

@@ -212,8 +212,9 @@ impl KeyMap {
         let mut errors = Vec::new();
         for (name, value) in &table {
             let Some(action) = Action::from_name(name) else {
-                errors
-                    .push(err(format!("unknown action `{name}` (the action names are listed under `?` `?` in the TUI and in the README)")));
+                errors.push(err(format!(
+                    "unknown action `{name}` (the action names are listed under `?` `?` in the TUI and in docs/tui.md)"
+                )));
                 continue;
             };
             let names: Vec<Option<&str>> = match value {
@@ -336,7 +337,10 @@ mod tests {
         assert_eq!(km.action(Key::plain('x')), Some(Action::MarkExclude), "the bad entry changes nothing");
         let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(all.len(), 2, "every bad one reported: {all:?}");
-        assert!(all.iter().any(|e| e.contains("keys.toml") && e.contains("unknown action `foo_bar`") && e.contains("README")), "{all:?}");
+        assert!(
+            all.iter().any(|e| e.contains("keys.toml") && e.contains("unknown action `foo_bar`") && e.contains("docs/tui.md")),
+            "{all:?}"
+        );
         assert!(all.iter().any(|e| e.contains("`checkpoint`") && e.contains("spacebar")), "{all:?}");
     }
 

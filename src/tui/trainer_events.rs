@@ -2,7 +2,7 @@
 //! request into the footer's outcome (`paused at it 57`, `checkpoint saved at it 57, 14.8 MiB`,
 //! `k-NN 22.7% (+1.3 vs previous)`).
 //!
-//! Numbers follow one rule (README, "The TUI"): epochs and iterations are 0-based, as in
+//! Numbers follow one rule (docs/tui.md, "Numbers"): epochs and iterations are 0-based, as in
 //! `log.txt` and `metrics.jsonl`; a moment between iterations is named by the next iteration to
 //! run, which is also the number done.
 

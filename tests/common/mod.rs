@@ -6,6 +6,29 @@
 
 pub mod tmux;
 
+/// Whether a test's prerequisite (tmux, the shared data, the parity files, the PyTorch venv, a
+/// backend) is there. When it is not, the test says so and skips, except under `CI=true`, where
+/// a missing prerequisite fails the run with the reason: CI must not pass by running nothing.
+/// Call as `if !common::prerequisite(ok, "why") { return; }`.
+pub fn prerequisite(present: bool, what_is_missing: &str) -> bool {
+    if present {
+        return true;
+    }
+    assert!(!under_ci(), "prerequisite missing under CI=true: {what_is_missing}");
+    eprintln!("SKIPPED: {what_is_missing}");
+    false
+}
+
+/// `CI=true` (or `1`), as CI runners set it.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// A folder of `../shared` (the data and parity files beside the repository).
+pub fn shared(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel)
+}
+
 use dino_tui::config::TrainConfig;
 use std::path::Path;
 
@@ -63,9 +86,8 @@ pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
     let found = candidates
         .iter()
         .find(|py| py.exists() && std::process::Command::new(py).args(["-c", &imports]).output().is_ok_and(|o| o.status.success()));
-    if found.is_none() {
-        eprintln!("skipping the Python side of this test: no Python with {modules:?} (looked at {candidates:?})");
-    }
+    let what = format!("the Python side of this test: no Python with {modules:?} (looked at {candidates:?})");
+    prerequisite(found.is_some(), &what);
     found.cloned()
 }
 

@@ -12,8 +12,8 @@ impl Tmux {
     /// A tmux server of this test's own (`tag` tells the tests of one binary apart); None, after
     /// saying so, when tmux is not installed.
     pub fn start(tag: &str) -> Option<Tmux> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("SKIPPED: tmux is not installed (make test installs it where it can)");
+        let installed = Command::new("tmux").arg("-V").output().is_ok();
+        if !super::prerequisite(installed, "tmux is not installed (make test installs it where it can)") {
             return None;
         }
         Some(Tmux { socket: format!("dino-test-{tag}-{}", std::process::id()) })

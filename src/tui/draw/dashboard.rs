@@ -102,7 +102,7 @@ fn draw_progress(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.shell.theme;
     let mut parts: Vec<(u8, Span)> = Vec::new();
     let last = app.trainer.store.last();
-    // Numbers as everywhere (README, "The TUI"): the 0-based epoch of log.txt, and the
+    // Numbers as everywhere (docs/tui.md, "Numbers"): the 0-based epoch of log.txt, and the
     // iterations done, which is the 0-based `iter` of the next one to run.
     match (&app.trainer.info, last) {
         (Some(run), _) => {
