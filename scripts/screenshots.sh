@@ -24,10 +24,10 @@ cleanup() { tmux -L "$SOCK" kill-server 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 screen() { tmux -L "$SOCK" capture-pane -p -t shots; }
-# Waits (up to $2 seconds) until the screen matches the extended regex $1.
+# Waits (up to $2 seconds) until the screen matches the extended regex $1 (any case).
 wait_for() {
   local deadline=$((SECONDS + $2))
-  until screen | grep -Eq "$1"; do
+  until screen | grep -Eiq "$1"; do
     if [ $SECONDS -ge $deadline ]; then
       echo "[screenshots] error: the screen never showed /$1/ within $2 s; it shows:" >&2
       screen >&2
@@ -41,19 +41,29 @@ shoot() {
   local name=$1
   tmux -L "$SOCK" capture-pane -e -p -t shots >"$WORK/$name.ans"
   aha --black --title "dino-tui" <"$WORK/$name.ans" >"$WORK/$name.html"
-  # Line height 1 keeps box drawing and the half-block images seamless.
-  sed -i 's|</head>|<style>body{margin:8px;background:#000}pre{font-family:"DejaVu Sans Mono",monospace;font-size:14px;line-height:1.0}</style></head>|' "$WORK/$name.html"
+  # A terminal draws every character in one cell; a browser gives a glyph from a fallback font
+  # (braille of the charts, say) its own width and shifts the rest of the line. Each non-ASCII
+  # character gets a box one cell wide; line height 1 keeps box drawing and half-blocks seamless.
+  python3 - "$WORK/$name.html" <<'PY'
+import re, sys
+path = sys.argv[1]
+html = open(path, encoding="utf-8").read()
+head, sep, body = html.partition("<pre>")
+body = re.sub(r"([^\x00-\x7f])", r'<span class="c">\1</span>', body)
+style = ("<style>body{margin:8px;background:#000}"
+         "pre{font-family:'DejaVu Sans Mono',monospace;font-size:14px;line-height:17px}"
+         ".c{display:inline-block;width:1ch;height:17px;overflow:hidden;vertical-align:top;text-align:center}</style>")
+open(path, "w", encoding="utf-8").write(head.replace("</head>", style + "</head>") + sep + body)
+PY
   chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --force-device-scale-factor=1 \
-    --window-size=1370,720 --screenshot="$OUT/$name.png" "file://$WORK/$name.html" >/dev/null 2>&1
+    --window-size=1380,840 --screenshot="$OUT/$name.png" "file://$WORK/$name.html" >/dev/null 2>&1
   echo "[screenshots] $OUT/$name.png"
 }
 
 tmux -L "$SOCK" new-session -d -x 160 -y 48 -s shots \
   "$DINO train --config cifar-quick --data_path $DATA --epochs $EPOCHS --output_dir $WORK/run; sleep 600"
-# The dashboard once an epoch's k-NN has come in (the Evaluation line shows a top-1).
-wait_for "k-NN" 900
-wait_for "epoch 1/" 900
-sleep 5
+# The dashboard in the second epoch, after the first epoch's k-NN.
+wait_for "epoch 1/.* it 1[0-9][0-9]/" 900
 shoot dashboard
 # The run to its end, then the Outliers tab: `o` scores every image of train/ with the final teacher.
 wait_for "finished" 1800
