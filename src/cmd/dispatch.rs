@@ -1,7 +1,7 @@
 //! What each subcommand of `dino` does, from parsed arguments to an exit code: training in the
 //! TUI or headless (or detached), the demo, and the hand-off to the other front-ends.
 
-use super::cli::{Cli, Command, DemoArgs, EvalCommand};
+use super::cli::{Cli, Command, EvalCommand};
 use super::interactive::Outcome;
 use crate::config::TrainConfig;
 use crate::protocol::RunState;
@@ -18,9 +18,15 @@ fn exit_code(state: RunState) -> i32 {
 
 /// The TUI when stdout is a terminal (and --headless was not given), progress lines otherwise.
 fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Result<i32> {
+    Ok(train_to_end(config, force_headless, theme)?.1)
+}
+
+/// As `train`, with the run's final state: None when the person left it training in the background.
+pub(super) fn train_to_end(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Result<(Option<RunState>, i32)> {
     let headless = force_headless || config.run.headless || !std::io::stdout().is_terminal();
     if headless {
-        return Ok(exit_code(super::headless::run(config)?));
+        let state = super::headless::run(config)?;
+        return Ok((Some(state), exit_code(state)));
     }
     match super::interactive::run(config, theme)? {
         Outcome::Ended(state) => {
@@ -29,11 +35,11 @@ fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Re
                 RunState::Stopped => crate::say!("dino: training stopped after a checkpoint; run the same command to resume"),
                 _ => crate::say_err!("dino: training failed; see events.jsonl in the run directory"),
             }
-            Ok(exit_code(state))
+            Ok((Some(state), exit_code(state)))
         }
         Outcome::Detached { pid, log } => {
             crate::say!("dino: training continues in the background (pid {pid}); output in {}", log.display());
-            Ok(0)
+            Ok((None, 0))
         }
     }
 }
@@ -69,20 +75,6 @@ fn detach(config: TrainConfig) -> Result<i32> {
         d.run_dir.display()
     );
     Ok(0)
-}
-
-fn demo(args: DemoArgs) -> Result<i32> {
-    let data = args.dir.join("data");
-    let summary = crate::data::write_demo_dataset(&data, 60, 0, 48)?;
-    crate::say!("{summary}");
-    let mut config = crate::config::preset("demo").ok_or_else(|| anyhow::anyhow!("demo preset missing"))?;
-    config.run.data_path = data;
-    config.run.output_dir = Some(args.dir.join("run"));
-    if let Some(e) = args.epochs {
-        config.optim.epochs = usize::try_from(e).map_err(|_| crate::config::ConfigError::invalid("epochs", e, "an integer >= 1"))?;
-    }
-    config.validate()?;
-    train(config, args.headless, args.theme)
 }
 
 /// Carries out one command line; the exit code for the process.
@@ -125,7 +117,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             train(config, false, args.theme)
         }
-        Command::Demo(args) => demo(args),
+        Command::Demo(args) => super::demo::run(args),
         Command::MakeDemoData { dir, per_class, seed, size } => {
             let summary = crate::data::write_demo_dataset(&dir, per_class, seed, size)?;
             crate::say!("{summary}");

@@ -44,6 +44,15 @@ fn load_features(dir: &Path) -> Result<(LabeledFeatures, LabeledFeatures)> {
     Ok((f("trainfeat", "trainlabels")?, f("testfeat", "testlabels")?))
 }
 
+/// The k-NN of `m`'s features, train/ as the bank and val/ as the queries, as `dino eval knn`
+/// computes it (features cached as it caches them), without printing or recording anything.
+pub fn knn_of(m: &super::eval_args::ModelArgs, ks: &[usize], temperature: f64) -> Result<crate::eval::KnnReport> {
+    let p = Prepared::new(m)?;
+    let train = p.features(m, "train", FeatureKind::Cls)?;
+    let val = p.features(m, "val", FeatureKind::Cls)?;
+    Ok(knn_report(&train, &val, ks, temperature))
+}
+
 pub fn knn(args: &KnnArgs) -> Result<i32> {
     if args.temperature <= 0.0 || !args.temperature.is_finite() {
         anyhow::bail!("invalid value {} for --temperature: expected a number > 0", args.temperature);

@@ -8,6 +8,7 @@ pub mod build_info;
 pub mod cli;
 pub mod completions;
 pub mod ctl;
+pub mod demo;
 pub mod detach;
 pub mod dispatch;
 pub mod embed;
