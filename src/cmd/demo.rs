@@ -29,7 +29,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     }
     config.validate()?;
     let device = config.run.device.clone();
-    let (state, code) = super::dispatch::train_to_end(config, args.headless, args.theme)?;
+    let (state, code) = super::foreground::train_to_end(config, args.headless, args.theme)?;
     if state == Some(RunState::Finished) {
         let verdict = measure(&run_dir, &data, &device)?;
         for line in verdict.lines() {

@@ -2,46 +2,13 @@
 //! TUI or headless (or detached), the demo, and the hand-off to the other front-ends.
 
 use super::cli::{Cli, Command, EvalCommand};
-use super::interactive::Outcome;
 use crate::config::TrainConfig;
-use crate::protocol::RunState;
 use anyhow::Result;
 use std::io::IsTerminal;
 
-/// Exit code of a finished training command: a failed run is an error for scripts.
-fn exit_code(state: RunState) -> i32 {
-    match state {
-        RunState::Failed => 1,
-        _ => 0,
-    }
-}
-
 /// The TUI when stdout is a terminal (and --headless was not given), progress lines otherwise.
 fn train(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Result<i32> {
-    Ok(train_to_end(config, force_headless, theme)?.1)
-}
-
-/// As `train`, with the run's final state: None when the person left it training in the background.
-pub(super) fn train_to_end(config: TrainConfig, force_headless: bool, theme: Option<String>) -> Result<(Option<RunState>, i32)> {
-    let headless = force_headless || config.run.headless || !std::io::stdout().is_terminal();
-    if headless {
-        let state = super::headless::run(config)?;
-        return Ok((Some(state), exit_code(state)));
-    }
-    match super::interactive::run(config, theme)? {
-        Outcome::Ended(state) => {
-            match state {
-                RunState::Finished => crate::say!("dino: training finished"),
-                RunState::Stopped => crate::say!("dino: training stopped after a checkpoint; run the same command to resume"),
-                _ => crate::say_err!("dino: training failed; see events.jsonl in the run directory"),
-            }
-            Ok((Some(state), exit_code(state)))
-        }
-        Outcome::Detached { pid, log } => {
-            crate::say!("dino: training continues in the background (pid {pid}); output in {}", log.display());
-            Ok((None, 0))
-        }
-    }
+    Ok(super::foreground::train_to_end(config, force_headless, theme)?.1)
 }
 
 /// `dino train --detach`: how long to wait for the trainer to serve before reporting it started.

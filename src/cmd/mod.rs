@@ -20,6 +20,7 @@ pub mod eval_setup;
 pub mod evaluator;
 pub mod export;
 pub mod flags;
+pub mod foreground;
 pub mod headless;
 pub mod interactive;
 pub mod launch;
