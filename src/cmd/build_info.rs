@@ -44,8 +44,8 @@ fn cuda_line(cuda: &CudaBackend) -> Backend {
 fn cpu_bf16() -> Backend {
     let state = if !crate::model::autocast::AVAILABLE {
         "no: built without libtorch's headers (no autocast shim)".to_string()
-    } else if std::env::var_os("DINO_NO_CPU_BF16").is_some() {
-        "off: DINO_NO_CPU_BF16 is set".to_string()
+    } else if crate::model::autocast::cpu_bf16_turned_off() {
+        format!("off: {} is set", crate::model::autocast::NO_CPU_BF16_VAR)
     } else if crate::model::autocast::cpu_has_bf16() {
         "yes: this CPU computes bfloat16 (--use_fp16 trains in bf16 autocast)".to_string()
     } else {
@@ -58,13 +58,11 @@ fn cpu_bf16() -> Backend {
 pub fn long_version(cuda: &CudaBackend) -> String {
     let lib = env!("DINO_LIBTORCH_LIB");
     let mut out = format!("{}\nlibtorch      {} ({lib})\n", env!("CARGO_PKG_VERSION"), env!("DINO_LIBTORCH_VERSION"));
-    out.push_str("built in:\n");
-    for b in [gloo(), nccl(cuda)] {
-        out.push_str(&format!("  {:<12} {}\n", b.name, b.state));
-    }
-    out.push_str("at run time:\n");
-    for b in [cuda_line(cuda), cpu_bf16()] {
-        out.push_str(&format!("  {:<12} {}\n", b.name, b.state));
+    for (section, backends) in [("built in", [gloo(), nccl(cuda)]), ("at run time", [cuda_line(cuda), cpu_bf16()])] {
+        out.push_str(&format!("{section}:\n"));
+        for b in backends {
+            out.push_str(&format!("  {:<12} {}\n", b.name, b.state));
+        }
     }
     out.trim_end().to_string()
 }

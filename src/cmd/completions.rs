@@ -17,16 +17,9 @@ pub fn print(shell: clap_complete::Shell) -> Result<i32> {
     Ok(0)
 }
 
-/// Writes the man pages into `dir` (created if needed); the files written.
-pub fn write_man_pages(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+/// Writes the man pages into `dir` (created if needed): `dino.1` and one per subcommand.
+pub fn write_man_pages(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let cmd = super::cli::Cli::command();
-    clap_mangen::generate_to(cmd, dir).with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
-    let mut pages: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "1") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dino")))
-        .collect();
-    pages.sort();
-    Ok(pages)
+    clap_mangen::generate_to(cmd, dir).with_context(|| format!("cannot write the man pages into {}", dir.display()))
 }

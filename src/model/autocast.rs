@@ -59,10 +59,19 @@ pub enum AutocastError {
 /// Whether this build has the autocast shim.
 pub const AVAILABLE: bool = cfg!(dino_autocast);
 
+/// The variable that makes `cpu_has_bf16` answer no whatever the CPU (to compare, or to work
+/// around a bad bf16 kernel).
+pub const NO_CPU_BF16_VAR: &str = "DINO_NO_CPU_BF16";
+
+/// Whether `NO_CPU_BF16_VAR` is set.
+pub fn cpu_bf16_turned_off() -> bool {
+    std::env::var_os(NO_CPU_BF16_VAR).is_some()
+}
+
 /// Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX on x86, BF16 on Arm). Without
 /// it libtorch emulates bfloat16, slower than float32, so mixed precision is not worth it.
 pub fn cpu_has_bf16() -> bool {
-    if std::env::var_os("DINO_NO_CPU_BF16").is_some() {
+    if cpu_bf16_turned_off() {
         return false;
     }
     cpu_feature()
