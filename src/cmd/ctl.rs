@@ -147,7 +147,7 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
         }
         Err(e) => return busy_or_failed(run_dir, &e.to_string()),
     };
-    match execute(&mut client, &parsed) {
+    match execute(&mut client, &parsed, run_dir) {
         Ok(out) => {
             crate::say!("{out}");
             EXIT_OK
@@ -195,6 +195,7 @@ fn offline_status(run_dir: &Path) -> serde_json::Value {
         "iter": f.iter,
         "run": f.info,
         "last_metrics": runs::last_metrics(run_dir),
+        "health": s.health,
     })
 }
 
@@ -236,9 +237,9 @@ fn rejected(e: &Event) -> Option<String> {
     }
 }
 
-fn execute(client: &mut Client, p: &Parsed) -> Result<String, CtlFailure> {
+fn execute(client: &mut Client, p: &Parsed, run_dir: &Path) -> Result<String, CtlFailure> {
     match &p.request {
-        Request::Status => status(client, p.timeout),
+        Request::Status => status(client, p.timeout, run_dir),
         Request::Send(cmd) => {
             client.send(cmd)?;
             let mut failure: Option<String> = None;
@@ -319,9 +320,11 @@ fn execute(client: &mut Client, p: &Parsed) -> Result<String, CtlFailure> {
     }
 }
 
-/// The live run's status as one JSON object, from the snapshot a client gets on connecting.
-fn status(client: &mut Client, timeout: Duration) -> Result<String, CtlFailure> {
+/// The live run's status as one JSON object, from the snapshot a client gets on connecting, with
+/// the health verdict read off the run directory (as `dino runs` shows it).
+fn status(client: &mut Client, timeout: Duration, run_dir: &Path) -> Result<String, CtlFailure> {
     let mut out = serde_json::json!({ "live": true, "socket": client.path });
+    out["health"] = serde_json::to_value(runs::health_of(run_dir)).unwrap_or_default();
     let mut schedules: Vec<(ScheduleName, Schedule)> = Vec::new();
     let mut asked = false;
     let deadline = std::time::Instant::now() + timeout;

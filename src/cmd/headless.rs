@@ -5,6 +5,7 @@
 
 use crate::cmd::serve;
 use crate::config::TrainConfig;
+use crate::protocol::health::HealthTracker;
 use crate::protocol::{Command, Event, IterMetrics, RunInfo, RunState};
 use crate::train::trainer::OnNonFinite;
 use anyhow::Result;
@@ -58,25 +59,53 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
     if let Some(server) = handle.socket_path() {
         crate::say!("dino: control socket {}; `dino attach {}` watches and steers this run", server.display(), handle.run_dir.display());
     }
-    let mut info: Option<RunInfo> = None;
-    let mut iter_time_ema: Option<f64> = None;
+    let mut lines = Lines { print_freq, ..Lines::default() };
     let mut stop_sent = false;
-    let mut final_state = RunState::Failed;
-    let mut last_state: Option<RunState> = None;
     loop {
         if STOP_REQUESTED.load(Ordering::SeqCst) && !stop_sent {
             crate::say_err!("dino: stop requested; checkpointing and stopping after this iteration");
             let _ = handle.commands.send(Command::Stop { checkpoint: true });
             stop_sent = true;
         }
-        let event = match handle.events.recv_timeout(Duration::from_millis(200)) {
-            Ok(e) => e,
+        match handle.events.recv_timeout(Duration::from_millis(200)) {
+            Ok(e) => lines.show(e),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         };
-        let paused_before = last_state == Some(RunState::Paused);
+    }
+    let final_state = lines.final_state;
+    handle.join().map_err(|e| e.context(format!("training ended badly (last state {final_state:?})")))
+}
+
+/// What the progress lines follow between events: the run, the pace for the ETA, the verdict.
+struct Lines {
+    print_freq: usize,
+    info: Option<RunInfo>,
+    iter_time_ema: Option<f64>,
+    last_state: Option<RunState>,
+    final_state: RunState,
+    health: HealthTracker,
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Self {
+            print_freq: 1,
+            info: None,
+            iter_time_ema: None,
+            last_state: None,
+            final_state: RunState::Failed,
+            health: HealthTracker::default(),
+        }
+    }
+}
+
+impl Lines {
+    /// Prints what an event says: progress on stdout, problems on stderr.
+    fn show(&mut self, event: Event) {
+        let paused_before = self.last_state == Some(RunState::Paused);
         if let Event::State { state, .. } = &event {
-            last_state = Some(*state);
+            self.last_state = Some(*state);
         }
         match event {
             Event::Started(i) => {
@@ -91,31 +120,33 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
                     i.start_iter,
                     i.run_dir.display()
                 );
-                info = Some(i);
+                self.health.set_run(i.out_dim, i.niter_per_ep);
+                self.info = Some(i);
             }
-            Event::Metrics(m) => {
-                let ema = iter_time_ema.map_or(m.iter_time, |e| 0.9 * e + 0.1 * m.iter_time);
-                iter_time_ema = Some(ema);
-                if let Some(i) = &info {
-                    let total = i.epochs * i.niter_per_ep;
-                    let last_of_epoch = (m.iter + 1) % i.niter_per_ep == 0;
-                    if (m.iter + 1) % print_freq == 0 || last_of_epoch || m.iter == i.start_iter {
-                        let eta = ema * (total - m.iter - 1) as f64;
-                        crate::say!("{}", progress_line(i, &m, eta));
-                    }
-                }
+            Event::Metrics(m) => self.metrics(&m),
+            // The verdict once an epoch (docs/tui.md, "The health verdict"): the dashboard's top line.
+            Event::Epoch(e) => {
+                crate::say!("dino: epoch {} done, train_loss {:.4}; health: {}", e.epoch, e.train_loss, self.health.health())
             }
-            Event::Epoch(e) => crate::say!("dino: epoch {} done, train_loss {:.4}", e.epoch, e.train_loss),
+            Event::EvalResult { kind, summary, json } => {
+                self.health.push_knn_record(&json);
+                crate::say!("dino: {} result: {summary}", kind.label());
+            }
             Event::CheckpointSaved(c) => {
                 crate::say!("dino: checkpoint saved at it {}, {}: {}", c.iter, crate::human::fmt_bytes(c.bytes), c.path.display())
             }
-            Event::Alarm { message, .. } => crate::say_err!("dino: ALARM: {message}"),
+            Event::Alarm { kind, message, iter } => {
+                if kind == crate::protocol::AlarmKind::NonFiniteLoss {
+                    self.health.push_non_finite(iter);
+                }
+                crate::say_err!("dino: ALARM: {message}")
+            }
             Event::Warning { message } => crate::say_err!("dino: warning: {message}"),
             Event::Error { message } => crate::say_err!("dino: error: {message}"),
             Event::State { state: RunState::Paused, iter } => crate::say!("dino: paused at it {iter}"),
             Event::State { state: RunState::Running, iter } if paused_before => crate::say!("dino: resumed at it {iter}"),
             Event::State { state, iter } if state.is_over() => {
-                final_state = state;
+                self.final_state = state;
                 match state {
                     RunState::Finished => crate::say!("dino: finished at it {iter}"),
                     RunState::Stopped => {
@@ -127,5 +158,18 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
             _ => {}
         }
     }
-    handle.join().map_err(|e| e.context(format!("training ended badly (last state {final_state:?})")))
+
+    fn metrics(&mut self, m: &IterMetrics) {
+        self.health.push_metrics(m);
+        let ema = self.iter_time_ema.map_or(m.iter_time, |e| 0.9 * e + 0.1 * m.iter_time);
+        self.iter_time_ema = Some(ema);
+        if let Some(i) = &self.info {
+            let total = i.epochs * i.niter_per_ep;
+            let last_of_epoch = (m.iter + 1).is_multiple_of(i.niter_per_ep);
+            if (m.iter + 1).is_multiple_of(self.print_freq) || last_of_epoch || m.iter == i.start_iter {
+                let eta = ema * (total - m.iter - 1) as f64;
+                crate::say!("{}", progress_line(i, m, eta));
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! lines over the run's control socket, so every client speaks the same language. It depends on nothing of
 //! ours, so the wire format changes only when this module does.
 
+pub mod health;
 pub mod schedule;
 
 use schedule::{Schedule, ScheduleEdit, ScheduleName};
@@ -196,6 +197,8 @@ pub enum AlarmKind {
     NonFiniteLoss,
     UniformCollapse,
     DimensionCollapse,
+    /// The loss far above ln K over a window: the student is pushed away from its targets.
+    Diverging,
 }
 
 /// Version of the JSON-lines protocol on the control socket; bumped on incompatible changes.

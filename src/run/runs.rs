@@ -4,6 +4,7 @@
 //! to explain a run that is not live.
 
 use super::dir::{EVENTS_FILE, METRICS_FILE};
+use crate::protocol::health::{Health, HealthTracker};
 use crate::protocol::{IterMetrics, RunInfo, RunState};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -126,27 +127,75 @@ fn is_the_runs_result(v: &serde_json::Value) -> bool {
     !v["random_weights"].as_bool().unwrap_or(false) && !crate::protocol::is_student_result(v)
 }
 
-/// Best k-NN top-1 of the run's checkpoints (their teachers, which stand for the run, as on the
-/// TUI's curve), from `evals/knn-*.json` and the `eval` events (a result whose file was removed
-/// still counts); the random-weights baseline and a student's results do not.
-pub fn best_knn(run_dir: &Path) -> Option<f64> {
-    let mut found: Vec<f64> = Vec::new();
+/// The k-NN records of a run: `evals/knn-*.json` and the `eval` events (a result whose file was
+/// removed still counts; one in both counts twice, which neither the best nor the verdict minds).
+fn knn_records(run_dir: &Path, events: &str) -> Vec<serde_json::Value> {
+    let mut found: Vec<serde_json::Value> = Vec::new();
     if let Ok(entries) = std::fs::read_dir(run_dir.join("evals")) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with("knn") && name.ends_with(".json") {
-                let v = std::fs::read_to_string(e.path()).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-                found.extend(v.as_ref().filter(|v| is_the_runs_result(v)).and_then(knn_accuracy));
+                found.extend(std::fs::read_to_string(e.path()).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()));
             }
         }
     }
-    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
     for v in events.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
-        if v["type"].as_str().is_some_and(|t| t.starts_with("eval")) && v["kind"] == "knn" && is_the_runs_result(&v) {
-            found.extend(knn_accuracy(&v));
+        if v["type"].as_str().is_some_and(|t| t.starts_with("eval")) && v["kind"] == "knn" {
+            found.push(v);
         }
     }
-    found.into_iter().filter(|x| x.is_finite()).reduce(f64::max)
+    found
+}
+
+/// Best k-NN top-1 of the run's checkpoints (their teachers, which stand for the run, as on the
+/// TUI's curve); the random-weights baseline and a student's results do not count.
+pub fn best_knn(run_dir: &Path) -> Option<f64> {
+    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    best_of(&knn_records(run_dir, &events))
+}
+
+fn best_of(records: &[serde_json::Value]) -> Option<f64> {
+    records.iter().filter(|v| is_the_runs_result(v)).filter_map(knn_accuracy).filter(|x| x.is_finite()).reduce(f64::max)
+}
+
+/// The last lines of `metrics.jsonl`, at most `n`, read from the end (the file can be large).
+fn last_metrics_lines(run_dir: &Path, n: usize) -> Vec<IterMetrics> {
+    let Ok(mut f) = std::fs::File::open(run_dir.join(METRICS_FILE)) else { return Vec::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // A metrics line is about 300 bytes; twice that per line leaves room for wider ones.
+    let start = len.saturating_sub(600 * n as u64);
+    let mut tail = String::new();
+    if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_string(&mut tail).is_err() {
+        return Vec::new();
+    }
+    let mut lines: Vec<IterMetrics> = tail.lines().rev().filter_map(|l| serde_json::from_str(l).ok()).take(n).collect();
+    lines.reverse();
+    lines
+}
+
+/// The health verdict of the run in `run_dir` (its files read once more; see `health`).
+pub fn health_of(run_dir: &Path) -> Health {
+    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    health(run_dir, file_state(run_dir).info.as_ref(), &events)
+}
+
+/// The health verdict from the run directory alone, as the trainer and the TUI reach it from
+/// events: the last iterations of `metrics.jsonl`, the k-NN records, non-finite-loss alarms.
+pub fn health(run_dir: &Path, info: Option<&RunInfo>, events: &str) -> Health {
+    let (out_dim, niter) = info.map_or((0, 1), |i| (i.out_dim, i.niter_per_ep));
+    let mut tracker = HealthTracker::new(out_dim, niter);
+    for m in last_metrics_lines(run_dir, HealthTracker::HISTORY) {
+        tracker.push_metrics(&m);
+    }
+    for v in events.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        if v["type"] == "alarm" && v["kind"] == "non_finite_loss" {
+            tracker.push_non_finite(v["iter"].as_u64().unwrap_or(0) as usize);
+        }
+    }
+    for v in knn_records(run_dir, events) {
+        tracker.push_knn_record(&v);
+    }
+    tracker.health()
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -155,10 +204,11 @@ pub struct RunSummary {
     pub path: PathBuf,
     #[serde(serialize_with = "status_label")]
     pub status: Status,
-    /// (current epoch, 1-based; epochs planned)
+    /// (current epoch, 0-based; epochs planned)
     pub epoch: Option<(usize, usize)>,
     pub last_loss: Option<f64>,
     pub best_knn: Option<f64>,
+    pub health: Health,
     /// Last activity (modification time of its logs), for ordering.
     pub modified: f64,
 }
@@ -223,13 +273,17 @@ pub fn summarize(run_dir: &Path) -> RunSummary {
     let f = file_state(run_dir);
     let last = last_metrics(run_dir);
     let epochs = f.info.as_ref().map(|i| i.epochs);
+    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
     RunSummary {
         name: run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         path: run_dir.to_path_buf(),
         status: status(run_dir),
-        epoch: epochs.map(|total| (last.as_ref().map_or(0, |m| m.epoch + 1), total)),
+        // The 0-based epoch of the last iteration, as the TUI's header and `dino ctl status`
+        // (docs/tui.md, "Numbers").
+        epoch: epochs.map(|total| (last.as_ref().map_or(0, |m| m.epoch), total)),
         last_loss: last.map(|m| m.loss),
-        best_knn: best_knn(run_dir),
+        best_knn: best_of(&knn_records(run_dir, &events)),
+        health: health(run_dir, f.info.as_ref(), &events),
         modified: modified(run_dir),
     }
 }
@@ -256,7 +310,7 @@ pub fn list(dir: &Path, index: Option<&Path>) -> Vec<RunSummary> {
 
 /// The `dino runs` table.
 pub fn table(runs: &[RunSummary]) -> String {
-    let rows: Vec<[String; 6]> = runs
+    let rows: Vec<[String; 7]> = runs
         .iter()
         .map(|r| {
             [
@@ -265,11 +319,12 @@ pub fn table(runs: &[RunSummary]) -> String {
                 r.epoch.map_or("-".into(), |(e, n)| format!("{e}/{n}")),
                 r.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
                 r.best_knn.map_or("-".into(), |k| format!("{k:.2}")),
+                r.health.verdict.label().to_string(),
                 r.path.display().to_string(),
             ]
         })
         .collect();
-    let header = ["NAME", "STATUS", "EPOCH", "LOSS", "KNN@20", "PATH"].map(String::from);
+    let header = ["NAME", "STATUS", "EPOCH", "LOSS", "KNN@20", "HEALTH", "PATH"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -312,7 +367,8 @@ mod tests {
         );
         assert_eq!(status(&r), Status::Crashed);
         let s = summarize(&r);
-        assert_eq!((s.epoch, s.last_loss), (Some((2, 3)), Some(3.25)));
+        // The 0-based epoch of the last iteration (docs/tui.md, "Numbers"), as the TUI and `dino ctl` show it.
+        assert_eq!((s.epoch, s.last_loss), (Some((1, 3)), Some(3.25)));
         std::fs::create_dir_all(r.join("evals")).expect("evals");
         std::fs::write(r.join("evals/knn-0003.json"), r#"{"top1": 71.5, "top5": 90}"#).expect("knn");
         std::fs::write(r.join("evals/knn-0001.json"), r#"{"result": {"top1": 40.0}}"#).expect("knn");
@@ -335,7 +391,9 @@ mod tests {
         .expect("student");
         assert_eq!(best_knn(&r), Some(75.25));
         let t = table(&list(d.path(), None));
-        assert!(t.starts_with("NAME") && t.contains("crashed") && t.contains("2/3") && t.contains("3.2500") && t.contains("75.25"), "{t}");
+        assert!(t.starts_with("NAME") && t.contains("crashed") && t.contains("1/3") && t.contains("3.2500") && t.contains("75.25"), "{t}");
+        // The verdict's column: the run's k-NN against its random-weights baseline (99.0 above).
+        assert!(t.contains("HEALTH") && t.contains("not learning yet"), "{t}");
         let mut two = vec![summarize(&r), RunSummary { name: "b".into(), best_knn: Some(80.0), modified: 0.0, ..summarize(&r) }];
         sort(&mut two, SortBy::Knn);
         assert_eq!(two[0].name, "b");

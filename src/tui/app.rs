@@ -202,6 +202,8 @@ pub struct TrainerView {
     pub store: MetricStore,
     /// The latest collapse or non-finite-loss alarm, shown on the dashboard.
     pub last_alarm: Option<String>,
+    /// The health verdict, fed by the same events as the charts.
+    pub health: crate::protocol::health::HealthTracker,
     /// This machine, sampled by the viewer.
     pub telemetry: Telemetry,
     /// The trainer's own process, as it reports itself (`Event::Resources`): in `dino attach`
@@ -286,6 +288,7 @@ impl App {
                 gone: false,
                 store: MetricStore::default(),
                 last_alarm: None,
+                health: Default::default(),
                 telemetry: Telemetry::default(),
                 process: None,
             },

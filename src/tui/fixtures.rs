@@ -61,7 +61,7 @@ pub fn metrics(i: usize, scheds: &[(ScheduleName, Schedule)]) -> IterMetrics {
     }
 }
 
-/// `Started`, `Schedules`, running state, `n` iterations with epoch summaries, a checkpoint, an
+/// `Started`, `Schedules`, running state, the random-weights k-NN, `n` iterations with epoch summaries, a checkpoint, an
 /// alarm and a warning.
 pub fn events(n: usize) -> Vec<Event> {
     let scheds = schedules();
@@ -70,6 +70,9 @@ pub fn events(n: usize) -> Vec<Event> {
         Event::Schedules { schedules: scheds.clone() },
         Event::State { state: RunState::Running, iter: 0 },
     ];
+    // The random-weights baseline a run that evaluates k-NN measures at its start.
+    let baseline = serde_json::json!({ "kind": "knn", "random_weights": true, "results": [{ "k": 20, "top1": 24.5 }] });
+    ev.push(Event::EvalResult { kind: EvalKind::Knn, summary: "k-NN top-1 24.50% (k=20), random weights".into(), json: baseline });
     for i in 0..n {
         let m = metrics(i, &scheds);
         ev.push(Event::Metrics(m.clone()));

@@ -49,10 +49,21 @@ impl Picker {
     }
 }
 
+/// A verdict in the colour the dashboard gives it.
+fn verdict_style(v: crate::protocol::health::Verdict, theme: &Theme) -> ratatui::style::Style {
+    use crate::protocol::health::Verdict;
+    match v {
+        Verdict::Learning => theme.ok(),
+        Verdict::NotLearningYet => theme.warning(),
+        Verdict::Collapsed | Verdict::Diverging => theme.danger(),
+        Verdict::Unknown => theme.muted(),
+    }
+}
+
 /// Draws the picker: a title, the table and the keys.
 pub fn draw(frame: &mut Frame, picker: &Picker, theme: &Theme) {
     let [table_area, hint_area] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
-    let header = Row::new(["run", "status", "epoch", "loss", "k-NN@20", "path"]).style(theme.title());
+    let header = Row::new(["run", "status", "epoch", "loss", "k-NN@20", "health", "path"]).style(theme.title());
     let rows = picker.runs.iter().map(|r| {
         let status_style = match r.status {
             crate::run::runs::Status::Live { .. } => theme.ok(),
@@ -65,6 +76,7 @@ pub fn draw(frame: &mut Frame, picker: &Picker, theme: &Theme) {
             Cell::from(r.epoch.map_or("–".into(), |(e, n)| format!("{e}/{n}"))),
             Cell::from(r.last_loss.map_or("–".into(), |l| format!("{l:.4}"))),
             Cell::from(r.best_knn.map_or("–".into(), |k| format!("{k:.1} %"))),
+            Cell::from(Span::styled(r.health.verdict.label(), verdict_style(r.health.verdict, theme))),
             Cell::from(Span::styled(r.path.display().to_string(), theme.muted())),
         ])
     });
@@ -131,6 +143,7 @@ mod tests {
             epoch: Some((3, 10)),
             last_loss: Some(4.25),
             best_knn: knn,
+            health: crate::protocol::health::HealthTracker::default().health(),
             modified: 0.0,
         }
     }

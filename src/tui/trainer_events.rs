@@ -37,6 +37,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
                     info.name, info.arch, info.device, info.epochs, info.niter_per_ep, info.batch_size, info.out_dim, info.num_images
                 ),
             );
+            app.trainer.health.set_run(info.out_dim, info.niter_per_ep);
             app.trainer.info = Some(info);
         }
         Event::Metrics(m) => {
@@ -44,6 +45,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
                 app.trainer.state = RunState::Running;
             }
             app.trainer.store.push(&m);
+            app.trainer.health.push_metrics(&m);
         }
         Event::Epoch(s) => app.log_line(
             LogLevel::Info,
@@ -70,6 +72,9 @@ pub fn apply_event(app: &mut App, ev: Event) {
             }
         }
         Event::Alarm { kind, message, iter } => {
+            if kind == crate::protocol::AlarmKind::NonFiniteLoss {
+                app.trainer.health.push_non_finite(iter);
+            }
             app.log_line(LogLevel::Warn, format!("ALARM {kind:?} at iteration {iter}: {message}"));
             app.shell.status = Some(format!("alarm: {message}"));
             app.trainer.last_alarm = Some(format!("it {iter}: {message}"));
@@ -179,13 +184,25 @@ fn apply_eval_event(app: &mut App, ev: Event) {
             if kind == EvalKind::Outliers {
                 load_outliers(app, &json);
             }
+            if let Some(p) = crate::protocol::health::KnnPoint::from_record(&json) {
+                app.trainer.health.push_knn(p);
+            }
             let top1 = crate::protocol::headline_top1(&json);
             let random = json["random_weights"].as_bool().unwrap_or(false);
             let student = crate::protocol::is_student_result(&json);
             let asked = app.resolve(Pending::Eval(kind));
             if let (Some(v), false, EvalKind::Knn | EvalKind::Linear) = (top1, random, kind) {
-                // Teachers are compared with the previous teacher; a student's result stands alone.
-                let previous = app.eval_tab.records.iter().rev().find(|r| r.kind == kind && r.stands_for_the_run()).and_then(|r| r.top1);
+                // Teachers are compared with the teacher of the latest earlier iteration (not with
+                // whatever was evaluated last: an older checkpoint may have been); a student's
+                // result stands alone.
+                let previous = app
+                    .eval_tab
+                    .records
+                    .iter()
+                    .filter(|r| r.kind == kind && r.stands_for_the_run() && r.top1.is_some())
+                    .filter(|r| iter.is_some_and(|i| r.iter.is_some_and(|ri| ri < i)))
+                    .max_by_key(|r| r.iter)
+                    .and_then(|r| r.top1);
                 let delta = previous.filter(|_| !student).map(|p| format!(" ({:+.1} vs previous)", v - p)).unwrap_or_default();
                 let whose = if student { " (student)" } else { "" };
                 app.shell.status = Some(format!("{}{whose} {v:.1}%{delta}", kind.label()));

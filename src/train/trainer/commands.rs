@@ -14,6 +14,7 @@ impl Trainer {
     /// person watching, pause, and on resume continue from the last good checkpoint.
     pub(super) fn non_finite(&mut self, value: f64) -> Result<Option<RunState>> {
         self.poisoned = true;
+        self.health.tracker.push_non_finite(self.iter);
         self.alarm(AlarmKind::NonFiniteLoss, format!("loss is {value} at iteration {}; the last good checkpoint is kept", self.iter))?;
         if self.on_non_finite == OnNonFinite::Stop {
             return Ok(Some(RunState::Failed));

@@ -4,6 +4,7 @@
 use super::{to_device, EpochEnd, Trainer};
 use crate::data::decode::DecodeLimits;
 use crate::data::{LoaderConfig, MultiCropLoader, SkippedFile};
+use crate::protocol::health::{HealthTracker, Verdict};
 use crate::protocol::schedule::ScheduleName;
 use crate::protocol::{AlarmKind, EpochSummary, Event, IterMetrics};
 use crate::run::dir::now;
@@ -96,6 +97,7 @@ impl Trainer {
             time: now(),
         };
         self.run_dir.metrics(&m)?;
+        self.health.tracker.push_metrics(&m);
         self.emit(Event::Metrics(m));
         self.iter += 1;
         self.last_loss = Some(out.loss);
@@ -116,32 +118,32 @@ impl Trainer {
         Ok(())
     }
 
-    /// Collapse diagnostics of one iteration: teacher entropy near 0 alarms at once; a loss at
-    /// ln(out_dim) is counted, and alarms when it lasts the whole epoch (`close_epoch`).
+    /// Collapse diagnostics of one iteration: teacher entropy near 0 alarms at once; the health
+    /// verdict (`protocol::health`, over a window of iterations, never in the first epoch) alarms
+    /// when it turns to collapsed or diverging.
     fn diagnose(&mut self, loss: f64, teacher_entropy: f64, stats: &mut EpochStats) -> Result<()> {
         stats.loss_sum += loss;
         stats.steps += 1;
-        let ln_k = (self.config.model.out_dim as f64).ln();
-        if (loss - ln_k).abs() <= 0.01 * ln_k {
-            stats.near_uniform += 1;
-        }
         if teacher_entropy < COLLAPSED_ENTROPY && !stats.entropy_alarmed {
             stats.entropy_alarmed = true;
             let message = format!("teacher entropy {teacher_entropy:.4} is near 0: outputs collapse to one dimension");
             self.alarm(AlarmKind::DimensionCollapse, message)?;
         }
+        let health = self.health.tracker.health();
+        if health.verdict.is_alarm() && self.health.alarmed != Some(health.verdict) {
+            let kind = if health.verdict == Verdict::Diverging { AlarmKind::Diverging } else { AlarmKind::UniformCollapse };
+            let kind = if health.evidence.starts_with("one dimension") { AlarmKind::DimensionCollapse } else { kind };
+            self.alarm(kind, format!("{health}"))?;
+        }
+        // Re-armed once the run is no longer in that state.
+        self.health.alarmed = health.verdict.is_alarm().then_some(health.verdict);
         Ok(())
     }
 
-    /// The uniform-collapse alarm and the epoch's `log.txt` line.
+    /// The epoch's `log.txt` line.
     fn close_epoch(&mut self, epoch: usize, stats: &EpochStats) -> Result<()> {
         if stats.steps == 0 {
             return Ok(());
-        }
-        if stats.near_uniform == stats.steps && stats.steps == self.data.niter {
-            let ln_k = (self.config.model.out_dim as f64).ln();
-            let message = format!("loss stayed within 1% of ln(out_dim) = {ln_k:.3} for the whole epoch {epoch}: uniform collapse");
-            self.alarm(AlarmKind::UniformCollapse, message)?;
         }
         let summary = EpochSummary {
             epoch,
@@ -155,13 +157,19 @@ impl Trainer {
     }
 }
 
+/// The run's health verdict as the trainer follows it, and the alarm last raised from it.
+#[derive(Default)]
+pub(super) struct HealthWatch {
+    pub(super) tracker: HealthTracker,
+    /// The alarming verdict already reported, so a lasting collapse alarms once.
+    pub(super) alarmed: Option<Verdict>,
+}
+
 /// What the iterations of an epoch add up to.
 #[derive(Default)]
 struct EpochStats {
     loss_sum: f64,
     steps: usize,
-    /// Iterations whose loss was within 1% of ln(out_dim).
-    near_uniform: usize,
     entropy_alarmed: bool,
 }
 

@@ -70,6 +70,22 @@ impl Trainer {
         Ok(())
     }
 
+    /// The random-weights k-NN the health verdict compares the run's k-NN with, measured once at
+    /// the start of a run that evaluates k-NN (`--eval_knn_every`) and kept in `evals/` for its
+    /// resumes. (The file name is the evaluation worker's `knn-random-DATA.json`.)
+    pub(super) fn measure_baseline(&mut self) -> Result<()> {
+        if self.config.run.eval_knn_every == 0 || !self.is_main() {
+            return Ok(());
+        }
+        let measured = std::fs::read_dir(self.run_dir.path.join("evals"))
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("knn-random-")))
+            .unwrap_or(false);
+        if measured {
+            return Ok(());
+        }
+        self.start_eval(EvalKind::Knn, Requested::Random)
+    }
+
     /// Records the running evaluation's result once it is there; `wait` blocks until it is.
     pub(super) fn poll_eval(&mut self, wait: bool) -> Result<()> {
         let Some(worker) = &self.evals.running else { return Ok(()) };
@@ -80,6 +96,9 @@ impl Trainer {
         match outcome {
             Ok(mut o) => {
                 o.json["seconds"] = o.seconds.into();
+                if let Some(p) = crate::protocol::health::KnnPoint::from_record(&o.json) {
+                    self.health.tracker.push_knn(p);
+                }
                 self.run_dir.event("eval", &o.json)?;
                 self.run_dir.eval_scalars(&o.json);
                 let how = if self.device == Device::Cpu { "training paused meanwhile" } else { "training went on meanwhile" };

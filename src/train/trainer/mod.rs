@@ -87,6 +87,7 @@ struct Trainer {
     paused: bool,
     ranks: RankSync,
     evals: EvalQueue,
+    health: epoch::HealthWatch,
 }
 
 /// The images this process trains on and how they divide into iterations.
@@ -129,10 +130,12 @@ impl Trainer {
             num_images: self.data.files.len(),
             start_iter: self.iter,
         };
+        self.health.tracker.set_run(info.out_dim, info.niter_per_ep);
         self.run_dir.event("start", &info)?;
         self.emit(Event::Started(info));
         self.emit_schedules();
         self.emit(Event::State { state: RunState::Running, iter: self.iter });
+        self.measure_baseline()?;
 
         while self.iter < self.total_iters() {
             let epoch = self.iter / self.data.niter;

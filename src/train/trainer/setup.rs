@@ -111,6 +111,7 @@ impl Trainer {
             paused: false,
             ranks: RankSync::new(group),
             evals: EvalQueue::new(evaluator),
+            health: Default::default(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! machine's GPUs, CPU and memory.
 
 use super::chart::{self, bar, ChartSeries, ChartSpec};
+use crate::protocol::health::Verdict;
 use crate::protocol::RunState;
 use crate::telemetry::GpuStatus;
 use crate::tui::app::App;
@@ -35,8 +36,9 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     } else {
         1
     };
-    let [progress, middle, bottom] =
-        Layout::vertical([Constraint::Length(2), Constraint::Min(3), Constraint::Length(bottom_h)]).areas(area);
+    let [verdict, progress, middle, bottom] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(2), Constraint::Min(3), Constraint::Length(bottom_h)]).areas(area);
+    draw_verdict(app, frame, verdict);
     draw_progress(app, frame, progress);
     if area.width >= 70 {
         let [loss, minis] = Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(middle);
@@ -58,25 +60,44 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     }
 }
 
+/// The health verdict, the line a person reads first: the word in its colour, then its evidence.
+fn draw_verdict(app: &App, frame: &mut Frame, area: Rect) {
+    let t = &app.shell.theme;
+    let h = app.trainer.health.health();
+    let style = match h.verdict {
+        Verdict::Learning => t.ok(),
+        Verdict::NotLearningYet => t.warning(),
+        Verdict::Collapsed | Verdict::Diverging => t.danger(),
+        Verdict::Unknown => t.muted(),
+    };
+    let line = Line::from(vec![
+        Span::styled(format!("● {} ", h.verdict), style.add_modifier(ratatui::style::Modifier::BOLD)),
+        Span::styled(h.evidence, t.muted()),
+    ]);
+    frame.render_widget(Paragraph::new(line), area);
+}
+
 /// The collapse indicators and the machine in one line, for terminals too short for their boxes.
 fn draw_summary_line(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.shell.theme;
     let Some(m) = app.trainer.store.last() else { return };
+    // Nothing turns red in the first epoch: a healthy run starts with its loss at ln K.
+    let judging = app.trainer.health.judging();
     let mut spans = vec![];
     if app.trainer.last_alarm.is_some() {
         spans.push(Span::styled("ALARM (Log tab)  ", t.danger()));
     }
     if let Some(ln_k) = app.trainer.info.as_ref().filter(|r| r.out_dim > 1).map(|r| (r.out_dim as f64).ln()) {
         let share = m.loss / ln_k;
-        let style = if share >= UNIFORM_LOSS_SHARE { t.danger() } else { t.ok() };
+        let style = if judging && share >= UNIFORM_LOSS_SHARE { t.danger() } else { t.ok() };
         spans.push(Span::styled("loss/lnK ", t.muted()));
         spans.push(Span::styled(format!("{:.0}%  ", share * 100.0), style));
     }
-    let low = m.teacher_entropy < ENTROPY_FLOOR;
+    let low = judging && m.teacher_entropy < ENTROPY_FLOOR;
     spans.push(Span::styled("entropy ", t.muted()));
     spans.push(Span::styled(format!("{}  ", fmt_value(m.teacher_entropy)), if low { t.danger() } else { t.ok() }));
     spans.push(Span::styled("KL ", t.muted()));
-    spans.push(Span::styled(format!("{}  ", fmt_value(m.kl)), if m.kl < KL_FLOOR { t.warning() } else { t.ok() }));
+    spans.push(Span::styled(format!("{}  ", fmt_value(m.kl)), if judging && m.kl < KL_FLOOR { t.warning() } else { t.ok() }));
     let h = &app.trainer.telemetry.host;
     spans.push(Span::styled(format!("CPU {:.0}%", h.cpu_percent), t.text()));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
@@ -285,20 +306,22 @@ fn draw_collapse(app: &App, frame: &mut Frame, area: Rect) {
         return;
     };
     let ln_k = app.trainer.info.as_ref().filter(|r| r.out_dim > 1).map(|r| (r.out_dim as f64).ln());
-    let ok_or = |bad: bool, style: Style| if bad { style } else { t.ok() };
+    // Nothing turns red in the first epoch: a healthy run starts with its loss at ln K.
+    let judging = app.trainer.health.judging();
+    let ok_or = |bad: bool, style: Style| if bad && judging { style } else { t.ok() };
     let mut lines = Vec::new();
     match ln_k {
         Some(ln_k) => {
             let share = m.loss / ln_k;
-            let bad = share >= UNIFORM_LOSS_SHARE;
+            let bad = judging && share >= UNIFORM_LOSS_SHARE;
             lines.push(Line::from(vec![
                 Span::styled("loss/ln K ", t.muted()),
                 Span::styled(format!("{:.1}%", share * 100.0), ok_or(bad, t.danger())),
                 Span::styled(format!("  ln K {ln_k:.2}"), t.muted()),
                 Span::styled(if bad { "  uniform?" } else { "" }, t.danger()),
             ]));
-            let low = m.teacher_entropy < ENTROPY_FLOOR;
-            let high = m.teacher_entropy >= UNIFORM_LOSS_SHARE * ln_k;
+            let low = judging && m.teacher_entropy < ENTROPY_FLOOR;
+            let high = judging && m.teacher_entropy >= UNIFORM_LOSS_SHARE * ln_k;
             lines.push(Line::from(vec![
                 Span::styled("entropy   ", t.muted()),
                 Span::styled(fmt_value(m.teacher_entropy), ok_or(low || high, if low { t.danger() } else { t.warning() })),
@@ -324,7 +347,7 @@ fn draw_collapse(app: &App, frame: &mut Frame, area: Rect) {
             ]));
         }
     }
-    let low_kl = m.kl < KL_FLOOR;
+    let low_kl = judging && m.kl < KL_FLOOR;
     lines.push(Line::from(vec![
         Span::styled("KL        ", t.muted()),
         Span::styled(fmt_value(m.kl), ok_or(low_kl, t.warning())),
