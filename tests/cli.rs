@@ -270,3 +270,26 @@ fn install_puts_a_working_dino_with_completions_and_man_pages_under_a_prefix() {
         assert!(len > 100, "{f} missing or empty under the prefix");
     }
 }
+
+#[test]
+fn a_run_named_as_dino_runs_lists_it_works_in_ctl_and_train_without_data_says_what_to_give() {
+    let d = tempfile::tempdir().unwrap();
+    let run = d.path().join("runs/quick");
+    std::fs::create_dir_all(&run).unwrap();
+    let start = r#"{"type":"start","time":1,"run_dir":"r","name":"quick","arch":"vit_tiny","device":"Cpu","epochs":3,"niter_per_ep":5,"batch_size":8,"out_dim":32,"num_images":40,"start_iter":0}"#;
+    std::fs::write(run.join("events.jsonl"), format!("{start}\n{{\"type\":\"stop\",\"state\":\"finished\",\"iter\":15,\"time\":3}}\n"))
+        .unwrap();
+    let listed = dino().current_dir(d.path()).arg("runs").output().unwrap();
+    assert!(text(&listed).lines().any(|l| l.starts_with("quick ")), "{}", text(&listed));
+    // The name, from the folder `dino runs` was run in: the run's offline status, exit 3.
+    let o = dino().current_dir(d.path()).args(["ctl", "quick", "status"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!((o.status.code(), status["status"].as_str()), (Some(3), Some("finished")), "{}", text(&o));
+
+    // No --data_path: named, and nothing created.
+    let empty = tempfile::tempdir().unwrap();
+    let o = dino().current_dir(empty.path()).args(["train", "--headless"]).output().unwrap();
+    assert!(!o.status.success() && text(&o).contains("no data: give --data_path DIR"), "{}", text(&o));
+    assert!(!text(&o).contains("/path/to/imagenet"), "{}", text(&o));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0, "nothing created");
+}

@@ -49,6 +49,14 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Train(args) => {
             let (config, report) = args.resolve_explained()?;
+            if config.run.data_path == TrainConfig::default().run.data_path && !args.print_config {
+                // The reference's placeholder, not a folder anyone has: say what to give, before
+                // anything is created.
+                anyhow::bail!(
+                    "no data: give --data_path DIR (a folder of images, or pretext/ train/ val/ as docs/configuration.md \
+                     shows), or data_path in the config; `dino demo` trains on a synthetic set it writes itself"
+                );
+            }
             if super::recipe::world_size(args.nproc_per_node) > 1 && config.teacher.centering == crate::config::Centering::SinkhornKnopp {
                 // Refused before any process starts; the step would refuse it at the join anyway.
                 return Err(crate::config::ConfigError::invalid(
@@ -90,8 +98,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             crate::say!("{summary}");
             Ok(0)
         }
-        Command::Attach { run_dir, theme } => super::attach::run(run_dir, theme),
-        Command::Ctl { run_dir, command } => Ok(super::ctl::run(&run_dir, &command)),
+        // A run as `dino runs` names it works wherever a run is taken.
+        Command::Attach { run_dir, theme } => {
+            let index = crate::run::index::default_index_path();
+            super::attach::run(run_dir.map(|r| crate::run::runs::resolve(&r, index.as_deref())), theme)
+        }
+        Command::Ctl { run_dir, command } => {
+            let index = crate::run::index::default_index_path();
+            Ok(super::ctl::run(&crate::run::runs::resolve(&run_dir, index.as_deref()), &command))
+        }
         Command::Runs { dir, json, sort } => {
             let dir = dir.unwrap_or_else(|| "runs".into());
             let index = crate::run::index::default_index_path();

@@ -110,8 +110,22 @@ pub const MAX_WARMUP_EPOCHS: usize = 1_000_000;
 pub enum EditRefused {
     #[error("{what} {value} for the {label}: expected {expected}")]
     Value { label: &'static str, what: &'static str, value: String, expected: &'static str },
-    #[error("the edit would take the {label} to {value} at iteration {iter}: expected {expected}")]
+    #[error("the edit would take the {label} to {} at iteration {iter}: expected {expected}", readable(*.value))]
     Curve { label: &'static str, value: f64, iter: usize, expected: &'static str },
+}
+
+/// A value as people read it: four significant digits, not every digit of the float.
+pub fn readable(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-3..1e4).contains(&v.abs()) {
+        let text = format!("{v:.4}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    } else {
+        format!("{v:.3e}")
+    }
 }
 
 impl ScheduleEdit {
@@ -329,6 +343,13 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_curve_names_its_value_readably() {
+        let e = EditRefused::Curve { label: "teacher momentum", value: 1.4853215699556934, iter: 95, expected: "a number in [0, 1]" };
+        assert_eq!(e.to_string(), "the edit would take the teacher momentum to 1.4853 at iteration 95: expected a number in [0, 1]");
+        assert_eq!((readable(0.000125), readable(2.0), readable(-0.5)), ("1.250e-4".to_string(), "2".to_string(), "-0.5".to_string()));
+    }
 
     #[test]
     fn cosine_ends_near_final_and_warms_up_linearly() {

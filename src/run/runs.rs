@@ -288,6 +288,28 @@ pub fn summarize(run_dir: &Path) -> RunSummary {
     }
 }
 
+/// The run a command-line argument names: a run directory as given, else a run name as `dino runs`
+/// lists it (`./runs/NAME`, then the index's runs of that name, most recently active first).
+/// An argument that names neither comes back unchanged, for the caller's own error.
+pub fn resolve(arg: &Path, index: Option<&Path>) -> PathBuf {
+    if is_run_dir(arg) || arg.components().count() != 1 {
+        return arg.to_path_buf();
+    }
+    let local = Path::new("runs").join(arg);
+    if is_run_dir(&local) {
+        return local;
+    }
+    let mut named: Vec<PathBuf> = index
+        .map(super::index::read)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.path)
+        .filter(|p| p.file_name() == Some(arg.as_os_str()) && is_run_dir(p))
+        .collect();
+    named.sort_by(|a, b| modified(b).total_cmp(&modified(a)));
+    named.into_iter().next().unwrap_or_else(|| arg.to_path_buf())
+}
+
 /// Whether a folder looks like a run directory.
 pub fn is_run_dir(p: &Path) -> bool {
     p.join(EVENTS_FILE).is_file() || p.join(super::dir::CONFIG_FILE).is_file()

@@ -130,13 +130,14 @@ impl Trainer {
             self.alarm(AlarmKind::DimensionCollapse, message)?;
         }
         let health = self.health.tracker.health();
+        // Once per change of alarming verdict: a verdict that flickers at its threshold does not
+        // repeat its alarm.
         if health.verdict.is_alarm() && self.health.alarmed != Some(health.verdict) {
             let kind = if health.verdict == Verdict::Diverging { AlarmKind::Diverging } else { AlarmKind::UniformCollapse };
             let kind = if health.evidence.starts_with("one dimension") { AlarmKind::DimensionCollapse } else { kind };
             self.alarm(kind, format!("{health}"))?;
+            self.health.alarmed = Some(health.verdict);
         }
-        // Re-armed once the run is no longer in that state.
-        self.health.alarmed = health.verdict.is_alarm().then_some(health.verdict);
         Ok(())
     }
 

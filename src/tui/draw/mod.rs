@@ -105,6 +105,8 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
         let mut spans = Vec::new();
         let mut used = 0usize;
         for (action, what) in FOOTER {
+            // The key does what its label says now: on a paused run it resumes.
+            let what = if action == Action::TogglePause && app.trainer.state == RunState::Paused { "resume" } else { what };
             let mut key = key_label(app, action);
             if action == Action::ZoomIn {
                 key = format!("{key}/{}", key_label(app, Action::ZoomOut));

@@ -115,6 +115,19 @@ fn one_numbering_in_the_header_and_the_log() {
 }
 
 #[test]
+fn the_footer_offers_resume_on_a_paused_run() {
+    use crate::protocol::{Event, RunState};
+    let (mut app, _rx) = fixtures::app(57);
+    let running = render(&app, 120, 30);
+    assert!(running.lines().last().is_some_and(|l| l.contains("p pause")), "{running}");
+    crate::tui::trainer_events::apply_event(&mut app, Event::State { state: RunState::Paused, iter: 57 });
+    app.shell.status = None;
+    let paused = render(&app, 120, 30);
+    let footer = paused.lines().last().unwrap_or_default();
+    assert!(footer.contains("p resume") && !footer.contains("pause "), "{paused}");
+}
+
+#[test]
 fn long_log_entries_wrap_instead_of_being_cut() {
     let (mut app, _rx) = fixtures::app(10);
     let long = format!("key file keys.toml: unknown action `foo_bar` {}", "and more words ".repeat(8));
