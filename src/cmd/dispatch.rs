@@ -44,47 +44,50 @@ fn detach(config: TrainConfig) -> Result<i32> {
     Ok(0)
 }
 
+/// `dino train`: checks that need no process, then the launcher, the plan, detached, or here.
+fn train_command(args: super::cli::TrainArgs) -> Result<i32> {
+    let (config, report) = args.resolve_explained()?;
+    if config.run.data_path == TrainConfig::default().run.data_path && !args.print_config {
+        // The reference's placeholder, not a folder anyone has: say what to give, before
+        // anything is created.
+        anyhow::bail!(
+            "no data: give --data_path DIR (a folder of images, or pretext/ train/ val/ as docs/configuration.md \
+             shows), or data_path in the config; `dino demo` trains on a synthetic set it writes itself"
+        );
+    }
+    if super::recipe::world_size(args.nproc_per_node) > 1 && config.teacher.centering == crate::config::Centering::SinkhornKnopp {
+        // Refused before any process starts; the step would refuse it at the join anyway.
+        return Err(crate::config::ConfigError::invalid(
+            "centering",
+            "sinkhorn_knopp",
+            "ema with several processes (Sinkhorn-Knopp runs in one)",
+        )
+        .into());
+    }
+    if let Some(n) = args.nproc_per_node.filter(|&n| n > 1) {
+        if std::env::var_os("RANK").is_some() {
+            anyhow::bail!("--nproc_per_node starts the ranks itself; under torchrun or srun leave it out");
+        }
+        if !crate::dist::AVAILABLE {
+            return Err(crate::dist::DistError::NotBuilt.into());
+        }
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        return super::launch::run_local(n, &args);
+    }
+    if args.print_config {
+        print_config(&config, report, args.nproc_per_node);
+        return Ok(0);
+    }
+    if args.detach {
+        return detach(config);
+    }
+    train(config, false, args.theme)
+}
+
 /// Carries out one command line; the exit code for the process.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Train(args) => {
-            let (config, report) = args.resolve_explained()?;
-            if config.run.data_path == TrainConfig::default().run.data_path && !args.print_config {
-                // The reference's placeholder, not a folder anyone has: say what to give, before
-                // anything is created.
-                anyhow::bail!(
-                    "no data: give --data_path DIR (a folder of images, or pretext/ train/ val/ as docs/configuration.md \
-                     shows), or data_path in the config; `dino demo` trains on a synthetic set it writes itself"
-                );
-            }
-            if super::recipe::world_size(args.nproc_per_node) > 1 && config.teacher.centering == crate::config::Centering::SinkhornKnopp {
-                // Refused before any process starts; the step would refuse it at the join anyway.
-                return Err(crate::config::ConfigError::invalid(
-                    "centering",
-                    "sinkhorn_knopp",
-                    "ema with several processes (Sinkhorn-Knopp runs in one)",
-                )
-                .into());
-            }
-            if let Some(n) = args.nproc_per_node.filter(|&n| n > 1) {
-                if std::env::var_os("RANK").is_some() {
-                    anyhow::bail!("--nproc_per_node starts the ranks itself; under torchrun or srun leave it out");
-                }
-                if !crate::dist::AVAILABLE {
-                    return Err(crate::dist::DistError::NotBuilt.into());
-                }
-                let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-                return super::launch::run_local(n, &args);
-            }
-            if args.print_config {
-                print_config(&config, report, args.nproc_per_node);
-                return Ok(0);
-            }
-            if args.detach {
-                return detach(config);
-            }
-            train(config, false, args.theme)
-        }
+        Command::Train(args) => train_command(args),
         Command::Tui(args) => {
             let config = args.resolve()?;
             if !std::io::stdout().is_terminal() {
