@@ -239,6 +239,22 @@ fn run_files_stay_consistent_and_private_across_every_interruption() {
     for f in ["metrics.jsonl", "log.txt", "events.jsonl", "config.toml"] {
         assert_eq!(mode(&run.join(f)), 0o600, "{f}");
     }
+    // And everything below: checkpoints, tb/, evals/ (issue 33 found them 0644).
+    let mut stack = vec![run.clone()];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                assert_eq!(mode(&p), 0o700, "{}", p.display());
+                stack.push(p);
+            } else {
+                assert_eq!(mode(&p) & 0o077, 0, "{} is {:o}", p.display(), mode(&p));
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 8, "checked {seen} files");
 }
 
 #[test]

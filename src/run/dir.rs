@@ -76,6 +76,12 @@ impl RunDir {
     /// `private_files` the folders become 0700 and the files written here 0600.
     pub fn open(path: &Path, config: &TrainConfig) -> Result<Self> {
         let private = config.run.private_files;
+        if private {
+            // Everything this process writes from now on (checkpoints, evals/ and its cache,
+            // tb/, export/, their folders) is the owner's alone, whichever module writes it.
+            // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+            unsafe { libc::umask(0o077) };
+        }
         // `--output_dir /tmp` must not make /tmp private: the folder's own mode is changed only
         // when it is a run directory (or nothing but this run's start in it).
         let own_folder = is_run_folder(path);
@@ -107,6 +113,11 @@ impl RunDir {
             // Files of older runs (or made before this run's first open) become private too.
             for f in files {
                 set_mode(&f, PRIVATE_FILE)?;
+            }
+            if own_folder {
+                for sub in [CHECKPOINT_DIR, "tb", "evals", "export"] {
+                    make_private_below(&path.join(sub))?;
+                }
             }
         }
         Ok(run)
@@ -287,6 +298,21 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r.with_context(|| format!("cannot make {} private (mode {mode:o})", path.display())),
     }
+}
+
+/// Folders 0700 and regular files 0600 below `dir` (symbolic links are left alone: their
+/// targets need not be the run's).
+fn make_private_below(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    set_mode(dir, PRIVATE_DIR)?;
+    for e in entries.flatten() {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => make_private_below(&e.path())?,
+            Ok(t) if t.is_file() => set_mode(&e.path(), PRIVATE_FILE)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Removes the `*.tmp` files of a folder: what a write interrupted by a kill left behind.
