@@ -132,8 +132,9 @@ fn label_width(rows: &[&OutlierRow]) -> u16 {
 }
 
 const COLUMN_SPACING: u16 = 1;
-/// The path column's least width: below it a path says nothing.
-const PATH_MIN: u16 = 12;
+/// The path column's least width: a `train/CLASS/NNNN.png` path of cifar-vehicles whole (longer
+/// ones keep their start); below it a path says little.
+const PATH_MIN: u16 = 20;
 
 /// A column of the Outliers table.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -263,7 +264,7 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow, width: usize) -> Vec<Line<'
     let v = &app.outliers;
     let label_of = |p: &str| v.rows.iter().find(|r| r.path == p).map(|r| r.label.as_str()).unwrap_or("?");
     let opt = |x: Option<f64>| x.map(|d| format!("{d:.3}")).unwrap_or_else(|| "–".into());
-    let likely = v.likely_error(row).map(|c| format!("  likely label error: {c}")).unwrap_or_default();
+    let likely = v.likely_error(row).map(|c| Line::from(Span::styled(format!("likely label error: {c}"), t.accent())));
     let mut lines = vec![
         Line::from(Span::styled(fit_path(&row.path, width), t.accent())),
         Line::from(vec![
@@ -271,7 +272,6 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow, width: usize) -> Vec<Line<'
             Span::styled(row.label.as_str(), t.text()),
             Span::styled("  voted ", t.muted()),
             Span::styled(row.predicted.as_str(), t.text()),
-            Span::styled(likely, t.accent()),
         ]),
         Line::from(vec![
             Span::styled("mislabel ", t.muted()),
@@ -287,6 +287,9 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow, width: usize) -> Vec<Line<'
         ]),
         Line::from(Span::styled("nearest neighbours:", t.muted())),
     ];
+    if let Some(l) = likely {
+        lines.insert(2, l);
+    }
     for p in row.neighbour_paths().take(8) {
         let label = format!("{:<11}", label_of(p));
         let path = fit_path(p, width.saturating_sub(label.chars().count()));
