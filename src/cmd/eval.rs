@@ -120,6 +120,7 @@ fn check_outlier_args(args: &OutlierArgs) -> Result<()> {
 
 pub fn outliers(args: &OutlierArgs) -> Result<i32> {
     use crate::eval::outlier_report::{run_files, score_split, write_report, OutlierParams};
+    use crate::eval::source::{random_like, SourceSpec};
     check_outlier_args(args)?;
     let m = &args.model;
     let p = Prepared::new_any_layout(m)?;
@@ -142,7 +143,14 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
     let bar = Progress::new(format!("features {name}"));
     let cache = p.cache.as_ref().map(|c| (c, p.source.identity.as_str()));
     let opts = crate::eval::ExtractOptions { tta: args.tta, ..p.options(m, FeatureKind::Cls) };
-    let report = score_split(&p.source.backbone, split, reference, p.layout.root(), &opts, cache, &params, &mut |d, t| bar.update(d, t))?;
+    // The same network with random weights: what the features are measured against before any
+    // image is called a likely label error.
+    let baseline = match split.is_labeled() {
+        true => Some(random_like(&p.source.config, &SourceSpec::teacher("random", p.device, m.seed))?),
+        false => None,
+    };
+    let (backbone, root) = (&p.source.backbone, p.layout.root());
+    let report = score_split(backbone, baseline.as_ref(), split, reference, root, &opts, cache, &params, &mut |d, t| bar.update(d, t))?;
     let label = format!("{name}-{}", p.source.result_label(p.layout.root()));
     let (csv, dups, map) = match &p.source.run_dir {
         Some(run) => run_files(run, &label),
@@ -183,6 +191,9 @@ fn print_outliers(report: &crate::eval::outlier_report::OutlierReport, top: usiz
     if !report.skipped.is_empty() {
         crate::say!("{}", crate::eval::features::Unreadable::summary(&report.skipped, 10));
     }
+    if let Some(e) = &report.evidence {
+        crate::say!("{}", e.line());
+    }
     crate::say!(
         "{:>4}  {:>7}  {:<8}  {:>7}  {:>7}  {:>7}  {:>7}  {:<12} {:<12} path  [neighbour labels]",
         "#",
@@ -199,7 +210,7 @@ fn print_outliers(report: &crate::eval::outlier_report::OutlierReport, top: usiz
     for (i, r) in report.rows.iter().take(top).enumerate() {
         let nb: Vec<&str> = r.neighbour_paths().map(|p| label_of.get(p).copied().unwrap_or("?")).collect();
         let nb = if r.label.is_empty() { String::new() } else { format!("  [{}]", nb.join(" ")) };
-        let suggested = if r.suggested.is_empty() { String::new() } else { format!("  likely {}", r.suggested) };
+        let suggested = if r.suggested.is_empty() { String::new() } else { format!("  likely label error: {}", r.suggested) };
         crate::say!(
             "{:>4}  {:>7.4}  {:<8}  {}  {}  {}  {:>7.4}  {:<12} {:<12} {}{nb}{suggested}",
             i + 1,
@@ -215,7 +226,11 @@ fn print_outliers(report: &crate::eval::outlier_report::OutlierReport, top: usiz
         );
     }
     if let Some(joint) = &report.confident_joint {
-        crate::say!("confident joint (rows: folder label, columns: likely class); {} likely label errors:", report.likely_label_errors());
+        let errors = match report.claims_label_errors() {
+            true => format!("{} likely label errors (confident votes that confident learning agrees with)", report.likely_label_errors()),
+            false => format!("{} images off the diagonal, not claimed as label errors", joint_off_diagonal(joint)),
+        };
+        crate::say!("confident joint (rows: folder label, columns: class confident learning counts it under); {errors}:");
         crate::say!("{:<12} {}", "", report.classes.iter().map(|c| format!("{c:>10.10}")).collect::<Vec<_>>().join(" "));
         for (c, row) in report.classes.iter().zip(joint) {
             crate::say!("{c:<12.12} {}", row.iter().map(|n| format!("{n:>10}")).collect::<Vec<_>>().join(" "));
@@ -229,4 +244,8 @@ fn print_outliers(report: &crate::eval::outlier_report::OutlierReport, top: usiz
             crate::say!("  {:.4}  {}  {}", d.similarity, d.path_a, d.path_b);
         }
     }
+}
+
+fn joint_off_diagonal(joint: &[Vec<usize>]) -> usize {
+    joint.iter().enumerate().map(|(i, row)| row.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, n)| n).sum::<usize>()).sum()
 }

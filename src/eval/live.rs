@@ -120,12 +120,18 @@ pub fn outliers_of_backbone(
     let split = layout.split_named("train").unwrap_or(layout.pretext()).clone();
     let opts = ExtractOptions::new(config.crops.global_crop_size, DEFAULT_BATCH, config.run.num_workers, device, FeatureKind::Cls);
     let params = OutlierParams::new(ScoreKind::Auto, config.run.seed);
-    let report = score_split(backbone, &split, None, layout.root(), &opts, None, &params, progress)?;
+    // The same network with random weights, the baseline of the report's evidence.
+    let baseline = match split.is_labeled() {
+        true => Some(super::source::random_like(config, &super::source::SourceSpec::teacher("random", device, config.run.seed))?),
+        false => None,
+    };
+    let report = score_split(backbone, baseline.as_ref(), &split, None, layout.root(), &opts, None, &params, progress)?;
     let (csv, dups, map) = run_files(run_dir, &format!("{}-{label}", split.name));
     let mut json = write_report(&report, &csv, &dups, &map, OUTLIER_TOP)?;
     json["data_root"] = layout.root().display().to_string().into();
     let top = report.rows.first().map(|r| format!("; top: {} ({:.3})", r.path, r.score(report.score))).unwrap_or_default();
-    let summary = format!("outliers of {} images of {} by {}{top}", report.rows.len(), split.name, report.score.name());
+    let evidence = report.evidence.as_ref().map(|e| format!("; {}", e.short())).unwrap_or_default();
+    let summary = format!("outliers of {} images of {} by {}{top}{evidence}", report.rows.len(), split.name, report.score.name());
     Ok((json, summary))
 }
 

@@ -6,6 +6,7 @@
 
 pub mod confident;
 mod error;
+pub mod evidence;
 pub mod features;
 pub mod figure;
 pub mod knn;

@@ -8,10 +8,12 @@
 //! set), `disagreement` (vote margin), `isolation`, and `auto`, which combines the first two.
 
 use super::confident::{confident_joint, out_of_fold_probs, self_confidence, ProbeParams};
+use super::evidence::{cross_validated_knn, likely_class, FeatureEvidence};
 use super::features::{extract_split, l2_normalize, ExtractOptions, FeatureCache, Unreadable};
 use super::figure::{draw_error, font, Figure};
 use super::outlier_row::{auto_scores, compare, percentiles};
 use super::outliers::{duplicates, kth_distance, score};
+use super::source::ModelSource;
 use super::umap::{umap, UmapParams};
 use super::EvalError;
 use crate::data::Split;
@@ -76,12 +78,21 @@ pub struct OutlierReport {
     /// Confident joint `[given][likely]` (labeled splits), in `classes` order.
     pub confident_joint: Option<Vec<Vec<usize>>>,
     pub classes: Vec<String>,
+    /// How good the features are (labeled splits): what decides whether any row is called a
+    /// likely label error (`evidence::FeatureEvidence::supports_claims`).
+    pub evidence: Option<FeatureEvidence>,
 }
 
 impl OutlierReport {
-    /// Images confident learning counts under another class than their label.
+    /// Images the report calls likely label errors (`evidence::likely_class`): none unless the
+    /// evidence supports the claim.
     pub fn likely_label_errors(&self) -> usize {
         self.rows.iter().filter(|r| !r.suggested.is_empty()).count()
+    }
+
+    /// Whether the report calls any image a likely label error at all.
+    pub fn claims_label_errors(&self) -> bool {
+        self.evidence.as_ref().is_some_and(FeatureEvidence::supports_claims)
     }
 }
 
@@ -91,9 +102,13 @@ fn relative(root: &Path, p: &Path) -> String {
 
 /// Features of `split` through `backbone` (and of the reference split, when one other than the
 /// split itself is given), then every score and the map. Unreadable images are skipped and named.
+/// `baseline`, the same network with random weights, is what the features are measured against
+/// on a labeled split (`FeatureEvidence`); without it no image is called a likely label error
+/// unless the features separate the classes.
 #[allow(clippy::too_many_arguments)]
 pub fn score_split(
     backbone: &Backbone,
+    baseline: Option<&ModelSource>,
     split: &Split,
     reference: Option<&Split>,
     data_root: &Path,
@@ -105,26 +120,41 @@ pub fn score_split(
     if split.is_empty() {
         return Err(EvalError::Invalid(format!("{} holds no images to score", split.root.display())));
     }
-    let total = split.len() + reference.map_or(0, Split::len);
+    let baseline = baseline.filter(|_| split.is_labeled());
+    let before = split.len() + reference.map_or(0, Split::len);
+    let total = before + baseline.map_or(0, |_| split.len());
     let f = extract_split(backbone, split, opts, cache, &mut |d, _| progress(d, total))?;
     let scored = split.subset(&f.kept);
     let normed = l2_normalize(&f.features);
+    let random = match baseline {
+        // The images the features kept, so that the rows line up.
+        Some(b) => {
+            let bc = cache.map(|(c, _)| (c, b.identity.as_str()));
+            let bf = extract_split(&b.backbone, &scored, opts, bc, &mut |d, _| progress(before + d, total))?;
+            (bf.kept.len() == scored.len()).then(|| l2_normalize(&bf.features))
+        }
+        None => None,
+    };
     let mut report = match reference {
         Some(r) => {
             let rf = extract_split(backbone, r, opts, cache, &mut |d, _| progress(split.len() + d, total))?;
             let files = r.subset(&rf.kept).files;
             let rn = l2_normalize(&rf.features);
-            report_from_features(&normed, &scored, data_root, Some(&Reference { name: &r.name, normed: &rn, files: &files }), p)?
+            let reference = Reference { name: &r.name, normed: &rn, files: &files };
+            report_from_features(&normed, random.as_ref(), &scored, data_root, Some(&reference), p)?
         }
-        None => report_from_features(&normed, &scored, data_root, None, p)?,
+        None => report_from_features(&normed, random.as_ref(), &scored, data_root, None, p)?,
     };
     report.skipped = f.skipped;
     Ok(report)
 }
 
-/// Every score of already-normalised features (rows in `split` order), the map and the order.
+/// Every score of already-normalised features (rows in `split` order), the map and the order;
+/// `random`, the same rows through the same network with random weights (normalised), is the
+/// baseline of the evidence.
 pub fn report_from_features(
     normed: &Tensor,
+    random: Option<&Tensor>,
     split: &Split,
     data_root: &Path,
     reference: Option<&Reference>,
@@ -133,6 +163,18 @@ pub fn report_from_features(
     let labels = split.is_labeled().then_some((split.labels.as_slice(), split.classes.len()));
     let s = score(normed, labels, p.k, p.temperature);
     let stranger = stranger_scores(normed, split, reference, p.k);
+    let evidence = labels.map(|(l, c)| {
+        let knn = |x: &Tensor| cross_validated_knn(x, l, c, p.k, p.temperature, p.folds, p.seed);
+        FeatureEvidence {
+            knn: knn(normed),
+            random: random.map(knn),
+            chance: 100.0 / c.max(1) as f64,
+            images: l.len(),
+            folds: p.folds,
+            k: p.k,
+        }
+    });
+    let supports = evidence.as_ref().is_some_and(FeatureEvidence::supports_claims);
     let probe = ProbeParams { folds: p.folds, seed: p.seed, ..ProbeParams::default() };
     let (mislabel, joint) = match labels {
         Some((l, c)) => {
@@ -150,6 +192,10 @@ pub fn report_from_features(
     let map = umap(normed, &UmapParams { seed: p.seed, ..Default::default() });
     let rel: Vec<String> = split.files.iter().map(|f| relative(data_root, f)).collect();
     let class = |i: usize| split.classes.get(i).cloned().unwrap_or_default();
+    let likely = |i: usize| match (&s.predicted, &s.disagreement) {
+        (Some(pr), Some(d)) => likely_class(supports, split.labels[i], pr[i], d[i], joint.as_ref().and_then(|j| j.suggested[i])),
+        _ => None,
+    };
     let mut rows: Vec<OutlierRow> = (0..split.len())
         .map(|i| OutlierRow {
             path: rel[i].clone(),
@@ -162,7 +208,7 @@ pub fn report_from_features(
             isolation: s.isolation[i],
             disagreement: s.disagreement.as_ref().map(|d| d[i]),
             predicted: s.predicted.as_ref().map(|pr| class(pr[i])).unwrap_or_default(),
-            suggested: joint.as_ref().and_then(|j| j.suggested[i]).map(class).unwrap_or_default(),
+            suggested: likely(i).map(class).unwrap_or_default(),
             neighbours: s.neighbours.index[i].iter().map(|&j| rel[j].as_str()).collect::<Vec<_>>().join(";"),
             umap_x: map.get(i).map(|m| m[0]).unwrap_or(0.0),
             umap_y: map.get(i).map(|m| m[1]).unwrap_or(0.0),
@@ -183,6 +229,7 @@ pub fn report_from_features(
         reference: reference.map_or_else(|| split.name.clone(), |r| r.name.to_string()),
         confident_joint: joint.map(|j| j.counts),
         classes: split.classes.clone(),
+        evidence,
     })
 }
 
@@ -310,6 +357,9 @@ pub fn write_report(report: &OutlierReport, csv: &Path, dups: &Path, map: &Path,
         "num_duplicates": report.duplicates.len(),
         "reference": report.reference,
         "likely_label_errors": report.likely_label_errors(),
+        "label_error_claim": report.claims_label_errors(),
+        "feature_evidence": report.evidence,
+        "evidence": report.evidence.as_ref().map(FeatureEvidence::line),
         "confident_joint": report.confident_joint,
         "classes": report.classes,
         "unreadable": report.skipped.len(),
@@ -353,7 +403,7 @@ mod tests {
     #[test]
     fn report_rows_are_sorted_by_score_and_name_neighbours_and_duplicates() {
         let s = split(vec![0, 0, 1, 0, 1, 1, 1, 1]);
-        let r = report_from_features(&features(), &s, Path::new("/data"), None, &params()).unwrap();
+        let r = report_from_features(&features(), None, &s, Path::new("/data"), None, &params()).unwrap();
         assert_eq!(r.rows[0].path, "train/c1/img2.png", "the mislabeled image first");
         assert_eq!(r.rows[0].label, "dog");
         assert_eq!(r.rows[0].predicted, "cat");
@@ -367,7 +417,7 @@ mod tests {
     fn csv_has_the_documented_columns_and_round_trips() {
         let d = tempfile::tempdir().unwrap();
         let s = split(vec![0, 0, 1, 0, 1, 1, 1, 1]);
-        let r = report_from_features(&features(), &s, Path::new("/data"), None, &params()).unwrap();
+        let r = report_from_features(&features(), None, &s, Path::new("/data"), None, &params()).unwrap();
         let (csv, dups, map) = run_files(d.path(), "ep0001-it00000010");
         let json = write_report(&r, &csv, &dups, &map, 2).unwrap();
         assert_eq!(json["num_images"], 8);
@@ -399,7 +449,7 @@ mod tests {
         let mut s = split(vec![0; 8]);
         s.classes.clear();
         s.name = "pretext".into();
-        let r = report_from_features(&features(), &s, Path::new("/data"), None, &params()).unwrap();
+        let r = report_from_features(&features(), None, &s, Path::new("/data"), None, &params()).unwrap();
         assert_eq!(r.score, ScoreKind::Auto, "disagreement needs labels: the stranger score ranks");
         assert!(r.rows.iter().all(|row| row.label.is_empty() && row.disagreement.is_none() && row.mislabel.is_none()));
         assert!(r.rows.iter().all(|row| row.kind == "stranger" && row.predicted.is_empty()));
@@ -418,7 +468,7 @@ mod tests {
         let mut s = split((0..300).map(|i| i % 2).collect());
         s.files = (0..300).map(|i| PathBuf::from(format!("/data/train/c/img{i:03}.png"))).collect();
         let p = OutlierParams { k: 10, ..OutlierParams::new(ScoreKind::Auto, 0) };
-        let r = report_from_features(&x, &s, Path::new("/data"), None, &p).unwrap();
+        let r = report_from_features(&x, None, &s, Path::new("/data"), None, &p).unwrap();
         let twin = |a: &str, b: &str| {
             let n = |p: &str| p.trim_start_matches("train/c/img").trim_end_matches(".png").parse::<usize>().unwrap() % 290;
             n(a) == n(b)

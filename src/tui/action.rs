@@ -94,7 +94,8 @@ pub enum Action {
     /// Outliers tab: sort by the next score kind (auto, mislabel, stranger, disagreement, isolation).
     #[strum(message = "outliers: sort by score")]
     ToggleScore,
-    /// Outliers tab: show the rows `auto` flags as likely mislabels, then strangers, then all.
+    /// Outliers tab: show the likely label errors (where the report claims them; on weak features
+    /// the rows `auto` ranks by its mislabel side, named as unclaimed), then strangers, then all.
     #[strum(message = "outliers: filter by kind")]
     CycleKind,
 }

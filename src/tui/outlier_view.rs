@@ -2,6 +2,7 @@
 //! sort order, the marks a person sets (reviewed / keep / exclude, saved in the run directory), and
 //! the preview of the selected image in whatever graphics the terminal supports.
 
+use crate::eval::evidence::FeatureEvidence;
 use crate::eval::outlier_report::{read_rows, OutlierRow, ScoreKind};
 use crate::eval::outlier_row::compare;
 use ratatui::layout::Size;
@@ -67,6 +68,10 @@ pub struct OutlierView {
     pub preview: Option<(String, Protocol)>,
     /// The cells it is encoded for (`preview_size` of the terminal).
     pub preview_cells: Size,
+    /// How good the features of the latest report are (its `feature_evidence`); `None` for a CSV
+    /// alone or a report written before reports carried it: then no row is called a likely label
+    /// error, whatever its `suggested` column says.
+    pub evidence: Option<FeatureEvidence>,
 }
 
 impl Default for OutlierView {
@@ -84,6 +89,7 @@ impl Default for OutlierView {
             picker: Picker::halfblocks(),
             preview: None,
             preview_cells: PREVIEW,
+            evidence: None,
         }
     }
 }
@@ -136,6 +142,8 @@ impl OutlierView {
     /// Loads a report's CSV, replacing the rows of its split.
     pub fn load(&mut self, csv: &Path, data_root: Option<PathBuf>, run_dir: Option<PathBuf>) -> Result<(), String> {
         let rows = read_rows(csv).map_err(|e| e.to_string())?;
+        // A CSV alone carries no evidence: `load_report` sets it after loading.
+        self.evidence = None;
         let split = rows.first().map(|r| r.split.clone());
         self.rows.retain(|r| Some(&r.split) != split.as_ref());
         self.rows.extend(rows);
@@ -156,6 +164,51 @@ impl OutlierView {
         Ok(())
     }
 
+    /// Loads a report's CSV with the evidence its record carries (`feature_evidence`).
+    pub fn load_report(
+        &mut self,
+        csv: &Path,
+        evidence: Option<FeatureEvidence>,
+        data_root: Option<PathBuf>,
+        run_dir: Option<PathBuf>,
+    ) -> Result<(), String> {
+        self.load(csv, data_root, run_dir)?;
+        self.evidence = evidence;
+        self.selected = 0;
+        self.refresh_preview();
+        Ok(())
+    }
+
+    /// Whether the report's evidence lets rows be called likely label errors.
+    pub fn claims(&self) -> bool {
+        self.evidence.as_ref().is_some_and(FeatureEvidence::supports_claims)
+    }
+
+    /// The class the row is a likely label error for, when the report claims it.
+    pub fn likely_error<'a>(&self, row: &'a OutlierRow) -> Option<&'a str> {
+        (self.claims() && !row.suggested.is_empty()).then_some(row.suggested.as_str())
+    }
+
+    /// What the kind filter shows: the mislabel side keeps only the likely label errors where the
+    /// evidence supports the claim, and is named for what it is (auto's mislabel side, ranked
+    /// without a claim) where it does not.
+    pub fn kind_name(&self) -> &str {
+        match self.kind.as_deref() {
+            None => "all",
+            Some("mislabel") if self.claims() => "likely label errors",
+            Some("mislabel") => "mislabel side (no label-error claim)",
+            Some(k) => k,
+        }
+    }
+
+    fn passes_kind(&self, r: &OutlierRow) -> bool {
+        match self.kind.as_deref() {
+            None => true,
+            Some("mislabel") if self.claims() => self.likely_error(r).is_some(),
+            Some(k) => r.kind == k,
+        }
+    }
+
     /// Rows passing the filters, sorted by the chosen score, highest first.
     pub fn visible(&self) -> Vec<&OutlierRow> {
         let mut v: Vec<&OutlierRow> = self
@@ -163,7 +216,7 @@ impl OutlierView {
             .iter()
             .filter(|r| self.class.as_ref().is_none_or(|c| &r.label == c))
             .filter(|r| self.split.as_ref().is_none_or(|s| &r.split == s))
-            .filter(|r| self.kind.as_ref().is_none_or(|k| &r.kind == k))
+            .filter(|r| self.passes_kind(r))
             .collect();
         // The order of `dino outliers` and its CSV, tie-breakers included.
         v.sort_by(|a, b| compare(self.score, a, b));

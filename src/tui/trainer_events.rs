@@ -235,7 +235,8 @@ fn load_outliers(app: &mut App, json: &serde_json::Value) {
     let Some(csv) = json["csv"].as_str() else { return };
     let data_root = json["data_root"].as_str().map(std::path::PathBuf::from);
     let run_dir = app.trainer.info.as_ref().map(|r| r.run_dir.clone());
-    if let Err(e) = app.outliers.load(std::path::Path::new(csv), data_root, run_dir) {
+    let evidence = serde_json::from_value(json["feature_evidence"].clone()).ok();
+    if let Err(e) = app.outliers.load_report(std::path::Path::new(csv), evidence, data_root, run_dir) {
         app.log_line(LogLevel::Warn, format!("outlier report {csv} not loaded: {e}"));
     }
 }

@@ -52,14 +52,21 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
         rows.len(),
         v.rows.len(),
         v.score.name(),
-        v.kind.as_deref().unwrap_or("all"),
+        v.kind_name(),
         v.class.as_deref().unwrap_or("all"),
         v.split.as_deref().unwrap_or("all")
     );
     let block = Block::bordered().title(Span::styled(title, t.title())).border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let [table_area, hint_area] = Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
+    let evidence = evidence_line(v);
+    let evidence_rows = evidence.as_ref().map_or(0, |e| if e.chars().count() <= inner.width as usize { 1 } else { 2 });
+    let [evidence_area, table_area, hint_area] =
+        Layout::vertical([Constraint::Length(evidence_rows), Constraint::Min(1), Constraint::Length(2)]).areas(inner);
+    if let Some(e) = evidence {
+        let style = if v.claims() { t.text() } else { t.muted() };
+        frame.render_widget(Paragraph::new(Span::styled(e, style)).wrap(Wrap { trim: true }), evidence_area);
+    }
     let keys = |a: Action, what: &str| vec![Span::styled(key_label(app, a), t.accent()), Span::styled(format!(" {what}  "), t.muted())];
     let mut hint: Vec<Span> = vec![];
     for (a, what) in [
@@ -77,43 +84,133 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
         hint.extend(keys(a, what));
     }
     frame.render_widget(Paragraph::new(Line::from(hint)).wrap(Wrap { trim: true }), hint_area);
-    let kinds = v.available();
-    let label_of = |r: &OutlierRow| {
-        if r.label.is_empty() {
-            "–".to_string()
-        } else if r.predicted != r.label {
-            format!("{}→{}", r.label, r.predicted)
-        } else {
-            r.label.clone()
-        }
-    };
-    // As wide as the longest "label→voted" (`automobile→truck` is 16), where the path keeps room.
-    let label_width = rows.iter().map(|r| label_of(r).chars().count()).max().unwrap_or(0).clamp(11, 24) as u16;
+    let columns = fit_columns(&v.available(), v.score, table_area.width, label_width(&rows));
     let table_rows: Vec<Row> = rows
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let mark = v.marks.get(&r.path).map(|m| m.symbol()).unwrap_or("");
-            let label = label_of(r);
-            let mut cells = vec![Cell::from(format!("{}", i + 1))];
-            for k in &kinds {
-                let cell = Cell::from(format!("{:.3}", r.score(*k)));
-                cells.push(if *k == v.score { cell.style(t.accent()) } else { cell });
-            }
-            cells.extend([Cell::from(short_kind(&r.kind)), Cell::from(label), Cell::from(mark), Cell::from(r.path.clone())]);
-            Row::new(cells).style(t.text())
+            let cells = columns.iter().map(|c| match c {
+                Column::Rank => Cell::from(format!("{}", i + 1)),
+                Column::Score(k) => {
+                    let cell = Cell::from(format!("{:.3}", r.score(*k)));
+                    if *k == v.score {
+                        cell.style(t.accent())
+                    } else {
+                        cell
+                    }
+                }
+                Column::Kind => Cell::from(short_kind(&r.kind)),
+                Column::Label => Cell::from(label_of(r)),
+                Column::Mark => Cell::from(v.marks.get(&r.path).map(|m| m.symbol()).unwrap_or("")),
+                Column::Path => Cell::from(r.path.clone()),
+            });
+            Row::new(cells.collect::<Vec<_>>()).style(t.text())
         })
         .collect();
-    let mut widths = vec![Constraint::Length(4)];
-    widths.extend(kinds.iter().map(|_| Constraint::Length(6)));
-    widths.extend([Constraint::Length(4), Constraint::Length(label_width), Constraint::Length(4), Constraint::Min(10)]);
-    let mut header = vec!["#"];
-    header.extend(kinds.iter().map(|k| column_name(*k)));
-    header.extend(["kind", "label→voted", "mark", "path"]);
-    let header = Row::new(header).style(t.title());
-    let table = Table::new(table_rows, widths).header(header).row_highlight_style(t.selected()).column_spacing(1);
+    let label_width = label_width(&rows);
+    let widths: Vec<Constraint> = columns.iter().map(|c| c.constraint(label_width)).collect();
+    let header = Row::new(columns.iter().map(|c| c.name()).collect::<Vec<_>>()).style(t.title());
+    let table = Table::new(table_rows, widths).header(header).row_highlight_style(t.selected()).column_spacing(COLUMN_SPACING);
     let mut state = TableState::default().with_selected((!rows.is_empty()).then_some(v.selected.min(rows.len() - 1)));
     frame.render_stateful_widget(table, table_area, &mut state);
+}
+
+/// `label`, or `label→voted` where the neighbours vote for another class; `–` without labels.
+fn label_of(r: &OutlierRow) -> String {
+    if r.label.is_empty() {
+        "–".to_string()
+    } else if r.predicted != r.label {
+        format!("{}→{}", r.label, r.predicted)
+    } else {
+        r.label.clone()
+    }
+}
+
+/// As wide as the longest "label→voted" (`automobile→truck` is 16), where the path keeps room.
+fn label_width(rows: &[&OutlierRow]) -> u16 {
+    rows.iter().map(|r| label_of(r).chars().count()).max().unwrap_or(0).clamp(11, 24) as u16
+}
+
+const COLUMN_SPACING: u16 = 1;
+/// The path column's least width: a `train/CLASS/NNNN.png` path of cifar-vehicles whole (longer
+/// ones keep their start); below it a path says little.
+const PATH_MIN: u16 = 20;
+
+/// A column of the Outliers table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Column {
+    Rank,
+    Score(ScoreKind),
+    Kind,
+    Label,
+    Mark,
+    Path,
+}
+
+impl Column {
+    fn width(self, label_width: u16) -> u16 {
+        match self {
+            Self::Rank | Self::Kind | Self::Mark => 4,
+            Self::Score(_) => 6,
+            Self::Label => label_width,
+            Self::Path => PATH_MIN,
+        }
+    }
+
+    fn constraint(self, label_width: u16) -> Constraint {
+        match self {
+            Self::Path => Constraint::Min(PATH_MIN),
+            c => Constraint::Length(c.width(label_width)),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Rank => "#",
+            Self::Score(k) => column_name(k),
+            Self::Kind => "kind",
+            Self::Label => "label→voted",
+            Self::Mark => "mark",
+            Self::Path => "path",
+        }
+    }
+}
+
+/// The columns that fit `width` whole, in the table's order (rank, scores, kind, label, mark,
+/// path). A column that does not fit is dropped, never cut, in this priority (kept first):
+/// the path and the score the list is sorted by (always: what the image is and why it is where it
+/// is), then `label→voted` (the evidence a person reads first for a mislabel), the mark (what the
+/// person has already decided), the other scores in the order `d` cycles them (auto, mislabel,
+/// stranger, disagreement, isolation: from the combined score to the narrowest), the kind (auto's
+/// kind; the scores beside it say the same), and last the rank (the selection and the title's
+/// count say where one is).
+fn fit_columns(available: &[ScoreKind], sorted_by: ScoreKind, width: u16, label_width: u16) -> Vec<Column> {
+    let mut priority = vec![Column::Path, Column::Score(sorted_by), Column::Label, Column::Mark];
+    priority.extend(available.iter().filter(|k| **k != sorted_by).map(|k| Column::Score(*k)));
+    priority.extend([Column::Kind, Column::Rank]);
+    let mut kept: Vec<Column> = vec![];
+    let mut used = 0u16;
+    for c in priority {
+        let need = c.width(label_width) + if kept.is_empty() { 0 } else { COLUMN_SPACING };
+        // The first two are kept whatever the width.
+        if kept.len() < 2 || used + need <= width {
+            used = used.saturating_add(need);
+            kept.push(c);
+        }
+    }
+    let mut order = vec![Column::Rank];
+    order.extend(available.iter().map(|k| Column::Score(*k)));
+    order.extend([Column::Kind, Column::Label, Column::Mark, Column::Path]);
+    order.into_iter().filter(|c| kept.contains(c)).collect()
+}
+
+/// What the report may claim and why, for labeled rows: the features' k-NN against random
+/// weights; a report without that evidence claims nothing.
+fn evidence_line(v: &crate::tui::outlier_view::OutlierView) -> Option<String> {
+    if v.rows.iter().all(|r| r.label.is_empty()) {
+        return None;
+    }
+    Some(v.evidence.as_ref().map_or_else(|| "no feature evidence in this report: no label-error claim".to_string(), |e| e.short()))
 }
 
 fn column_name(k: ScoreKind) -> &'static str {
@@ -167,7 +264,7 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow, width: usize) -> Vec<Line<'
     let v = &app.outliers;
     let label_of = |p: &str| v.rows.iter().find(|r| r.path == p).map(|r| r.label.as_str()).unwrap_or("?");
     let opt = |x: Option<f64>| x.map(|d| format!("{d:.3}")).unwrap_or_else(|| "–".into());
-    let likely = if row.suggested.is_empty() { String::new() } else { format!("  likely {}", row.suggested) };
+    let likely = v.likely_error(row).map(|c| Line::from(Span::styled(format!("likely label error: {c}"), t.accent())));
     let mut lines = vec![
         Line::from(Span::styled(fit_path(&row.path, width), t.accent())),
         Line::from(vec![
@@ -175,7 +272,6 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow, width: usize) -> Vec<Line<'
             Span::styled(row.label.as_str(), t.text()),
             Span::styled("  voted ", t.muted()),
             Span::styled(row.predicted.as_str(), t.text()),
-            Span::styled(likely, t.accent()),
         ]),
         Line::from(vec![
             Span::styled("mislabel ", t.muted()),
@@ -191,6 +287,9 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow, width: usize) -> Vec<Line<'
         ]),
         Line::from(Span::styled("nearest neighbours:", t.muted())),
     ];
+    if let Some(l) = likely {
+        lines.insert(2, l);
+    }
     for p in row.neighbour_paths().take(8) {
         let label = format!("{:<11}", label_of(p));
         let path = fit_path(p, width.saturating_sub(label.chars().count()));

@@ -264,16 +264,61 @@ fn non_finite_and_non_positive_values_draw() {
     }
 }
 
+/// The table's header row (the line holding `path`).
+fn header_of(screen: &str) -> String {
+    screen.lines().find(|l| l.contains(" path")).unwrap_or_default().to_string()
+}
+
 #[test]
 fn outliers_with_a_report_snapshot() {
     let (mut app, _rx) = fixtures::app(300);
     let _data = fixtures::with_outliers(&mut app);
     app.shell.tab = Tab::Outliers;
-    let screen = render(&app, 160, 48);
-    assert!(screen.contains("train/ship/0004.png"), "the most disagreeing image first\n{screen}");
-    assert!(screen.contains("half-blocks"), "{screen}");
-    assert!(screen.contains('▀') || screen.contains('▄'), "the preview is drawn\n{screen}");
-    insta::assert_snapshot!("outliers_report_160x48", screen);
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(screen.contains("train/ship/0004.png"), "the most disagreeing image first\n{screen}");
+        assert!(w < 80 || screen.contains("half-blocks"), "{screen}");
+        assert!(w < 80 || screen.contains('▀') || screen.contains('▄'), "the preview is drawn\n{screen}");
+        // Whole columns or none: the sorting score's values whole, no kind cut to "mi".
+        let header = header_of(&screen);
+        assert!(header.contains("auto") && header.contains("path"), "the sort's score and the path stay at {w}x{h}\n{screen}");
+        assert!(screen.contains("1.000"), "scores whole at {w}x{h}\n{screen}");
+        assert!(!header.contains(" mi ") && !header.contains(" ki "), "no column cut at {w}x{h}\n{header}");
+        insta::assert_snapshot!(format!("outliers_report_{w}x{h}"), screen);
+    }
+    // Sorted by another score, that score's column is the one kept.
+    update(&mut app, Action::ToggleScore);
+    let header = header_of(&render(&app, 60, 20));
+    assert!(header.contains("mislab") && header.contains("path"), "{header}");
+}
+
+/// Weak features: the report's line says so, and neither the row nor the kind filter calls any
+/// image a likely label error (the fixture's image 4 has a `suggested` class in its CSV).
+#[test]
+fn outliers_on_weak_features_make_no_label_error_claim() {
+    let (mut app, _rx) = fixtures::app(300);
+    let _data = fixtures::with_outliers(&mut app);
+    app.shell.tab = Tab::Outliers;
+    let strong = render(&app, 160, 48);
+    assert!(strong.contains("likely label error: truck") && strong.contains("label errors claimed"), "{strong}");
+    app.outliers.evidence =
+        Some(crate::eval::evidence::FeatureEvidence { knn: 50.1, random: Some(48.0), chance: 25.0, images: 1000, folds: 5, k: 10 });
+    update(&mut app, Action::CycleKind);
+    assert_eq!(app.outliers.kind.as_deref(), Some("mislabel"));
+    for (w, h) in SIZES {
+        let screen = render(&app, w, h);
+        assert!(!screen.contains("likely label error"), "{screen}");
+        // Wrapped on a narrow list: "no" may end the line before.
+        assert!(screen.contains("label-error claim") && !screen.contains("label errors claimed"), "{w}x{h}\n{screen}");
+    }
+    let wide = render(&app, 160, 48);
+    assert!(wide.contains("k-NN 50.1 % vs random 48.0 %"), "{wide}");
+    assert!(wide.contains("kind mislabel side (no label-error claim)"), "{wide}");
+    // With the claim, the filter keeps only the likely label errors.
+    let _again = fixtures::with_outliers(&mut app);
+    app.outliers.kind = Some("mislabel".into());
+    assert_eq!(app.outliers.visible().len(), 1, "only image 4");
+    assert_eq!(app.outliers.kind_name(), "likely label errors");
 }
 
 /// A wide terminal gets a bigger preview (encoded again on the resize), and a neighbour in a deep
