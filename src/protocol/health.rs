@@ -40,7 +40,7 @@ const WINDOW_MAX: usize = 200;
 /// Change of a window's mean against the one before, as a share of ln K, that counts as a trend.
 const TREND_SHARE: f64 = 0.01;
 
-/// The verdict, worst first in `Ord` order of how urgent it is to look.
+/// The verdict, the most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {

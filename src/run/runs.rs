@@ -158,6 +158,23 @@ fn best_of(records: &[serde_json::Value]) -> Option<f64> {
     records.iter().filter(|v| is_the_runs_result(v)).filter_map(knn_accuracy).filter(|x| x.is_finite()).reduce(f64::max)
 }
 
+/// The first lines of `metrics.jsonl`, at most `n`, of the run's first session (iterations
+/// counting up from 0).
+fn first_metrics_lines(run_dir: &Path, n: usize) -> Vec<IterMetrics> {
+    let Ok(f) = std::fs::File::open(run_dir.join(METRICS_FILE)) else { return Vec::new() };
+    let mut head = String::new();
+    // A metrics line is about 300 bytes; twice that per line leaves room for wider ones.
+    if f.take(600 * n as u64).read_to_string(&mut head).is_err() {
+        return Vec::new();
+    }
+    let mut lines: Vec<IterMetrics> = head.lines().filter_map(|l| serde_json::from_str(l).ok()).take(n).collect();
+    // A later session's lines (a resume) start again below; the first session's run is kept.
+    if let Some(cut) = lines.windows(2).position(|w| w[1].iter <= w[0].iter) {
+        lines.truncate(cut + 1);
+    }
+    lines
+}
+
 /// The last lines of `metrics.jsonl`, at most `n`, read from the end (the file can be large).
 fn last_metrics_lines(run_dir: &Path, n: usize) -> Vec<IterMetrics> {
     let Ok(mut f) = std::fs::File::open(run_dir.join(METRICS_FILE)) else { return Vec::new() };
@@ -184,8 +201,11 @@ pub fn health_of(run_dir: &Path) -> Health {
 pub fn health(run_dir: &Path, info: Option<&RunInfo>, events: &str) -> Health {
     let (out_dim, niter) = info.map_or((0, 1), |i| (i.out_dim, i.niter_per_ep));
     let mut tracker = HealthTracker::new(out_dim, niter);
-    for m in last_metrics_lines(run_dir, HealthTracker::HISTORY) {
-        tracker.push_metrics(&m);
+    // The run's first window (what a climbing loss is measured from), then its last iterations.
+    let head = first_metrics_lines(run_dir, HealthTracker::HISTORY / 2);
+    let head_end = head.last().map(|m| m.iter);
+    for m in head.iter().chain(last_metrics_lines(run_dir, HealthTracker::HISTORY).iter().filter(|m| head_end.is_none_or(|e| m.iter > e))) {
+        tracker.push_metrics(m);
     }
     for v in events.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
         if v["type"] == "alarm" && v["kind"] == "non_finite_loss" {
@@ -374,6 +394,25 @@ mod tests {
 
     const START: &str = r#"{"type":"start","time":1,"run_dir":"r","name":"r","arch":"vit_tiny","device":"Cpu","epochs":3,"niter_per_ep":5,"batch_size":8,"out_dim":32,"num_images":40,"start_iter":0}"#;
     const METRIC: &str = r#"{"iter":7,"epoch":1,"loss":3.25,"lr":0.1,"wd":0.04,"teacher_temp":0.04,"momentum":0.99,"iter_time":0.1,"data_time":0.0,"images_per_s":80,"teacher_entropy":3,"kl":0.1,"time":2}"#;
+
+    #[test]
+    fn the_verdict_of_a_long_run_measures_a_climb_from_its_first_window() {
+        let d = tempfile::tempdir().expect("tmp");
+        let r = d.path().join("long");
+        let ln_k = 32f64.ln();
+        let line = |i: usize, share: f64| {
+            let mut m = IterMetrics::sample(i, share * ln_k, i as f64);
+            m.epoch = i / 5;
+            m.teacher_entropy = 0.6 * ln_k;
+            serde_json::to_string(&m).expect("json") + "\n"
+        };
+        // 2,000 iterations: the first 10 at 87 % of ln K, the rest at 98 % (far past the tail read).
+        let metrics: String = (0..2000).map(|i| line(i, if i < 10 { 0.87 } else { 0.98 })).collect();
+        write(&r, &format!("{START}\n"), &metrics);
+        let h = health_of(&r);
+        assert_eq!(h.verdict, crate::protocol::health::Verdict::Diverging, "{h}");
+        assert!(h.evidence.contains("climbed from 87 % to 98 %"), "{h}");
+    }
 
     #[test]
     fn status_comes_from_the_last_session() {
