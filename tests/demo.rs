@@ -24,9 +24,15 @@ fn the_demo_ends_with_its_measured_knn_against_random_weights() {
     eprintln!("demo k-NN: run {run:.1} %, random weights {random:.1} %, chance {chance:.1} %");
     assert_eq!(chance, 20.0, "5 classes");
     assert!((0.0..=100.0).contains(&run) && (0.0..=100.0).contains(&random), "{said}");
-    // The verdict follows the measured margin. Issue 33 asks for a margin of 25 points; the demo
-    // preset does not reach it yet (docs/evaluation.md, "The demo": -4 to +1 points measured).
+    // Issue 33's target: at least 25 points over random weights. Measured on 2026-12-07 (Zen 3,
+    // 2 cores): 80.0 % against 34.7 %, +45.3 (docs/evaluation.md, "The demo").
+    assert!(run - random >= 25.0, "the demo learned too little: {run} vs {random}\n{said}");
     let learned = said.contains("dino demo: the run learned");
     assert_eq!(learned, run - random >= 10.0, "verdict against the numbers: {run} vs {random}\n{said}");
+    // The health verdict of the epoch lines: not judged in the first epoch, learning at the end.
+    let health: Vec<&str> = said.lines().filter_map(|l| l.split("; health: ").nth(1)).collect();
+    assert!(health.first().is_some_and(|h| h.starts_with("unknown: first epoch")), "{said}");
+    assert!(health.last().is_some_and(|h| h.starts_with("learning: k-NN")), "{said}");
+    assert!(!said.contains("ALARM"), "{said}");
     assert!(learned || said.contains("has not learned beyond random weights"), "{said}");
 }

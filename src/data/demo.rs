@@ -1,6 +1,7 @@
 //! A small synthetic data set in the project's layout, so the demo and the tests can train and
-//! evaluate without downloading anything. The classes differ in shape and texture, not just in
-//! colour, so a self-supervised model has something to learn that k-NN can then measure.
+//! evaluate without downloading anything. The classes differ in texture (lattices, stripes of
+//! three orientations) drawn in random grey levels, so a self-supervised model has something to
+//! learn from crops that k-NN can then measure, and random weights little to go on.
 
 use super::layout::DataLayout;
 use super::rng::rng_for;
@@ -14,10 +15,10 @@ use std::fs;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-pub const DEMO_CLASSES: [&str; 5] = ["blobs", "checkers", "circles", "stripes", "triangles"];
+pub const DEMO_CLASSES: [&str; 5] = ["checkers", "dots", "dstripes", "hstripes", "vstripes"];
 const MARKER: &str = "demo.json";
 /// Bumped whenever the drawing changes, so an old set on disk is regenerated.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 const SPLIT_PRETEXT: u64 = 0;
 const SPLIT_TRAIN: u64 = 1;
 const SPLIT_VAL: u64 = 2;
@@ -154,86 +155,75 @@ fn write_image(img: &RgbImage, path: &Path) -> Result<(), DataError> {
     }
 }
 
-fn random_colour<R: Rng>(rng: &mut R) -> [f32; 3] {
-    [rng.random_range(0.0..255.0), rng.random_range(0.0..255.0), rng.random_range(0.0..255.0)]
-}
-
-/// One image of class `class`: a noisy gradient background and the class's pattern, placed,
-/// scaled, rotated and coloured at random.
+/// One image of class `class`: a texture two random grey levels draw (at least 60 apart, either
+/// one the foreground), with pixel noise. The classes differ in structure visible in any crop:
+/// lattices (checkers, dots) at a random angle, stripes near one of three orientations (a
+/// horizontal flip maps each onto itself, so DINO's augmentation keeps them apart). Grey levels
+/// rather than colours because two crops of one image share its colours: with random colours
+/// DINO learns colour, which says nothing of the class (docs/evaluation.md, "The demo").
 pub(crate) fn render<R: Rng>(class: usize, size: u32, rng: &mut R) -> RgbImage {
     let s = size as f32;
-    let bg0 = random_colour(rng);
-    let bg1 = random_colour(rng);
-    let fg = random_colour(rng);
-    let fg2 = random_colour(rng);
-    let angle: f32 = rng.random_range(0.0..std::f32::consts::TAU);
-    let (sin, cos) = angle.sin_cos();
-    let cx = rng.random_range(0.3..0.7) * s;
-    let cy = rng.random_range(0.3..0.7) * s;
-    let scale = rng.random_range(0.5..1.0) * s;
-    let noise = rng.random_range(4.0..20.0f32);
-    let grad_dir = rng.random_range(0.0..std::f32::consts::TAU);
-    let (gs, gc) = grad_dir.sin_cos();
-    // Class-specific parameters drawn up front so every pixel sees the same shape.
-    let circles: Vec<(f32, f32, f32)> = (0..rng.random_range(1..4))
-        .map(|_| (rng.random_range(0.2..0.8) * s, rng.random_range(0.2..0.8) * s, rng.random_range(0.1..0.25) * scale))
-        .collect();
-    let period = rng.random_range(0.12..0.3) * scale;
-    let tri: Vec<(f32, f32)> = (0..3)
-        .map(|k| {
-            let a = angle + k as f32 * std::f32::consts::TAU / 3.0;
-            (cx + 0.45 * scale * a.cos(), cy + 0.45 * scale * a.sin())
-        })
-        .collect();
-    let blobs: Vec<(f32, f32, f32, [f32; 3])> = (0..rng.random_range(3..7))
-        .map(|_| (rng.random_range(0.0..s), rng.random_range(0.0..s), rng.random_range(0.06..0.2) * s, random_colour(rng)))
-        .collect();
+    // The period scales with the image: 6-14 px at the demo's 48 px.
+    let period = rng.random_range(0.125..0.29) * s;
+    let mask = Texture::draw(class, s, period, rng);
+    let (mut bg, mut fg) = grey_pair(rng);
+    if rng.random_bool(0.5) {
+        std::mem::swap(&mut bg, &mut fg);
+    }
     let mut img = RgbImage::new(size, size);
     for (x, y, px) in img.enumerate_pixels_mut() {
-        let (fx, fy) = (x as f32 + 0.5, y as f32 + 0.5);
-        let t = (((fx - s / 2.0) * gc + (fy - s / 2.0) * gs) / s + 0.5).clamp(0.0, 1.0);
-        let mut c = [0.0f32; 3];
-        for k in 0..3 {
-            c[k] = bg0[k] * (1.0 - t) + bg1[k] * t;
-        }
-        // Coordinates in the pattern's rotated frame.
-        let (u, v) = ((fx - cx) * cos + (fy - cy) * sin, -(fx - cx) * sin + (fy - cy) * cos);
-        let paint: Option<[f32; 3]> = match class {
-            0 => {
-                let mut best: Option<[f32; 3]> = None;
-                for &(bx, by, r, col) in &blobs {
-                    let d2 = ((fx - bx).powi(2) + (fy - by).powi(2)) / (r * r);
-                    if d2 < 1.0 + 0.3 * ((fx * 0.7).sin() * (fy * 0.9).cos()) {
-                        best = Some(col);
-                    }
-                }
-                best
-            }
-            1 => {
-                let cell = period.max(2.0);
-                let (i, j) = ((u / cell).floor() as i64, (v / cell).floor() as i64);
-                Some(if (i + j).rem_euclid(2) == 0 { fg } else { fg2 })
-            }
-            2 => circles.iter().any(|&(ox, oy, r)| (fx - ox).powi(2) + (fy - oy).powi(2) < r * r).then_some(fg),
-            3 => {
-                let phase = (u / period.max(2.0)).rem_euclid(1.0);
-                Some(if phase < 0.5 { fg } else { fg2 })
-            }
-            _ => inside_triangle(fx, fy, &tri).then_some(fg),
-        };
-        if let Some(p) = paint {
-            c = p;
-        }
-        for ch in c.iter_mut() {
-            *ch += rng.random_range(-noise..noise);
-        }
+        let level = if mask.covers(x as f32 + 0.5, y as f32 + 0.5) { fg } else { bg };
+        let c: [f32; 3] = std::array::from_fn(|_| level + rng.random_range(-10.0..10.0f32));
         *px = Rgb(c.map(|v| v.clamp(0.0, 255.0) as u8));
     }
     img
 }
 
-fn inside_triangle(x: f32, y: f32, t: &[(f32, f32)]) -> bool {
-    let side = |(ax, ay): (f32, f32), (bx, by): (f32, f32)| (bx - ax) * (y - ay) - (by - ay) * (x - ax);
-    let (d0, d1, d2) = (side(t[0], t[1]), side(t[1], t[2]), side(t[2], t[0]));
-    (d0 >= 0.0 && d1 >= 0.0 && d2 >= 0.0) || (d0 <= 0.0 && d1 <= 0.0 && d2 <= 0.0)
+/// Two grey levels at least 60 apart.
+fn grey_pair<R: Rng>(rng: &mut R) -> (f32, f32) {
+    let a: f32 = rng.random_range(0.0..255.0);
+    let mut b: f32 = rng.random_range(0.0..255.0);
+    while (a - b).abs() < 60.0 {
+        b = rng.random_range(0.0..255.0);
+    }
+    (a, b)
+}
+
+/// A class's pattern, placed at random: a point is foreground or not.
+struct Texture {
+    class: usize,
+    period: f32,
+    /// The pattern's frame: origin and direction of its first axis.
+    cx: f32,
+    cy: f32,
+    cos: f32,
+    sin: f32,
+}
+
+impl Texture {
+    fn draw<R: Rng>(class: usize, s: f32, period: f32, rng: &mut R) -> Self {
+        let angle = match DEMO_CLASSES[class] {
+            // Stripes across the named direction, within 15 degrees; diagonal either way.
+            "vstripes" => rng.random_range(-15.0..15.0f32).to_radians(),
+            "hstripes" => (90.0 + rng.random_range(-15.0..15.0f32)).to_radians(),
+            "dstripes" => (45.0 + rng.random_range(-15.0..15.0f32) + if rng.random_bool(0.5) { 90.0 } else { 0.0 }).to_radians(),
+            _ => rng.random_range(0.0..std::f32::consts::TAU),
+        };
+        let (sin, cos) = angle.sin_cos();
+        Self { class, period, cx: rng.random_range(0.0..s), cy: rng.random_range(0.0..s), cos, sin }
+    }
+
+    fn covers(&self, x: f32, y: f32) -> bool {
+        let (dx, dy) = (x - self.cx, y - self.cy);
+        let (u, v) = (dx * self.cos + dy * self.sin, -dx * self.sin + dy * self.cos);
+        let p = self.period;
+        match DEMO_CLASSES[self.class] {
+            "checkers" => ((u / p).floor() + (v / p).floor()).rem_euclid(2.0) < 1.0,
+            "dots" => {
+                let (fu, fv) = ((u / p).rem_euclid(1.0) - 0.5, (v / p).rem_euclid(1.0) - 0.5);
+                fu * fu + fv * fv < 0.09
+            }
+            _ => (u / p).rem_euclid(1.0) < 0.5,
+        }
+    }
 }

@@ -233,7 +233,7 @@ impl HealthTracker {
 
     /// Whether the last iteration seen is in the run's first epoch.
     fn in_first_epoch(&self) -> bool {
-        self.last_iter.is_none_or(|i| i + 1 < self.niter_per_ep.max(1))
+        self.last_iter.is_none_or(|i| i < self.niter_per_ep.max(1))
     }
 
     pub fn health(&self) -> Health {
