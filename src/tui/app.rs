@@ -338,8 +338,13 @@ impl App {
     }
 
     /// The run's length in iterations for zooming: the planned total, else what is recorded.
-    pub fn run_len(&self) -> usize {
-        self.total_iters().filter(|n| *n > 0).unwrap_or_else(|| self.trainer.store.len().max(1))
+    /// The iterations the charts hold, first to latest: what the zoom steps divide, so the first
+    /// step on a run 61 iterations into 620 shows its last 15, not "the last 155".
+    pub fn held_len(&self) -> usize {
+        match (self.trainer.store.first_iter(), self.trainer.store.last()) {
+            (Some(first), Some(m)) => m.iter.saturating_sub(first) + 1,
+            _ => 1,
+        }
     }
 
     /// Forgets a pending request; true when it was pending.

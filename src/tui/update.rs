@@ -377,7 +377,7 @@ fn copy_outlier_path(app: &mut App) {
     match app.outliers.selected_row().map(|r| app.outliers.absolute(&r.path)) {
         Some(p) => {
             let path = p.display().to_string();
-            app.shell.status = Some(format!("copied: {path}"));
+            app.shell.status = Some(super::clipboard::sent_notice(&path, std::env::var_os("TMUX").is_some()));
             app.shell.clipboard = Some(path);
         }
         None => app.shell.status = Some("no image selected".into()),
@@ -477,7 +477,7 @@ fn copy_selected_path(app: &mut App) {
     match selected_checkpoint(app) {
         Some(c) => {
             let path = c.path.display().to_string();
-            app.shell.status = Some(format!("copied: {path}"));
+            app.shell.status = Some(super::clipboard::sent_notice(&path, std::env::var_os("TMUX").is_some()));
             app.shell.clipboard = Some(path);
         }
         None => app.shell.status = Some("no checkpoint to copy".into()),
@@ -555,13 +555,14 @@ mod tests {
     #[test]
     fn view_keys_zoom_freeze_and_log_scale() {
         let (mut app, _rx) = fixtures::app(300);
-        // Steps relative to the run's 500 iterations: a quarter, a sixteenth, then the floor.
-        let run = app.run_len();
-        assert_eq!(run, 500);
+        // Steps relative to the 300 iterations held (of 500 planned: the first step must show
+        // less than there is): a quarter, a sixteenth, then the floor.
+        let run = app.held_len();
+        assert_eq!(run, 300);
         press(&mut app, KeyCode::Char('+'));
-        assert_eq!(app.shell.view.window(run), Some(125));
+        assert_eq!(app.shell.view.window(run), Some(75));
         press(&mut app, KeyCode::Char('+'));
-        assert_eq!(app.shell.view.window(run), Some(31));
+        assert_eq!(app.shell.view.window(run), Some(18));
         press(&mut app, KeyCode::Char('+'));
         assert_eq!(app.shell.view.window(run), Some(10));
         press(&mut app, KeyCode::Char('-'));

@@ -59,7 +59,9 @@ pub fn y_bounds(series: &[ChartSeries]) -> Option<[f64; 2]> {
     if !lo.is_finite() || !hi.is_finite() {
         return None;
     }
-    let span = hi - lo;
+    // A series that moves by less than a thousandth of its value (a momentum of 0.98999 to
+    // 0.99001) is drawn as flat: padding its own span would print one value at both ends.
+    let span = if hi - lo > 1e-3 * hi.abs().max(lo.abs()) { hi - lo } else { 0.0 };
     let pad = if span > 0.0 {
         span * 0.05
     } else if lo != 0.0 {
@@ -121,6 +123,9 @@ mod tests {
         let s = |pts: &[f64]| vec![ChartSeries::new(pts.iter().map(|y| (0.0, *y)).collect(), Style::default())];
         assert_eq!(y_bounds(&s(&[1e-6, 5e-4])).map(|b| b[0]), Some(0.0), "a learning rate gets no negative axis");
         assert_eq!(y_bounds(&s(&[0.996, 1.0])).map(|b| b[1]), Some(1.0), "a momentum stays at most 1");
+        let nearly_flat = y_bounds(&s(&[0.98999, 0.99001])).unwrap_or_default();
+        let fmt = crate::tui::format::fmt_value;
+        assert_ne!(fmt(nearly_flat[0]), fmt(nearly_flat[1]), "{nearly_flat:?}: the axis names two values");
         let loss = y_bounds(&s(&[-1.0, 3.0])).unwrap_or_default();
         assert!(loss[0] < -1.0 && loss[1] > 3.0, "{loss:?}");
     }

@@ -108,7 +108,7 @@ fn draw_summary_line(app: &App, frame: &mut Frame, area: Rect) {
 pub fn visible_range(app: &App) -> Option<(usize, usize)> {
     let latest = app.trainer.store.last()?.iter;
     let end = app.shell.view.frozen_at.unwrap_or(latest).min(latest);
-    let start = match app.shell.view.window(app.run_len()) {
+    let start = match app.shell.view.window(app.held_len()) {
         Some(n) => end.saturating_sub(n - 1),
         // Everything held: this session's iterations in-process, the full history when attached.
         None => app.trainer.store.first_iter().unwrap_or(0).min(end),
@@ -203,7 +203,7 @@ fn draw_loss(app: &App, frame: &mut Frame, area: Rect) {
             title.push(Span::styled(fmt_value(ema as f64), t.series(t.palette.loss_ema)));
         }
     }
-    let mut flags = format!(" · {}", app.shell.view.label(app.run_len()));
+    let mut flags = format!(" · {}", app.shell.view.label(app.held_len()));
     if app.shell.view.log_scale {
         flags.push_str(" · log");
     }
