@@ -3,10 +3,11 @@
 
 use super::figure::{self, draw_error, font, rgb, Figure};
 use super::EvalError;
+use colored::Colorize;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::fmt::Write as _;
-use textplots::{Chart, ColorPlot, Shape};
+use textplots::{Chart, ColorPlot, LabelBuilder, LabelFormat, Shape};
 
 /// One method's curve: (labels per class, mean accuracy, standard deviation).
 #[derive(Debug, Clone)]
@@ -28,7 +29,8 @@ pub fn terminal(series: &[AccuracyCurve], width: u32, height: u32) -> String {
     let shapes: Vec<Vec<(f32, f32)>> = series.iter().map(|s| s.points.iter().map(|p| (log_x(p.0) as f32, p.1 as f32)).collect()).collect();
     let shapes: Vec<Shape> = shapes.iter().map(|p| Shape::Lines(p)).collect();
     let mut chart = Chart::new_with_y_range(width, height, 0.0, xmax as f32, 0.0, 100.0);
-    let mut c = &mut chart;
+    // The axis names counts, not their logarithms ("1 ... 250", not "0.0 ... 2.4").
+    let mut c = chart.x_label_format(LabelFormat::Custom(Box::new(|x| format!("{:.0}", 10f32.powf(x)))));
     for (s, shape) in series.iter().zip(&shapes) {
         let (r, g, b) = s.color;
         c = c.linecolorplot(shape, rgb::RGB8 { r, g, b });
@@ -36,10 +38,10 @@ pub fn terminal(series: &[AccuracyCurve], width: u32, height: u32) -> String {
     c.axis();
     c.figures();
     let mut out = format!("{c}\n");
-    let _ = writeln!(out, "x: labeled images per class, log10 scale (0 = 1, 1 = 10, 2 = 100); y: top-1 %");
+    let _ = writeln!(out, "x: labeled images per class (log scale); y: top-1 %");
     for s in series {
         let (r, g, b) = s.color;
-        let _ = writeln!(out, "  \x1b[38;2;{r};{g};{b}m━━\x1b[0m {}", s.name);
+        let _ = writeln!(out, "  {} {}", "━━".truecolor(r, g, b), s.name);
     }
     out
 }
@@ -145,5 +147,13 @@ mod tests {
     fn terminal_chart_draws_and_lists_the_series() {
         let t = terminal(&demo(), 100, 40);
         assert!(t.contains("random") && t.lines().count() > 10);
+        // The x axis in counts; the legend's colour is one the lines are drawn in.
+        assert!(!t.contains("2.4") && t.contains("log scale"), "{t}");
+        colored::control::set_override(true);
+        let t = terminal(&demo(), 100, 40);
+        colored::control::unset_override();
+        let (chart, legend) = t.split_once("x: labeled").unwrap_or_default();
+        let first = legend.lines().nth(1).and_then(|l| l.split("━━").next()).unwrap_or_default().trim_start();
+        assert!(!first.is_empty() && chart.contains(first), "legend escape {first:?} not in the chart:\n{t}");
     }
 }
