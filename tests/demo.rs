@@ -34,5 +34,7 @@ fn the_demo_ends_with_its_measured_knn_against_random_weights() {
     assert!(health.first().is_some_and(|h| h.starts_with("unknown: first epoch")), "{said}");
     assert!(health.last().is_some_and(|h| h.starts_with("learning: k-NN")), "{said}");
     assert!(!said.contains("ALARM"), "{said}");
+    // Evaluation results reach the progress lines (and so a detached run's detached.log).
+    assert!(said.contains("dino: k-NN result: k-NN top-1"), "{said}");
     assert!(learned || said.contains("has not learned beyond random weights"), "{said}");
 }

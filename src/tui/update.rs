@@ -697,6 +697,14 @@ mod tests {
         // The fixture's last k-NN (epoch 1's) was 46.0.
         assert_eq!(app.shell.status.as_deref(), Some("k-NN 47.3% (+1.3 vs previous)"));
         assert!(app.shell.pending.is_empty());
+        // An older checkpoint evaluated in between does not become "previous": the next result is
+        // compared with the latest earlier iteration's (47.3 at it 58), not with it 10's 30.0.
+        let old = serde_json::json!({"kind": "knn", "iter": 10, "results": [{"k": 20, "top1": 30.0}]});
+        apply_event(&mut app, Event::EvalResult { kind: EvalKind::Knn, summary: "k-NN".into(), json: old });
+        assert_eq!(app.shell.status.as_deref(), Some("k-NN 30.0%"), "nothing earlier than it 10 to compare with");
+        let next = serde_json::json!({"kind": "knn", "iter": 70, "results": [{"k": 20, "top1": 48.0}]});
+        apply_event(&mut app, Event::EvalResult { kind: EvalKind::Knn, summary: "k-NN".into(), json: next });
+        assert_eq!(app.shell.status.as_deref(), Some("k-NN 48.0% (+0.7 vs previous)"));
     }
 
     #[test]
