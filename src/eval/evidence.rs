@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 /// Gain over random weights, in k-NN points, that counts as "the features learned something": the
-/// demo's verdict "learned" uses the same +10 points (`cmd::demo`). Fold-to-fold and seed-to-seed
+/// health verdict's (and so the demo's) margin, one rule for every claim. Fold-to-fold and seed-to-seed
 /// spreads of random weights are 1-3 points on the sets measured (docs/outliers.md), so 10 points
 /// is several spreads.
-pub const MIN_GAIN: f64 = 10.0;
+pub const MIN_GAIN: f64 = crate::protocol::health::LEARNING_MARGIN;
 /// The gain must also be this many standard errors of the difference of the two accuracies
 /// (binomial, n images): on a small split 10 points can be noise (n = 100: one standard error
 /// of a 50 % accuracy is 5 points).
