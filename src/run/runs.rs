@@ -59,7 +59,11 @@ pub struct FileState {
 }
 
 pub fn file_state(run_dir: &Path) -> FileState {
-    let text = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    file_state_of(&std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default())
+}
+
+/// The same from the text of `events.jsonl`, for a caller that reads it for more.
+fn file_state_of(text: &str) -> FileState {
     let mut s = FileState::default();
     for v in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
         match v["type"].as_str() {
@@ -84,7 +88,10 @@ pub fn file_state(run_dir: &Path) -> FileState {
 
 /// The status, asking the socket whether a trainer is there.
 pub fn status(run_dir: &Path) -> Status {
-    let f = file_state(run_dir);
+    status_given(run_dir, &file_state(run_dir))
+}
+
+fn status_given(run_dir: &Path, f: &FileState) -> Status {
     if super::dir::socket_answers(run_dir) {
         return Status::Live { paused: f.paused };
     }
@@ -290,14 +297,15 @@ fn modified(run_dir: &Path) -> f64 {
 }
 
 pub fn summarize(run_dir: &Path) -> RunSummary {
-    let f = file_state(run_dir);
+    // events.jsonl read once for the state, the status, the k-NN records and the verdict.
+    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    let f = file_state_of(&events);
     let last = last_metrics(run_dir);
     let epochs = f.info.as_ref().map(|i| i.epochs);
-    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
     RunSummary {
         name: run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         path: run_dir.to_path_buf(),
-        status: status(run_dir),
+        status: status_given(run_dir, &f),
         // The 0-based epoch of the last iteration, as the TUI's header and `dino ctl status`
         // (docs/tui.md, "Numbers").
         epoch: epochs.map(|total| (last.as_ref().map_or(0, |m| m.epoch), total)),
