@@ -325,7 +325,9 @@ fn ctl_and_runs_without_a_trainer() {
     let o = dino(&env).args(["runs"]).output().expect("runs");
     let t = text(&o);
     let row = t.lines().find(|l| l.contains("old-run")).unwrap_or_default();
-    assert!(row.contains("finished") && row.contains("2/2") && row.contains("2.5000"), "{t}");
+    // Epochs counted from 0 as everywhere (docs/tui.md, "Numbers"): the last iteration was in
+    // epoch 1 of epochs 0-1.
+    assert!(row.contains("finished") && row.contains("1/2") && row.contains("2.5000"), "{t}");
 }
 
 #[test]
