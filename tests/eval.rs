@@ -72,10 +72,13 @@ fn live_knn_results_appear_in_the_run_directory() {
             }
         }
     });
-    let results: Vec<_> = events
+    let all: Vec<_> = events
         .iter()
         .filter_map(|e| if let Event::EvalResult { kind, summary, json } = e { Some((*kind, summary, json)) } else { None })
         .collect();
+    // First the random-weights baseline the run measures at its start (the health verdict's).
+    assert_eq!(all.first().map(|r| r.2["random_weights"].as_bool()), Some(Some(true)), "{all:?}");
+    let results: Vec<_> = all.into_iter().filter(|r| r.2["random_weights"] != true).collect();
     assert_eq!(results.len(), 2, "one requested, one at the epoch end");
     for (kind, summary, json) in &results {
         assert_eq!(*kind, EvalKind::Knn);
@@ -92,12 +95,14 @@ fn live_knn_results_appear_in_the_run_directory() {
     assert!(events.iter().any(|e| matches!(e, Event::EvalProgress { kind: EvalKind::Knn, done, total } if done == total && *total == 50)));
     let files: Vec<_> =
         std::fs::read_dir(out.join("evals")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(files.iter().filter(|f| f.starts_with("knn-") && f.ends_with(".json")).count(), 2, "{files:?}");
+    // The two results, and the baseline's file that a resume reuses.
+    assert_eq!(files.iter().filter(|f| f.starts_with("knn-") && f.ends_with(".json")).count(), 3, "{files:?}");
+    assert!(files.iter().any(|f| f.starts_with("knn-random-")), "{files:?}");
     let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
     let evals: Vec<serde_json::Value> =
         log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["type"] == "eval").collect();
-    assert_eq!(evals.len(), 2);
-    assert_eq!(evals[0]["kind"], "knn");
+    assert_eq!(evals.len(), 3);
+    assert!(evals.iter().all(|v| v["kind"] == "knn"));
 }
 
 #[test]
@@ -274,8 +279,12 @@ fn an_unreadable_val_image_is_skipped_and_named_by_the_periodic_knn() {
     c.run.eval_knn_every = 1;
     drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
     let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
-    let evals: Vec<serde_json::Value> =
-        log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v["type"] == "eval").collect();
+    // The run's own k-NN; the random-weights baseline before it meets the same image.
+    let evals: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "eval" && v["random_weights"] != true)
+        .collect();
     assert_eq!(evals.len(), 1, "{log}");
     assert_eq!(evals[0]["num_val"], 10, "the 10 readable val images");
     let unreadable = evals[0]["unreadable"].as_array().unwrap();
