@@ -1,7 +1,8 @@
 //! The health verdict on real short runs of the demo preset (issue 33): a run made to collapse
 //! (teacher temperature 0.2, above the student's 0.1: the teacher's targets flatten) and one made
-//! to diverge (lr x 100) are called so after their first epoch, by the headless epoch lines,
-//! `dino runs` and `dino ctl status`; none of them is judged in its first epoch.
+//! to diverge (lr x 100) are called so after their first epoch, by the headless epoch lines (and,
+//! for the collapse that lasts, `dino runs` and `dino ctl status`); neither is judged in its first
+//! epoch.
 // Test code (the lints of clippy.toml cover #[test] functions, not their helpers here): a failed
 // assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -77,13 +78,16 @@ fn a_run_made_to_collapse_and_one_made_to_diverge_are_called_so_after_their_firs
     assert_eq!(ctl, "collapsed");
     assert!(row.contains("collapsed"), "{row}");
 
+    // lr x 100 on the recipe the thresholds were measured with (the demo preset before it learned:
+    // out_dim 1024, teacher momentum 0.99, no KoLeo): the loss climbs to ln K in epochs 1-2, then
+    // the decaying learning rate lets it recover.
     let diverging = runs.join("diverging");
-    let (stdout, stderr) = train(&data, &diverging, &["--epochs", "4", "--lr", "0.1"]);
+    let old_recipe = ["--out_dim", "1024", "--momentum_teacher", "0.99", "--koleo_loss_weight", "0"];
+    let (stdout, stderr) = train(&data, &diverging, &[&["--epochs", "4", "--lr", "0.1"][..], &old_recipe].concat());
     let verdicts = epoch_verdicts(&stdout);
     assert_eq!(verdicts.first().map(String::as_str), Some("unknown"), "{stdout}");
-    assert_eq!(verdicts.last().map(String::as_str), Some("diverging"), "lr x 100: {verdicts:?}\n{stdout}\n{stderr}");
-    assert!(alarms(&diverging).0.iter().all(|&i| i >= alarms(&diverging).1), "no alarm in the first epoch");
-    let (ctl, row) = offline_verdicts(&diverging);
-    assert_eq!(ctl, "diverging");
-    assert!(row.contains("diverging"), "{row}");
+    assert!(verdicts[1..].iter().any(|v| v == "diverging"), "lr x 100: {verdicts:?}\n{stdout}\n{stderr}");
+    assert!(!verdicts.iter().any(|v| v == "learning" || v == "collapsed"), "{verdicts:?}");
+    let (alarms, niter) = alarms(&diverging);
+    assert!(!alarms.is_empty() && alarms.iter().all(|&i| i >= niter), "an alarm, after the first epoch: {alarms:?}");
 }

@@ -570,7 +570,8 @@ fn tensorboard_files_hold_the_metrics_and_evaluations_once_across_a_resume() {
     let tb = assert_tensorboard_is_metrics(&run.run);
     let events = std::fs::read_to_string(run.run.join("events.jsonl")).unwrap();
     let eval: serde_json::Value =
-        events.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["type"] == "eval").unwrap();
+        // The run's own k-NN (the random-weights baseline before it has no iteration).
+        events.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["type"] == "eval" && v["random_weights"] != true).unwrap();
     let step = eval["iter"].as_i64().unwrap();
     for r in eval["results"].as_array().unwrap() {
         let k = r["k"].as_u64().unwrap();

@@ -98,7 +98,8 @@ fn one_numbering_in_the_header_the_log_tab_and_ctl_status_after_a_pause() {
     tmux.wait_for("training past epoch 0", Duration::from_secs(90), |s| number_after(s, " it ").is_some_and(|i| i >= 13));
     tmux.keys("p");
     let screen = tmux.wait_for("the pause's outcome in the footer", Duration::from_secs(20), |s| s.contains("paused at it "));
-    let header = screen.lines().nth(1).unwrap_or_default();
+    // Line 0 the tabs, line 1 the health verdict, line 2 the header.
+    let header = screen.lines().nth(2).unwrap_or_default();
     let epoch = number_after(header, "epoch ").unwrap();
     let it = number_after(header, " it ").unwrap();
     assert_eq!(number_after(&screen, "paused at it "), Some(it), "footer and header disagree:\n{screen}");

@@ -13,7 +13,7 @@ impl Trainer {
     /// A non-finite loss: the weights were not touched by that step. Headless, stop; with a
     /// person watching, pause, and on resume continue from the last good checkpoint.
     pub(super) fn non_finite(&mut self, value: f64) -> Result<Option<RunState>> {
-        self.poisoned = true;
+        self.health.poisoned = true;
         self.health.tracker.push_non_finite(self.iter);
         self.alarm(AlarmKind::NonFiniteLoss, format!("loss is {value} at iteration {}; the last good checkpoint is kept", self.iter))?;
         if self.on_non_finite == OnNonFinite::Stop {
@@ -28,7 +28,7 @@ impl Trainer {
         let ckpt = ckpt.with_context(|| format!("no usable checkpoint to go back to ({})", problems.join("; ")))?;
         resume_from(&mut self.state, &ckpt, &mut self.schedules, self.data.niter)?;
         self.iter = ckpt.meta.iter;
-        self.poisoned = false;
+        self.health.poisoned = false;
         self.run_dir.tensorboard_from(self.iter);
         self.run_dir.event("restored", &serde_json::json!({ "iter": self.iter, "checkpoint": ckpt.path.to_string_lossy() }))?;
         Ok(None)

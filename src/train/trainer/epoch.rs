@@ -158,12 +158,15 @@ impl Trainer {
     }
 }
 
-/// The run's health verdict as the trainer follows it, and the alarm last raised from it.
+/// The run's health as the trainer follows it: the verdict, the alarm last raised from it, and
+/// whether a non-finite loss has poisoned the state in memory.
 #[derive(Default)]
 pub(super) struct HealthWatch {
     pub(super) tracker: HealthTracker,
     /// The alarming verdict already reported, so a lasting collapse alarms once.
     pub(super) alarmed: Option<Verdict>,
+    /// Set after a non-finite loss: the in-memory state must not be checkpointed.
+    pub(super) poisoned: bool,
 }
 
 /// What the iterations of an epoch add up to.

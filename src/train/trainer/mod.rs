@@ -82,8 +82,6 @@ struct Trainer {
     /// Next global iteration to run.
     iter: usize,
     last_loss: Option<f64>,
-    /// Set after a non-finite loss: the in-memory state must not be checkpointed.
-    poisoned: bool,
     paused: bool,
     ranks: RankSync,
     evals: EvalQueue,
@@ -190,7 +188,7 @@ impl Trainer {
         if !self.is_main() {
             return Ok(());
         }
-        if self.poisoned {
+        if self.health.poisoned {
             self.emit(Event::Warning { message: "not checkpointing: the loss went non-finite; the last good checkpoint is kept".into() });
             return Ok(());
         }

@@ -107,7 +107,6 @@ impl Trainer {
             on_non_finite,
             iter,
             last_loss,
-            poisoned: false,
             paused: false,
             ranks: RankSync::new(group),
             evals: EvalQueue::new(evaluator),

@@ -36,7 +36,7 @@ impl Trainer {
     /// that broadcast from timing out (every second or so, a "still paused" word they wait on).
     pub(super) fn pause_heartbeat(&mut self) -> Result<()> {
         let Some(g) = &self.ranks.group else { return Ok(()) };
-        if g.rank != 0 || self.poisoned || self.ranks.last_heartbeat.elapsed() < PAUSE_HEARTBEAT {
+        if g.rank != 0 || self.health.poisoned || self.ranks.last_heartbeat.elapsed() < PAUSE_HEARTBEAT {
             return Ok(());
         }
         let mut word = tch::Tensor::from_slice(&[STILL_PAUSED, 0.0, 0.0, 0.0, 0.0]);
