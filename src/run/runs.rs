@@ -106,13 +106,7 @@ fn status_given(run_dir: &Path, f: &FileState) -> Status {
 
 /// The last line of `metrics.jsonl`, read from the end (the file can be large).
 pub fn last_metrics(run_dir: &Path) -> Option<IterMetrics> {
-    let mut f = std::fs::File::open(run_dir.join(METRICS_FILE)).ok()?;
-    let len = f.metadata().ok()?.len();
-    let start = len.saturating_sub(8 * 1024);
-    f.seek(SeekFrom::Start(start)).ok()?;
-    let mut tail = String::new();
-    f.read_to_string(&mut tail).ok()?;
-    tail.lines().rev().find_map(|l| serde_json::from_str(l).ok())
+    last_metrics_lines(run_dir, 1).pop()
 }
 
 /// The headline top-1 (k = 20) of a k-NN result, whatever its producer wrote: the `results`
@@ -186,8 +180,9 @@ fn first_metrics_lines(run_dir: &Path, n: usize) -> Vec<IterMetrics> {
 fn last_metrics_lines(run_dir: &Path, n: usize) -> Vec<IterMetrics> {
     let Ok(mut f) = std::fs::File::open(run_dir.join(METRICS_FILE)) else { return Vec::new() };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    // A metrics line is about 300 bytes; twice that per line leaves room for wider ones.
-    let start = len.saturating_sub(600 * n as u64);
+    // A metrics line is about 300 bytes; twice that per line leaves room for wider ones, and at
+    // least 8 KiB reaches past a torn last line (a killed writer) to the whole one before it.
+    let start = len.saturating_sub((600 * n as u64).max(8 * 1024));
     let mut tail = String::new();
     if f.seek(SeekFrom::Start(start)).is_err() || f.read_to_string(&mut tail).is_err() {
         return Vec::new();

@@ -49,17 +49,6 @@ impl Picker {
     }
 }
 
-/// A verdict in the colour the dashboard gives it.
-fn verdict_style(v: crate::protocol::health::Verdict, theme: &Theme) -> ratatui::style::Style {
-    use crate::protocol::health::Verdict;
-    match v {
-        Verdict::Learning => theme.ok(),
-        Verdict::NotLearningYet => theme.warning(),
-        Verdict::Collapsed | Verdict::Diverging => theme.danger(),
-        Verdict::Unknown => theme.muted(),
-    }
-}
-
 /// Draws the picker: a title, the table and the keys.
 pub fn draw(frame: &mut Frame, picker: &Picker, theme: &Theme) {
     let [table_area, hint_area] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
@@ -76,7 +65,7 @@ pub fn draw(frame: &mut Frame, picker: &Picker, theme: &Theme) {
             Cell::from(r.epoch.map_or("–".into(), |(e, n)| format!("{e}/{n}"))),
             Cell::from(r.last_loss.map_or("–".into(), |l| format!("{l:.4}"))),
             Cell::from(r.best_knn.map_or("–".into(), |k| format!("{k:.1} %"))),
-            Cell::from(Span::styled(r.health.verdict.label(), verdict_style(r.health.verdict, theme))),
+            Cell::from(Span::styled(r.health.verdict.label(), theme.verdict(r.health.verdict))),
             Cell::from(Span::styled(r.path.display().to_string(), theme.muted())),
         ])
     });

@@ -133,6 +133,16 @@ impl Theme {
     pub fn ok(&self) -> Style {
         self.fg(self.palette.ok)
     }
+    /// A health verdict's colour, wherever one is shown (the dashboard, the run picker).
+    pub fn verdict(&self, v: crate::protocol::health::Verdict) -> Style {
+        use crate::protocol::health::Verdict;
+        match v {
+            Verdict::Learning => self.ok(),
+            Verdict::NotLearningYet => self.warning(),
+            Verdict::Collapsed | Verdict::Diverging => self.danger(),
+            Verdict::Unknown => self.muted(),
+        }
+    }
     pub fn warning(&self) -> Style {
         if self.no_color {
             Style::default().add_modifier(Modifier::BOLD)

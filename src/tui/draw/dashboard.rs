@@ -2,7 +2,6 @@
 //! machine's GPUs, CPU and memory.
 
 use super::chart::{self, bar, ChartSeries, ChartSpec};
-use crate::protocol::health::Verdict;
 use crate::protocol::RunState;
 use crate::telemetry::GpuStatus;
 use crate::tui::app::App;
@@ -64,12 +63,7 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
 fn draw_verdict(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.shell.theme;
     let h = app.trainer.health.health();
-    let style = match h.verdict {
-        Verdict::Learning => t.ok(),
-        Verdict::NotLearningYet => t.warning(),
-        Verdict::Collapsed | Verdict::Diverging => t.danger(),
-        Verdict::Unknown => t.muted(),
-    };
+    let style = t.verdict(h.verdict);
     let line = Line::from(vec![
         Span::styled(format!("● {} ", h.verdict), style.add_modifier(ratatui::style::Modifier::BOLD)),
         Span::styled(h.evidence, t.muted()),
