@@ -105,6 +105,37 @@ fn live_knn_results_appear_in_the_run_directory() {
     assert!(evals.iter().all(|v| v["kind"] == "knn"));
 }
 
+/// An epoch's k-NN names the checkpoint saved of the same weights, so retention keeps that file
+/// and the Checkpoints tab shows the result on a row whose file is there (it read "gone").
+#[test]
+fn retention_keeps_the_checkpoints_an_epoch_knn_evaluated() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8);
+    let out = d.path().join("run");
+    let mut c = common::tiny_config(&data, &out);
+    c.optim.epochs = 3;
+    c.run.eval_knn_every = 1;
+    c.run.saveckp_freq = 0;
+    c.run.keep_checkpoints = 1;
+    drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});
+    let (sidecars, problems) = dino_tui::run::checkpoint::list(&out.join("checkpoints"));
+    assert!(problems.is_empty(), "{problems:?}");
+    let on_disk: Vec<String> = sidecars.iter().filter_map(|(_, m)| m.content_id()).collect();
+    let log = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let epoch_knn: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "eval" && v["random_weights"] != true)
+        .collect();
+    assert_eq!(epoch_knn.len(), 3, "{epoch_knn:?}");
+    for v in &epoch_knn {
+        let id = v["content_id"].as_str().unwrap_or_else(|| panic!("no content id: {v}"));
+        assert!(on_disk.iter().any(|d| d == id), "checkpoint {id} of epoch {} was removed; on disk {on_disk:?}", v["epoch"]);
+    }
+}
+
 #[test]
 fn linear_and_checkpoint_evaluations_run_from_a_live_run_one_after_the_other() {
     let _serial = serial();

@@ -80,9 +80,8 @@ struct Evaluated {
 /// Builds the backbone `weights` names, with what the record says about it.
 fn open(weights: EvalWeights, config: &TrainConfig, device: Device) -> Result<(VarStore, Backbone, Evaluated), EvalError> {
     Ok(match weights {
-        EvalWeights::Snapshot { vs, backbone, epoch, iter } => {
-            let e =
-                Evaluated { epoch: Some(epoch), iter: Some(iter), described: "teacher (live)".into(), content_id: None, checkpoint: None };
+        EvalWeights::Snapshot { vs, backbone, epoch, iter, content_id } => {
+            let e = Evaluated { epoch: Some(epoch), iter: Some(iter), described: "teacher (live)".into(), content_id, checkpoint: None };
             (vs, *backbone, e)
         }
         EvalWeights::Checkpoint(path) => {

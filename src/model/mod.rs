@@ -66,8 +66,9 @@ impl Backbone {
 
 /// The weights an evaluation runs on (the trainer hands them to its evaluator).
 pub enum EvalWeights {
-    /// A copy of the live teacher's backbone, taken between two iterations.
-    Snapshot { vs: VarStore, backbone: Box<Backbone>, epoch: usize, iter: usize },
+    /// A copy of the live teacher's backbone, taken between two iterations; `content_id` names the
+    /// checkpoint saved at that iteration, if one was, so retention keeps what was evaluated.
+    Snapshot { vs: VarStore, backbone: Box<Backbone>, epoch: usize, iter: usize, content_id: Option<String> },
     /// A checkpoint of the run (its teacher), loaded by the worker.
     Checkpoint(PathBuf),
     /// The architecture with random weights (seeded): the baseline a trained run is compared with.

@@ -89,7 +89,9 @@ impl Trainer {
                     self.emit(Event::State { state: RunState::Running, iter: self.iter });
                 }
                 Command::Pause | Command::Resume => {}
-                Command::Checkpoint => self.checkpoint(None)?,
+                Command::Checkpoint => {
+                    self.checkpoint(None)?;
+                }
                 Command::Stop { checkpoint } => {
                     if checkpoint {
                         self.checkpoint(None)?;
@@ -106,7 +108,7 @@ impl Trainer {
                     }
                 }
                 Command::Eval { kind, checkpoint } => {
-                    let requested = checkpoint.map_or(Requested::Live, Requested::Checkpoint);
+                    let requested = checkpoint.map_or(Requested::Live(None), Requested::Checkpoint);
                     self.start_eval(kind, requested)?
                 }
                 Command::EvalBaseline { kind } => self.start_eval(kind, Requested::Random)?,

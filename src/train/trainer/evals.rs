@@ -21,8 +21,9 @@ pub(super) struct EvalQueue {
 /// The weights an evaluation was asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Requested {
-    /// The teacher as it is now (copied between two iterations).
-    Live,
+    /// The teacher as it is now (copied between two iterations), with the content id of the
+    /// checkpoint just saved of these very weights (an epoch's end), if one was.
+    Live(Option<String>),
     Checkpoint(PathBuf),
     /// The architecture with random weights: the baseline.
     Random,
@@ -54,9 +55,10 @@ impl Trainer {
         let weights = match requested {
             Requested::Checkpoint(path) => EvalWeights::Checkpoint(path),
             Requested::Random => EvalWeights::Random { seed: self.config.run.seed },
-            Requested::Live => {
+            Requested::Live(content_id) => {
                 let (vs, backbone) = evaluator::snapshot_teacher(&self.state.teacher_vs, &self.config, self.device)?;
-                EvalWeights::Snapshot { vs, backbone: Box::new(backbone), epoch: self.iter / self.data.niter, iter: self.iter }
+                let epoch = self.iter / self.data.niter;
+                EvalWeights::Snapshot { vs, backbone: Box::new(backbone), epoch, iter: self.iter, content_id }
             }
         };
         let ctx = EvalContext {

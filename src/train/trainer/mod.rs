@@ -160,10 +160,12 @@ impl Trainer {
     fn end_epoch(&mut self, epoch: usize) -> Result<()> {
         let freq = self.config.run.saveckp_freq;
         let numbered = (freq > 0 && (epoch + 1).is_multiple_of(freq)).then_some(epoch + 1);
-        self.checkpoint(numbered)?;
+        let saved = self.checkpoint(numbered)?;
         let every = self.config.run.eval_knn_every;
         if every > 0 && (epoch + 1).is_multiple_of(every) {
-            self.start_eval(EvalKind::Knn, evals::Requested::Live)?;
+            // The record names the checkpoint of these weights, so retention keeps it and its row
+            // in the Checkpoints tab shows the result on a file that is still there.
+            self.start_eval(EvalKind::Knn, evals::Requested::Live(saved))?;
         }
         Ok(())
     }
@@ -184,13 +186,15 @@ impl Trainer {
         self.ranks.is_main()
     }
 
-    fn checkpoint(&mut self, numbered: Option<usize>) -> Result<()> {
+    /// Saves a checkpoint of the state as it is; returns its content id (None where this process
+    /// saves none).
+    fn checkpoint(&mut self, numbered: Option<usize>) -> Result<Option<String>> {
         if !self.is_main() {
-            return Ok(());
+            return Ok(None);
         }
         if self.health.poisoned {
             self.emit(Event::Warning { message: "not checkpointing: the loss went non-finite; the last good checkpoint is kept".into() });
-            return Ok(());
+            return Ok(None);
         }
         self.run_dir.flush()?;
         let meta = CheckpointMeta {
@@ -221,9 +225,10 @@ impl Trainer {
             time: meta.time,
             content_id: saved.content_id,
         };
+        let content_id = info.content_id.clone();
         self.run_dir.event("checkpoint", &info)?;
         self.emit(Event::CheckpointSaved(info));
-        Ok(())
+        Ok(content_id)
     }
 }
 
