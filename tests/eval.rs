@@ -228,6 +228,26 @@ fn cached_features_are_reused_and_invalidated_when_the_checkpoint_changes() {
     assert_eq!(student.result_label(root), format!("{}-student", teacher.result_label(root)));
 }
 
+/// The quick linear probe reports its epochs as the second half of the bar: on a few thousand
+/// images they take as long as the extraction, and a bar at its end for a minute read as a hang.
+#[test]
+fn the_linear_probe_reports_its_epochs_as_progress() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 4);
+    let cfg = common::tiny_config(&data, &d.path().join("unused"));
+    let random = source::random_like(&cfg, &SourceSpec::teacher("random", tch::Device::Cpu, 1)).unwrap();
+    let mut calls: Vec<(usize, usize)> = vec![];
+    dino_tui::eval::live::linear_of_backbone(&random.backbone, &cfg, tch::Device::Cpu, 1, &mut |d, t| calls.push((d, t))).unwrap();
+    let total = calls[0].1;
+    assert!(calls.iter().all(|c| c.1 == total), "one total for the whole evaluation: {calls:?}");
+    let images = calls.iter().filter(|(d, _)| 2 * d <= total).count();
+    let epochs = calls.iter().filter(|(d, _)| 2 * d > total).count();
+    assert!(images >= 2 && epochs >= 50, "{images} extraction steps, {epochs} probe steps: {calls:?}");
+    assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "never backwards: {calls:?}");
+    assert_eq!(calls.last().map(|c| c.0), Some(total), "ends full");
+}
+
 #[test]
 fn random_baseline_and_bare_backbone_files_load() {
     let d = tempfile::tempdir().unwrap();

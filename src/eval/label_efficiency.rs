@@ -47,6 +47,7 @@ pub fn probe_accuracy(
     epochs: usize,
     seed: u64,
     device: Device,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<f64, EvalError> {
     let per_epoch = train_f.len().div_ceil(PROBE_BATCH).max(1);
     let epochs = epochs.max(PROBE_MIN_STEPS.div_ceil(per_epoch));
@@ -55,7 +56,10 @@ pub fn probe_accuracy(
     let dim = train_f.features.size()[1];
     let mut head = LinearHead::new(dim, train_f.num_classes() as i64, device);
     let mut batches = CachedBatches { features: train_f, batch_size: PROBE_BATCH, seed, device };
-    train(&mut head, &mut batches, val, &cfg, 0, 0.0, &mut |_, _, _| Ok(()))?;
+    train(&mut head, &mut batches, val, &cfg, 0, 0.0, &mut |log, _, _| {
+        progress(log.epoch + 1, epochs);
+        Ok(())
+    })?;
     Ok(head.evaluate(&val.features, &val.labels).acc1)
 }
 
@@ -158,7 +162,7 @@ impl Experiment<'_> {
     /// Top-1 of one method trained on the images `idx` of train/ (draw `seed`).
     fn accuracy(&self, method: Method, idx: &[usize], seed: u64) -> Result<f64, EvalError> {
         let knn = |f: &FeatureSet| knn_report(&f.train.subset(idx), &f.val, &[self.nb_knn], self.temperature).results[0].top1;
-        let probe = |f: &FeatureSet| probe_accuracy(&f.train.subset(idx), &f.val, self.linear_epochs.max(1), seed, self.device);
+        let probe = |f: &FeatureSet| probe_accuracy(&f.train.subset(idx), &f.val, self.linear_epochs.max(1), seed, self.device, &mut |_, _| {});
         match method {
             Method::DinoKnn => Ok(knn(&self.dino)),
             Method::DinoLinear => probe(&self.dino),

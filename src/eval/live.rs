@@ -90,10 +90,17 @@ pub fn linear_of_backbone(
     progress: Progress,
 ) -> Result<LinearReport, EvalError> {
     let kind = FeatureKind::LastBlocks { n: LINEAR_LAST_BLOCKS, avgpool: false };
-    let (mut tf, mut vf, _) = features(backbone, config, device, kind, progress)?;
+    // The bar's first half is the images, its second the probe's epochs: on a few thousand images
+    // the probe takes as long as the extraction, and a bar stuck at its end read as a hang.
+    let mut images = 0;
+    let (mut tf, mut vf, _) = features(backbone, config, device, kind, &mut |done, total| {
+        images = total;
+        progress(done, 2 * total)
+    })?;
     tf.features = l2_normalize(&tf.features);
     vf.features = l2_normalize(&vf.features);
-    let test_acc1 = probe_accuracy(&tf, &vf, LINEAR_EPOCHS, seed, device)?;
+    let mut probe_progress = |epoch: usize, epochs: usize| progress(images + images * epoch / epochs.max(1), 2 * images);
+    let test_acc1 = probe_accuracy(&tf, &vf, LINEAR_EPOCHS, seed, device, &mut probe_progress)?;
     Ok(LinearReport {
         protocol: "quick probe: fixed centre-crop features, L2-normalised, SGD",
         num_classes: tf.num_classes().max(vf.num_classes()),

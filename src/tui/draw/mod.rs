@@ -98,7 +98,7 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.shell.theme;
     let line = if let Some(msg) = &app.shell.status {
         let style = if msg.starts_with("error") || msg.starts_with("alarm") { t.danger() } else { t.accent() };
-        Line::from(Span::styled(msg.clone(), style))
+        Line::from(vec![Span::styled(msg.clone(), style), Span::styled(eval_progress(app), t.muted())])
     } else if app.training_over() {
         over_hint(app, area.width)
     } else {
@@ -123,6 +123,12 @@ fn draw_footer(app: &App, frame: &mut Frame, area: Rect) {
         Line::from(spans)
     };
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// The running evaluations' share done (" · linear 40 %"), beside the message on every tab: the
+/// bars are on the Evaluation tab, and an evaluation asked for elsewhere looked stuck.
+fn eval_progress(app: &App) -> String {
+    app.eval_tab.progress.iter().map(|(kind, done, total)| format!(" · {} {} %", kind.label(), done * 100 / (*total).max(1))).collect()
 }
 
 /// What the keys do on a run that is over: `q` quits, and on a stopped or failed run `dino

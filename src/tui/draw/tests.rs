@@ -128,6 +128,17 @@ fn the_footer_offers_resume_on_a_paused_run() {
 }
 
 #[test]
+fn an_evaluation_asked_for_on_another_tab_shows_its_progress_in_the_footer() {
+    use crate::protocol::{EvalKind, Event};
+    let (mut app, _rx) = fixtures::app(57);
+    app.shell.tab = Tab::Checkpoints;
+    app.shell.status = Some("linear evaluation of checkpoint0030.json requested".into());
+    crate::tui::trainer_events::apply_event(&mut app, Event::EvalProgress { kind: EvalKind::Linear, done: 150, total: 200 });
+    let screen = render(&app, 120, 30);
+    assert!(screen.lines().last().is_some_and(|l| l.contains("requested · linear 75 %")), "{screen}");
+}
+
+#[test]
 fn long_log_entries_wrap_instead_of_being_cut() {
     let (mut app, _rx) = fixtures::app(10);
     let long = format!("key file keys.toml: unknown action `foo_bar` {}", "and more words ".repeat(8));
