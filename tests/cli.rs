@@ -285,6 +285,12 @@ fn a_run_named_as_dino_runs_lists_it_works_in_ctl_and_train_without_data_says_wh
     let o = dino().current_dir(d.path()).args(["ctl", "quick", "status"]).output().unwrap();
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     assert_eq!((o.status.code(), status["status"].as_str()), (Some(3), Some("finished")), "{}", text(&o));
+    // And where weights are taken: the run's folder is looked in (it has no checkpoint here).
+    for args in [&["export", "quick"][..], &["eval", "knn", "--pretrained_weights", "quick", "--data_path", "."]] {
+        let o = dino().current_dir(d.path()).args(args).output().unwrap();
+        let why = text(&o);
+        assert!(!o.status.success() && why.contains("runs/quick") && !why.contains("does not exist"), "{args:?}: {why}");
+    }
 
     // No --data_path: named, and nothing created.
     let empty = tempfile::tempdir().unwrap();

@@ -168,6 +168,14 @@ fn strip(tensors: &BTreeMap<String, Tensor>, prefix: &str) -> BTreeMap<String, T
     tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.shallow_clone()))).collect()
 }
 
+/// The problems found with a folder's checkpoints, for an error message (nothing when none).
+fn why(problems: &[String]) -> String {
+    match problems.is_empty() {
+        true => String::new(),
+        false => format!(": {}", problems.join("; ")),
+    }
+}
+
 /// Loads the backbone a spec names.
 pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
     let w = spec.pretrained_weights.trim();
@@ -180,6 +188,11 @@ pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
         return random(spec);
     }
     let path = PathBuf::from(w);
+    // A run as `dino runs` names it (./runs/NAME, or the index's), where no such path exists here.
+    let path = match path.exists() {
+        true => path,
+        false => crate::run::runs::resolve(&path, crate::run::index::default_index_path().as_deref()),
+    };
     if path.is_dir() {
         let (folder, run_dir) = if path.join(CHECKPOINT_DIR).is_dir() {
             (path.join(CHECKPOINT_DIR), Some(path.clone()))
@@ -188,11 +201,11 @@ pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
         };
         let (ckpt, problems) = checkpoint::load_latest(&folder);
         let ckpt =
-            ckpt.ok_or_else(|| EvalError::Source(format!("no usable checkpoint in {} {}", folder.display(), problems.join("; "))))?;
+            ckpt.ok_or_else(|| EvalError::Source(format!("no usable checkpoint in {}{}", folder.display(), why(&problems))))?;
         return from_checkpoint(spec, ckpt, run_dir);
     }
     if !path.exists() {
-        return Err(EvalError::Source(format!("{} does not exist", path.display())));
+        return Err(EvalError::Source(format!("{} does not exist (nor is it a run name in ./runs or the run index)", path.display())));
     }
     if path.extension().is_some_and(|e| e == "json") {
         let ckpt = checkpoint::load_one(&path).map_err(|e| EvalError::Source(format!("{e:#}")))?;
