@@ -617,3 +617,57 @@ fn the_random_baseline_exports_and_embeds_without_a_run() {
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     assert!(a.iter().all(|(k, v)| v.to_kind(Kind::Float).equal(&b[k].to_kind(Kind::Float))));
 }
+
+/// A `.pth` whose `data.pkl` is `pickle` (a zip archive as torch.save writes one).
+fn pth_with_pickle(path: &Path, pickle: &[u8]) {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    zip.start_file("archive/data.pkl", zip::write::FileOptions::default()).unwrap();
+    zip.write_all(pickle).unwrap();
+    zip.finish().unwrap();
+}
+
+/// "Billion laughs" pickles are refused with an error that names the file, before their copies
+/// fill the memory: run under a 1.5 GB address-space limit, where expanding them (to 10^9 values,
+/// or 2^40 by DUPs) aborted with std::bad_alloc.
+#[test]
+fn pickles_that_fan_out_are_refused_before_they_fill_the_memory() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let d = tempfile::tempdir().unwrap();
+    // Ten lists, each holding ten refs to the one before: 10^9 values once expanded.
+    let mut refs = b"\x80\x02]q\x00".to_vec();
+    for level in 1u8..=9 {
+        refs.extend([b']', b'q', level, b'(']);
+        for _ in 0..10 {
+            refs.extend([b'h', level - 1]);
+        }
+        refs.extend(b"e0");
+    }
+    refs.extend(b"h\x09.");
+    // A list appended with a copy of itself (DUP, APPEND), forty times over.
+    let mut dups = b"\x80\x02]".to_vec();
+    for _ in 0..40 {
+        dups.extend(b"2a");
+    }
+    dups.push(b'.');
+    for (name, pickle, why) in [("refs.pth", refs, "expands to more than"), ("dups.pth", dups, "DUPs copy more than")] {
+        let bomb = d.path().join(name);
+        pth_with_pickle(&bomb, &pickle);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dino"));
+        cmd.args([OsStr::new("export"), bomb.as_os_str(), OsStr::new("--output"), d.path().join("out.safetensors").as_os_str()]);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit { rlim_cur: 3 << 29, rlim_max: 3 << 29 };
+                match libc::setrlimit(libc::RLIMIT_AS, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            });
+        }
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!((o.status.code(), o.status.signal()), (Some(1), None), "{name}: {err}");
+        assert!(err.contains(why) && err.contains(name), "{name}: {err}");
+    }
+}

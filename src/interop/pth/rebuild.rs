@@ -6,13 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use tch::{Kind, Tensor};
 
-use super::unpickle::{Call, Memo, Raw, MAX_DEPTH};
+use super::unpickle::{leaf_cost, Call, Memo, Raw, MAX_DEPTH, MAX_VALUES};
 use super::value::{Object, Value};
 use super::Problem;
-
-/// More values than this from one pickle means refs fan out into copies far beyond the file's
-/// size (a list of refs to a list of refs ...); refused rather than exhausting memory.
-const MAX_NODES: u64 = 50_000_000;
 
 /// torch's storage classes and the element kinds they hold; `UntypedStorage` is bytes.
 pub(super) const STORAGE_KINDS: &[(&str, Kind)] = &[
@@ -66,7 +62,7 @@ fn malformed(what: impl Into<String>) -> Problem {
 
 impl Finisher<'_> {
     fn value(&mut self, raw: &Raw, depth: u32) -> Result<Value, Problem> {
-        self.count(1, depth)?;
+        self.count(1 + if let Raw::Leaf(v) = raw { leaf_cost(v) } else { 0 }, depth)?;
         Ok(match raw {
             Raw::Leaf(v) => v.clone(),
             Raw::List(s) => Value::List(self.values(&s.items, depth)?),
@@ -85,8 +81,8 @@ impl Finisher<'_> {
     fn count(&mut self, nodes: u64, deepest: u32) -> Result<(), Problem> {
         self.nodes += nodes;
         self.deepest = self.deepest.max(deepest);
-        if self.nodes > MAX_NODES {
-            return Err(malformed(format!("data.pkl expands to more than {MAX_NODES} values")));
+        if self.nodes > MAX_VALUES {
+            return Err(malformed(format!("data.pkl expands to more than {MAX_VALUES} values (a checkpoint holds a few thousand)")));
         }
         if deepest > MAX_DEPTH {
             return Err(malformed(format!("values nested deeper than {MAX_DEPTH} levels")));
@@ -105,9 +101,11 @@ impl Finisher<'_> {
     /// A memo entry, finished once and copied on later uses (tensors shallowly).
     fn memoized(&mut self, index: u32, depth: u32) -> Result<Value, Problem> {
         if let Some(done) = self.done.get(&index) {
-            let (value, nodes, height) = (done.value.clone(), done.nodes, done.height);
+            // Counted before the copy is made: refs that fan out must be refused before they fill
+            // the memory, not after.
+            let (nodes, height) = (done.nodes, done.height);
             self.count(nodes, depth + height)?;
-            return Ok(value);
+            return Ok(self.done.get(&index).map(|d| d.value.clone()).unwrap_or(Value::None));
         }
         if !self.busy.insert(index) {
             return Err(malformed(format!("memo slot {index} contains itself; recursive structures are not supported")));

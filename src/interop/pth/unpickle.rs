@@ -12,6 +12,11 @@ use super::Problem;
 
 /// Deeper nesting than any real checkpoint; a bound keeps recursion (here and when dropping) safe.
 pub(super) const MAX_DEPTH: u32 = 200;
+/// The most values one pickle may build, in units of a small value (a string or bytes costs one
+/// more per 64 bytes): about 256 MB of values plus their containers. A DINO checkpoint builds a few
+/// thousand; refs or DUPs that fan out into copies (a "billion laughs") reach this long before
+/// the machine's memory, and are refused as they are counted, not after.
+pub(super) const MAX_VALUES: u64 = 4_000_000;
 /// How many `BINPUT`s of a ref may chain before we call it a loop.
 const MAX_CHAIN: usize = 64;
 
@@ -85,6 +90,22 @@ impl Raw {
         }
     }
 
+    /// What a deep copy of this costs, in the units of [`MAX_VALUES`] (memo refs are not followed:
+    /// copying a ref copies no value).
+    fn cost(&self) -> u64 {
+        1 + match self {
+            Raw::Leaf(v) => leaf_cost(v),
+            Raw::Global { .. } | Raw::Ref(_) => 0,
+            Raw::List(s) | Raw::Tuple(s) => s.items.iter().map(Raw::cost).sum(),
+            Raw::Dict(m) => m.pairs.iter().map(|(k, v)| k.cost() + v.cost()).sum(),
+            Raw::Call(c) => {
+                let pairs: u64 = c.entries.iter().map(|(k, v)| k.cost() + v.cost()).sum();
+                c.args.cost() + c.state.as_ref().map_or(0, Raw::cost) + c.items.iter().map(Raw::cost).sum::<u64>() + pairs
+            }
+            Raw::Persistent(p) => p.cost(),
+        }
+    }
+
     fn tuple(items: Vec<Raw>) -> Result<Raw, String> {
         let depth = child_depth(items.iter())?;
         Ok(Raw::Tuple(Seq { items, depth }))
@@ -93,6 +114,15 @@ impl Raw {
     fn call(module: String, name: String, args: Raw) -> Result<Raw, String> {
         let depth = child_depth(std::iter::once(&args))?;
         Ok(Raw::Call(Box::new(Call { module, name, args, state: None, items: Vec::new(), entries: Vec::new(), depth })))
+    }
+}
+
+/// What a scalar costs beyond its own unit: one more per 64 bytes of text or bytes.
+pub(super) fn leaf_cost(v: &Value) -> u64 {
+    match v {
+        Value::Str(s) => s.len() as u64 / 64,
+        Value::Bytes(b) | Value::BigInt(b) => b.len() as u64 / 64,
+        _ => 0,
     }
 }
 
@@ -107,7 +137,7 @@ fn child_depth<'a>(children: impl Iterator<Item = &'a Raw>) -> Result<u32, Strin
 
 /// Unpickles `data` into its root value and the memo its refs point into.
 pub(super) fn unpickle(data: &[u8]) -> Result<(Raw, Memo), Problem> {
-    let mut m = Machine { cur: Cursor { data, pos: 0 }, stack: Vec::new(), marks: Vec::new(), memo: Memo::new() };
+    let mut m = Machine { cur: Cursor { data, pos: 0 }, stack: Vec::new(), marks: Vec::new(), memo: Memo::new(), copied: 0 };
     loop {
         let at = m.cur.pos;
         let op = m.cur.u8().map_err(|_| Problem::Malformed("data.pkl ends without a STOP opcode".into()))?;
@@ -175,6 +205,8 @@ struct Machine<'a> {
     /// Stack heights at each MARK (Python 3 keeps marks off the stack too).
     marks: Vec<usize>,
     memo: Memo,
+    /// Values DUP copied so far, against [`MAX_VALUES`].
+    copied: u64,
 }
 
 impl Machine<'_> {
@@ -186,7 +218,13 @@ impl Machine<'_> {
             b'0' => drop(self.pop()?),
             b'1' => drop(self.pop_mark()?),
             b'2' => {
-                let top = self.stack.last().ok_or("DUP on an empty stack")?.clone();
+                let top = self.stack.last().ok_or("DUP on an empty stack")?;
+                // A deep copy: DUP after DUP doubles, so the copies are counted before they are made.
+                self.copied += top.cost();
+                if self.copied > MAX_VALUES {
+                    return Err(format!("DUPs copy more than {MAX_VALUES} values"));
+                }
+                let top = top.clone();
                 self.stack.push(top);
             }
             b'}' => self.stack.push(Raw::Dict(Map::default())),
