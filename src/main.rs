@@ -4,6 +4,12 @@
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
+    // A write past the file-size limit (`ulimit -f`) then fails with EFBIG and is reported with the
+    // file's name, where the default action killed the process with nothing said.
+    // SAFETY: setting a signal's disposition to SIG_IGN at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     // Before anything asks libtorch about CUDA (it keeps its first answer).
     let cuda = dino_tui::model::cuda_backend::load();
     let version = dino_tui::cmd::build_info::long_version(cuda);

@@ -406,3 +406,45 @@ fn killed_at_random_moments_20_times_it_ends_with_the_weights_of_an_uninterrupte
         assert!(t.equal(&b[name]), "{name} differs from the uninterrupted run");
     }
 }
+
+/// Under a file-size limit (`ulimit -f`), a checkpoint that does not fit is a reported error that
+/// names the file, not SIGXFSZ; the checkpoint before it still loads.
+#[test]
+fn a_file_size_limit_is_a_named_write_error_and_the_last_checkpoint_stays() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let (run, cfg) = small_run(d.path(), 1);
+    train(d.path(), &cfg, Duration::from_secs(120));
+    let saved = newest_good_checkpoint(&run.join("checkpoints")).expect("a checkpoint after epoch 0");
+    let biggest = std::fs::read_dir(run.join("checkpoints")).unwrap().flatten().map(|e| e.metadata().unwrap().len()).max().unwrap();
+    let limit = biggest / 2;
+    let mut cmd = dino(d.path());
+    cmd.args(["train", "--headless", "--config"]).arg(&cfg).args(["--epochs", "3"]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            match libc::setrlimit(libc::RLIMIT_FSIZE, &l) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let out = d.path().join("limited.out");
+    cmd.stdout(std::fs::File::create(&out).unwrap()).stderr(Stdio::from(std::fs::File::options().append(true).open(&out).unwrap()));
+    let mut child = common::spawn_guarded(&mut cmd);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "still running after 120 s (hung?)");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = std::fs::read_to_string(&out).unwrap();
+    eprintln!("{said}");
+    assert_eq!((status.code(), status.signal()), (Some(1), None), "{said}");
+    assert!(said.contains("File too large") && said.contains("checkpoints"), "{said}");
+    assert_eq!(newest_good_checkpoint(&run.join("checkpoints")), Some(saved), "the checkpoint before stays usable");
+}

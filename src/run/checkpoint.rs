@@ -118,7 +118,7 @@ fn write_tensors(dir: &Path, tensors: &[(String, Tensor)], iter: usize) -> Resul
     let name = format!("state-it{iter:08}.safetensors");
     let path = dir.join(&name);
     let tmp = tmp_path(&path);
-    Tensor::write_safetensors(tensors, &tmp).with_context(|| format!("cannot write checkpoint {} (disk full?)", tmp.display()))?;
+    Tensor::write_safetensors(tensors, &tmp).with_context(|| format!("cannot write checkpoint {}", tmp.display()))?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
     let sha = sha256_of(&tmp)?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename {}", tmp.display()))?;
