@@ -448,3 +448,44 @@ fn a_file_size_limit_is_a_named_write_error_and_the_last_checkpoint_stays() {
     assert!(said.contains("File too large") && said.contains("checkpoints"), "{said}");
     assert_eq!(newest_good_checkpoint(&run.join("checkpoints")), Some(saved), "the checkpoint before stays usable");
 }
+
+/// Sizes that pass validation one by one but cannot fit together are refused before anything is
+/// allocated, with the estimate, and leave no run directory: they panicked in tch ("can't
+/// allocate 274877906944 bytes") or grew until the kernel killed them.
+#[test]
+fn oversized_plans_are_refused_with_their_estimate_before_allocating() {
+    use std::os::unix::process::CommandExt;
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 20);
+    let base = ["train", "--headless", "--data_path", "data", "--output_dir", "runs/never", "--arch", "vit_tiny"];
+    for (extra, limit) in [
+        (&["--out_dim", "1048576", "--head_bottleneck_dim", "65536"][..], None),
+        (&["--embed_dim", "65536", "--num_heads", "1024", "--depth", "256"], None),
+        // 100 images, a million epochs of one-image batches: 10^8 iterations of schedules, under
+        // a 4 GB address-space limit.
+        (&["--epochs", "1000000", "--batch_size_per_gpu", "1"], Some(4u64 << 30)),
+    ] {
+        let mut cmd = dino(d.path());
+        cmd.args(base).args(extra);
+        if let Some(limit) = limit {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let l = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                    match libc::setrlimit(libc::RLIMIT_AS, &l) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                });
+            }
+        }
+        let t0 = Instant::now();
+        let o = cmd.output().unwrap();
+        let said = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {said}");
+        assert!(said.contains("this plan needs at least") && said.contains("parameters per network"), "{extra:?}: {said}");
+        assert!(t0.elapsed() < Duration::from_secs(60), "{extra:?} took {:?}", t0.elapsed());
+    }
+    assert!(!d.path().join("runs/never").exists(), "a refused plan leaves no directory");
+}

@@ -3,6 +3,7 @@
 //! and validated with messages that name the setting and its allowed range.
 
 pub mod infer;
+pub mod memory;
 pub mod recipe;
 pub mod schedules;
 pub mod user;

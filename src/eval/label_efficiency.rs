@@ -162,7 +162,8 @@ impl Experiment<'_> {
     /// Top-1 of one method trained on the images `idx` of train/ (draw `seed`).
     fn accuracy(&self, method: Method, idx: &[usize], seed: u64) -> Result<f64, EvalError> {
         let knn = |f: &FeatureSet| knn_report(&f.train.subset(idx), &f.val, &[self.nb_knn], self.temperature).results[0].top1;
-        let probe = |f: &FeatureSet| probe_accuracy(&f.train.subset(idx), &f.val, self.linear_epochs.max(1), seed, self.device, &mut |_, _| {});
+        let probe =
+            |f: &FeatureSet| probe_accuracy(&f.train.subset(idx), &f.val, self.linear_epochs.max(1), seed, self.device, &mut |_, _| {});
         match method {
             Method::DinoKnn => Ok(knn(&self.dino)),
             Method::DinoLinear => probe(&self.dino),

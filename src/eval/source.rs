@@ -200,8 +200,7 @@ pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
             (path.clone(), run_dir_of_checkpoint_folder(&path))
         };
         let (ckpt, problems) = checkpoint::load_latest(&folder);
-        let ckpt =
-            ckpt.ok_or_else(|| EvalError::Source(format!("no usable checkpoint in {}{}", folder.display(), why(&problems))))?;
+        let ckpt = ckpt.ok_or_else(|| EvalError::Source(format!("no usable checkpoint in {}{}", folder.display(), why(&problems))))?;
         return from_checkpoint(spec, ckpt, run_dir);
     }
     if !path.exists() {

@@ -40,6 +40,7 @@ impl Trainer {
         if niter == 0 {
             anyhow::bail!("{} training images shared by {} processes leave none a full batch of {batch}", files.len(), shard.world);
         }
+        let memory_warning = check_memory(&config, niter, device)?;
         tch::manual_seed(config.run.seed as i64);
         let mut state = DinoState::new(&config, device)?;
         if let Some(g) = &group {
@@ -89,10 +90,7 @@ impl Trainer {
             ckpt: ckpt.as_ref(),
             begun: begun.as_ref(),
             iter,
-            plan_warnings: recipe::warnings(
-                &config,
-                &recipe::Plan { images: files.len(), steps_per_epoch: niter, epochs: config.optim.epochs },
-            ),
+            plan_warnings: plan_warnings(&config, files.len(), niter, memory_warning),
         };
         start.write(&mut run_dir, &events)?;
         Ok(Self {
@@ -165,6 +163,19 @@ impl StartRecord<'_> {
 
 /// The pretext images, minus the `--exclude` list (with what it removed, for `events.jsonl`),
 /// and what discovery left out (FIFOs and the like, link loops).
+/// Before anything is allocated: a plan that cannot fit is refused with its estimate; one that
+/// may not fit gets a warning.
+fn check_memory(config: &TrainConfig, niter: usize, device: Device) -> Result<Option<String>> {
+    use crate::config::memory::{available_memory, check, MemoryEstimate};
+    check(&MemoryEstimate::of(config, niter), available_memory(), device.is_cuda()).map_err(anyhow::Error::msg)
+}
+
+/// The recipe's warnings about a plan, and the memory's.
+fn plan_warnings(config: &TrainConfig, images: usize, niter: usize, memory: Option<String>) -> Vec<String> {
+    let plan = recipe::Plan { images, steps_per_epoch: niter, epochs: config.optim.epochs };
+    recipe::warnings(config, &plan).into_iter().chain(memory).collect()
+}
+
 fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_json::Value>, Vec<LeftOut>)> {
     let layout = DataLayout::discover(&config.run.data_path)?;
     tracing::info!("data: {}", layout.summary());
