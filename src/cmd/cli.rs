@@ -19,6 +19,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The command line as parsed: `Cli`'s, with every numeric flag taking a value that starts with
+/// `-` (`--lr -inf`, `--temperature -1`), so the flag's own range check answers, naming it,
+/// instead of clap's "unexpected argument '-i'".
+pub fn command() -> clap::Command {
+    numbers_may_start_with_a_hyphen(<Cli as clap::CommandFactory>::command())
+}
+
+fn numbers_may_start_with_a_hyphen(cmd: clap::Command) -> clap::Command {
+    use std::any::TypeId;
+    let numeric =
+        [TypeId::of::<f64>(), TypeId::of::<f32>(), TypeId::of::<i64>(), TypeId::of::<u64>(), TypeId::of::<u32>(), TypeId::of::<usize>()];
+    cmd.mut_args(|a| {
+        let t = a.get_value_parser().type_id();
+        if numeric.iter().any(|n| t == *n) {
+            a.allow_hyphen_values(true)
+        } else {
+            a
+        }
+    })
+    .mut_subcommands(numbers_may_start_with_a_hyphen)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a DINO model (TUI when a terminal is attached, progress lines otherwise)

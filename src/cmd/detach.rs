@@ -2,6 +2,7 @@
 //! (setsid: no controlling terminal, so closing the terminal sends it nothing; the headless runner
 //! also ignores SIGHUP), output appended to `RUN_DIR/detached.log`.
 
+use crate::files::ShowPath;
 use anyhow::{Context, Result};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ pub fn spawn_detached(run_dir: &Path) -> Result<(std::process::Child, PathBuf)> 
         .create(true)
         .append(true)
         .open(&out_path)
-        .with_context(|| format!("cannot open {}", out_path.display()))?;
+        .with_context(|| format!("cannot open {}", out_path.shown()))?;
     let err = out.try_clone()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("train")
@@ -63,10 +64,10 @@ pub fn start(mut config: crate::config::TrainConfig, wait: std::time::Duration) 
     let deadline = std::time::Instant::now() + wait;
     while std::time::Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = crate::files::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(5).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            anyhow::bail!("the detached trainer exited at once ({status}); {}:\n{}", log.display(), tail.join("\n"));
+            anyhow::bail!("the detached trainer exited at once ({status}); {}:\n{}", log.shown(), tail.join("\n"));
         }
         if let Ok(mut c) = crate::control::client::Client::connect(&run_dir) {
             // Serving means the trainer thread has started: its first State is in the snapshot.

@@ -6,6 +6,16 @@ use crate::eval::source::{CheckpointKey, SourceSpec};
 use clap::Args;
 use std::path::PathBuf;
 
+/// The range of every `--temperature` (k-NN, label efficiency, outliers): a finite number > 0
+/// (NaN once passed `<= 0.0` and was saved as `null`).
+pub fn check_temperature(t: f64) -> anyhow::Result<()> {
+    if t > 0.0 && t.is_finite() {
+        Ok(())
+    } else {
+        anyhow::bail!("invalid value {t} for --temperature: expected a finite number > 0")
+    }
+}
+
 /// Where the weights come from; shared by every evaluation command.
 #[derive(Debug, Clone, Args)]
 #[command(rename_all = "snake_case")]

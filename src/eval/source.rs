@@ -10,6 +10,7 @@
 use super::EvalError;
 use crate::config::infer::{self, ArgScope};
 use crate::config::TrainConfig;
+use crate::files::ShowPath;
 use crate::model::{weights, Backbone};
 use crate::run::checkpoint::{self, LoadedCheckpoint};
 use crate::run::dir::{CHECKPOINT_DIR, CONFIG_FILE};
@@ -125,7 +126,7 @@ pub fn base_config(spec: &SourceSpec) -> Result<TrainConfig, EvalError> {
         Some(p) if p.is_dir() => TrainConfig::from_toml_file(&p.join(CONFIG_FILE))?,
         Some(p) if p.exists() => TrainConfig::from_toml_file(p)?,
         Some(p) => crate::config::preset(&p.to_string_lossy())
-            .ok_or_else(|| EvalError::Invalid(format!("--config {}: no such file or preset", p.display())))?,
+            .ok_or_else(|| EvalError::Invalid(format!("--config {}: no such file or preset", p.shown())))?,
         None => TrainConfig::default(),
     };
     if let Some(a) = &spec.arch {
@@ -148,7 +149,7 @@ fn file_stamp(path: &Path) -> Result<(u128, u64), EvalError> {
 fn identity_of(path: &Path, extra: &str) -> Result<String, EvalError> {
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let (mtime, size) = file_stamp(path)?;
-    Ok(format!("{}|{mtime}|{size}|{extra}", canonical.display()))
+    Ok(format!("{}|{mtime}|{size}|{extra}", canonical.shown()))
 }
 
 /// A folder that holds `config.toml` and `checkpoints/` is a run directory.
@@ -166,6 +167,15 @@ fn build(config: &TrainConfig, device: Device) -> Result<(VarStore, Backbone), E
 
 fn strip(tensors: &BTreeMap<String, Tensor>, prefix: &str) -> BTreeMap<String, Tensor> {
     tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.shallow_clone()))).collect()
+}
+
+/// Why a folder gave no checkpoint: the problems found (a permission error names its file), or
+/// that it holds none.
+fn no_usable_checkpoint(folder: &Path, problems: &[String]) -> String {
+    match problems {
+        [] => format!("no checkpoint in {}", folder.shown()),
+        _ => format!("no usable checkpoint in {}: {}", folder.shown(), problems.join("; ")),
+    }
 }
 
 /// Loads the backbone a spec names.
@@ -187,12 +197,11 @@ pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
             (path.clone(), run_dir_of_checkpoint_folder(&path))
         };
         let (ckpt, problems) = checkpoint::load_latest(&folder);
-        let ckpt =
-            ckpt.ok_or_else(|| EvalError::Source(format!("no usable checkpoint in {} {}", folder.display(), problems.join("; "))))?;
+        let ckpt = ckpt.ok_or_else(|| EvalError::Source(no_usable_checkpoint(&folder, &problems)))?;
         return from_checkpoint(spec, ckpt, run_dir);
     }
     if !path.exists() {
-        return Err(EvalError::Source(format!("{} does not exist", path.display())));
+        return Err(EvalError::Source(format!("{} does not exist", path.shown())));
     }
     if path.extension().is_some_and(|e| e == "json") {
         let ckpt = checkpoint::load_one(&path).map_err(|e| EvalError::Source(format!("{e:#}")))?;
@@ -239,7 +248,7 @@ fn from_checkpoint(spec: &SourceSpec, ckpt: LoadedCheckpoint, run_dir: Option<Pa
     let key = spec.checkpoint_key.name();
     Ok(ModelSource {
         identity: identity_of(&tensor_file, key)?,
-        description: format!("{key} of {} (epoch {}, iteration {})", ckpt.path.display(), ckpt.meta.epoch, ckpt.meta.iter),
+        description: format!("{key} of {} (epoch {}, iteration {})", ckpt.path.shown(), ckpt.meta.epoch, ckpt.meta.iter),
         vs,
         backbone,
         config,
@@ -278,7 +287,7 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
     weights::load_into(&vs, "", &backbone_tensors, path)?;
     Ok(ModelSource {
         identity: identity_of(path, key)?,
-        description: format!("{} weights from {}", config.model.arch, path.display()),
+        description: format!("{} weights from {}", config.model.arch, path.shown()),
         vs,
         backbone,
         config,
@@ -321,9 +330,9 @@ fn from_pytorch_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, Eval
     let (vs, backbone) = build(&config, spec.device)?;
     weights::load_into(&vs, "", &net.backbone, path)?;
     let description = match (file.is_checkpoint, file.epoch) {
-        (true, Some(e)) => format!("{key} of {} ({}, epoch {e})", path.display(), config.model.arch),
-        (true, None) => format!("{key} of {} ({})", path.display(), config.model.arch),
-        (false, _) => format!("{} weights from {}", config.model.arch, path.display()),
+        (true, Some(e)) => format!("{key} of {} ({}, epoch {e})", path.shown(), config.model.arch),
+        (true, None) => format!("{key} of {} ({})", path.shown(), config.model.arch),
+        (false, _) => format!("{} weights from {}", config.model.arch, path.shown()),
     };
     Ok(ModelSource {
         identity: identity_of(path, key)?,

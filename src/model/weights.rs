@@ -4,6 +4,7 @@
 //! backbone trained here loads into the reference ViT / timm-style code and back. BatchNorm's
 //! `num_batches_tracked`, which tch does not keep, is skipped on import.
 
+use crate::files::ShowPath;
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{nn::VarStore, Tensor};
@@ -30,13 +31,19 @@ pub fn save(vs: &VarStore, prefix: &str, path: &Path) -> Result<(), WeightsError
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.to_device(tch::Device::Cpu).contiguous())))
         .collect();
-    Tensor::write_safetensors(&tensors, path).map_err(|e| WeightsError::Write { path: path.display().to_string(), message: e.to_string() })
+    Tensor::write_safetensors(&tensors, path).map_err(|e| WeightsError::Write { path: path.shown().to_string(), message: e.to_string() })
 }
 
 pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
-    let list =
-        Tensor::read_safetensors(path).map_err(|e| WeightsError::Read { path: path.display().to_string(), message: e.to_string() })?;
+    let list = read_safetensors(path).map_err(|e| WeightsError::Read { path: path.shown().to_string(), message: e.to_string() })?;
     Ok(list.into_iter().collect())
+}
+
+/// `Tensor::read_safetensors` of a regular file only (tch reads by name, and a FIFO would block
+/// it for good): the one way a safetensors file is read.
+pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>, tch::TchError> {
+    crate::files::open_regular(path).map_err(tch::TchError::Io)?;
+    Tensor::read_safetensors(path)
 }
 
 /// Copies `tensors` (names without `prefix`) into the store's variables under `prefix`. Every
@@ -65,14 +72,14 @@ pub fn load_into(vs: &VarStore, prefix: &str, tensors: &BTreeMap<String, Tensor>
     }
     problems.extend(shapes);
     if !problems.is_empty() {
-        return Err(WeightsError::Mismatch { path: source.display().to_string(), message: problems.join("; ") });
+        return Err(WeightsError::Mismatch { path: source.shown().to_string(), message: problems.join("; ") });
     }
     tch::no_grad(|| {
         for (name, var) in &targets {
             if let Some(src) = tensors.get(*name) {
                 let mut dst = var.shallow_clone();
                 dst.f_copy_(src)
-                    .map_err(|e| WeightsError::Mismatch { path: source.display().to_string(), message: format!("{name}: {e}") })?;
+                    .map_err(|e| WeightsError::Mismatch { path: source.shown().to_string(), message: format!("{name}: {e}") })?;
             }
         }
         Ok(())

@@ -11,6 +11,7 @@
 //! identities in the DINO configurations), and torchvision's for ResNets. `docs/interop.md`
 //! states what differs between the loaders (shapes, not names).
 
+use crate::files::ShowPath;
 use crate::interop::pth;
 use crate::model::names::reference_order;
 use crate::model::weights;
@@ -90,14 +91,13 @@ pub fn backbone_tensors(vs: &VarStore, prefix: &str, names: Names) -> Vec<(Strin
 /// Writes `tensors` as `format` to `path` (through a temporary file, renamed when complete).
 pub fn write(path: &Path, tensors: &[(String, Tensor)], format: Format) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.shown()))?;
     }
     match format {
         Format::Pth => pth::write(path, tensors)?,
         Format::Safetensors => {
-            let tmp = crate::run::dir::tmp_path(path);
-            Tensor::write_safetensors(tensors, &tmp).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot rename {} to {}: {e}", tmp.display(), path.display()))?;
+            crate::files::write_output_via(path, |tmp| -> anyhow::Result<()> { Ok(Tensor::write_safetensors(tensors, tmp)?) })
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e:#}", path.shown()))?;
         }
     }
     Ok(())

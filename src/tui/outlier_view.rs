@@ -5,6 +5,7 @@
 use crate::eval::evidence::FeatureEvidence;
 use crate::eval::outlier_report::{read_rows, OutlierRow, ScoreKind};
 use crate::eval::outlier_row::compare;
+use crate::files::ShowPath;
 use ratatui::layout::Size;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
@@ -373,12 +374,12 @@ fn cycle(options: &[String], current: Option<String>, forward: bool) -> Option<S
 
 fn load_marks(run: &Path) -> BTreeMap<String, Mark> {
     let path = run.join(crate::eval::record::EVALS_DIR).join(MARKS_FILE);
-    std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    crate::files::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
 fn save_marks(run: &Path, marks: &BTreeMap<String, Mark>) -> Result<(), String> {
     let dir = run.join(crate::eval::record::EVALS_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.shown()))?;
     let bytes = serde_json::to_vec_pretty(marks).map_err(|e| e.to_string())?;
     crate::run::dir::write_atomic(&dir.join(MARKS_FILE), &bytes).map_err(|e| format!("{e:#}"))
 }
