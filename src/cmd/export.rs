@@ -100,6 +100,9 @@ pub fn run(a: &ExportArgs) -> Result<i32> {
         seed: 0,
     };
     let source = source::load(&spec)?;
+    if source.run_dir.is_some() && source.config.run.private_files {
+        crate::run::dir::private_umask();
+    }
     for note in &source.notes {
         crate::say_err!("note: {note}");
     }

@@ -16,9 +16,9 @@
 //! Deleting an entry does not undo it (use `u` in the TUI).
 
 use super::hub::Hub;
+use crate::files::ShowPath;
 use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
 use crate::protocol::{Command, Event};
-use crate::files::ShowPath;
 use crate::run::dir::{append_event, EVENTS_FILE};
 use crossbeam_channel::Sender;
 use notify::Watcher;
@@ -158,10 +158,13 @@ impl EditsFollower {
             return None;
         }
         let message = format!("{}: {e}; its edits are not applied", path.shown());
-        (self.last_error.as_ref() != Some(&message)).then(|| {
-            self.last_error = Some(message.clone());
-            message
-        })
+        if self.last_error.as_ref() == Some(&message) {
+            return None;
+        }
+        // In the run's history too: a client that subscribes later still learns of it.
+        let _ = append_event(&self.run_dir, "schedule_file_error", &serde_json::json!({ "message": message }));
+        self.last_error = Some(message.clone());
+        Some(message)
     }
 
     /// Reads the file if it changed and has settled; returns the commands to send and the error

@@ -55,6 +55,15 @@ fn append_with_mode(path: &Path, mode: u32) -> Result<File> {
 const PRIVATE_DIR: u32 = 0o700;
 const PRIVATE_FILE: u32 = 0o600;
 
+/// Makes everything this process creates from now on (checkpoints, evals/ and its cache, tb/,
+/// export/, their folders) the owner's alone, whichever module writes it: the trainer of a
+/// private run, and `dino eval` and `dino export` writing into one (issue 37 found their
+/// evals/ and export/ files 0644).
+pub fn private_umask() {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+}
+
 /// The run's control socket (mode 0600; see `control::server`).
 pub fn socket_path(run_dir: &Path) -> PathBuf {
     run_dir.join(SOCKET_FILE)
@@ -77,10 +86,7 @@ impl RunDir {
     pub fn open(path: &Path, config: &TrainConfig) -> Result<Self> {
         let private = config.run.private_files;
         if private {
-            // Everything this process writes from now on (checkpoints, evals/ and its cache,
-            // tb/, export/, their folders) is the owner's alone, whichever module writes it.
-            // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
-            unsafe { libc::umask(0o077) };
+            private_umask();
         }
         // `--output_dir /tmp` must not make /tmp private: the folder's own mode is changed only
         // when it is a run directory (or nothing but this run's start in it).
