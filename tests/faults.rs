@@ -494,6 +494,19 @@ fn outputs_write_through_links_and_devices_and_run_paths_stay_in_the_run() {
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced: {said}");
     assert!(!home.join("out.safetensors.tmp").exists());
 
+    // A bare backbone file records the crop size it trained at, and an evaluation of it reads it
+    // back (a ResNet's tensors do not tell: a 32 px one was evaluated at 224); the flag
+    // --global_crop_size overrides it.
+    let bare = home.join("bare.safetensors");
+    let (code, said) = bounded(dino(home).args(["export", "random", "--config", "cifar-quick", "--output"]).arg(&bare), BOUND);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(dino_tui::model::weights::recorded_crop_size(&bare), Some(32));
+    let mut spec = dino_tui::eval::source::SourceSpec::teacher(bare.to_str().unwrap(), tch::Device::Cpu, 0);
+    let crop = |spec: &dino_tui::eval::source::SourceSpec| dino_tui::eval::source::load(spec).map(|s| s.config.crops.global_crop_size);
+    assert_eq!(crop(&spec).ok(), Some(32));
+    spec.global_crop_size = Some(64);
+    assert_eq!(crop(&spec).ok(), Some(64));
+
     // A sidecar naming tensors outside checkpoints/ is refused, even when that file is whole.
     let ckpts = run.join("checkpoints");
     let latest = ckpts.join("checkpoint-latest.json");

@@ -39,9 +39,6 @@ impl Prepared {
     ) -> Result<Self> {
         let device = resolve_device(&m.device)?;
         let source = source::load(&m.spec(device))?;
-        if source.run_dir.is_some() && source.config.run.private_files {
-            crate::run::dir::private_umask();
-        }
         let data = m.data_path.clone().unwrap_or_else(|| source.config.run.data_path.clone());
         let layout = discover(&data).with_context(|| hint.to_string())?;
         for w in layout.warnings() {

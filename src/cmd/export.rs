@@ -96,20 +96,18 @@ pub fn run(a: &ExportArgs) -> Result<i32> {
         config: a.config.clone(),
         arch: a.arch.clone(),
         patch_size: None,
+        global_crop_size: None,
         device: tch::Device::Cpu,
         seed: 0,
     };
     let source = source::load(&spec)?;
-    if source.run_dir.is_some() && source.config.run.private_files {
-        crate::run::dir::private_umask();
-    }
     for note in &source.notes {
         crate::say_err!("note: {note}");
     }
     let key = a.checkpoint_key.name();
     let tensors = export::backbone_tensors(&source.vs, "", a.names);
     let path = a.output.clone().unwrap_or_else(|| export::default_path(source.run_dir.as_deref(), key, source.epoch, a.format));
-    export::write(&path, &tensors, a.format)?;
+    export::write(&path, &tensors, a.format, source.config.crops.global_crop_size)?;
     crate::say!("{}: {} tensors, {}", path.shown(), tensors.len(), source.description);
     crate::say!(
         "load with: sd = torch.load(\"{}\") (or safetensors.torch.load_file); {}",

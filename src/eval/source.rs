@@ -62,6 +62,9 @@ pub struct SourceSpec {
     pub config: Option<PathBuf>,
     pub arch: Option<String>,
     pub patch_size: Option<i64>,
+    /// The image size of weights without a config (`--global_crop_size`): a bare backbone file
+    /// does not say what it trained at.
+    pub global_crop_size: Option<usize>,
     pub device: Device,
     /// Seed of the random initialisation.
     pub seed: u64,
@@ -77,6 +80,7 @@ impl SourceSpec {
             config: None,
             arch: None,
             patch_size: None,
+            global_crop_size: None,
             device,
             seed,
         }
@@ -136,6 +140,9 @@ pub fn base_config(spec: &SourceSpec) -> Result<TrainConfig, EvalError> {
     if let Some(p) = spec.patch_size {
         c.model.patch_size = usize::try_from(p).map_err(|_| EvalError::Invalid(format!("--patch_size {p}: expected an integer >= 1")))?;
     }
+    if let Some(s) = spec.global_crop_size {
+        c.crops.global_crop_size = s;
+    }
     Ok(c)
 }
 
@@ -178,8 +185,18 @@ fn no_usable_checkpoint(folder: &Path, problems: &[String]) -> String {
     }
 }
 
-/// Loads the backbone a spec names.
+/// Loads the backbone a spec names. Weights of a private run make what this process writes from
+/// then on private too (its evals/, its feature cache, an export into it), as the trainer's files
+/// are: every command that evaluates or exports a run comes through here.
 pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
+    let source = load_any(spec)?;
+    if source.run_dir.is_some() && source.config.run.private_files {
+        crate::run::dir::private_umask();
+    }
+    Ok(source)
+}
+
+fn load_any(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
     let w = spec.pretrained_weights.trim();
     if w.is_empty() {
         return Err(EvalError::Invalid(
@@ -283,6 +300,7 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
     };
     let mut config = base_config(spec)?;
     infer::from_backbone(&mut config, &backbone_tensors, user_named_arch(spec));
+    crop_size_of_bare_file(&mut config, spec, weights::recorded_crop_size(path));
     let (vs, backbone) = build(&config, spec.device)?;
     weights::load_into(&vs, "", &backbone_tensors, path)?;
     Ok(ModelSource {
@@ -298,6 +316,16 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
         network: None,
         notes: vec![],
     })
+}
+
+/// The image size of weights without a config, after what the tensors tell (a ViT's position
+/// embedding): `--global_crop_size`, else the size `dino export` recorded in the file unless a
+/// `--config` says one.
+fn crop_size_of_bare_file(config: &mut TrainConfig, spec: &SourceSpec, recorded: Option<usize>) {
+    match (spec.global_crop_size, &spec.config, recorded) {
+        (Some(size), _, _) | (None, None, Some(size)) => config.crops.global_crop_size = size,
+        _ => {}
+    }
 }
 
 /// Whether the person chose the architecture (`--arch`, or a `--config`), which then stands.
@@ -320,6 +348,7 @@ fn from_pytorch_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, Eval
         notes.extend(report.refused.iter().map(|r| format!("args.{r}")));
     }
     infer::from_backbone(&mut config, &net.backbone, arch_known);
+    crop_size_of_bare_file(&mut config, spec, None);
     if config.is_vit() && !arch_known && config.model.embed_dim.is_some() && config.model.num_heads.is_none() {
         notes.push(format!(
             "width {} is no preset's: {} heads assumed (the tensors do not tell; give --config to set num_heads)",

@@ -88,16 +88,22 @@ pub fn backbone_tensors(vs: &VarStore, prefix: &str, names: Names) -> Vec<(Strin
     out.into_iter().map(|(k, v)| (names.rename(&k), v)).collect()
 }
 
-/// Writes `tensors` as `format` to `path` (through a temporary file, renamed when complete).
-pub fn write(path: &Path, tensors: &[(String, Tensor)], format: Format) -> anyhow::Result<()> {
+/// Writes `tensors` as `format` to `path` (through a temporary file, renamed when complete). A
+/// safetensors file records `crop_size`, the image size the network trained at, for the
+/// evaluations that read it back (a `.pth` state dict has no place for it).
+pub fn write(path: &Path, tensors: &[(String, Tensor)], format: Format, crop_size: usize) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.shown()))?;
     }
     match format {
         Format::Pth => pth::write(path, tensors)?,
         Format::Safetensors => {
-            crate::files::write_output_via(path, |tmp| -> anyhow::Result<()> { Ok(Tensor::write_safetensors(tensors, tmp)?) })
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e:#}", path.shown()))?;
+            let metadata = [(crate::model::weights::CROP_SIZE_KEY, crop_size.to_string())];
+            crate::files::write_output_via(path, |tmp| -> anyhow::Result<()> {
+                Tensor::write_safetensors(tensors, tmp)?;
+                Ok(crate::model::weights::add_safetensors_metadata(tmp, &metadata)?)
+            })
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e:#}", path.shown()))?;
         }
     }
     Ok(())
