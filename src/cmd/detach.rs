@@ -14,11 +14,7 @@ pub const DETACHED_LOG: &str = "detached.log";
 pub fn spawn_detached(run_dir: &Path) -> Result<(std::process::Child, PathBuf)> {
     let exe = std::env::current_exe().context("cannot find the dino executable to continue training")?;
     let out_path = run_dir.join(DETACHED_LOG);
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&out_path)
-        .with_context(|| format!("cannot open {}", out_path.shown()))?;
+    let out = crate::files::open_append(&out_path, 0o666).with_context(|| format!("cannot open {}", out_path.shown()))?;
     let err = out.try_clone()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("train")

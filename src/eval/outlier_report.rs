@@ -267,7 +267,7 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EvalError>
 }
 
 pub fn read_rows(path: &Path) -> Result<Vec<OutlierRow>, EvalError> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
+    let mut r = csv::Reader::from_reader(crate::files::open_regular(path).map_err(|e| csv_error(path, e))?);
     r.deserialize().collect::<Result<Vec<OutlierRow>, _>>().map_err(|e| csv_error(path, e))
 }
 

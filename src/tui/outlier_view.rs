@@ -353,8 +353,10 @@ impl OutlierView {
         if self.preview.as_ref().is_some_and(|(p, _)| *p == rel) {
             return;
         }
-        self.preview = image::open(self.absolute(&rel))
+        // The loader's decoding: a regular file only (a FIFO would hang the TUI), bombs refused.
+        self.preview = crate::data::load_rgb(&self.absolute(&rel))
             .ok()
+            .map(image::DynamicImage::ImageRgb8)
             .and_then(|img| self.picker.new_protocol(img, self.preview_cells, Resize::Scale(None)).ok())
             .map(|proto| (rel, proto));
     }
