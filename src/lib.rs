@@ -6,6 +6,7 @@ pub mod control;
 pub mod data;
 pub mod dist;
 pub mod eval;
+pub mod files;
 pub mod human;
 pub mod interop;
 pub mod model;

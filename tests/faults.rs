@@ -42,7 +42,7 @@ fn train(home: &Path, cfg: &Path, limit: Duration) -> String {
         dino(home)
             .args(["train", "--headless", "--config"])
             .arg(cfg)
-            .stdout(std::fs::File::create(&out).unwrap())
+            .stdout(std::fs::File::options().create(true).append(true).open(&out).unwrap())
             .stderr(Stdio::from(std::fs::File::options().append(true).open(&out).unwrap())),
     );
     let t0 = Instant::now();
@@ -404,6 +404,205 @@ fn killed_at_random_moments_20_times_it_ends_with_the_weights_of_an_uninterrupte
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (name, t) in &a {
         assert!(t.equal(&b[name]), "{name} differs from the uninterrupted run");
+    }
+}
+
+// ---- Issue 37: FIFOs where a file is read by name, outputs and paths that escape, smaller items.
+
+/// Runs `cmd` to its end with its output captured, failing the test (instead of hanging it) when
+/// it takes longer than `limit`: a FIFO opened for reading blocks for good.
+fn bounded(cmd: &mut Command, limit: Duration) -> (Option<i32>, String) {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let mut child = common::spawn_guarded(
+        cmd.stdin(Stdio::null())
+            .stdout(std::fs::File::options().create(true).append(true).open(&out).unwrap())
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&out).unwrap())),
+    );
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "{cmd:?} still running after {limit:?} (hung?): {}",
+            std::fs::read_to_string(&out).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.code(), String::from_utf8_lossy(&std::fs::read(&out).unwrap_or_default()).into_owned())
+}
+
+const BOUND: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_fifo_in_place_of_any_file_read_by_name_is_refused_and_hangs_nothing() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    let (run, cfg) = small_run(home, 1);
+
+    // --config FIFO and --exclude FIFO: refused, naming the file and what it is.
+    let fifo = home.join("fifo.toml");
+    mkfifo(&fifo);
+    let (code, said) = bounded(dino(home).args(["train", "--print-config", "--config"]).arg(&fifo), BOUND);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("fifo.toml") && said.contains("a FIFO"), "{said}");
+    let (code, said) = bounded(dino(home).args(["train", "--headless", "--config"]).arg(&cfg).arg("--exclude").arg(&fifo), BOUND);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("--exclude") && said.contains("a FIFO"), "{said}");
+
+    // A FIFO named schedule-edits.toml in the run: trained to the end, the trainer exits, and the
+    // FIFO is named once.
+    std::fs::create_dir_all(&run).unwrap();
+    mkfifo(&run.join("schedule-edits.toml"));
+    let (code, said) = bounded(dino(home).args(["train", "--headless", "--config"]).arg(&cfg), Duration::from_secs(180));
+    assert_eq!(code, Some(0), "{said}");
+    let named =
+        events(&run).iter().any(|e| e["type"] == "schedule_file_error" && e["message"].as_str().is_some_and(|m| m.contains("a FIFO")));
+    assert!(named, "the FIFO is not named in events.jsonl: {said}");
+
+    // A FIFO in place of events.jsonl: a resume is refused naming it, and `dino runs` (which
+    // knows the run from the index) ends; so it does with metrics.jsonl a FIFO too.
+    std::fs::remove_file(run.join("events.jsonl")).unwrap();
+    mkfifo(&run.join("events.jsonl"));
+    let (code, said) = bounded(dino(home).args(["train", "--headless", "--config"]).arg(&cfg), BOUND);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("events.jsonl") && said.contains("a FIFO"), "{said}");
+    for f in ["metrics.jsonl", "log.txt", "config.toml"] {
+        std::fs::remove_file(run.join(f)).unwrap();
+        mkfifo(&run.join(f));
+        let (code, said) = bounded(dino(home).arg("runs"), BOUND);
+        assert_eq!(code, Some(0), "{f}: {said}");
+    }
+}
+
+#[test]
+fn outputs_write_through_links_and_devices_and_run_paths_stay_in_the_run() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    let (run, cfg) = small_run(home, 1);
+    train(home, &cfg, Duration::from_secs(120));
+
+    // A link to a device as --output: written through, still a link, nothing beside it.
+    let link = home.join("out.safetensors");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    let (code, said) = bounded(dino(home).arg("export").arg(&run).arg("--output").arg(&link), BOUND);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link was replaced: {said}");
+    assert!(!home.join("out.safetensors.tmp").exists());
+
+    // A bare backbone file records the crop size it trained at, and an evaluation of it reads it
+    // back (a ResNet's tensors do not tell: a 32 px one was evaluated at 224); the flag
+    // --global_crop_size overrides it.
+    let bare = home.join("bare.safetensors");
+    let (code, said) = bounded(dino(home).args(["export", "random", "--config", "cifar-quick", "--output"]).arg(&bare), BOUND);
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(dino_tui::model::weights::recorded_crop_size(&bare), Some(32));
+    let mut spec = dino_tui::eval::source::SourceSpec::teacher(bare.to_str().unwrap(), tch::Device::Cpu, 0);
+    let crop = |spec: &dino_tui::eval::source::SourceSpec| dino_tui::eval::source::load(spec).map(|s| s.config.crops.global_crop_size);
+    assert_eq!(crop(&spec).ok(), Some(32));
+    spec.global_crop_size = Some(64);
+    assert_eq!(crop(&spec).ok(), Some(64));
+
+    // A sidecar naming tensors outside checkpoints/ is refused, even when that file is whole.
+    let ckpts = run.join("checkpoints");
+    let latest = ckpts.join("checkpoint-latest.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    let tensors = meta["tensors"].as_str().unwrap().to_string();
+    std::fs::copy(ckpts.join(&tensors), home.join("x.safetensors")).unwrap();
+    meta["tensors"] = "../../x.safetensors".into();
+    let forged = ckpts.join("checkpoint-forged.json");
+    std::fs::write(&forged, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let e = dino_tui::run::checkpoint::load_one(&forged).err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(e.contains("refused") && e.contains("../../x.safetensors"), "loaded a file outside checkpoints/: {e:?}");
+
+    // --name stays inside runs/.
+    let (code, said) = bounded(dino(home).args(["train", "--print-config", "--name", "../../escape_run"]), BOUND);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("--name"), "{said}");
+}
+
+#[test]
+fn a_file_name_with_escape_sequences_is_printed_escaped() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    // Two epochs: the file comes up (and is named) in each, the second long after the printer
+    // listens.
+    let (run, cfg) = small_run(home, 2);
+    // In place of one of the 40 images, so it falls in a batch (none is dropped) and is skipped.
+    let pretext = home.join("data/pretext");
+    let first = std::fs::read_dir(&pretext).unwrap().flatten().map(|e| e.path()).find(|p| p.is_file()).unwrap();
+    std::fs::remove_file(first).unwrap();
+    let evil = "\u{1b}]2;PWNED\u{7}\u{1b}[2Jx.jpg";
+    std::fs::write(pretext.join(evil), b"not an image").unwrap();
+    let said = train(home, &cfg, Duration::from_secs(120));
+    assert!(events(&run).iter().any(|e| e["type"] == "skipped_file" && e["path"].as_str().is_some_and(|p| p.ends_with(evil))));
+    assert!(!said.contains('\u{1b}') && !said.contains('\u{7}'), "control characters written raw: {said:?}");
+    assert!(said.contains("\\x1b]2;PWNED\\x07"), "the file is not named: {said}");
+}
+
+#[test]
+fn smaller_hostile_inputs_get_their_own_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let home = d.path();
+    // Numbers with a leading '-' reach the flag's range check.
+    let (code, said) = bounded(dino(home).args(["train", "--print-config", "--lr", "-inf"]), BOUND);
+    assert_ne!(code, Some(0));
+    assert!(said.contains("--lr") && !said.contains("unexpected argument"), "{said}");
+    // NaN is no temperature.
+    let (code, said) = bounded(dino(home).args(["eval", "label-efficiency", "--temperature", "nan"]), BOUND);
+    assert_ne!(code, Some(0));
+    assert!(said.contains("--temperature"), "{said}");
+    // A figure is PNG or SVG, as its name says.
+    let (code, said) = bounded(dino(home).args(["outliers", "--map", "x.bmp"]), BOUND);
+    assert_ne!(code, Some(0));
+    assert!(said.contains(".bmp"), "{said}");
+    assert!(!home.join("x.bmp").exists());
+    // A run whose socket path is over the limit is not live: exit 3, as the README says.
+    let long = home.join("r".repeat(120));
+    std::fs::create_dir_all(&long).unwrap();
+    let (code, said) = bounded(dino(home).arg("ctl").arg(&long).arg("status"), BOUND);
+    assert_eq!(code, Some(3), "{said}");
+}
+
+#[test]
+fn an_unreadable_or_too_deep_folder_under_pretext_is_skipped_and_named() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 2);
+    // Folders nested past PATH_MAX (4096 bytes): once silently not found. Made relative to
+    // each other (mkdirat), as no single call takes the whole path.
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let name = c(&"d".repeat(200));
+    let pretext = c(data.join("pretext").to_str().unwrap());
+    // SAFETY: plain *at calls on descriptors this loop owns, with NUL-terminated names.
+    unsafe {
+        let mut fd = libc::open(pretext.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY);
+        for _ in 0..25 {
+            assert_eq!(libc::mkdirat(fd, name.as_ptr(), 0o755), 0);
+            let next = libc::openat(fd, name.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY);
+            libc::close(fd);
+            fd = next;
+        }
+        libc::close(fd);
+    }
+    let layout = dino_tui::data::layout::DataLayout::discover(&data).unwrap();
+    let named: Vec<String> = layout.left_out().iter().map(|l| l.reason.clone()).collect();
+    assert!(named.iter().any(|r| r.contains("PATH_MAX")), "{named:?}");
+    // Mode 000 (root reads it anyway: that half needs another user).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let locked = data.join("pretext/locked");
+        std::fs::create_dir_all(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let layout = dino_tui::data::layout::DataLayout::discover(&data);
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let layout = layout.unwrap();
+        assert!(layout.left_out().iter().any(|l| l.path == locked && l.reason.contains("cannot read the folder")));
     }
 }
 

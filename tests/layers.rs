@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. A module may use modules of lower layers only, never one of its own layer.
 const LAYERS: &[&[&str]] = &[
-    &["say", "human", "protocol", "allocator"],
+    &["say", "human", "protocol", "allocator", "files"],
     &["model", "data", "telemetry", "dist", "interop"],
     &["config"],
     &["run"],

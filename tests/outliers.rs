@@ -161,7 +161,7 @@ fn features_that_separate_the_classes_call_the_misfiled_images_likely_label_erro
     assert_eq!(claimed.len(), wrong.len(), "only the misfiled images: {claimed:?}");
     let out = d.path().join("out");
     let (csv, dups, map) = (out.join("o.csv"), out.join("o-dups.csv"), out.join("o.png"));
-    let json = dino_tui::eval::outlier_report::write_report(&report, &csv, &dups, &map, 5).unwrap();
+    let json = dino_tui::eval::outlier_report::write_report(&report, &csv, Some(&dups), Some(&map), 5).unwrap();
     assert_eq!((json["label_error_claim"].as_bool(), json["likely_label_errors"].as_u64()), (Some(true), Some(4)), "{json}");
     assert!(json["evidence"].as_str().unwrap().contains("separate the classes"), "{json}");
     assert_eq!(json["feature_evidence"]["knn"].as_f64(), Some(e.knn));

@@ -9,6 +9,7 @@
 
 use super::offline_eval::{describe, serve_commands, OfflineEvals};
 use crate::control::client::{Client, ClientError};
+use crate::files::ShowPath;
 use crate::protocol::{Command, Event, RunState};
 use crate::run::dir;
 use crate::run::follow::Tail;
@@ -64,10 +65,10 @@ pub fn run(run_dir: Option<PathBuf>, theme: Option<String>) -> Result<i32> {
         },
     };
     if !runs::is_run_dir(&run_dir) {
-        anyhow::bail!("{} is not a run directory (no events.jsonl or config.toml)", run_dir.display());
+        anyhow::bail!("{} is not a run directory (no events.jsonl or config.toml)", run_dir.shown());
     }
     if !std::io::stdout().is_terminal() {
-        anyhow::bail!("dino attach needs a terminal; use `dino ctl {} status` in scripts", run_dir.display());
+        anyhow::bail!("dino attach needs a terminal; use `dino ctl {} status` in scripts", run_dir.shown());
     }
     let (log, user) = crate::cmd::logging::init_from_user_config();
     let theme = theme.or(user.theme);
@@ -94,10 +95,10 @@ pub fn run(run_dir: Option<PathBuf>, theme: Option<String>) -> Result<i32> {
     let live = runs::status(&run_dir).is_live();
     match exit {
         Ok(TuiExit::StopTraining) => crate::say!("dino: asked the trainer to checkpoint and stop; see `dino runs`"),
-        Ok(_) if live => crate::say!("dino: training goes on; `dino attach {}` to watch it again", run_dir.display()),
+        Ok(_) if live => crate::say!("dino: training goes on; `dino attach {}` to watch it again", run_dir.shown()),
         Ok(_) => {}
         Err(e) => {
-            let hint = log.map(|p| format!(" (log: {})", p.display())).unwrap_or_default();
+            let hint = log.map(|p| format!(" (log: {})", p.shown())).unwrap_or_default();
             return Err(e.context(format!("terminal UI failed; training is not affected{hint}")));
         }
     }
@@ -153,7 +154,7 @@ fn answer_offline(run_dir: &Path, cmd: &Command) -> Event {
                 let pid = child.id();
                 // Reaped here so it leaves no zombie while this TUI lives on.
                 let _ = std::thread::Builder::new().name("detached-reaper".into()).spawn(move || child.wait());
-                Event::Warning { message: format!("resuming: started a detached trainer (pid {pid}, output in {})", log.display()) }
+                Event::Warning { message: format!("resuming: started a detached trainer (pid {pid}, output in {})", log.shown()) }
             }
             Err(e) => Event::Error { message: format!("cannot resume: {e:#}") },
         },
@@ -172,7 +173,7 @@ fn feed(run_dir: &Path, events: &Sender<Event>, link: &Arc<Link>) {
         }
     })
     .and_then(|mut w| w.watch(run_dir, notify::RecursiveMode::NonRecursive).map(|_| w))
-    .map_err(|e| tracing::info!("no change notifications for {} ({e}); polling", run_dir.display()))
+    .map_err(|e| tracing::info!("no change notifications for {} ({e}); polling", run_dir.shown()))
     .ok();
     let mut metrics = Tail::new(&run_dir.join(dir::METRICS_FILE));
     let mut log = Tail::new(&run_dir.join(dir::EVENTS_FILE));

@@ -19,6 +19,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The command line as parsed: `Cli`'s, with every numeric flag of one value taking a value that
+/// starts with `-` (`--lr -inf`, `--temperature -1`), so the flag's own range check answers,
+/// naming it, instead of clap's "unexpected argument '-i'".
+pub fn command() -> clap::Command {
+    numbers_may_start_with_a_hyphen(<Cli as clap::CommandFactory>::command())
+}
+
+fn numbers_may_start_with_a_hyphen(cmd: clap::Command) -> clap::Command {
+    use std::any::TypeId;
+    let numeric =
+        [TypeId::of::<f64>(), TypeId::of::<f32>(), TypeId::of::<i64>(), TypeId::of::<u64>(), TypeId::of::<u32>(), TypeId::of::<usize>()];
+    cmd.mut_args(|a| {
+        let t = a.get_value_parser().type_id();
+        // A flag of several values (`--color_jitter B C S H`) takes negative numbers only: with
+        // any hyphen value it would swallow the next flag as its value.
+        let several = a.get_num_args().is_some_and(|r| r.max_values() > 1);
+        match numeric.iter().any(|n| t == *n) {
+            true if several => a.allow_negative_numbers(true),
+            true => a.allow_hyphen_values(true),
+            false => a,
+        }
+    })
+    .mut_subcommands(numbers_may_start_with_a_hyphen)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a DINO model (TUI when a terminal is attached, progress lines otherwise)
@@ -675,6 +700,26 @@ mod tests {
         assert_eq!(c.crops.global_crops_scale, (0.14, 1.0));
         assert_eq!(c.crops.local_crops_scale, (0.05, 0.14));
         assert_eq!(c.optim.epochs, 800);
+    }
+
+    /// Through `command()`, as `main` parses.
+    fn parse_as_main(line: &str) -> TrainArgs {
+        use clap::FromArgMatches;
+        let m = command().try_get_matches_from(line.split_whitespace()).unwrap();
+        match Cli::from_arg_matches(&m).unwrap().command {
+            Command::Train(a) => a,
+            other => panic!("not train: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_with_a_leading_hyphen_reach_the_range_check() {
+        // Issue 37: `--lr -inf` got clap's "unexpected argument '-i'".
+        let e = parse_as_main("dino train --lr -inf").resolve().unwrap_err().to_string();
+        assert!(e.contains("--lr"), "{e}");
+        // A flag of several values still ends at the next flag.
+        let c = parse_as_main("dino train --color_jitter 0.4 0.4 0.2 0.1 --epochs 3").resolve().unwrap();
+        assert_eq!(c.optim.epochs, 3);
     }
 
     #[test]

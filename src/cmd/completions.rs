@@ -3,6 +3,7 @@
 //! --output_dir DIR` writes `dino.1` and one page per subcommand (`dino-train.1`, ...).
 //! `make install` puts both where shells and `man` look.
 
+use crate::files::ShowPath;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 use std::path::Path;
@@ -19,7 +20,7 @@ pub fn print(shell: clap_complete::Shell) -> Result<i32> {
 
 /// Writes the man pages into `dir` (created if needed): `dino.1` and one per subcommand.
 pub fn write_man_pages(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.shown()))?;
     let cmd = super::cli::Cli::command();
-    clap_mangen::generate_to(cmd, dir).with_context(|| format!("cannot write the man pages into {}", dir.display()))
+    clap_mangen::generate_to(cmd, dir).with_context(|| format!("cannot write the man pages into {}", dir.shown()))
 }

@@ -8,6 +8,7 @@
 
 use crate::control::client::{Client, ClientError};
 use crate::control::server::BUSY;
+use crate::files::ShowPath;
 use crate::protocol::schedule::{EditKind, Schedule, ScheduleEdit, ScheduleName, SCHEDULE_EDIT_REFUSED};
 use crate::protocol::{Command, EvalKind, Event, RunState};
 use crate::run::{lock, runs};
@@ -117,7 +118,7 @@ pub fn not_live_message(run_dir: &Path) -> String {
         runs::Status::Unknown => "it has no events.jsonl; is this a run directory?".to_string(),
         s => format!("the run is {} (from events.jsonl)", s.label()),
     };
-    format!("no trainer is serving {}; {what}", crate::control::client::socket_path(run_dir).display())
+    format!("no trainer is serving {}; {what}", crate::control::client::socket_path(run_dir).shown())
 }
 
 /// Runs one `dino ctl` invocation; prints results on stdout and problems on stderr.
@@ -175,7 +176,7 @@ fn busy_or_failed(run_dir: &Path, what: &str) -> i32 {
         Some(pid) => {
             crate::say_err!(
                 "dino ctl: busy: the trainer (pid {pid}) holds {} but its socket did not serve us ({what}); try again",
-                run_dir.display()
+                run_dir.shown()
             );
             EXIT_BUSY
         }

@@ -85,6 +85,7 @@ pub fn measure(run_dir: &Path, data: &Path, device: &str) -> Result<DemoVerdict>
         config: config.map(Path::to_path_buf),
         arch: None,
         patch_size: None,
+        global_crop_size: None,
         data_path: Some(data.to_path_buf()),
         device: device.to_string(),
         batch_size_per_gpu: 128,

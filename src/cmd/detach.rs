@@ -2,6 +2,7 @@
 //! (setsid: no controlling terminal, so closing the terminal sends it nothing; the headless runner
 //! also ignores SIGHUP), output appended to `RUN_DIR/detached.log`.
 
+use crate::files::ShowPath;
 use anyhow::{Context, Result};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,11 +14,7 @@ pub const DETACHED_LOG: &str = "detached.log";
 pub fn spawn_detached(run_dir: &Path) -> Result<(std::process::Child, PathBuf)> {
     let exe = std::env::current_exe().context("cannot find the dino executable to continue training")?;
     let out_path = run_dir.join(DETACHED_LOG);
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&out_path)
-        .with_context(|| format!("cannot open {}", out_path.display()))?;
+    let out = crate::files::open_append(&out_path, 0o666).with_context(|| format!("cannot open {}", out_path.shown()))?;
     let err = out.try_clone()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("train")
@@ -63,10 +60,10 @@ pub fn start(mut config: crate::config::TrainConfig, wait: std::time::Duration) 
     let deadline = std::time::Instant::now() + wait;
     while std::time::Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = crate::files::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(5).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            anyhow::bail!("the detached trainer exited at once ({status}); {}:\n{}", log.display(), tail.join("\n"));
+            anyhow::bail!("the detached trainer exited at once ({status}); {}:\n{}", log.shown(), tail.join("\n"));
         }
         if let Ok(mut c) = crate::control::client::Client::connect(&run_dir) {
             // Serving means the trainer thread has started: its first State is in the snapshot.

@@ -3,6 +3,7 @@
 
 use super::cli::{Cli, Command, EvalCommand};
 use crate::config::TrainConfig;
+use crate::files::ShowPath;
 use anyhow::Result;
 use std::io::IsTerminal;
 
@@ -34,13 +35,9 @@ fn detach(config: TrainConfig) -> Result<i32> {
     let d = super::detach::start(config, DETACH_WAIT)?;
     let how = if d.serving { "training" } else { "still starting (slow to build its model?)" };
     crate::say!("dino: {how} in the background, pid {}", d.pid);
-    crate::say!("run directory: {}", d.run_dir.display());
-    crate::say!("output: {}", d.log.display());
-    crate::say!(
-        "watch: dino attach {}    steer: dino ctl {} status|pause|resume|checkpoint|stop",
-        d.run_dir.display(),
-        d.run_dir.display()
-    );
+    crate::say!("run directory: {}", d.run_dir.shown());
+    crate::say!("output: {}", d.log.shown());
+    crate::say!("watch: dino attach {}    steer: dino ctl {} status|pause|resume|checkpoint|stop", d.run_dir.shown(), d.run_dir.shown());
     Ok(0)
 }
 
@@ -118,7 +115,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             if json {
                 crate::say!("{}", serde_json::to_string_pretty(&runs)?);
             } else if runs.is_empty() {
-                crate::say!("no runs in {} or in the run index", dir.display());
+                crate::say!("no runs in {} or in the run index", dir.shown());
             } else {
                 crate::say!("{}", crate::run::runs::table(&runs).trim_end());
             }
@@ -133,7 +130,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Completions { shell } => super::completions::print(shell),
         Command::Man { output_dir } => {
             super::completions::write_man_pages(&output_dir)?;
-            crate::say!("man pages written into {}", output_dir.display());
+            crate::say!("man pages written into {}", output_dir.shown());
             Ok(0)
         }
     }

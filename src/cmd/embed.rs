@@ -10,6 +10,7 @@ use super::progress::Progress;
 use crate::config::validate::resolve_device;
 use crate::eval::features::{extract_split, ExtractOptions, FeatureCache, FeatureKind};
 use crate::eval::source;
+use crate::files::ShowPath;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -45,12 +46,11 @@ fn write_features(path: &Path, features: &Tensor) -> Result<()> {
             crate::interop::npy::write_f32(path, rows as usize, cols as usize, &data)?;
         }
         Some("safetensors") => {
-            let tmp = crate::run::dir::tmp_path(path);
-            Tensor::write_safetensors(&[("features", features.to_kind(Kind::Float).contiguous())], &tmp)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+            let features = features.to_kind(Kind::Float).contiguous();
+            crate::files::write_output_via(path, |tmp| -> Result<()> { Ok(Tensor::write_safetensors(&[("features", &features)], tmp)?) })
+                .with_context(|| format!("cannot write {}", path.shown()))?;
         }
-        _ => bail!("--output {}: give a file ending in .npy or .safetensors", path.display()),
+        _ => bail!("--output {}: give a file ending in .npy or .safetensors", path.shown()),
     }
     Ok(())
 }
@@ -93,12 +93,17 @@ pub fn run(a: &EmbedArgs) -> Result<i32> {
     }
     let features = Tensor::cat(&parts, 0);
     if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.shown()))?;
     }
     write_features(&a.output, &features)?;
-    let csv = a.output.with_extension("csv");
-    crate::run::dir::write_atomic(&csv, &csv_text(&rows)?)?;
     let width = features.size().get(1).copied().unwrap_or(0);
-    crate::say!("{}: {} images x {width} features (rows in the order of {})", a.output.display(), rows.len(), csv.display());
+    // The row list goes beside a file, never beside a device (`--output /dev/stdout`: not in /dev).
+    let Ok(crate::files::Target::Replace(file)) = crate::files::Target::of(&a.output) else {
+        crate::say_err!("{}: {} images x {width} features (no row list: the output is not a file)", a.output.shown(), rows.len());
+        return Ok(0);
+    };
+    let csv = file.with_extension("csv");
+    crate::run::dir::write_atomic(&csv, &csv_text(&rows)?)?;
+    crate::say!("{}: {} images x {width} features (rows in the order of {})", a.output.shown(), rows.len(), csv.shown());
     Ok(0)
 }

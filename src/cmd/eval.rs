@@ -7,6 +7,7 @@ use super::progress::Progress;
 use crate::eval::features::{FeatureKind, LabeledFeatures};
 use crate::eval::knn::knn_report;
 use crate::eval::record;
+use crate::files::ShowPath;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
@@ -15,7 +16,7 @@ const FEATURES_FILE: &str = "features.safetensors";
 const CLASSES_FILE: &str = "classes.json";
 
 fn dump_features(dir: &Path, train: &LabeledFeatures, val: &LabeledFeatures) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.shown()))?;
     let n = |f: &LabeledFeatures| crate::eval::features::l2_normalize(&f.features);
     let tensors = [
         ("trainfeat", n(train)),
@@ -31,9 +32,9 @@ fn dump_features(dir: &Path, train: &LabeledFeatures, val: &LabeledFeatures) -> 
 fn load_features(dir: &Path) -> Result<(LabeledFeatures, LabeledFeatures)> {
     let path = dir.join(FEATURES_FILE);
     let map: std::collections::BTreeMap<String, Tensor> =
-        Tensor::read_safetensors(&path).with_context(|| format!("cannot read {}", path.display()))?.into_iter().collect();
-    let get = |k: &str| map.get(k).map(|t| t.shallow_clone()).with_context(|| format!("{}: no tensor {k}", path.display()));
-    let classes: Vec<String> = match std::fs::read(dir.join(CLASSES_FILE)) {
+        crate::model::weights::read_safetensors(&path).with_context(|| format!("cannot read {}", path.shown()))?.into_iter().collect();
+    let get = |k: &str| map.get(k).map(|t| t.shallow_clone()).with_context(|| format!("{}: no tensor {k}", path.shown()));
+    let classes: Vec<String> = match crate::files::read(&dir.join(CLASSES_FILE)) {
         Ok(b) => serde_json::from_slice(&b)?,
         Err(_) => {
             let max = get("trainlabels")?.max().int64_value(&[]);
@@ -54,9 +55,7 @@ pub fn knn_of(m: &super::eval_args::ModelArgs, ks: &[usize], temperature: f64) -
 }
 
 pub fn knn(args: &KnnArgs) -> Result<i32> {
-    if args.temperature <= 0.0 || !args.temperature.is_finite() {
-        anyhow::bail!("invalid value {} for --temperature: expected a number > 0", args.temperature);
-    }
+    super::eval_args::check_temperature(args.temperature)?;
     if args.nb_knn.contains(&0) {
         anyhow::bail!("--nb_knn values must be at least 1");
     }
@@ -74,7 +73,7 @@ pub fn knn(args: &KnnArgs) -> Result<i32> {
     };
     if let Some(dir) = &args.dump_features {
         dump_features(dir, &train, &val)?;
-        crate::say_err!("features saved in {}", dir.display());
+        crate::say_err!("features saved in {}", dir.shown());
     }
     let warnings = prepared.as_ref().map(|p| p.layout.warnings().to_vec()).unwrap_or_default();
     let report = crate::eval::KnnReport { warnings, ..knn_report(&train, &val, &args.nb_knn, args.temperature) };
@@ -93,7 +92,7 @@ pub fn knn(args: &KnnArgs) -> Result<i32> {
             o.insert("iter".into(), p.source.iter.into());
         }
         if let Some(path) = p.record("knn", &full)? {
-            crate::say_err!("result written to {}", path.display());
+            crate::say_err!("result written to {}", path.shown());
         }
     }
     Ok(0)
@@ -101,14 +100,15 @@ pub fn knn(args: &KnnArgs) -> Result<i32> {
 
 /// The flags of `dino outliers` that need no model, checked before one is loaded.
 fn check_outlier_args(args: &OutlierArgs) -> Result<()> {
-    if !(args.temperature > 0.0 && args.temperature.is_finite()) {
-        anyhow::bail!("invalid value {} for --temperature: expected a number > 0", args.temperature);
-    }
+    super::eval_args::check_temperature(args.temperature)?;
     if args.k == 0 {
         anyhow::bail!("--k must be at least 1");
     }
     if args.folds < 2 {
         anyhow::bail!("--folds must be at least 2");
+    }
+    if let Some(map) = &args.map {
+        crate::eval::figure::is_svg(map)?;
     }
     for (flag, v) in [("--split", &args.split), ("--reference", &args.reference)] {
         if let Some(v) = v.as_deref().filter(|v| !["train", "val", "pretext"].contains(v)) {
@@ -156,16 +156,14 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
         Some(run) => run_files(run, &label),
         None => (PathBuf::from("outliers.csv"), PathBuf::from("outliers-duplicates.csv"), PathBuf::from("outliers-map.png")),
     };
-    let csv = args.csv.clone().unwrap_or(csv);
-    let map = args.map.clone().unwrap_or_else(|| if args.csv.is_some() { csv.with_extension("png") } else { map });
-    let dups = if args.csv.is_some() {
-        csv.with_file_name(format!("{}-duplicates.csv", csv.file_stem().unwrap_or_default().to_string_lossy()))
-    } else {
-        dups
+    let (csv, dups, map) = match &args.csv {
+        Some(given) => beside_csv(given, args.map.as_deref()),
+        None => (csv, Some(dups), Some(args.map.clone().unwrap_or(map))),
     };
-    let json = write_report(&report, &csv, &dups, &map, args.top)?;
+    let json = write_report(&report, &csv, dups.as_deref(), map.as_deref(), args.top)?;
     print_outliers(&report, args.top);
-    crate::say_err!("rows: {}\nduplicates: {}\nmap: {}", csv.display(), dups.display(), map.display());
+    let or_none = |p: &Option<PathBuf>| p.as_ref().map_or("none (no side file beside a device)".into(), |p| p.shown().to_string());
+    crate::say_err!("rows: {}\nduplicates: {}\nmap: {}", csv.shown(), or_none(&dups), or_none(&map));
     if let Some(run) = &p.source.run_dir {
         let mut event = json;
         event["weights"] = p.source.description.clone().into();
@@ -175,6 +173,17 @@ pub fn outliers(args: &OutlierArgs) -> Result<i32> {
         record::append_event(run, &event)?;
     }
     Ok(0)
+}
+
+/// `--csv FILE`'s side files: `FILE-duplicates.csv` and (without `--map`) `FILE.png` beside it,
+/// none when FILE is a device or a link to one (`/dev/stdout`: nothing may land in `/dev`).
+fn beside_csv(csv: &Path, map: Option<&Path>) -> (PathBuf, Option<PathBuf>, Option<PathBuf>) {
+    let target = crate::files::Target::of(csv).ok();
+    let Some(crate::files::Target::Replace(file)) = target else {
+        return (csv.to_path_buf(), None, map.map(Path::to_path_buf));
+    };
+    let dups = file.with_file_name(format!("{}-duplicates.csv", file.file_stem().unwrap_or_default().to_string_lossy()));
+    (csv.to_path_buf(), Some(dups), Some(map.map_or_else(|| file.with_extension("png"), Path::to_path_buf)))
 }
 
 fn print_outliers(report: &crate::eval::outlier_report::OutlierReport, top: usize) {

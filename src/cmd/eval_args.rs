@@ -6,6 +6,16 @@ use crate::eval::source::{CheckpointKey, SourceSpec};
 use clap::Args;
 use std::path::PathBuf;
 
+/// The range of every `--temperature` (k-NN, label efficiency, outliers): a finite number > 0
+/// (NaN once passed `<= 0.0` and was saved as `null`).
+pub fn check_temperature(t: f64) -> anyhow::Result<()> {
+    if t > 0.0 && t.is_finite() {
+        Ok(())
+    } else {
+        anyhow::bail!("invalid value {t} for --temperature: expected a finite number > 0")
+    }
+}
+
 /// Where the weights come from; shared by every evaluation command.
 #[derive(Debug, Clone, Args)]
 #[command(rename_all = "snake_case")]
@@ -27,6 +37,10 @@ pub struct ModelArgs {
     /// Patch size (ViT) when the weights carry no config
     #[arg(long, allow_negative_numbers = true)]
     pub patch_size: Option<i64>,
+    /// Image size the network sees (the crop size it trained at) when the weights carry no config:
+    /// default the size an exported .safetensors records, else the --config's (224)
+    #[arg(long)]
+    pub global_crop_size: Option<usize>,
     /// Data set with train/CLASS/ and val/CLASS/ (default: the checkpoint config's data_path)
     #[arg(long)]
     pub data_path: Option<PathBuf>,
@@ -55,6 +69,7 @@ impl ModelArgs {
             config: self.config.clone(),
             arch: self.arch.clone(),
             patch_size: self.patch_size,
+            global_crop_size: self.global_crop_size,
             device,
             seed: self.seed,
         }

@@ -9,15 +9,17 @@ use crate::eval::label_efficiency::{parse_per_class, table, Cell, Experiment, Fe
 use crate::eval::plot::{self, AccuracyCurve, PALETTE};
 use crate::eval::source::{self, SourceSpec};
 use crate::eval::supervised::{self, SupervisedConfig};
+use crate::files::ShowPath;
 use anyhow::Result;
 use std::path::PathBuf;
 
 pub fn run_command(args: &LabelEfficiencyArgs) -> Result<i32> {
     let m = &args.model;
     let per_class = parse_per_class(&args.per_class)?;
-    if args.seeds < 1 || args.nb_knn < 1 || args.temperature <= 0.0 {
-        anyhow::bail!("--seeds and --nb_knn must be at least 1 and --temperature > 0");
+    if args.seeds < 1 || args.nb_knn < 1 {
+        anyhow::bail!("--seeds and --nb_knn must be at least 1");
     }
+    super::eval_args::check_temperature(args.temperature)?;
     let p = Prepared::new(m)?;
     let features = |p: &Prepared| -> Result<FeatureSet> {
         Ok(FeatureSet::normalised(&p.features(m, "train", FeatureKind::Cls)?, &p.features(m, "val", FeatureKind::Cls)?))
@@ -111,7 +113,7 @@ fn report(
     } else {
         crate::say!("{}", table.trim_end());
         crate::say!("{}", plot::terminal(&series, 120, 48));
-        crate::say!("plot saved to {}; table to {}", svg_path.display(), txt_path.display());
+        crate::say!("plot saved to {}; table to {}", svg_path.shown(), txt_path.shown());
     }
     if let Some(r) = &p.source.run_dir {
         let path = crate::eval::record::write_result(r, "label-efficiency", &label, &json)?;

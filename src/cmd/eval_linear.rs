@@ -10,6 +10,7 @@ use crate::eval::linear::{
     TrainBatches, LOG, STATE_TENSORS,
 };
 use crate::eval::EvalError;
+use crate::files::ShowPath;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,7 @@ pub fn run_command(args: &LinearArgs) -> Result<i32> {
     let mut probe = Probe::open(args, &p)?;
     if args.evaluate {
         if probe.state.epoch == 0 {
-            anyhow::bail!("--evaluate: no trained classifier for this protocol in {}", probe.out.display());
+            anyhow::bail!("--evaluate: no trained classifier for this protocol in {}", probe.out.shown());
         }
         let e = probe.head.evaluate(&probe.val.features, &probe.val.labels);
         print_result(args.json, probe.protocol, &e, probe.state.best_acc, &probe.state);
@@ -33,7 +34,7 @@ pub fn run_command(args: &LinearArgs) -> Result<i32> {
         probe.state.dim,
         probe.state.num_labels,
         probe.cfg.lr,
-        probe.out.display()
+        probe.out.shown()
     );
     if probe.state.epoch > 0 {
         crate::say_err!("resuming from epoch {} (best top-1 so far {:.2}%)", probe.state.epoch, probe.state.best_acc);
@@ -66,7 +67,7 @@ pub fn run_command(args: &LinearArgs) -> Result<i32> {
         print_result(false, probe.protocol, &e, best, &probe.state);
     }
     if let Some(path) = p.record("linear", &json)? {
-        crate::say_err!("result written to {}", path.display());
+        crate::say_err!("result written to {}", path.shown());
     }
     Ok(0)
 }
@@ -130,7 +131,7 @@ impl Probe {
     /// Trains the remaining epochs, logging each to `log.txt` and saving the state after each so an
     /// interrupted probe resumes; returns the best top-1 and the last epoch's log.
     fn train(&mut self, batches: &mut dyn TrainBatches, json: bool) -> Result<(f64, Option<EpochLog>)> {
-        let mut log_file = std::fs::OpenOptions::new().create(true).append(true).open(out_file(&self.out, LOG)?)?;
+        let mut log_file = crate::files::open_append(&out_file(&self.out, LOG)?, 0o666)?;
         let bar = Progress::new("linear epochs");
         let mut last = None;
         let Self { head, state, out, cfg, val, .. } = self;
@@ -159,7 +160,7 @@ impl Probe {
 }
 
 fn out_file(dir: &Path, name: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.shown()))?;
     Ok(dir.join(name))
 }
 

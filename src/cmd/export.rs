@@ -4,6 +4,7 @@
 //! takes (a run, a checkpoint, a PyTorch file, a backbone file).
 
 use crate::eval::source::{self, CheckpointKey, SourceSpec};
+use crate::files::ShowPath;
 use crate::model::Backbone;
 use crate::run::export::{self, Format, Names};
 use anyhow::Result;
@@ -95,6 +96,7 @@ pub fn run(a: &ExportArgs) -> Result<i32> {
         config: a.config.clone(),
         arch: a.arch.clone(),
         patch_size: None,
+        global_crop_size: None,
         device: tch::Device::Cpu,
         seed: 0,
     };
@@ -105,11 +107,11 @@ pub fn run(a: &ExportArgs) -> Result<i32> {
     let key = a.checkpoint_key.name();
     let tensors = export::backbone_tensors(&source.vs, "", a.names);
     let path = a.output.clone().unwrap_or_else(|| export::default_path(source.run_dir.as_deref(), key, source.epoch, a.format));
-    export::write(&path, &tensors, a.format)?;
-    crate::say!("{}: {} tensors, {}", path.display(), tensors.len(), source.description);
+    export::write(&path, &tensors, a.format, source.config.crops.global_crop_size)?;
+    crate::say!("{}: {} tensors, {}", path.shown(), tensors.len(), source.description);
     crate::say!(
         "load with: sd = torch.load(\"{}\") (or safetensors.torch.load_file); {}",
-        path.display(),
+        path.shown(),
         loader_hint(&source.backbone, a.names)
     );
     if let Backbone::ResNet(r) = &source.backbone {

@@ -3,6 +3,7 @@
 
 use super::interactive::Outcome;
 use crate::config::TrainConfig;
+use crate::files::ShowPath;
 use crate::protocol::RunState;
 use anyhow::Result;
 use std::io::IsTerminal;
@@ -34,7 +35,7 @@ pub(super) fn train_to_end(config: TrainConfig, force_headless: bool, theme: Opt
             Ok((Some(state), exit_code(state)))
         }
         Outcome::Detached { pid, log } => {
-            crate::say!("dino: training continues in the background (pid {pid}); output in {}", log.display());
+            crate::say!("dino: training continues in the background (pid {pid}); output in {}", log.shown());
             Ok((None, 0))
         }
     }

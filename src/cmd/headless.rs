@@ -5,6 +5,7 @@
 
 use crate::cmd::serve;
 use crate::config::TrainConfig;
+use crate::files::ShowPath;
 use crate::protocol::health::HealthTracker;
 use crate::protocol::{Command, Event, IterMetrics, RunInfo, RunState};
 use crate::train::trainer::OnNonFinite;
@@ -57,7 +58,7 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
     let _ = crate::cmd::logging::init_default_file_logging();
     let handle = serve::spawn(config, OnNonFinite::Stop)?;
     if let Some(server) = handle.socket_path() {
-        crate::say!("dino: control socket {}; `dino attach {}` watches and steers this run", server.display(), handle.run_dir.display());
+        crate::say!("dino: control socket {}; `dino attach {}` watches and steers this run", server.shown(), handle.run_dir.shown());
     }
     let mut lines = Lines { print_freq, ..Lines::default() };
     let mut stop_sent = false;
@@ -118,7 +119,7 @@ impl Lines {
                     i.niter_per_ep,
                     i.epochs,
                     i.start_iter,
-                    i.run_dir.display()
+                    i.run_dir.shown()
                 );
                 self.health.set_run(i.out_dim, i.niter_per_ep);
                 self.info = Some(i);
@@ -133,7 +134,7 @@ impl Lines {
                 crate::say!("dino: {} result: {summary}", kind.label());
             }
             Event::CheckpointSaved(c) => {
-                crate::say!("dino: checkpoint saved at it {}, {}: {}", c.iter, crate::human::fmt_bytes(c.bytes), c.path.display())
+                crate::say!("dino: checkpoint saved at it {}, {}: {}", c.iter, crate::human::fmt_bytes(c.bytes), c.path.shown())
             }
             Event::Alarm { kind, message, iter } => {
                 if kind == crate::protocol::AlarmKind::NonFiniteLoss {

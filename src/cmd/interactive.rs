@@ -6,6 +6,7 @@
 use super::offline_eval::{describe, serve_commands, OfflineEvals};
 use crate::cmd::serve;
 use crate::config::TrainConfig;
+use crate::files::ShowPath;
 use crate::protocol::{Command, Event, RunState};
 use crate::train::trainer::OnNonFinite;
 use crate::tui::{self, TuiExit, TuiOptions};
@@ -56,7 +57,7 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
         Err(e) => {
             let _ = handle.commands.send(crate::protocol::Command::Stop { checkpoint: true });
             let _ = handle.join();
-            let hint = log.map(|p| format!(" (log: {})", p.display())).unwrap_or_default();
+            let hint = log.map(|p| format!(" (log: {})", p.shown())).unwrap_or_default();
             Err(e.context(format!("terminal UI failed; training stopped after a checkpoint{hint}")))
         }
     }

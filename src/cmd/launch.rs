@@ -8,6 +8,7 @@
 //! would mix their ranks). Each rank gets SIGTERM when the launcher dies, however it dies, so a
 //! killed launcher leaves no ranks training on.
 
+use crate::files::ShowPath;
 use anyhow::{Context, Result};
 use std::ffi::OsString;
 use std::process::{Child, Command};
@@ -89,7 +90,7 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<i32> {
                 cmd.arg("--headless");
             }
             let log = rank_log(rank);
-            let file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+            let file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.shown()))?;
             cmd.stdout(file.try_clone()?).stderr(file);
         }
         let fd = listener.as_ref().filter(|_| rank == 0).map(std::os::fd::AsRawFd::as_raw_fd);
@@ -111,7 +112,7 @@ pub fn run_local(n: usize, args: &[OsString]) -> Result<i32> {
                 None => running += 1,
                 Some(status) if status.success() => {}
                 Some(status) => {
-                    let output = if *rank > 0 { format!(" (its output: {})", rank_log(*rank).display()) } else { String::new() };
+                    let output = if *rank > 0 { format!(" (its output: {})", rank_log(*rank).shown()) } else { String::new() };
                     crate::say_err!("dino: rank {rank} exited with {status}{output}; stopping the other ranks");
                     for (_, other) in children.iter_mut() {
                         let _ = other.kill();

@@ -1,8 +1,8 @@
 //! File logging through `tracing`. While the TUI owns the terminal nothing may be printed, so every
 //! diagnostic goes to a file in the user's log directory (or one the caller names).
 
+use crate::files::ShowPath;
 use anyhow::Context;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -21,9 +21,9 @@ pub fn default_log_path() -> Option<PathBuf> {
 /// global subscriber is refused by `tracing`, and that is not worth failing a run over.
 pub fn init_file_logging(path: &Path) -> anyhow::Result<PathBuf> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating log directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating log directory {}", dir.shown()))?;
     }
-    let file = OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening log file {}", path.display()))?;
+    let file = crate::files::open_append(path, 0o666).with_context(|| format!("opening log file {}", path.shown()))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _already_set = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(Mutex::new(file)).try_init();
     Ok(path.to_path_buf())

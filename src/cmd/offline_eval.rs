@@ -5,6 +5,7 @@
 
 use crate::config::TrainConfig;
 use crate::eval::worker::EvalWorker;
+use crate::files::ShowPath;
 use crate::model::EvalWeights;
 use crate::protocol::{Command, EvalKind, EvalOutcome, Event};
 use crate::run::checkpoint::{self, LATEST};
@@ -75,7 +76,7 @@ impl OfflineEvals {
         let lock = RunLock::acquire_evals(&self.run_dir)?;
         let device = crate::config::validate::resolve_device(&config.run.device)?;
         let what = match &weights {
-            EvalWeights::Checkpoint(p) => format!("the weights of {}", p.display()),
+            EvalWeights::Checkpoint(p) => format!("the weights of {}", p.shown()),
             _ => "random weights".to_string(),
         };
         self.tell(Event::Warning { message: format!("no trainer serves this run: evaluating {what} here ({} evaluation)", kind.label()) });

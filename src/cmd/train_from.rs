@@ -6,6 +6,7 @@
 
 use crate::config::infer::{self, ArgScope};
 use crate::config::{Arch, ConfigError, TrainConfig};
+use crate::files::ShowPath;
 use crate::run::pytorch;
 use std::path::Path;
 
@@ -17,7 +18,7 @@ pub fn overlay(c: &mut TrainConfig, pretrained: Option<&Path>, resume: Option<&P
         (None, Some(p)) => (p, ArgScope::Model, "pretrained_weights"),
         (None, None) => return Ok(()),
     };
-    let file = pytorch::read(path).map_err(|e| ConfigError::invalid(flag, path.display(), &format!("a readable weights file ({e})")))?;
+    let file = pytorch::read(path).map_err(|e| ConfigError::invalid(flag, path.shown(), &format!("a readable weights file ({e})")))?;
     let mut arch_known = false;
     if let Some(a) = arch {
         c.model.arch = Arch::parse(a).ok_or_else(|| ConfigError::invalid("arch", a, &format!("one of {}", Arch::names())))?;
@@ -27,7 +28,7 @@ pub fn overlay(c: &mut TrainConfig, pretrained: Option<&Path>, resume: Option<&P
         let report = infer::apply_reference_args(c, args, scope);
         arch_known = report.taken.iter().any(|t| t.starts_with("arch ="));
         for r in &report.refused {
-            crate::say_err!("note: {}: args.{r}", path.display());
+            crate::say_err!("note: {}: args.{r}", path.shown());
         }
         if let (ArgScope::Training, Some(n)) = (scope, report.world_size.filter(|&n| n > 1)) {
             crate::say_err!(
@@ -40,7 +41,7 @@ pub fn overlay(c: &mut TrainConfig, pretrained: Option<&Path>, resume: Option<&P
         infer::from_backbone(c, &net.backbone, arch_known);
     }
     for note in &file.notes {
-        crate::say_err!("note: {}: {note}", path.display());
+        crate::say_err!("note: {}: {note}", path.shown());
     }
     Ok(())
 }

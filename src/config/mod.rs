@@ -304,7 +304,7 @@ impl Default for RunConfig {
 impl TrainConfig {
     /// Reads a TOML preset; unknown keys are an error naming the file, so a typo never goes unseen.
     pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        let text = crate::files::read_to_string(path).map_err(|e| ConfigError::Io { path: path.to_path_buf(), message: e.to_string() })?;
         Self::from_toml_str(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: Some(path.to_path_buf()), message },
             other => other,

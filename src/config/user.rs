@@ -2,6 +2,7 @@
 //! (`~/.config/dino-tui/` on Linux), or the file `DINO_TUI_CONFIG` names. `keys.toml` and
 //! `themes/` live beside it. A missing home directory or a missing file means defaults, never a crash.
 
+use crate::files::ShowPath;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -39,12 +40,12 @@ impl UserConfig {
     }
 
     pub fn load_from(path: &Path) -> (Self, Option<String>) {
-        match std::fs::read_to_string(path) {
+        match crate::files::read_to_string(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Self::default(), None),
-            Err(e) => (Self::default(), Some(format!("cannot read {}: {e}", path.display()))),
+            Err(e) => (Self::default(), Some(format!("cannot read {}: {e}", path.shown()))),
             Ok(text) => match toml::from_str(&text) {
                 Ok(c) => (c, None),
-                Err(e) => (Self::default(), Some(format!("ignoring {}: {e}", path.display()))),
+                Err(e) => (Self::default(), Some(format!("ignoring {}: {e}", path.shown()))),
             },
         }
     }

@@ -2,15 +2,16 @@
 //! names the setting (as the flag is spelled) and what would be accepted.
 
 use super::TrainConfig;
+use crate::files::ShowPath;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
     #[error("invalid value {value} for --{setting}: expected {expected}")]
     Invalid { setting: String, value: String, expected: String },
-    #[error("cannot read config file {}: {message}", path.display())]
+    #[error("cannot read config file {}: {message}", path.shown())]
     Io { path: PathBuf, message: String },
-    #[error("bad config{}: {message}", path.as_ref().map(|p| format!(" file {}", p.display())).unwrap_or_default())]
+    #[error("bad config{}: {message}", path.as_ref().map(|p| format!(" file {}", p.shown())).unwrap_or_default())]
     Parse { path: Option<PathBuf>, message: String },
 }
 
@@ -180,6 +181,12 @@ impl TrainConfig {
         count("eval_knn_every", r.eval_knn_every, 0, MAX_EPOCHS)?;
         count("num_workers", r.num_workers, 1, MAX_WORKERS)?;
         parse_device(&r.device)?;
+        // `runs/NAME` must stay in runs/: `--name ../../escape_run` made a run elsewhere.
+        if let Some(name) = &r.name {
+            crate::files::check_plain_name(name).map_err(|why| {
+                ConfigError::invalid("name", crate::files::escape_controls(name), &format!("one plain name, a folder of runs/ ({why})"))
+            })?;
+        }
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The client side of the control socket, for `dino ctl`, `dino attach` and `dino runs`.
 
 use super::lines::MAX_LINE;
+use crate::files::ShowPath;
 use crate::protocol::{Command, Event};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -10,13 +11,13 @@ use std::time::{Duration, Instant};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// No socket, or nobody listening on it (a crashed run leaves the file behind).
-    #[error("no trainer is serving {path}")]
+    #[error("no trainer is serving {}", path.shown())]
     NotLive { path: PathBuf },
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.shown())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: the trainer closed the connection")]
+    #[error("{}: the trainer closed the connection", path.shown())]
     Closed { path: PathBuf },
-    #[error("{path}: unreadable message from the trainer: {message}")]
+    #[error("{}: unreadable message from the trainer: {message}", path.shown())]
     Protocol { path: PathBuf, message: String },
 }
 
@@ -34,7 +35,11 @@ impl Client {
     pub fn connect(run_dir: &Path) -> Result<Self, ClientError> {
         let path = socket_path(run_dir);
         let stream = UnixStream::connect(&path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => ClientError::NotLive { path: path.clone() },
+            // InvalidInput: a path over the socket limit (108 bytes), which no trainer can bind
+            // either, so no trainer serves it.
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::InvalidInput => {
+                ClientError::NotLive { path: path.clone() }
+            }
             _ => ClientError::Io { path: path.clone(), source },
         })?;
         let writer = stream.try_clone().map_err(|source| ClientError::Io { path: path.clone(), source })?;

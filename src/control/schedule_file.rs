@@ -16,6 +16,7 @@
 //! Deleting an entry does not undo it (use `u` in the TUI).
 
 use super::hub::Hub;
+use crate::files::ShowPath;
 use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
 use crate::protocol::{Command, Event};
 use crate::run::dir::{append_event, EVENTS_FILE};
@@ -113,7 +114,7 @@ pub fn parse(text: &str) -> Result<Vec<FileEdit>, String> {
 
 /// Keys of entries applied by earlier trainers on this run directory.
 fn applied_keys(run_dir: &Path) -> HashSet<String> {
-    std::fs::read_to_string(run_dir.join(EVENTS_FILE))
+    crate::files::read_to_string(&run_dir.join(EVENTS_FILE))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -135,6 +136,8 @@ pub struct EditsFollower {
     seen: Option<(String, std::time::Instant)>,
     /// Last content acted on, so an unchanged bad file reports its error once, not every second.
     last_text: Option<String>,
+    /// Why the file could not be read last time (a FIFO in its place, say), reported once.
+    last_error: Option<String>,
 }
 
 impl EditsFollower {
@@ -144,17 +147,39 @@ impl EditsFollower {
 
     /// A follower that acts on a content once it has been unchanged for `settle` (zero: at once).
     pub fn with_settle(run_dir: &Path, settle: Duration) -> Self {
-        Self { run_dir: run_dir.to_path_buf(), applied: applied_keys(run_dir), settle, seen: None, last_text: None }
+        Self { run_dir: run_dir.to_path_buf(), applied: applied_keys(run_dir), settle, seen: None, last_text: None, last_error: None }
+    }
+
+    /// The error to report for a file that is there and cannot be read (not for a missing
+    /// one: no edits yet), once until it changes.
+    fn unreadable(&mut self, path: &Path, e: &std::io::Error) -> Option<String> {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            self.last_error = None;
+            return None;
+        }
+        let message = format!("{}: {e}; its edits are not applied", path.shown());
+        if self.last_error.as_ref() == Some(&message) {
+            return None;
+        }
+        // In the run's history too: a client that subscribes later still learns of it.
+        let _ = append_event(&self.run_dir, "schedule_file_error", &serde_json::json!({ "message": message }));
+        self.last_error = Some(message.clone());
+        Some(message)
     }
 
     /// Reads the file if it changed and has settled; returns the commands to send and the error
     /// to report.
     pub fn check(&mut self) -> (Vec<Command>, Option<String>) {
-        let Ok(text) = std::fs::read_to_string(self.run_dir.join(EDITS_FILE)) else {
-            self.last_text = None;
-            self.seen = None;
-            return (vec![], None);
+        let path = self.run_dir.join(EDITS_FILE);
+        let text = match crate::files::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                self.last_text = None;
+                self.seen = None;
+                return (vec![], self.unreadable(&path, &e));
+            }
         };
+        self.last_error = None;
         if self.last_text.as_deref() == Some(text.as_str()) {
             return (vec![], None);
         }

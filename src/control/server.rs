@@ -13,6 +13,7 @@
 
 use super::hub::Hub;
 use super::lines::{Line, LineBuffer, MAX_LINE};
+use crate::files::ShowPath;
 use crate::protocol::{Command, Event};
 use crate::run::dir::SOCKET_FILE;
 use crossbeam_channel::{Receiver, Sender};
@@ -65,7 +66,7 @@ pub struct ControlServer {
 /// run's lock: any socket file already there is then a leftover of a crashed run and is removed.
 pub fn bind(run_dir: &Path) -> Result<(UnixListener, PathBuf), ServerError> {
     let path = run_dir.join(SOCKET_FILE);
-    let shown = path.display().to_string();
+    let shown = path.shown().to_string();
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_socket() => {
             tracing::info!("removing stale control socket {shown} (its trainer is gone: we hold the run lock)");

@@ -4,6 +4,7 @@
 //! of a val class train does not have are left out of evaluation (no classifier can name them).
 
 use super::{DataError, Split};
+use crate::files::ShowPath;
 
 /// `val` relabelled in `train`'s class indices (its `classes` become train's), and the warnings
 /// naming classes present on one side only. An error when no class is shared.
@@ -39,14 +40,14 @@ pub fn match_by_name(train: &Split, val: Split) -> Result<(Split, Vec<String>), 
         warnings.push(format!(
             "val/ class(es) {} have no folder in train/: their {left} images are left out of evaluation ({})",
             list(&val_only),
-            val.root.display()
+            val.root.shown()
         ));
     }
     if !train_only.is_empty() {
         warnings.push(format!(
             "train/ class(es) {} have no folder in val/: accuracy counts only the classes val/ has ({})",
             list(&train_only),
-            val.root.display()
+            val.root.shown()
         ));
     }
     Ok((out, warnings))

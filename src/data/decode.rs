@@ -8,12 +8,13 @@
 //! pixels are allocated (a decompression bomb), and a JPEG without its end-of-image marker is
 //! refused as truncated, as Pillow does (the decoder would fill the missing part with grey).
 
+use crate::files::ShowPath;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot decode {}: {reason}", path.display())]
+#[error("cannot decode {}: {reason}", path.shown())]
 pub struct DecodeError {
     pub path: PathBuf,
     pub reason: String,
@@ -61,23 +62,7 @@ impl DecodeLimits {
     }
 }
 
-/// What a file that is not a regular file is, for messages.
-pub fn file_kind(t: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if t.is_dir() {
-        "a folder"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_block_device() || t.is_char_device() {
-        "a device"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else {
-        "a regular file"
-    }
-}
+pub use crate::files::file_kind;
 
 pub fn load_rgb(path: &Path) -> Result<RgbImage, DecodeError> {
     load_rgb_limited(path, &DecodeLimits::default())
@@ -89,15 +74,11 @@ pub fn load_rgb_limited(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, 
     decode_rgb_limited(&bytes, limits).map_err(|reason| DecodeError::new(path, reason))
 }
 
-/// The bytes of a regular file. Opened with `O_NONBLOCK`, so a FIFO or a device cannot block the
-/// open, and checked on the open descriptor, so a file swapped after the check is not read.
+/// The bytes of a regular file (`files::open_regular`: a FIFO or a device cannot block it),
+/// refused before reading when larger than any image the limits admit.
 fn read_regular(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| e.to_string())?;
+    let mut f = crate::files::open_regular(path).map_err(|e| e.to_string())?;
     let meta = f.metadata().map_err(|e| e.to_string())?;
-    if !meta.file_type().is_file() {
-        return Err(format!("not a regular file ({})", file_kind(meta.file_type())));
-    }
     if let Some(max) = limits.max_bytes().filter(|m| meta.len() > *m) {
         return Err(format!("file of {} bytes is larger than the decoded-size limit ({max} bytes, max_image_pixels)", meta.len()));
     }
@@ -123,6 +104,11 @@ pub fn decode_rgb_limited(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImag
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         return Err("truncated JPEG (no end-of-image marker after the last scan)".into());
     }
+    if format == ImageFormat::Tiff {
+        if let Some(rgb) = float_grey_tiff(bytes, limits)? {
+            return Ok(rgb);
+        }
+    }
     reader.limits(limits.image_limits());
     let mut decoder = reader.into_decoder().map_err(|e| format!("corrupt or unsupported: {e}"))?;
     check_size(decoder.dimensions(), decoder.total_bytes(), limits)?;
@@ -134,6 +120,25 @@ pub fn decode_rgb_limited(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImag
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.into_rgb8(),
     })
+}
+
+/// A grey 32-bit float TIFF (Pillow's mode "F", which the image crate refuses as an unknown
+/// colour type) as RGB8: values clamped to 0..1 and scaled to 0..255, as the image crate
+/// converts its RGB float TIFFs. None for any other TIFF.
+fn float_grey_tiff(bytes: &[u8], limits: &DecodeLimits) -> Result<Option<RgbImage>, String> {
+    use tiff::decoder::{Decoder, DecodingResult};
+    let Ok(mut d) = Decoder::new(Cursor::new(bytes)) else { return Ok(None) };
+    if !matches!(d.colortype(), Ok(tiff::ColorType::Gray(32))) {
+        return Ok(None);
+    }
+    let (w, h) = d.dimensions().map_err(|e| format!("corrupt TIFF: {e}"))?;
+    check_size((w, h), u64::from(w) * u64::from(h) * 4, limits)?;
+    let DecodingResult::F32(values) = d.read_image().map_err(|e| format!("corrupt or truncated: {e}"))? else {
+        return Ok(None);
+    };
+    let to_u8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let rgb: Vec<u8> = values.iter().flat_map(|&v| [to_u8(v); 3]).collect();
+    RgbImage::from_raw(w, h, rgb).map(Some).ok_or_else(|| "corrupt TIFF: fewer pixels than its size".to_string())
 }
 
 /// The header's size against the limits, before any pixel is allocated.
@@ -174,6 +179,23 @@ mod tests {
         let p = d.path().join("really_a_png.jpg");
         std::fs::write(&p, png_bytes(&img)).unwrap();
         assert_eq!(load_rgb(&p).unwrap(), img);
+    }
+
+    #[test]
+    fn float_tiffs_grey_and_rgb_are_converted_not_skipped() {
+        // Issue 37: a grey float TIFF (Pillow's mode "F") was skipped as unsupported.
+        use tiff::encoder::{colortype, TiffEncoder};
+        let mut grey = Vec::new();
+        let values = [0.0f32, 0.5, 1.0, 2.0, -1.0, f32::NAN];
+        TiffEncoder::new(Cursor::new(&mut grey)).unwrap().write_image::<colortype::Gray32Float>(3, 2, &values).unwrap();
+        let img = decode_rgb(&grey).unwrap();
+        let firsts: Vec<u8> = img.pixels().map(|p| p.0[0]).collect();
+        assert_eq!(firsts, [0, 128, 255, 255, 0, 0]);
+        assert!(img.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
+        let mut rgb = Vec::new();
+        let px = [0.25f32, 0.5, 1.0, 0.0, 3.0, -2.0];
+        TiffEncoder::new(Cursor::new(&mut rgb)).unwrap().write_image::<colortype::RGB32Float>(2, 1, &px).unwrap();
+        assert_eq!(decode_rgb(&rgb).unwrap().into_raw(), [64, 128, 255, 0, 255, 0]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use super::layout::DataLayout;
 use super::rng::rng_for;
 use super::DataError;
+use crate::files::ShowPath;
 use image::codecs::jpeg::JpegEncoder;
 use image::{ImageFormat, Rgb, RgbImage};
 use rand::Rng;
@@ -51,7 +52,7 @@ impl fmt::Display for DemoSummary {
         write!(
             f,
             "demo data {verb} in {}: pretext/ {} images, train/ {} and val/ {} in {} classes ({})",
-            self.dir.display(),
+            self.dir.shown(),
             self.pretext,
             self.train,
             self.val,
@@ -129,7 +130,7 @@ fn file_name(stem: &str, i: usize) -> String {
 }
 
 fn is_complete(dir: &Path, want: &Marker) -> bool {
-    let Ok(text) = fs::read_to_string(dir.join(MARKER)) else { return false };
+    let Ok(text) = crate::files::read_to_string(&dir.join(MARKER)) else { return false };
     let Ok(found) = serde_json::from_str::<Marker>(&text) else { return false };
     if &found != want {
         return false;

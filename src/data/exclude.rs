@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// The listed paths, resolved against `root`.
 pub fn read_list(file: &Path, root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(file)?;
+    let text = crate::files::read_to_string(file)?;
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| root.join(l)).collect())
 }
 

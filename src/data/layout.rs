@@ -12,6 +12,7 @@
 
 use super::decode::file_kind;
 use super::DataError;
+use crate::files::ShowPath;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs;
@@ -182,7 +183,7 @@ impl DataLayout {
 
     /// Counts per split and class, one line each, for logs and the TUI.
     pub fn summary(&self) -> String {
-        let mut s = format!("data set {}\n", self.root.display());
+        let mut s = format!("data set {}\n", self.root.shown());
         for split in [Some(&self.pretext), self.train.as_ref(), self.val.as_ref()].into_iter().flatten() {
             let _ = write!(s, "  {:<8} {:>7} images", split.name, split.len());
             if split.is_labeled() {
@@ -234,7 +235,7 @@ pub fn every_image(root: &Path) -> Result<Vec<Split>, DataError> {
         });
     }
     for o in &left_out {
-        tracing::warn!("left out {}: {}", o.path.display(), o.reason);
+        tracing::warn!("left out {}: {}", o.path.shown(), o.reason);
     }
     if splits.iter().all(Split::is_empty) {
         return Err(DataError::NoImages(root.to_path_buf()));
@@ -303,7 +304,21 @@ fn list_images(dir: &Path, left_out: &mut Vec<LeftOut>) -> Result<Vec<PathBuf>, 
     let mut listed: HashSet<(u64, u64)> = HashSet::from([(root_meta.dev(), root_meta.ino())]);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for p in read_dir_sorted(&d)? {
+        let entries = match read_dir_sorted(&d) {
+            Ok(entries) => entries,
+            Err(e) if d.as_path() == dir => return Err(e),
+            // A folder below that cannot be listed (mode 000) is skipped and named, as an
+            // unreadable file is; it does not refuse the whole data set.
+            Err(e) => {
+                let why = match &e {
+                    DataError::Io { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                };
+                left_out.push(LeftOut { path: d.clone(), reason: format!("cannot read the folder: {why}") });
+                continue;
+            }
+        };
+        for p in entries {
             let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
             if hidden {
                 continue;
@@ -311,8 +326,8 @@ fn list_images(dir: &Path, left_out: &mut Vec<LeftOut>) -> Result<Vec<PathBuf>, 
             let leave = |reason: String| LeftOut { path: p.clone(), reason };
             let meta = match fs::metadata(&p) {
                 Ok(m) => m,
-                Err(e) if has_image_extension(&p) => {
-                    left_out.push(leave(format!("cannot read it: {e}")));
+                Err(e) if has_image_extension(&p) || e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                    left_out.push(leave(unreadable_reason(&e)));
                     continue;
                 }
                 Err(_) => continue,
@@ -336,6 +351,16 @@ fn list_images(dir: &Path, left_out: &mut Vec<LeftOut>) -> Result<Vec<PathBuf>, 
     Ok(out)
 }
 
+/// Why an entry cannot be read, for `LeftOut`: a path past the system's limit says so (it
+/// was once silently not found).
+fn unreadable_reason(e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        format!("cannot read it: its path is longer than the system allows (PATH_MAX, {} bytes)", libc::PATH_MAX)
+    } else {
+        format!("cannot read it: {e}")
+    }
+}
+
 /// Why the folder `p` (listed in `parent`) would be a loop: a symbolic link to `parent` itself or
 /// to one of its ancestors. None for a plain folder or a link elsewhere.
 fn folder_loop(parent: &Path, p: &Path) -> Option<String> {
@@ -345,7 +370,7 @@ fn folder_loop(parent: &Path, p: &Path) -> Option<String> {
     }
     let target = fs::canonicalize(p).ok()?;
     let here = fs::canonicalize(parent).ok()?;
-    here.starts_with(&target).then(|| format!("symbolic-link loop: it leads back to {}, a folder it sits in", target.display()))
+    here.starts_with(&target).then(|| format!("symbolic-link loop: it leads back to {}, a folder it sits in", target.shown()))
 }
 
 pub(crate) fn has_image_extension(p: &Path) -> bool {

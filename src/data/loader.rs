@@ -10,6 +10,7 @@ use super::augment::{AugmentConfig, MultiCropAugment};
 use super::decode::{load_rgb_limited, DecodeLimits};
 use super::rng::rng_for;
 use super::DataError;
+use crate::files::ShowPath;
 use crossbeam_channel::{Receiver, Sender};
 use rand::seq::SliceRandom;
 use std::collections::{BTreeMap, HashMap};
@@ -348,9 +349,9 @@ fn load_with_replacement(shared: &Shared, pos: usize, skipped: &mut Vec<SkippedF
                 }
             },
         };
-        tracing::warn!(path = %path.display(), %reason, "skipping unreadable image");
+        tracing::warn!(path = %path.shown(), %reason, "skipping unreadable image");
         skipped.push(SkippedFile { path: path.clone(), index, reason: reason.clone() });
-        last_reason = format!("{}: {reason}", path.display());
+        last_reason = format!("{}: {reason}", path.shown());
         if shared.unreadable_count.load(Ordering::Relaxed) >= n {
             break;
         }

@@ -1,5 +1,6 @@
 use crate::config::ConfigError;
 use crate::data::DataError;
+use crate::files::ShowPath;
 use crate::model::weights::WeightsError;
 use std::path::PathBuf;
 
@@ -9,11 +10,11 @@ use std::path::PathBuf;
 pub enum EvalError {
     #[error("{0}")]
     Invalid(String),
-    #[error("data set {root} has no labeled {split}/ split (expected {split}/CLASS/IMAGE folders)")]
+    #[error("data set {} has no labeled {split}/ split (expected {split}/CLASS/IMAGE folders)", root.shown())]
     NoLabeledSplit { root: PathBuf, split: String },
     #[error("cannot load model weights: {0}")]
     Source(String),
-    #[error("cannot read or write {path}: {message}")]
+    #[error("cannot read or write {}: {message}", path.shown())]
     Io { path: PathBuf, message: String },
     #[error(transparent)]
     Weights(#[from] WeightsError),

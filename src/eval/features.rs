@@ -10,6 +10,7 @@
 
 use super::EvalError;
 use crate::data::{eval_transform, load_rgb, Split};
+use crate::files::ShowPath;
 use crate::model::Backbone;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -111,7 +112,7 @@ pub struct Unreadable {
 impl Unreadable {
     /// `N unreadable image(s) skipped: a.jpg (why), ...` with at most `max` named, for logs.
     pub fn summary(list: &[Unreadable], max: usize) -> String {
-        let named: Vec<String> = list.iter().take(max).map(|u| format!("{} ({})", u.path.display(), u.reason)).collect();
+        let named: Vec<String> = list.iter().take(max).map(|u| format!("{} ({})", u.path.shown(), u.reason)).collect();
         let more = if list.len() > max { format!(" and {} more", list.len() - max) } else { String::new() };
         format!("{} unreadable image(s) skipped: {}{more}", list.len(), named.join(", "))
     }
@@ -202,7 +203,7 @@ fn load_views(files: &[PathBuf], t: EvalTransform, workers: usize, tta: bool) ->
 fn load_batch(files: &[PathBuf], t: EvalTransform, workers: usize) -> Result<Vec<f32>, EvalError> {
     let mut all = Vec::with_capacity(files.len() * 3 * t.crop * t.crop);
     for (f, v) in files.iter().zip(load_views(files, t, workers, false)) {
-        all.extend(v.map_err(|reason| EvalError::Invalid(format!("cannot read {}: {reason}", f.display())))?);
+        all.extend(v.map_err(|reason| EvalError::Invalid(format!("cannot read {}: {reason}", f.shown())))?);
     }
     Ok(all)
 }
@@ -270,7 +271,7 @@ pub fn extract_files(
         progress(done, files.len());
     }
     if kept.is_empty() && !files.is_empty() {
-        let last = skipped.last().map(|u| format!("{}: {}", u.path.display(), u.reason)).unwrap_or_default();
+        let last = skipped.last().map(|u| format!("{}: {}", u.path.shown(), u.reason)).unwrap_or_default();
         return Err(EvalError::Invalid(format!("every one of the {} images is unreadable (last: {last})", files.len())));
     }
     if out.is_empty() {
@@ -354,7 +355,7 @@ impl FeatureCache {
     pub fn key(identity: &str, split: &Split, opts: &ExtractOptions) -> String {
         let mut text = format!(
             "{identity}\n{}\n{}\n{}x{}\n{}\n{}\n",
-            split.root.display(),
+            split.root.shown(),
             split.name,
             opts.transform.resize,
             opts.transform.crop,
@@ -362,7 +363,7 @@ impl FeatureCache {
             split.len()
         );
         for (f, l) in split.files.iter().zip(&split.labels) {
-            text.push_str(&format!("{}:{l}\n", f.display()));
+            text.push_str(&format!("{}:{l}\n", f.shown()));
         }
         format!("{}-{}-{:016x}", split.name, opts.tag(), fnv1a(text.as_bytes()))
     }
@@ -378,7 +379,7 @@ impl FeatureCache {
         if !p.exists() {
             return None;
         }
-        let tensors = Tensor::read_safetensors(&p).ok()?;
+        let tensors = crate::model::weights::read_safetensors(&p).ok()?;
         let get = |name: &str| tensors.iter().find(|(t, _)| t == name).map(|(_, t)| t.shallow_clone());
         let features = get("features")?;
         let kept: Vec<usize> = match get("kept") {

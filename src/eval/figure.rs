@@ -4,6 +4,7 @@
 //! looks the same on every machine and needs no font installed.
 
 use super::EvalError;
+use crate::files::ShowPath;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -31,13 +32,25 @@ fn fail<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
-/// Writes `figure` to `path` atomically: SVG when the name ends in `.svg`, PNG otherwise.
+/// Whether a figure named `path` is SVG (`.svg`) or PNG (`.png`, or no extension: a device such
+/// as `/dev/stdout`); any other extension is refused, as its bytes would not be what it names
+/// (`x.bmp` once held PNG bytes).
+pub fn is_svg(path: &Path) -> Result<bool, EvalError> {
+    match path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).as_deref() {
+        Some("svg") => Ok(true),
+        Some("png") | None => Ok(false),
+        Some(other) => Err(EvalError::Invalid(format!("{}: a figure is written as .png or .svg, not .{other}", path.shown()))),
+    }
+}
+
+/// Writes `figure` to `path` atomically, as the extension names (`is_svg`).
 pub fn write(path: &Path, figure: &impl Figure) -> Result<(), EvalError> {
     register_font();
+    let svg_wanted = is_svg(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
     }
-    let bytes = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) { svg(figure)?.into_bytes() } else { png(figure)? };
+    let bytes = if svg_wanted { svg(figure)?.into_bytes() } else { png(figure)? };
     crate::run::dir::write_atomic(path, &bytes).map_err(|e| EvalError::io(path, format!("{e:#}")))
 }
 

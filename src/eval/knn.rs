@@ -8,6 +8,7 @@
 //! number of classes comes from the data. Vote ties go to the lower class index (a stable sort).
 
 use super::features::{l2_normalize, LabeledFeatures};
+use crate::files::ShowPath;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
@@ -120,7 +121,7 @@ pub fn knn_report(train: &LabeledFeatures, val: &LabeledFeatures, ks: &[usize], 
     let (tf, vf) = (l2_normalize(&train.features), l2_normalize(&val.features));
     let results =
         tch::no_grad(|| ks.iter().map(|&k| knn_classifier(&tf, &train.labels, &vf, &val.labels, k, temperature, num_classes)).collect());
-    let unreadable = train.skipped.iter().chain(&val.skipped).map(|u| format!("{}: {}", u.path.display(), u.reason)).collect();
+    let unreadable = train.skipped.iter().chain(&val.skipped).map(|u| format!("{}: {}", u.path.shown(), u.reason)).collect();
     KnnReport { num_classes, num_train: train.len(), num_val: val.len(), results, unreadable, warnings: Vec::new() }
 }
 

@@ -9,6 +9,7 @@
 use super::features::{forward_features, FeatureKind, LabeledFeatures, Unreadable};
 use super::EvalError;
 use crate::data::{load_rgb, supervised_train_transform, Split};
+use crate::files::ShowPath;
 use crate::model::Backbone;
 use anyhow::Result;
 use rand::seq::SliceRandom;
@@ -86,8 +87,8 @@ impl LinearHead {
     }
 
     pub fn load(&mut self, path: &Path) -> Result<(), EvalError> {
-        let map: std::collections::BTreeMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
-        let get = |k: &str| map.get(k).ok_or_else(|| EvalError::Source(format!("{}: no tensor {k}", path.display())));
+        let map: std::collections::BTreeMap<String, Tensor> = crate::model::weights::read_safetensors(path)?.into_iter().collect();
+        let get = |k: &str| map.get(k).ok_or_else(|| EvalError::Source(format!("{}: no tensor {k}", path.shown())));
         tch::no_grad(|| -> Result<(), EvalError> {
             for (dst, k) in [
                 (&mut self.weight, "weight"),
@@ -97,12 +98,7 @@ impl LinearHead {
             ] {
                 let src = get(k)?;
                 if src.size() != dst.size() {
-                    return Err(EvalError::Source(format!(
-                        "{}: {k} has shape {:?}, expected {:?}",
-                        path.display(),
-                        src.size(),
-                        dst.size()
-                    )));
+                    return Err(EvalError::Source(format!("{}: {k} has shape {:?}, expected {:?}", path.shown(), src.size(), dst.size())));
                 }
                 dst.copy_(src);
             }
@@ -248,7 +244,7 @@ impl TrainBatches for AugmentedBatches<'_> {
         if batches == 0 {
             return Err(EvalError::Invalid(format!(
                 "no readable training image in {}: {}",
-                self.split.root.display(),
+                self.split.root.shown(),
                 Unreadable::summary(&self.skipped, 5)
             )));
         }
@@ -322,7 +318,7 @@ pub fn save_state(dir: &Path, head: &LinearHead, state: &ProbeState) -> Result<(
 }
 
 pub fn load_state(dir: &Path) -> Option<ProbeState> {
-    let text = std::fs::read_to_string(dir.join(STATE_JSON)).ok()?;
+    let text = crate::files::read_to_string(&dir.join(STATE_JSON)).ok()?;
     serde_json::from_str(&text).ok()
 }
 

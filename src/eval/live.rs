@@ -8,6 +8,7 @@ use super::label_efficiency::probe_accuracy;
 use super::EvalError;
 use crate::config::TrainConfig;
 use crate::data::{DataLayout, Split};
+use crate::files::ShowPath;
 use crate::model::Backbone;
 use serde::Serialize;
 use tch::Device;
@@ -107,7 +108,7 @@ pub fn linear_of_backbone(
         num_train: tf.len(),
         num_val: vf.len(),
         test_acc1,
-        unreadable: tf.skipped.iter().chain(&vf.skipped).map(|u| format!("{}: {}", u.path.display(), u.reason)).collect(),
+        unreadable: tf.skipped.iter().chain(&vf.skipped).map(|u| format!("{}: {}", u.path.shown(), u.reason)).collect(),
     })
 }
 
@@ -134,7 +135,7 @@ pub fn outliers_of_backbone(
     };
     let report = score_split(backbone, baseline.as_ref(), &split, None, layout.root(), &opts, None, &params, progress)?;
     let (csv, dups, map) = run_files(run_dir, &format!("{}-{label}", split.name));
-    let mut json = write_report(&report, &csv, &dups, &map, OUTLIER_TOP)?;
+    let mut json = write_report(&report, &csv, Some(&dups), Some(&map), OUTLIER_TOP)?;
     json["data_root"] = layout.root().display().to_string().into();
     let top = report.rows.first().map(|r| format!("; top: {} ({:.3})", r.path, r.score(report.score))).unwrap_or_default();
     let evidence = report.evidence.as_ref().map(|e| format!("; {}", e.short())).unwrap_or_default();

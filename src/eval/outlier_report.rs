@@ -17,6 +17,7 @@ use super::source::ModelSource;
 use super::umap::{umap, UmapParams};
 use super::EvalError;
 use crate::data::Split;
+use crate::files::ShowPath;
 use crate::model::Backbone;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -118,7 +119,7 @@ pub fn score_split(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<OutlierReport, EvalError> {
     if split.is_empty() {
-        return Err(EvalError::Invalid(format!("{} holds no images to score", split.root.display())));
+        return Err(EvalError::Invalid(format!("{} holds no images to score", split.root.shown())));
     }
     let baseline = baseline.filter(|_| split.is_labeled());
     let before = split.len() + reference.map_or(0, Split::len);
@@ -254,17 +255,19 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EvalError>
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| EvalError::io(dir, e))?;
     }
-    let tmp = crate::run::dir::tmp_path(path);
-    let mut w = csv::Writer::from_path(&tmp).map_err(|e| csv_error(&tmp, e))?;
+    // Whole or not at all for a file; a device or a link in its place is written through.
+    let mut out = crate::files::Output::create(path).map_err(|e| csv_error(path, e))?;
+    let mut w = csv::Writer::from_writer(&mut out.file);
     for r in rows {
-        w.serialize(r).map_err(|e| csv_error(&tmp, e))?;
+        w.serialize(r).map_err(|e| csv_error(path, e))?;
     }
-    w.flush().map_err(|e| csv_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| EvalError::io(path, e))
+    w.flush().map_err(|e| csv_error(path, e))?;
+    drop(w);
+    out.commit().map_err(|e| EvalError::io(path, e))
 }
 
 pub fn read_rows(path: &Path) -> Result<Vec<OutlierRow>, EvalError> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
+    let mut r = csv::Reader::from_reader(crate::files::open_regular(path).map_err(|e| csv_error(path, e))?);
     r.deserialize().collect::<Result<Vec<OutlierRow>, _>>().map_err(|e| csv_error(path, e))
 }
 
@@ -344,11 +347,22 @@ pub fn run_files(run_dir: &Path, label: &str) -> (PathBuf, PathBuf, PathBuf) {
     )
 }
 
-/// Writes the CSV, the duplicates CSV and the map; returns the JSON record of the report.
-pub fn write_report(report: &OutlierReport, csv: &Path, dups: &Path, map: &Path, top: usize) -> Result<serde_json::Value, EvalError> {
+/// Writes the CSV, the duplicates CSV and the map (each side file when it has a place: none
+/// beside a device); returns the JSON record of the report.
+pub fn write_report(
+    report: &OutlierReport,
+    csv: &Path,
+    dups: Option<&Path>,
+    map: Option<&Path>,
+    top: usize,
+) -> Result<serde_json::Value, EvalError> {
     write_csv(csv, &report.rows)?;
-    write_csv(dups, &report.duplicates)?;
-    write_map(map, &report.rows, top)?;
+    if let Some(dups) = dups {
+        write_csv(dups, &report.duplicates)?;
+    }
+    if let Some(map) = map {
+        write_map(map, &report.rows, top)?;
+    }
     Ok(serde_json::json!({
         "kind": "outliers",
         "split": report.split,
@@ -367,8 +381,8 @@ pub fn write_report(report: &OutlierReport, csv: &Path, dups: &Path, map: &Path,
         "top": report.rows.iter().take(5).map(|r| serde_json::json!({"path": r.path, "score": r.score(report.score)})).collect::<Vec<_>>(),
         // Lossy: a path need not be UTF-8, and JSON holds only text.
         "csv": csv.to_string_lossy(),
-        "duplicates_csv": dups.to_string_lossy(),
-        "map": map.to_string_lossy(),
+        "duplicates_csv": dups.map(Path::to_string_lossy),
+        "map": map.map(Path::to_string_lossy),
     }))
 }
 
@@ -419,7 +433,7 @@ mod tests {
         let s = split(vec![0, 0, 1, 0, 1, 1, 1, 1]);
         let r = report_from_features(&features(), None, &s, Path::new("/data"), None, &params()).unwrap();
         let (csv, dups, map) = run_files(d.path(), "ep0001-it00000010");
-        let json = write_report(&r, &csv, &dups, &map, 2).unwrap();
+        let json = write_report(&r, &csv, Some(&dups), Some(&map), 2).unwrap();
         assert_eq!(json["num_images"], 8);
         let text = std::fs::read_to_string(&csv).unwrap();
         assert_eq!(

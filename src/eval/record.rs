@@ -54,6 +54,6 @@ pub fn append_event(run_dir: &Path, details: &serde_json::Value) -> Result<(), E
         o.insert("time".into(), now().into());
     }
     let line = format!("{v}\n");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| EvalError::io(&path, e))?;
+    let mut f = crate::files::open_append(&path, 0o666).map_err(|e| EvalError::io(&path, e))?;
     f.write_all(line.as_bytes()).map_err(|e| EvalError::io(&path, e))
 }

@@ -10,6 +10,7 @@
 use super::EvalError;
 use crate::config::infer::{self, ArgScope};
 use crate::config::TrainConfig;
+use crate::files::ShowPath;
 use crate::model::{weights, Backbone};
 use crate::run::checkpoint::{self, LoadedCheckpoint};
 use crate::run::dir::{CHECKPOINT_DIR, CONFIG_FILE};
@@ -61,6 +62,9 @@ pub struct SourceSpec {
     pub config: Option<PathBuf>,
     pub arch: Option<String>,
     pub patch_size: Option<i64>,
+    /// The image size of weights without a config (`--global_crop_size`): a bare backbone file
+    /// does not say what it trained at.
+    pub global_crop_size: Option<usize>,
     pub device: Device,
     /// Seed of the random initialisation.
     pub seed: u64,
@@ -76,6 +80,7 @@ impl SourceSpec {
             config: None,
             arch: None,
             patch_size: None,
+            global_crop_size: None,
             device,
             seed,
         }
@@ -125,7 +130,7 @@ pub fn base_config(spec: &SourceSpec) -> Result<TrainConfig, EvalError> {
         Some(p) if p.is_dir() => TrainConfig::from_toml_file(&p.join(CONFIG_FILE))?,
         Some(p) if p.exists() => TrainConfig::from_toml_file(p)?,
         Some(p) => crate::config::preset(&p.to_string_lossy())
-            .ok_or_else(|| EvalError::Invalid(format!("--config {}: no such file or preset", p.display())))?,
+            .ok_or_else(|| EvalError::Invalid(format!("--config {}: no such file or preset", p.shown())))?,
         None => TrainConfig::default(),
     };
     if let Some(a) = &spec.arch {
@@ -134,6 +139,9 @@ pub fn base_config(spec: &SourceSpec) -> Result<TrainConfig, EvalError> {
     }
     if let Some(p) = spec.patch_size {
         c.model.patch_size = usize::try_from(p).map_err(|_| EvalError::Invalid(format!("--patch_size {p}: expected an integer >= 1")))?;
+    }
+    if let Some(s) = spec.global_crop_size {
+        c.crops.global_crop_size = s;
     }
     Ok(c)
 }
@@ -148,7 +156,7 @@ fn file_stamp(path: &Path) -> Result<(u128, u64), EvalError> {
 fn identity_of(path: &Path, extra: &str) -> Result<String, EvalError> {
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let (mtime, size) = file_stamp(path)?;
-    Ok(format!("{}|{mtime}|{size}|{extra}", canonical.display()))
+    Ok(format!("{}|{mtime}|{size}|{extra}", canonical.shown()))
 }
 
 /// A folder that holds `config.toml` and `checkpoints/` is a run directory.
@@ -168,16 +176,27 @@ fn strip(tensors: &BTreeMap<String, Tensor>, prefix: &str) -> BTreeMap<String, T
     tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.shallow_clone()))).collect()
 }
 
-/// The problems found with a folder's checkpoints, for an error message (nothing when none).
-fn why(problems: &[String]) -> String {
-    match problems.is_empty() {
-        true => String::new(),
-        false => format!(": {}", problems.join("; ")),
+/// Why a folder gave no checkpoint: the problems found (a permission error names its file), or
+/// that it holds none.
+fn no_usable_checkpoint(folder: &Path, problems: &[String]) -> String {
+    match problems {
+        [] => format!("no checkpoint in {}", folder.shown()),
+        _ => format!("no usable checkpoint in {}: {}", folder.shown(), problems.join("; ")),
     }
 }
 
-/// Loads the backbone a spec names.
+/// Loads the backbone a spec names. Weights of a private run make what this process writes from
+/// then on private too (its evals/, its feature cache, an export into it), as the trainer's files
+/// are: every command that evaluates or exports a run comes through here.
 pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
+    let source = load_any(spec)?;
+    if source.run_dir.is_some() && source.config.run.private_files {
+        crate::run::dir::private_umask();
+    }
+    Ok(source)
+}
+
+fn load_any(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
     let w = spec.pretrained_weights.trim();
     if w.is_empty() {
         return Err(EvalError::Invalid(
@@ -200,11 +219,11 @@ pub fn load(spec: &SourceSpec) -> Result<ModelSource, EvalError> {
             (path.clone(), run_dir_of_checkpoint_folder(&path))
         };
         let (ckpt, problems) = checkpoint::load_latest(&folder);
-        let ckpt = ckpt.ok_or_else(|| EvalError::Source(format!("no usable checkpoint in {}{}", folder.display(), why(&problems))))?;
+        let ckpt = ckpt.ok_or_else(|| EvalError::Source(no_usable_checkpoint(&folder, &problems)))?;
         return from_checkpoint(spec, ckpt, run_dir);
     }
     if !path.exists() {
-        return Err(EvalError::Source(format!("{} does not exist (nor is it a run name in ./runs or the run index)", path.display())));
+        return Err(EvalError::Source(format!("{} does not exist (nor is it a run name in ./runs or the run index)", path.shown())));
     }
     if path.extension().is_some_and(|e| e == "json") {
         let ckpt = checkpoint::load_one(&path).map_err(|e| EvalError::Source(format!("{e:#}")))?;
@@ -251,7 +270,7 @@ fn from_checkpoint(spec: &SourceSpec, ckpt: LoadedCheckpoint, run_dir: Option<Pa
     let key = spec.checkpoint_key.name();
     Ok(ModelSource {
         identity: identity_of(&tensor_file, key)?,
-        description: format!("{key} of {} (epoch {}, iteration {})", ckpt.path.display(), ckpt.meta.epoch, ckpt.meta.iter),
+        description: format!("{key} of {} (epoch {}, iteration {})", ckpt.path.shown(), ckpt.meta.epoch, ckpt.meta.iter),
         vs,
         backbone,
         config,
@@ -286,11 +305,12 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
     };
     let mut config = base_config(spec)?;
     infer::from_backbone(&mut config, &backbone_tensors, user_named_arch(spec));
+    crop_size_of_bare_file(&mut config, spec, weights::recorded_crop_size(path));
     let (vs, backbone) = build(&config, spec.device)?;
     weights::load_into(&vs, "", &backbone_tensors, path)?;
     Ok(ModelSource {
         identity: identity_of(path, key)?,
-        description: format!("{} weights from {}", config.model.arch, path.display()),
+        description: format!("{} weights from {}", config.model.arch, path.shown()),
         vs,
         backbone,
         config,
@@ -301,6 +321,16 @@ fn from_tensor_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, EvalE
         network: None,
         notes: vec![],
     })
+}
+
+/// The image size of weights without a config, after what the tensors tell (a ViT's position
+/// embedding): `--global_crop_size`, else the size `dino export` recorded in the file unless a
+/// `--config` says one.
+fn crop_size_of_bare_file(config: &mut TrainConfig, spec: &SourceSpec, recorded: Option<usize>) {
+    match (spec.global_crop_size, &spec.config, recorded) {
+        (Some(size), _, _) | (None, None, Some(size)) => config.crops.global_crop_size = size,
+        _ => {}
+    }
 }
 
 /// Whether the person chose the architecture (`--arch`, or a `--config`), which then stands.
@@ -323,6 +353,7 @@ fn from_pytorch_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, Eval
         notes.extend(report.refused.iter().map(|r| format!("args.{r}")));
     }
     infer::from_backbone(&mut config, &net.backbone, arch_known);
+    crop_size_of_bare_file(&mut config, spec, None);
     if config.is_vit() && !arch_known && config.model.embed_dim.is_some() && config.model.num_heads.is_none() {
         notes.push(format!(
             "width {} is no preset's: {} heads assumed (the tensors do not tell; give --config to set num_heads)",
@@ -333,9 +364,9 @@ fn from_pytorch_file(spec: &SourceSpec, path: &Path) -> Result<ModelSource, Eval
     let (vs, backbone) = build(&config, spec.device)?;
     weights::load_into(&vs, "", &net.backbone, path)?;
     let description = match (file.is_checkpoint, file.epoch) {
-        (true, Some(e)) => format!("{key} of {} ({}, epoch {e})", path.display(), config.model.arch),
-        (true, None) => format!("{key} of {} ({})", path.display(), config.model.arch),
-        (false, _) => format!("{} weights from {}", config.model.arch, path.display()),
+        (true, Some(e)) => format!("{key} of {} ({}, epoch {e})", path.shown(), config.model.arch),
+        (true, None) => format!("{key} of {} ({})", path.shown(), config.model.arch),
+        (false, _) => format!("{} weights from {}", config.model.arch, path.shown()),
     };
     Ok(ModelSource {
         identity: identity_of(path, key)?,

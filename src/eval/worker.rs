@@ -8,6 +8,7 @@ use super::live::{knn_of_backbone, linear_of_backbone};
 use super::source::{self, SourceSpec};
 use super::{record, EvalError};
 use crate::config::TrainConfig;
+use crate::files::ShowPath;
 use crate::model::{Backbone, EvalWeights};
 use crate::protocol::{EvalKind, EvalOutcome, Event};
 use crossbeam_channel::{Receiver, Sender};
@@ -87,7 +88,7 @@ fn open(weights: EvalWeights, config: &TrainConfig, device: Device) -> Result<(V
         EvalWeights::Checkpoint(path) => {
             let spec = SourceSpec::teacher(path.display().to_string(), device, config.run.seed);
             let s = source::load(&spec)?;
-            let described = format!("teacher of {}", path.display());
+            let described = format!("teacher of {}", path.shown());
             (s.vs, s.backbone, Evaluated { epoch: s.epoch, iter: s.iter, described, content_id: s.content_id, checkpoint: Some(path) })
         }
         EvalWeights::Random { seed } => {

@@ -1,7 +1,7 @@
 //! NumPy `.npy` files, so features and embeddings computed here load with `numpy.load` for
 //! analysis in the Python ecosystem. Format 1.0: magic, version, a little-endian u16 header length,
 //! a Python-literal header dict padded with spaces to a multiple of 64 bytes, then the data.
-use std::fs::File;
+use crate::files::ShowPath;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -9,9 +9,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum NpyError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", path.shown())]
     Io { path: PathBuf, source: io::Error },
-    #[error("{}: a {rows}×{cols} array needs {} values, got {got}", path.display(), rows * cols)]
+    #[error("{}: a {rows}×{cols} array needs {} values, got {got}", path.shown(), rows * cols)]
     Shape { path: PathBuf, rows: usize, cols: usize, got: usize },
 }
 
@@ -22,12 +22,16 @@ pub fn write_f32(path: impl AsRef<Path>, rows: usize, cols: usize, data: &[f32])
         return Err(NpyError::Shape { path: path.to_path_buf(), rows, cols, got: data.len() });
     }
     let io_err = |source| NpyError::Io { path: path.to_path_buf(), source };
-    let mut out = BufWriter::new(File::create(path).map_err(io_err)?);
+    // Whole or not at all for a file; a device or a link in its place is written through.
+    let mut output = crate::files::Output::create(path).map_err(io_err)?;
+    let mut out = BufWriter::new(&mut output.file);
     out.write_all(&header(&format!("({rows}, {cols})"))).map_err(io_err)?;
     for v in data {
         out.write_all(&v.to_le_bytes()).map_err(io_err)?;
     }
-    out.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)
+    out.flush().map_err(io_err)?;
+    drop(out);
+    output.commit().map_err(io_err)
 }
 
 /// Magic, version 1.0, length and the padded dict for a little-endian float32 C-order array.

@@ -19,6 +19,7 @@
 //! | TensorProto    | tensor_content | 4      | length (raw LE values) |
 //! | TensorProto    | float_val      | 5      | 32-bit or packed   |
 //! | TensorProto    | double_val     | 6      | 64-bit or packed   |
+use crate::files::ShowPath;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,9 +29,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TbError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", path.shown())]
     Io { path: PathBuf, source: io::Error },
-    #[error("{}: record at byte {offset}: {what}", path.display())]
+    #[error("{}: record at byte {offset}: {what}", path.shown())]
     Corrupt { path: PathBuf, offset: u64, what: String },
 }
 
@@ -232,7 +233,7 @@ fn varint(buf: &mut &[u8]) -> Result<u64, String> {
 pub fn read_scalars(path: impl AsRef<Path>) -> Result<Vec<(String, i64, f32)>, TbError> {
     let path = path.as_ref();
     let io_err = |source| TbError::Io { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(io_err)?;
+    let file = crate::files::open_regular(path).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
     let mut reader = BufReader::new(file);
     let mut out = Vec::new();
@@ -252,7 +253,7 @@ pub fn read_scalars(path: impl AsRef<Path>) -> Result<Vec<(String, i64, f32)>, T
 pub fn retain(path: impl AsRef<Path>, keep: impl Fn(&str, i64) -> bool) -> Result<usize, TbError> {
     let path = path.as_ref();
     let io_err = |source| TbError::Io { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(io_err)?;
+    let file = crate::files::open_regular(path).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
     let mut reader = BufReader::new(file);
     let (mut kept, mut dropped, mut offset) = (Vec::new(), 0usize, 0u64);

@@ -9,6 +9,7 @@
 //! first answer. `config::validate::resolve_device`, where every `--device` is resolved, and
 //! `main` call it first.
 
+use crate::files::ShowPath;
 use std::ffi::CString;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -93,7 +94,7 @@ fn open() -> CudaBackend {
         return CudaBackend::NotBuilt;
     }
     let Ok(path) = CString::new(lib.as_os_str().as_encoded_bytes()) else {
-        return CudaBackend::Failed(format!("{} is not a C string", lib.display()));
+        return CudaBackend::Failed(format!("{} is not a C string", lib.shown()));
     };
     // SAFETY: dlopen takes a NUL-terminated path; the handle is kept for the life of the process.
     let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
@@ -106,12 +107,12 @@ fn open() -> CudaBackend {
             // SAFETY: non-null dlerror results are NUL-terminated.
             unsafe { std::ffi::CStr::from_ptr(why) }.to_string_lossy().into_owned()
         };
-        return CudaBackend::Failed(format!("{}: {why}", lib.display()));
+        return CudaBackend::Failed(format!("{}: {why}", lib.shown()));
     }
     match runtime_version() {
         v if v > 0 => CudaBackend::Loaded { cuda_runtime: v },
         // Also what a CUDA question asked before `load` leaves behind: libtorch kept the stub.
-        _ => CudaBackend::Failed(format!("{} loaded, but libtorch still answers with its CUDA stub", lib.display())),
+        _ => CudaBackend::Failed(format!("{} loaded, but libtorch still answers with its CUDA stub", lib.shown())),
     }
 }
 

@@ -4,6 +4,7 @@
 //! backbone trained here loads into the reference ViT / timm-style code and back. BatchNorm's
 //! `num_batches_tracked`, which tch does not keep, is skipped on import.
 
+use crate::files::ShowPath;
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{nn::VarStore, Tensor};
@@ -30,13 +31,61 @@ pub fn save(vs: &VarStore, prefix: &str, path: &Path) -> Result<(), WeightsError
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.to_device(tch::Device::Cpu).contiguous())))
         .collect();
-    Tensor::write_safetensors(&tensors, path).map_err(|e| WeightsError::Write { path: path.display().to_string(), message: e.to_string() })
+    Tensor::write_safetensors(&tensors, path).map_err(|e| WeightsError::Write { path: path.shown().to_string(), message: e.to_string() })
 }
 
 pub fn read(path: &Path) -> Result<BTreeMap<String, Tensor>, WeightsError> {
-    let list =
-        Tensor::read_safetensors(path).map_err(|e| WeightsError::Read { path: path.display().to_string(), message: e.to_string() })?;
+    let list = read_safetensors(path).map_err(|e| WeightsError::Read { path: path.shown().to_string(), message: e.to_string() })?;
     Ok(list.into_iter().collect())
+}
+
+/// The `__metadata__` key of a safetensors file under which `dino export` records the image size
+/// its network trained at: a bare backbone carries no config, and evaluated at another size
+/// (224 for a 32 px ResNet) it measures worse than it is.
+pub const CROP_SIZE_KEY: &str = "global_crop_size";
+
+/// The header of a safetensors file: its length (8 bytes, little-endian) and the JSON after it.
+fn safetensors_header(bytes: &[u8]) -> Option<(usize, serde_json::Map<String, serde_json::Value>)> {
+    let len = usize::try_from(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let header = serde_json::from_slice(bytes.get(8..8usize.checked_add(len)?)?).ok()?;
+    Some((len, header))
+}
+
+/// Rewrites the safetensors file `path` with `metadata` in its header (the tensors as they
+/// were): tch writes none. The header is padded with spaces to 8 bytes, as safetensors does.
+pub fn add_safetensors_metadata(path: &Path, metadata: &[(&str, String)]) -> std::io::Result<()> {
+    let bytes = crate::files::read(path)?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not a safetensors file");
+    let (len, mut header) = safetensors_header(&bytes).ok_or_else(bad)?;
+    let meta: serde_json::Map<String, serde_json::Value> = metadata.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
+    header.insert("__metadata__".into(), meta.into());
+    let mut text = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + len..]);
+    std::fs::write(path, out)
+}
+
+/// The crop size a safetensors file records (`CROP_SIZE_KEY`), if any; only the header is read.
+pub fn recorded_crop_size(path: &Path) -> Option<usize> {
+    use std::io::Read;
+    let mut f = crate::files::open_regular(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    // A header is a few KB; a length beyond 100 MB is not one this reads.
+    let n = u64::from_le_bytes(len).min(100 << 20);
+    let mut head = len.to_vec();
+    f.take(n).read_to_end(&mut head).ok()?;
+    let (_, header) = safetensors_header(&head)?;
+    header.get("__metadata__")?.get(CROP_SIZE_KEY)?.as_str()?.parse().ok()
+}
+
+/// `Tensor::read_safetensors` of a regular file only (tch reads by name, and a FIFO would block
+/// it for good): the one way a safetensors file is read.
+pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>, tch::TchError> {
+    crate::files::open_regular(path).map_err(tch::TchError::Io)?;
+    Tensor::read_safetensors(path)
 }
 
 /// Copies `tensors` (names without `prefix`) into the store's variables under `prefix`. Every
@@ -65,14 +114,14 @@ pub fn load_into(vs: &VarStore, prefix: &str, tensors: &BTreeMap<String, Tensor>
     }
     problems.extend(shapes);
     if !problems.is_empty() {
-        return Err(WeightsError::Mismatch { path: source.display().to_string(), message: problems.join("; ") });
+        return Err(WeightsError::Mismatch { path: source.shown().to_string(), message: problems.join("; ") });
     }
     tch::no_grad(|| {
         for (name, var) in &targets {
             if let Some(src) = tensors.get(*name) {
                 let mut dst = var.shallow_clone();
                 dst.f_copy_(src)
-                    .map_err(|e| WeightsError::Mismatch { path: source.display().to_string(), message: format!("{name}: {e}") })?;
+                    .map_err(|e| WeightsError::Mismatch { path: source.shown().to_string(), message: format!("{name}: {e}") })?;
             }
         }
         Ok(())

@@ -18,6 +18,7 @@
 //! that an evaluation result or the user's `keep.json` names (`protected`); a tensor file goes when
 //! no sidecar names it any more.
 
+use crate::files::ShowPath;
 use crate::model::weights;
 use crate::protocol::schedule::{Schedule, ScheduleName};
 use crate::run::dir::{sync_parent, tmp_path, write_atomic};
@@ -100,11 +101,11 @@ pub struct Retention {
 }
 
 fn sha256_of(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut f = crate::files::open_regular(path).with_context(|| format!("cannot read {}", path.shown()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.shown()))?;
         if n == 0 {
             break;
         }
@@ -118,10 +119,10 @@ fn write_tensors(dir: &Path, tensors: &[(String, Tensor)], iter: usize) -> Resul
     let name = format!("state-it{iter:08}.safetensors");
     let path = dir.join(&name);
     let tmp = tmp_path(&path);
-    Tensor::write_safetensors(tensors, &tmp).with_context(|| format!("cannot write checkpoint {}", tmp.display()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
+    Tensor::write_safetensors(tensors, &tmp).with_context(|| format!("cannot write checkpoint {}", tmp.shown()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.shown()))?;
     let sha = sha256_of(&tmp)?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename {}", tmp.shown()))?;
     sync_parent(&path);
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok((name, bytes, sha))
@@ -141,14 +142,14 @@ pub fn save(
     numbered: Option<usize>,
     retention: &Retention,
 ) -> Result<Saved> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.shown()))?;
     let (tensor_name, bytes, sha) = write_tensors(dir, tensors, meta.iter)?;
     let meta = CheckpointMeta { tensors: tensor_name.clone(), tensors_bytes: bytes, tensors_sha256: Some(sha), ..meta.clone() };
     let stable = dir.join(stable_name(meta.iter));
     write_meta(&stable, &meta)?;
     let latest = dir.join(LATEST);
     if latest.exists() {
-        std::fs::rename(&latest, dir.join(PREVIOUS)).with_context(|| format!("cannot rename {}", latest.display()))?;
+        std::fs::rename(&latest, dir.join(PREVIOUS)).with_context(|| format!("cannot rename {}", latest.shown()))?;
     }
     write_meta(&latest, &meta)?;
     let mut lasting = stable;
@@ -158,7 +159,7 @@ pub fn save(
         // A hard link costs no space; fall back to a copy across filesystems.
         let _ = std::fs::remove_file(&target);
         if std::fs::hard_link(dir.join(&tensor_name), &target).is_err() {
-            std::fs::copy(dir.join(&tensor_name), &target).with_context(|| format!("cannot write {}", target.display()))?;
+            std::fs::copy(dir.join(&tensor_name), &target).with_context(|| format!("cannot write {}", target.shown()))?;
         }
         lasting = dir.join(numbered_name(epoch));
         write_meta(&lasting, &CheckpointMeta { tensors: numbered_tensors, ..meta.clone() })?;
@@ -171,7 +172,13 @@ pub fn save(
 /// returned as problems.
 pub fn list(dir: &Path) -> (Vec<(PathBuf, CheckpointMeta)>, Vec<String>) {
     let (mut found, mut problems) = (vec![], vec![]);
-    let Ok(entries) = std::fs::read_dir(dir) else { return (found, problems) };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // A missing folder holds no checkpoint; one that cannot be read (permissions) is a
+        // problem to name, not the same as none.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (found, problems),
+        Err(e) => return (found, vec![format!("cannot read {}: {e}", dir.shown())]),
+    };
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
@@ -197,12 +204,12 @@ fn prune(dir: &Path, retention: &Retention) -> Result<()> {
     for (p, m) in rolling.iter().skip(retention.keep.max(1)) {
         let protected = m.content_id().is_some_and(|id| retention.protected.contains(&id));
         if !protected {
-            std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.display()))?;
+            std::fs::remove_file(p).with_context(|| format!("cannot remove {}", p.shown()))?;
             dropped.insert(p.clone());
         }
     }
     let named: BTreeSet<&str> = sidecars.iter().filter(|(p, _)| !dropped.contains(p)).map(|(_, m)| m.tensors.as_str()).collect();
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?.flatten() {
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.shown()))?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with("state-it") && name.ends_with(".safetensors") && !named.contains(name.as_str()) {
             let _ = std::fs::remove_file(e.path());
@@ -219,7 +226,7 @@ pub fn protected(run_dir: &Path) -> BTreeSet<String> {
     for e in entries.flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "json") {
-            let id = std::fs::read_to_string(&p)
+            let id = crate::files::read_to_string(&p)
                 .ok()
                 .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
                 .and_then(|v| v["content_id"].as_str().map(String::from));
@@ -231,7 +238,7 @@ pub fn protected(run_dir: &Path) -> BTreeSet<String> {
 
 /// The content ids the user marked `keep` in a checkpoint folder.
 pub fn read_keep(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_to_string(dir.join(KEEP_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    crate::files::read_to_string(&dir.join(KEEP_FILE)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
 /// Marks (or unmarks) a checkpoint to keep; returns whether it is now kept.
@@ -248,10 +255,10 @@ pub fn toggle_keep(dir: &Path, content_id: &str) -> Result<bool> {
 }
 
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).with_context(|| format!("checkpoint {} is corrupt", path.display()))?;
+    let text = crate::files::read_to_string(path).with_context(|| format!("cannot read {}", path.shown()))?;
+    let meta: CheckpointMeta = serde_json::from_str(&text).with_context(|| format!("checkpoint {} is corrupt", path.shown()))?;
     if meta.format_version != FORMAT_VERSION {
-        bail!("checkpoint {} has format version {}, expected {FORMAT_VERSION}", path.display(), meta.format_version);
+        bail!("checkpoint {} has format version {}, expected {FORMAT_VERSION}", path.shown(), meta.format_version);
     }
     Ok(meta)
 }
@@ -270,28 +277,36 @@ pub fn load_one(sidecar: &Path) -> Result<LoadedCheckpoint> {
     if meta.niter_per_ep == 0 || meta.epoch * meta.niter_per_ep + meta.loader_batch != meta.iter || meta.loader_batch >= meta.niter_per_ep {
         bail!(
             "checkpoint {} is inconsistent: iteration {} is not epoch {} x {} iterations + batch {}",
-            sidecar.display(),
+            sidecar.shown(),
             meta.iter,
             meta.epoch,
             meta.niter_per_ep,
             meta.loader_batch
         );
     }
+    // The sidecar names a file beside it, never one elsewhere (`../../x.safetensors`).
+    if let Err(why) = crate::files::check_plain_name(&meta.tensors) {
+        bail!(
+            "checkpoint {} is refused: its tensors file {:?} is not a file beside it ({why})",
+            sidecar.shown(),
+            crate::files::escape_controls(&meta.tensors)
+        );
+    }
     let tensor_path = sidecar.with_file_name(&meta.tensors);
-    let size = std::fs::metadata(&tensor_path).with_context(|| format!("checkpoint tensors {} missing", tensor_path.display()))?.len();
+    let size = std::fs::metadata(&tensor_path).with_context(|| format!("checkpoint tensors {} missing", tensor_path.shown()))?.len();
     if size != meta.tensors_bytes {
-        bail!("checkpoint tensors {} are truncated ({size} bytes, expected {})", tensor_path.display(), meta.tensors_bytes);
+        bail!("checkpoint tensors {} are truncated ({size} bytes, expected {})", tensor_path.shown(), meta.tensors_bytes);
     }
     if let Some(want) = &meta.tensors_sha256 {
         let got = sha256_of(&tensor_path)?;
         if &got != want {
-            bail!("checkpoint tensors {} are damaged (checksum {got}, the sidecar says {want})", tensor_path.display());
+            bail!("checkpoint tensors {} are damaged (checksum {got}, the sidecar says {want})", tensor_path.shown());
         }
     }
     let tensors = weights::read(&tensor_path)?;
     for (name, t) in &tensors {
         if t.is_floating_point() && !bool::try_from(t.isfinite().all()).unwrap_or(false) {
-            bail!("checkpoint tensors {} hold non-finite values in {name}", tensor_path.display());
+            bail!("checkpoint tensors {} hold non-finite values in {name}", tensor_path.shown());
         }
     }
     Ok(LoadedCheckpoint { meta, tensors, path: sidecar.to_path_buf() })

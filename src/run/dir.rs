@@ -5,6 +5,7 @@
 //! results also go to `tb/` as TensorBoard scalars (`run::tensorboard`), for TensorBoard users.
 
 use crate::config::TrainConfig;
+use crate::files::ShowPath;
 use crate::protocol::{EpochSummary, IterMetrics};
 use crate::run::tensorboard::{self, TbLog};
 use anyhow::{Context, Result};
@@ -47,13 +48,21 @@ fn append(path: &Path) -> Result<File> {
 
 /// Opens for appending, creating with `mode` (less the umask) when new.
 fn append_with_mode(path: &Path, mode: u32) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new().create(true).append(true).mode(mode).open(path).with_context(|| format!("cannot open {}", path.display()))
+    crate::files::open_append(path, mode).with_context(|| format!("cannot open {}", path.shown()))
 }
 
 /// Modes of a private run: only its owner reads checkpoints, metrics and events.
 const PRIVATE_DIR: u32 = 0o700;
 const PRIVATE_FILE: u32 = 0o600;
+
+/// Makes everything this process creates from now on (checkpoints, evals/ and its cache, tb/,
+/// export/, their folders) the owner's alone, whichever module writes it: the trainer of a
+/// private run, and `dino eval` and `dino export` writing into one (issue 37 found their
+/// evals/ and export/ files 0644).
+pub fn private_umask() {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+}
 
 /// The run's control socket (mode 0600; see `control::server`).
 pub fn socket_path(run_dir: &Path) -> PathBuf {
@@ -77,16 +86,13 @@ impl RunDir {
     pub fn open(path: &Path, config: &TrainConfig) -> Result<Self> {
         let private = config.run.private_files;
         if private {
-            // Everything this process writes from now on (checkpoints, evals/ and its cache,
-            // tb/, export/, their folders) is the owner's alone, whichever module writes it.
-            // SAFETY: umask only sets the process's file-creation mask; it cannot fail.
-            unsafe { libc::umask(0o077) };
+            private_umask();
         }
         // `--output_dir /tmp` must not make /tmp private: the folder's own mode is changed only
         // when it is a run directory (or nothing but this run's start in it).
         let own_folder = is_run_folder(path);
         let checkpoints = path.join(CHECKPOINT_DIR);
-        std::fs::create_dir_all(&checkpoints).with_context(|| format!("cannot create run directory {}", path.display()))?;
+        std::fs::create_dir_all(&checkpoints).with_context(|| format!("cannot create run directory {}", path.shown()))?;
         if private {
             if own_folder {
                 set_mode(path, PRIVATE_DIR)?;
@@ -246,10 +252,10 @@ fn is_run_folder(path: &Path) -> bool {
 /// increasing, with the most recent writing of each record. Unparseable lines go. An unchanged
 /// file is not rewritten.
 fn keep_records_before(file: &Path, key: &str, end: usize) -> Result<()> {
-    let text = match std::fs::read(file) {
+    let text = match crate::files::read(file) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.shown())),
     };
     let mut bound = end;
     let mut kept: Vec<&str> = Vec::new();
@@ -283,20 +289,20 @@ fn write_atomic_like(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Cuts a last line that has no newline: half of a record whose write was interrupted, which the
 /// next record would otherwise fuse with.
 fn cut_torn_tail(file: &Path) -> Result<()> {
-    let Ok(bytes) = std::fs::read(file) else { return Ok(()) };
+    let Ok(bytes) = crate::files::read(file) else { return Ok(()) };
     if bytes.is_empty() || bytes.ends_with(b"\n") {
         return Ok(());
     }
     let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let f = OpenOptions::new().write(true).open(file).with_context(|| format!("cannot repair {}", file.display()))?;
-    f.set_len(keep as u64).with_context(|| format!("cannot repair {}", file.display()))
+    let f = OpenOptions::new().write(true).open(file).with_context(|| format!("cannot repair {}", file.shown()))?;
+    f.set_len(keep as u64).with_context(|| format!("cannot repair {}", file.shown()))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        r => r.with_context(|| format!("cannot make {} private (mode {mode:o})", path.display())),
+        r => r.with_context(|| format!("cannot make {} private (mode {mode:o})", path.shown())),
     }
 }
 
@@ -323,8 +329,8 @@ fn remove_tmp_files(dir: &Path) {
         let is_tmp = p.extension().is_some_and(|x| x == "tmp");
         if is_tmp && e.file_type().is_ok_and(|t| t.is_file()) {
             match std::fs::remove_file(&p) {
-                Ok(()) => tracing::info!("removed {} (left by an interrupted write)", p.display()),
-                Err(e) => tracing::warn!("cannot remove {}: {e}", p.display()),
+                Ok(()) => tracing::info!("removed {} (left by an interrupted write)", p.shown()),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", p.shown()),
             }
         }
     }
@@ -348,7 +354,7 @@ pub fn remove_if_abandoned(run_dir: &Path) {
     }
     if only_litter(run_dir) {
         if let Err(e) = std::fs::remove_dir_all(run_dir) {
-            tracing::warn!("cannot remove the empty run directory {}: {e}", run_dir.display());
+            tracing::warn!("cannot remove the empty run directory {}: {e}", run_dir.shown());
         }
     }
 }
@@ -376,32 +382,12 @@ pub fn append_event<T: Serialize>(run_dir: &Path, kind: &str, details: &T) -> Re
 
 /// Writes a file so that a crash at any moment leaves either the old or the new content:
 /// temporary file, fsync, rename, fsync of the folder.
+/// A device or a link in its place is written through, never replaced (`files::Output`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    {
-        let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {} (disk full?)", tmp.display()))?;
-        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    sync_parent(path);
-    Ok(())
+    crate::files::write_output(path, bytes).with_context(|| format!("cannot write {}", path.shown()))
 }
 
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-/// Makes a rename durable; best effort, as some filesystems refuse to open folders.
-pub fn sync_parent(path: &Path) {
-    if let Some(parent) = path.parent() {
-        if let Ok(d) = File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-}
+pub use crate::files::{sync_parent, tmp_path};
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@
 //! identities in the DINO configurations), and torchvision's for ResNets. `docs/interop.md`
 //! states what differs between the loaders (shapes, not names).
 
+use crate::files::ShowPath;
 use crate::interop::pth;
 use crate::model::names::reference_order;
 use crate::model::weights;
@@ -87,17 +88,22 @@ pub fn backbone_tensors(vs: &VarStore, prefix: &str, names: Names) -> Vec<(Strin
     out.into_iter().map(|(k, v)| (names.rename(&k), v)).collect()
 }
 
-/// Writes `tensors` as `format` to `path` (through a temporary file, renamed when complete).
-pub fn write(path: &Path, tensors: &[(String, Tensor)], format: Format) -> anyhow::Result<()> {
+/// Writes `tensors` as `format` to `path` (through a temporary file, renamed when complete). A
+/// safetensors file records `crop_size`, the image size the network trained at, for the
+/// evaluations that read it back (a `.pth` state dict has no place for it).
+pub fn write(path: &Path, tensors: &[(String, Tensor)], format: Format, crop_size: usize) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.shown()))?;
     }
     match format {
         Format::Pth => pth::write(path, tensors)?,
         Format::Safetensors => {
-            let tmp = crate::run::dir::tmp_path(path);
-            Tensor::write_safetensors(tensors, &tmp).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-            std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot rename {} to {}: {e}", tmp.display(), path.display()))?;
+            let metadata = [(crate::model::weights::CROP_SIZE_KEY, crop_size.to_string())];
+            crate::files::write_output_via(path, |tmp| -> anyhow::Result<()> {
+                Tensor::write_safetensors(tensors, tmp)?;
+                Ok(crate::model::weights::add_safetensors_metadata(tmp, &metadata)?)
+            })
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e:#}", path.shown()))?;
         }
     }
     Ok(())

@@ -28,7 +28,7 @@ impl Tail {
 
     pub fn read_new(&mut self) -> NewLines {
         let mut out = NewLines::default();
-        let Ok(mut f) = std::fs::File::open(&self.path) else { return out };
+        let Ok(mut f) = crate::files::open_regular(&self.path) else { return out };
         let Ok(meta) = f.metadata() else { return out };
         if self.inode.is_some_and(|i| i != meta.ino()) || meta.len() < self.offset {
             out.restarted = true;

@@ -97,7 +97,7 @@ pub fn schedules(run_dir: &Path) -> Option<Event> {
     let state = super::runs::file_state(run_dir);
     let niter = state.info?.niter_per_ep;
     let mut all = crate::config::schedules::build(&config, niter, 1);
-    let events = std::fs::read_to_string(run_dir.join(super::dir::EVENTS_FILE)).unwrap_or_default();
+    let events = crate::files::read_to_string(&run_dir.join(super::dir::EVENTS_FILE)).unwrap_or_default();
     for e in events.lines().flat_map(|l| events_line(l, false)) {
         match e {
             Event::ScheduleEdited { edit } => {

@@ -5,6 +5,7 @@
 //! account) only means no index.
 
 use super::dir::now;
+use crate::files::ShowPath;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,16 +35,16 @@ pub fn record(index: &Path, run_dir: &Path) {
         }
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        std::fs::OpenOptions::new().create(true).append(true).open(index)?.write_all(&line)
+        crate::files::open_append(index, 0o666)?.write_all(&line)
     })();
     if let Err(e) = result {
-        tracing::warn!("cannot update the run index {}: {e}", index.display());
+        tracing::warn!("cannot update the run index {}: {e}", index.shown());
     }
 }
 
 /// Every distinct run directory in the index that still exists, most recently started last.
 pub fn read(index: &Path) -> Vec<IndexEntry> {
-    let text = std::fs::read_to_string(index).unwrap_or_default();
+    let text = crate::files::read_to_string(index).unwrap_or_default();
     let mut out: Vec<IndexEntry> = Vec::new();
     for e in text.lines().filter_map(|l| serde_json::from_str::<IndexEntry>(l).ok()) {
         out.retain(|o| o.path != e.path);

@@ -3,6 +3,7 @@
 //! on `RUN_DIR/trainer.lock` for its whole life. The kernel drops the lock when the process dies,
 //! however it dies, so a crashed run never leaves a stale lock behind (unlike a pid file).
 
+use crate::files::ShowPath;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -49,7 +50,7 @@ impl RunLock {
 
     fn acquire_file(run_dir: &Path, name: &str) -> Result<Self, LockError> {
         let path = run_dir.join(name);
-        let io = |source| LockError::Io { path: path.display().to_string(), source };
+        let io = |source| LockError::Io { path: path.shown().to_string(), source };
         std::fs::create_dir_all(run_dir).map_err(io)?;
         // Owner-only, as a private run's files are: it holds the trainer's pid, nothing others need.
         let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path).map_err(io)?;
@@ -62,8 +63,8 @@ impl RunLock {
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
                 return Err(LockError::Busy {
-                    dir: run_dir.display().to_string(),
-                    lock: path.display().to_string(),
+                    dir: run_dir.shown().to_string(),
+                    lock: path.shown().to_string(),
                     pid: if holder.is_empty() { String::new() } else { format!(" (pid {holder})") },
                 });
             }

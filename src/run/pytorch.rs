@@ -5,6 +5,7 @@
 //! checkpoint tensors `student.*`/`teacher.*`). Read without Python (`interop::pth`); whatever a
 //! file holds that is not used is listed in `notes`, so nothing is dropped unsaid.
 
+use crate::files::ShowPath;
 use crate::interop::pth::{self, Value};
 use crate::model::weights;
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ pub enum ImportError {
     Pth(#[from] pth::PthError),
     #[error(transparent)]
     Weights(#[from] weights::WeightsError),
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", path.shown())]
     Layout { path: PathBuf, message: String },
 }
 
@@ -72,7 +73,7 @@ impl ImportedFile {
 /// `.pth`/`.pt`/`.tar` files that are not safetensors (legacy pickles, for the reader to name).
 pub fn is_pytorch_file(path: &Path) -> bool {
     let mut head = [0u8; 9];
-    let read = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let read = crate::files::open_regular(path).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
     if read >= 4 && head.starts_with(b"PK\x03\x04") {
         return true;
     }

@@ -4,6 +4,7 @@
 //! to explain a run that is not live.
 
 use super::dir::{EVENTS_FILE, METRICS_FILE};
+use crate::files::ShowPath;
 use crate::protocol::health::{Health, HealthTracker};
 use crate::protocol::{IterMetrics, RunInfo, RunState};
 use std::io::{Read, Seek, SeekFrom};
@@ -59,7 +60,7 @@ pub struct FileState {
 }
 
 pub fn file_state(run_dir: &Path) -> FileState {
-    file_state_of(&std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default())
+    file_state_of(&crate::files::read_to_string(&run_dir.join(EVENTS_FILE)).unwrap_or_default())
 }
 
 /// The same from the text of `events.jsonl`, for a caller that reads it for more.
@@ -136,7 +137,7 @@ fn knn_records(run_dir: &Path, events: &str) -> Vec<serde_json::Value> {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with("knn") && name.ends_with(".json") {
-                found.extend(std::fs::read_to_string(e.path()).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()));
+                found.extend(crate::files::read_to_string(&e.path()).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()));
             }
         }
     }
@@ -151,7 +152,7 @@ fn knn_records(run_dir: &Path, events: &str) -> Vec<serde_json::Value> {
 /// Best k-NN top-1 of the run's checkpoints (their teachers, which stand for the run, as on the
 /// TUI's curve); the random-weights baseline and a student's results do not count.
 pub fn best_knn(run_dir: &Path) -> Option<f64> {
-    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    let events = crate::files::read_to_string(&run_dir.join(EVENTS_FILE)).unwrap_or_default();
     best_of(&knn_records(run_dir, &events))
 }
 
@@ -162,7 +163,7 @@ fn best_of(records: &[serde_json::Value]) -> Option<f64> {
 /// The first lines of `metrics.jsonl`, at most `n`, of the run's first session (iterations
 /// counting up from 0).
 fn first_metrics_lines(run_dir: &Path, n: usize) -> Vec<IterMetrics> {
-    let Ok(f) = std::fs::File::open(run_dir.join(METRICS_FILE)) else { return Vec::new() };
+    let Ok(f) = crate::files::open_regular(&run_dir.join(METRICS_FILE)) else { return Vec::new() };
     let mut head = String::new();
     // A metrics line is about 300 bytes; twice that per line leaves room for wider ones.
     if f.take(600 * n as u64).read_to_string(&mut head).is_err() {
@@ -178,7 +179,7 @@ fn first_metrics_lines(run_dir: &Path, n: usize) -> Vec<IterMetrics> {
 
 /// The last lines of `metrics.jsonl`, at most `n`, read from the end (the file can be large).
 fn last_metrics_lines(run_dir: &Path, n: usize) -> Vec<IterMetrics> {
-    let Ok(mut f) = std::fs::File::open(run_dir.join(METRICS_FILE)) else { return Vec::new() };
+    let Ok(mut f) = crate::files::open_regular(&run_dir.join(METRICS_FILE)) else { return Vec::new() };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     // A metrics line is about 300 bytes; twice that per line leaves room for wider ones, and at
     // least 8 KiB reaches past a torn last line (a killed writer) to the whole one before it.
@@ -194,7 +195,7 @@ fn last_metrics_lines(run_dir: &Path, n: usize) -> Vec<IterMetrics> {
 
 /// The health verdict of the run in `run_dir` (its files read once more; see `health`).
 pub fn health_of(run_dir: &Path) -> Health {
-    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    let events = crate::files::read_to_string(&run_dir.join(EVENTS_FILE)).unwrap_or_default();
     health(run_dir, file_state(run_dir).info.as_ref(), &events)
 }
 
@@ -293,7 +294,7 @@ fn modified(run_dir: &Path) -> f64 {
 
 pub fn summarize(run_dir: &Path) -> RunSummary {
     // events.jsonl read once for the state, the status, the k-NN records and the verdict.
-    let events = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    let events = crate::files::read_to_string(&run_dir.join(EVENTS_FILE)).unwrap_or_default();
     let f = file_state_of(&events);
     let last = last_metrics(run_dir);
     let epochs = f.info.as_ref().map(|i| i.epochs);
@@ -365,7 +366,7 @@ pub fn table(runs: &[RunSummary]) -> String {
                 r.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
                 r.best_knn.map_or("-".into(), |k| format!("{k:.2}")),
                 r.health.verdict.label().to_string(),
-                r.path.display().to_string(),
+                r.path.shown().to_string(),
             ]
         })
         .collect();

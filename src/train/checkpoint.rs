@@ -4,6 +4,7 @@
 
 use super::optim::ParamState;
 use super::step::DinoState;
+use crate::files::ShowPath;
 use crate::model::weights;
 use crate::run::checkpoint::{self as files, CheckpointMeta, LoadedCheckpoint, Retention, Saved};
 use anyhow::{Context, Result};
@@ -44,7 +45,7 @@ pub fn restore(state: &mut DinoState, ckpt: &LoadedCheckpoint) -> Result<()> {
     weights::load_into(&state.student_vs, "", &pick("student."), &ckpt.path)?;
     weights::load_into(&state.teacher_vs, "", &pick("teacher."), &ckpt.path)?;
     let device = state.loss.center.device();
-    let center = ckpt.tensors.get("loss.center").with_context(|| format!("{}: no loss.center", ckpt.path.display()))?;
+    let center = ckpt.tensors.get("loss.center").with_context(|| format!("{}: no loss.center", ckpt.path.shown()))?;
     state.loss.center = center.to_device(device);
     state.optimizer.state.clear();
     let params: BTreeMap<String, Tensor> = state.optimizer.params().iter().map(|(k, p)| (k.clone(), p.shallow_clone())).collect();

@@ -13,6 +13,7 @@
 use super::optim::{is_regularized, ParamState};
 use super::step::DinoState;
 use crate::config::OptimizerKind;
+use crate::files::ShowPath;
 use crate::interop::pth::Value;
 use crate::model::names::{is_reference_name, reference_order};
 use crate::model::weights;
@@ -35,7 +36,7 @@ pub struct Resumed {
 fn load_network(vs: &VarStore, net: &Network, file: &ImportedFile) -> Result<()> {
     weights::load_into(vs, "backbone.", &net.backbone, &file.path)?;
     if net.head.is_empty() {
-        bail!("{}: the checkpoint holds no head for this network", file.path.display());
+        bail!("{}: the checkpoint holds no head for this network", file.path.shown());
     }
     weights::load_into(vs, "head.", &net.head, &file.path)?;
     Ok(())
@@ -77,19 +78,19 @@ pub fn resume(state: &mut DinoState, file: &ImportedFile, kind: OptimizerKind) -
     if !file.is_checkpoint {
         bail!(
             "{}: holds one network's weights, not a training checkpoint (student, teacher, epoch): use --pretrained_weights to start from it",
-            file.path.display()
+            file.path.shown()
         );
     }
-    let epoch = file.epoch.with_context(|| format!("{}: no `epoch` to continue from", file.path.display()))?;
+    let epoch = file.epoch.with_context(|| format!("{}: no `epoch` to continue from", file.path.shown()))?;
     load_network(&state.student_vs, file.network("student")?, file)?;
     load_network(&state.teacher_vs, file.network("teacher")?, file)?;
     let mut warnings = vec![];
     match &file.center {
         Some(c) if c.size() == state.loss.center.size() => state.loss.center = c.to_kind(Kind::Float).to_device(state.loss.center.device()),
         Some(c) => {
-            bail!("{}: dino_loss.center has shape {:?}, this run's centre {:?}", file.path.display(), c.size(), state.loss.center.size())
+            bail!("{}: dino_loss.center has shape {:?}, this run's centre {:?}", file.path.shown(), c.size(), state.loss.center.size())
         }
-        None => warnings.push(format!("{}: no dino_loss.center: the centre starts at zero", file.path.display())),
+        None => warnings.push(format!("{}: no dino_loss.center: the centre starts at zero", file.path.shown())),
     }
     let optimizer_restored = match optimizer_state(state, file.optimizer.as_ref(), kind) {
         Ok(map) => {
@@ -97,7 +98,7 @@ pub fn resume(state: &mut DinoState, file: &ImportedFile, kind: OptimizerKind) -
             true
         }
         Err(why) => {
-            warnings.push(format!("optimizer state of {} not restored ({why}): the optimizer starts fresh", file.path.display()));
+            warnings.push(format!("optimizer state of {} not restored ({why}): the optimizer starts fresh", file.path.shown()));
             false
         }
     };

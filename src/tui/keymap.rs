@@ -9,6 +9,7 @@
 //! before. Unknown action or key names are errors that name the file and the entry.
 
 use super::action::Action;
+use crate::files::ShowPath;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::HashMap;
 use std::path::Path;
@@ -246,10 +247,10 @@ impl KeyMap {
 
     /// Loads `path` when it exists (a missing file means the defaults), with every problem found.
     pub fn load(path: &Path) -> (KeyMap, Vec<KeyMapError>) {
-        match std::fs::read_to_string(path) {
-            Ok(text) => KeyMap::from_toml(&path.display().to_string(), &text),
+        match crate::files::read_to_string(path) {
+            Ok(text) => KeyMap::from_toml(&path.shown().to_string(), &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (KeyMap::default(), vec![]),
-            Err(e) => (KeyMap::default(), vec![KeyMapError { file: path.display().to_string(), message: e.to_string() }]),
+            Err(e) => (KeyMap::default(), vec![KeyMapError { file: path.shown().to_string(), message: e.to_string() }]),
         }
     }
 }

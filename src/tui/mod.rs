@@ -29,6 +29,7 @@ pub mod update;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
+use crate::files::ShowPath;
 use crate::protocol::{Command, Event};
 use app::App;
 use crossbeam_channel::{Receiver, Sender};
@@ -98,7 +99,7 @@ pub fn build_app(opts: &TuiOptions, commands: Sender<Command>) -> App {
         app.shell.status = Some(format!("{}: {n} bad {s} ignored, the others applied (Log tab: 6)", first.file));
     }
     if let Some(dir) = &opts.run_dir {
-        app.log_line(LogLevel::Info, format!("run directory: {}", dir.display()));
+        app.log_line(LogLevel::Info, format!("run directory: {}", dir.shown()));
     }
     app
 }

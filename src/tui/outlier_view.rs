@@ -5,6 +5,7 @@
 use crate::eval::evidence::FeatureEvidence;
 use crate::eval::outlier_report::{read_rows, OutlierRow, ScoreKind};
 use crate::eval::outlier_row::compare;
+use crate::files::ShowPath;
 use ratatui::layout::Size;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
@@ -352,8 +353,10 @@ impl OutlierView {
         if self.preview.as_ref().is_some_and(|(p, _)| *p == rel) {
             return;
         }
-        self.preview = image::open(self.absolute(&rel))
+        // The loader's decoding: a regular file only (a FIFO would hang the TUI), bombs refused.
+        self.preview = crate::data::load_rgb(&self.absolute(&rel))
             .ok()
+            .map(image::DynamicImage::ImageRgb8)
             .and_then(|img| self.picker.new_protocol(img, self.preview_cells, Resize::Scale(None)).ok())
             .map(|proto| (rel, proto));
     }
@@ -373,12 +376,12 @@ fn cycle(options: &[String], current: Option<String>, forward: bool) -> Option<S
 
 fn load_marks(run: &Path) -> BTreeMap<String, Mark> {
     let path = run.join(crate::eval::record::EVALS_DIR).join(MARKS_FILE);
-    std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    crate::files::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
 fn save_marks(run: &Path, marks: &BTreeMap<String, Mark>) -> Result<(), String> {
     let dir = run.join(crate::eval::record::EVALS_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.shown()))?;
     let bytes = serde_json::to_vec_pretty(marks).map_err(|e| e.to_string())?;
     crate::run::dir::write_atomic(&dir.join(MARKS_FILE), &bytes).map_err(|e| format!("{e:#}"))
 }

@@ -5,6 +5,7 @@
 
 use super::terminal::TerminalGuard;
 use super::theme::Theme;
+use crate::files::ShowPath;
 use crate::run::runs::RunSummary;
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
@@ -66,7 +67,7 @@ pub fn draw(frame: &mut Frame, picker: &Picker, theme: &Theme) {
             Cell::from(r.last_loss.map_or("–".into(), |l| format!("{l:.4}"))),
             Cell::from(r.best_knn.map_or("–".into(), |k| format!("{k:.1} %"))),
             Cell::from(Span::styled(r.health.verdict.label(), theme.verdict(r.health.verdict))),
-            Cell::from(Span::styled(r.path.display().to_string(), theme.muted())),
+            Cell::from(Span::styled(r.path.shown().to_string(), theme.muted())),
         ])
     });
     let name_width = picker.runs.iter().map(|r| r.name.chars().count()).max().unwrap_or(0).clamp(3, 28);

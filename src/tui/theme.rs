@@ -3,6 +3,7 @@
 //! only some slots (the rest come from the default). A bad file is reported with its path and the
 //! offending key, and the default theme is used instead.
 
+use crate::files::ShowPath;
 use ratatui::style::{Color, Modifier, Style};
 use std::path::{Path, PathBuf};
 
@@ -311,7 +312,7 @@ pub fn resolve(name: &str, user_dir: Option<&Path>) -> Result<ThemeSource, Theme
     }
     SHIPPED.iter().find(|(n, _)| *n == name).map(|(n, t)| ThemeSource::Shipped(n, t)).ok_or_else(|| ThemeError::NotFound {
         name: name.into(),
-        dir: user_dir.map(|d| d.display().to_string()).unwrap_or_else(|| "none".into()),
+        dir: user_dir.map(|d| d.shown().to_string()).unwrap_or_else(|| "none".into()),
     })
 }
 
@@ -320,8 +321,8 @@ pub fn load(source: &ThemeSource) -> Result<Theme, ThemeError> {
     match source {
         ThemeSource::Shipped(name, text) => parse_theme(&format!("{name}.toml (shipped)"), text, None),
         ThemeSource::File(path) => {
-            let file = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| ThemeError::Parse { file: file.clone(), message: e.to_string() })?;
+            let file = path.shown().to_string();
+            let text = crate::files::read_to_string(path).map_err(|e| ThemeError::Parse { file: file.clone(), message: e.to_string() })?;
             parse_theme(&file, &text, Some(&Theme::default_theme().palette))
         }
     }

@@ -10,6 +10,7 @@ use super::action::Action;
 use super::app::{App, EvalRecord, Pending, ScheduleCurve};
 use super::format::{fmt_bytes, fmt_value};
 use super::log_view::LogLevel;
+use crate::files::ShowPath;
 use crate::protocol::{EvalKind, Event, RunState};
 
 fn state_label(s: RunState) -> &'static str {
@@ -54,7 +55,7 @@ pub fn apply_event(app: &mut App, ev: Event) {
         Event::State { state, iter } => apply_state(app, state, iter),
         Event::CheckpointSaved(c) => {
             let what = format!("checkpoint saved at it {}, {}", c.iter, fmt_bytes(c.bytes));
-            app.log_line(LogLevel::Info, format!("{what}: {}", c.path.display()));
+            app.log_line(LogLevel::Info, format!("{what}: {}", c.path.shown()));
             if app.resolve(Pending::Checkpoint) {
                 app.shell.status = Some(what);
             }

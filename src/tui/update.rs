@@ -10,6 +10,7 @@ use super::layout::tab_at;
 use super::log_view::LogLevel;
 use super::outlier_view::Mark;
 use super::TuiExit;
+use crate::files::ShowPath;
 use crate::protocol::{Command, EvalKind, RunState};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 
@@ -296,7 +297,7 @@ fn request_eval(app: &mut App, kind: EvalKind, show: Tab) {
         EvalKind::Outliers => "outlier scoring",
     };
     let of = match &checkpoint {
-        Some(p) => format!(" of {}", p.display()),
+        Some(p) => format!(" of {}", p.shown()),
         None => String::new(),
     };
     if app.send(Command::Eval { kind, checkpoint }) {
@@ -365,7 +366,7 @@ fn mark(app: &mut App, mark: Mark) {
 fn export_exclusions(app: &mut App) {
     match app.outliers.export_exclusions() {
         Ok((path, n)) => {
-            let msg = format!("{n} excluded paths written to {}; train with --exclude {}", path.display(), path.display());
+            let msg = format!("{n} excluded paths written to {}; train with --exclude {}", path.shown(), path.shown());
             app.log_line(LogLevel::Info, msg.clone());
             app.shell.status = Some(msg);
         }

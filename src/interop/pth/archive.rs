@@ -23,14 +23,14 @@ pub(super) struct Archive {
 
 impl Archive {
     pub(super) fn open(path: &Path) -> Result<Archive, Problem> {
-        let mut file = File::open(path)?;
+        let mut file = crate::files::open_regular(path)?;
         let file_len = file.metadata()?.len();
         let mut head = [0u8; 512];
         let n = read_up_to(&mut file, &mut head)?;
         if !head[..n].starts_with(b"PK") {
             return Err(not_zip(&head[..n]));
         }
-        let file = File::open(path)?;
+        let file = crate::files::open_regular(path)?;
         let mut zip = ZipArchive::new(BufReader::new(file)).map_err(Problem::Zip)?;
         let prefix = find_prefix(&mut zip)?;
         Ok(Archive { zip, prefix, file_len })

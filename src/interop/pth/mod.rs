@@ -15,6 +15,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+use crate::files::ShowPath;
 use std::path::{Path, PathBuf};
 
 use tch::{TchError, Tensor};
@@ -25,7 +26,7 @@ pub use write::write;
 
 /// Why a `.pth` file could not be read or written, with the file it was about.
 #[derive(Debug, Error)]
-#[error("{}: {problem}", path.display())]
+#[error("{}: {problem}", path.shown())]
 pub struct PthError {
     pub path: PathBuf,
     pub problem: Problem,

@@ -308,7 +308,7 @@ fn our_writes_read_back_and_align_storages() {
     let path = dir.path().join("out.pth");
     let tensors = written_tensors();
     write(&path, &tensors).unwrap();
-    assert!(!dir.path().join("out.pth.partial").exists());
+    assert!(!dir.path().join("out.pth.tmp").exists());
     let back = state_dict(&read(&path).unwrap());
     assert_eq!(back.len(), tensors.len());
     for ((n, a), (m, b)) in tensors.iter().zip(&back) {

@@ -4,9 +4,9 @@
 //! `archive/byteorder`. Entries' data start on 64-byte boundaries as in `torch.save`'s files:
 //! torch 2.11's `torch.load` does not need it (checked with misaligned float64 storages, `mmap=True`
 //! included), but readers that map storages in place get aligned tensors for free.
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tch::{Device, Tensor};
 use zip::write::FileOptions;
@@ -38,13 +38,8 @@ fn write_inner(path: &Path, tensors: &[(String, Tensor)]) -> Result<(), Problem>
     let metas = tensors.iter().map(|(name, t)| meta(name, t)).collect::<Result<Vec<_>, _>>()?;
     let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     let pickle = pickle(&names, &metas);
-    let partial = partial_path(path);
-    let result = write_zip(&partial, &pickle, tensors, &metas).and_then(|()| Ok(fs::rename(&partial, path)?));
-    if result.is_err() {
-        // Best effort: the error being returned matters more than a leftover partial file.
-        let _ = fs::remove_file(&partial);
-    }
-    result
+    // A device or a link in place of `path` is written through, never replaced.
+    crate::files::write_output_via(path, |partial| write_zip(partial, &pickle, tensors, &metas))
 }
 
 fn meta(name: &str, t: &Tensor) -> Result<Meta, Problem> {
@@ -56,12 +51,6 @@ fn meta(name: &str, t: &Tensor) -> Result<Meta, Problem> {
         .ok_or_else(|| Problem::Unsupported(format!("tensor {name} has kind {kind:?}, which has no torch storage class")))?;
     let numel = t.numel();
     Ok(Meta { class, numel, size: t.size(), nbytes: (numel * kind.elt_size_in_bytes()) as u64 })
-}
-
-fn partial_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
 }
 
 fn write_zip(path: &Path, pickle: &[u8], tensors: &[(String, Tensor)], metas: &[Meta]) -> Result<(), Problem> {

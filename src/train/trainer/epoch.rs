@@ -4,6 +4,7 @@
 use super::{to_device, EpochEnd, Trainer};
 use crate::data::decode::DecodeLimits;
 use crate::data::{LoaderConfig, MultiCropLoader, SkippedFile};
+use crate::files::ShowPath;
 use crate::protocol::health::{HealthTracker, Verdict};
 use crate::protocol::schedule::ScheduleName;
 use crate::protocol::{AlarmKind, EpochSummary, Event, IterMetrics};
@@ -109,7 +110,7 @@ impl Trainer {
     fn record_skipped(&mut self, skipped: &[SkippedFile]) -> Result<()> {
         for s in skipped {
             self.data.skipped_files += 1;
-            let message = format!("skipped unreadable image {}: {}", s.path.display(), s.reason);
+            let message = format!("skipped unreadable image {}: {}", s.path.shown(), s.reason);
             tracing::warn!("{message}");
             // Lossy: a file name need not be UTF-8, and JSON holds only text.
             self.run_dir.event("skipped_file", &serde_json::json!({ "path": s.path.to_string_lossy(), "reason": s.reason }))?;

@@ -18,6 +18,7 @@ use super::evaluator::Evaluator;
 use super::step::DinoState;
 use crate::config::TrainConfig;
 use crate::data::Shard;
+use crate::files::ShowPath;
 use crate::protocol::schedule::{Schedule, ScheduleName};
 use crate::protocol::*;
 use crate::run::checkpoint::{protected, CheckpointMeta, LoadedCheckpoint, Retention};
@@ -251,7 +252,7 @@ fn resume_from(
     if ckpt.meta.niter_per_ep != niter {
         anyhow::bail!(
             "checkpoint {} was taken with {} iterations per epoch, the data now gives {niter}: the data set or batch size changed",
-            ckpt.path.display(),
+            ckpt.path.shown(),
             ckpt.meta.niter_per_ep
         );
     }
@@ -262,7 +263,7 @@ fn resume_from(
                 // A checkpoint written before edits were range-checked may hold one that is not
                 // (lr = -1 trains uphill): it is left out, not resumed.
                 if let Err(reason) = s.try_apply(*e) {
-                    tracing::warn!("{}: leaving out a schedule edit it holds: {reason}", ckpt.path.display());
+                    tracing::warn!("{}: leaving out a schedule edit it holds: {reason}", ckpt.path.shown());
                 }
             }
         }

@@ -9,6 +9,7 @@ use super::{resume_from, OnNonFinite, Trainer, TrainingData};
 use crate::config::{recipe, TrainConfig};
 use crate::data::{DataLayout, LeftOut, Shard};
 use crate::dist::ProcessGroup;
+use crate::files::ShowPath;
 use crate::protocol::{Command, Event};
 use crate::run::checkpoint::{self as checkpoint_files, LoadedCheckpoint};
 use crate::run::dir::RunDir;
@@ -55,7 +56,7 @@ impl Trainer {
             anyhow::bail!(
                 "no usable checkpoint in {}: {}; nothing was deleted. Move that folder away to start this run over, \
                  or train into a new --output_dir",
-                ckpt_dir.display(),
+                ckpt_dir.shown(),
                 problems.join("; ")
             );
         }
@@ -135,7 +136,7 @@ impl StartRecord<'_> {
             run_dir.event("exclude", details)?;
         }
         for o in self.left_out {
-            let message = format!("skipped {}: {}", o.path.display(), o.reason);
+            let message = format!("skipped {}: {}", o.path.shown(), o.reason);
             tracing::warn!("{message}");
             // Lossy: a file name need not be UTF-8, and JSON holds only text.
             run_dir.event("skipped_file", &serde_json::json!({ "path": o.path.to_string_lossy(), "reason": o.reason }))?;
@@ -183,11 +184,11 @@ fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_js
     let mut excluded = None;
     if let Some(list) = &config.run.exclude {
         let listed = crate::data::exclude::read_list(list, layout.root())
-            .with_context(|| format!("cannot read the --exclude list {}", list.display()))?;
+            .with_context(|| format!("cannot read the --exclude list {}", list.shown()))?;
         let e = crate::data::exclude::apply(files, &listed);
         tracing::info!(
             "--exclude {}: {} images left out, {} listed paths match no training image",
-            list.display(),
+            list.shown(),
             e.removed,
             e.unmatched.len()
         );
@@ -198,7 +199,7 @@ fn training_files(config: &TrainConfig) -> Result<(Vec<PathBuf>, Option<serde_js
     if files.len() < batch {
         anyhow::bail!(
             "{} holds {} training images, fewer than one batch (--batch_size_per_gpu {batch})",
-            config.run.data_path.display(),
+            config.run.data_path.shown(),
             files.len()
         );
     }
