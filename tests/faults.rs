@@ -518,6 +518,21 @@ fn outputs_write_through_links_and_devices_and_run_paths_stay_in_the_run() {
     std::fs::write(&forged, serde_json::to_vec(&meta).unwrap()).unwrap();
     let e = dino_tui::run::checkpoint::load_one(&forged).err().map(|e| format!("{e:#}")).unwrap_or_default();
     assert!(e.contains("refused") && e.contains("../../x.safetensors"), "loaded a file outside checkpoints/: {e:?}");
+    std::fs::remove_file(&forged).unwrap();
+
+    // A sidecar whose schedule claims 10^12 epochs is refused before it is rendered (it aborted
+    // the resume); the run's other checkpoints still load, and the refusal is named.
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&latest).unwrap()).unwrap();
+    meta["schedules"][0][1]["epochs"] = 1_000_000_000_000u64.into();
+    meta["iter"] = 1_000_000.into();
+    let huge = ckpts.join("checkpoint-it99999999.json");
+    std::fs::write(&huge, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let e = dino_tui::run::checkpoint::load_one(&huge).err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(e.contains("refused") && e.contains("1000000000000 epochs"), "{e:?}");
+    let (found, problems) = dino_tui::run::checkpoint::load_latest(&ckpts);
+    assert!(found.is_some_and(|c| c.meta.iter < 1_000_000), "the newest sound checkpoint is used");
+    assert!(problems.iter().any(|p| p.contains("checkpoint-it99999999.json") && p.contains("epochs")), "{problems:?}");
+    std::fs::remove_file(&huge).unwrap();
 
     // --name stays inside runs/.
     let (code, said) = bounded(dino(home).args(["train", "--print-config", "--name", "../../escape_run"]), BOUND);

@@ -254,9 +254,29 @@ pub fn toggle_keep(dir: &Path, content_id: &str) -> Result<bool> {
     Ok(kept)
 }
 
+/// The most iterations a checkpoint's schedule may claim: reading a sidecar renders its schedules
+/// (8 bytes an iteration each), so a claim of 10^12 epochs aborted in an allocation. The reference's
+/// longest recipe has 2 M iterations, and a plan this long is refused for its memory anyway.
+const MAX_SCHEDULE_ITERATIONS: u64 = 100_000_000;
+
+/// Refuses schedules whose length (epochs x iterations per epoch) is out of range, before they
+/// are rendered.
+fn check_schedule_lengths(raw: &serde_json::Value) -> Result<()> {
+    for entry in raw["schedules"].as_array().into_iter().flatten() {
+        let (name, s) = (&entry[0], &entry[1]);
+        let (epochs, niter) = (s["epochs"].as_u64().unwrap_or(0), s["niter_per_ep"].as_u64().unwrap_or(0));
+        if epochs.saturating_mul(niter) > MAX_SCHEDULE_ITERATIONS {
+            bail!("its schedule {name} claims {epochs} epochs x {niter} iterations, more than {MAX_SCHEDULE_ITERATIONS} iterations");
+        }
+    }
+    Ok(())
+}
+
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
     let text = crate::files::read_to_string(path).with_context(|| format!("cannot read {}", path.shown()))?;
-    let meta: CheckpointMeta = serde_json::from_str(&text).with_context(|| format!("checkpoint {} is corrupt", path.shown()))?;
+    let raw: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("checkpoint {} is corrupt", path.shown()))?;
+    check_schedule_lengths(&raw).with_context(|| format!("checkpoint {} is refused", path.shown()))?;
+    let meta: CheckpointMeta = serde_json::from_value(raw).with_context(|| format!("checkpoint {} is corrupt", path.shown()))?;
     if meta.format_version != FORMAT_VERSION {
         bail!("checkpoint {} has format version {}, expected {FORMAT_VERSION}", path.shown(), meta.format_version);
     }
