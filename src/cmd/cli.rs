@@ -87,6 +87,9 @@ pub enum Command {
         #[arg(long, default_value_t = crate::run::runs::SortBy::Modified, value_parser = runs_sort)]
         sort: crate::run::runs::SortBy,
     },
+    /// Runs side by side: the settings that differ, best and last k-NN, loss, speed, time (runs
+    /// that differ only by seed grouped as mean ± standard deviation)
+    Compare(crate::cmd::compare::CompareArgs),
     /// Generate a synthetic data set and train on it (the quick demo)
     Demo(DemoArgs),
     /// Write the synthetic demo data set (pretext/, train/CLASS/, val/CLASS/) into DIR

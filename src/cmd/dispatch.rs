@@ -107,6 +107,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             let index = crate::run::index::default_index_path();
             Ok(super::ctl::run(&crate::run::runs::resolve(&run_dir, index.as_deref()), &command))
         }
+        Command::Compare(args) => super::compare::run(&args),
         Command::Runs { dir, json, sort } => {
             let dir = dir.unwrap_or_else(|| "runs".into());
             let index = crate::run::index::default_index_path();

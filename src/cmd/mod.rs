@@ -7,6 +7,7 @@ pub mod attach;
 pub mod build_info;
 pub mod cli;
 pub mod completions;
+pub mod compare;
 pub mod ctl;
 pub mod demo;
 pub mod detach;

@@ -156,6 +156,20 @@ pub fn best_knn(run_dir: &Path) -> Option<f64> {
     best_of(&knn_records(run_dir, &events))
 }
 
+/// The run's k-NN results that stand for it (teachers of its checkpoints), as (iteration
+/// evaluated, top-1), oldest first; results without an iteration are left out.
+pub fn knn_points(run_dir: &Path) -> Vec<(usize, f64)> {
+    let events = crate::files::read_to_string(&run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    let mut points: Vec<(usize, f64)> = knn_records(run_dir, &events)
+        .iter()
+        .filter(|v| is_the_runs_result(v))
+        .filter_map(|v| Some((v["iter"].as_u64()? as usize, knn_accuracy(v).filter(|x| x.is_finite())?)))
+        .collect();
+    points.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    points.dedup_by_key(|p| p.0);
+    points
+}
+
 fn best_of(records: &[serde_json::Value]) -> Option<f64> {
     records.iter().filter(|v| is_the_runs_result(v)).filter_map(knn_accuracy).filter(|x| x.is_finite()).reduce(f64::max)
 }

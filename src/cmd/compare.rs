@@ -1,0 +1,93 @@
+//! `dino compare`: runs side by side, as a table for people or one JSON document for scripts
+//! (`run::compare` reads them; this file only prints).
+
+use crate::run::compare::{self, Comparison, Group, Spread};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Run directories or names (as `dino runs` lists them), or folders of runs (a sweep's)
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// One JSON document (schema in docs/runs.md, "Comparing runs") instead of the table
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &CompareArgs) -> anyhow::Result<i32> {
+    let index = crate::run::index::default_index_path();
+    let named: Vec<PathBuf> = args.runs.iter().map(|r| crate::run::runs::resolve(r, index.as_deref())).collect();
+    let dirs = compare::expand(&named);
+    if dirs.is_empty() {
+        let given: Vec<String> = args.runs.iter().map(|r| r.display().to_string()).collect();
+        anyhow::bail!("no run directories in {}", given.join(", "));
+    }
+    let c = compare::compare(&dirs);
+    if args.json {
+        crate::say!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        crate::say!("{}", table(&c));
+    }
+    Ok(0)
+}
+
+/// A differing setting's column title: its last part, unless two differing settings share it.
+fn title(key: &str, all: &[String]) -> String {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let shared = all.iter().filter(|k| k.rsplit('.').next() == Some(last)).count() > 1;
+    if shared { key.to_string() } else { last.to_string() }
+}
+
+fn spread(s: Option<Spread>, decimals: usize) -> String {
+    match s {
+        None => "-".into(),
+        Some(s) if s.n > 1 => format!("{:.decimals$} ± {:.decimals$}", s.mean, s.sd),
+        Some(s) => format!("{:.decimals$}", s.mean),
+    }
+}
+
+fn row(g: &Group, differing: &[String]) -> Vec<String> {
+    let names: Vec<&str> = g.runs.iter().map(|r| r.name.as_str()).collect();
+    let mut cells = vec![if names.len() > 3 { format!("{}, ... ({} runs)", names[0], names.len()) } else { names.join(", ") }];
+    cells.extend(differing.iter().map(|k| g.settings.get(k).cloned().unwrap_or_default()));
+    let mut statuses: Vec<&str> = g.runs.iter().map(|r| r.status.as_str()).collect();
+    statuses.dedup();
+    cells.extend([
+        g.runs.len().to_string(),
+        spread(g.best_knn, 1),
+        spread(g.last_knn, 1),
+        spread(g.loss_at_common, 4),
+        spread(g.images_per_s, 1),
+        g.train_seconds.map_or("-".into(), |s| crate::human::fmt_duration(s.mean)),
+        statuses.join("/"),
+    ]);
+    cells
+}
+
+/// The table: one row per group of runs that differ only by seed (mean ± standard deviation
+/// where a group has several), the differing settings as columns.
+pub fn table(c: &Comparison) -> String {
+    let mut header = vec!["RUN".to_string()];
+    header.extend(c.differing.iter().map(|k| title(k, &c.differing).to_uppercase()));
+    let loss = c.common_iter.map_or("LOSS".into(), |i| format!("LOSS@{i}"));
+    header.extend(["N", "BEST KNN", "LAST KNN", &loss, "IMG/S", "TRAIN TIME", "STATUS"].map(String::from));
+    let rows: Vec<Vec<String>> = std::iter::once(header).chain(c.groups.iter().map(|g| row(g, &c.differing))).collect();
+    let mut widths = vec![0; rows[0].len()];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out: String = rows
+        .iter()
+        .map(|r| {
+            let cells: Vec<String> = r.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            cells.join("  ").trim_end().to_string() + "\n"
+        })
+        .collect();
+    if c.differing.is_empty() && c.groups.len() == 1 && c.groups[0].runs.len() > 1 {
+        out.push_str("the runs differ only by seed: one group, mean ± standard deviation\n");
+    }
+    out.push_str("k-NN: top-1 % (k = 20) of the run's teachers; LOSS: mean of the 20 iterations up to the last one every run reached\n");
+    out
+}

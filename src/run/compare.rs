@@ -1,0 +1,232 @@
+//! Runs side by side (`dino compare`): the settings that differ between them, and what each run
+//! reached (best and last k-NN, the loss at an iteration every run reached, speed, training time,
+//! status). Runs that differ only by their seed are one group, reported as mean ± standard
+//! deviation with its n, because one seed's number says little about a setting on its own.
+//!
+//! Read from the run directories only (`config.toml`, `metrics.jsonl`, `events.jsonl`, `evals/`):
+//! a finished, stopped or live run compares alike. `metrics.jsonl` is streamed, never held.
+
+use super::dir::{CONFIG_FILE, METRICS_FILE};
+use super::runs::{self, Status};
+use crate::protocol::IterMetrics;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+/// Version of the `--json` document (docs/runs.md, "Comparing runs"); bumped when a field changes
+/// meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Settings (last part of the key) that name or show a run rather than describe its training:
+/// never a difference worth a column.
+const IDENTITY_KEYS: [&str; 3] = ["output_dir", "name", "headless"];
+/// The seed (last part of the key): runs that differ only by it are one group.
+const SEED_KEY: &str = "seed";
+
+/// The last part of a flattened key (`optim.lr` → `lr`).
+fn leaf(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+/// Iterations averaged for "the loss at the common iteration" (one iteration's loss is noisy).
+const LOSS_WINDOW: usize = 20;
+
+/// One run as the comparison reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
+    pub name: String,
+    pub path: PathBuf,
+    pub status: String,
+    /// Every setting, flattened (`optim.lr` = "0.0005").
+    #[serde(skip)]
+    pub settings: BTreeMap<String, String>,
+    pub seed: Option<u64>,
+    pub best_knn: Option<f64>,
+    /// The k-NN of the latest evaluated iteration.
+    pub last_knn: Option<f64>,
+    /// Iterations done (the last metrics line's iteration + 1).
+    pub iterations: Option<usize>,
+    /// Mean loss over the `LOSS_WINDOW` iterations up to the comparison's common iteration.
+    pub loss_at_common: Option<f64>,
+    pub images_per_s: Option<f64>,
+    /// Seconds spent in iterations (pauses and evaluations left out).
+    pub train_seconds: Option<f64>,
+}
+
+/// A mean with its spread over a group's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub mean: f64,
+    /// Sample standard deviation (0 for one run).
+    pub sd: f64,
+    /// Runs that had a value.
+    pub n: usize,
+}
+
+impl Spread {
+    fn of(values: impl Iterator<Item = Option<f64>>) -> Option<Self> {
+        let v: Vec<f64> = values.flatten().filter(|x| x.is_finite()).collect();
+        let n = v.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        Some(Self { mean, sd, n })
+    }
+}
+
+/// Runs that share every differing setting but the seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// The differing settings' values for this group.
+    pub settings: BTreeMap<String, String>,
+    pub runs: Vec<RunFigures>,
+    pub best_knn: Option<Spread>,
+    pub last_knn: Option<Spread>,
+    pub loss_at_common: Option<Spread>,
+    pub images_per_s: Option<Spread>,
+    pub train_seconds: Option<Spread>,
+}
+
+/// The `--json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub schema_version: u32,
+    /// Settings whose values differ between the runs (the seed left out: it makes the groups).
+    pub differing: Vec<String>,
+    /// The last iteration every run reached; the loss column is read there.
+    pub common_iter: Option<usize>,
+    pub groups: Vec<Group>,
+}
+
+/// The runs `args` name: run directories, or folders of runs (each run directory inside them).
+pub fn expand(args: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for a in args {
+        if runs::is_run_dir(a) {
+            out.push(a.clone());
+            continue;
+        }
+        let mut inside: Vec<PathBuf> = std::fs::read_dir(a).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| runs::is_run_dir(p)).collect();
+        inside.sort();
+        out.extend(inside);
+    }
+    out
+}
+
+/// Compares the runs in `dirs` (two or more make a comparison; one is reported alone).
+pub fn compare(dirs: &[PathBuf]) -> Comparison {
+    let mut figures: Vec<RunFigures> = dirs.iter().map(|d| read_run(d)).collect();
+    let differing = differing_keys(&figures);
+    let common_iter = figures.iter().map(|f| f.iterations.map(|n| n.saturating_sub(1))).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().min());
+    if let Some(at) = common_iter {
+        for f in &mut figures {
+            f.loss_at_common = loss_before(&f.path, at);
+        }
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    for f in figures {
+        let key: BTreeMap<String, String> = differing.iter().map(|k| (k.clone(), f.settings.get(k).cloned().unwrap_or_default())).collect();
+        match groups.iter_mut().find(|g| g.settings == key) {
+            Some(g) => g.runs.push(f),
+            None => groups.push(Group { settings: key, runs: vec![f], best_knn: None, last_knn: None, loss_at_common: None, images_per_s: None, train_seconds: None }),
+        }
+    }
+    for g in &mut groups {
+        g.best_knn = Spread::of(g.runs.iter().map(|r| r.best_knn));
+        g.last_knn = Spread::of(g.runs.iter().map(|r| r.last_knn));
+        g.loss_at_common = Spread::of(g.runs.iter().map(|r| r.loss_at_common));
+        g.images_per_s = Spread::of(g.runs.iter().map(|r| r.images_per_s));
+        g.train_seconds = Spread::of(g.runs.iter().map(|r| r.train_seconds));
+    }
+    Comparison { schema_version: SCHEMA_VERSION, differing, common_iter, groups }
+}
+
+/// The settings (flattened keys) whose values are not the same in every run, identity and seed
+/// left out.
+fn differing_keys(figures: &[RunFigures]) -> Vec<String> {
+    let mut keys: Vec<&String> = figures.iter().flat_map(|f| f.settings.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| !IDENTITY_KEYS.contains(&leaf(k)) && leaf(k) != SEED_KEY)
+        .filter(|k| figures.iter().any(|f| f.settings.get(*k) != figures[0].settings.get(*k)))
+        .cloned()
+        .collect()
+}
+
+fn read_run(dir: &Path) -> RunFigures {
+    let settings = crate::files::read_to_string(&dir.join(CONFIG_FILE)).ok().and_then(|t| t.parse::<toml::Table>().ok()).map(|t| flatten(&t)).unwrap_or_default();
+    let seed = settings.iter().find(|(k, _)| leaf(k) == SEED_KEY).and_then(|(_, v)| v.parse().ok());
+    let knn = runs::knn_points(dir);
+    let totals = stream_totals(dir);
+    RunFigures {
+        name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        path: dir.to_path_buf(),
+        status: match runs::status(dir) {
+            Status::Live { .. } => "live".into(),
+            s => s.label().to_string(),
+        },
+        settings,
+        seed,
+        best_knn: knn.iter().map(|p| p.1).reduce(f64::max),
+        last_knn: knn.iter().max_by_key(|p| p.0).map(|p| p.1),
+        iterations: totals.last_iter.map(|i| i + 1),
+        loss_at_common: None,
+        images_per_s: (totals.lines > 0).then(|| totals.images_per_s / totals.lines as f64),
+        train_seconds: (totals.lines > 0).then_some(totals.iter_seconds),
+    }
+}
+
+/// What one pass over `metrics.jsonl` adds up.
+#[derive(Default)]
+struct Totals {
+    lines: usize,
+    last_iter: Option<usize>,
+    images_per_s: f64,
+    iter_seconds: f64,
+}
+
+fn metrics_lines(dir: &Path) -> impl Iterator<Item = IterMetrics> {
+    let file = crate::files::open_regular(&dir.join(METRICS_FILE)).ok();
+    file.into_iter().flat_map(|f| std::io::BufReader::new(f).lines().map_while(Result::ok)).filter_map(|l| serde_json::from_str::<IterMetrics>(&l).ok())
+}
+
+fn stream_totals(dir: &Path) -> Totals {
+    metrics_lines(dir).fold(Totals::default(), |mut t, m| {
+        t.lines += 1;
+        t.last_iter = Some(m.iter);
+        t.images_per_s += m.images_per_s;
+        t.iter_seconds += m.iter_time;
+        t
+    })
+}
+
+/// Mean loss of the last `LOSS_WINDOW` iterations at or before `at` (the latest line of each
+/// iteration: a resume rewrites the ones after its checkpoint).
+fn loss_before(dir: &Path, at: usize) -> Option<f64> {
+    let mut by_iter: BTreeMap<usize, f64> = BTreeMap::new();
+    for m in metrics_lines(dir).filter(|m| m.iter <= at && m.iter + LOSS_WINDOW > at) {
+        by_iter.insert(m.iter, m.loss);
+    }
+    let finite: Vec<f64> = by_iter.values().copied().filter(|x| x.is_finite()).collect();
+    (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
+}
+
+/// `a.b.c = value` for every leaf of a TOML table (arrays as their TOML text).
+fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    fn walk(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(inner) => walk(&key, inner, out),
+                toml::Value::String(s) => drop(out.insert(key, s.clone())),
+                other => drop(out.insert(key, other.to_string())),
+            }
+        }
+    }
+    walk("", table, &mut out);
+    out
+}
