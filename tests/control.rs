@@ -51,14 +51,15 @@ fn dino(env: &Env) -> Command {
     c
 }
 
-fn start_trainer(env: &Env) -> Child {
-    dino(env)
-        .args(["train", "--headless", "--config"])
-        .arg(&env.config)
-        .stdout(std::fs::File::create(env.root.join("trainer.out")).expect("out"))
-        .stderr(std::fs::File::create(env.root.join("trainer.err")).expect("err"))
-        .spawn()
-        .expect("dino train")
+/// Killed when the test lets go of it, failed assertions included.
+fn start_trainer(env: &Env) -> common::KillOnDrop {
+    common::spawn_guarded(
+        dino(env)
+            .args(["train", "--headless", "--config"])
+            .arg(&env.config)
+            .stdout(std::fs::File::create(env.root.join("trainer.out")).expect("out"))
+            .stderr(std::fs::File::create(env.root.join("trainer.err")).expect("err")),
+    )
 }
 
 fn ctl(env: &Env, args: &[&str]) -> Output {
@@ -423,6 +424,40 @@ fn idle_and_stalled_clients_never_lock_dino_ctl_out() {
     assert!(msg.contains("unfinished"), "{msg}");
     assert!(stalled.until(|_| false).is_none(), "and closed");
     assert!(stalled_at.elapsed() >= Duration::from_secs(9), "{:?}", stalled_at.elapsed());
+    let o = ctl(&env, &["stop", "--no-checkpoint"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(trainer.wait().expect("exit").success());
+}
+
+/// A trainer stopped by SIGSTOP holds the run's lock and its socket accepts connections (the
+/// kernel does), but nothing answers: `dino ctl` says so with exit 4 within its timeout, for
+/// `status` as for `pause`, instead of reporting a live run "starting" or a refusal.
+#[test]
+fn a_trainer_that_does_not_answer_is_reported_as_such() {
+    let _serial = serial();
+    let env = setup();
+    let mut trainer = start_trainer(&env);
+    wait_serving(&env, &mut trainer, 1);
+    let pid = trainer.id() as libc::pid_t;
+    // SAFETY: signals to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    for args in [&["status", "--timeout", "3"][..], &["pause", "--timeout", "3"]] {
+        let t0 = Instant::now();
+        let o = ctl(&env, args);
+        assert_eq!(o.status.code(), Some(4), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("did not answer within 3 s"), "{args:?}: {}", text(&o));
+        assert!(t0.elapsed() < Duration::from_secs(30), "{args:?} took {:?}", t0.elapsed());
+    }
+    // Absurd durations are usage errors that name the flag, not panics.
+    for bad in ["1e19", "inf", "-3", "nan"] {
+        let o = ctl(&env, &["pause", "--timeout", bad]);
+        assert_eq!(o.status.code(), Some(2), "--timeout {bad}: {}", text(&o));
+        assert!(text(&o).contains("--timeout"), "{}", text(&o));
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let o = ctl(&env, &["status"]);
+    assert!(o.status.success() && text(&o).contains("\"live\":true"), "answers again once continued: {}", text(&o));
     let o = ctl(&env, &["stop", "--no-checkpoint"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(trainer.wait().expect("exit").success());

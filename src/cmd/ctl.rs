@@ -69,12 +69,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         let mut value = |name: &str| inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{name} needs a value"));
         match flag {
             "--timeout" => {
-                let v = value("--timeout")?;
-                let secs: f64 = v.parse().map_err(|_| format!("--timeout {v}: not a number of seconds"))?;
-                if !(secs.is_finite() && secs > 0.0) {
-                    return Err(format!("--timeout {v}: must be positive"));
-                }
-                timeout = Duration::from_secs_f64(secs);
+                timeout = crate::human::parse_seconds("--timeout", &value("--timeout")?)?;
             }
             "--from_iter" | "--from-iter" => {
                 let v = value("--from_iter")?;
@@ -161,6 +156,16 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
             crate::say_err!("dino ctl: busy: {m}");
             EXIT_BUSY
         }
+        Err(CtlFailure::NoAnswer(waited)) => {
+            let pid = lock::holder(run_dir).map_or_else(|| "?".to_string(), |p| p.to_string());
+            crate::say_err!(
+                "dino ctl: not answering: the trainer (pid {pid}) holds {} but did not answer within {:.0} s \
+                 (stopped, e.g. by SIGSTOP or a debugger, or hung)",
+                run_dir.display(),
+                waited.as_secs_f64()
+            );
+            EXIT_BUSY
+        }
         Err(CtlFailure::Failed(m)) => {
             crate::say_err!("dino ctl: {m}");
             EXIT_FAILED
@@ -201,6 +206,9 @@ fn offline_status(run_dir: &Path) -> serde_json::Value {
 
 enum CtlFailure {
     Closed,
+    /// Connected, but not even the greeting every client gets at once came within the timeout:
+    /// the trainer holds the run and does not answer (a SIGSTOP, a hang).
+    NoAnswer(Duration),
     /// The server refused us for want of a free connection.
     Busy(String),
     Failed(String),
@@ -237,9 +245,25 @@ fn rejected(e: &Event) -> Option<String> {
     }
 }
 
+/// Waits for the greeting the server sends every client first. A refusal for want of a slot comes
+/// instead of it; nothing at all means a trainer that does not answer.
+fn greeted(client: &mut Client, timeout: Duration) -> Result<Event, CtlFailure> {
+    let mut refused = None;
+    let first = client.wait_for(timeout, |e| {
+        refused = busy(e);
+        refused.is_some() || matches!(e, Event::Hello { .. })
+    })?;
+    match (refused, first) {
+        (Some(b), _) => Err(b),
+        (None, Some(hello)) => Ok(hello),
+        (None, None) => Err(CtlFailure::NoAnswer(timeout)),
+    }
+}
+
 fn execute(client: &mut Client, p: &Parsed, run_dir: &Path) -> Result<String, CtlFailure> {
+    let hello = greeted(client, p.timeout)?;
     match &p.request {
-        Request::Status => status(client, p.timeout, run_dir),
+        Request::Status => status(client, &hello, p.timeout, run_dir),
         Request::Send(cmd) => {
             client.send(cmd)?;
             let mut failure: Option<String> = None;
@@ -322,8 +346,12 @@ fn execute(client: &mut Client, p: &Parsed, run_dir: &Path) -> Result<String, Ct
 
 /// The live run's status as one JSON object, from the snapshot a client gets on connecting, with
 /// the health verdict read off the run directory (as `dino runs` shows it).
-fn status(client: &mut Client, timeout: Duration, run_dir: &Path) -> Result<String, CtlFailure> {
+fn status(client: &mut Client, hello: &Event, timeout: Duration, run_dir: &Path) -> Result<String, CtlFailure> {
     let mut out = serde_json::json!({ "live": true, "socket": client.path });
+    if let Event::Hello { pid, protocol } = hello {
+        out["pid"] = (*pid).into();
+        out["protocol"] = (*protocol).into();
+    }
     out["health"] = serde_json::to_value(runs::health_of(run_dir)).unwrap_or_default();
     let mut schedules: Vec<(ScheduleName, Schedule)> = Vec::new();
     let mut asked = false;
@@ -347,10 +375,6 @@ fn status(client: &mut Client, timeout: Duration, run_dir: &Path) -> Result<Stri
             return Err(b);
         }
         match e {
-            Event::Hello { pid, protocol } => {
-                out["pid"] = pid.into();
-                out["protocol"] = protocol.into();
-            }
             Event::Started(info) => out["run"] = serde_json::to_value(info).unwrap_or_default(),
             Event::Schedules { schedules: s } => schedules = s,
             Event::Metrics(m) => {
@@ -407,6 +431,8 @@ mod tests {
             ("set colour=1", "unknown setting"),
             ("eval umap", "unknown command"),
             ("pause --timeout -1", "positive"),
+            ("pause --timeout 1e19", "at most"),
+            ("pause --timeout=inf", "positive"),
             ("pause --bogus", "unknown option"),
         ] {
             let e = parse(&args(bad)).expect_err(bad);
