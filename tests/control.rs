@@ -462,3 +462,123 @@ fn a_trainer_that_does_not_answer_is_reported_as_such() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(trainer.wait().expect("exit").success());
 }
+
+/// `schedule-edits.toml` with 10,000 entries of every kind: a few of the same from each
+/// iteration, as a script steering a run over and over would write.
+fn many_edits(n: usize) -> String {
+    let kinds = [
+        ("lr", "constant", "1e-4"),
+        ("lr", "scale", "0.5"),
+        ("lr", "peak", "1e-3"),
+        ("wd", "final", "0.4"),
+        ("wd", "constant", "0.04"),
+        ("teacher_temp", "constant", "0.05"),
+        ("momentum", "constant", "0.996"),
+        ("lr", "final", "1e-6"),
+    ];
+    let mut text = String::new();
+    for i in 0..n {
+        let (schedule, kind, value) = kinds[i % kinds.len()];
+        text += &format!("[[edit]]\nschedule = \"{schedule}\"\nkind = \"{kind}\"\nvalue = {value}\nfrom_iter = {}\n", 1000 + (i * 7 % 20) * 50);
+    }
+    text
+}
+
+/// 10,000 schedule edits (through the file and the socket) are applied in seconds while
+/// training goes on, the state a new client gets stays well within the line limit clients
+/// accept, and `dino ctl` still pauses, resumes and stops the run. Before edits were folded,
+/// 1,500 edits made that state 91,540 bytes (over the limit: every `dino ctl` failed) and 5,000
+/// took 110 s to apply.
+#[test]
+fn ten_thousand_schedule_edits_leave_the_socket_usable() {
+    let _serial = serial();
+    let env = setup();
+    let mut trainer = start_trainer(&env);
+    wait_serving(&env, &mut trainer, 1);
+    let mut watcher = Raw::connect(&env);
+    let t0 = Instant::now();
+    let iter0 = metrics(&env.run).len();
+    std::fs::write(env.run.join("schedule-edits.toml"), many_edits(9_000)).expect("edits file");
+    let mut socket = Raw::connect(&env);
+    for i in 0..1_000 {
+        let edit = format!("{{\"cmd\":\"edit_schedule\",\"schedule\":\"wd\",\"from_iter\":{},\"kind\":\"scale\",\"value\":1.01}}\n", 900 + i % 10);
+        socket.s.write_all(edit.as_bytes()).expect("send edit");
+    }
+    // Closing after the last line: the server still reads every line sent before.
+    drop(socket);
+    // Applied, or refused with a reason: either way answered, each of them.
+    let mut answered = 0;
+    watcher.until(|v| {
+        let refused = v["event"] == "error" && v["message"].as_str().unwrap_or_default().starts_with("schedule edit refused");
+        answered += usize::from(v["event"] == "schedule_edited" || refused);
+        answered == 10_000
+    });
+    let took = t0.elapsed();
+    let trained = metrics(&env.run).len() - iter0;
+    eprintln!("10,000 edits applied in {:.2} s; {trained} iterations trained meanwhile", took.as_secs_f64());
+    // What a new client gets first, the schedules among it.
+    let mut fresh = Raw::connect(&env);
+    let mut longest = 0;
+    fresh.until(|v| {
+        longest = longest.max(v.to_string().len());
+        v["event"] == "state"
+    });
+    assert!(longest < 48 * 1024, "a {longest}-byte line");
+    for (cmd, state) in [("pause", "paused"), ("resume", "running")] {
+        let o = ctl(&env, &[cmd]);
+        assert!(o.status.success() && text(&o).contains(state), "{cmd}: {}", text(&o));
+    }
+    let o = ctl(&env, &["stop"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(trainer.wait().expect("exit").success());
+    // Every edit stays in the run's history.
+    let kept = event_types(&env.run).iter().filter(|t| matches!(t.as_str(), "schedule_edit" | "schedule_edit_refused")).count();
+    assert_eq!(kept, 10_000);
+}
+
+/// "Leave training running" with a `dino ctl stop` arriving as the run changes hands: the stop
+/// wins. Made deterministic by letting the stop reach the interactive trainer (and be
+/// acknowledged) before the hand-over looks: the hand-over then starts no background trainer. A
+/// background trainer started anyway (the stop recorded after the hand-over looked) stops at
+/// once, and a recorded stop does not hold a later, ordinary start.
+#[test]
+fn a_stop_during_a_hand_over_wins() {
+    use dino_tui::cmd::interactive::{hand_over, Outcome};
+    use dino_tui::protocol::RunState;
+    let _serial = serial();
+    let env = setup();
+    // The in-process trainer records its run in the index under these, as the binary's do.
+    std::env::set_var("XDG_DATA_HOME", env.root.join("xdg-data"));
+    std::env::set_var("XDG_STATE_HOME", env.root.join("xdg-state"));
+    let config = dino_tui::config::TrainConfig::from_toml_file(&env.config).expect("config");
+    let handle = dino_tui::cmd::serve::spawn(config, dino_tui::train::trainer::OnNonFinite::Pause).expect("trainer");
+    wait_for("the in-process trainer to train", Duration::from_secs(180), || {
+        UnixStream::connect(socket(&env)).is_ok() && !metrics(&env.run).is_empty()
+    });
+    let o = ctl(&env, &["stop", "--no-checkpoint"]);
+    assert!(o.status.success(), "the stop is acknowledged: {}", text(&o));
+    let outcome = hand_over(handle, &env.run).expect("hand-over");
+    assert!(matches!(outcome, Outcome::Ended(RunState::Stopped)), "{outcome:?}");
+    let types = event_types(&env.run);
+    assert!(types.contains(&"handover_cancelled".to_string()) && !types.contains(&"handover".to_string()), "{types:?}");
+    assert_eq!(dino_tui::run::lock::holder(&env.run), None, "no trainer left");
+
+    // The background trainer of a hand-over that found no stop, with one recorded since.
+    dino_tui::run::dir::record_stop_request(&env.run).expect("record");
+    let trained = metrics(&env.run).len();
+    let o = dino(&env).env("DINO_HANDOVER", "1").args(["train", "--headless", "--config"]).arg(&env.config).output().expect("dino train");
+    assert!(o.status.success() && text(&o).contains("stays stopped"), "{}", text(&o));
+    assert_eq!(metrics(&env.run).len(), trained, "it did not train");
+    assert_eq!(event_types(&env.run).last().map(String::as_str), Some("stop"));
+    assert_eq!(dino_tui::run::runs::status(&env.run).label(), "stopped");
+
+    // A stop recorded for an earlier trainer does not stop an ordinary start.
+    dino_tui::run::dir::record_stop_request(&env.run).expect("record");
+    let mut trainer = start_trainer(&env);
+    wait_serving(&env, &mut trainer, 1);
+    let o = ctl(&env, &["status"]);
+    assert!(o.status.success() && text(&o).contains("\"state\":\"running\""), "{}", text(&o));
+    let o = ctl(&env, &["stop", "--no-checkpoint"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(trainer.wait().expect("exit").success());
+}

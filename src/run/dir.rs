@@ -19,6 +19,10 @@ pub const LOG_FILE: &str = "log.txt";
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 pub const SOCKET_FILE: &str = "control.sock";
+/// Written when a client asks the trainer to stop, before the trainer sees the command: a stop
+/// that reaches a trainer as it hands the run over (`dino tui`'s "leave running") must still win,
+/// and the hand-over and the trainer it starts look for this (`take_stop_request`).
+pub const STOP_REQUEST_FILE: &str = "stop-requested";
 
 /// Longest time a metrics line waits in the buffer: an attached TUI follows `metrics.jsonl`, so
 /// this is how far behind it can be.
@@ -372,6 +376,18 @@ pub fn event_line<T: Serialize>(kind: &str, details: &T) -> Result<String> {
 pub fn append_event<T: Serialize>(run_dir: &Path, kind: &str, details: &T) -> Result<()> {
     let line = event_line(kind, details)?;
     append(&run_dir.join(EVENTS_FILE))?.write_all(line.as_bytes()).context("cannot write events.jsonl")
+}
+
+/// Records that a client asked for a stop (`STOP_REQUEST_FILE`, with the time).
+pub fn record_stop_request(run_dir: &Path) -> Result<()> {
+    let line = event_line("stop_requested", &serde_json::json!({}))?;
+    write_atomic(&run_dir.join(STOP_REQUEST_FILE), line.as_bytes())
+}
+
+/// Whether a stop was recorded, forgetting it: each is honoured once, and a trainer starting on
+/// the run later (a resume after that stop) is not held to it.
+pub fn take_stop_request(run_dir: &Path) -> bool {
+    std::fs::remove_file(run_dir.join(STOP_REQUEST_FILE)).is_ok()
 }
 
 /// Writes a file so that a crash at any moment leaves either the old or the new content:
