@@ -57,7 +57,9 @@ mod tests {
     #[test]
     fn seconds_are_range_checked_with_the_setting_named() {
         assert_eq!(parse_seconds("--timeout", "2.5"), Ok(std::time::Duration::from_millis(2500)));
-        for (bad, needle) in [("1e19", "at most"), ("inf", "positive"), ("nan", "positive"), ("-1", "positive"), ("0", "positive"), ("x", "not a number")] {
+        for (bad, needle) in
+            [("1e19", "at most"), ("inf", "positive"), ("nan", "positive"), ("-1", "positive"), ("0", "positive"), ("x", "not a number")]
+        {
             let e = parse_seconds("--timeout", bad).expect_err(bad);
             assert!(e.starts_with("--timeout") && e.contains(needle), "{bad}: {e}");
         }

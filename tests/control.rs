@@ -479,7 +479,8 @@ fn many_edits(n: usize) -> String {
     let mut text = String::new();
     for i in 0..n {
         let (schedule, kind, value) = kinds[i % kinds.len()];
-        text += &format!("[[edit]]\nschedule = \"{schedule}\"\nkind = \"{kind}\"\nvalue = {value}\nfrom_iter = {}\n", 1000 + (i * 7 % 20) * 50);
+        text +=
+            &format!("[[edit]]\nschedule = \"{schedule}\"\nkind = \"{kind}\"\nvalue = {value}\nfrom_iter = {}\n", 1000 + (i * 7 % 20) * 50);
     }
     text
 }
@@ -501,7 +502,8 @@ fn ten_thousand_schedule_edits_leave_the_socket_usable() {
     std::fs::write(env.run.join("schedule-edits.toml"), many_edits(9_000)).expect("edits file");
     let mut socket = Raw::connect(&env);
     for i in 0..1_000 {
-        let edit = format!("{{\"cmd\":\"edit_schedule\",\"schedule\":\"wd\",\"from_iter\":{},\"kind\":\"scale\",\"value\":1.01}}\n", 900 + i % 10);
+        let edit =
+            format!("{{\"cmd\":\"edit_schedule\",\"schedule\":\"wd\",\"from_iter\":{},\"kind\":\"scale\",\"value\":1.01}}\n", 900 + i % 10);
         socket.s.write_all(edit.as_bytes()).expect("send edit");
     }
     // Closing after the last line: the server still reads every line sent before.

@@ -461,7 +461,8 @@ mod tests {
         let mut s = lr(100);
         for i in 0..10_000usize {
             // People set the same few things over and over: each replaces the last.
-            s.try_apply(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 100 + i % 5, kind: EditKind::Constant(1e-4) }).expect("in range");
+            s.try_apply(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 100 + i % 5, kind: EditKind::Constant(1e-4) })
+                .expect("in range");
         }
         assert_eq!(s.edit_count, 10_000);
         assert!(s.pieces.len() <= 5, "{:?}", s.pieces);
@@ -487,9 +488,7 @@ mod tests {
         let mut s = Schedule::new(spec, usize::MAX / 1_000_000, 1_000_000);
         s.latest = spec;
         s.edit_count = usize::MAX;
-        s.pieces = (0..MAX_PIECES)
-            .map(|i| Piece { from_iter: usize::MAX - i, source: Source::Curve(spec), factor: long })
-            .collect();
+        s.pieces = (0..MAX_PIECES).map(|i| Piece { from_iter: usize::MAX - i, source: Source::Curve(spec), factor: long }).collect();
         let e = crate::protocol::Event::Schedules { schedules: ScheduleName::ALL.iter().map(|n| (*n, s.clone())).collect() };
         let line = serde_json::to_string(&e).expect("json");
         assert!(line.len() < crate::protocol::MAX_LINE * 3 / 4, "{} bytes", line.len());

@@ -217,7 +217,7 @@ impl Schedule {
         self.edit_count += 1;
         let source = match edit.kind {
             // A factor of 1 changes nothing and leaves no piece.
-            EditKind::Scale(f) if f == 1.0 => return,
+            EditKind::Scale(1.0) => return,
             EditKind::Scale(f) => {
                 self.split_at(from);
                 self.pieces.iter_mut().filter(|p| p.from_iter >= from).for_each(|p| p.factor *= f);
@@ -257,7 +257,8 @@ impl Schedule {
             let extra = saved.pieces.len() - MAX_PIECES;
             problems.push(format!("{extra} pieces of the {} beyond the first {MAX_PIECES} left out", name.label()));
         }
-        (self.pieces, self.latest, self.edit_count) = (saved.pieces.iter().take(MAX_PIECES).copied().collect(), saved.latest, saved.edit_count);
+        (self.pieces, self.latest, self.edit_count) =
+            (saved.pieces.iter().take(MAX_PIECES).copied().collect(), saved.latest, saved.edit_count);
         // Each piece over the iterations it is in force; leaving one out hands its iterations to
         // the piece before, which is then looked at again.
         let mut k = 0;
