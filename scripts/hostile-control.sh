@@ -127,13 +127,17 @@ absurd_durations() {
     done
 }
 
-# Item 5: the trainer a hand-over starts finds a stop asked during the hand-over and does not
-# train; an ordinary start is not held to an old one. (The race with an interactive trainer is
+# Item 5: a stop asked between the two trainers of a hand-over is recorded, and the trainer the
+# hand-over starts finds it and does not train. (The race with an interactive trainer is
 # tests/control.rs a_stop_during_a_hand_over_wins.)
 handover_stop() {
     local run=$work/stopped lines code
     lines=$(wc -l <"$run/metrics.jsonl")
-    echo '{"type":"stop_requested"}' >"$run/stop-requested"
+    # Between the two trainers: the hand-over recorded, no socket yet.
+    echo '{"type":"handover","iter":1,"time":0}' >>"$run/events.jsonl"
+    code=$(ctl stopped stop)
+    [[ $code == 0 && -e $run/stop-requested ]]
+    result handover_gap_stop_recorded $? "dino ctl stop between the trainers of a hand-over: exit $code, $(said)"
     DINO_HANDOVER=1 timeout 120 "$DINO" train --config demo --data_path "$work/data" --output_dir "$run" --epochs 1000 --headless >"$work/handover.log" 2>&1
     code=$?
     [[ $code == 0 ]] && (($(wc -l <"$run/metrics.jsonl") <= lines)) && [[ ! -e $run/stop-requested ]] && tail -n 1 "$run/events.jsonl" | grep -q '"type":"stop"'

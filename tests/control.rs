@@ -565,8 +565,11 @@ fn a_stop_during_a_hand_over_wins() {
     assert!(types.contains(&"handover_cancelled".to_string()) && !types.contains(&"handover".to_string()), "{types:?}");
     assert_eq!(dino_tui::run::lock::holder(&env.run), None, "no trainer left");
 
-    // The background trainer of a hand-over that found no stop, with one recorded since.
-    dino_tui::run::dir::record_stop_request(&env.run).expect("record");
+    // A hand-over that found no stop, then `dino ctl stop` before its background trainer serves:
+    // recorded, and that trainer stops on start.
+    dino_tui::run::dir::append_event(&env.run, "handover", &serde_json::json!({ "iter": 1 })).expect("handover");
+    let o = ctl(&env, &["stop"]);
+    assert!(o.status.success() && text(&o).contains("recorded"), "{}", text(&o));
     let trained = metrics(&env.run).len();
     let o = dino(&env).env("DINO_HANDOVER", "1").args(["train", "--headless", "--config"]).arg(&env.config).output().expect("dino train");
     assert!(o.status.success() && text(&o).contains("stays stopped"), "{}", text(&o));

@@ -133,6 +133,11 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
     }
     let mut client = match Client::connect(run_dir) {
         Ok(c) => c,
+        Err(ClientError::NotLive { .. })
+            if matches!(parsed.request, Request::Send(Command::Stop { .. })) && runs::handover_under_way(run_dir) =>
+        {
+            return stop_during_handover(run_dir)
+        }
         Err(ClientError::NotLive { .. }) if lock::holder(run_dir).is_none() => {
             crate::say_err!("dino ctl: {}", not_live_message(run_dir));
             if parsed.request == Request::Status {
@@ -171,6 +176,22 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
             EXIT_FAILED
         }
     }
+}
+
+/// A stop between the two trainers of a hand-over: recorded for the background trainer, which
+/// looks for it on start holding the lock. One that took the lock before the record may have
+/// looked already: then the stop must go through its socket (exit 4, try again).
+fn stop_during_handover(run_dir: &Path) -> i32 {
+    if let Err(e) = crate::run::dir::record_stop_request(run_dir) {
+        crate::say_err!("dino ctl: the run is being handed over to a background trainer, and the stop cannot be recorded: {e:#}");
+        return EXIT_FAILED;
+    }
+    if let Some(pid) = lock::holder(run_dir) {
+        crate::say_err!("dino ctl: busy: the run's background trainer (pid {pid}) is starting; try again to stop it through its socket");
+        return EXIT_BUSY;
+    }
+    crate::say!("{{\"stop\":\"recorded\",\"reason\":\"the run is being handed over; its background trainer stops on start\"}}");
+    EXIT_OK
 }
 
 /// The socket failed while a trainer holds the run's lock: it is alive, so the run is busy (or
