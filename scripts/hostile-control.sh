@@ -112,6 +112,25 @@ sigstop() {
         [[ $code == 4 ]] && grep -q "did not answer" "$work/ctl.out" && ((SECONDS - t0 < 15))
         result "sigstop_$cmd" $? "dino ctl $cmd --timeout 3 exit $code in $((SECONDS - t0)) s: $(said)"
     done
+    # Enough connections to fill the socket's backlog (nobody accepts): connecting itself blocks.
+    t0=$SECONDS
+    code=$(timeout 60 python3 - "$work/stopped/control.sock" "$DINO" "$work/stopped" "$work/ctl.out" <<'EOF'
+import socket, subprocess, sys
+held = []
+while len(held) < 10000:
+    s = socket.socket(socket.AF_UNIX)
+    s.setblocking(False)
+    try:
+        s.connect(sys.argv[1])
+    except BlockingIOError:
+        break
+    held.append(s)
+with open(sys.argv[4], "w") as out:
+    print(subprocess.run([sys.argv[2], "ctl", sys.argv[3], "status", "--timeout", "3"], stdout=out, stderr=out).returncode)
+EOF
+)
+    [[ $code == 4 ]] && ((SECONDS - t0 < 30))
+    result sigstop_full_backlog $? "dino ctl status --timeout 3 with the backlog full: exit ${code:-none} in $((SECONDS - t0)) s: $(said)"
     kill -CONT "$pid"
     code=$(ctl stopped stop --no-checkpoint)
     result sigstop_then_stop "$code" "after SIGCONT, dino ctl stop exit $code"

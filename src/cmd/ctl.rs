@@ -131,7 +131,10 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
             return EXIT_FAILED;
         }
     }
-    let mut client = match Client::connect(run_dir) {
+    let Some(connected) = connect_within(run_dir, parsed.timeout) else {
+        return report(run_dir, Err(CtlFailure::NoAnswer(parsed.timeout)));
+    };
+    let mut client = match connected {
         Ok(c) => c,
         Err(ClientError::NotLive { .. })
             if matches!(parsed.request, Request::Send(Command::Stop { .. })) && runs::handover_under_way(run_dir) =>
@@ -147,7 +150,12 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
         }
         Err(e) => return busy_or_failed(run_dir, &e.to_string()),
     };
-    match execute(&mut client, &parsed, run_dir) {
+    report(run_dir, execute(&mut client, &parsed, run_dir))
+}
+
+/// Prints what became of a command and gives the exit code.
+fn report(run_dir: &Path, outcome: Result<String, CtlFailure>) -> i32 {
+    match outcome {
         Ok(out) => {
             crate::say!("{out}");
             EXIT_OK
@@ -175,6 +183,18 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
             crate::say_err!("dino ctl: {m}");
             EXIT_FAILED
         }
+    }
+}
+
+/// Connects, waiting at most `timeout`: connecting blocks while the socket's backlog is full,
+/// which happens to a trainer that stopped accepting (SIGSTOP, a hang) once enough clients tried.
+/// None: no connection within the timeout. The thread left behind ends with the process.
+fn connect_within(run_dir: &Path, timeout: Duration) -> Option<Result<Client, ClientError>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let dir = run_dir.to_path_buf();
+    match std::thread::Builder::new().name("ctl-connect".into()).spawn(move || tx.send(Client::connect(&dir))) {
+        Ok(_) => rx.recv_timeout(timeout).ok(),
+        Err(_) => Some(Client::connect(run_dir)),
     }
 }
 
