@@ -18,7 +18,7 @@
 use super::hub::Hub;
 use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
 use crate::protocol::{Command, Event};
-use crate::run::dir::{append_event, EVENTS_FILE};
+use crate::run::dir::{append_event, append_event_lines, event_line, EVENTS_FILE};
 use crossbeam_channel::Sender;
 use notify::Watcher;
 use serde::Deserialize;
@@ -189,15 +189,23 @@ impl EditsFollower {
                 return (vec![], Some(message));
             }
         };
-        let mut commands = vec![];
+        let (mut commands, mut lines) = (vec![], String::new());
         for e in edits {
             if self.applied.insert(e.key.clone()) {
                 let details = serde_json::json!({ "key": e.key, "line": e.line, "edit": e.edit });
-                if let Err(err) = append_event(&self.run_dir, "schedule_file_edit", &details) {
-                    tracing::warn!("{err:#}");
+                match event_line("schedule_file_edit", &details) {
+                    Ok(line) => lines += &line,
+                    Err(err) => tracing::warn!("{err:#}"),
                 }
                 commands.push(Command::EditSchedule(e.edit));
             }
+        }
+        // Recorded before they are sent, so a trainer restarted meanwhile does not apply them twice.
+        if lines.is_empty() {
+            return (commands, None);
+        }
+        if let Err(err) = append_event_lines(&self.run_dir, &lines) {
+            tracing::warn!("{err:#}");
         }
         (commands, None)
     }
