@@ -14,7 +14,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DINO=$(realpath "${1:-$ROOT/target/debug/dino}")
 shift $(($# > 0 ? 1 : 0))
-CATEGORIES=(fifo escape smaller)
+CATEGORIES=(fifo escape smaller limits control)
 [ $# -gt 0 ] && CATEGORIES=("$@")
 SHARED_DATA=${SHARED_DATA:-$ROOT/../shared/data/cifar-vehicles}
 
@@ -207,6 +207,59 @@ category_smaller() {
   # before main, so no code of ours runs; this try stays here to show it.
   attempt "smaller: dino --version under ulimit -v 400000" 20 '[ $rc -eq 0 ]' \
     bash -c 'ulimit -v 400000; exec "$1" --version' _ "$DINO"
+}
+
+# Item 3 and 7: budgets that must hold before the memory or the disk is spent.
+category_limits() {
+  setup_run base
+  # A "billion laughs" pickle: ten lists of ten refs to the one before (10^9 values expanded).
+  python3 - <<'PY'
+import zipfile
+p = bytearray(b"\x80\x02]q\x00")
+for level in range(1, 10):
+    p += bytes([ord("]"), ord("q"), level, ord("(")]) + bytes([ord("h"), level - 1]) * 10 + b"e0"
+p += b"h\x09."
+with zipfile.ZipFile("bomb.pth", "w") as z:
+    z.writestr("archive/data.pkl", bytes(p))
+PY
+  attempt "limits: a billion-laughs .pth under ulimit -v 1500000 is refused, named" 120 \
+    '[ $rc -eq 1 ] && says "expands to more than" && says bomb.pth' \
+    bash -c 'ulimit -v 1500000; exec "$1" export bomb.pth --output bomb-out.safetensors' _ "$DINO"
+  attempt "limits: a checkpoint past ulimit -f is a named write error, not SIGXFSZ" 300 \
+    '[ $rc -eq 1 ] && says "File too large"' \
+    bash -c 'ulimit -f 64; exec "$1" train --headless --config tiny.toml --output_dir runs/fsize' _ "$DINO"
+  attempt "limits: --out_dim 1048576 --head_bottleneck_dim 65536 is refused with its estimate" 60 \
+    '[ $rc -eq 1 ] && says "this plan needs at least" && [ ! -e runs/huge-head ]' \
+    "$DINO" train --headless --config tiny.toml --output_dir runs/huge-head --out_dim 1048576 --head_bottleneck_dim 65536
+  attempt "limits: --embed_dim 65536 --num_heads 1024 --depth 256 is refused with its estimate" 60 \
+    '[ $rc -eq 1 ] && says "this plan needs at least"' \
+    "$DINO" train --headless --config tiny.toml --output_dir runs/huge-vit --embed_dim 65536 --num_heads 1024 --depth 256
+  attempt "limits: a million epochs of one-image batches under ulimit -v 4000000 is refused" 60 \
+    '[ $rc -eq 1 ] && says "of schedules"' \
+    bash -c 'ulimit -v 4000000; exec "$1" train --headless --config tiny.toml --output_dir runs/long --epochs 1000000 --batch_size_per_gpu 1' _ "$DINO"
+  cp -r runs/base runs/claims
+  python3 - <<'PY'
+import json
+p = "runs/claims/checkpoints/checkpoint-latest.json"
+m = json.load(open(p))
+m["schedules"][0][1]["epochs"] = 10**12
+json.dump(m, open(p, "w"))
+PY
+  attempt "limits: a sidecar claiming 10^12 epochs is refused, named" 60 \
+    '[ $rc -ne 0 ] && [ $rc -lt 128 ] && says "1000000000000 epochs"' \
+    "$DINO" export runs/claims/checkpoints/checkpoint-latest.json --output claims.safetensors
+}
+
+# Items 2, 4 and 5 (the control socket): scripts/hostile-control.sh, its tally folded in here.
+category_control() {
+  setup_data
+  local line
+  while IFS= read -r line; do
+    case $line in
+      PASS\ *) verdict PASS "control: ${line#PASS }" ;;
+      FAIL\ *) verdict FAIL "control: ${line#FAIL }" ;;
+    esac
+  done < <(timeout -k 5 1200 bash "$ROOT/scripts/hostile-control.sh" "$DINO" 2>&1)
 }
 
 for c in "${CATEGORIES[@]}"; do

@@ -33,9 +33,37 @@ pub fn fmt_duration(secs: f64) -> String {
     }
 }
 
+/// The longest wait any duration flag or variable takes: a week. Longer ones are typos (`1e19`
+/// would overflow `Duration` and panic), not plans.
+pub const MAX_WAIT_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+/// A number of seconds given by a person (`--timeout 3`, `DINO_DIST_TIMEOUT=1800`), refused unless
+/// finite, above 0 and at most `MAX_WAIT_SECS`; the error names the setting.
+pub fn parse_seconds(setting: &str, text: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = text.trim().parse().map_err(|_| format!("{setting} {text}: not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{setting} {text}: must be a positive number of seconds"));
+    }
+    if secs > MAX_WAIT_SECS {
+        return Err(format!("{setting} {text}: at most {MAX_WAIT_SECS} seconds (a week)"));
+    }
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{setting} {text}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_are_range_checked_with_the_setting_named() {
+        assert_eq!(parse_seconds("--timeout", "2.5"), Ok(std::time::Duration::from_millis(2500)));
+        for (bad, needle) in
+            [("1e19", "at most"), ("inf", "positive"), ("nan", "positive"), ("-1", "positive"), ("0", "positive"), ("x", "not a number")]
+        {
+            let e = parse_seconds("--timeout", bad).expect_err(bad);
+            assert!(e.starts_with("--timeout") && e.contains(needle), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn durations_and_sizes_read_naturally() {

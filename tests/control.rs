@@ -51,14 +51,15 @@ fn dino(env: &Env) -> Command {
     c
 }
 
-fn start_trainer(env: &Env) -> Child {
-    dino(env)
-        .args(["train", "--headless", "--config"])
-        .arg(&env.config)
-        .stdout(std::fs::File::create(env.root.join("trainer.out")).expect("out"))
-        .stderr(std::fs::File::create(env.root.join("trainer.err")).expect("err"))
-        .spawn()
-        .expect("dino train")
+/// Killed when the test lets go of it, failed assertions included.
+fn start_trainer(env: &Env) -> common::KillOnDrop {
+    common::spawn_guarded(
+        dino(env)
+            .args(["train", "--headless", "--config"])
+            .arg(&env.config)
+            .stdout(std::fs::File::create(env.root.join("trainer.out")).expect("out"))
+            .stderr(std::fs::File::create(env.root.join("trainer.err")).expect("err")),
+    )
 }
 
 fn ctl(env: &Env, args: &[&str]) -> Output {
@@ -372,8 +373,8 @@ fn out_of_range_schedule_edits_are_refused_by_every_front_end_and_never_checkpoi
     let refused = event_types(&env.run).iter().filter(|t| *t == "schedule_edit_refused").count();
     assert_eq!(refused, 4, "each socket refusal in events.jsonl");
     let meta = dino_tui::run::checkpoint::read_meta(&env.run.join("checkpoints/checkpoint-latest.json")).expect("checkpoint");
-    let edits: Vec<_> = meta.schedules.iter().flat_map(|(_, s)| s.edits.clone()).collect();
-    assert_eq!(edits.len(), 1, "only the good edit is checkpointed: {edits:?}");
+    let edits: usize = meta.schedules.iter().map(|(_, s)| s.edit_count).sum();
+    assert_eq!(edits, 1, "only the good edit is checkpointed: {:?}", meta.schedules);
     assert!(metrics(&env.run).iter().all(|m| m["lr"].as_f64() >= Some(0.0) && m["momentum"].as_f64() <= Some(1.0)));
 }
 
@@ -423,6 +424,165 @@ fn idle_and_stalled_clients_never_lock_dino_ctl_out() {
     assert!(msg.contains("unfinished"), "{msg}");
     assert!(stalled.until(|_| false).is_none(), "and closed");
     assert!(stalled_at.elapsed() >= Duration::from_secs(9), "{:?}", stalled_at.elapsed());
+    let o = ctl(&env, &["stop", "--no-checkpoint"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(trainer.wait().expect("exit").success());
+}
+
+/// A trainer stopped by SIGSTOP holds the run's lock and its socket accepts connections (the
+/// kernel does), but nothing answers: `dino ctl` says so with exit 4 within its timeout, for
+/// `status` as for `pause`, instead of reporting a live run "starting" or a refusal.
+#[test]
+fn a_trainer_that_does_not_answer_is_reported_as_such() {
+    let _serial = serial();
+    let env = setup();
+    let mut trainer = start_trainer(&env);
+    wait_serving(&env, &mut trainer, 1);
+    let pid = trainer.id() as libc::pid_t;
+    // SAFETY: signals to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    for args in [&["status", "--timeout", "3"][..], &["pause", "--timeout", "3"]] {
+        let t0 = Instant::now();
+        let o = ctl(&env, args);
+        assert_eq!(o.status.code(), Some(4), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("did not answer within 3 s"), "{args:?}: {}", text(&o));
+        assert!(t0.elapsed() < Duration::from_secs(30), "{args:?} took {:?}", t0.elapsed());
+    }
+    // Absurd durations are usage errors that name the flag, not panics.
+    for bad in ["1e19", "inf", "-3", "nan"] {
+        let o = ctl(&env, &["pause", "--timeout", bad]);
+        assert_eq!(o.status.code(), Some(2), "--timeout {bad}: {}", text(&o));
+        assert!(text(&o).contains("--timeout"), "{}", text(&o));
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let o = ctl(&env, &["status"]);
+    assert!(o.status.success() && text(&o).contains("\"live\":true"), "answers again once continued: {}", text(&o));
+    let o = ctl(&env, &["stop", "--no-checkpoint"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(trainer.wait().expect("exit").success());
+}
+
+/// `schedule-edits.toml` with 10,000 entries of every kind: a few of the same from each
+/// iteration, as a script steering a run over and over would write.
+fn many_edits(n: usize) -> String {
+    let kinds = [
+        ("lr", "constant", "1e-4"),
+        ("lr", "scale", "0.5"),
+        ("lr", "peak", "1e-3"),
+        ("wd", "final", "0.4"),
+        ("wd", "constant", "0.04"),
+        ("teacher_temp", "constant", "0.05"),
+        ("momentum", "constant", "0.996"),
+        ("lr", "final", "1e-6"),
+    ];
+    let mut text = String::new();
+    for i in 0..n {
+        let (schedule, kind, value) = kinds[i % kinds.len()];
+        text +=
+            &format!("[[edit]]\nschedule = \"{schedule}\"\nkind = \"{kind}\"\nvalue = {value}\nfrom_iter = {}\n", 1000 + (i * 7 % 20) * 50);
+    }
+    text
+}
+
+/// 10,000 schedule edits (through the file and the socket) are applied in seconds while
+/// training goes on, the state a new client gets stays well within the line limit clients
+/// accept, and `dino ctl` still pauses, resumes and stops the run. Before edits were folded,
+/// 1,500 edits made that state 91,540 bytes (over the limit: every `dino ctl` failed) and 5,000
+/// took 110 s to apply.
+#[test]
+fn ten_thousand_schedule_edits_leave_the_socket_usable() {
+    let _serial = serial();
+    let env = setup();
+    let mut trainer = start_trainer(&env);
+    wait_serving(&env, &mut trainer, 1);
+    let mut watcher = Raw::connect(&env);
+    let t0 = Instant::now();
+    let iter0 = metrics(&env.run).len();
+    std::fs::write(env.run.join("schedule-edits.toml"), many_edits(9_000)).expect("edits file");
+    let mut socket = Raw::connect(&env);
+    for i in 0..1_000 {
+        let edit =
+            format!("{{\"cmd\":\"edit_schedule\",\"schedule\":\"wd\",\"from_iter\":{},\"kind\":\"scale\",\"value\":1.01}}\n", 900 + i % 10);
+        socket.s.write_all(edit.as_bytes()).expect("send edit");
+    }
+    // Closing after the last line: the server still reads every line sent before.
+    drop(socket);
+    // Applied, or refused with a reason: either way answered, each of them.
+    let mut answered = 0;
+    watcher.until(|v| {
+        let refused = v["event"] == "error" && v["message"].as_str().unwrap_or_default().starts_with("schedule edit refused");
+        answered += usize::from(v["event"] == "schedule_edited" || refused);
+        answered == 10_000
+    });
+    let took = t0.elapsed();
+    let trained = metrics(&env.run).len() - iter0;
+    eprintln!("10,000 edits applied in {:.2} s; {trained} iterations trained meanwhile", took.as_secs_f64());
+    // What a new client gets first, the schedules among it.
+    let mut fresh = Raw::connect(&env);
+    let mut longest = 0;
+    fresh.until(|v| {
+        longest = longest.max(v.to_string().len());
+        v["event"] == "state"
+    });
+    assert!(longest < 48 * 1024, "a {longest}-byte line");
+    for (cmd, state) in [("pause", "paused"), ("resume", "running")] {
+        let o = ctl(&env, &[cmd]);
+        assert!(o.status.success() && text(&o).contains(state), "{cmd}: {}", text(&o));
+    }
+    let o = ctl(&env, &["stop"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(trainer.wait().expect("exit").success());
+    // Every edit stays in the run's history.
+    let kept = event_types(&env.run).iter().filter(|t| matches!(t.as_str(), "schedule_edit" | "schedule_edit_refused")).count();
+    assert_eq!(kept, 10_000);
+}
+
+/// "Leave training running" with a `dino ctl stop` arriving as the run changes hands: the stop
+/// wins. Made deterministic by letting the stop reach the interactive trainer (and be
+/// acknowledged) before the hand-over looks: the hand-over then starts no background trainer. A
+/// background trainer started anyway (the stop recorded after the hand-over looked) stops at
+/// once, and a recorded stop does not hold a later, ordinary start.
+#[test]
+fn a_stop_during_a_hand_over_wins() {
+    use dino_tui::cmd::interactive::{hand_over, Outcome};
+    use dino_tui::protocol::RunState;
+    let _serial = serial();
+    let env = setup();
+    // The in-process trainer records its run in the index under these, as the binary's do.
+    std::env::set_var("XDG_DATA_HOME", env.root.join("xdg-data"));
+    std::env::set_var("XDG_STATE_HOME", env.root.join("xdg-state"));
+    let config = dino_tui::config::TrainConfig::from_toml_file(&env.config).expect("config");
+    let handle = dino_tui::cmd::serve::spawn(config, dino_tui::train::trainer::OnNonFinite::Pause).expect("trainer");
+    wait_for("the in-process trainer to train", Duration::from_secs(180), || {
+        UnixStream::connect(socket(&env)).is_ok() && !metrics(&env.run).is_empty()
+    });
+    let o = ctl(&env, &["stop", "--no-checkpoint"]);
+    assert!(o.status.success(), "the stop is acknowledged: {}", text(&o));
+    let outcome = hand_over(handle, &env.run).expect("hand-over");
+    assert!(matches!(outcome, Outcome::Ended(RunState::Stopped)), "{outcome:?}");
+    let types = event_types(&env.run);
+    assert!(types.contains(&"handover_cancelled".to_string()) && !types.contains(&"handover".to_string()), "{types:?}");
+    assert_eq!(dino_tui::run::lock::holder(&env.run), None, "no trainer left");
+
+    // A hand-over that found no stop, then `dino ctl stop` before its background trainer serves:
+    // recorded, and that trainer stops on start.
+    dino_tui::run::dir::append_event(&env.run, "handover", &serde_json::json!({ "iter": 1 })).expect("handover");
+    let o = ctl(&env, &["stop"]);
+    assert!(o.status.success() && text(&o).contains("recorded"), "{}", text(&o));
+    let trained = metrics(&env.run).len();
+    let o = dino(&env).env("DINO_HANDOVER", "1").args(["train", "--headless", "--config"]).arg(&env.config).output().expect("dino train");
+    assert!(o.status.success() && text(&o).contains("stays stopped"), "{}", text(&o));
+    assert_eq!(metrics(&env.run).len(), trained, "it did not train");
+    assert_eq!(event_types(&env.run).last().map(String::as_str), Some("stop"));
+    assert_eq!(dino_tui::run::runs::status(&env.run).label(), "stopped");
+
+    // A stop recorded for an earlier trainer does not stop an ordinary start.
+    dino_tui::run::dir::record_stop_request(&env.run).expect("record");
+    let mut trainer = start_trainer(&env);
+    wait_serving(&env, &mut trainer, 1);
+    let o = ctl(&env, &["status"]);
+    assert!(o.status.success() && text(&o).contains("\"state\":\"running\""), "{}", text(&o));
     let o = ctl(&env, &["stop", "--no-checkpoint"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(trainer.wait().expect("exit").success());

@@ -149,7 +149,7 @@ fn forward_commands(run_dir: &Path, commands: Receiver<Command>, events: &Sender
 fn answer_offline(run_dir: &Path, cmd: &Command) -> Event {
     match (cmd, runs::status(run_dir)) {
         (_, Status::Live { .. }) => Event::Warning { message: "connecting to the trainer; try again in a moment".into() },
-        (Command::Resume, s) if s.resumable() => match crate::cmd::detach::spawn_detached(run_dir) {
+        (Command::Resume, s) if s.resumable() => match crate::cmd::detach::spawn_detached(run_dir, false) {
             Ok((mut child, log)) => {
                 let pid = child.id();
                 // Reaped here so it leaves no zombie while this TUI lives on.

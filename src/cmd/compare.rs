@@ -1,6 +1,7 @@
 //! `dino compare`: runs side by side, as a table for people or one JSON document for scripts
 //! (`run::compare` reads them; this file only prints).
 
+use crate::files::ShowPath;
 use crate::run::compare::{self, Comparison, Group, Spread};
 use std::path::PathBuf;
 
@@ -19,7 +20,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<i32> {
     let named: Vec<PathBuf> = args.runs.iter().map(|r| crate::run::runs::resolve(r, index.as_deref())).collect();
     let dirs = compare::expand(&named);
     if dirs.is_empty() {
-        let given: Vec<String> = args.runs.iter().map(|r| r.display().to_string()).collect();
+        let given: Vec<String> = args.runs.iter().map(|r| r.shown().to_string()).collect();
         anyhow::bail!("no run directories in {}", given.join(", "));
     }
     let c = compare::compare(&dirs);
@@ -35,7 +36,11 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<i32> {
 fn title(key: &str, all: &[String]) -> String {
     let last = key.rsplit('.').next().unwrap_or(key);
     let shared = all.iter().filter(|k| k.rsplit('.').next() == Some(last)).count() > 1;
-    if shared { key.to_string() } else { last.to_string() }
+    if shared {
+        key.to_string()
+    } else {
+        last.to_string()
+    }
 }
 
 fn spread(s: Option<Spread>, decimals: usize) -> String {

@@ -70,12 +70,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         let mut value = |name: &str| inline.clone().or_else(|| it.next().cloned()).ok_or(format!("{name} needs a value"));
         match flag {
             "--timeout" => {
-                let v = value("--timeout")?;
-                let secs: f64 = v.parse().map_err(|_| format!("--timeout {v}: not a number of seconds"))?;
-                if !(secs.is_finite() && secs > 0.0) {
-                    return Err(format!("--timeout {v}: must be positive"));
-                }
-                timeout = Duration::from_secs_f64(secs);
+                timeout = crate::human::parse_seconds("--timeout", &value("--timeout")?)?;
             }
             "--from_iter" | "--from-iter" => {
                 let v = value("--from_iter")?;
@@ -137,8 +132,16 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
             return EXIT_FAILED;
         }
     }
-    let mut client = match Client::connect(run_dir) {
+    let Some(connected) = connect_within(run_dir, parsed.timeout) else {
+        return report(run_dir, Err(CtlFailure::NoAnswer(parsed.timeout)));
+    };
+    let mut client = match connected {
         Ok(c) => c,
+        Err(ClientError::NotLive { .. })
+            if matches!(parsed.request, Request::Send(Command::Stop { .. })) && runs::handover_under_way(run_dir) =>
+        {
+            return stop_during_handover(run_dir)
+        }
         Err(ClientError::NotLive { .. }) if lock::holder(run_dir).is_none() => {
             crate::say_err!("dino ctl: {}", not_live_message(run_dir));
             if parsed.request == Request::Status {
@@ -148,7 +151,12 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
         }
         Err(e) => return busy_or_failed(run_dir, &e.to_string()),
     };
-    match execute(&mut client, &parsed, run_dir) {
+    report(run_dir, execute(&mut client, &parsed, run_dir))
+}
+
+/// Prints what became of a command and gives the exit code.
+fn report(run_dir: &Path, outcome: Result<String, CtlFailure>) -> i32 {
+    match outcome {
         Ok(out) => {
             crate::say!("{out}");
             EXIT_OK
@@ -162,11 +170,49 @@ pub fn run(run_dir: &Path, args: &[String]) -> i32 {
             crate::say_err!("dino ctl: busy: {m}");
             EXIT_BUSY
         }
+        Err(CtlFailure::NoAnswer(waited)) => {
+            let pid = lock::holder(run_dir).map_or_else(|| "?".to_string(), |p| p.to_string());
+            crate::say_err!(
+                "dino ctl: not answering: the trainer (pid {pid}) holds {} but did not answer within {:.0} s \
+                 (stopped, e.g. by SIGSTOP or a debugger, or hung)",
+                run_dir.shown(),
+                waited.as_secs_f64()
+            );
+            EXIT_BUSY
+        }
         Err(CtlFailure::Failed(m)) => {
             crate::say_err!("dino ctl: {m}");
             EXIT_FAILED
         }
     }
+}
+
+/// Connects, waiting at most `timeout`: connecting blocks while the socket's backlog is full,
+/// which happens to a trainer that stopped accepting (SIGSTOP, a hang) once enough clients tried.
+/// None: no connection within the timeout. The thread left behind ends with the process.
+fn connect_within(run_dir: &Path, timeout: Duration) -> Option<Result<Client, ClientError>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let dir = run_dir.to_path_buf();
+    match std::thread::Builder::new().name("ctl-connect".into()).spawn(move || tx.send(Client::connect(&dir))) {
+        Ok(_) => rx.recv_timeout(timeout).ok(),
+        Err(_) => Some(Client::connect(run_dir)),
+    }
+}
+
+/// A stop between the two trainers of a hand-over: recorded for the background trainer, which
+/// looks for it on start holding the lock. One that took the lock before the record may have
+/// looked already: then the stop must go through its socket (exit 4, try again).
+fn stop_during_handover(run_dir: &Path) -> i32 {
+    if let Err(e) = crate::run::dir::record_stop_request(run_dir) {
+        crate::say_err!("dino ctl: the run is being handed over to a background trainer, and the stop cannot be recorded: {e:#}");
+        return EXIT_FAILED;
+    }
+    if let Some(pid) = lock::holder(run_dir) {
+        crate::say_err!("dino ctl: busy: the run's background trainer (pid {pid}) is starting; try again to stop it through its socket");
+        return EXIT_BUSY;
+    }
+    crate::say!("{{\"stop\":\"recorded\",\"reason\":\"the run is being handed over; its background trainer stops on start\"}}");
+    EXIT_OK
 }
 
 /// The socket failed while a trainer holds the run's lock: it is alive, so the run is busy (or
@@ -202,6 +248,9 @@ fn offline_status(run_dir: &Path) -> serde_json::Value {
 
 enum CtlFailure {
     Closed,
+    /// Connected, but not even the greeting every client gets at once came within the timeout:
+    /// the trainer holds the run and does not answer (a SIGSTOP, a hang).
+    NoAnswer(Duration),
     /// The server refused us for want of a free connection.
     Busy(String),
     Failed(String),
@@ -238,9 +287,25 @@ fn rejected(e: &Event) -> Option<String> {
     }
 }
 
+/// Waits for the greeting the server sends every client first. A refusal for want of a slot comes
+/// instead of it; nothing at all means a trainer that does not answer.
+fn greeted(client: &mut Client, timeout: Duration) -> Result<Event, CtlFailure> {
+    let mut refused = None;
+    let first = client.wait_for(timeout, |e| {
+        refused = busy(e);
+        refused.is_some() || matches!(e, Event::Hello { .. })
+    })?;
+    match (refused, first) {
+        (Some(b), _) => Err(b),
+        (None, Some(hello)) => Ok(hello),
+        (None, None) => Err(CtlFailure::NoAnswer(timeout)),
+    }
+}
+
 fn execute(client: &mut Client, p: &Parsed, run_dir: &Path) -> Result<String, CtlFailure> {
+    let hello = greeted(client, p.timeout)?;
     match &p.request {
-        Request::Status => status(client, p.timeout, run_dir),
+        Request::Status => status(client, &hello, p.timeout, run_dir),
         Request::Send(cmd) => {
             client.send(cmd)?;
             let mut failure: Option<String> = None;
@@ -323,8 +388,12 @@ fn execute(client: &mut Client, p: &Parsed, run_dir: &Path) -> Result<String, Ct
 
 /// The live run's status as one JSON object, from the snapshot a client gets on connecting, with
 /// the health verdict read off the run directory (as `dino runs` shows it).
-fn status(client: &mut Client, timeout: Duration, run_dir: &Path) -> Result<String, CtlFailure> {
+fn status(client: &mut Client, hello: &Event, timeout: Duration, run_dir: &Path) -> Result<String, CtlFailure> {
     let mut out = serde_json::json!({ "live": true, "socket": client.path });
+    if let Event::Hello { pid, protocol } = hello {
+        out["pid"] = (*pid).into();
+        out["protocol"] = (*protocol).into();
+    }
     out["health"] = serde_json::to_value(runs::health_of(run_dir)).unwrap_or_default();
     let mut schedules: Vec<(ScheduleName, Schedule)> = Vec::new();
     let mut asked = false;
@@ -348,10 +417,6 @@ fn status(client: &mut Client, timeout: Duration, run_dir: &Path) -> Result<Stri
             return Err(b);
         }
         match e {
-            Event::Hello { pid, protocol } => {
-                out["pid"] = pid.into();
-                out["protocol"] = protocol.into();
-            }
             Event::Started(info) => out["run"] = serde_json::to_value(info).unwrap_or_default(),
             Event::Schedules { schedules: s } => schedules = s,
             Event::Metrics(m) => {
@@ -408,6 +473,8 @@ mod tests {
             ("set colour=1", "unknown setting"),
             ("eval umap", "unknown command"),
             ("pause --timeout -1", "positive"),
+            ("pause --timeout 1e19", "at most"),
+            ("pause --timeout=inf", "positive"),
             ("pause --bogus", "unknown option"),
         ] {
             let e = parse(&args(bad)).expect_err(bad);

@@ -10,8 +10,13 @@ use std::process::Stdio;
 
 pub const DETACHED_LOG: &str = "detached.log";
 
+/// Set in the environment of the trainer a hand-over starts: it honours a stop asked during the
+/// hand-over (`serve::spawn`) instead of training on.
+pub const HANDOVER_ENV: &str = "DINO_HANDOVER";
+
 /// Starts the detached trainer on `run_dir` with `run_dir/config.toml`; returns its pid and log.
-pub fn spawn_detached(run_dir: &Path) -> Result<(std::process::Child, PathBuf)> {
+/// `handover`: it continues a run this process was training (see `HANDOVER_ENV`).
+pub fn spawn_detached(run_dir: &Path, handover: bool) -> Result<(std::process::Child, PathBuf)> {
     let exe = std::env::current_exe().context("cannot find the dino executable to continue training")?;
     let out_path = run_dir.join(DETACHED_LOG);
     let out = crate::files::open_append(&out_path, 0o666).with_context(|| format!("cannot open {}", out_path.shown()))?;
@@ -26,6 +31,11 @@ pub fn spawn_detached(run_dir: &Path) -> Result<(std::process::Child, PathBuf)> 
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
+    if handover {
+        cmd.env(HANDOVER_ENV, "1");
+    } else {
+        cmd.env_remove(HANDOVER_ENV);
+    }
     // SAFETY: setsid is async-signal-safe and touches nothing of the parent's state.
     unsafe {
         cmd.pre_exec(|| {
@@ -55,7 +65,7 @@ pub fn start(mut config: crate::config::TrainConfig, wait: std::time::Duration) 
     // Refuse now, with the lock's message, rather than from inside the detached process.
     drop(crate::run::lock::RunLock::acquire(&run_dir)?);
     crate::run::dir::write_atomic(&run_dir.join(crate::run::dir::CONFIG_FILE), config.to_toml().as_bytes())?;
-    let (mut child, log) = spawn_detached(&run_dir)?;
+    let (mut child, log) = spawn_detached(&run_dir, false)?;
     let pid = child.id();
     let deadline = std::time::Instant::now() + wait;
     while std::time::Instant::now() < deadline {

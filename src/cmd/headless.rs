@@ -56,7 +56,14 @@ pub fn run(config: TrainConfig) -> Result<RunState> {
     let print_freq = config.run.print_freq.max(1);
     // Nobody watches the terminal: diagnostics (control clients coming and going) go to the log file.
     let _ = crate::cmd::logging::init_default_file_logging();
-    let handle = serve::spawn(config, OnNonFinite::Stop)?;
+    let handle = match serve::spawn(config, OnNonFinite::Stop) {
+        Ok(h) => h,
+        Err(e) if e.is::<serve::StoppedInHandover>() => {
+            crate::say_err!("dino: {e}");
+            return Ok(RunState::Stopped);
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(server) = handle.socket_path() {
         crate::say!("dino: control socket {}; `dino attach {}` watches and steers this run", server.shown(), handle.run_dir.shown());
     }

@@ -36,24 +36,7 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
     let exit = tui::run_tui(opts, ui_commands, ui_events);
     match exit {
         Ok(TuiExit::StopTraining) | Ok(TuiExit::TrainingOver) => Ok(Outcome::Ended(handle.join()?)),
-        Ok(TuiExit::LeaveRunning) => {
-            let _ = handle.commands.send(crate::protocol::Command::Stop { checkpoint: true });
-            let state = handle.join()?;
-            // Only a run our stop ended is handed over: one that finished or failed while the
-            // quit dialog was open has nothing left to run in the background.
-            if state != RunState::Stopped {
-                return Ok(Outcome::Ended(state));
-            }
-            // Said in the run's own record, so a viewer (and `dino attach` later) reads the stop
-            // and restart that follow as the hand-over they are. Written before the new trainer
-            // exists: nobody else writes events.jsonl now.
-            let iter = crate::run::runs::file_state(&run_dir).iter.unwrap_or(0);
-            if let Err(e) = crate::run::dir::append_event(&run_dir, "handover", &serde_json::json!({ "iter": iter })) {
-                tracing::warn!("cannot record the hand-over: {e:#}");
-            }
-            let (child, out) = crate::cmd::detach::spawn_detached(&run_dir)?;
-            Ok(Outcome::Detached { pid: child.id(), log: out })
-        }
+        Ok(TuiExit::LeaveRunning) => hand_over(handle, &run_dir),
         Err(e) => {
             let _ = handle.commands.send(crate::protocol::Command::Stop { checkpoint: true });
             let _ = handle.join();
@@ -61,6 +44,36 @@ pub fn run(mut config: TrainConfig, theme: Option<String>) -> Result<Outcome> {
             Err(e.context(format!("terminal UI failed; training stopped after a checkpoint{hint}")))
         }
     }
+}
+
+/// "Leave training running": checkpoints and stops the trainer, then continues the run in a
+/// detached `dino train --headless`. A stop a client asked for meanwhile wins: the server records
+/// it before the trainer sees it, and it is looked for here, after this trainer is gone and before
+/// the next starts (which looks again, holding the lock).
+pub fn hand_over(handle: serve::ServedTrainer, run_dir: &std::path::Path) -> Result<Outcome> {
+    let _ = handle.commands.send(Command::Stop { checkpoint: true });
+    let state = handle.join()?;
+    // Only a run our stop ended is handed over: one that finished or failed while the quit
+    // dialog was open has nothing left to run in the background.
+    if state != RunState::Stopped {
+        return Ok(Outcome::Ended(state));
+    }
+    // Written before the new trainer exists: nobody else writes events.jsonl now.
+    if crate::run::dir::take_stop_request(run_dir) {
+        let reason = "a stop was asked (dino ctl, the socket) while the run was being handed over";
+        if let Err(e) = crate::run::dir::append_event(run_dir, "handover_cancelled", &serde_json::json!({ "reason": reason })) {
+            tracing::warn!("cannot record the cancelled hand-over: {e:#}");
+        }
+        return Ok(Outcome::Ended(state));
+    }
+    // Said in the run's own record, so a viewer (and `dino attach` later) reads the stop and
+    // restart that follow as the hand-over they are.
+    let iter = crate::run::runs::file_state(run_dir).iter.unwrap_or(0);
+    if let Err(e) = crate::run::dir::append_event(run_dir, "handover", &serde_json::json!({ "iter": iter })) {
+        tracing::warn!("cannot record the hand-over: {e:#}");
+    }
+    let (child, out) = crate::cmd::detach::spawn_detached(run_dir, true)?;
+    Ok(Outcome::Detached { pid: child.id(), log: out })
 }
 
 /// The TUI's channels: events from the trainer (and, once it has ended, from evaluations run

@@ -6,8 +6,8 @@
 pub mod attach;
 pub mod build_info;
 pub mod cli;
-pub mod completions;
 pub mod compare;
+pub mod completions;
 pub mod ctl;
 pub mod demo;
 pub mod detach;

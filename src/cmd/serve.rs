@@ -13,6 +13,11 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::path::PathBuf;
 
+/// The trainer a hand-over started found a stop asked during the hand-over: it did not train.
+#[derive(Debug, thiserror::Error)]
+#[error("a stop was asked while the run was being handed over to this background trainer; the run stays stopped")]
+pub struct StoppedInHandover;
+
 pub struct ServedTrainer {
     pub run_dir: PathBuf,
     pub commands: Sender<Command>,
@@ -38,6 +43,14 @@ pub fn spawn(mut config: TrainConfig, on_non_finite: OnNonFinite) -> Result<Serv
     // Before the trainer touches anything: a second trainer would truncate the first's metrics.
     let created = !run_dir.exists();
     let lock = if secondary { None } else { Some(RunLock::acquire(&run_dir)?) };
+    // Holding the lock: a stop recorded now was asked of an earlier trainer. The one a hand-over
+    // starts honours it (it was asked while the run changed hands); any other forgets it.
+    if lock.is_some() && crate::run::dir::take_stop_request(&run_dir) && std::env::var_os(super::detach::HANDOVER_ENV).is_some() {
+        let iter = crate::run::runs::file_state(&run_dir).iter.unwrap_or(0);
+        let details = serde_json::json!({ "state": RunState::Stopped, "iter": iter, "reason": StoppedInHandover.to_string() });
+        crate::run::dir::append_event(&run_dir, "stop", &details)?;
+        return Err(StoppedInHandover.into());
+    }
     if let Some(index) = crate::run::index::default_index_path().filter(|_| !secondary) {
         crate::run::index::record(&index, &run_dir);
     }

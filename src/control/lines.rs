@@ -3,9 +3,7 @@
 
 use std::io::{BufRead, Read};
 
-/// Longest message either side accepts. Commands are tens of bytes and events a few hundred; a
-/// `Schedules` event for a long run is the largest and stays well under this.
-pub const MAX_LINE: usize = 64 * 1024;
+pub use crate::protocol::MAX_LINE;
 
 #[derive(Debug, PartialEq)]
 pub enum Line {

@@ -19,11 +19,11 @@ use super::hub::Hub;
 use crate::files::ShowPath;
 use crate::protocol::schedule::{EditKind, ScheduleEdit, ScheduleName};
 use crate::protocol::{Command, Event};
-use crate::run::dir::{append_event, EVENTS_FILE};
+use crate::run::dir::{append_event, append_event_lines, event_line, EVENTS_FILE};
 use crossbeam_channel::Sender;
 use notify::Watcher;
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -70,19 +70,31 @@ pub struct FileEdit {
     pub edit: ScheduleEdit,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+/// 1-based line numbers of byte offsets, counted once for the whole file (counting from the
+/// start for each of 10,000 entries made reading a big file quadratic).
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn of(text: &str) -> Self {
+        Lines(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i).collect())
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|nl| *nl < offset) + 1
+    }
 }
 
 /// Parses and checks the whole file; an error names the file and the line.
 pub fn parse(text: &str) -> Result<Vec<FileEdit>, String> {
+    let lines = Lines::of(text);
     let file: EditsFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| format!(" line {}", line_of(text, s.start))).unwrap_or_default();
+        let line = e.span().map(|s| format!(" line {}", lines.line(s.start))).unwrap_or_default();
         format!("{EDITS_FILE}{line}: {}", e.message())
     })?;
     let mut out: Vec<FileEdit> = Vec::new();
+    let mut ranks: HashMap<String, usize> = HashMap::new();
     for spanned in file.edit {
-        let line = line_of(text, spanned.span().start);
+        let line = lines.line(spanned.span().start);
         let e = spanned.into_inner();
         let bad = |what: String| format!("{EDITS_FILE} line {line}: {what}; no edit applied");
         let value = match e.value {
@@ -106,8 +118,9 @@ pub fn parse(text: &str) -> Result<Vec<FileEdit>, String> {
         // The value's range here, the curve's at the trainer (it knows the schedule).
         edit.check_value().map_err(|r| bad(r.to_string()))?;
         let content = format!("{:?}/{:?}/{}", edit.schedule, edit.kind, e.from_iter.map_or("next".into(), |i| i.to_string()));
-        let rank = out.iter().filter(|o| o.key.starts_with(&format!("{content}#"))).count();
+        let rank = ranks.entry(content.clone()).or_default();
         out.push(FileEdit { key: format!("{content}#{rank}"), line, edit });
+        *rank += 1;
     }
     Ok(out)
 }
@@ -201,15 +214,23 @@ impl EditsFollower {
                 return (vec![], Some(message));
             }
         };
-        let mut commands = vec![];
+        let (mut commands, mut lines) = (vec![], String::new());
         for e in edits {
             if self.applied.insert(e.key.clone()) {
                 let details = serde_json::json!({ "key": e.key, "line": e.line, "edit": e.edit });
-                if let Err(err) = append_event(&self.run_dir, "schedule_file_edit", &details) {
-                    tracing::warn!("{err:#}");
+                match event_line("schedule_file_edit", &details) {
+                    Ok(line) => lines += &line,
+                    Err(err) => tracing::warn!("{err:#}"),
                 }
                 commands.push(Command::EditSchedule(e.edit));
             }
+        }
+        // Recorded before they are sent, so a trainer restarted meanwhile does not apply them twice.
+        if lines.is_empty() {
+            return (commands, None);
+        }
+        if let Err(err) = append_event_lines(&self.run_dir, &lines) {
+            tracing::warn!("{err:#}");
         }
         (commands, None)
     }

@@ -92,7 +92,9 @@ impl ControlServer {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let wake = listener.try_clone().ok();
-        let thread = std::thread::Builder::new().name("control-socket".into()).spawn(move || accept_loop(listener, hub, commands, s))?;
+        let run_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let forward = Forward { commands, run_dir };
+        let thread = std::thread::Builder::new().name("control-socket".into()).spawn(move || accept_loop(listener, hub, forward, s))?;
         Ok(Self { path, stop, wake, thread: Some(thread) })
     }
 }
@@ -168,7 +170,7 @@ impl Slots {
     }
 }
 
-fn accept_loop(listener: UnixListener, hub: Hub, commands: Sender<Command>, stop: Arc<AtomicBool>) {
+fn accept_loop(listener: UnixListener, hub: Hub, commands: Forward, stop: Arc<AtomicBool>) {
     let slots = Arc::new(Slots { epoch: Some(Instant::now()), conns: Mutex::default() });
     let mut next_id = 0u64;
     for conn in listener.incoming() {
@@ -206,6 +208,26 @@ fn accept_loop(listener: UnixListener, hub: Hub, commands: Sender<Command>, stop
     }
 }
 
+/// Where a session's commands go: the trainer's channel, and for a stop first the run's record
+/// of it (`run::dir::record_stop_request`), so a stop that reaches a trainer handing the run over
+/// is still honoured by the hand-over.
+#[derive(Clone)]
+struct Forward {
+    commands: Sender<Command>,
+    run_dir: PathBuf,
+}
+
+impl Forward {
+    fn send(&self, cmd: Command) -> Result<(), crossbeam_channel::SendError<Command>> {
+        if matches!(cmd, Command::Stop { .. }) {
+            if let Err(e) = crate::run::dir::record_stop_request(&self.run_dir) {
+                tracing::warn!("cannot record the stop request: {e:#}");
+            }
+        }
+        self.commands.send(cmd)
+    }
+}
+
 /// Where a session records that its client was heard from.
 struct Clock {
     slots: Arc<Slots>,
@@ -226,7 +248,7 @@ fn reply(stream: &UnixStream, e: &Event) -> std::io::Result<()> {
 
 /// One client: this thread reads its commands; a second writes its events. Either side ending
 /// shuts the socket down, which ends the other.
-fn session(id: u64, stream: UnixStream, queue: Receiver<Event>, commands: Sender<Command>, clock: &Clock) {
+fn session(id: u64, stream: UnixStream, queue: Receiver<Event>, commands: Forward, clock: &Clock) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let writer_stream = match stream.try_clone() {
         Ok(s) => s,
@@ -279,7 +301,7 @@ fn write_event(out: &Mutex<BufWriter<UnixStream>>, e: &Event, flush: bool) -> st
 
 /// Reads lines with a deadline: each read waits at most `READ_TICK`, so a message begun and not
 /// finished within `READ_DEADLINE` ends the session.
-fn read_commands(id: u64, stream: &UnixStream, out: &Mutex<BufWriter<UnixStream>>, commands: &Sender<Command>, clock: &Clock) {
+fn read_commands(id: u64, stream: &UnixStream, out: &Mutex<BufWriter<UnixStream>>, commands: &Forward, clock: &Clock) {
     let error = |message: String| {
         let _ = write_event(out, &Event::Error { message }, true);
     };
@@ -337,7 +359,7 @@ fn read_commands(id: u64, stream: &UnixStream, out: &Mutex<BufWriter<UnixStream>
 
 /// One complete line: a command to pass on, a blank keep-alive, or garbage to answer. False when
 /// the client has sent too much garbage and must go.
-fn handle_line(id: u64, line: &[u8], commands: &Sender<Command>, error: &dyn Fn(String), bad: &mut usize) -> bool {
+fn handle_line(id: u64, line: &[u8], commands: &Forward, error: &dyn Fn(String), bad: &mut usize) -> bool {
     if line.iter().all(u8::is_ascii_whitespace) {
         return true;
     }

@@ -31,13 +31,17 @@ pub enum DistError {
 /// How long a collective waits for the other ranks (`DINO_DIST_TIMEOUT` seconds, default 1800 as
 /// PyTorch's): a rank that dies usually fails its peers at once through the closed connection;
 /// the timeout covers a hung one.
+/// A value out of range (`1e19` used to overflow `Duration` and panic) is reported and the default
+/// used.
 pub fn timeout_from_env() -> Duration {
-    std::env::var("DINO_DIST_TIMEOUT")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(1800))
+    let default = Duration::from_secs(1800);
+    let Ok(v) = std::env::var("DINO_DIST_TIMEOUT") else {
+        return default;
+    };
+    crate::human::parse_seconds("DINO_DIST_TIMEOUT", &v).unwrap_or_else(|e| {
+        tracing::warn!("{e}; using {} s", default.as_secs());
+        default
+    })
 }
 
 /// Where this process stands in the job.

@@ -10,6 +10,11 @@ use schedule::{Schedule, ScheduleEdit, ScheduleName};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Longest message either side of the control socket accepts. Commands are tens of bytes and
+/// events a few hundred; a `Schedules` event is the largest, and its schedules' pieces are
+/// bounded (`schedule::MAX_PIECES`) so that it stays under this however many edits a run has had.
+pub const MAX_LINE: usize = 64 * 1024;
+
 /// A path as JSON text, lossily: a path need not be UTF-8 and JSON holds only text (serde's own
 /// `Path` impl fails on such a path, and `serde_json::json!` panics on it).
 pub fn lossy_path<P: AsRef<Path>, S: serde::Serializer>(p: &P, s: S) -> Result<S::Ok, S::Error> {

@@ -1,10 +1,14 @@
 //! Per-iteration schedules (learning rate, weight decay, teacher momentum, teacher temperature).
 //!
 //! A schedule is its generating curve plus the edits a person made while training ("from iteration
-//! N on, the learning rate is 1e-4"). Edits are data, not mutations, so the TUI can preview a curve
-//! before applying it, undo the last edit, and a checkpoint can carry them so a resumed run keeps them.
+//! N on, the learning rate is 1e-4"), folded into a bounded list of pieces (`folded`), so the TUI
+//! can preview a curve before applying it, undo the last edit, and a checkpoint can carry them so a
+//! resumed run keeps them.
 
 use serde::{Deserialize, Serialize};
+
+mod folded;
+pub use folded::{Piece, Schedule, Source, MAX_PIECES, UNDO_DEPTH};
 
 /// The reference `utils.cosine_scheduler`: linear warm-up from `start_warmup_value` to `base_value`
 /// over `warmup_epochs`, then a half cosine from `base_value` to `final_value`; one value per iteration.
@@ -112,6 +116,11 @@ pub enum EditRefused {
     Value { label: &'static str, what: &'static str, value: String, expected: &'static str },
     #[error("the edit would take the {label} to {} at iteration {iter}: expected {expected}", readable(*.value))]
     Curve { label: &'static str, value: f64, iter: usize, expected: &'static str },
+    #[error(
+        "the {label} already has {MAX_PIECES} pieces (edits from different iterations that still apply); \
+         an edit of kind constant, peak, final or warmup_epochs replaces the pieces from its iteration on"
+    )]
+    TooManyPieces { label: &'static str },
 }
 
 /// A value as people read it: four significant digits, not every digit of the float.
@@ -193,37 +202,51 @@ pub enum CurveSpec {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "ScheduleData")]
-pub struct Schedule {
-    pub spec: CurveSpec,
-    pub epochs: usize,
-    pub niter_per_ep: usize,
-    pub edits: Vec<ScheduleEdit>,
-    /// The rendered curve, kept in step with `edits` so that `value` is a lookup; not
-    /// serialised, rendered again on deserialisation.
-    #[serde(skip)]
-    values: Vec<f64>,
-}
-
-/// A schedule as it travels (checkpoints, the control socket): everything but the rendered curve.
-#[derive(Deserialize)]
-struct ScheduleData {
-    spec: CurveSpec,
-    epochs: usize,
-    niter_per_ep: usize,
-    edits: Vec<ScheduleEdit>,
-}
-
-impl From<ScheduleData> for Schedule {
-    fn from(d: ScheduleData) -> Self {
-        let mut s = Schedule { spec: d.spec, epochs: d.epochs, niter_per_ep: d.niter_per_ep, edits: d.edits, values: vec![] };
-        s.values = s.render_with(&[]);
-        s
+/// `linspace(start, stop, num)[i]`, with numpy's arithmetic (see `linspace`).
+fn linspace_at(start: f64, stop: f64, num: usize, i: usize) -> f64 {
+    match num {
+        0 | 1 => start,
+        _ if i + 1 >= num => stop,
+        _ => i as f64 * ((stop - start) / (num - 1) as f64) + start,
     }
 }
 
 impl CurveSpec {
+    /// The value at iteration `i` of the curve `render` draws, with the same arithmetic (so the
+    /// same bits), computed alone: a schedule looks values up without keeping its whole curve.
+    pub fn value_at(&self, i: usize, epochs: usize, niter_per_ep: usize) -> f64 {
+        let warm_end = self.warmup_end(epochs, niter_per_ep);
+        match *self {
+            CurveSpec::Cosine { start_warmup_value, base, .. } if i < warm_end => linspace_at(start_warmup_value, base, warm_end, i),
+            CurveSpec::Cosine { base, final_value, .. } => {
+                let n = epochs * niter_per_ep - warm_end;
+                let t = std::f64::consts::PI * (i - warm_end) as f64 / n as f64;
+                final_value + 0.5 * (base - final_value) * (1.0 + t.cos())
+            }
+            CurveSpec::WarmupConstant { start, value, warmup_epochs } => {
+                let epoch = i / niter_per_ep.max(1);
+                let warm = warmup_epochs.min(epochs);
+                if epoch < warm {
+                    linspace_at(start, value, warm, epoch)
+                } else {
+                    value
+                }
+            }
+        }
+    }
+
+    /// The first iteration after the warm-up. On each side of it the curve is monotone (a
+    /// linear ramp, then a half cosine or a constant), so its extremes over a range are at the
+    /// range's ends and around this point.
+    pub fn warmup_end(&self, epochs: usize, niter_per_ep: usize) -> usize {
+        let total = epochs * niter_per_ep;
+        match *self {
+            CurveSpec::Cosine { warmup_epochs, .. } => warmup_epochs.saturating_mul(niter_per_ep).min(total),
+            CurveSpec::WarmupConstant { warmup_epochs, .. } => warmup_epochs.min(epochs) * niter_per_ep,
+        }
+    }
+
+    #[cfg(test)]
     fn render(&self, epochs: usize, niter_per_ep: usize) -> Vec<f64> {
         match *self {
             CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value } => {
@@ -236,7 +259,8 @@ impl CurveSpec {
         }
     }
 
-    fn with(self, kind: EditKind) -> Self {
+    /// The curve regenerated by a `peak`, `final` or `warmup_epochs` edit; other kinds leave it.
+    pub fn with(self, kind: EditKind) -> Self {
         match (self, kind) {
             (CurveSpec::Cosine { final_value, warmup_epochs, start_warmup_value, .. }, EditKind::Peak(base)) => {
                 CurveSpec::Cosine { base, final_value, warmup_epochs, start_warmup_value }
@@ -255,88 +279,6 @@ impl CurveSpec {
             }
             (spec, _) => spec,
         }
-    }
-}
-
-impl Schedule {
-    pub fn new(spec: CurveSpec, epochs: usize, niter_per_ep: usize) -> Self {
-        let mut s = Self { spec, epochs, niter_per_ep, edits: vec![], values: vec![] };
-        s.values = s.render_with(&[]);
-        s
-    }
-
-    pub fn len(&self) -> usize {
-        self.epochs * self.niter_per_ep
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The value at a global iteration; past the end the last value holds.
-    pub fn value(&self, iter: usize) -> f64 {
-        self.values[iter.min(self.values.len().saturating_sub(1))]
-    }
-
-    /// The whole curve as it is now.
-    pub fn values(&self) -> Vec<f64> {
-        self.values.clone()
-    }
-
-    /// The curve as it would be with one more edit: the preview the TUI draws before applying.
-    pub fn preview(&self, edit: &ScheduleEdit) -> Vec<f64> {
-        self.render_with(std::slice::from_ref(edit))
-    }
-
-    /// Whether `edit` may be applied: its value (`ScheduleEdit::check_value`), then the curve it
-    /// makes, at every iteration from its first on (a `scale` of a momentum that rises to 1, or a
-    /// `peak` reached after a warm-up, can leave the range where the value alone does not).
-    pub fn check(&self, edit: &ScheduleEdit) -> Result<(), EditRefused> {
-        edit.check_value()?;
-        let name = edit.schedule;
-        let curve = self.preview(edit);
-        let from = edit.from_iter.min(curve.len());
-        match curve[from..].iter().position(|v| !name.allows(*v)) {
-            Some(i) => Err(EditRefused::Curve { label: name.label(), value: curve[from + i], iter: from + i, expected: name.range_text() }),
-            None => Ok(()),
-        }
-    }
-
-    /// Applies an edit after `check`; a refused edit changes nothing.
-    pub fn try_apply(&mut self, edit: ScheduleEdit) -> Result<(), EditRefused> {
-        self.check(&edit)?;
-        self.apply(edit);
-        Ok(())
-    }
-
-    pub fn apply(&mut self, edit: ScheduleEdit) {
-        self.edits.push(edit);
-        self.values = self.render_with(&[]);
-    }
-
-    /// Removes the last edit; returns it, or None when there was none.
-    pub fn undo(&mut self) -> Option<ScheduleEdit> {
-        let e = self.edits.pop();
-        self.values = self.render_with(&[]);
-        e
-    }
-
-    fn render_with(&self, extra: &[ScheduleEdit]) -> Vec<f64> {
-        let mut spec = self.spec;
-        let mut v = spec.render(self.epochs, self.niter_per_ep);
-        for e in self.edits.iter().chain(extra) {
-            let from = e.from_iter.min(v.len());
-            match e.kind {
-                EditKind::Constant(x) => v[from..].iter_mut().for_each(|y| *y = x),
-                EditKind::Scale(f) => v[from..].iter_mut().for_each(|y| *y *= f),
-                kind => {
-                    spec = spec.with(kind);
-                    let fresh = spec.render(self.epochs, self.niter_per_ep);
-                    v[from..].copy_from_slice(&fresh[from..]);
-                }
-            }
-        }
-        v
     }
 }
 
@@ -447,9 +389,9 @@ mod tests {
         let before = s.values();
         assert!(s.try_apply(edit(ScheduleName::Lr, EditKind::Constant(-1.0))).is_err());
         assert_eq!(s.values(), before);
-        assert!(s.edits.is_empty());
+        assert_eq!(s.edit_count, 0);
         s.try_apply(edit(ScheduleName::Lr, EditKind::Peak(2e-3))).expect("a new peak");
-        assert_eq!(s.edits.len(), 1);
+        assert_eq!(s.edit_count, 1);
         // Huge warm-ups are clamped to the run instead of overflowing.
         assert_eq!(cosine_schedule(1.0, 0.0, 2, 3, usize::MAX, 0.0).len(), 6);
     }
@@ -465,5 +407,111 @@ mod tests {
         let back: Schedule = serde_json::from_str(&json).unwrap();
         assert_eq!(back.values(), s.values());
         assert_eq!(back, s);
+    }
+
+    /// The curves as the list of edits rendered them before edits were folded: every value
+    /// rewritten from each edit's iteration on, in order.
+    fn rendered_the_old_way(spec: CurveSpec, epochs: usize, niter: usize, edits: &[ScheduleEdit]) -> Vec<f64> {
+        let mut spec_now = spec;
+        let mut v = spec.render(epochs, niter);
+        for e in edits {
+            let from = e.from_iter.min(v.len());
+            match e.kind {
+                EditKind::Constant(x) => v[from..].iter_mut().for_each(|y| *y = x),
+                EditKind::Scale(f) => v[from..].iter_mut().for_each(|y| *y *= f),
+                kind => {
+                    spec_now = spec_now.with(kind);
+                    let fresh = spec_now.render(epochs, niter);
+                    v[from..].copy_from_slice(&fresh[from..]);
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn folded_edits_draw_the_curve_the_edit_list_drew() {
+        use EditKind::*;
+        let specs = [
+            CurveSpec::Cosine { base: 1e-3, final_value: 1e-6, warmup_epochs: 2, start_warmup_value: 0.0 },
+            CurveSpec::WarmupConstant { start: 0.04, value: 0.07, warmup_epochs: 3 },
+        ];
+        let kinds = [Constant(0.5), Scale(0.5), Peak(2e-3), Final(1e-5), WarmupEpochs(1), Scale(3.0), Constant(1e-4), WarmupEpochs(0)];
+        for spec in specs {
+            assert_eq!((0..60).map(|i| spec.value_at(i, 6, 10)).collect::<Vec<_>>(), spec.render(6, 10), "value_at is render");
+            let mut s = Schedule::new(spec, 6, 10);
+            let mut edits = vec![];
+            // A deterministic mix of kinds and iterations, some past the end, some repeated.
+            for i in 0..200usize {
+                let e = ScheduleEdit { schedule: ScheduleName::Lr, from_iter: (i * 37) % 70, kind: kinds[(i * 7) % kinds.len()] };
+                s.apply(e);
+                edits.push(e);
+                let old = rendered_the_old_way(spec, 6, 10, &edits);
+                for (k, (a, b)) in s.values().iter().zip(&old).enumerate() {
+                    assert!((a - b).abs() <= 1e-12 * b.abs().max(1e-300), "edit {i}, iteration {k}: {a} against {b}");
+                }
+                assert!(s.pieces.len() <= 61, "one piece per iteration at most: {}", s.pieces.len());
+            }
+            assert_eq!(s.edit_count, 200);
+        }
+    }
+
+    #[test]
+    fn edits_fold_so_the_description_stays_bounded() {
+        let mut s = lr(100);
+        for i in 0..10_000usize {
+            // People set the same few things over and over: each replaces the last.
+            s.try_apply(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 100 + i % 5, kind: EditKind::Constant(1e-4) })
+                .expect("in range");
+        }
+        assert_eq!(s.edit_count, 10_000);
+        assert!(s.pieces.len() <= 5, "{:?}", s.pieces);
+        // Pieces from more different iterations than the bound are refused with the reason.
+        let mut s = lr(100);
+        let refused = (0..MAX_PIECES + 5)
+            .map(|i| s.try_apply(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 10 + i, kind: EditKind::Scale(1.1) }))
+            .filter_map(Result::err)
+            .collect::<Vec<_>>();
+        assert_eq!(refused.len(), 5);
+        assert!(refused[0].to_string().contains("32 pieces"), "{}", refused[0]);
+        // A constant from an early iteration folds them all away.
+        s.try_apply(ScheduleEdit { schedule: ScheduleName::Lr, from_iter: 5, kind: EditKind::Constant(1e-4) }).expect("folds");
+        assert_eq!(s.pieces.len(), 1);
+    }
+
+    /// The largest `Schedules` event: four schedules with every piece taken, each a regenerated
+    /// curve with the longest numbers, stays under 3/4 of the line limit both sides enforce.
+    #[test]
+    fn the_largest_schedules_message_fits_a_line() {
+        let long = 1.2345678901234567e-300;
+        let spec = CurveSpec::Cosine { base: long, final_value: long, warmup_epochs: usize::MAX, start_warmup_value: long };
+        let mut s = Schedule::new(spec, usize::MAX / 1_000_000, 1_000_000);
+        s.latest = spec;
+        s.edit_count = usize::MAX;
+        s.pieces = (0..MAX_PIECES).map(|i| Piece { from_iter: usize::MAX - i, source: Source::Curve(spec), factor: long }).collect();
+        let e = crate::protocol::Event::Schedules { schedules: ScheduleName::ALL.iter().map(|n| (*n, s.clone())).collect() };
+        let line = serde_json::to_string(&e).expect("json");
+        assert!(line.len() < crate::protocol::MAX_LINE * 3 / 4, "{} bytes", line.len());
+    }
+
+    #[test]
+    fn checkpoints_with_a_list_of_edits_still_read() {
+        let json = r#"{"spec":{"shape":"cosine","base":1.0,"final_value":0.0,"warmup_epochs":0,"start_warmup_value":0.0},
+            "epochs":2,"niter_per_ep":5,"edits":[{"schedule":"lr","from_iter":4,"kind":"constant","value":0.5}]}"#;
+        let s: Schedule = serde_json::from_str(json).expect("old format");
+        assert_eq!((s.value(3), s.value(4), s.edit_count), (lr_like(3), 0.5, 1));
+        let back: Schedule = serde_json::from_str(&serde_json::to_string(&s).expect("json")).expect("new format");
+        assert_eq!(back, s);
+        // A piece out of range (an edited file) is left out on resume, with the reason.
+        let mut bad = s.clone();
+        bad.pieces[0].source = Source::Constant(-1.0);
+        let mut fresh = Schedule::new(s.spec, 2, 5);
+        let problems = fresh.adopt(ScheduleName::Lr, &bad);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(fresh.pieces.is_empty());
+    }
+
+    fn lr_like(i: usize) -> f64 {
+        CurveSpec::Cosine { base: 1.0, final_value: 0.0, warmup_epochs: 0, start_warmup_value: 0.0 }.value_at(i, 2, 5)
     }
 }

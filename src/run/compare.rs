@@ -108,7 +108,8 @@ pub fn expand(args: &[PathBuf]) -> Vec<PathBuf> {
             out.push(a.clone());
             continue;
         }
-        let mut inside: Vec<PathBuf> = std::fs::read_dir(a).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| runs::is_run_dir(p)).collect();
+        let mut inside: Vec<PathBuf> =
+            std::fs::read_dir(a).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| runs::is_run_dir(p)).collect();
         inside.sort();
         out.extend(inside);
     }
@@ -119,7 +120,8 @@ pub fn expand(args: &[PathBuf]) -> Vec<PathBuf> {
 pub fn compare(dirs: &[PathBuf]) -> Comparison {
     let mut figures: Vec<RunFigures> = dirs.iter().map(|d| read_run(d)).collect();
     let differing = differing_keys(&figures);
-    let common_iter = figures.iter().map(|f| f.iterations.map(|n| n.saturating_sub(1))).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().min());
+    let common_iter =
+        figures.iter().map(|f| f.iterations.map(|n| n.saturating_sub(1))).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().min());
     if let Some(at) = common_iter {
         for f in &mut figures {
             f.loss_at_common = loss_before(&f.path, at);
@@ -130,7 +132,15 @@ pub fn compare(dirs: &[PathBuf]) -> Comparison {
         let key: BTreeMap<String, String> = differing.iter().map(|k| (k.clone(), f.settings.get(k).cloned().unwrap_or_default())).collect();
         match groups.iter_mut().find(|g| g.settings == key) {
             Some(g) => g.runs.push(f),
-            None => groups.push(Group { settings: key, runs: vec![f], best_knn: None, last_knn: None, loss_at_common: None, images_per_s: None, train_seconds: None }),
+            None => groups.push(Group {
+                settings: key,
+                runs: vec![f],
+                best_knn: None,
+                last_knn: None,
+                loss_at_common: None,
+                images_per_s: None,
+                train_seconds: None,
+            }),
         }
     }
     for g in &mut groups {
@@ -157,7 +167,11 @@ fn differing_keys(figures: &[RunFigures]) -> Vec<String> {
 }
 
 fn read_run(dir: &Path) -> RunFigures {
-    let settings = crate::files::read_to_string(&dir.join(CONFIG_FILE)).ok().and_then(|t| t.parse::<toml::Table>().ok()).map(|t| flatten(&t)).unwrap_or_default();
+    let settings = crate::files::read_to_string(&dir.join(CONFIG_FILE))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .map(|t| flatten(&t))
+        .unwrap_or_default();
     let seed = settings.iter().find(|(k, _)| leaf(k) == SEED_KEY).and_then(|(_, v)| v.parse().ok());
     let knn = runs::knn_points(dir);
     let totals = stream_totals(dir);
@@ -190,7 +204,9 @@ struct Totals {
 
 fn metrics_lines(dir: &Path) -> impl Iterator<Item = IterMetrics> {
     let file = crate::files::open_regular(&dir.join(METRICS_FILE)).ok();
-    file.into_iter().flat_map(|f| std::io::BufReader::new(f).lines().map_while(Result::ok)).filter_map(|l| serde_json::from_str::<IterMetrics>(&l).ok())
+    file.into_iter()
+        .flat_map(|f| std::io::BufReader::new(f).lines().map_while(Result::ok))
+        .filter_map(|l| serde_json::from_str::<IterMetrics>(&l).ok())
 }
 
 fn stream_totals(dir: &Path) -> Totals {

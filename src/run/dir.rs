@@ -20,6 +20,10 @@ pub const LOG_FILE: &str = "log.txt";
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 pub const SOCKET_FILE: &str = "control.sock";
+/// Written when a client asks the trainer to stop, before the trainer sees the command: a stop
+/// that reaches a trainer as it hands the run over (`dino tui`'s "leave running") must still win,
+/// and the hand-over and the trainer it starts look for this (`take_stop_request`).
+pub const STOP_REQUEST_FILE: &str = "stop-requested";
 
 /// Longest time a metrics line waits in the buffer: an attached TUI follows `metrics.jsonl`, so
 /// this is how far behind it can be.
@@ -69,9 +73,34 @@ pub fn socket_path(run_dir: &Path) -> PathBuf {
     run_dir.join(SOCKET_FILE)
 }
 
-/// Whether a trainer answers on the run's socket: a connection is accepted.
+/// Whether a trainer listens on the run's socket: a connection is accepted, or refused only for a
+/// full backlog. The connect does not wait: a blocking one waits for good on a trainer that
+/// stopped accepting (SIGSTOP) once its backlog is full, and `dino runs` with it.
 pub fn socket_answers(run_dir: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(socket_path(run_dir)).is_ok()
+    use std::os::unix::ffi::OsStrExt;
+    let path = socket_path(run_dir);
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: a zeroed sockaddr_un is a valid (empty) address; the path is copied in below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return false;
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, b) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *b as libc::c_char;
+    }
+    // SAFETY: a new socket owned here and closed below; connect reads `addr`, which outlives it.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return false;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        let connected = libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) == 0;
+        let full = !connected && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN);
+        libc::close(fd);
+        connected || full
+    }
 }
 
 pub fn now() -> f64 {
@@ -376,8 +405,25 @@ pub fn event_line<T: Serialize>(kind: &str, details: &T) -> Result<String> {
 /// out in one `write` on an append-mode file, so lines from the trainer and from here never
 /// interleave inside a line.
 pub fn append_event<T: Serialize>(run_dir: &Path, kind: &str, details: &T) -> Result<()> {
-    let line = event_line(kind, details)?;
-    append(&run_dir.join(EVENTS_FILE))?.write_all(line.as_bytes()).context("cannot write events.jsonl")
+    append_event_lines(run_dir, &event_line(kind, details)?)
+}
+
+/// Appends lines made by `event_line` in one write: thousands of them (a big schedule-edits
+/// file) cost one open, not thousands.
+pub fn append_event_lines(run_dir: &Path, lines: &str) -> Result<()> {
+    append(&run_dir.join(EVENTS_FILE))?.write_all(lines.as_bytes()).context("cannot write events.jsonl")
+}
+
+/// Records that a client asked for a stop (`STOP_REQUEST_FILE`, with the time).
+pub fn record_stop_request(run_dir: &Path) -> Result<()> {
+    let line = event_line("stop_requested", &serde_json::json!({}))?;
+    write_atomic(&run_dir.join(STOP_REQUEST_FILE), line.as_bytes())
+}
+
+/// Whether a stop was recorded, forgetting it: each is honoured once, and a trainer starting on
+/// the run later (a resume after that stop) is not held to it.
+pub fn take_stop_request(run_dir: &Path) -> bool {
+    std::fs::remove_file(run_dir.join(STOP_REQUEST_FILE)).is_ok()
 }
 
 /// Writes a file so that a crash at any moment leaves either the old or the new content:
@@ -392,6 +438,22 @@ pub use crate::files::{sync_parent, tmp_path};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listener that accepts nobody (a stopped trainer) with its backlog full still counts as
+    /// live, and asking returns at once instead of waiting for a slot.
+    #[test]
+    fn a_socket_answers_even_with_its_backlog_full_and_without_waiting() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(!socket_answers(d.path()));
+        let _listener = std::os::unix::net::UnixListener::bind(socket_path(d.path())).unwrap();
+        assert!(socket_answers(d.path()));
+        // Each look leaves a connection queued (nobody accepts it): more looks than the largest
+        // backlog (the system's somaxconn, 4096 by default) fill it. A blocking connect would
+        // wait for good from there on.
+        let t0 = std::time::Instant::now();
+        assert!((0..5000).all(|_| socket_answers(d.path())));
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
+    }
 
     #[test]
     fn atomic_write_replaces_whole_and_leaves_no_temp() {

@@ -59,6 +59,7 @@ pub fn events_line(line: &str, live: bool) -> Vec<Event> {
         "handover" => vec![Event::Warning {
             message: format!("handed over at iteration {}: the TUI left training running in a background trainer", iter_of(&v)),
         }],
+        "handover_cancelled" => vec![Event::Warning { message: format!("hand-over cancelled: {}", text(&v, "reason")) }],
         "restored" => vec![Event::Warning { message: format!("went back to {} (iteration {})", text(&v, "checkpoint"), iter_of(&v)) }],
         "error" | "schedule_file_error" => vec![Event::Error { message: text(&v, "message") }],
         "skipped_file" => {

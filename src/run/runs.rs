@@ -63,6 +63,14 @@ pub fn file_state(run_dir: &Path) -> FileState {
     file_state_of(&crate::files::read_to_string(&run_dir.join(EVENTS_FILE)).unwrap_or_default())
 }
 
+/// Whether the run is between the two trainers of a hand-over (`dino tui`'s "leave running"):
+/// the last event is the hand-over, the background trainer has not started yet.
+pub fn handover_under_way(run_dir: &Path) -> bool {
+    let text = std::fs::read_to_string(run_dir.join(EVENTS_FILE)).unwrap_or_default();
+    let last = text.lines().rev().find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    last.is_some_and(|v| v["type"] == "handover")
+}
+
 /// The same from the text of `events.jsonl`, for a caller that reads it for more.
 fn file_state_of(text: &str) -> FileState {
     let mut s = FileState::default();

@@ -242,11 +242,13 @@ fn to_device(crops: &[tch::Tensor], device: Device) -> Vec<tch::Tensor> {
     crops.iter().map(|t| t.pin_memory(device).to_device_(device, tch::Kind::Float, true, false)).collect()
 }
 
-/// Restores a checkpoint into the state and re-applies the schedule edits it carries.
+/// Restores a checkpoint into the state and, given the run's fresh schedules, the edits the
+/// checkpoint's schedules carry. Going back in the same process (a non-finite loss) passes none:
+/// the schedules in force already hold those edits and any made since.
 fn resume_from(
     state: &mut DinoState,
     ckpt: &LoadedCheckpoint,
-    schedules: &mut BTreeMap<ScheduleName, Schedule>,
+    schedules: Option<&mut BTreeMap<ScheduleName, Schedule>>,
     niter: usize,
 ) -> Result<()> {
     if ckpt.meta.niter_per_ep != niter {
@@ -257,14 +259,15 @@ fn resume_from(
         );
     }
     checkpoint::restore(state, ckpt)?;
+    let Some(schedules) = schedules else {
+        return Ok(());
+    };
     for (name, saved) in &ckpt.meta.schedules {
         if let Some(s) = schedules.get_mut(name) {
-            for e in &saved.edits {
-                // A checkpoint written before edits were range-checked may hold one that is not
-                // (lr = -1 trains uphill): it is left out, not resumed.
-                if let Err(reason) = s.try_apply(*e) {
-                    tracing::warn!("{}: leaving out a schedule edit it holds: {reason}", ckpt.path.shown());
-                }
+            // A checkpoint written before edits were range-checked may hold one that is not
+            // (lr = -1 trains uphill): it is left out, not resumed.
+            for problem in s.adopt(*name, saved) {
+                tracing::warn!("{}: {problem}", ckpt.path.shown());
             }
         }
     }

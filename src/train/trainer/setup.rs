@@ -68,7 +68,7 @@ impl Trainer {
         let mut schedules = crate::config::schedules::build(&config, niter, shard.world);
         let (mut iter, mut last_loss, mut begun) = (0, None, None);
         if let Some(ckpt) = &ckpt {
-            resume_from(&mut state, ckpt, &mut schedules, niter)?;
+            resume_from(&mut state, ckpt, Some(&mut schedules), niter)?;
             iter = ckpt.meta.iter;
             last_loss = ckpt.meta.last_loss;
             tch::manual_seed(config.run.seed as i64 + iter as i64);

@@ -78,8 +78,8 @@ fn draw_charts(app: &App, frame: &mut Frame, area: Rect) {
         if let Some(v) = now {
             title.push(Span::styled(fmt_value(v as f64), style.add_modifier(ratatui::style::Modifier::BOLD)));
         }
-        if !schedule.edits.is_empty() {
-            let n = schedule.edits.len();
+        if schedule.edit_count > 0 {
+            let n = schedule.edit_count;
             title.push(Span::styled(format!(" ({n} edit{})", if n == 1 { "" } else { "s" }), t.muted()));
         }
         let buckets = r.width.max(4) as usize;
