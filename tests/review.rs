@@ -117,3 +117,52 @@ fn one_checkpoint_evaluated_on_two_data_sets_keeps_two_results() {
         assert!(v["data"].as_str().is_some(), "{v}");
     }
 }
+
+/// `dino compare` on three real runs: two seeds of one learning rate and one of another. The
+/// learning rate is the only differing setting, the two seeds are one group (n = 2, mean ± sd),
+/// and the JSON document has the documented schema (docs/runs.md, "Comparing runs").
+#[test]
+fn compare_shows_the_differing_setting_and_groups_seeds() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    common::demo_data(&data, 8);
+    for (name, seed, lr) in [("a-seed0", 0, 0.001), ("a-seed1", 1, 0.001), ("b", 0, 0.01)] {
+        let mut c = common::tiny_config(&data, &d.path().join("runs").join(name));
+        c.optim.epochs = 2;
+        c.run.eval_knn_every = 1;
+        c.run.seed = seed;
+        c.optim.lr = lr;
+        let cfg = d.path().join(format!("{name}.toml"));
+        std::fs::write(&cfg, c.to_toml()).unwrap();
+        common::dino(&["train", "--headless", "--config", cfg.to_str().unwrap()]);
+    }
+    let runs = d.path().join("runs");
+    let json: serde_json::Value = serde_json::from_str(&common::dino(&["compare", runs.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["differing"], serde_json::json!(["lr"]), "{json:#}");
+    assert_eq!(json["common_iter"], 9, "2 epochs of 5 iterations: 0..=9");
+    let groups = json["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{json:#}");
+    let seeds = groups.iter().find(|g| g["runs"].as_array().unwrap().len() == 2).expect("the two seeds are one group");
+    assert_eq!(seeds["settings"]["lr"], "0.001");
+    let mut seen: Vec<u64> = seeds["runs"].as_array().unwrap().iter().map(|r| r["seed"].as_u64().unwrap()).collect();
+    seen.sort();
+    assert_eq!(seen, [0, 1]);
+    for key in ["best_knn", "last_knn", "loss_at_common", "images_per_s", "train_seconds"] {
+        let s = &seeds[key];
+        assert_eq!(s["n"], 2, "{key}: {s}");
+        assert!(s["mean"].as_f64().is_some_and(f64::is_finite) && s["sd"].as_f64().is_some_and(|x| x >= 0.0), "{key}: {s}");
+    }
+    let run = &seeds["runs"][0];
+    for key in ["name", "path", "status", "best_knn", "last_knn", "iterations", "loss_at_common", "images_per_s", "train_seconds"] {
+        assert!(!run[key].is_null(), "{key} missing: {run}");
+    }
+    assert_eq!(run["status"], "finished");
+    assert_eq!(run["iterations"], 10);
+
+    let table = common::dino(&["compare", runs.join("a-seed0").to_str().unwrap(), runs.join("a-seed1").to_str().unwrap(), runs.join("b").to_str().unwrap()]);
+    let header = table.lines().next().unwrap();
+    assert!(header.starts_with("RUN") && header.contains("LR") && header.contains("LOSS@9") && header.contains("BEST KNN"), "{table}");
+    let grouped = table.lines().find(|l| l.starts_with("a-seed0, a-seed1")).unwrap_or_else(|| panic!("{table}"));
+    assert!(grouped.contains(" ± ") && grouped.contains("finished"), "{table}");
+}
