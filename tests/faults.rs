@@ -625,40 +625,17 @@ fn an_unreadable_or_too_deep_folder_under_pretext_is_skipped_and_named() {
 /// names the file, not SIGXFSZ; the checkpoint before it still loads.
 #[test]
 fn a_file_size_limit_is_a_named_write_error_and_the_last_checkpoint_stays() {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let _serial = serial();
     let d = tempfile::tempdir().unwrap();
     let (run, cfg) = small_run(d.path(), 1);
     train(d.path(), &cfg, Duration::from_secs(120));
     let saved = newest_good_checkpoint(&run.join("checkpoints")).expect("a checkpoint after epoch 0");
     let biggest = std::fs::read_dir(run.join("checkpoints")).unwrap().flatten().map(|e| e.metadata().unwrap().len()).max().unwrap();
-    let limit = biggest / 2;
     let mut cmd = dino(d.path());
     cmd.args(["train", "--headless", "--config"]).arg(&cfg).args(["--epochs", "3"]);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let l = libc::rlimit { rlim_cur: limit, rlim_max: limit };
-            match libc::setrlimit(libc::RLIMIT_FSIZE, &l) {
-                0 => Ok(()),
-                _ => Err(std::io::Error::last_os_error()),
-            }
-        });
-    }
-    let out = d.path().join("limited.out");
-    cmd.stdout(std::fs::File::create(&out).unwrap()).stderr(Stdio::from(std::fs::File::options().append(true).open(&out).unwrap()));
-    let mut child = common::spawn_guarded(&mut cmd);
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(120), "still running after 120 s (hung?)");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let said = std::fs::read_to_string(&out).unwrap();
-    eprintln!("{said}");
-    assert_eq!((status.code(), status.signal()), (Some(1), None), "{said}");
+    // Killed by SIGXFSZ, the code is None.
+    let (code, said) = bounded(common::with_rlimit(&mut cmd, libc::RLIMIT_FSIZE, biggest / 2), Duration::from_secs(120));
+    assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("File too large") && said.contains("checkpoints"), "{said}");
     assert_eq!(newest_good_checkpoint(&run.join("checkpoints")), Some(saved), "the checkpoint before stays usable");
 }
@@ -668,7 +645,6 @@ fn a_file_size_limit_is_a_named_write_error_and_the_last_checkpoint_stays() {
 /// allocate 274877906944 bytes") or grew until the kernel killed them.
 #[test]
 fn oversized_plans_are_refused_with_their_estimate_before_allocating() {
-    use std::os::unix::process::CommandExt;
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     common::demo_data(&data, 20);
@@ -683,23 +659,11 @@ fn oversized_plans_are_refused_with_their_estimate_before_allocating() {
         let mut cmd = dino(d.path());
         cmd.args(base).args(extra);
         if let Some(limit) = limit {
-            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let l = libc::rlimit { rlim_cur: limit, rlim_max: limit };
-                    match libc::setrlimit(libc::RLIMIT_AS, &l) {
-                        0 => Ok(()),
-                        _ => Err(std::io::Error::last_os_error()),
-                    }
-                });
-            }
+            common::with_rlimit(&mut cmd, libc::RLIMIT_AS, limit);
         }
-        let t0 = Instant::now();
-        let o = cmd.output().unwrap();
-        let said = text(&o);
-        assert_eq!(o.status.code(), Some(1), "{extra:?}: {said}");
+        let (code, said) = bounded(&mut cmd, Duration::from_secs(60));
+        assert_eq!(code, Some(1), "{extra:?}: {said}");
         assert!(said.contains("this plan needs at least") && said.contains("parameters per network"), "{extra:?}: {said}");
-        assert!(t0.elapsed() < Duration::from_secs(60), "{extra:?} took {:?}", t0.elapsed());
     }
     assert!(!d.path().join("runs/never").exists(), "a refused plan leaves no directory");
 }

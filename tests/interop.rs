@@ -632,7 +632,7 @@ fn pth_with_pickle(path: &Path, pickle: &[u8]) {
 /// or 2^40 by DUPs) aborted with std::bad_alloc.
 #[test]
 fn pickles_that_fan_out_are_refused_before_they_fill_the_memory() {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::os::unix::process::ExitStatusExt;
     let d = tempfile::tempdir().unwrap();
     // Ten lists, each holding ten refs to the one before: 10^9 values once expanded.
     let mut refs = b"\x80\x02]q\x00".to_vec();
@@ -655,16 +655,7 @@ fn pickles_that_fan_out_are_refused_before_they_fill_the_memory() {
         pth_with_pickle(&bomb, &pickle);
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dino"));
         cmd.args([OsStr::new("export"), bomb.as_os_str(), OsStr::new("--output"), d.path().join("out.safetensors").as_os_str()]);
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                let limit = libc::rlimit { rlim_cur: 3 << 29, rlim_max: 3 << 29 };
-                match libc::setrlimit(libc::RLIMIT_AS, &limit) {
-                    0 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                }
-            });
-        }
+        common::with_rlimit(&mut cmd, libc::RLIMIT_AS, 3 << 29);
         let o = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!((o.status.code(), o.status.signal()), (Some(1), None), "{name}: {err}");

@@ -160,7 +160,12 @@ fn compare_shows_the_differing_setting_and_groups_seeds() {
     assert_eq!(run["status"], "finished");
     assert_eq!(run["iterations"], 10);
 
-    let table = common::dino(&["compare", runs.join("a-seed0").to_str().unwrap(), runs.join("a-seed1").to_str().unwrap(), runs.join("b").to_str().unwrap()]);
+    let table = common::dino(&[
+        "compare",
+        runs.join("a-seed0").to_str().unwrap(),
+        runs.join("a-seed1").to_str().unwrap(),
+        runs.join("b").to_str().unwrap(),
+    ]);
     let header = table.lines().next().unwrap();
     assert!(header.starts_with("RUN") && header.contains("LR") && header.contains("LOSS@9") && header.contains("BEST KNN"), "{table}");
     let grouped = table.lines().find(|l| l.starts_with("a-seed0, a-seed1")).unwrap_or_else(|| panic!("{table}"));

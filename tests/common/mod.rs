@@ -146,3 +146,20 @@ pub fn spawn_guarded(cmd: &mut std::process::Command) -> KillOnDrop {
     }
     KillOnDrop(cmd.spawn().expect("spawn"))
 }
+
+/// Makes `cmd` start under a resource limit (`ulimit -v` is `RLIMIT_AS` in bytes, `ulimit -f`
+/// `RLIMIT_FSIZE` in bytes).
+#[allow(dead_code)]
+pub fn with_rlimit(cmd: &mut std::process::Command, resource: libc::__rlimit_resource_t, bytes: u64) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit { rlim_cur: bytes, rlim_max: bytes };
+            match libc::setrlimit(resource, &l) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
+    }
+}
