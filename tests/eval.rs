@@ -52,16 +52,22 @@ fn opts(crop: i64) -> ExtractOptions {
     }
 }
 
+/// A tiny run in `d/run` on generated data in `d/data` that evaluates k-NN after every epoch.
+fn knn_every_epoch(d: &Path) -> (std::path::PathBuf, dino_tui::config::TrainConfig) {
+    let data = d.join("data");
+    common::demo_data(&data, 8);
+    let out = d.join("run");
+    let mut c = common::tiny_config(&data, &out);
+    c.run.eval_knn_every = 1;
+    (out, c)
+}
+
 #[test]
 fn live_knn_results_appear_in_the_run_directory() {
     let _serial = serial();
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("data");
-    common::demo_data(&data, 8);
-    let out = d.path().join("run");
-    let mut c = common::tiny_config(&data, &out);
+    let (out, mut c) = knn_every_epoch(d.path());
     c.optim.epochs = 1;
-    c.run.eval_knn_every = 1;
     let mut asked = false;
     let events = drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |e, cmd| {
         // Also ask from the "TUI" once, mid-epoch.
@@ -111,12 +117,8 @@ fn live_knn_results_appear_in_the_run_directory() {
 fn retention_keeps_the_checkpoints_an_epoch_knn_evaluated() {
     let _serial = serial();
     let d = tempfile::tempdir().unwrap();
-    let data = d.path().join("data");
-    common::demo_data(&data, 8);
-    let out = d.path().join("run");
-    let mut c = common::tiny_config(&data, &out);
+    let (out, mut c) = knn_every_epoch(d.path());
     c.optim.epochs = 3;
-    c.run.eval_knn_every = 1;
     c.run.saveckp_freq = 0;
     c.run.keep_checkpoints = 1;
     drive(spawn(c, OnNonFinite::Stop, dino_tui::cmd::evaluator::evaluator()).unwrap(), |_, _| {});

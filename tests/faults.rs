@@ -37,28 +37,8 @@ fn text(o: &Output) -> String {
 /// Runs `dino train --headless --config CFG` to its end, failing the test (instead of hanging it)
 /// when it takes longer than `limit`.
 fn train(home: &Path, cfg: &Path, limit: Duration) -> String {
-    let out = home.join("train.out");
-    let mut child = common::spawn_guarded(
-        dino(home)
-            .args(["train", "--headless", "--config"])
-            .arg(cfg)
-            .stdout(std::fs::File::options().create(true).append(true).open(&out).unwrap())
-            .stderr(Stdio::from(std::fs::File::options().append(true).open(&out).unwrap())),
-    );
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "training still running after {limit:?} (hung?): {}",
-            std::fs::read_to_string(&out).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let said = std::fs::read_to_string(&out).unwrap_or_default();
-    assert!(status.success(), "training failed ({status}): {said}");
+    let (code, said) = bounded(dino(home).args(["train", "--headless", "--config"]).arg(cfg), limit);
+    assert_eq!(code, Some(0), "training failed: {said}");
     said
 }
 
