@@ -170,4 +170,13 @@ fn compare_shows_the_differing_setting_and_groups_seeds() {
     assert!(header.starts_with("RUN") && header.contains("LR") && header.contains("LOSS@9") && header.contains("BEST KNN"), "{table}");
     let grouped = table.lines().find(|l| l.starts_with("a-seed0, a-seed1")).unwrap_or_else(|| panic!("{table}"));
     assert!(grouped.contains(" ± ") && grouped.contains("finished"), "{table}");
+    // A typo among the runs is named, not silently left out.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_dino"))
+        .arg("compare")
+        .arg(runs.join("b"))
+        .arg(d.path().join("nothere"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("nothere") && err.contains("not a run directory"), "{err}");
 }

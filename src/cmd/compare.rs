@@ -1,7 +1,6 @@
 //! `dino compare`: runs side by side, as a table for people or one JSON document for scripts
 //! (`run::compare` reads them; this file only prints).
 
-use crate::files::ShowPath;
 use crate::run::compare::{self, Comparison, Group, Spread};
 use std::path::PathBuf;
 
@@ -18,11 +17,7 @@ pub struct CompareArgs {
 pub fn run(args: &CompareArgs) -> anyhow::Result<i32> {
     let index = crate::run::index::default_index_path();
     let named: Vec<PathBuf> = args.runs.iter().map(|r| crate::run::runs::resolve(r, index.as_deref())).collect();
-    let dirs = compare::expand(&named);
-    if dirs.is_empty() {
-        let given: Vec<String> = args.runs.iter().map(|r| r.shown().to_string()).collect();
-        anyhow::bail!("no run directories in {}", given.join(", "));
-    }
+    let dirs = compare::expand(&named).map_err(anyhow::Error::msg)?;
     let c = compare::compare(&dirs);
     if args.json {
         crate::say!("{}", serde_json::to_string_pretty(&c)?);

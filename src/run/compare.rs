@@ -89,6 +89,21 @@ pub struct Group {
     pub train_seconds: Option<Spread>,
 }
 
+impl Group {
+    fn of(settings: BTreeMap<String, String>, runs: Vec<RunFigures>) -> Self {
+        let spread = |value: fn(&RunFigures) -> Option<f64>| Spread::of(runs.iter().map(value));
+        Self {
+            best_knn: spread(|r| r.best_knn),
+            last_knn: spread(|r| r.last_knn),
+            loss_at_common: spread(|r| r.loss_at_common),
+            images_per_s: spread(|r| r.images_per_s),
+            train_seconds: spread(|r| r.train_seconds),
+            settings,
+            runs,
+        }
+    }
+}
+
 /// The `--json` document.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
@@ -101,7 +116,9 @@ pub struct Comparison {
 }
 
 /// The runs `args` name: run directories, or folders of runs (each run directory inside them).
-pub fn expand(args: &[PathBuf]) -> Vec<PathBuf> {
+/// An argument that is neither is an error that names it (a typo must not shrink a comparison
+/// silently).
+pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for a in args {
         if runs::is_run_dir(a) {
@@ -110,10 +127,13 @@ pub fn expand(args: &[PathBuf]) -> Vec<PathBuf> {
         }
         let mut inside: Vec<PathBuf> =
             std::fs::read_dir(a).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| runs::is_run_dir(p)).collect();
+        if inside.is_empty() {
+            return Err(format!("{} is not a run directory, nor a folder of runs", crate::files::ShowPath::shown(a.as_path())));
+        }
         inside.sort();
         out.extend(inside);
     }
-    out
+    Ok(out)
 }
 
 /// Compares the runs in `dirs` (two or more make a comparison; one is reported alone).
@@ -127,29 +147,15 @@ pub fn compare(dirs: &[PathBuf]) -> Comparison {
             f.loss_at_common = loss_before(&f.path, at);
         }
     }
-    let mut groups: Vec<Group> = Vec::new();
+    let mut members: Vec<(BTreeMap<String, String>, Vec<RunFigures>)> = Vec::new();
     for f in figures {
         let key: BTreeMap<String, String> = differing.iter().map(|k| (k.clone(), f.settings.get(k).cloned().unwrap_or_default())).collect();
-        match groups.iter_mut().find(|g| g.settings == key) {
-            Some(g) => g.runs.push(f),
-            None => groups.push(Group {
-                settings: key,
-                runs: vec![f],
-                best_knn: None,
-                last_knn: None,
-                loss_at_common: None,
-                images_per_s: None,
-                train_seconds: None,
-            }),
+        match members.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, runs)) => runs.push(f),
+            None => members.push((key, vec![f])),
         }
     }
-    for g in &mut groups {
-        g.best_knn = Spread::of(g.runs.iter().map(|r| r.best_knn));
-        g.last_knn = Spread::of(g.runs.iter().map(|r| r.last_knn));
-        g.loss_at_common = Spread::of(g.runs.iter().map(|r| r.loss_at_common));
-        g.images_per_s = Spread::of(g.runs.iter().map(|r| r.images_per_s));
-        g.train_seconds = Spread::of(g.runs.iter().map(|r| r.train_seconds));
-    }
+    let groups = members.into_iter().map(|(settings, runs)| Group::of(settings, runs)).collect();
     Comparison { schema_version: SCHEMA_VERSION, differing, common_iter, groups }
 }
 
