@@ -662,3 +662,71 @@ fn pickles_that_fan_out_are_refused_before_they_fill_the_memory() {
         assert!(err.contains(why) && err.contains(name), "{name}: {err}");
     }
 }
+
+/// The PNG files `dino attention` wrote into `dir`, with their sizes.
+fn pngs(dir: &Path) -> BTreeMap<String, (u32, u32)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), image::image_dimensions(&p).unwrap()))
+        .collect()
+}
+
+/// `dino attention` on a ViT run writes the reference's files (the image, one map and one mask
+/// per head) plus the overlay and the sheet, at the image's size cut to whole patches; a
+/// reference `checkpoint.pth` of the same weights draws the same maps; a ResNet run draws its
+/// PCA map with `--pca` and is told to use it without.
+#[test]
+fn attention_maps_of_a_vit_run_a_reference_checkpoint_and_a_resnet_pca() {
+    let run = trained("vit_tiny", &[]);
+    let image = std::fs::read_dir(run.data.join("val").join("checkers")).unwrap().map(|e| e.unwrap().path()).min().unwrap();
+    let out = run.root.join("attn");
+    dino(&os(&[&"attention", &"--pretrained_weights", &run.run, &"--image", &image, &"--output_dir", &out, &"--image_size", &"30"]));
+    // 30 px tall and wide (the demo images are square), cut to 28 = 7 patches of 4 px; 2 heads.
+    let want: BTreeMap<String, (u32, u32)> =
+        ["img.png", "attn-head0.png", "attn-head1.png", "mask_th0.6_head0.png", "mask_th0.6_head1.png", "attn-overlay.png"]
+            .iter()
+            .map(|n| (n.to_string(), (28, 28)))
+            .chain([("attention-sheet.png".to_string(), (160 * 4 + 4 * 3, 160))])
+            .collect();
+    assert_eq!(pngs(&out), want);
+    // The maps are not flat: a head's map holds more than one colour.
+    let head = image::open(out.join("attn-head0.png")).unwrap().to_rgb8();
+    assert!(head.pixels().any(|p| p != head.get_pixel(0, 0)), "a uniform attention map");
+
+    if let Some(refs) = reference_files(&run) {
+        let from_pth = run.root.join("attn-pth");
+        dino(&os(&[
+            &"attention",
+            &"--pretrained_weights",
+            &refs.join("ckpt.pth"),
+            &"--config",
+            &run.config,
+            &"--image",
+            &image,
+            &"--output_dir",
+            &from_pth,
+            &"--image_size",
+            &"30",
+        ]));
+        for name in ["attn-head0.png", "attn-head1.png", "mask_th0.6_head1.png"] {
+            assert_eq!(
+                std::fs::read(out.join(name)).unwrap(),
+                std::fs::read(from_pth.join(name)).unwrap(),
+                "{name} from the reference checkpoint"
+            );
+        }
+    }
+
+    let resnet = trained("resnet18", &[]);
+    let pca = resnet.root.join("pca");
+    dino(&os(&[&"attention", &"--pretrained_weights", &resnet.run, &"--image", &image, &"--output_dir", &pca, &"--pca"]));
+    let files = pngs(&pca);
+    assert_eq!(files.get("pca.png"), Some(&(16, 16)), "{files:?}");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_dino"))
+        .args(os(&[&"attention", &"--pretrained_weights", &resnet.run, &"--image", &image, &"--output_dir", &pca]))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--pca"), "{}", String::from_utf8_lossy(&refused.stderr));
+}

@@ -344,3 +344,23 @@ fn a_missing_prerequisite_skips_here_and_fails_under_ci() {
     assert!(!passed, "under CI=true a missing prerequisite must fail:\n{said}");
     assert!(said.contains("prerequisite missing under CI=true: parity vectors not found at /nonexistent/parity"), "{said}");
 }
+
+/// `dino attention`'s maps are `visualize_attention.py`'s: the image cut to whole patches, the
+/// CLS row of the last block's attention per head, nearest-upsampled by the patch size, and the
+/// mask keeping 60 % of each head's mass.
+#[test]
+fn attention_maps_match_visualize_attention() {
+    let Some(dir) = parity_dir() else { return };
+    let (_vs, vit, _) = parity_vit(&dir);
+    let t = load(&dir, "attention.safetensors");
+    let threshold = scalars(&dir)["attention.args"]["threshold"].as_f64().unwrap();
+    let backbone = dino_tui::model::Backbone::Vit(vit);
+    let maps = dino_tui::eval::attention::cls_attention(&backbone, &t["input"], Some(threshold)).unwrap();
+    assert_close("attentions", &maps.attention, &t["attentions"], 1e-5, 1e-6);
+    let mask = maps.mask.expect("a threshold gives masks");
+    let differing = (&mask - &t["th_attn"].to_kind(Kind::Float)).abs().sum(Kind::Float).double_value(&[]);
+    assert_eq!(differing, 0.0, "threshold masks differ in {differing} pixels");
+    // The masks are not trivial: each head keeps some patches and drops others.
+    let kept = t["th_attn"].to_kind(Kind::Float).mean_dim(&[1i64, 2][..], false, Kind::Float);
+    assert!(vec_f64(&kept).iter().all(|&k| k > 0.0 && k < 1.0), "kept shares {kept:?}");
+}

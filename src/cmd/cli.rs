@@ -73,6 +73,8 @@ pub enum Command {
     Outliers(crate::cmd::eval_args::OutlierArgs),
     /// Write a backbone for PyTorch code: the reference ViT, torchvision's ResNet, timm
     Export(crate::cmd::export::ExportArgs),
+    /// Where a network looks: per-head CLS attention maps and masks (ViT), or PCA of its features (any)
+    Attention(crate::cmd::attention::AttentionArgs),
     /// Features of every image of a folder to .npy or .safetensors, with a CSV of path,label
     Embed(crate::cmd::embed::EmbedArgs),
     /// List runs with their status, epoch, loss and best k-NN top-1 (k = 20)

@@ -127,6 +127,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Eval(EvalCommand::LabelEfficiency(a)) => super::eval_label_efficiency::run_command(&a),
         Command::Outliers(a) => super::eval::outliers(&a),
         Command::Export(a) => super::export::run(&a),
+        Command::Attention(a) => super::attention::run(&a),
         Command::Embed(a) => super::embed::run(&a),
         Command::Completions { shell } => super::completions::print(shell),
         Command::Man { output_dir } => {

@@ -4,6 +4,7 @@
 //! this layer talks to people on stdout and stderr.
 
 pub mod attach;
+pub mod attention;
 pub mod build_info;
 pub mod cli;
 pub mod compare;

@@ -557,6 +557,31 @@ pub fn eval_transform(img: &RgbImage, resize: usize, crop: usize) -> Vec<f32> {
     NormalizeLut::imagenet().to_chw(&cropped)
 }
 
+/// The whole image with its shorter side resized to `shorter` (bicubic, the longer side
+/// truncated as torchvision's `Resize(int)` does), then cut at the bottom and right to multiples
+/// of `multiple`, as `visualize_attention.py` cuts its input to whole patches. Returns the RGB
+/// pixels shown beside the maps and their normalised CHW float32 form.
+pub fn whole_view(img: &RgbImage, shorter: usize, multiple: usize) -> (RgbImage, Vec<f32>) {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let (nw, nh) = if w <= h {
+        (shorter, (shorter as f64 * h as f64 / w as f64) as usize)
+    } else {
+        ((shorter as f64 * w as f64 / h as f64) as usize, shorter)
+    };
+    let (nw, nh) = (nw.max(1), nh.max(1));
+    let resized = crop_resize_bicubic(img.as_raw(), w, Rect { x0: 0, y0: 0, w, h }, nw, nh);
+    let m = multiple.max(1);
+    let (cw, ch) = ((nw / m * m).max(m.min(nw)), (nh / m * m).max(m.min(nh)));
+    let mut data = Vec::with_capacity(cw * ch * 3);
+    for row in resized.chunks_exact(nw * 3).take(ch) {
+        data.extend_from_slice(&row[..cw * 3]);
+    }
+    let cut = Rgb8 { w: cw, h: ch, data };
+    let chw = NormalizeLut::imagenet().to_chw(&cut);
+    let rgb = RgbImage::from_raw(cw as u32, ch as u32, cut.data).unwrap_or_else(|| RgbImage::new(cw as u32, ch as u32));
+    (rgb, chw)
+}
+
 /// Supervised training view (linear probe, supervised baseline): torchvision's
 /// `RandomResizedCrop(size)` with its default scale (0.08, 1) and ratio, bicubic as the rest of
 /// this module, then a horizontal flip with probability 1/2, normalised, CHW float32.

@@ -4,11 +4,13 @@
 //! Every entry point takes a backbone already built (from a checkpoint, a weights file or random
 //! initialisation, see `source`), so the CLI, the trainer thread and the tests share one code path.
 
+pub mod attention;
 pub mod confident;
 mod error;
 pub mod evidence;
 pub mod features;
 pub mod figure;
+pub mod heatmap;
 pub mod knn;
 pub mod label_efficiency;
 pub mod linear;
