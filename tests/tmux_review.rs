@@ -124,3 +124,35 @@ fn a_finished_run_is_reviewed_in_attach_and_in_the_foreground_tui() {
     tmux.wait_for("FINISHED", Duration::from_secs(120), |s| s.contains("FINISHED"));
     review(&tmux, &run, 2);
 }
+
+/// On a real finished run's Outliers tab, `a` lays the teacher's attention over the selected
+/// image (computed by the lens worker from the run's checkpoint), `→` steps to a head, `a`
+/// again shows the image alone; `n` lists the image's nearest neighbours, `esc` goes back.
+#[test]
+fn attention_over_the_selected_image_in_attach() {
+    let d = tempfile::tempdir().unwrap();
+    let Some(tmux) = Tmux::start("lens") else { return };
+    let dino = env!("CARGO_BIN_EXE_dino");
+    let (run, cfg) = config(d.path(), "lens", 2);
+    let out = std::process::Command::new(dino).args(["train", "--headless", "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let command = format!("{dino} attach {}; sleep 60", run.display());
+    tmux.cmd(&["new-session", "-d", "-s", "dino", "-x", "160", "-y", "48", &command]);
+    tmux.wait_for("the finished run", Duration::from_secs(30), |s| s.contains("FINISHED"));
+    tmux.keys("o");
+    wait_file("the outlier scores", Duration::from_secs(90), || eval_file(&run, "outliers-", ".csv"));
+    tmux.wait_for("the report's rows", Duration::from_secs(30), |s| s.contains("selected ("));
+    tmux.keys("a");
+    // The tiny config's ViT has 2 heads: the mean, 2 heads, the PCA colours.
+    tmux.wait_for("the mean attention", Duration::from_secs(60), |s| s.contains("attention, mean of heads") && s.contains("view 1/4"));
+    tmux.keys("Right");
+    tmux.wait_for("the first head", Duration::from_secs(10), |s| s.contains("attention, head 0") && s.contains("view 2/4"));
+    tmux.keys("a");
+    tmux.wait_for("the image alone", Duration::from_secs(10), |s| s.contains("selected (") && !s.contains("view 2/4"));
+    // `n`: the selected image's nearest images of its split, found with the run's teacher.
+    tmux.keys("n");
+    let screen = tmux.wait_for("the neighbour list", Duration::from_secs(60), |s| s.contains("20 nearest in train"));
+    assert!(screen.contains("cosine"), "{screen}");
+    tmux.keys("Escape");
+    tmux.wait_for("the report again", Duration::from_secs(10), |s| s.contains("images · by"));
+}

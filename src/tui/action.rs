@@ -98,6 +98,12 @@ pub enum Action {
     /// the rows `auto` ranks by its mislabel side, named as unclaimed), then strangers, then all.
     #[strum(message = "outliers: filter by kind")]
     CycleKind,
+    /// Outliers tab: the images most like the selected one, across its split.
+    #[strum(message = "outliers: neighbours")]
+    Neighbours,
+    /// Outliers tab: the images most like an image file whose path is typed.
+    #[strum(message = "outliers: search a file")]
+    SearchFile,
 }
 
 impl Action {
@@ -134,7 +140,7 @@ mod tests {
             assert!(!a.description().is_empty(), "{a:?} has no help text");
             n += 1;
         }
-        assert_eq!(n, 41);
+        assert_eq!(n, 43);
         assert_eq!(Action::TogglePause.name(), "toggle_pause");
         assert_eq!(Action::Tab1.name(), "tab1");
         assert_eq!(Action::from_name("spacebar"), None);

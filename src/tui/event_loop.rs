@@ -163,6 +163,7 @@ async fn run_inner(
             },
             _ = tick.tick() => {
                 dirty |= drain_events(app, events);
+                dirty |= app.outliers.poll_lens();
                 // New rows are checked against the disk before they are drawn, not up to a
                 // second later: until then a rotated-away checkpoint would look present.
                 if app.checkpoint_tab.files.len() != app.checkpoint_tab.rows.len() {

@@ -169,6 +169,8 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("v", Action::CycleSplit),
     ("d", Action::ToggleScore),
     ("t", Action::CycleKind),
+    ("n", Action::Neighbours),
+    ("/", Action::SearchFile),
     ("up", Action::Up),
     ("down", Action::Down),
     ("left", Action::Left),

@@ -16,6 +16,7 @@ mod event_loop;
 pub mod format;
 pub mod keymap;
 pub mod layout;
+pub mod lens;
 pub mod log_view;
 pub mod outlier_view;
 pub mod picker;

@@ -2,6 +2,7 @@
 //! sort order, the marks a person sets (reviewed / keep / exclude, saved in the run directory), and
 //! the preview of the selected image in whatever graphics the terminal supports.
 
+use super::lens::Lens;
 use crate::eval::evidence::FeatureEvidence;
 use crate::eval::outlier_report::{read_rows, OutlierRow, ScoreKind};
 use crate::eval::outlier_row::compare;
@@ -65,14 +66,45 @@ pub struct OutlierView {
     pub selected: usize,
     pub marks: BTreeMap<String, Mark>,
     pub picker: Picker,
-    /// The selected image, encoded for the terminal: (its path, the protocol).
-    pub preview: Option<(String, Protocol)>,
+    /// The selected image (or the lens's picture of it), encoded for the terminal.
+    pub preview: Option<Preview>,
     /// The cells it is encoded for (`preview_size` of the terminal).
     pub preview_cells: Size,
     /// How good the features of the latest report are (its `feature_evidence`); `None` for a CSV
     /// alone or a report written before reports carried it: then no row is called a likely label
     /// error, whatever its `suggested` column says.
     pub evidence: Option<FeatureEvidence>,
+    /// `a`: the network's attention or PCA colours over the selected image.
+    pub lens: Lens,
+    /// `n` and `/`: the neighbour list and the query being typed.
+    pub finder: Finder,
+}
+
+/// The neighbour view's state.
+#[derive(Debug, Default)]
+pub struct Finder {
+    /// `n`: the images most like a query, browsed in place of the report's rows.
+    pub search: Option<Search>,
+    /// `/`: the query file being typed.
+    pub prompt: Option<String>,
+}
+
+/// The neighbour view: which query, and which hit is selected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Search {
+    pub query: PathBuf,
+    pub selected: usize,
+}
+
+/// Neighbours listed by `n` and `/`.
+pub const NEIGHBOURS: usize = 20;
+
+/// What the preview cell holds: the row's image, or one of the lens's pictures of it.
+pub struct Preview {
+    pub path: String,
+    /// The lens view drawn ("attention, head 1"); `None` for the image itself.
+    pub view: Option<String>,
+    pub protocol: Protocol,
 }
 
 impl Default for OutlierView {
@@ -91,6 +123,8 @@ impl Default for OutlierView {
             preview: None,
             preview_cells: PREVIEW,
             evidence: None,
+            lens: Lens::default(),
+            finder: Finder::default(),
         }
     }
 }
@@ -258,6 +292,15 @@ impl OutlierView {
     }
 
     pub fn move_selection(&mut self, delta: isize) {
+        if let Some(s) = &mut self.finder.search {
+            let n = match &self.lens.neighbours {
+                Some(found) if found.query == s.query => found.hits.len(),
+                _ => 0,
+            };
+            s.selected = (s.selected as isize + delta).clamp(0, (n as isize - 1).max(0)) as usize;
+            self.refresh_preview();
+            return;
+        }
         let n = self.visible().len();
         if n == 0 {
             return;
@@ -344,21 +387,115 @@ impl OutlierView {
         }
     }
 
-    /// Decodes the selected image and encodes it for the terminal (once per selection and size).
+    /// The image the preview shows: the selected neighbour in the neighbour view, else the
+    /// selected row; (the preview's key, its absolute path).
+    pub fn selected_image(&self) -> Option<(String, PathBuf)> {
+        match &self.finder.search {
+            Some(s) => self.hits().get(s.selected).map(|h| (h.path.display().to_string(), h.path.clone())),
+            None => self.selected_row().map(|r| (r.path.clone(), self.absolute(&r.path))),
+        }
+    }
+
+    /// Decodes the selected image, or takes the lens's picture of it, and encodes it for the
+    /// terminal (once per selection, view and size). With the lens on, the picture is asked
+    /// for here and drawn when the worker answers (`poll_lens`).
     pub fn refresh_preview(&mut self) {
-        let Some(rel) = self.selected_row().map(|r| r.path.clone()) else {
+        let Some((key, absolute)) = self.selected_image() else {
             self.preview = None;
             return;
         };
-        if self.preview.as_ref().is_some_and(|(p, _)| *p == rel) {
+        if self.lens.on {
+            if let Some(run) = self.run_dir.clone() {
+                self.lens.ask(&run, &absolute);
+            }
+        }
+        let shown = self.lens.shown(&absolute).map(|(label, img, _, _)| (label.to_string(), img.clone()));
+        let view = shown.as_ref().map(|(label, _)| label.clone());
+        if self.preview.as_ref().is_some_and(|p| p.path == key && p.view == view) {
             return;
         }
-        // The loader's decoding: a regular file only (a FIFO would hang the TUI), bombs refused.
-        self.preview = crate::data::load_rgb(&self.absolute(&rel))
-            .ok()
+        let picture = match shown {
+            Some((_, img)) => Some(img),
+            // The loader's decoding: a regular file only (a FIFO would hang the TUI), bombs refused.
+            None => crate::data::load_rgb(&absolute).ok(),
+        };
+        self.preview = picture
             .map(image::DynamicImage::ImageRgb8)
             .and_then(|img| self.picker.new_protocol(img, self.preview_cells, Resize::Scale(None)).ok())
-            .map(|proto| (rel, proto));
+            .map(|protocol| Preview { path: key, view, protocol });
+    }
+
+    /// The neighbours found for the shown query (none while they are computed).
+    pub fn hits(&self) -> &[super::lens::Hit] {
+        match (&self.finder.search, &self.lens.neighbours) {
+            (Some(s), Some(n)) if n.query == s.query => &n.hits,
+            _ => &[],
+        }
+    }
+
+    /// `n`: the images most like the selected one (a neighbour's own neighbours in the
+    /// neighbour view), across the split the selected row belongs to.
+    pub fn search_selected(&mut self) -> Option<String> {
+        let (_, query) = self.selected_image()?;
+        self.search_for(query)
+    }
+
+    /// `/` then enter: the images most like any image file. A path that is not absolute is read
+    /// relative to the data set's root, then to the working directory.
+    pub fn search_file(&mut self, typed: &str) -> Option<String> {
+        let typed = PathBuf::from(typed.trim());
+        let query = match &self.data_root {
+            Some(root) if !typed.is_absolute() && root.join(&typed).exists() => root.join(&typed),
+            _ => typed,
+        };
+        if !query.is_file() {
+            return Some(format!("{} is not an image file", query.shown()));
+        }
+        self.search_for(query)
+    }
+
+    fn search_for(&mut self, query: PathBuf) -> Option<String> {
+        let Some(run) = self.run_dir.clone() else {
+            return Some("no run to search with: open the report from a run".into());
+        };
+        let Some(root) = self.data_root.clone() else { return Some("the report names no data set".into()) };
+        let name = self.split.clone().or_else(|| self.selected_row().map(|r| r.split.clone())).unwrap_or_else(|| "train".into());
+        self.lens.ask_neighbours(&run, &query, super::lens::SplitRef { root, name }, NEIGHBOURS);
+        self.finder.search = Some(Search { query, selected: 0 });
+        self.refresh_preview();
+        None
+    }
+
+    /// Esc: back to the report's rows.
+    pub fn close_search(&mut self) {
+        self.finder.search = None;
+        self.refresh_preview();
+    }
+
+    /// `a`: the lens on or off over the selected image.
+    pub fn toggle_lens(&mut self) -> Option<String> {
+        self.lens.on = !self.lens.on;
+        if self.lens.on && self.run_dir.is_none() {
+            self.lens.on = false;
+            return Some("no run to look through: open the report from a run".into());
+        }
+        self.refresh_preview();
+        None
+    }
+
+    /// The worker's answers; true when something shown changed.
+    pub fn poll_lens(&mut self) -> bool {
+        if !self.lens.poll() {
+            return false;
+        }
+        self.refresh_preview();
+        true
+    }
+
+    /// `←`/`→` with the lens on: the previous or next picture.
+    pub fn step_lens(&mut self, forward: bool) {
+        self.lens.step(forward);
+        self.refresh_preview();
     }
 }
 

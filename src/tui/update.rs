@@ -83,8 +83,34 @@ pub fn handle_key(app: &mut App, key: KeyEvent) {
         return;
     }
 
+    if app.outliers.finder.prompt.is_some() && app.shell.tab == Tab::Outliers {
+        type_query(app, k, action);
+        return;
+    }
+
     if let Some(a) = action {
         update(app, a);
+    }
+}
+
+/// `/`'s line: typed characters, backspace, enter to search, esc to give up.
+fn type_query(app: &mut App, k: Key, action: Option<Action>) {
+    let Some(typed) = app.outliers.finder.prompt.as_mut() else { return };
+    match (k.code, action) {
+        (_, Some(Action::Interrupt)) => update(app, Action::Interrupt),
+        (KeyCode::Backspace, _) => {
+            typed.pop();
+        }
+        (KeyCode::Enter, _) => {
+            let query = std::mem::take(typed);
+            app.outliers.finder.prompt = None;
+            if let Some(why) = app.outliers.search_file(&query) {
+                app.shell.status = Some(why);
+            }
+        }
+        (KeyCode::Esc, _) => app.outliers.finder.prompt = None,
+        (KeyCode::Char(c), _) if !k.mods.contains(crossterm::event::KeyModifiers::CONTROL) && !c.is_control() => typed.push(c),
+        _ => {}
     }
 }
 
@@ -140,6 +166,12 @@ fn run_action(app: &mut App, action: Action) {
         Action::Checkpoint => request_checkpoint(app),
         Action::EvalKnn => request_eval(app, EvalKind::Knn, Tab::Evaluation),
         Action::EvalLinear => request_eval(app, EvalKind::Linear, Tab::Evaluation),
+        // `a` where an image is shown: the network's attention over it.
+        Action::EvalAll if app.shell.tab == Tab::Outliers => {
+            if let Some(why) = app.outliers.toggle_lens() {
+                app.shell.status = Some(why);
+            }
+        }
         Action::EvalAll => evaluate_all(app),
         Action::Outliers => request_eval(app, EvalKind::Outliers, Tab::Outliers),
         Action::UndoScheduleEdit => {
@@ -240,6 +272,12 @@ fn tab_action(app: &mut App, action: Action) {
         Action::CycleSplit => app.outliers.cycle_split(),
         Action::ToggleScore => app.outliers.toggle_score(),
         Action::CycleKind => app.outliers.cycle_kind(),
+        Action::Neighbours if app.shell.tab == Tab::Outliers => {
+            if let Some(why) = app.outliers.search_selected() {
+                app.shell.status = Some(why);
+            }
+        }
+        Action::SearchFile if app.shell.tab == Tab::Outliers => app.outliers.finder.prompt = Some(String::new()),
         Action::Up => move_selection(app, true, 1),
         Action::Down => move_selection(app, false, 1),
         Action::PageUp => move_selection(app, true, PAGE),
@@ -259,6 +297,7 @@ fn tab_action(app: &mut App, action: Action) {
                 app.schedule_tab.form.field = FormField::Schedule;
                 app.schedule_tab.form.cycle(action == Action::Right);
             }
+            Tab::Outliers if app.outliers.lens.on => app.outliers.step_lens(action == Action::Right),
             Tab::Outliers => app.outliers.cycle_class(action == Action::Right),
             _ => {}
         },
@@ -270,6 +309,7 @@ fn tab_action(app: &mut App, action: Action) {
             }
             _ => {}
         },
+        Action::Cancel if app.shell.tab == Tab::Outliers && app.outliers.finder.search.is_some() => app.outliers.close_search(),
         Action::Cancel => {
             app.schedule_tab.form.active = false;
         }

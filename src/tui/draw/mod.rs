@@ -6,6 +6,7 @@ mod checkpoints;
 mod dashboard;
 mod evaluation;
 mod log;
+mod neighbours;
 mod outliers;
 mod overlays;
 mod plan;

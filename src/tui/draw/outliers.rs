@@ -7,7 +7,7 @@ use super::key_label;
 use crate::eval::outlier_report::{map_bounds, OutlierRow, ScoreKind, CLASS_COLOURS};
 use crate::tui::action::Action;
 use crate::tui::app::App;
-use crate::tui::outlier_view::protocol_name;
+use crate::tui::outlier_view::{protocol_name, Preview};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::symbols::Marker;
@@ -16,6 +16,7 @@ use ratatui::widgets::canvas::{Canvas, Points};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 use ratatui_image::Image;
+use std::path::Path;
 
 pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
     if app.outliers.rows.is_empty() {
@@ -23,7 +24,11 @@ pub fn draw(app: &App, frame: &mut Frame, area: Rect) {
         return;
     }
     let [list, side] = Layout::horizontal([Constraint::Min(40), Constraint::Percentage(45)]).areas(area);
-    draw_list(app, frame, list);
+    match app.outliers.finder.search {
+        Some(_) => super::neighbours::draw(app, frame, list),
+        None => draw_list(app, frame, list),
+    }
+    super::neighbours::draw_prompt(app, frame, list);
     let cells = app.outliers.preview_cells;
     let [preview, map] = Layout::vertical([Constraint::Length(cells.height + 2), Constraint::Min(6)]).areas(side);
     draw_preview(app, frame, preview);
@@ -70,10 +75,11 @@ fn draw_list(app: &App, frame: &mut Frame, area: Rect) {
     let keys = |a: Action, what: &str| vec![Span::styled(key_label(app, a), t.accent()), Span::styled(format!(" {what}  "), t.muted())];
     let mut hint: Vec<Span> = vec![];
     for (a, what) in [
-        (Action::Right, "class"),
+        (Action::Right, if v.lens.on { "view" } else { "class" }),
         (Action::CycleSplit, "split"),
         (Action::ToggleScore, "score"),
         (Action::CycleKind, "kind"),
+        (Action::EvalAll, "attention"),
         (Action::MarkReviewed, "seen"),
         (Action::MarkKeep, "keep"),
         (Action::MarkExclude, "exclude"),
@@ -234,17 +240,46 @@ fn short_kind(kind: &str) -> &'static str {
 fn draw_preview(app: &App, frame: &mut Frame, area: Rect) {
     let t = &app.shell.theme;
     let v = &app.outliers;
-    let title = format!(" selected ({}) ", protocol_name(&v.picker));
+    let title = match &v.preview {
+        Some(Preview { view: Some(view), .. }) => format!(" {view} ({}) ", protocol_name(&v.picker)),
+        _ => format!(" selected ({}) ", protocol_name(&v.picker)),
+    };
     let block = Block::bordered().title(Span::styled(title, t.title())).border_style(t.border());
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [image_area, info_area] = Layout::horizontal([Constraint::Length(v.preview_cells.width + 1), Constraint::Min(10)]).areas(inner);
-    let Some(row) = v.selected_row() else { return };
+    let Some((key, absolute)) = v.selected_image() else { return };
     match &v.preview {
-        Some((path, proto)) if *path == row.path => frame.render_widget(Image::new(proto), image_area),
+        Some(p) if p.path == key => frame.render_widget(Image::new(&p.protocol), image_area),
         _ => frame.render_widget(Paragraph::new(Span::styled("(image not readable)", t.muted())), image_area),
     }
-    frame.render_widget(Paragraph::new(info_lines(app, row, info_area.width as usize)).wrap(Wrap { trim: false }), info_area);
+    let width = info_area.width as usize;
+    let lines = match (&v.finder.search, v.selected_row()) {
+        (Some(s), _) => hit_lines(app, v.hits().get(s.selected), &absolute, width),
+        (None, Some(row)) => info_lines(app, row, width),
+        (None, None) => vec![],
+    };
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), info_area);
+}
+
+/// The selected neighbour: its path, class and similarity to the query.
+fn hit_lines<'a>(app: &'a App, hit: Option<&crate::tui::lens::Hit>, absolute: &Path, width: usize) -> Vec<Line<'a>> {
+    let t = &app.shell.theme;
+    let Some(hit) = hit else { return vec![] };
+    let shown = app.outliers.data_root.as_deref().and_then(|r| hit.path.strip_prefix(r).ok()).unwrap_or(&hit.path).display().to_string();
+    let mut lines = vec![
+        Line::from(Span::styled(fit_path(&shown, width), t.accent())),
+        Line::from(vec![
+            Span::styled("label ", t.muted()),
+            Span::styled(if hit.label.is_empty() { "–".to_string() } else { hit.label.clone() }, t.text()),
+            Span::styled("  cosine ", t.muted()),
+            Span::styled(format!("{:.3}", hit.similarity), t.text()),
+        ]),
+    ];
+    if let Some(l) = lens_line(app, absolute) {
+        lines.insert(1, l);
+    }
+    lines
 }
 
 /// `path` in at most `width` columns: its end (the file name and its folders) kept, the start cut
@@ -290,12 +325,36 @@ fn info_lines<'a>(app: &'a App, row: &'a OutlierRow, width: usize) -> Vec<Line<'
     if let Some(l) = likely {
         lines.insert(2, l);
     }
+    if let Some(l) = lens_line(app, &v.absolute(&row.path)) {
+        lines.insert(1, l);
+    }
     for p in row.neighbour_paths().take(8) {
         let label = format!("{:<11}", label_of(p));
         let path = fit_path(p, width.saturating_sub(label.chars().count()));
         lines.push(Line::from(vec![Span::styled(label, t.text()), Span::styled(path, t.muted())]));
     }
     lines
+}
+
+/// With the lens on: which picture is shown and how to step, or that it is on its way, or why
+/// there is none.
+fn lens_line<'a>(app: &'a App, image: &Path) -> Option<Line<'a>> {
+    let t = &app.shell.theme;
+    let lens = &app.outliers.lens;
+    if !lens.on {
+        return None;
+    }
+    if let Some((_, _, i, n)) = lens.shown(image) {
+        let checkpoint = lens.current.as_ref().map(|p| p.checkpoint.as_str()).unwrap_or("");
+        return Some(Line::from(vec![
+            Span::styled(format!("view {}/{n} ", i + 1), t.accent()),
+            Span::styled(format!("←/→ · ckpt {checkpoint} · {} off", key_label(app, Action::EvalAll)), t.muted()),
+        ]));
+    }
+    Some(match &lens.error {
+        Some(e) => Line::from(Span::styled(format!("lens: {e}"), t.warning())),
+        None => Line::from(Span::styled("lens: computing…", t.muted())),
+    })
 }
 
 fn draw_map(app: &App, frame: &mut Frame, area: Rect) {

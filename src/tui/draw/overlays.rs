@@ -128,7 +128,7 @@ enum HelpEntry {
     Group(&'static [Action], &'static str),
 }
 
-const HELP_ORDER: [HelpEntry; 29] = [
+const HELP_ORDER: [HelpEntry; 31] = [
     HelpEntry::One(Action::TogglePause),
     HelpEntry::One(Action::Checkpoint),
     HelpEntry::One(Action::EvalKnn),
@@ -147,11 +147,13 @@ const HELP_ORDER: [HelpEntry; 29] = [
     HelpEntry::One(Action::CycleSplit),
     HelpEntry::One(Action::ToggleScore),
     HelpEntry::One(Action::CycleKind),
+    HelpEntry::One(Action::Neighbours),
+    HelpEntry::One(Action::SearchFile),
     HelpEntry::Group(&[Action::Tab1, Action::Tab2, Action::Tab3, Action::Tab4, Action::Tab5, Action::Tab6], "tabs"),
     HelpEntry::One(Action::NextTab),
     HelpEntry::One(Action::PrevTab),
     HelpEntry::Group(&[Action::Up, Action::Down], "move / scroll / field"),
-    HelpEntry::Group(&[Action::Left, Action::Right], "choose / outlier class"),
+    HelpEntry::Group(&[Action::Left, Action::Right], "choose / class / view"),
     HelpEntry::Group(&[Action::PageUp, Action::PageDown], "page up / down"),
     HelpEntry::Group(&[Action::Home, Action::End], "oldest / follow newest"),
     HelpEntry::One(Action::Confirm),

@@ -472,3 +472,76 @@ fn attached_view_shows_the_trainers_resources_beside_its_own() {
     assert!(screen.contains("viewer"), "the viewer's own memory, labelled as such");
     insta::assert_snapshot!("dashboard_attached_160x48", screen);
 }
+
+/// `a` on the Outliers tab: the preview shows the network's attention over the image (here a
+/// random tiny ViT's, computed for real), its title names the view, the side says which of how
+/// many and how to step, and `→` steps to the first head.
+#[test]
+fn outliers_attention_lens_snapshot() {
+    use crate::model::{Backbone, BackboneSpec, VitSpec};
+    let (mut app, _rx) = fixtures::app(300);
+    let _data = fixtures::with_outliers(&mut app);
+    app.shell.tab = Tab::Outliers;
+    app.outliers.refresh_preview();
+    let image = app.outliers.absolute(&app.outliers.selected_row().expect("a row").path);
+    tch::manual_seed(0);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let spec = VitSpec { img_size: 16, patch_size: 4, embed_dim: 24, depth: 1, num_heads: 2, mlp_ratio: 4.0, drop_path_rate: 0.0 };
+    let vit = Backbone::new(vs.root(), &BackboneSpec::Vit(spec));
+    let views = crate::tui::lens::draw_views(&vit, 16, &image).expect("views of the fixture image");
+    assert_eq!(views.len(), 4, "mean, 2 heads, PCA");
+    let plain = render(&app, 160, 48);
+    app.outliers.lens.on = true;
+    app.outliers.lens.current = Some(std::sync::Arc::new(crate::tui::lens::Pictures { image, checkpoint: "0123abcd".into(), views }));
+    app.outliers.refresh_preview();
+    for (w, h) in [(80, 24), (160, 48)] {
+        let screen = render(&app, w, h);
+        assert!(screen.contains("attention, mean"), "the title names the view at {w}x{h}\n{screen}");
+        assert!(screen.contains("view 1/4"), "{w}x{h}\n{screen}");
+        insta::assert_snapshot!(format!("outliers_attention_{w}x{h}"), screen);
+    }
+    assert_ne!(render(&app, 160, 48), plain, "the preview changed");
+    update(&mut app, Action::Right);
+    let screen = render(&app, 160, 48);
+    assert!(screen.contains("attention, head 0") && screen.contains("view 2/4"), "{screen}");
+    assert_eq!(app.outliers.class, None, "→ steps the lens, not the class filter");
+}
+
+/// `n`: the neighbour list replaces the report's rows (rank, cosine, label, path), the preview
+/// shows the selected neighbour, `↓` moves down the list and `esc` goes back to the report.
+#[test]
+fn outliers_neighbour_view_snapshot() {
+    use crate::tui::lens::{Hit, Neighbours};
+    let (mut app, _rx) = fixtures::app(300);
+    let _data = fixtures::with_outliers(&mut app);
+    app.shell.tab = Tab::Outliers;
+    let query = app.outliers.absolute(&app.outliers.selected_row().expect("a row").path);
+    let hits = (0..6)
+        .map(|i| {
+            let rel = format!("train/{}/{:04}.png", ["airplane", "ship", "truck"][i % 3], i);
+            Hit {
+                path: app.outliers.absolute(&rel),
+                label: ["airplane", "ship", "truck"][i % 3].into(),
+                similarity: 0.95 - 0.05 * i as f32,
+            }
+        })
+        .collect();
+    app.outliers.finder.search = Some(crate::tui::outlier_view::Search { query: query.clone(), selected: 0 });
+    app.outliers.lens.neighbours =
+        Some(std::sync::Arc::new(Neighbours { query, split: "train".into(), checkpoint: "0123abcd".into(), hits }));
+    app.outliers.refresh_preview();
+    for (w, h) in [(80, 24), (160, 48)] {
+        let screen = render(&app, w, h);
+        assert!(screen.contains("6 nearest in train"), "{w}x{h}\n{screen}");
+        assert!(screen.contains("0.950") && screen.contains("airplane/0000.png"), "{w}x{h}\n{screen}");
+        assert!(screen.contains("query train/ship/0004.png"), "the query relative to the data set\n{screen}");
+        insta::assert_snapshot!(format!("outliers_neighbours_{w}x{h}"), screen);
+    }
+    update(&mut app, Action::Down);
+    assert_eq!(app.outliers.finder.search.as_ref().map(|s| s.selected), Some(1));
+    let screen = render(&app, 160, 48);
+    assert!(screen.contains("cosine 0.900"), "the side panel shows the second neighbour\n{screen}");
+    update(&mut app, Action::Cancel);
+    assert!(app.outliers.finder.search.is_none());
+    assert!(render(&app, 160, 48).contains("train/ship/0004.png"), "back to the report");
+}
