@@ -168,6 +168,16 @@ fn compare_shows_the_differing_setting_and_groups_seeds() {
     ]);
     let header = table.lines().next().unwrap();
     assert!(header.starts_with("RUN") && header.contains("LR") && header.contains("LOSS@9") && header.contains("BEST KNN"), "{table}");
+    // --plot: both panels, a line per run labelled with its learning rate, against time.
+    let svg = d.path().join("compare.svg");
+    common::dino(&["compare", runs.to_str().unwrap(), "--plot", svg.to_str().unwrap(), "--by", "time"]);
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.contains("minutes of training") && drawn.contains("a-seed1 (lr=0.001)") && drawn.contains("b (lr=0.01)"), "{drawn}");
+    // One colour per run, each drawn four times: its loss and k-NN lines and their legend samples.
+    for colour in ["#1F77B4", "#FF7F0E", "#2CA02C"] {
+        let lines = drawn.matches(&format!("<polyline fill=\"none\" opacity=\"1\" stroke=\"{colour}\"")).count();
+        assert_eq!(lines, 4, "{colour}\n{drawn}");
+    }
     let grouped = table.lines().find(|l| l.starts_with("a-seed0, a-seed1")).unwrap_or_else(|| panic!("{table}"));
     assert!(grouped.contains(" ± ") && grouped.contains("finished"), "{table}");
     // A typo among the runs is named, not silently left out.

@@ -1,6 +1,8 @@
 //! `dino compare`: runs side by side, as a table for people or one JSON document for scripts
 //! (`run::compare` reads them; this file only prints).
 
+use crate::eval::curves::{By, ComparePlot};
+use crate::files::ShowPath;
 use crate::run::compare::{self, Comparison, Group, Spread};
 use std::path::PathBuf;
 
@@ -12,6 +14,12 @@ pub struct CompareArgs {
     /// One JSON document (schema in docs/runs.md, "Comparing runs") instead of the table
     #[arg(long)]
     pub json: bool,
+    /// Also draw the runs' loss and k-NN curves, overlaid, into FILE.svg or FILE.png
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// The plot's x axis: iter (iterations) or time (minutes spent in iterations)
+    #[arg(long, default_value = "iter", value_parser = By::parse)]
+    pub by: By,
 }
 
 pub fn run(args: &CompareArgs) -> anyhow::Result<i32> {
@@ -19,12 +27,42 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<i32> {
     let named: Vec<PathBuf> = args.runs.iter().map(|r| crate::run::runs::resolve(r, index.as_deref())).collect();
     let dirs = compare::expand(&named).map_err(anyhow::Error::msg)?;
     let c = compare::compare(&dirs);
+    if let Some(path) = &args.plot {
+        // Checked before the curves are read: a wrong extension should not cost a pass over every run.
+        crate::eval::figure::is_svg(path)?;
+        plot(&c, path, args.by)?;
+    }
     if args.json {
         crate::say!("{}", serde_json::to_string_pretty(&c)?);
     } else {
         crate::say!("{}", table(&c));
     }
+    if let Some(path) = &args.plot {
+        crate::say_err!("plot: {}", path.shown());
+    }
     Ok(0)
+}
+
+/// Every run's curves in one figure, each labelled by its name and the settings that differ.
+fn plot(c: &Comparison, path: &std::path::Path, by: By) -> anyhow::Result<()> {
+    let runs: Vec<(String, compare::Curves)> = c
+        .groups
+        .iter()
+        .flat_map(|g| {
+            let settings: Vec<String> = c
+                .differing
+                .iter()
+                .map(|k| format!("{}={}", title(k, &c.differing), g.settings.get(k).cloned().unwrap_or_default()))
+                .collect();
+            g.runs.iter().map(move |r| {
+                let label = if settings.is_empty() { r.name.clone() } else { format!("{} ({})", r.name, settings.join(", ")) };
+                (label, compare::curves(&r.path))
+            })
+        })
+        .collect();
+    let figure = ComparePlot { runs: runs.iter().map(|(l, c)| (l.clone(), c)).collect(), by };
+    crate::eval::figure::write(path, &figure)?;
+    Ok(())
 }
 
 /// A differing setting's column title: its last part, unless two differing settings share it.

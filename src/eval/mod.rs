@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod confident;
+pub mod curves;
 mod error;
 pub mod evidence;
 pub mod features;

@@ -252,3 +252,56 @@ fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
     walk("", table, &mut out);
     out
 }
+
+/// Points a curve keeps however long the run: enough for a figure's width.
+const CURVE_POINTS: usize = 400;
+
+/// One point of a run's curve: where (iteration, and seconds spent in iterations up to it) and
+/// what.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    pub iter: usize,
+    pub seconds: f64,
+    pub value: f64,
+}
+
+/// What `dino compare --plot` draws of one run: its loss (means of equal runs of iterations, at
+/// most `CURVE_POINTS` of them, so a month-long run costs what a short one does) and its k-NN.
+#[derive(Debug, Clone)]
+pub struct Curves {
+    pub name: String,
+    pub loss: Vec<CurvePoint>,
+    pub knn: Vec<CurvePoint>,
+}
+
+/// The curves of the run in `dir`, in two streamed passes over `metrics.jsonl` (its length first,
+/// then the bucket means).
+pub fn curves(dir: &Path) -> Curves {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let last = stream_totals(dir).last_iter.unwrap_or(0);
+    let width = (last + 1).div_ceil(CURVE_POINTS).max(1);
+    // Per bucket: sum and count of finite losses, and the seconds reached at its last line.
+    let mut buckets: Vec<(f64, usize, f64, usize)> = vec![(0.0, 0, 0.0, 0); (last + 1).div_ceil(width)];
+    let mut seconds_at: Vec<(usize, f64)> = Vec::new();
+    let mut seconds = 0.0;
+    for m in metrics_lines(dir) {
+        seconds += m.iter_time.max(0.0);
+        if let Some(b) = buckets.get_mut(m.iter / width) {
+            if m.loss.is_finite() {
+                b.0 += m.loss;
+                b.1 += 1;
+            }
+            (b.2, b.3) = (seconds, m.iter);
+        }
+        if seconds_at.last().is_none_or(|(i, _)| m.iter / width != i / width) {
+            seconds_at.push((m.iter, seconds));
+        }
+    }
+    let loss =
+        buckets.iter().filter(|b| b.1 > 0).map(|&(sum, n, seconds, iter)| CurvePoint { iter, seconds, value: sum / n as f64 }).collect();
+    // A k-NN point's seconds: those reached at the first line of its bucket or the nearest before.
+    let seconds_of = |iter: usize| seconds_at.iter().take_while(|(i, _)| *i <= iter).last().map(|(_, s)| *s).unwrap_or(0.0);
+    let knn =
+        crate::run::runs::knn_points(dir).into_iter().map(|(iter, value)| CurvePoint { iter, seconds: seconds_of(iter), value }).collect();
+    Curves { name, loss, knn }
+}
