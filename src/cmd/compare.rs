@@ -36,6 +36,9 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<i32> {
         crate::say!("{}", serde_json::to_string_pretty(&c)?);
     } else {
         crate::say!("{}", table(&c));
+        for line in advice(&c) {
+            crate::say!("{line}");
+        }
     }
     if let Some(path) = &args.plot {
         crate::say_err!("plot: {}", path.shown());
@@ -63,6 +66,24 @@ fn plot(c: &Comparison, path: &std::path::Path, by: By) -> anyhow::Result<()> {
     let figure = ComparePlot { runs: runs.iter().map(|(l, c)| (l.clone(), c)).collect(), by };
     crate::eval::figure::write(path, &figure)?;
     Ok(())
+}
+
+/// One line per run whose k-NN curve has enough points: keep training, or it has flattened.
+fn advice(c: &Comparison) -> Vec<String> {
+    let runs = c.groups.iter().flat_map(|g| &g.runs);
+    runs.filter_map(|r| {
+        let a = compare::stop_advice(&compare::curves(&r.path).knn)?;
+        let verdict = if a.flattened { "flattened" } else { "still improving" };
+        Some(format!(
+            "{}: {verdict}: {:+.1} top-1 over the last 30 % of its {:.0} min; a fit of its k-NN against log(time) gives about {:+.1} for 50 % more ({:.0} min)",
+            r.name,
+            a.recent_gain,
+            a.minutes,
+            a.predicted_gain,
+            a.minutes * 0.5
+        ))
+    })
+    .collect()
 }
 
 /// A differing setting's column title: its last part, unless two differing settings share it.

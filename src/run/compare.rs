@@ -305,3 +305,66 @@ pub fn curves(dir: &Path) -> Curves {
         crate::run::runs::knn_points(dir).into_iter().map(|(iter, value)| CurvePoint { iter, seconds: seconds_of(iter), value }).collect();
     Curves { name, loss, knn }
 }
+
+/// Whether more training is worth it, from the run's own k-NN curve: what the last 30 % of its
+/// training time gained, and what a fit of top-1 against log(time) over the second half of the
+/// points says 50 % more time would add. Curves of k-NN against training length flatten roughly
+/// logarithmically; the fit uses the points alone, and there is no advice below four points.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StopAdvice {
+    /// Top-1 points gained over the last 30 % of the time spent.
+    pub recent_gain: f64,
+    /// Minutes spent in iterations so far.
+    pub minutes: f64,
+    /// Top-1 points the fit gives for 50 % more time.
+    pub predicted_gain: f64,
+    /// Whether that is under one point: the curve has flattened.
+    pub flattened: bool,
+}
+
+/// k-NN points a fit needs.
+const ADVICE_MIN_POINTS: usize = 4;
+
+pub fn stop_advice(knn: &[CurvePoint]) -> Option<StopAdvice> {
+    let points: Vec<&CurvePoint> = knn.iter().filter(|p| p.seconds > 0.0 && p.value.is_finite()).collect();
+    if points.len() < ADVICE_MIN_POINTS {
+        return None;
+    }
+    let last = points.last()?;
+    let recent_from = last.seconds * 0.7;
+    let before = points.iter().rev().find(|p| p.seconds <= recent_from).or(points.first())?;
+    let recent_gain = last.value - before.value;
+    // Least squares of value = a + b ln(seconds) over the second half of the points.
+    let tail = &points[points.len() / 2..];
+    let n = tail.len() as f64;
+    let xs: Vec<f64> = tail.iter().map(|p| p.seconds.ln()).collect();
+    let (mx, my) = (xs.iter().sum::<f64>() / n, tail.iter().map(|p| p.value).sum::<f64>() / n);
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let sxy: f64 = xs.iter().zip(tail).map(|(x, p)| (x - mx) * (p.value - my)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let predicted_gain = slope * 1.5f64.ln();
+    Some(StopAdvice { recent_gain, minutes: last.seconds / 60.0, predicted_gain, flattened: predicted_gain < 1.0 })
+}
+
+#[cfg(test)]
+mod advice_tests {
+    use super::*;
+
+    fn curve(values: &[(f64, f64)]) -> Vec<CurvePoint> {
+        values.iter().enumerate().map(|(i, &(minutes, value))| CurvePoint { iter: i * 100, seconds: minutes * 60.0, value }).collect()
+    }
+
+    #[test]
+    fn a_flat_curve_is_called_flat_and_a_rising_one_is_not() {
+        // 40 + 10 ln(minutes): 50 % more time gives 10 ln 1.5 = 4.05 points.
+        let rising: Vec<(f64, f64)> = (1..=8).map(|m| (m as f64 * 5.0, 40.0 + 10.0 * (m as f64 * 5.0).ln())).collect();
+        let a = stop_advice(&curve(&rising)).unwrap();
+        assert!((a.predicted_gain - 10.0 * 1.5f64.ln()).abs() < 1e-9 && !a.flattened, "{a:?}");
+        assert!(a.recent_gain > 0.0 && (a.minutes - 40.0).abs() < 1e-9);
+        let flat = curve(&[(5.0, 50.0), (10.0, 55.0), (15.0, 57.0), (20.0, 57.2), (25.0, 57.1), (30.0, 57.3)]);
+        let f = stop_advice(&flat).unwrap();
+        assert!(f.flattened && f.predicted_gain.abs() < 1.0, "{f:?}");
+        assert!((f.recent_gain - 0.1).abs() < 1e-9, "57.3 at 30 min against 57.2 at 20 min (the last point before 21 min): {f:?}");
+        assert_eq!(stop_advice(&flat[..3]), None, "three points are not a trend");
+    }
+}
