@@ -75,7 +75,7 @@ fn advice(c: &Comparison) -> Vec<String> {
         let a = compare::stop_advice(&compare::curves(&r.path).knn)?;
         let verdict = if a.flattened { "flattened" } else { "still improving" };
         Some(format!(
-            "{}: {verdict}: {:+.1} top-1 over the last 30 % of its {:.0} min; a fit of its k-NN against log(time) gives about {:+.1} for 50 % more ({:.0} min)",
+            "{}: {verdict}: {:+.1} top-1 over the last 30 % of its {:.1} min; a fit of its k-NN against log(time) gives about {:+.1} for 50 % more ({:.1} min)",
             r.name,
             a.recent_gain,
             a.minutes,
