@@ -22,7 +22,8 @@ cd "$work"
 # runs are listed.
 export XDG_DATA_HOME=$work/xdg
 "$DINO" make-demo-data data >/dev/null
-"$DINO" train --config demo --data_path data --output_dir template --epochs 2 --headless >train.log 2>&1
+# (The template is indexed elsewhere, so only the copies are listed.)
+XDG_DATA_HOME=$work/xdg-template "$DINO" train --config demo --data_path data --output_dir template --epochs 2 --headless >train.log 2>&1
 python3 - "$RUNS" <<'PY'
 import json, os, random, re, shutil, sys
 n = int(sys.argv[1])

@@ -58,7 +58,7 @@ impl MetricsIndex {
             if n == 0 || line.last() != Some(&b'\n') {
                 break;
             }
-            if self.lines % EVERY == 0 {
+            if self.lines.is_multiple_of(EVERY) {
                 if let Ok(m) = serde_json::from_slice::<IterOnly>(&line) {
                     self.marks.push((m.iter, self.scanned));
                 }

@@ -104,7 +104,7 @@ pub struct Buckets {
 
 impl Buckets {
     pub fn new(cap: usize) -> Self {
-        let cap = (cap.max(2) + 1) / 2 * 2;
+        let cap = cap.max(2).div_ceil(2) * 2;
         Self { cap, width: 1, buckets: Vec::new(), samples: 0 }
     }
 

@@ -18,7 +18,8 @@ use crate::run::metrics_index::MetricsIndex;
 /// Smoothing of the loss's exponential moving average (TensorBoard's default weight).
 pub const EMA_ALPHA: f32 = 0.02;
 
-/// One per-iteration quantity the store keeps.
+/// One per-iteration quantity the store keeps, in the order of a `Sample`'s values (the store
+/// indexes them by `column as usize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
     Loss,
@@ -399,7 +400,7 @@ mod tests {
         let mut s = MetricStore::default();
         for i in 0..2_000_000 {
             s.push(&metrics(i, long_loss(i)));
-            if i % 100_000 == 0 {
+            if i.is_multiple_of(100_000) {
                 assert!(s.points_kept() <= MAX_POINTS, "{} points at iteration {i}", s.points_kept());
             }
         }
@@ -446,7 +447,7 @@ mod tests {
     #[test]
     fn a_zoom_into_an_old_range_reads_it_from_the_file() {
         // Bumps every 50 iterations: the summary's buckets (128 iterations wide here) merge them.
-        let loss = |i: usize| if i % 50 == 0 { 2.0 } else { 1.0 };
+        let loss = |i: usize| if i.is_multiple_of(50) { 2.0 } else { 1.0 };
         let (_d, mut s) = run_on_file(300_000, loss);
         let (from, to) = (100_000, 101_999);
         let coarse = s.downsample(Column::Loss, from, to, 200, |v| v);
