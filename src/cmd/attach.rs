@@ -225,10 +225,11 @@ fn feed(run_dir: &Path, events: &Sender<Event>, link: &Arc<Link>) {
 /// goes to the TUI in batches, so the viewer never holds the file, its lines or their events whole.
 const METRICS_BATCH: u64 = 1 << 20;
 
-/// Events the feeder lets wait for the TUI at most. Parsing a long history runs ahead of the
-/// TUI folding it in (on a busy machine by 400,000 events a second), and every waiting event
-/// holds about 200 bytes: 1,000,000 iterations made 130 MB of backlog. 100,000 of them (about
-/// 20 MB) still cover a whole frame of the TUI's reading, so pausing at it does not slow the load.
+/// Events the feeder lets wait for the TUI at most. Parsing a long history can run ahead of the
+/// TUI folding it in (the TUI shares the machine's cores, and reads only at its 10 frames a
+/// second), and an unbounded queue of a million events would hold a million times an event's
+/// size. 100,000 (at most 32 MB: see the test) is more than the feeder parses in a frame's time,
+/// so pausing at it does not slow the load.
 const MAX_BACKLOG: usize = 100_000;
 /// Bytes of history read between two hand-backs of freed memory. The allocator keeps freed pages
 /// (its decay is off, for the trainer: see `allocator`), and the batches, channel blocks and

@@ -247,7 +247,8 @@ impl MetricStore {
         }
         let old_to = to.min(recent_from.saturating_sub(1));
         let mut pts = Vec::new();
-        match self.detail.as_ref().filter(|d| d.covers(from, old_to) && d.buckets.width() < self.summary.width()) {
+        let finer = |d: &&Detail| d.covers(from, old_to) && !d.buckets.is_empty() && d.buckets.width() < self.summary.width();
+        match self.detail.as_ref().filter(finer) {
             Some(d) => d.buckets.points(col, clamp_u32(from), clamp_u32(old_to), &mut pts),
             None => self.summary.points(col, clamp_u32(from), clamp_u32(old_to), &mut pts),
         }
@@ -292,9 +293,10 @@ impl MetricStore {
 }
 
 impl Detail {
-    /// Whether this detail holds `[from, to]` (or all of it the file had).
+    /// Whether `[from, to]` was read for this detail (all of it the file had: perhaps nothing,
+    /// which is not read again every frame).
     fn covers(&self, from: usize, to: usize) -> bool {
-        !self.buckets.is_empty() && self.from <= from && self.to >= to
+        self.from <= from && self.to >= to
     }
 }
 
@@ -480,5 +482,14 @@ mod tests {
         s.prepare_range(1_000, 2_000, 100);
         assert!(s.source.is_none() && s.detail.is_none());
         assert!(!s.downsample(Column::Loss, 1_000, 2_000, 100, |v| v).is_empty());
+        // A file without the range (another session's): read once, the summary drawn.
+        let (_d, mut other) = run_on_file(10, |_| 1.0);
+        for i in 10..200_000 {
+            other.push(&metrics(i, 1.0));
+        }
+        std::fs::write(other.source.as_ref().map(|m| m.path().to_path_buf()).unwrap_or_default(), "").expect("empty");
+        other.prepare_range(1_000, 2_000, 100);
+        assert!(other.detail.as_ref().is_some_and(|d| d.buckets.is_empty() && d.covers(1_000, 2_000)), "not read again");
+        assert!(!other.downsample(Column::Loss, 1_000, 2_000, 100, |v| v).is_empty());
     }
 }
