@@ -191,10 +191,8 @@ fn feed(run_dir: &Path, events: &Sender<Event>, link: &Arc<Link>) {
                 }
             }
         }
-        for e in metrics.read_new().lines.iter().filter_map(|l| history::metrics_line(l)) {
-            if events.send(e).is_err() {
-                return;
-            }
+        if !send_new_metrics(&mut metrics, events, link) {
+            return;
         }
         if first && !was_live {
             show_read_only(run_dir, events);
@@ -219,6 +217,52 @@ fn feed(run_dir: &Path, events: &Sender<Event>, link: &Arc<Link>) {
         if reader.is_none() && !link.live.load(Ordering::SeqCst) {
             // A resumed run, or one started again elsewhere, is picked up.
             reader = connect(run_dir, events, link);
+        }
+    }
+}
+
+/// Bytes of `metrics.jsonl` read at a time: a long run's history (320 MB for a million iterations)
+/// goes to the TUI in batches, so the viewer never holds the file, its lines or their events whole.
+const METRICS_BATCH: u64 = 1 << 20;
+
+/// Events the feeder lets wait for the TUI at most. Parsing a long history can run ahead of the
+/// TUI folding it in (the TUI shares the machine's cores, and reads only at its 10 frames a
+/// second), and an unbounded queue of a million events would hold a million times an event's
+/// size. 100,000 (at most 32 MB: see the test) is more than the feeder parses in a frame's time,
+/// so pausing at it does not slow the load.
+const MAX_BACKLOG: usize = 100_000;
+/// Bytes of history read between two hand-backs of freed memory. The allocator keeps freed pages
+/// (its decay is off, for the trainer: see `allocator`), and the batches, channel blocks and
+/// events of a long history, allocated on this thread and freed on the TUI's, are not reused
+/// page for page: without the hand-back the viewer's peak grew by about 100 bytes an iteration.
+const PURGE_EVERY: usize = 32 << 20;
+/// How long the feeder waits for the TUI to work the backlog down.
+const BACKLOG_WAIT: Duration = Duration::from_millis(2);
+
+/// Sends the metrics lines written since the last call, batch by batch; false when the TUI is gone.
+fn send_new_metrics(metrics: &mut Tail, events: &Sender<Event>, link: &Link) -> bool {
+    let mut read = 0;
+    loop {
+        let batch = metrics.read_chunk(METRICS_BATCH);
+        if batch.bytes.is_empty() {
+            return true;
+        }
+        read += batch.bytes.len();
+        if read >= PURGE_EVERY {
+            read = 0;
+            // Measured: without this a million iterations left 100 MB of freed pages resident.
+            crate::allocator::release_free_memory();
+        }
+        for e in batch.bytes.split(|b| *b == b'\n').filter_map(history::metrics_bytes) {
+            if events.send(e).is_err() {
+                return false;
+            }
+        }
+        while events.len() > MAX_BACKLOG && !link.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(BACKLOG_WAIT);
+        }
+        if link.stop.load(Ordering::SeqCst) {
+            return true;
         }
     }
 }
@@ -308,5 +352,16 @@ fn read_socket(mut client: Client, events: &Sender<Event>, link: &Link) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_of_a_long_history_stays_small() {
+        let bytes = std::mem::size_of::<Event>() * MAX_BACKLOG;
+        assert!(bytes <= 32 << 20, "{} bytes an event: {} MB waiting at most", std::mem::size_of::<Event>(), bytes >> 20);
     }
 }

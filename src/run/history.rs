@@ -11,8 +11,9 @@ use std::path::Path;
 /// `Warning`; while attached to a live run these come from the socket, so they are skipped here.
 pub const ALSO_ON_SOCKET: [&str; 5] = ["error", "skipped_file", "checkpoint_unusable", "schedule_file_error", "eval"];
 
-pub fn metrics_line(line: &str) -> Option<Event> {
-    serde_json::from_str::<IterMetrics>(line).ok().map(Event::Metrics)
+/// A `metrics.jsonl` line as read (no string made of it first).
+pub fn metrics_bytes(line: &[u8]) -> Option<Event> {
+    serde_json::from_slice::<IterMetrics>(line).ok().map(Event::Metrics)
 }
 
 fn text(v: &Value, key: &str) -> String {

@@ -8,6 +8,7 @@ pub mod follow;
 pub mod history;
 pub mod index;
 pub mod lock;
+pub mod metrics_index;
 pub mod pytorch;
 pub mod runs;
 pub mod tensorboard;

@@ -5,7 +5,7 @@
 
 use super::app::App;
 use super::clipboard;
-use super::draw::draw;
+use super::draw::{draw, prepare};
 use super::log_view::LogLevel;
 use super::terminal::Term;
 use super::theme;
@@ -177,6 +177,7 @@ async fn run_inner(
                     }
                 }
                 if dirty {
+                    prepare(app);
                     term.draw(|f| draw(app, f))?;
                     dirty = false;
                     if let Some(text) = app.shell.clipboard.take() {

@@ -8,6 +8,7 @@
 
 pub mod action;
 pub mod app;
+pub mod buckets;
 pub mod checkpoint_files;
 mod clipboard;
 pub mod draw;
@@ -101,6 +102,7 @@ pub fn build_app(opts: &TuiOptions, commands: Sender<Command>) -> App {
     }
     if let Some(dir) = &opts.run_dir {
         app.log_line(LogLevel::Info, format!("run directory: {}", dir.shown()));
+        app.trainer.store.set_source(&dir.join(crate::run::dir::METRICS_FILE));
     }
     app
 }

@@ -22,6 +22,18 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 use ratatui::Frame;
 
+/// What a frame needs that drawing (a pure function of `App`) cannot do: the dashboard's charts of
+/// an old range finer than the store's summary are read back from `metrics.jsonl` here, once.
+pub fn prepare(app: &mut App) {
+    if app.shell.tab != Tab::Dashboard {
+        return;
+    }
+    if let Some((from, to)) = dashboard::visible_range(app) {
+        let columns = app.shell.size.0 as usize;
+        app.trainer.store.prepare_range(from, to, columns);
+    }
+}
+
 pub fn draw(app: &App, frame: &mut Frame) {
     let area = frame.area();
     frame.render_widget(Block::default().style(app.shell.theme.base()), area);
