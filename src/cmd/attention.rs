@@ -132,20 +132,25 @@ fn draw_one(a: &AttentionArgs, source: &ModelSource, path: &Path, folder: &Path,
 }
 
 /// One folder per image: `--output_dir` itself for a single image (the reference's layout),
-/// else a subfolder named by the image's file stem (numbered when two stems are equal).
+/// else a subfolder named by the image's file stem, or by its folder and stem when two images
+/// share a stem (`airplane-0000`, `ship-0000`), numbered if they still collide.
 fn output_folders(a: &AttentionArgs, run_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
     if let (Some(dir), [_]) = (&a.output_dir, a.image.as_slice()) {
         return Ok(vec![dir.clone()]);
     }
     let base = a.output_dir.clone().unwrap_or_else(|| run_dir.map(|r| r.join("attention")).unwrap_or_else(|| PathBuf::from("attention")));
+    let part = |p: Option<&std::ffi::OsStr>| {
+        p.map(|s| s.to_string_lossy().into_owned()).filter(|s| crate::files::check_plain_name(s).is_ok()).unwrap_or_else(|| "image".into())
+    };
+    let stems: Vec<String> = a.image.iter().map(|p| part(p.file_stem())).collect();
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     let mut out = vec![];
-    for p in &a.image {
-        let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| crate::files::check_plain_name(s).is_ok());
-        let stem = stem.unwrap_or_else(|| "image".into());
-        let n = seen.entry(stem.clone()).or_default();
+    for (p, stem) in a.image.iter().zip(&stems) {
+        let shared = stems.iter().filter(|s| *s == stem).count() > 1;
+        let name = if shared { format!("{}-{stem}", part(p.parent().and_then(Path::file_name))) } else { stem.clone() };
+        let n = seen.entry(name.clone()).or_default();
         *n += 1;
-        out.push(base.join(if *n == 1 { stem } else { format!("{stem}-{n}") }));
+        out.push(base.join(if *n == 1 { name } else { format!("{name}-{n}") }));
     }
     Ok(out)
 }
