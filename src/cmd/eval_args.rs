@@ -22,7 +22,8 @@ pub fn check_temperature(t: f64) -> anyhow::Result<()> {
 pub struct ModelArgs {
     /// Weights to evaluate: a run directory (its latest checkpoint), a checkpoint .json or
     /// .safetensors, a backbone .safetensors with the reference's names, a PyTorch .pth (a
-    /// reference checkpoint.pth or an official pretrained state dict), or `random`
+    /// reference checkpoint.pth or an official pretrained state dict), or `random` (`dino search`
+    /// and `dino duplicates` also take `pixels`: raw pixels, the baseline)
     #[arg(long, default_value = "")]
     pub pretrained_weights: String,
     /// Which network of a DINO checkpoint (ours or the reference's): teacher or student

@@ -1,5 +1,5 @@
 //! Every front-end: the command line (clap arguments), training headless, in the TUI, detached or
-//! served, `dino attach`, `dino ctl`, the evaluation and outlier commands that print their
+//! served, `dino attach`, `dino ctl`, the evaluation, outlier, search and duplicates commands that print their
 //! results, `dino runs`, the demo. The library layers below return values and print nothing; only
 //! this layer talks to people on stdout and stderr.
 
@@ -11,6 +11,7 @@ pub mod completions;
 pub mod ctl;
 pub mod demo;
 pub mod detach;
+pub mod duplicates;
 pub mod dispatch;
 pub mod embed;
 pub mod eval;
@@ -22,6 +23,7 @@ pub mod evaluator;
 pub mod export;
 pub mod flags;
 pub mod foreground;
+pub mod image_source;
 pub mod headless;
 pub mod interactive;
 pub mod launch;
@@ -29,5 +31,6 @@ pub mod logging;
 pub mod offline_eval;
 pub mod progress;
 pub mod recipe;
+pub mod search;
 pub mod serve;
 pub mod train_from;

@@ -201,6 +201,12 @@ impl ResNet {
 
     /// Pooled features [B, 8 width] (ResNet-18: 512) or [B, 32 width] (ResNet-50: 2048).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.last_stage(x, train).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+
+    /// The last stage's feature map before pooling, [B, C, H/s, W/s] (s: 32 with torchvision's
+    /// stem, 16 with the mid one, 8 with the CIFAR one): what copy detection pools its own way.
+    pub fn last_stage(&self, x: &Tensor, train: bool) -> Tensor {
         let x = if self.channels_last { channels_last(x) } else { x.shallow_clone() };
         let mut y = self.bn1.forward_t(&conv_forward(&self.conv1, &x), train);
         let _ = y.relu_();
@@ -210,7 +216,7 @@ impl ResNet {
         for u in &self.units {
             y = u.forward_t(&y, train);
         }
-        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        y
     }
 }
 
