@@ -6,7 +6,7 @@
 use super::eval_args::ModelArgs;
 use super::flags::bool_flag;
 use super::image_source::ImageSource;
-use crate::eval::copy_detection::{whiten, CopyParams};
+use crate::eval::copy_detection::{prepare, CopyParams};
 use crate::eval::copy_pairs::{groups, most_similar_pairs};
 use crate::eval::features::Unreadable;
 use crate::eval::outlier_report::{write_csv, DuplicatePair};
@@ -48,11 +48,19 @@ pub struct DuplicatesArgs {
     #[arg(long, default_value_t = 0)]
     pub whitening_dims: usize,
     /// ViT: concatenate the CLS token to the pooled patch tokens (true/false)
-    #[arg(long, default_value = "true", value_parser = bool_flag)]
+    #[arg(long, default_value = "true", value_parser = bool_flag, action = clap::ArgAction::Set)]
     pub cls: bool,
     /// Add each image's mirror image's descriptor, so that a left-right flip changes nothing (true/false)
-    #[arg(long, default_value = "true", value_parser = bool_flag)]
+    #[arg(long, default_value = "true", value_parser = bool_flag, action = clap::ArgAction::Set)]
     pub mirror: bool,
+    /// Standardise each image's intensities first, so that brightness and contrast changes
+    /// change nothing (true/false)
+    #[arg(long, default_value = "true", value_parser = bool_flag, action = clap::ArgAction::Set)]
+    pub photometric: bool,
+    /// Also describe regions of these sides (shares of the image's side, e.g. 0.6 0.75; 3 x 3
+    /// places each), so that a crop can meet the region it was cut from (default: none)
+    #[arg(long, num_args = 1..)]
+    pub regions: Vec<f64>,
 }
 
 /// One listed pair: both paths as found under `--data_path`, the similarity, and the group.
@@ -75,6 +83,8 @@ pub struct DuplicatesReport {
     pub sizes: Vec<usize>,
     pub gem_p: f64,
     pub whitening_dims: usize,
+    pub regions: Vec<f64>,
+    pub photometric: bool,
     pub pairs: Vec<PairRow>,
     /// The images of each group, by group id from 1 (a pair's `group`).
     pub groups: Vec<Vec<String>>,
@@ -90,6 +100,9 @@ fn check(a: &DuplicatesArgs) -> Result<()> {
     }
     if a.sizes.contains(&0) {
         bail!("--sizes: every size must be at least 1 pixel");
+    }
+    if let Some(r) = a.regions.iter().find(|r| !(**r > 0.0 && **r <= 1.0)) {
+        bail!("invalid value {r} for --regions: expected shares of the side in (0, 1]");
     }
     if let Some(v) = a.split.as_deref().filter(|v| !["train", "val", "pretext"].contains(v)) {
         bail!("invalid --split {v}: use train, val or pretext");
@@ -112,10 +125,12 @@ pub fn run(a: &DuplicatesArgs) -> Result<i32> {
         whitening_dims: a.whitening_dims,
         cls: a.cls,
         mirror: a.mirror,
+        photometric: a.photometric,
+        regions: a.regions.clone(),
     };
     let rows = source.copy_descriptors(m, split, &params)?;
-    let normed = whiten(&rows.features, params.whitening_dims);
-    let pairs = most_similar_pairs(&normed, a.top);
+    let (whole, regions) = prepare(&rows.features, params.whitening_dims);
+    let pairs = most_similar_pairs(&whole, regions.as_ref(), a.top);
     let path = |r: usize| split.files[rows.kept[r]].display().to_string();
     let report = DuplicatesReport {
         version: DUPLICATES_SCHEMA_VERSION,
@@ -126,6 +141,8 @@ pub fn run(a: &DuplicatesArgs) -> Result<i32> {
         sizes: params.sizes.clone(),
         gem_p: params.gem_p,
         whitening_dims: params.whitening_dims,
+        regions: params.regions.clone(),
+        photometric: params.photometric,
         pairs: pairs.iter().map(|p| PairRow { path_a: path(p.a), path_b: path(p.b), similarity: p.similarity, group: p.group }).collect(),
         groups: groups(&pairs).into_iter().map(|g| g.into_iter().map(path).collect()).collect(),
         unreadable: rows.skipped,

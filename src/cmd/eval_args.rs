@@ -108,7 +108,7 @@ pub struct LinearArgs {
     #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
     pub n_last_blocks: i64,
     /// Also concatenate the average-pooled patch tokens of the last block (true/false)
-    #[arg(long, default_value = "false", value_parser = bool_flag)]
+    #[arg(long, default_value = "false", value_parser = bool_flag, action = clap::ArgAction::Set)]
     pub avgpool_patchtokens: bool,
     /// Training epochs of the linear layer
     #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
@@ -198,7 +198,7 @@ pub struct OutlierArgs {
     /// Temperature of the neighbours' vote weights exp(similarity / T)
     #[arg(long, default_value_t = 0.07, allow_negative_numbers = true)]
     pub temperature: f64,
-    /// Cosine similarity from which two images count as duplicates
+    /// Copy-detection similarity (as `dino duplicates`) from which two images count as duplicates
     #[arg(long, default_value_t = crate::eval::live::DUPLICATE_THRESHOLD, allow_negative_numbers = true)]
     pub duplicate_threshold: f32,
     /// Write every row here as CSV (default RUN_DIR/evals/outliers-LABEL.csv, else ./outliers.csv)

@@ -46,7 +46,19 @@ pub struct CopyParams {
     /// Also describe each image's mirror image and add it, which makes the descriptor blind to
     /// left-right flips.
     pub mirror: bool,
+    /// Standardise each image's intensities first (one mean and one deviation over all its
+    /// pixels and channels): a brightness and contrast change, an affine map of the intensities,
+    /// then changes nothing but where it clipped.
+    pub photometric: bool,
+    /// Sides, as shares of the image's side, of the regions each image is also described by (at
+    /// 3 x 3 places: corners, edge middles, centre; at every size, as the whole image), so that a
+    /// copy cropped from an image meets the region it was cut from (`copy_pairs`). Empty: the
+    /// whole image only.
+    pub regions: Vec<f64>,
 }
+
+/// Places of the regions of one side share, as shares of the room left: 3 x 3, row by row.
+const REGION_PLACES: [f64; 3] = [0.0, 0.5, 1.0];
 
 impl CopyParams {
     /// The defaults for a network that trained at `crop` pixels and whose last map has one cell
@@ -54,7 +66,22 @@ impl CopyParams {
     /// 3x3 map (a ResNet's last stage is 1x1 at 32 px with torchvision's stem: nothing to pool).
     pub fn for_network(crop: usize, stride: usize) -> Self {
         let (crop, stride) = (crop.max(1), stride.max(1));
-        Self { sizes: vec![crop.max(2 * stride), (crop * 3 / 2).max(3 * stride)], gem_p: 4.0, whitening_dims: 0, cls: true, mirror: true }
+        Self {
+            sizes: vec![crop.max(2 * stride), (crop * 3 / 2).max(3 * stride)],
+            gem_p: 4.0,
+            whitening_dims: 0,
+            cls: true,
+            mirror: true,
+            photometric: true,
+            // Measured on the planted set (docs/evaluation.md): regions found no more crops, at
+            // five times the time; off unless asked for.
+            regions: vec![],
+        }
+    }
+
+    /// Descriptors per image: the whole image's, then each region's.
+    pub fn views(&self) -> usize {
+        1 + self.regions.len() * REGION_PLACES.len() * REGION_PLACES.len()
     }
 
     /// The defaults for raw pixels at `crop` pixels: one size, as a thumbnail looks the same at
@@ -74,7 +101,10 @@ impl CopyParams {
     /// Text that changes whenever the descriptors would (the feature cache's key and file name).
     pub fn tag(&self) -> String {
         let sizes: Vec<String> = self.sizes.iter().map(usize::to_string).collect();
-        format!("copy-{}-p{}{}{}", sizes.join("_"), self.gem_p, if self.cls { "-cls" } else { "" }, if self.mirror { "-mirror" } else { "" })
+        let regions: Vec<String> = self.regions.iter().map(|r| format!("{r}")).collect();
+        let flags = [(self.cls, "-cls"), (self.mirror, "-mirror"), (self.photometric, "-photometric")];
+        let flags: String = flags.iter().filter(|f| f.0).map(|f| f.1).collect();
+        format!("copy2-{}-p{}{flags}-r{}", sizes.join("_"), self.gem_p, regions.join("_"))
     }
 }
 
@@ -99,29 +129,69 @@ fn describe(ex: Extractor, x: &Tensor, p: &CopyParams) -> Tensor {
     l2_normalize(&d)
 }
 
-/// Descriptors of a batch of decoded images (`pixels`: every size's square view of each image,
-/// one image after the other), [n, D], not yet whitened.
+/// The descriptor of `x` at one size, plus its mirror image's when `p.mirror`, [B, D].
+fn describe_both(ex: Extractor, x: &Tensor, p: &CopyParams) -> Tensor {
+    let d = describe(ex, x, p);
+    match p.mirror {
+        true => d + describe(ex, &x.flip([3]), p),
+        false => d,
+    }
+}
+
+/// Descriptors of a batch of decoded images (`pixels`: each image's views, `image_views`, one
+/// image after the other), [n, views, D], not yet whitened: the whole image's, then each
+/// region's, each the sum over the sizes of its normalised descriptors.
 fn batch_descriptors(ex: Extractor, pixels: &[f32], n: i64, p: &CopyParams, device: Device) -> Tensor {
-    let per_image: usize = p.sizes.iter().map(|s| 3 * s * s).sum();
-    let all = Tensor::from_slice(pixels).reshape([n, per_image as i64]).to_device(device);
+    let views = p.views() as i64;
+    let per_image: i64 = p.sizes.iter().map(|&s| views * 3 * (s * s) as i64).sum();
+    let all = Tensor::from_slice(pixels).reshape([n, per_image]).to_device(device);
     tch::no_grad(|| {
         let mut sum: Option<Tensor> = None;
         let mut offset = 0i64;
         for &s in &p.sizes {
-            let len = (3 * s * s) as i64;
-            let x = all.narrow(1, offset, len).reshape([n, 3, s as i64, s as i64]);
-            offset += len;
-            let mut d = describe(ex, &x, p);
-            if p.mirror {
-                d += describe(ex, &x.flip([3]), p);
-            }
+            let (s, len) = (s as i64, views * 3 * (s * s) as i64);
+            let x = all.narrow(1, offset, len).reshape([n * views, 3, s, s]);
+            let d = describe_both(ex, &x, p).reshape([n, views, -1]);
             sum = Some(match sum {
                 Some(t) => t + d,
                 None => d,
             });
+            offset += len;
         }
-        sum.unwrap_or_else(|| Tensor::zeros([n, 0], (Kind::Float, device))).to_device(Device::Cpu)
+        sum.unwrap_or_else(|| Tensor::zeros([n, views, 0], (Kind::Float, device))).to_device(Device::Cpu)
     })
+}
+
+/// An image's intensities standardised (one mean and deviation over all pixels and channels)
+/// and given a middle grey mean and a usual spread, so that the network still sees an image.
+fn standardised(img: &image::RgbImage) -> image::RgbImage {
+    let raw = img.as_raw();
+    let n = raw.len().max(1) as f64;
+    let mean = raw.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let sd = (raw.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt().max(1.0);
+    let mut out = img.clone();
+    for v in out.iter_mut() {
+        *v = (118.0 + 60.0 * (*v as f64 - mean) / sd).round().clamp(0.0, 255.0) as u8;
+    }
+    out
+}
+
+/// Every view of one image `descriptors` reads: at each size, the whole image, then its
+/// regions, resized to a square of that size, as normalised CHW pixels one after the other.
+fn image_views(img: &image::RgbImage, p: &CopyParams) -> Vec<f32> {
+    let img = if p.photometric { standardised(img) } else { img.clone() };
+    let (w, h) = img.dimensions();
+    let mut views = vec![img.clone()];
+    for &share in &p.regions {
+        let (cw, ch) = (((w as f64 * share).round() as u32).clamp(1, w.max(1)), ((h as f64 * share).round() as u32).clamp(1, h.max(1)));
+        for fy in REGION_PLACES {
+            for fx in REGION_PLACES {
+                let (x, y) = (((w - cw) as f64 * fx).round() as u32, ((h - ch) as f64 * fy).round() as u32);
+                views.push(image::imageops::crop_imm(&img, x, y, cw, ch).to_image());
+            }
+        }
+    }
+    p.sizes.iter().flat_map(|&s| views.iter().flat_map(move |v| square_transform(v, s))).collect()
 }
 
 /// The descriptors of every readable file (not yet whitened), in batches of `batch` decoded on
@@ -137,10 +207,14 @@ pub fn descriptors(
     if p.sizes.is_empty() || p.sizes.contains(&0) {
         return Err(EvalError::Invalid(format!("copy detection needs image sizes of at least 1 pixel, not {:?}", p.sizes)));
     }
-    let view = |img: &image::RgbImage| p.sizes.iter().flat_map(|&s| square_transform(img, s)).collect::<Vec<f32>>();
+    if p.regions.iter().any(|r| !(*r > 0.0 && *r <= 1.0)) {
+        return Err(EvalError::Invalid(format!("copy detection's regions are shares of the side in (0, 1], not {:?}", p.regions)));
+    }
+    let view = |img: &image::RgbImage| image_views(img, p);
     let (mut out, mut kept, mut skipped) = (vec![], vec![], vec![]);
     let mut done = 0;
-    for chunk in files.chunks(batch.max(1)) {
+    // A batch of `batch` views at a time, whole images and regions together.
+    for chunk in files.chunks((batch / p.views()).max(1)) {
         let (mut pixels, mut n) = (vec![], 0);
         for (i, v) in decode_each(chunk, workers, &view).into_iter().enumerate() {
             match v {
@@ -165,29 +239,69 @@ pub fn descriptors(
     Ok((Tensor::cat(&out, 0), kept, skipped))
 }
 
-/// PCA-whitening learned on the rows themselves, then L2 normalisation: the rows centred on their
-/// mean, projected on the `dims` largest principal components (0: all the rows support) and each
-/// component scaled by 1 / sqrt(its variance), as the reference's `PCA(whit=0.5)` does
-/// (variances below 1e-5 of the largest raised to it, so that noise directions do not explode).
-pub fn whiten(x: &Tensor, dims: usize) -> Tensor {
-    let (n, d) = (x.size()[0], x.size().get(1).copied().unwrap_or(0));
-    let keep = match dims {
-        0 => d.min(n - 1),
-        k => (k as i64).min(d).min(n - 1),
-    };
-    if keep < 1 {
-        return l2_normalize(x);
+/// PCA-whitening learned on some rows, to apply to any: the rows' mean and the projection on
+/// their largest principal components, each scaled by 1 / sqrt(its variance), as the reference's
+/// `PCA(whit=0.5)` does (variances below 1e-5 of the largest raised to it, so that noise
+/// directions do not explode).
+pub struct Whitening {
+    mean: Tensor,
+    projection: Option<Tensor>,
+}
+
+impl Whitening {
+    /// Learned on the rows of `x` [N, D], keeping `dims` components (0: all the rows support, at
+    /// most N - 1).
+    pub fn learn(x: &Tensor, dims: usize) -> Self {
+        let (n, d) = (x.size()[0], x.size().get(1).copied().unwrap_or(0));
+        let keep = match dims {
+            0 => d.min(n - 1),
+            k => (k as i64).min(d).min(n - 1),
+        };
+        let x = x.to_kind(Kind::Double);
+        let mean = x.mean_dim(0, true, Kind::Double);
+        if keep < 1 {
+            return Self { mean, projection: None };
+        }
+        let centred = &x - &mean;
+        let cov = centred.tr().matmul(&centred) / n as f64;
+        // Ascending eigenvalues: the largest are the last columns.
+        let (values, vectors) = cov.linalg_eigh("L");
+        let values = values.narrow(0, d - keep, keep);
+        let floor = values.max().double_value(&[]) * 1e-5;
+        let scale = values.clamp_min(floor.max(1e-12)).rsqrt();
+        Self { mean, projection: Some(vectors.narrow(1, d - keep, keep) * scale.unsqueeze(0)) }
     }
-    let x = x.to_kind(Kind::Double);
-    let centred = &x - x.mean_dim(0, true, Kind::Double);
-    let cov = centred.tr().matmul(&centred) / n as f64;
-    // Ascending eigenvalues: the largest are the last columns.
-    let (values, vectors) = cov.linalg_eigh("L");
-    let values = values.narrow(0, d - keep, keep);
-    let floor = values.max().double_value(&[]) * 1e-5;
-    let scale = values.clamp_min(floor.max(1e-12)).rsqrt();
-    let projection = vectors.narrow(1, d - keep, keep) * scale.unsqueeze(0);
-    l2_normalize(&centred.matmul(&projection).to_kind(Kind::Float))
+
+    /// Rows [.., D] centred, projected and L2-normalised (only normalised when nothing could be
+    /// learned).
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        let shape = x.size();
+        let d = shape.last().copied().unwrap_or(0);
+        let Some(projection) = &self.projection else { return l2_normalize(&x.reshape([-1, d])).reshape(shape.as_slice()) };
+        let rows = (x.reshape([-1, d]).to_kind(Kind::Double) - &self.mean).matmul(projection).to_kind(Kind::Float);
+        let mut out_shape = shape[..shape.len() - 1].to_vec();
+        out_shape.push(-1);
+        l2_normalize(&rows).reshape(out_shape.as_slice())
+    }
+}
+
+/// Descriptors as `descriptors` makes them ([N, views, D], or [N, D] for the whole images
+/// alone) whitened on the whole images' and normalised, ready for `copy_pairs`: the whole
+/// images' [N, D] and the regions' [N, R, D] (None without regions).
+pub fn prepare(descriptors: &Tensor, dims: usize) -> (Tensor, Option<Tensor>) {
+    if descriptors.dim() < 3 {
+        return (whiten(descriptors, dims), None);
+    }
+    let views = descriptors.size()[1];
+    let whole = descriptors.select(1, 0);
+    let w = Whitening::learn(&whole, dims);
+    let regions = (views > 1).then(|| w.apply(&descriptors.narrow(1, 1, views - 1)));
+    (w.apply(&whole), regions)
+}
+
+/// PCA-whitening learned on the rows themselves, then L2 normalisation (`Whitening`).
+pub fn whiten(x: &Tensor, dims: usize) -> Tensor {
+    Whitening::learn(x, dims).apply(x)
 }
 
 #[cfg(test)]
