@@ -138,10 +138,7 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// A file name in `dir` no file has, numbered after the highest number there (`1250.jpg`), so
 /// nothing in the name tells a copy from an original.
 fn fresh_name(dir: &Path, ext: &str) -> Result<PathBuf> {
-    let highest = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok()?.path().file_stem()?.to_str()?.parse::<u64>().ok())
-        .max()
-        .unwrap_or(0);
+    let highest = std::fs::read_dir(dir)?.filter_map(|e| e.ok()?.path().file_stem()?.to_str()?.parse::<u64>().ok()).max().unwrap_or(0);
     Ok(dir.join(format!("{:04}.{ext}", highest + 1)))
 }
 

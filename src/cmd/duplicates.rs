@@ -44,7 +44,7 @@ pub struct DuplicatesArgs {
     /// GeM pooling exponent of the feature maps (1: mean; larger: towards the maximum)
     #[arg(long, default_value_t = 4.0)]
     pub gem_p: f64,
-    /// Whitened dimensions kept (0: all the split supports)
+    /// Whitened dimensions kept (0: all; at most half the split's images)
     #[arg(long, default_value_t = 0)]
     pub whitening_dims: usize,
     /// ViT: concatenate the CLS token to the pooled patch tokens (true/false)
@@ -148,8 +148,11 @@ pub fn run(a: &DuplicatesArgs) -> Result<i32> {
         unreadable: rows.skipped,
     };
     if let Some(csv) = &a.csv {
-        let rows: Vec<DuplicatePair> =
-            report.pairs.iter().map(|p| DuplicatePair { path_a: p.path_a.clone(), path_b: p.path_b.clone(), similarity: p.similarity }).collect();
+        let rows: Vec<DuplicatePair> = report
+            .pairs
+            .iter()
+            .map(|p| DuplicatePair { path_a: p.path_a.clone(), path_b: p.path_b.clone(), similarity: p.similarity })
+            .collect();
         write_csv(csv, &rows)?;
         crate::say_err!("pairs: {}", csv.shown());
     }

@@ -40,8 +40,11 @@ impl ImageSource {
         if m.pretrained_weights.trim() != PIXELS {
             return Ok(Self::Network(Box::new(Prepared::new_any_layout(m)?)));
         }
-        let Some(data) = &m.data_path else { anyhow::bail!("--pretrained_weights pixels needs --data_path: there is no run to take it from") };
-        let layout = DataLayout::discover_any(data).context("set --data_path to a folder of images (class folders, train/ and val/, or none)")?;
+        let Some(data) = &m.data_path else {
+            anyhow::bail!("--pretrained_weights pixels needs --data_path: there is no run to take it from")
+        };
+        let layout =
+            DataLayout::discover_any(data).context("set --data_path to a folder of images (class folders, train/ and val/, or none)")?;
         for w in layout.warnings() {
             crate::say_err!("warning: {w}");
         }
@@ -68,7 +71,8 @@ impl ImageSource {
     /// train/), as `dino outliers` picks.
     pub fn split(&self, name: Option<&str>) -> Result<&Split> {
         let layout = self.layout();
-        let name = name.map(str::to_string).unwrap_or_else(|| if layout.split_named("train").is_some() { "train" } else { "pretext" }.into());
+        let name =
+            name.map(str::to_string).unwrap_or_else(|| if layout.split_named("train").is_some() { "train" } else { "pretext" }.into());
         let s = layout.split_named(&name);
         Ok(s.ok_or_else(|| crate::eval::EvalError::NoLabeledSplit { root: layout.root().to_path_buf(), split: name })?)
     }

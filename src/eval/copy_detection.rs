@@ -38,8 +38,8 @@ pub struct CopyParams {
     pub sizes: Vec<usize>,
     /// GeM exponent: 1 averages the map, large values approach its maximum.
     pub gem_p: f64,
-    /// Whitened dimensions kept (the largest principal components); 0 keeps all the folder
-    /// supports (at most its images minus one).
+    /// Whitened dimensions kept (the largest principal components); 0 keeps all, at most half
+    /// the folder's images.
     pub whitening_dims: usize,
     /// ViT: concatenate the CLS token to the pooled patch tokens.
     pub cls: bool,
@@ -249,14 +249,16 @@ pub struct Whitening {
 }
 
 impl Whitening {
-    /// Learned on the rows of `x` [N, D], keeping `dims` components (0: all the rows support, at
-    /// most N - 1).
+    /// Learned on the rows of `x` [N, D], keeping `dims` components (0: D), at most N / 2: N
+    /// points whitened in N - 1 dimensions or more are all equally far apart (a simplex), every
+    /// cosine -1 / (N - 1), and nothing is left to rank.
     pub fn learn(x: &Tensor, dims: usize) -> Self {
         let (n, d) = (x.size()[0], x.size().get(1).copied().unwrap_or(0));
         let keep = match dims {
-            0 => d.min(n - 1),
-            k => (k as i64).min(d).min(n - 1),
-        };
+            0 => d,
+            k => (k as i64).min(d),
+        }
+        .min(n / 2);
         let x = x.to_kind(Kind::Double);
         let mean = x.mean_dim(0, true, Kind::Double);
         if keep < 1 {

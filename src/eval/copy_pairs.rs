@@ -26,7 +26,8 @@ fn similarity_block(global: &Tensor, regions: Option<&Tensor>, start: i64, len: 
     let Some(r) = regions.filter(|r| r.size().get(1).is_some_and(|&k| k > 0)) else { return s };
     let (k, d) = (r.size()[1], r.size()[2]);
     let whole_to_regions = q.matmul(&r.reshape([n * k, d]).tr()).reshape([len, n, k]).amax([2i64].as_slice(), false);
-    let regions_to_whole = r.narrow(0, start, len).reshape([len * k, d]).matmul(&global.tr()).reshape([len, k, n]).amax([1i64].as_slice(), false);
+    let regions_to_whole =
+        r.narrow(0, start, len).reshape([len * k, d]).matmul(&global.tr()).reshape([len, k, n]).amax([1i64].as_slice(), false);
     s.maximum(&whole_to_regions).maximum(&regions_to_whole)
 }
 
@@ -50,7 +51,11 @@ pub fn most_similar_pairs(global: &Tensor, regions: Option<&Tensor>, top: usize)
             let mut s = similarity_block(global, regions, start, len).to_kind(Kind::Float);
             // An image is not its own copy.
             let rows = Tensor::arange(len, (Kind::Int64, s.device()));
-            let _ = s.index_put_(&[Some(&rows), Some(&(&rows + start))], &Tensor::from(f64::NEG_INFINITY).to_kind(Kind::Float).to_device(s.device()), false);
+            let _ = s.index_put_(
+                &[Some(&rows), Some(&(&rows + start))],
+                &Tensor::from(f64::NEG_INFINITY).to_kind(Kind::Float).to_device(s.device()),
+                false,
+            );
             let (vals, idx) = s.topk(k, 1, true, true);
             let vals: Vec<f32> = Vec::try_from(vals.to_device(tch::Device::Cpu).flatten(0, -1)).unwrap_or_default();
             let idx: Vec<i64> = Vec::try_from(idx.to_device(tch::Device::Cpu).flatten(0, -1)).unwrap_or_default();

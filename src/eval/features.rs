@@ -195,9 +195,8 @@ where
         let handles: Vec<_> = files
             .chunks(per)
             .map(|chunk| {
-                let h = s.spawn(move || {
-                    chunk.iter().map(|f| load_rgb(f).map(|img| view(&img)).map_err(|e| e.to_string())).collect::<Vec<_>>()
-                });
+                let h =
+                    s.spawn(move || chunk.iter().map(|f| load_rgb(f).map(|img| view(&img)).map_err(|e| e.to_string())).collect::<Vec<_>>());
                 (chunk.len(), h)
             })
             .collect();

@@ -156,7 +156,8 @@ pub fn score_split(
     report.skipped = f.skipped;
     let params = CopyParams::for_network(opts.transform.crop, backbone.feature_stride());
     let how = (opts.device, opts.batch_size, opts.num_workers);
-    let (copies, kept, _) = descriptors(Extractor::Network(backbone), &scored.files, &params, how, &mut |d, _| progress(with_baseline + d, total))?;
+    let (copies, kept, _) =
+        descriptors(Extractor::Network(backbone), &scored.files, &params, how, &mut |d, _| progress(with_baseline + d, total))?;
     let rel: Vec<String> = kept.iter().map(|&i| relative(data_root, &scored.files[i])).collect();
     report.duplicates = copy_duplicates(&copies, &rel, p.duplicate_threshold);
     Ok(report)
