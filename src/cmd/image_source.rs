@@ -23,7 +23,7 @@ pub const PIXELS_CROP: usize = 32;
 
 pub enum ImageSource {
     Network(Box<Prepared>),
-    Pixels { layout: DataLayout, device: Device, crop: usize },
+    Pixels { layout: Box<DataLayout>, device: Device, crop: usize },
 }
 
 /// Features of some images: one row per readable image, the index of each row among the images
@@ -49,7 +49,7 @@ impl ImageSource {
             crate::say_err!("warning: {w}");
         }
         crate::say_err!("describing images by their raw pixels");
-        Ok(Self::Pixels { layout, device: resolve_device(&m.device)?, crop: m.global_crop_size.unwrap_or(PIXELS_CROP) })
+        Ok(Self::Pixels { layout: Box::new(layout), device: resolve_device(&m.device)?, crop: m.global_crop_size.unwrap_or(PIXELS_CROP) })
     }
 
     pub fn layout(&self) -> &DataLayout {
