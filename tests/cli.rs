@@ -61,7 +61,7 @@ fn help_lists_every_command_and_reference_flag() {
     let o = run(&["--help"]);
     assert!(o.status.success());
     let t = text(&o);
-    for cmd in ["train", "tui", "attach", "ctl", "eval", "outliers", "runs", "demo", "make-demo-data"] {
+    for cmd in ["train", "tui", "attach", "ctl", "eval", "outliers", "search", "duplicates", "runs", "demo", "make-demo-data"] {
         assert!(t.contains(cmd), "--help lacks {cmd}:\n{t}");
     }
     let t = text(&run(&["train", "--help"]));

@@ -77,6 +77,10 @@ pub enum Command {
     Attention(crate::cmd::attention::AttentionArgs),
     /// Features of every image of a folder to .npy or .safetensors, with a CSV of path,label
     Embed(crate::cmd::embed::EmbedArgs),
+    /// The images most like a query image (or each image of a folder) by cosine similarity of the features
+    Search(crate::cmd::search::SearchArgs),
+    /// Near-duplicate pairs (edited copies: crops, mirror, colour, JPEG) ranked by copy-detection similarity
+    Duplicates(crate::cmd::duplicates::DuplicatesArgs),
     /// List runs with their status, epoch, loss and best k-NN top-1 (k = 20)
     Runs {
         /// Folder holding run directories (default ./runs); runs in the run index are listed too

@@ -129,6 +129,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Export(a) => super::export::run(&a),
         Command::Attention(a) => super::attention::run(&a),
         Command::Embed(a) => super::embed::run(&a),
+        Command::Search(a) => super::search::run(&a),
+        Command::Duplicates(a) => super::duplicates::run(&a),
         Command::Completions { shell } => super::completions::print(shell),
         Command::Man { output_dir } => {
             super::completions::write_man_pages(&output_dir)?;

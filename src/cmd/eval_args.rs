@@ -22,7 +22,8 @@ pub fn check_temperature(t: f64) -> anyhow::Result<()> {
 pub struct ModelArgs {
     /// Weights to evaluate: a run directory (its latest checkpoint), a checkpoint .json or
     /// .safetensors, a backbone .safetensors with the reference's names, a PyTorch .pth (a
-    /// reference checkpoint.pth or an official pretrained state dict), or `random`
+    /// reference checkpoint.pth or an official pretrained state dict), or `random` (`dino search`
+    /// and `dino duplicates` also take `pixels`: raw pixels, the baseline)
     #[arg(long, default_value = "")]
     pub pretrained_weights: String,
     /// Which network of a DINO checkpoint (ours or the reference's): teacher or student
@@ -107,7 +108,7 @@ pub struct LinearArgs {
     #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
     pub n_last_blocks: i64,
     /// Also concatenate the average-pooled patch tokens of the last block (true/false)
-    #[arg(long, default_value = "false", value_parser = bool_flag)]
+    #[arg(long, default_value = "false", value_parser = bool_flag, action = clap::ArgAction::Set)]
     pub avgpool_patchtokens: bool,
     /// Training epochs of the linear layer
     #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
@@ -197,7 +198,7 @@ pub struct OutlierArgs {
     /// Temperature of the neighbours' vote weights exp(similarity / T)
     #[arg(long, default_value_t = 0.07, allow_negative_numbers = true)]
     pub temperature: f64,
-    /// Cosine similarity from which two images count as duplicates
+    /// Copy-detection similarity (as `dino duplicates`) from which two images count as duplicates
     #[arg(long, default_value_t = crate::eval::live::DUPLICATE_THRESHOLD, allow_negative_numbers = true)]
     pub duplicate_threshold: f32,
     /// Write every row here as CSV (default RUN_DIR/evals/outliers-LABEL.csv, else ./outliers.csv)

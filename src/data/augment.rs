@@ -582,6 +582,16 @@ pub fn whole_view(img: &RgbImage, shorter: usize, multiple: usize) -> (RgbImage,
     (rgb, chw)
 }
 
+/// The whole image resized to `side` x `side` (bicubic, the aspect ratio not kept), normalised,
+/// CHW float32: the reference's `Resize((imsize, imsize), 3)` of `eval_copy_detection.py`, which
+/// crops nothing, so that a copy cropped from an image still shows everything it kept.
+pub fn square_transform(img: &RgbImage, side: usize) -> Vec<f32> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let side = side.max(1);
+    let resized = crop_resize_bicubic(img.as_raw(), w, Rect { x0: 0, y0: 0, w, h }, side, side);
+    NormalizeLut::imagenet().to_chw(&Rgb8 { w: side, h: side, data: resized })
+}
+
 /// Supervised training view (linear probe, supervised baseline): torchvision's
 /// `RandomResizedCrop(size)` with its default scale (0.08, 1) and ratio, bicubic as the rest of
 /// this module, then a horizontal flip with probability 1/2, normalised, CHW float32.

@@ -13,7 +13,9 @@ pub mod loader;
 mod resample;
 mod rng;
 
-pub use augment::{eval_transform, supervised_train_transform, whole_view, AugmentConfig, ColourAugment, MultiCropAugment};
+pub use augment::{
+    eval_transform, square_transform, supervised_train_transform, whole_view, AugmentConfig, ColourAugment, MultiCropAugment,
+};
 pub use decode::{decode_rgb, load_rgb, load_rgb_limited, DecodeError, DecodeLimits};
 pub use demo::{write_demo_dataset, DemoSummary};
 pub use error::DataError;

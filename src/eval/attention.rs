@@ -69,21 +69,12 @@ fn spatial_size(image: &Tensor) -> Result<(i64, i64), EvalError> {
     }
 }
 
-/// The last spatial features of `image` as [h, w, C]: a ViT's normalised patch tokens, a ResNet's
-/// last stage.
+/// The last spatial features of `image` as [h, w, C] (`Backbone::spatial_features`: a ViT's
+/// normalised patch tokens, a ResNet's last stage).
 fn spatial_features(backbone: &Backbone, image: &Tensor) -> Result<Tensor, EvalError> {
-    let (h, w) = spatial_size(image)?;
-    let x = image.unsqueeze(0);
-    let map = tch::no_grad(|| match backbone {
-        Backbone::Vit(v) => {
-            let p = v.spec.patch_size;
-            let tokens = v.intermediate_layers(&x, 1).pop().unwrap_or_else(|| Tensor::zeros([1, 1, 1], (Kind::Float, x.device())));
-            let d = tokens.size()[2];
-            tokens.get(0).narrow(0, 1, (h / p) * (w / p)).reshape([h / p, w / p, d])
-        }
-        Backbone::ResNet(r) => r.feature_map(&x, false).get(0).permute([1, 2, 0]),
-    });
-    Ok(map.to_kind(Kind::Float))
+    spatial_size(image)?;
+    let map = tch::no_grad(|| backbone.spatial_features(&image.unsqueeze(0)).map);
+    Ok(map.get(0).permute([1, 2, 0]).to_kind(Kind::Float))
 }
 
 /// The first three principal components of the last spatial features as an RGB map [3, H, W]

@@ -181,14 +181,22 @@ fn views(img: &image::RgbImage, t: EvalTransform, tta: bool) -> Vec<f32> {
 /// Decodes and transforms a batch of files on `workers` threads, in order: each file's views,
 /// or why it cannot be read.
 fn load_views(files: &[PathBuf], t: EvalTransform, workers: usize, tta: bool) -> Vec<Result<Vec<f32>, String>> {
+    decode_each(files, workers, &|img: &image::RgbImage| views(img, t, tta))
+}
+
+/// Decodes every file on `workers` threads and turns each image into pixels with `view`, in
+/// order: each file's pixels, or why it cannot be read.
+pub fn decode_each<F>(files: &[PathBuf], workers: usize, view: &F) -> Vec<Result<Vec<f32>, String>>
+where
+    F: Fn(&image::RgbImage) -> Vec<f32> + Sync,
+{
     let per = files.len().div_ceil(workers.max(1)).max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = files
             .chunks(per)
             .map(|chunk| {
-                let h = s.spawn(move || {
-                    chunk.iter().map(|f| load_rgb(f).map(|img| views(&img, t, tta)).map_err(|e| e.to_string())).collect::<Vec<_>>()
-                });
+                let h =
+                    s.spawn(move || chunk.iter().map(|f| load_rgb(f).map(|img| view(&img)).map_err(|e| e.to_string())).collect::<Vec<_>>());
                 (chunk.len(), h)
             })
             .collect();
@@ -321,6 +329,32 @@ fn labeled(split: &Split, features: Tensor, kept: Vec<usize>, skipped: Option<Ve
     LabeledFeatures { features, labels, classes: split.classes.clone(), from_cache, kept, skipped }
 }
 
+/// Raw pixels as features, the baseline a network's features are measured against: the
+/// evaluation view of every readable file flattened ([N, 3 S S]), the row index in `files` of
+/// each, and the unreadable files.
+pub fn pixel_features(files: &[PathBuf], t: EvalTransform, workers: usize) -> Result<(Tensor, Vec<usize>, Vec<Unreadable>), EvalError> {
+    let (mut pixels, mut kept, mut skipped) = (vec![], vec![], vec![]);
+    let view = |img: &image::RgbImage| eval_transform(img, t.resize, t.crop);
+    // Decoded a thousand at a time: the decoders' results are held until their chunk ends.
+    for (c, chunk) in files.chunks(1024).enumerate() {
+        for (i, v) in decode_each(chunk, workers, &view).into_iter().enumerate() {
+            match v {
+                Ok(v) => {
+                    pixels.extend(v);
+                    kept.push(c * 1024 + i);
+                }
+                Err(reason) => skipped.push(Unreadable { path: chunk[i].clone(), reason }),
+            }
+        }
+    }
+    if kept.is_empty() {
+        let last = skipped.last().map(|u| format!(" (last: {}: {})", u.path.shown(), u.reason)).unwrap_or_default();
+        return Err(EvalError::Invalid(format!("no readable image among the {} given{last}", files.len())));
+    }
+    let features = Tensor::from_slice(&pixels).reshape([kept.len() as i64, (3 * t.crop * t.crop) as i64]);
+    Ok((features, kept, skipped))
+}
+
 /// Rows scaled to unit L2 norm (the reference's `nn.functional.normalize(x, dim=1, p=2)`).
 pub fn l2_normalize(x: &Tensor) -> Tensor {
     let norm = x.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
@@ -353,19 +387,18 @@ impl FeatureCache {
 
     /// Weights identity, split (root, name, files, labels), transform and feature kind.
     pub fn key(identity: &str, split: &Split, opts: &ExtractOptions) -> String {
-        let mut text = format!(
-            "{identity}\n{}\n{}\n{}x{}\n{}\n{}\n",
-            split.root.shown(),
-            split.name,
-            opts.transform.resize,
-            opts.transform.crop,
-            opts.tag(),
-            split.len()
-        );
+        let transform = format!("{}x{}", opts.transform.resize, opts.transform.crop);
+        Self::key_for(identity, split, &transform, &opts.tag())
+    }
+
+    /// As `key` for features made some other way (`transform`: how the pixels were made; `tag`:
+    /// which features, also in the file name).
+    pub fn key_for(identity: &str, split: &Split, transform: &str, tag: &str) -> String {
+        let mut text = format!("{identity}\n{}\n{}\n{transform}\n{tag}\n{}\n", split.root.shown(), split.name, split.len());
         for (f, l) in split.files.iter().zip(&split.labels) {
             text.push_str(&format!("{}:{l}\n", f.shown()));
         }
-        format!("{}-{}-{:016x}", split.name, opts.tag(), fnv1a(text.as_bytes()))
+        format!("{}-{tag}-{:016x}", split.name, fnv1a(text.as_bytes()))
     }
 
     fn path(&self, key: &str) -> PathBuf {

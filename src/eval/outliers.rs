@@ -2,8 +2,8 @@
 //! distance to its k-th nearest neighbour in a reference set (the stranger score of Sun et al.
 //! 2022, "Out-of-distribution detection with deep nearest neighbors"), how much more the nearest
 //! images of another class vote for it than those of its own label (disagreement, a margin that
-//! does not saturate), and near-identical pairs (duplicates). Neighbours are exact, found block by
-//! block so memory stays bounded whatever the number of images.
+//! does not saturate). Neighbours are exact, found block by block so memory stays bounded
+//! whatever the number of images. (Near-duplicates are `copy_detection`'s.)
 
 use tch::{Kind, Tensor};
 
@@ -180,22 +180,6 @@ pub fn kth_distance(query: &Tensor, reference: &Tensor, k: usize, same: &[Option
     out
 }
 
-/// Pairs `(i, j, similarity)` with `i < j` and similarity at least `threshold`, most similar
-/// first. Only pairs within each other's k nearest neighbours are seen, so a group of more than
-/// k + 1 identical images lists some of its pairs, not all.
-pub fn duplicates(n: &Neighbours, threshold: f32) -> Vec<(usize, usize, f32)> {
-    let mut pairs: Vec<(usize, usize, f32)> = n
-        .index
-        .iter()
-        .zip(&n.sim)
-        .enumerate()
-        .flat_map(|(i, (idx, sim))| idx.iter().zip(sim).filter(move |(_, &s)| s >= threshold).map(move |(&j, &s)| (i.min(j), i.max(j), s)))
-        .collect();
-    pairs.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
-    pairs.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    pairs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,16 +267,5 @@ mod tests {
         assert_eq!(block_rows(100_000), 167);
         // k larger than the set: every other image.
         assert_eq!(nearest_neighbours(&x.narrow(0, 0, 3), 10, 2).index[0].len(), 2);
-    }
-
-    #[test]
-    fn duplicates_are_pairs_above_the_threshold_listed_once() {
-        let x = at(&[0.0, 0.0, 0.5, 45.0, 90.0]);
-        let s = score(&x, None, 3, 0.07);
-        let pairs = duplicates(&s.neighbours, 0.999);
-        let ids: Vec<(usize, usize)> = pairs.iter().map(|p| (p.0, p.1)).collect();
-        assert_eq!(ids, vec![(0, 1), (0, 2), (1, 2)], "{pairs:?}");
-        assert!(pairs[0].2 >= pairs[1].2);
-        assert!(duplicates(&s.neighbours, 1.01).is_empty());
     }
 }

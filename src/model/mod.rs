@@ -64,6 +64,42 @@ impl Backbone {
     }
 }
 
+/// A backbone's last spatial feature map and, for a ViT, its CLS token.
+#[derive(Debug)]
+pub struct SpatialFeatures {
+    /// [B, C, h, w]: ViT patch tokens on their grid, or a ResNet's last stage.
+    pub map: Tensor,
+    /// [B, C]: the normalised CLS token (ViT only).
+    pub cls: Option<Tensor>,
+}
+
+impl Backbone {
+    /// The last spatial feature map of a batch (evaluation mode), for pooling other than the
+    /// backbone's own: copy detection's GeM, principal components.
+    pub fn spatial_features(&self, x: &Tensor) -> SpatialFeatures {
+        match self {
+            Self::Vit(v) => {
+                let (map, cls) = v.patch_map(x);
+                SpatialFeatures { map, cls: Some(cls) }
+            }
+            Self::ResNet(r) => SpatialFeatures { map: r.feature_map(x, false), cls: None },
+        }
+    }
+
+    /// Input pixels per cell of the last spatial map: a ViT's patch size; a ResNet's 32 with
+    /// torchvision's stem, 16 with the mid one, 8 with the CIFAR one.
+    pub fn feature_stride(&self) -> usize {
+        match self {
+            Self::Vit(v) => v.spec.patch_size.max(1) as usize,
+            Self::ResNet(r) => match r.stem() {
+                ResNetStem::Imagenet => 32,
+                ResNetStem::Mid => 16,
+                ResNetStem::Cifar => 8,
+            },
+        }
+    }
+}
+
 /// The weights an evaluation runs on (the trainer hands them to its evaluator).
 pub enum EvalWeights {
     /// A copy of the live teacher's backbone, taken between two iterations; `content_id` names the

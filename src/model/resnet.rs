@@ -204,8 +204,9 @@ impl ResNet {
         self.feature_map(x, train).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
     }
 
-    /// The last stage's spatial map [B, C, h, w] before pooling: what PCA maps and
-    /// copy detection read, where the pooled vector has lost the layout.
+    /// The last stage's spatial map before pooling, [B, C, H/s, W/s] (s: 32 with torchvision's
+    /// stem, 16 with the mid one, 8 with the CIFAR one): what PCA maps and copy detection read,
+    /// where the pooled vector has lost the layout.
     pub fn feature_map(&self, x: &Tensor, train: bool) -> Tensor {
         let x = if self.channels_last { channels_last(x) } else { x.shallow_clone() };
         let mut y = self.bn1.forward_t(&conv_forward(&self.conv1, &x), train);

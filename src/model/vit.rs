@@ -232,6 +232,19 @@ impl VisionTransformer {
         out
     }
 
+    /// The last block's normalised tokens as a spatial map: the patch tokens [B, D, H/p, W/p]
+    /// and the CLS token [B, D] (the reference's `eval_copy_detection.py` pools the first and
+    /// concatenates the second).
+    pub fn patch_map(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let size = x.size();
+        let p = self.spec.patch_size;
+        let (b, h, w) = (size[0], size[2] / p, size[3] / p);
+        let last = self.intermediate_layers(x, 1).pop().unwrap_or_else(|| self.prepare_tokens(x));
+        let d = last.size()[2];
+        let patches = last.narrow(1, 1, h * w).reshape([b, h, w, d]).permute([0, 3, 1, 2]);
+        (patches, last.select(1, 0))
+    }
+
     /// Attention map of the last block, [B, heads, N, N].
     pub fn last_self_attention(&self, x: &Tensor) -> Tensor {
         let mut t = self.prepare_tokens(x);

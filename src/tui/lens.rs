@@ -291,8 +291,9 @@ fn neighbours_for(
             l2_normalize(&x)
         }
     };
-    let hits = nearest(&f.features, &q, top + usize::from(own.is_some()))
+    let hits = crate::eval::search::nearest(&f.features, &q, top + usize::from(own.is_some()))
         .into_iter()
+        .flatten()
         .filter(|(i, _)| Some(*i) != own)
         .take(top)
         .map(|(i, similarity)| Hit { path: f.files[i].clone(), label: f.labels[i].clone(), similarity })
@@ -315,19 +316,6 @@ fn split_features(
     let files = f.kept.iter().map(|&i| s.files[i].clone()).collect();
     let labels = f.kept.iter().map(|&i| s.classes.get(s.labels[i]).cloned().unwrap_or_default()).collect();
     Ok(SplitFeatures { checkpoint: id.to_string(), split: split.clone(), files, labels, features: l2_normalize(&f.features) })
-}
-
-/// The `top` rows of `database` (unit rows) most similar to the unit row `query`: (row, cosine).
-fn nearest(database: &Tensor, query: &Tensor, top: usize) -> Vec<(usize, f32)> {
-    let n = database.size().first().copied().unwrap_or(0);
-    let k = (top as i64).min(n);
-    if k == 0 {
-        return vec![];
-    }
-    let (values, indices) = database.matmul(&query.transpose(0, 1)).squeeze_dim(1).topk(k, 0, true, true);
-    let values = Vec::<f32>::try_from(values).unwrap_or_default();
-    let indices = Vec::<i64>::try_from(indices).unwrap_or_default();
-    indices.into_iter().zip(values).map(|(i, v)| (i as usize, v)).collect()
 }
 
 /// A ViT's mean attention, each head's, then its PCA colours; a ResNet's PCA colours alone.
