@@ -364,3 +364,16 @@ fn attention_maps_match_visualize_attention() {
     let kept = t["th_attn"].to_kind(Kind::Float).mean_dim(&[1i64, 2][..], false, Kind::Float);
     assert!(vec_f64(&kept).iter().all(|&k| k > 0.0 && k < 1.0), "kept shares {kept:?}");
 }
+
+/// An image too large for its attention map to fit is refused with the way out, before anything
+/// is allocated.
+#[test]
+fn attention_of_too_many_patches_is_refused_naming_image_size() {
+    let Some(dir) = parity_dir() else { return };
+    let (_vs, vit, _) = parity_vit(&dir);
+    let backbone = dino_tui::model::Backbone::Vit(vit);
+    let side = 4 * 81; // 81 x 81 patches of 4 px: 6,561 > 6,400
+    let err = dino_tui::eval::attention::cls_attention(&backbone, &Tensor::zeros([3, side, side], (Kind::Float, Device::Cpu)), Some(0.6))
+        .unwrap_err();
+    assert!(err.to_string().contains("--image_size") && err.to_string().contains("6561 patches"), "{err}");
+}

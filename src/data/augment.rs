@@ -544,24 +544,13 @@ impl NormalizeLut {
 /// Evaluation view (k-NN, linear probe): shorter side resized to `resize` (bicubic), centre crop
 /// of `crop`, normalised, CHW float32 — the reference's `Resize(resize, 3), CenterCrop(crop)`.
 pub fn eval_transform(img: &RgbImage, resize: usize, crop: usize) -> Vec<f32> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    // torchvision: the longer side becomes int(resize * long / short), truncated.
-    let (nw, nh) = if w <= h {
-        (resize, (resize as f64 * h as f64 / w as f64) as usize)
-    } else {
-        ((resize as f64 * w as f64 / h as f64) as usize, resize)
-    };
-    let (nw, nh) = (nw.max(1), nh.max(1));
-    let resized = crop_resize_bicubic(img.as_raw(), w, Rect { x0: 0, y0: 0, w, h }, nw, nh);
-    let cropped = center_crop(&Rgb8 { w: nw, h: nh, data: resized }, crop);
+    let cropped = center_crop(&resize_shorter_side(img, resize), crop);
     NormalizeLut::imagenet().to_chw(&cropped)
 }
 
-/// The whole image with its shorter side resized to `shorter` (bicubic, the longer side
-/// truncated as torchvision's `Resize(int)` does), then cut at the bottom and right to multiples
-/// of `multiple`, as `visualize_attention.py` cuts its input to whole patches. Returns the RGB
-/// pixels shown beside the maps and their normalised CHW float32 form.
-pub fn whole_view(img: &RgbImage, shorter: usize, multiple: usize) -> (RgbImage, Vec<f32>) {
+/// torchvision's `Resize(int)`, bicubic: the shorter side becomes `shorter`, the longer
+/// int(shorter * long / short), truncated.
+fn resize_shorter_side(img: &RgbImage, shorter: usize) -> Rgb8 {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (nw, nh) = if w <= h {
         (shorter, (shorter as f64 * h as f64 / w as f64) as usize)
@@ -569,7 +558,15 @@ pub fn whole_view(img: &RgbImage, shorter: usize, multiple: usize) -> (RgbImage,
         ((shorter as f64 * w as f64 / h as f64) as usize, shorter)
     };
     let (nw, nh) = (nw.max(1), nh.max(1));
-    let resized = crop_resize_bicubic(img.as_raw(), w, Rect { x0: 0, y0: 0, w, h }, nw, nh);
+    Rgb8 { w: nw, h: nh, data: crop_resize_bicubic(img.as_raw(), w, Rect { x0: 0, y0: 0, w, h }, nw, nh) }
+}
+
+/// The whole image with its shorter side resized to `shorter` (bicubic, the longer side
+/// truncated as torchvision's `Resize(int)` does), then cut at the bottom and right to multiples
+/// of `multiple`, as `visualize_attention.py` cuts its input to whole patches. Returns the RGB
+/// pixels shown beside the maps and their normalised CHW float32 form.
+pub fn whole_view(img: &RgbImage, shorter: usize, multiple: usize) -> (RgbImage, Vec<f32>) {
+    let Rgb8 { w: nw, h: nh, data: resized } = resize_shorter_side(img, shorter);
     let m = multiple.max(1);
     let (cw, ch) = ((nw / m * m).max(m.min(nw)), (nh / m * m).max(m.min(nh)));
     let mut data = Vec::with_capacity(cw * ch * 3);

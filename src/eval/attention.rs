@@ -28,6 +28,10 @@ impl HeadMaps {
     }
 }
 
+/// Patches an attention map may have: its heads x tokens² floats are materialised (80 x 80
+/// patches, 6 heads: about 1 GB). The reference's 480 px at patch 8 is 3,600.
+pub const MAX_ATTENTION_TOKENS: i64 = 6_400;
+
 /// The CLS attention maps of `image` ([3, H, W], normalised). As the reference, the image is
 /// first cut at the bottom and right to whole patches; the maps have the cut size. Only a ViT
 /// has them; a ResNet is refused with the way to its PCA map.
@@ -42,6 +46,13 @@ pub fn cls_attention(backbone: &Backbone, image: &Tensor, threshold: Option<f64>
         return Err(EvalError::Invalid(format!("a {w0}x{h0} image is smaller than one {patch} px patch")));
     }
     let (gh, gw) = (h / patch, w / patch);
+    if gh * gw > MAX_ATTENTION_TOKENS {
+        return Err(EvalError::Invalid(format!(
+            "a {w}x{h} image is {} patches of {patch} px, above the {MAX_ATTENTION_TOKENS} whose attention maps fit ({} per head): lower --image_size",
+            gh * gw,
+            crate::human::fmt_bytes(((gh * gw + 1) as u64).pow(2) * 4),
+        )));
+    }
     let cut = image.narrow(1, 0, h).narrow(2, 0, w);
     let attn = tch::no_grad(|| vit.last_self_attention(&cut.unsqueeze(0))).to_kind(Kind::Float);
     let heads = attn.size()[1];
