@@ -30,13 +30,18 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<i32> {
     if let Some(path) = &args.plot {
         // Checked before the curves are read: a wrong extension should not cost a pass over every run.
         crate::eval::figure::is_svg(path)?;
-        plot(&c, path, args.by)?;
+    }
+    // Each run's curves, read once for the plot and the advice, in the groups' order.
+    let curves: Vec<compare::Curves> =
+        if args.plot.is_some() || !args.json { c.groups.iter().flat_map(|g| &g.runs).map(compare::curves).collect() } else { vec![] };
+    if let Some(path) = &args.plot {
+        plot(&c, &curves, path, args.by)?;
     }
     if args.json {
         crate::say!("{}", serde_json::to_string_pretty(&c)?);
     } else {
         crate::say!("{}", table(&c));
-        for line in advice(&c) {
+        for line in advice(&c, &curves) {
             crate::say!("{line}");
         }
     }
@@ -47,43 +52,34 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<i32> {
 }
 
 /// Every run's curves in one figure, each labelled by its name and the settings that differ.
-fn plot(c: &Comparison, path: &std::path::Path, by: By) -> anyhow::Result<()> {
-    let runs: Vec<(String, compare::Curves)> = c
-        .groups
-        .iter()
-        .flat_map(|g| {
-            let settings: Vec<String> = c
-                .differing
-                .iter()
-                .map(|k| format!("{}={}", title(k, &c.differing), g.settings.get(k).cloned().unwrap_or_default()))
-                .collect();
-            g.runs.iter().map(move |r| {
-                let label = if settings.is_empty() { r.name.clone() } else { format!("{} ({})", r.name, settings.join(", ")) };
-                (label, compare::curves(&r.path))
-            })
-        })
-        .collect();
-    let figure = ComparePlot { runs: runs.iter().map(|(l, c)| (l.clone(), c)).collect(), by };
+fn plot(c: &Comparison, curves: &[compare::Curves], path: &std::path::Path, by: By) -> anyhow::Result<()> {
+    let labels = c.groups.iter().flat_map(|g| {
+        let settings: Vec<String> =
+            c.differing.iter().map(|k| format!("{}={}", title(k, &c.differing), g.settings.get(k).cloned().unwrap_or_default())).collect();
+        g.runs.iter().map(move |r| if settings.is_empty() { r.name.clone() } else { format!("{} ({})", r.name, settings.join(", ")) })
+    });
+    let figure = ComparePlot { runs: labels.zip(curves).collect(), by };
     crate::eval::figure::write(path, &figure)?;
     Ok(())
 }
 
 /// One line per run whose k-NN curve has enough points: keep training, or it has flattened.
-fn advice(c: &Comparison) -> Vec<String> {
+fn advice(c: &Comparison, curves: &[compare::Curves]) -> Vec<String> {
     let runs = c.groups.iter().flat_map(|g| &g.runs);
-    runs.filter_map(|r| {
-        let a = compare::stop_advice(&compare::curves(&r.path).knn)?;
-        let verdict = if a.flattened { "flattened" } else { "still improving" };
-        Some(format!(
-            "{}: {verdict}: {:+.1} top-1 over the last 30 % of its {:.1} min; a fit of its k-NN against log(time) gives about {:+.1} for 50 % more ({:.1} min)",
-            r.name,
-            a.recent_gain,
-            a.minutes,
-            a.predicted_gain,
-            a.minutes * 0.5
-        ))
-    })
-    .collect()
+    runs.zip(curves)
+        .filter_map(|(r, curves)| {
+            let a = compare::stop_advice(&curves.knn)?;
+            let verdict = if a.flattened { "flattened" } else { "still improving" };
+            Some(format!(
+                "{}: {verdict}: {:+.1} top-1 over the last 30 % of its {:.1} min; a fit of its k-NN against log(time) gives about {:+.1} for 50 % more ({:.1} min)",
+                r.name,
+                a.recent_gain,
+                a.minutes,
+                a.predicted_gain,
+                a.minutes * 0.5
+            ))
+        })
+        .collect()
 }
 
 /// A differing setting's column title: its last part, unless two differing settings share it.

@@ -120,10 +120,9 @@ impl Figure for ComparePlot<'_> {
 mod tests {
     use super::*;
 
-    fn run(name: &str, scale: f64) -> Curves {
+    fn run(scale: f64) -> Curves {
         let p = |i: usize, v: f64| CurvePoint { iter: i, seconds: i as f64 * 2.0, value: v };
         Curves {
-            name: name.into(),
             loss: (0..50).map(|i| p(i * 10, 5.0 - scale * i as f64 / 50.0)).collect(),
             knn: (1..=5).map(|e| p(e * 100, 30.0 + scale * 5.0 * e as f64)).collect(),
         }
@@ -131,7 +130,7 @@ mod tests {
 
     #[test]
     fn both_panels_draw_a_line_per_run_with_the_legend() {
-        let (a, b) = (run("a", 1.0), run("b", 2.0));
+        let (a, b) = (run(1.0), run(2.0));
         let plot = ComparePlot { runs: vec![("lr=0.001".into(), &a), ("lr=0.004".into(), &b)], by: By::Time };
         let svg = super::super::figure::svg(&plot).unwrap();
         // Each run's colour: its loss and k-NN lines and their two legend samples.

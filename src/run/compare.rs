@@ -265,20 +265,20 @@ pub struct CurvePoint {
     pub value: f64,
 }
 
-/// What `dino compare --plot` draws of one run: its loss (means of equal runs of iterations, at
-/// most `CURVE_POINTS` of them, so a month-long run costs what a short one does) and its k-NN.
+/// What `dino compare --plot` draws of one run, and what its stop advice reads: its loss (means of
+/// equal runs of iterations, at most `CURVE_POINTS` of them, so a month-long run costs what a short
+/// one does) and its k-NN.
 #[derive(Debug, Clone)]
 pub struct Curves {
-    pub name: String,
     pub loss: Vec<CurvePoint>,
     pub knn: Vec<CurvePoint>,
 }
 
-/// The curves of the run in `dir`, in two streamed passes over `metrics.jsonl` (its length first,
-/// then the bucket means).
-pub fn curves(dir: &Path) -> Curves {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let last = stream_totals(dir).last_iter.unwrap_or(0);
+/// The curves of a compared run, in one streamed pass over its `metrics.jsonl` (its length is
+/// already known from `compare`'s pass).
+pub fn curves(run: &RunFigures) -> Curves {
+    let dir = run.path.as_path();
+    let last = run.iterations.unwrap_or(1).saturating_sub(1);
     let width = (last + 1).div_ceil(CURVE_POINTS).max(1);
     // Per bucket: sum and count of finite losses, and the seconds reached at its last line.
     let mut buckets: Vec<(f64, usize, f64, usize)> = vec![(0.0, 0, 0.0, 0); (last + 1).div_ceil(width)];
@@ -303,7 +303,7 @@ pub fn curves(dir: &Path) -> Curves {
     let seconds_of = |iter: usize| seconds_at.iter().take_while(|(i, _)| *i <= iter).last().map(|(_, s)| *s).unwrap_or(0.0);
     let knn =
         crate::run::runs::knn_points(dir).into_iter().map(|(iter, value)| CurvePoint { iter, seconds: seconds_of(iter), value }).collect();
-    Curves { name, loss, knn }
+    Curves { loss, knn }
 }
 
 /// Whether more training is worth it, from the run's own k-NN curve: what the last 30 % of its
