@@ -13,11 +13,16 @@ pub const SHEET_TILE: u32 = 160;
 /// A [H, W] map as float32 rows, stretched to [0, 1].
 fn stretched(map: &Tensor) -> (usize, usize, Vec<f32>) {
     let map = map.to_device(tch::Device::Cpu).to_kind(Kind::Float);
-    let (h, w) = map.size2().unwrap_or((0, 0));
     let (lo, hi) = (map.min().double_value(&[]), map.max().double_value(&[]));
     let span = if hi > lo { hi - lo } else { 1.0 };
-    let v = Vec::<f32>::try_from(((map - lo) / span).flatten(0, -1)).unwrap_or_default();
-    (w as usize, h as usize, v)
+    values(&((map - lo) / span))
+}
+
+/// A [H, W] map's width, height and float32 rows as they are.
+fn values(map: &Tensor) -> (usize, usize, Vec<f32>) {
+    let map = map.to_device(tch::Device::Cpu).to_kind(Kind::Float);
+    let (h, w) = map.size2().unwrap_or((0, 0));
+    (w as usize, h as usize, Vec::<f32>::try_from(map.flatten(0, -1)).unwrap_or_default())
 }
 
 pub fn viridis(map: &Tensor) -> RgbImage {
@@ -48,7 +53,8 @@ pub fn mask_colour(head: usize) -> [u8; 3] {
 
 /// The image with the kept patches tinted at half opacity (the reference's alpha 0.5).
 pub fn blend_mask(pixels: &RgbImage, mask: &Tensor, colour: [u8; 3]) -> RgbImage {
-    let (w, _, v) = stretched(mask);
+    // The 0/1 values as they are: stretched, a mask keeping every patch would tint none.
+    let (w, _, v) = values(mask);
     RgbImage::from_fn(pixels.width(), pixels.height(), |x, y| {
         let p = pixels.get_pixel(x, y).0;
         if v.get(y as usize * w + x as usize).copied().unwrap_or(0.0) > 0.5 {
@@ -86,4 +92,18 @@ pub fn sheet(tiles: &[&RgbImage]) -> RgbImage {
         x += t.width() + 4;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mask_keeping_every_patch_tints_every_pixel() {
+        let pixels = RgbImage::from_pixel(4, 2, Rgb([0, 0, 0]));
+        let all = blend_mask(&pixels, &Tensor::ones([2, 4], (Kind::Float, tch::Device::Cpu)), [200, 100, 50]);
+        assert!(all.pixels().all(|p| p.0 == [100, 50, 25]));
+        let none = blend_mask(&pixels, &Tensor::zeros([2, 4], (Kind::Float, tch::Device::Cpu)), [200, 100, 50]);
+        assert!(none.pixels().all(|p| p.0 == [0, 0, 0]));
+    }
 }
